@@ -1,0 +1,1 @@
+"""RetailFlow pipeline task logic: local ingestion engine, dbt runner, reports."""

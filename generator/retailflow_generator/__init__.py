@@ -1,0 +1,1 @@
+"""RetailFlow retail data generator."""

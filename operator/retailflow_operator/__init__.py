@@ -1,0 +1,1 @@
+"""RetailFlow operator: RetailPipeline -> Airbyte connections + Airflow variables."""
