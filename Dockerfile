@@ -1,0 +1,43 @@
+# The Airflow image of RetailFlow: Apache's official Airflow 3 image plus this repository's DAGs,
+# pipeline package (dags/), dbt project (dbt/) and data generator (generator/). The chart runs
+# Airflow from it, and the seed Job (`retailflow-generator seed`) too.
+ARG AIRFLOW_VERSION=3.3.2
+ARG PYTHON_VERSION=3.11
+FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
+
+ARG AIRFLOW_VERSION
+ENV RETAILFLOW_HOME=/opt/retailflow
+ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/retailflow/dags \
+    RETAILFLOW_DBT_PROJECT_DIR=/opt/retailflow/dbt \
+    DBT_PROFILES_DIR=/opt/retailflow/dbt \
+    RETAILFLOW_DATA_DIR=/opt/retailflow/data \
+    AIRFLOW__CORE__LOAD_EXAMPLES=False
+
+# Dependencies first, from the project metadata only, so code edits do not reinstall them.
+COPY --chown=airflow:0 generator/pyproject.toml /tmp/build/generator/pyproject.toml
+COPY --chown=airflow:0 dags/pyproject.toml /tmp/build/dags/pyproject.toml
+# apache-airflow is pinned to the base image's version so no dependency can upgrade it.
+# dbt-core stays below 1.12 (1.12's experimental parser downloads a wheel at build time).
+RUN pip install --no-cache-dir \
+        "apache-airflow==${AIRFLOW_VERSION}" \
+        "apache-airflow-providers-airbyte>=5.2" \
+        "dbt-core>=1.11,<1.12" "dbt-postgres>=1.11,<1.12" \
+        "faker>=37" "pymysql>=1.1" "minio>=7.2" "numpy>=1.26" \
+        "psycopg[binary]>=3.2" "connectorx>=0.4" "pyarrow>=17" \
+        "adbc-driver-postgresql>=1.3" "adbc-driver-manager>=1.3"
+
+COPY --chown=airflow:0 generator/ /tmp/build/generator/
+COPY --chown=airflow:0 dags/ /opt/retailflow/dags/
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /tmp/build/generator /opt/retailflow/dags \
+    && rm -rf /tmp/build \
+    # The installed package is what tasks import; the DAG processor only needs the DAG files.
+    && printf 'retailflow_pipeline/\n.*\\.toml\nuv\\.lock\n' > /opt/retailflow/dags/.airflowignore
+
+COPY --chown=airflow:0 dbt/ /opt/retailflow/dbt/
+COPY --chown=airflow:0 data/ /opt/retailflow/data/
+# Packages the dbt project declares are fetched at build time, not when a task runs.
+RUN if [ -f /opt/retailflow/dbt/packages.yml ] || [ -f /opt/retailflow/dbt/dependencies.yml ]; then \
+        cd /opt/retailflow/dbt && dbt deps; \
+    fi \
+    && python -c "import retailflow_pipeline, retailflow_generator, airflow.providers.airbyte" \
+    && retailflow-generator --help >/dev/null

@@ -1,0 +1,86 @@
+{{/* Chart name, truncated to the 63 characters a DNS label allows. */}}
+{{- define "retailflow-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "retailflow-operator.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "retailflow-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "retailflow-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "retailflow-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "retailflow-operator.labels" -}}
+helm.sh/chart: {{ include "retailflow-operator.chart" . }}
+{{ include "retailflow-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: retailflow
+{{- end -}}
+
+{{- define "retailflow-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "retailflow-operator.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The namespace served when the operator does not watch the whole cluster. */}}
+{{- define "retailflow-operator.watchNamespace" -}}
+{{- default .Release.Namespace .Values.watch.namespace -}}
+{{- end -}}
+
+{{- define "retailflow-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "retailflow-operator.validateValues" -}}
+{{- if and .Values.watch.allNamespaces .Values.watch.namespace -}}
+{{- fail "retailflow-operator: set either watch.allNamespaces=true or watch.namespace, not both" -}}
+{{- end -}}
+{{- if not (has .Values.logLevel (list "info" "debug" "quiet")) -}}
+{{- fail (printf "retailflow-operator: logLevel must be info, debug or quiet, not %q" .Values.logLevel) -}}
+{{- end -}}
+{{- range $key, $_ := .Values.config -}}
+{{- if not (hasPrefix "RETAILFLOW_" $key) -}}
+{{- fail (printf "retailflow-operator: config key %q must start with RETAILFLOW_" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+What the operator does in the namespaces it serves: watch RetailPipelines, patch them (kopf's
+finalizer and progress annotations) and their status, read the Secrets they reference, and post
+Events. Nothing is created or deleted in Kubernetes itself.
+*/}}
+{{- define "retailflow-operator.pipelineRules" -}}
+- apiGroups: [retailflow.io]
+  resources: [retailpipelines]
+  verbs: [get, list, watch, patch]
+- apiGroups: [retailflow.io]
+  resources: [retailpipelines/status]
+  verbs: [get, patch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}

@@ -1,0 +1,1 @@
+../../../generator/retailflow_generator/schema.sql

@@ -1,0 +1,69 @@
+"""Create or update the default RetailPipeline once Airbyte's default workspace id is known.
+
+The RetailPipeline CRD requires spec.airbyte.workspaceId, which Airbyte only creates when its
+bootloader first runs. This reads it from Airbyte's public API with the instance admin's
+application credentials, then server-side-applies /pipeline/retailpipeline.yaml with it.
+"""
+
+import os
+import sys
+import time
+
+import requests
+import yaml
+from kubernetes import client, config
+
+DEADLINE = time.monotonic() + float(os.environ.get("AIRBYTE_WAIT_S", "1500"))
+
+
+def workspace_id(api_url: str, token_url: str, client_id: str, client_secret: str) -> str:
+    while True:
+        try:
+            token = requests.post(
+                token_url,
+                json={"client_id": client_id, "client_secret": client_secret, "grant-type": "client_credentials"},
+                timeout=30,
+            )
+            token.raise_for_status()
+            headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+            answer = requests.get(f"{api_url}/workspaces", headers=headers, timeout=30)
+            answer.raise_for_status()
+            workspaces = answer.json().get("data", [])
+            if workspaces:
+                return workspaces[0]["workspaceId"]
+            print("Airbyte has no workspace yet", flush=True)
+        except requests.RequestException as error:
+            print(f"waiting for Airbyte at {api_url}: {error}", flush=True)
+        if time.monotonic() > DEADLINE:
+            sys.exit("Airbyte did not answer with a workspace in time")
+        time.sleep(10)
+
+
+def main() -> int:
+    with open("/pipeline/retailpipeline.yaml", encoding="utf-8") as handle:
+        body = yaml.safe_load(handle)
+    airbyte = body["spec"]["airbyte"]
+    api_url = airbyte["apiUrl"]
+    token_url = airbyte.get("tokenUrl") or f"{api_url}/applications/token"
+    airbyte["workspaceId"] = workspace_id(
+        api_url, token_url, os.environ["AIRBYTE_CLIENT_ID"], os.environ["AIRBYTE_CLIENT_SECRET"]
+    )
+    config.load_incluster_config()
+    namespace = body["metadata"]["namespace"]
+    client.CustomObjectsApi().patch_namespaced_custom_object(
+        group="retailflow.io",
+        version="v1alpha1",
+        namespace=namespace,
+        plural="retailpipelines",
+        name=body["metadata"]["name"],
+        body=body,
+        field_manager="retailflow-chart",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+    print(f"RetailPipeline {namespace}/{body['metadata']['name']} applied, workspace {airbyte['workspaceId']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+{{/* Chart name, truncated to the 63 characters a DNS label allows. */}}
+{{- define "retailflow.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Release-scoped name for the chart's own Jobs and their RBAC. The shared services (MySQL,
+PostgreSQL, MinIO) and Secrets take their names from global.retailflow instead, because the
+subcharts need them as literal values; so one release per namespace.
+*/}}
+{{- define "retailflow.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "retailflow.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels; call with (dict "ctx" $ "component" "mysql"). */}}
+{{- define "retailflow.selectorLabels" -}}
+app.kubernetes.io/name: {{ .component }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- end -}}
+
+{{- define "retailflow.labels" -}}
+helm.sh/chart: {{ include "retailflow.chart" .ctx }}
+{{ include "retailflow.selectorLabels" . }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/part-of: retailflow
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+{{- end -}}
+
+{{/*
+Effective Secret names: the user's existingSecret, else the generated one. Defined on
+.Values.global only, so that subcharts that render values with tpl (Airflow's extraEnv) can use
+them too.
+*/}}
+{{- define "retailflow.mysql.secretName" -}}
+{{- .Values.global.retailflow.mysql.existingSecret | default .Values.global.retailflow.mysql.secretName -}}
+{{- end -}}
+{{- define "retailflow.postgresql.secretName" -}}
+{{- .Values.global.retailflow.postgresql.existingSecret | default .Values.global.retailflow.postgresql.secretName -}}
+{{- end -}}
+{{- define "retailflow.lake.secretName" -}}
+{{- .Values.global.retailflow.lake.existingSecret | default .Values.global.retailflow.lake.secretName -}}
+{{- end -}}
+
+{{/* host:port of the lake endpoint, for readiness loops. */}}
+{{- define "retailflow.lake.hostPort" -}}
+{{- $u := urlParse .Values.global.retailflow.lake.endpoint -}}
+{{- $host := $u.host -}}
+{{- if not (contains ":" $host) -}}
+{{- $host = printf "%s:%s" $host (ternary "443" "80" (eq $u.scheme "https")) -}}
+{{- end -}}
+{{- $host -}}
+{{- end -}}
+
+{{- define "retailflow.image" -}}
+{{- $registry := .ctx.Values.global.retailflow.imageRegistry -}}
+{{- if $registry -}}
+{{- printf "%s/%s:%s" (trimSuffix "/" $registry) .image.repository (toString .image.tag) -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository (toString .image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+PostgreSQL and MinIO must answer before Airbyte's bootloader, a pre-install hook of the Airbyte
+chart, runs (Airbyte's own chart deploys its database and MinIO as pre-install hooks for the same
+reason). When Airbyte is enabled they are therefore hooks too, created first and never deleted
+by Helm; see the README.
+*/}}
+{{- define "retailflow.earlyHook" -}}
+{{- if .Values.airbyte.enabled }}
+helm.sh/hook: pre-install
+helm.sh/hook-weight: {{ .weight | default "-15" | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Name of the Superset chart's config Secret (superset_config.py, superset_bootstrap.sh). */}}
+{{- define "retailflow.superset.configSecret" -}}
+{{- if contains "superset" .Release.Name -}}
+{{- printf "%s-config" .Release.Name -}}
+{{- else -}}
+{{- printf "%s-superset-config" .Release.Name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod-level settings shared by the chart's own Jobs. */}}
+{{- define "retailflow.jobSpec" -}}
+backoffLimit: {{ .backoffLimit | default 6 }}
+ttlSecondsAfterFinished: {{ .ctx.Values.jobs.ttlSecondsAfterFinished }}
+{{- end -}}
+
+{{- define "retailflow.validateValues" -}}
+{{- $g := .Values.global.retailflow -}}
+{{- if and (not .Values.minio.enabled) (hasSuffix (printf "//%s:9000" "retailflow-minio") $g.lake.endpoint) -}}
+{{- fail "minio.enabled=false: set global.retailflow.lake.endpoint (and global.storage.minio.endpoint for Airbyte) to your S3-compatible endpoint" -}}
+{{- end -}}
+{{- if ne $g.lake.endpoint .Values.global.storage.minio.endpoint -}}
+{{- fail (printf "global.storage.minio.endpoint (%s, Airbyte's) must equal global.retailflow.lake.endpoint (%s)" .Values.global.storage.minio.endpoint $g.lake.endpoint) -}}
+{{- end -}}
+{{- if and $g.lake.existingSecret (ne $g.lake.existingSecret .Values.global.storage.secretName) -}}
+{{- fail (printf "global.retailflow.lake.existingSecret=%s: also set global.storage.secretName=%s (Airbyte reads that key)" $g.lake.existingSecret $g.lake.existingSecret) -}}
+{{- end -}}
+{{- if $g.postgresql.existingSecret -}}
+{{- if ne $g.postgresql.existingSecret .Values.global.database.secretName -}}
+{{- fail (printf "global.retailflow.postgresql.existingSecret=%s: also set global.database.secretName=%s (Airbyte reads that key)" $g.postgresql.existingSecret $g.postgresql.existingSecret) -}}
+{{- end -}}
+{{- if and .Values.openmetadata.enabled (ne $g.postgresql.existingSecret .Values.openmetadata.openmetadata.config.database.auth.password.secretRef) -}}
+{{- fail (printf "global.retailflow.postgresql.existingSecret=%s: also set openmetadata.openmetadata.config.database.auth.password.secretRef=%s" $g.postgresql.existingSecret $g.postgresql.existingSecret) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.openmetadata.enabled (not .Values.opensearch.enabled) (eq .Values.openmetadata.openmetadata.config.elasticsearch.host "opensearch-cluster-master") -}}
+{{- fail "opensearch.enabled=false: point openmetadata.openmetadata.config.elasticsearch.host at your own search engine" -}}
+{{- end -}}
+{{- if and .Values.pipeline.enabled (not .Values.operator.enabled) -}}
+{{- fail "pipeline.enabled=true needs operator.enabled=true: nothing would reconcile the RetailPipeline (and its CRD would be missing)" -}}
+{{- end -}}
+{{- if and .Values.pipeline.workspaceId (not (regexMatch "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" .Values.pipeline.workspaceId)) -}}
+{{- fail (printf "pipeline.workspaceId must be a lowercase UUID, not %q" .Values.pipeline.workspaceId) -}}
+{{- end -}}
+{{- if and .Values.pipeline.enabled (not .Values.pipeline.workspaceId) (not .Values.airbyte.enabled) -}}
+{{- fail "pipeline.enabled with airbyte.enabled=false: set pipeline.workspaceId (and pipeline.spec.airbyte.apiUrl) to your own Airbyte's, or pipeline.enabled=false" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The RetailPipeline spec, rendered with tpl so it can name this release's services. */}}
+{{- define "retailflow.pipeline.spec" -}}
+{{- $spec := tpl (toYaml .Values.pipeline.spec) . | fromYaml -}}
+{{- if .Values.pipeline.workspaceId -}}
+{{- $_ := set $spec.airbyte "workspaceId" .Values.pipeline.workspaceId -}}
+{{- end -}}
+{{- toYaml $spec -}}
+{{- end -}}

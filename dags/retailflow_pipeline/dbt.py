@@ -1,0 +1,146 @@
+"""Run the RetailFlow dbt project against the warehouse named by ``$RETAILFLOW_WAREHOUSE_URL``.
+
+``python -m retailflow_pipeline.dbt <dbt args>`` behaves like ``dbt <dbt args>`` run from the
+project, with the connection taken from one URL instead of a profile holding a password:
+
+    python -m retailflow_pipeline.dbt build
+    python -m retailflow_pipeline.dbt docs generate
+    python -m retailflow_pipeline.dbt source freshness
+
+Environment:
+
+- ``RETAILFLOW_WAREHOUSE_URL``: ``postgresql://user:password@host:5432/database`` (required unless
+  the ``RETAILFLOW_DBT_*`` variables that ``dbt/profiles.yml`` reads are already set).
+- ``RETAILFLOW_RAW_SCHEMA``: schema of the raw tables the sources read (default ``raw``).
+- ``RETAILFLOW_DBT_PROJECT_DIR``: where the dbt project is (default: ``dbt/`` of this checkout).
+- ``RETAILFLOW_DBT_THREADS``: dbt threads (default 4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+#: The dbt project shipped in this repository (dags/retailflow_pipeline/ → ../../dbt).
+DEFAULT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
+
+#: Settings ``dbt/profiles.yml`` reads; the password variable carries dbt's secret prefix so dbt
+#: scrubs it from every log line.
+PROFILE_VARIABLES = (
+    "RETAILFLOW_DBT_HOST",
+    "RETAILFLOW_DBT_PORT",
+    "RETAILFLOW_DBT_USER",
+    "DBT_ENV_SECRET_RETAILFLOW_PASSWORD",
+    "RETAILFLOW_DBT_DBNAME",
+    "RETAILFLOW_DBT_SSLMODE",
+)
+
+
+def project_dir() -> Path:
+    return Path(os.environ.get("RETAILFLOW_DBT_PROJECT_DIR") or DEFAULT_PROJECT_DIR)
+
+
+def profile_env(warehouse_url: str, raw_schema: str | None = None) -> dict[str, str]:
+    """Translate a PostgreSQL URL into the variables ``dbt/profiles.yml`` reads."""
+    parts = urlsplit(warehouse_url)
+    if parts.scheme not in {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"}:
+        raise ValueError(f"warehouse URL must be postgresql://…, got scheme {parts.scheme!r}")
+    database = unquote(parts.path.lstrip("/"))
+    if not parts.username or not database:
+        raise ValueError("warehouse URL must name a user and a database: postgresql://user:pw@host:port/db")
+    env = {
+        "RETAILFLOW_DBT_HOST": parts.hostname or "127.0.0.1",
+        "RETAILFLOW_DBT_PORT": str(parts.port or 5432),
+        "RETAILFLOW_DBT_USER": unquote(parts.username),
+        "DBT_ENV_SECRET_RETAILFLOW_PASSWORD": unquote(parts.password or ""),
+        "RETAILFLOW_DBT_DBNAME": database,
+    }
+    query = dict(item.split("=", 1) for item in parts.query.split("&") if "=" in item)
+    if "sslmode" in query:
+        env["RETAILFLOW_DBT_SSLMODE"] = query["sslmode"]
+    if raw_schema:
+        env["RETAILFLOW_RAW_SCHEMA"] = raw_schema
+    return env
+
+
+def dbt_args(args: Sequence[str], project: Path) -> list[str]:
+    """Point dbt at the project and its profile unless the caller already did."""
+    args = list(args)
+    if not args or args[0] in {"--version", "-h", "--help"}:
+        return args
+    if "--project-dir" not in args:
+        args += ["--project-dir", str(project)]
+    if "--profiles-dir" not in args:
+        args += ["--profiles-dir", str(project)]
+    return args
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run(
+    args: Sequence[str],
+    *,
+    warehouse_url: str | None = None,
+    raw_schema: str | None = None,
+    target_path: str | Path | None = None,
+    log_path: str | Path | None = None,
+) -> int:
+    """Run dbt in this process; return its exit code (0 ok, 1 failed tests or models, 2 error).
+
+    ``warehouse_url`` and ``raw_schema`` default to ``$RETAILFLOW_WAREHOUSE_URL`` and
+    ``$RETAILFLOW_RAW_SCHEMA``; ``target_path``/``log_path`` let callers keep their artefacts apart
+    from ``dbt/target`` (e.g. tests against throwaway databases).
+    """
+    from dbt.cli.main import dbtRunner
+
+    warehouse_url = warehouse_url or os.environ.get("RETAILFLOW_WAREHOUSE_URL")
+    env: dict[str, str] = {
+        # No network but package registries: never try to send usage statistics.
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_VERSION_CHECK": "false",
+    }
+    if warehouse_url:
+        env |= profile_env(warehouse_url, raw_schema)
+    elif not os.environ.get("RETAILFLOW_DBT_USER"):
+        raise SystemExit("RETAILFLOW_WAREHOUSE_URL is not set (postgresql://user:password@host:port/db)")
+    elif raw_schema:
+        env["RETAILFLOW_RAW_SCHEMA"] = raw_schema
+    if target_path:
+        env["DBT_TARGET_PATH"] = str(target_path)
+    if log_path:
+        env["DBT_LOG_PATH"] = str(log_path)
+
+    with _environment(env):
+        result = dbtRunner().invoke(dbt_args(args, project_dir()))
+    if result.exception is not None:
+        print(f"dbt: {result.exception}", file=sys.stderr)
+        return 2
+    return 0 if result.success else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print("usage: python -m retailflow_pipeline.dbt <dbt command> [args] (e.g. build, docs generate)")
+        return 2
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

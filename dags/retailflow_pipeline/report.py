@@ -1,0 +1,223 @@
+"""Print the three RetailFlow answers from the warehouse marts as terminal tables.
+
+``python -m retailflow_pipeline.report`` reads ``$RETAILFLOW_WAREHOUSE_URL`` and prints the top 10
+customers, sales by region over the last 12 months of data, the 10 best-selling products, and
+where the lake files and the dbt docs are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+#: The checkout root (dags/retailflow_pipeline/ → ../..): default home of .lake/ and dbt/.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+TOP_CUSTOMERS_SQL = """
+select revenue_rank, customer_name, country, order_count, lifetime_revenue,
+       first_order_at, last_order_at
+from {schema}.top_customers
+order by revenue_rank
+limit %(limit)s
+"""
+
+# Totals per region over the 12 months that end with the latest month in the mart: generated data
+# may end before today, so "last 12 months" is read from the data, not the clock.
+SALES_BY_REGION_SQL = """
+with window_end as (
+    select max(month) as last_month from {schema}.sales_by_region
+),
+recent as (
+    select sales.*
+    from {schema}.sales_by_region as sales, window_end
+    where sales.month > window_end.last_month - interval '12 months'
+)
+select region, channel, count(distinct country) as countries, sum(revenue) as revenue,
+       sum(orders) as orders, round(sum(revenue) / sum(orders), 2) as average_basket,
+       min(month) as first_month, max(month) as last_month
+from recent
+group by region, channel
+order by revenue desc, region
+"""
+
+BEST_SELLERS_SQL = """
+select revenue_rank, product_name, category, units_sold, revenue, category_revenue_rank
+from {schema}.product_sales
+where units_sold > 0
+order by revenue_rank
+limit %(limit)s
+"""
+
+
+@dataclass
+class Report:
+    top_customers: list[dict[str, Any]] = field(default_factory=list)
+    sales_by_region: list[dict[str, Any]] = field(default_factory=list)
+    best_sellers: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fetch(warehouse_url: str, *, schema: str = "marts", limit: int = 10) -> Report:
+    """Read the three answers from the marts (built by ``python -m retailflow_pipeline.dbt build``)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(_libpq_url(warehouse_url), row_factory=dict_row) as conn:
+        def query(sql: str) -> list[dict[str, Any]]:
+            return conn.execute(sql.format(schema=schema), {"limit": limit}).fetchall()
+
+        return Report(
+            top_customers=query(TOP_CUSTOMERS_SQL),
+            sales_by_region=query(SALES_BY_REGION_SQL),
+            best_sellers=query(BEST_SELLERS_SQL),
+        )
+
+
+def _libpq_url(url: str) -> str:
+    # SQLAlchemy-style schemes (postgresql+psycopg://) are not libpq's.
+    scheme, _, rest = url.partition("://")
+    return f"postgresql://{rest}" if scheme.startswith("postgres") else url
+
+
+def money(value: Decimal | float | int | None) -> str:
+    return "" if value is None else f"{Decimal(value):,.2f}"
+
+
+def count(value: int | None) -> str:
+    return "" if value is None else f"{int(value):,}"
+
+
+def day(value: date | datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d")
+
+
+def month(value: date | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m")
+
+
+def top_customers_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"Top {len(rows)} customers by lifetime revenue", title_justify="left")
+    for name in ("#", "customer", "country", "orders", "revenue", "first order", "last order"):
+        table.add_column(name, justify="right" if name in {"#", "orders", "revenue"} else "left")
+    for row in rows:
+        table.add_row(
+            str(row["revenue_rank"]), row["customer_name"], row["country"], count(row["order_count"]),
+            money(row["lifetime_revenue"]), day(row["first_order_at"]), day(row["last_order_at"]),
+        )
+    return table
+
+
+def sales_by_region_table(rows: list[dict[str, Any]]) -> Table:
+    span = ""
+    if rows:
+        span = f" ({month(min(r['first_month'] for r in rows))} to {month(max(r['last_month'] for r in rows))})"
+    table = Table(title=f"Sales by region, last 12 months{span}", title_justify="left", show_footer=bool(rows))
+    total_revenue = sum((r["revenue"] for r in rows), Decimal(0))
+    total_orders = sum(int(r["orders"]) for r in rows)
+    table.add_column("region", footer="total")
+    table.add_column("channel")
+    table.add_column("countries", justify="right")
+    table.add_column("revenue", justify="right", footer=money(total_revenue))
+    table.add_column("orders", justify="right", footer=count(total_orders))
+    table.add_column(
+        "avg basket", justify="right",
+        footer=money(round(total_revenue / total_orders, 2)) if total_orders else "",
+    )
+    table.add_column("share", justify="right", footer="100.0%" if total_revenue else "")
+    for row in rows:
+        share = f"{row['revenue'] / total_revenue:.1%}" if total_revenue else ""
+        table.add_row(
+            row["region"], row["channel"], count(row["countries"]), money(row["revenue"]),
+            count(row["orders"]), money(row["average_basket"]), share,
+        )
+    return table
+
+
+def best_sellers_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"Top {len(rows)} best-selling products by revenue", title_justify="left")
+    for name in ("#", "product", "category", "units", "revenue", "# in category"):
+        table.add_column(name, justify="right" if name in {"#", "units", "revenue", "# in category"} else "left")
+    for row in rows:
+        table.add_row(
+            str(row["revenue_rank"]), row["product_name"], row["category"], count(row["units_sold"]),
+            money(row["revenue"]), str(row["category_revenue_rank"]),
+        )
+    return table
+
+
+def lake_location(env: dict[str, str] | os._Environ = os.environ) -> str:
+    """Where ingestion writes its Parquet files: the configured bucket, else the local ``.lake/``."""
+    bucket = env.get("RETAILFLOW_LAKE_BUCKET")
+    if bucket:
+        prefix = env.get("RETAILFLOW_LAKE_PREFIX", "").strip("/")
+        endpoint = env.get("RETAILFLOW_LAKE_ENDPOINT", "")
+        where = f"s3://{bucket}/{prefix}".rstrip("/") + "/"
+        return f"{where} (endpoint {endpoint})" if endpoint else where
+    lake_dir = Path(env.get("RETAILFLOW_LAKE_DIR") or REPO_ROOT / ".lake")
+    if not lake_dir.exists():
+        return f"{lake_dir}/ (not written yet: run retailflow-ingest)"
+    files = [p for p in lake_dir.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    return f"{lake_dir}/ ({len(files):,} files, {size / 1e6:,.1f} MB)"
+
+
+def docs_location(project_dir: Path | None = None) -> str:
+    from retailflow_pipeline.dbt import project_dir as default_project_dir
+
+    index = (project_dir or default_project_dir()) / "target" / "index.html"
+    if index.exists():
+        return f"{index} (open it in a browser, or: python -m retailflow_pipeline.dbt docs serve)"
+    return f"{index} (not generated yet: python -m retailflow_pipeline.dbt docs generate)"
+
+
+def render(report: Report, console: Console, *, lake: str, docs: str) -> None:
+    if not report.top_customers:
+        console.print("The marts hold no revenue orders yet: seed MySQL, ingest, then dbt build.")
+    else:
+        console.print(top_customers_table(report.top_customers))
+        console.print()
+        console.print(sales_by_region_table(report.sales_by_region))
+        console.print()
+        console.print(best_sellers_table(report.best_sellers))
+    console.print()
+    console.print(f"Lake files: {lake}", soft_wrap=True)
+    console.print(f"dbt docs:   {docs}", soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m retailflow_pipeline.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--warehouse-url", default=os.environ.get("RETAILFLOW_WAREHOUSE_URL"),
+                        help="postgresql://user:password@host:port/db (default $RETAILFLOW_WAREHOUSE_URL)")
+    parser.add_argument("--schema", default="marts", help="schema of the dbt marts (default marts)")
+    parser.add_argument("--limit", type=int, default=10, help="rows in the top-N tables (default 10)")
+    args = parser.parse_args(argv)
+    if not args.warehouse_url:
+        parser.error("no warehouse: set RETAILFLOW_WAREHOUSE_URL or pass --warehouse-url")
+
+    import psycopg
+
+    try:
+        report = fetch(args.warehouse_url, schema=args.schema, limit=args.limit)
+    except psycopg.errors.UndefinedTable as exc:
+        print(f"report: the marts are missing ({exc.diag.message_primary}); run "
+              "`python -m retailflow_pipeline.dbt build` first", file=sys.stderr)
+        return 1
+    except psycopg.OperationalError as exc:
+        print(f"report: cannot reach the warehouse: {exc}", file=sys.stderr)
+        return 1
+    # A pipe (make demo | tee) would get rich's 80-column default and wrap the tables.
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    render(report, console, lake=lake_location(), docs=docs_location())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+{#- Fails on every row whose value is below zero (nulls are for not_null to judge). -#}
+{% test non_negative(model, column_name) %}
+select {{ column_name }}
+from {{ model }}
+where {{ column_name }} < 0
+{% endtest %}

@@ -1,0 +1,168 @@
+"""MySQL access: connection from a URL, the schema, and bulk loads with `LOAD DATA LOCAL INFILE`."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pymysql
+
+TABLES = ("customers", "products", "orders", "order_items")
+#: primary key of each table
+PRIMARY_KEYS = {
+    "customers": "customer_id",
+    "products": "product_id",
+    "orders": "order_id",
+    "order_items": "order_item_id",
+}
+
+
+class GeneratorError(RuntimeError):
+    """A problem the user can fix (bad input, unreachable database, non-empty tables)."""
+
+
+@dataclass(frozen=True)
+class MySQLTarget:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    @classmethod
+    def from_url(cls, url: str | None) -> MySQLTarget:
+        if not url:
+            raise GeneratorError("no database: pass --mysql-url or set RETAILFLOW_MYSQL_URL")
+        parts = urlsplit(url)
+        if parts.scheme not in ("mysql", "mysql+pymysql", "mariadb") or not parts.hostname:
+            raise GeneratorError("the MySQL URL must look like mysql://USER:PASSWORD@HOST:PORT/DATABASE")
+        database = parts.path.lstrip("/")
+        if not database:
+            raise GeneratorError("the MySQL URL names no database (mysql://USER:PASSWORD@HOST:PORT/DATABASE)")
+        return cls(
+            host=parts.hostname,
+            port=parts.port or 3306,
+            user=unquote(parts.username or ""),
+            password=unquote(parts.password or ""),
+            database=unquote(database),
+        )
+
+    def describe(self) -> str:
+        """Where, without the password."""
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def connect(target: MySQLTarget) -> pymysql.connections.Connection:
+    try:
+        return pymysql.connect(
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password,
+            database=target.database,
+            charset="utf8mb4",
+            autocommit=False,
+            local_infile=True,
+            connect_timeout=10,
+        )
+    except pymysql.err.MySQLError as exc:
+        raise GeneratorError(f"cannot connect to {target.describe()}: {exc.args[-1] if exc.args else exc}") from exc
+
+
+def schema_statements() -> list[str]:
+    text = files("retailflow_generator").joinpath("schema.sql").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
+    return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]
+
+
+def ensure_schema(conn: pymysql.connections.Connection) -> None:
+    """Create the four tables if they are missing (DDL: commits on its own, writes no rows)."""
+    with conn.cursor() as cur:
+        for statement in schema_statements():
+            cur.execute(statement)
+    conn.commit()
+
+
+def row_counts(conn: pymysql.connections.Connection) -> dict[str, int]:
+    counts = {}
+    with conn.cursor() as cur:
+        for table in TABLES:
+            cur.execute(f"select count(*) from {table}")
+            counts[table] = int(cur.fetchone()[0])
+    return counts
+
+
+def max_ids(conn: pymysql.connections.Connection) -> dict[str, int]:
+    ids = {}
+    with conn.cursor() as cur:
+        for table, key in PRIMARY_KEYS.items():
+            cur.execute(f"select coalesce(max({key}), 0) from {table}")
+            ids[table] = int(cur.fetchone()[0])
+    return ids
+
+
+def load_data_sql(table: str, columns: list[str], extra_set: str = "") -> str:
+    cols = ", ".join(columns)
+    return (
+        f"load data local infile %s into table {table} character set utf8mb4 "
+        rf"fields terminated by '\t' escaped by '\\' lines terminated by '\n' ({cols})"
+        + (f" set {extra_set}" if extra_set else "")
+    )
+
+
+def load_file(conn: pymysql.connections.Connection, sql: str, path: Path, expected_rows: int) -> None:
+    """Run one LOAD DATA LOCAL and insist that every row landed.
+
+    With LOCAL the server cannot stop the client mid-file, so MySQL downgrades bad rows (duplicate
+    keys, conversion errors) to warnings and skips them; a count or warning mismatch is an error here.
+    """
+    with conn.cursor() as cur:
+        loaded = cur.execute(sql, (str(path),))
+        warnings = cur.warning_count
+        if warnings:
+            cur.execute("show warnings limit 3")
+            detail = "; ".join(str(row[2]) for row in cur.fetchall())
+            raise GeneratorError(f"loading {expected_rows} rows produced {warnings} warnings: {detail}")
+    if loaded != expected_rows:
+        raise GeneratorError(f"loaded {loaded} rows where {expected_rows} were generated")
+
+
+class Loader:
+    """Loads files on one background thread so that generating the next chunk overlaps the
+    server's work on the previous one. At most `depth` files wait; each is deleted once loaded."""
+
+    def __init__(self, conn: pymysql.connections.Connection, depth: int = 2):
+        self._conn = conn
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-data")
+        self._pending: list[Future] = []
+        self._depth = depth
+
+    def _load(self, sql: str, path: Path, expected_rows: int) -> None:
+        try:
+            load_file(self._conn, sql, path, expected_rows)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def submit(self, sql: str, path: Path, expected_rows: int) -> None:
+        self._pending.append(self._pool.submit(self._load, sql, path, expected_rows))
+        while len(self._pending) > self._depth:
+            self._pending.pop(0).result()
+
+    def drain(self) -> None:
+        while self._pending:
+            self._pending.pop(0).result()
+
+    def close(self) -> None:
+        """Wait for what was submitted (errors discarded: the caller is already failing) and stop."""
+        for future in self._pending:
+            future.exception()
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
+
+
+def env_url() -> str | None:
+    return os.environ.get("RETAILFLOW_MYSQL_URL")

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make up`: kind cluster, images, chart dependencies, the release, then waits for the default
+# RetailPipeline to be Ready and prints how to reach each UI. Safe to run again: every step is
+# create-or-update.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+preflight docker kind helm kubectl
+
+if cluster_exists; then
+    log "kind cluster $KIND_CLUSTER exists"
+else
+    log "creating kind cluster $KIND_CLUSTER"
+    kind create cluster --name "$KIND_CLUSTER" --config "$KIND_CONFIG" ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"} --wait 5m
+fi
+kubectl config use-context "kind-$KIND_CLUSTER" >/dev/null
+
+"$ROOT/hack/images.sh"
+
+log "fetching chart dependencies"
+helm dependency build "$CHART"
+
+log "installing release $RELEASE in namespace $NAMESPACE (first install takes 10-20 minutes)"
+# shellcheck disable=SC2086  # HELM_EXTRA_ARGS is a list of flags
+helm upgrade --install "$RELEASE" "$CHART" \
+    --namespace "$NAMESPACE" --create-namespace \
+    --set-string "images.airflow.tag=${AIRFLOW_IMAGE##*:}" \
+    --set-string "airflow.defaultAirflowTag=${AIRFLOW_IMAGE##*:}" \
+    --set-string "operator.image.tag=${OPERATOR_IMAGE##*:}" \
+    --set-string "images.kubectl.tag=${OPERATOR_IMAGE##*:}" \
+    --wait --timeout "$HELM_TIMEOUT" $HELM_EXTRA_ARGS
+
+# Helm installs CRDs only on the first install; keep the cluster's copy current on every run.
+kubectl apply --server-side --force-conflicts -f "$ROOT/charts/retailflow-operator/crds/"
+
+pipeline="$(helm get values "$RELEASE" -n "$NAMESPACE" --all -o json | python3 -c 'import json,sys; v=json.load(sys.stdin)["pipeline"]; print(v["name"] if v["enabled"] else "")')"
+if [[ -n "$pipeline" ]]; then
+    log "waiting for RetailPipeline $pipeline to be Ready (up to $PIPELINE_TIMEOUT)"
+    kubectl -n "$NAMESPACE" wait "retailpipeline/$pipeline" --for=condition=Ready --timeout="$PIPELINE_TIMEOUT"
+fi
+
+helm status "$RELEASE" -n "$NAMESPACE" --show-resources=false | sed -n '/^NOTES:/,$p'

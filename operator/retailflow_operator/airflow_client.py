@@ -1,0 +1,117 @@
+"""Thin client of the Airflow 3 REST API (/api/v2) for the variables a pipeline owns."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from .errors import PeerError
+
+PAGE = 100
+_tokens: dict[tuple[str, str, str], str] = {}
+_tokens_lock = threading.Lock()
+
+
+class AirflowClient:
+    """Bearer token from ``POST /auth/token``, then the variables endpoints; one bulk call per write."""
+
+    def __init__(self, api_url: str, username: str, password: str, timeout_s: float = 30):
+        self.base = api_url.rstrip("/")
+        self.username = username
+        self._password = password
+        self._token_key = (self.base, username, hashlib.sha256(password.encode()).hexdigest())
+        self.timeout = timeout_s
+        self.http = requests.Session()
+
+    def _token(self, refresh: bool = False) -> str:
+        with _tokens_lock:
+            token = None if refresh else _tokens.get(self._token_key)
+        if token:
+            return token
+        try:
+            res = self.http.post(
+                f"{self.base}/auth/token",
+                json={"username": self.username, "password": self._password},
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise PeerError("Airflow", f"token: {exc.__class__.__name__}: {exc}", transient=True) from exc
+        if res.status_code >= 300:
+            transient = res.status_code >= 500 or res.status_code == 429
+            raise PeerError(
+                "Airflow",
+                f"token: HTTP {res.status_code} (check the user name and password in the Airflow credentials Secret)"
+                if not transient
+                else f"token: HTTP {res.status_code}",
+                transient=transient,
+                status=res.status_code,
+            )
+        token = res.json()["access_token"]
+        with _tokens_lock:
+            _tokens[self._token_key] = token
+        return token
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        for attempt in range(2):
+            headers = {"Authorization": f"Bearer {self._token(refresh=attempt > 0)}"}
+            try:
+                res = self.http.request(method, f"{self.base}/api/v2{path}", headers=headers, timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                raise PeerError("Airflow", f"{method} {path}: {exc.__class__.__name__}: {exc}", transient=True) from exc
+            if res.status_code == 401 and attempt == 0:
+                continue  # expired token
+            if res.status_code >= 300:
+                transient = res.status_code >= 500 or res.status_code == 429
+                raise PeerError(
+                    "Airflow", f"{method} {path}: HTTP {res.status_code} {res.text[:200]}", transient, res.status_code
+                )
+            return res
+        raise AssertionError("unreachable")
+
+    def list_variables(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Variables whose key starts with ``prefix``: key -> {"value", "description"}."""
+        out: dict[str, dict[str, Any]] = {}
+        offset = 0
+        while True:
+            res = self._request(
+                "GET",
+                "/variables",
+                params={"variable_key_prefix_pattern": prefix, "limit": PAGE, "offset": offset, "order_by": "key"},
+            ).json()
+            page = list(res.get("variables") or [])
+            for var in page:
+                if var["key"].startswith(prefix):
+                    out[var["key"]] = {"value": var.get("value"), "description": var.get("description")}
+            offset += len(page)
+            if not page or offset >= res.get("total_entries", 0):
+                return out
+
+    def upsert_variables(self, entities: list[dict[str, str]]) -> None:
+        if not entities:
+            return
+        body = {"actions": [{"action": "create", "action_on_existence": "overwrite", "entities": entities}]}
+        self._check_bulk(self._request("PATCH", "/variables", json=body).json(), "create")
+
+    def delete_variables(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        body = {"actions": [{"action": "delete", "action_on_non_existence": "skip", "entities": keys}]}
+        self._check_bulk(self._request("PATCH", "/variables", json=body).json(), "delete")
+
+    def get_variable(self, key: str) -> str | None:
+        try:
+            return self._request("GET", f"/variables/{quote(key, safe='')}").json().get("value")
+        except PeerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    @staticmethod
+    def _check_bulk(res: dict[str, Any], action: str) -> None:
+        errors = (res.get(action) or {}).get("errors") or []
+        if errors:
+            raise PeerError("Airflow", f"bulk {action} of variables failed: {errors}", transient=False)

@@ -1,0 +1,592 @@
+"""Pure builders: a RetailPipeline spec (plus resolved Secret values) -> Airbyte requests and Airflow variables.
+
+Nothing here talks to a server, so every rule of the desired state is unit-tested on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from airbyte_api import models
+
+from .errors import SpecError
+
+# The project's MySQL schema: stream -> (single-column primary key, cursor column).
+STREAM_CATALOG: dict[str, tuple[str, str]] = {
+    "customers": ("customer_id", "updated_at"),
+    "products": ("product_id", "updated_at"),
+    "orders": ("order_id", "updated_at"),
+    "order_items": ("order_item_id", "updated_at"),
+}
+STORE_LOCATIONS_STREAM = "store_locations"
+INCREMENTAL_MODES = {"incremental_deduped_history", "incremental_append"}
+# The S3 destination appends files; it cannot deduplicate, so deduped streams land appended in the lake.
+LAKE_SYNC_MODE = {
+    "incremental_deduped_history": "incremental_append",
+    "incremental_append": "incremental_append",
+    "full_refresh_overwrite": "full_refresh_overwrite",
+    "full_refresh_append": "full_refresh_append",
+}
+
+# Defaults mirror the CRD's openAPIV3Schema defaults (a unit test keeps them equal): the emulated and
+# some real API servers skip defaulting, so the operator never relies on it.
+DEFAULTS: dict[str, Any] = {
+    "engine": "airbyte",
+    "mysql.port": 3306,
+    "mysql.credentialsSecretRef.usernameKey": "username",
+    "mysql.credentialsSecretRef.passwordKey": "password",
+    "mysql.streams.syncMode": "incremental_deduped_history",
+    "warehouse.port": 5432,
+    "warehouse.schema": "raw",
+    "warehouse.sslMode": "disable",
+    "warehouse.credentialsSecretRef.usernameKey": "username",
+    "warehouse.credentialsSecretRef.passwordKey": "password",
+    "lake.prefix": "raw",
+    "lake.format": "parquet",
+    "lake.region": "us-east-1",
+    "lake.credentialsSecretRef.accessKeyIdKey": "accessKeyId",
+    "lake.credentialsSecretRef.secretAccessKeyKey": "secretAccessKey",
+    "airbyte.syncTrigger": "airflow",
+    "airbyte.credentialsSecretRef.clientIdKey": "clientId",
+    "airbyte.credentialsSecretRef.clientSecretKey": "clientSecret",
+    "airflow.variablePrefix": "retailflow_",
+    "airflow.connectionIds.airbyte": "retailflow_airbyte",
+    "airflow.connectionIds.mysql": "retailflow_mysql",
+    "airflow.connectionIds.warehouse": "retailflow_warehouse",
+    "airflow.connectionIds.lake": "retailflow_lake",
+    "airflow.credentialsSecretRef.usernameKey": "username",
+    "airflow.credentialsSecretRef.passwordKey": "password",
+    "schedule": "0 2 * * *",
+    "suspend": False,
+    "deletionPolicy": "Delete",
+}
+
+# Airbyte masks these in every GET/list answer; they are compared through hashes only.
+SECRET_MARKERS = ("password", "secret", "token")
+SECRET_KEYS = {"access_key_id", "aws_access_key_id"}
+VARIABLE_OWNER_MARK = "Managed by retailflow-operator for RetailPipeline "
+
+
+def opt(spec: Mapping[str, Any], path: str) -> Any:
+    """Spec value at a dotted path, falling back to the CRD default."""
+    node: Any = spec
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node or node[part] is None:
+            return DEFAULTS.get(path)
+        node = node[part]
+    return node
+
+
+def is_secret_key(key: str) -> bool:
+    low = key.lower()
+    return low in SECRET_KEYS or any(marker in low for marker in SECRET_MARKERS)
+
+
+def strip_secrets(value: Any) -> Any:
+    """The part of a configuration Airbyte returns unmasked."""
+    if isinstance(value, Mapping):
+        return {k: strip_secrets(v) for k, v in value.items() if not is_secret_key(k)}
+    if isinstance(value, list):
+        return [strip_secrets(v) for v in value]
+    return value
+
+
+def secret_material(value: Any, path: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else k
+            if is_secret_key(k):
+                out[sub] = v
+            else:
+                out.update(secret_material(v, sub))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out.update(secret_material(v, f"{path}[{i}]"))
+    return out
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest(value: Any, salt: str = "") -> str:
+    return hashlib.sha256((salt + canonical(value)).encode()).hexdigest()
+
+
+def is_subset(desired: Any, actual: Any) -> bool:
+    """True when every value in ``desired`` is present in ``actual``.
+
+    Airbyte adds defaults and read-only fields to what it returns, so only the keys the operator
+    sends are compared.
+    """
+    if isinstance(desired, Mapping):
+        return isinstance(actual, Mapping) and all(
+            k in actual and is_subset(v, actual[k]) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(actual, list)
+            and len(desired) == len(actual)
+            and all(is_subset(d, a) for d, a in zip(desired, actual))
+        )
+    return desired == actual
+
+
+def dump(model: Any) -> dict[str, Any]:
+    return model.model_dump(by_alias=True, mode="json")
+
+
+# ---------------------------------------------------------------- naming
+
+
+def owner(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+def resource_prefix(prefix: str, namespace: str, name: str) -> str:
+    # "/" cannot occur in Kubernetes names, so the parts can never run into each other.
+    return f"{prefix}/{namespace}/{name}/"
+
+
+def resource_name(prefix: str, namespace: str, name: str, role: str) -> str:
+    return resource_prefix(prefix, namespace, name) + role
+
+
+# ---------------------------------------------------------------- validation
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    sync_mode: str
+    cursor_field: str | None
+    primary_key: str | None
+
+
+def streams(spec: Mapping[str, Any]) -> list[Stream]:
+    out: list[Stream] = []
+    seen: set[str] = set()
+    for raw in opt(spec, "mysql.streams") or []:
+        stream_name = raw.get("name")
+        if stream_name not in STREAM_CATALOG:
+            known = ", ".join(sorted(STREAM_CATALOG))
+            raise SpecError(
+                f"spec.mysql.streams: unknown stream {stream_name!r}; the orders database has {known}"
+            )
+        if stream_name in seen:
+            raise SpecError(f"spec.mysql.streams: stream {stream_name!r} is listed twice")
+        seen.add(stream_name)
+        pk, cursor = STREAM_CATALOG[stream_name]
+        mode = raw.get("syncMode") or DEFAULTS["mysql.streams.syncMode"]
+        incremental = mode in INCREMENTAL_MODES
+        out.append(
+            Stream(
+                name=stream_name,
+                sync_mode=mode,
+                cursor_field=(raw.get("cursorField") or cursor) if incremental else None,
+                primary_key=raw.get("primaryKey") or pk,
+            )
+        )
+    if not out:
+        raise SpecError("spec.mysql.streams: list at least one stream")
+    return out
+
+
+def validate(spec: Mapping[str, Any]) -> None:
+    """Semantic checks the CRD schema cannot express."""
+    streams(spec)
+    store = spec.get("storeLocations") or {}
+    if store and bool(store.get("s3Key")) == bool(store.get("url")):
+        raise SpecError("spec.storeLocations: set exactly one of s3Key and url")
+    if len(str(opt(spec, "schedule")).split()) != 5:
+        raise SpecError("spec.schedule: expected five cron fields (minute hour day-of-month month day-of-week)")
+    quartz_cron(opt(spec, "schedule"))
+
+
+def cron_to_quartz_dow(field_: str) -> str:
+    # Unix cron counts Sunday as 0 (or 7); Quartz counts it as 1.
+    def one(token: str) -> str:
+        return str(int(token) % 7 + 1) if token.isdigit() else token.upper()
+
+    parts = []
+    for item in field_.split(","):
+        step = ""
+        if "/" in item:
+            item, step = item.split("/", 1)
+            step = "/" + step
+        if "-" in item:
+            lo, hi = item.split("-", 1)
+            parts.append(f"{one(lo)}-{one(hi)}{step}")
+        else:
+            parts.append(one(item) + step)
+    return ",".join(parts)
+
+
+def quartz_cron(cron: str) -> str:
+    """Five-field Unix cron -> Quartz (seconds first; `?` in one of day-of-month / day-of-week)."""
+    fields = cron.split()
+    if len(fields) != 5:
+        raise SpecError(f"spec.schedule: {cron!r} is not a five-field cron expression")
+    minute, hour, dom, month, dow = fields
+    if dow == "*":
+        dow = "?"
+    elif dom == "*":
+        dom = "?"
+        dow = cron_to_quartz_dow(dow)
+    else:
+        raise SpecError(
+            "spec.schedule: Airbyte (Quartz) cannot restrict both day-of-month and day-of-week; use `*` in one"
+        )
+    return f"0 {minute} {hour} {dom} {month} {dow}"
+
+
+# ---------------------------------------------------------------- secrets
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    role: str
+    name: str
+    keys: dict[str, str]  # logical key -> key inside the Secret
+
+
+def secret_refs(spec: Mapping[str, Any]) -> list[SecretRef]:
+    """Every Secret the spec references, with the keys read from it."""
+
+    def ref(role: str, path: str, logical: dict[str, str]) -> SecretRef:
+        name = opt(spec, f"{path}.credentialsSecretRef.name")
+        if not name:
+            raise SpecError(f"spec.{path}.credentialsSecretRef.name: required")
+        keys = {lk: opt(spec, f"{path}.credentialsSecretRef.{field_}") for lk, field_ in logical.items()}
+        return SecretRef(role, name, keys)
+
+    user_pw = {"username": "usernameKey", "password": "passwordKey"}
+    refs = [
+        ref("mysql", "mysql", user_pw),
+        ref("warehouse", "warehouse", user_pw),
+        ref("lake", "lake", {"access_key_id": "accessKeyIdKey", "secret_access_key": "secretAccessKeyKey"}),
+        ref("airflow", "airflow", user_pw),
+        # Read even for engine=direct: the operator still needs Airbyte to remove what it owned before.
+        ref("airbyte", "airbyte", {"client_id": "clientIdKey", "client_secret": "clientSecretKey"}),
+    ]
+    return refs
+
+
+# ---------------------------------------------------------------- Airbyte desired state
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A desired Airbyte source or destination."""
+
+    kind: str  # "source" | "destination"
+    role: str
+    name: str
+    configuration: Any  # an airbyte_api.models configuration model
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dump(self.configuration)
+
+    @property
+    def public_config(self) -> dict[str, Any]:
+        return strip_secrets(self.config)
+
+    def secret_hash(self, salt: str) -> str:
+        return digest(secret_material(self.config), salt=salt + self.name)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A desired Airbyte connection between two actors, referenced by role."""
+
+    role: str
+    name: str
+    source_role: str
+    destination_role: str
+    streams: tuple[models.StreamConfiguration, ...]
+    schedule: models.AirbyteAPIConnectionSchedule
+    prefix: str = ""
+
+    def create_request(self, workspace_id: str, source_id: str, destination_id: str) -> models.ConnectionCreateRequest:
+        return models.ConnectionCreateRequest(
+            name=self.name,
+            source_id=source_id,
+            destination_id=destination_id,
+            configurations=models.StreamConfigurations(streams=list(self.streams)),
+            schedule=self.schedule,
+            status=models.ConnectionStatusEnum.ACTIVE,
+            namespace_definition=models.NamespaceDefinitionEnum.DESTINATION,
+            prefix=self.prefix,
+        )
+
+    def patch_request(self) -> models.ConnectionPatchRequest:
+        return models.ConnectionPatchRequest(
+            name=self.name,
+            configurations=models.StreamConfigurations(streams=list(self.streams)),
+            schedule=self.schedule,
+            status=models.ConnectionStatusEnum.ACTIVE,
+            prefix=self.prefix,
+        )
+
+    def comparable(self) -> dict[str, Any]:
+        """The fields a patch sets, as Airbyte returns them."""
+        body = dump(self.patch_request())
+        body.pop("namespaceDefinition", None)
+        return body
+
+
+@dataclass(frozen=True)
+class AirbyteState:
+    sources: tuple[Actor, ...] = ()
+    destinations: tuple[Actor, ...] = ()
+    connections: tuple[Connection, ...] = ()
+    actors: dict[str, Actor] = field(default_factory=dict)
+
+
+def build_airbyte(
+    namespace: str, name: str, spec: Mapping[str, Any], secrets: Mapping[str, Mapping[str, str]], prefix: str = "rf"
+) -> AirbyteState:
+    """Desired Airbyte resources of one pipeline (none when the DAGs ingest directly)."""
+    if opt(spec, "engine") != "airbyte":
+        return AirbyteState()
+    nm = lambda role: resource_name(prefix, namespace, name, role)  # noqa: E731
+    mysql, wh, lake = secrets["mysql"], secrets["warehouse"], secrets["lake"]
+    store = spec.get("storeLocations") or {}
+
+    sources = [
+        Actor(
+            "source",
+            "mysql",
+            nm("mysql"),
+            models.SourceMysql(
+                host=opt(spec, "mysql.host"),
+                port=int(opt(spec, "mysql.port")),
+                database=opt(spec, "mysql.database"),
+                username=mysql["username"],
+                password=mysql["password"],
+                replication_method=models.SourceMysqlScanChangesWithUserDefinedCursor(),
+                ssl_mode=models.Preferred(),
+                tunnel_method=models.SourceMysqlNoTunnel(),
+            ),
+        )
+    ]
+    if store.get("s3Key"):
+        # source-s3 (not source-file) because only it takes an endpoint, which MinIO needs.
+        sources.append(
+            Actor(
+                "source",
+                "store-locations",
+                nm("store-locations"),
+                models.SourceS3(
+                    bucket=opt(spec, "lake.bucket"),
+                    endpoint=opt(spec, "lake.endpoint").rstrip("/"),
+                    region_name=opt(spec, "lake.region"),
+                    aws_access_key_id=lake["access_key_id"],
+                    aws_secret_access_key=lake["secret_access_key"],
+                    streams=[
+                        models.SourceS3FileBasedStreamConfig(
+                            name=STORE_LOCATIONS_STREAM,
+                            globs=[store["s3Key"]],
+                            format_=models.SourceS3CSVFormat(),
+                        )
+                    ],
+                ),
+            )
+        )
+    elif store.get("url"):
+        sources.append(
+            Actor(
+                "source",
+                "store-locations",
+                nm("store-locations"),
+                models.SourceFile(
+                    dataset_name=STORE_LOCATIONS_STREAM,
+                    url=store["url"],
+                    provider=models.HTTPSPublicWeb(),
+                    format_=models.FileFormat.CSV,
+                ),
+            )
+        )
+
+    lake_formats = {
+        "parquet": models.DestinationS3ParquetColumnarStorage,
+        "jsonl": models.DestinationS3JSONLinesNewlineDelimitedJSON,
+        "csv": models.DestinationS3CSVCommaSeparatedValues,
+    }
+    try:
+        region = models.DestinationS3S3BucketRegion(opt(spec, "lake.region"))
+    except ValueError:
+        raise SpecError(f"spec.lake.region: {opt(spec, 'lake.region')!r} is not an S3 region Airbyte knows") from None
+    destinations = [
+        Actor(
+            "destination",
+            "warehouse",
+            nm("warehouse"),
+            models.DestinationPostgres(
+                host=opt(spec, "warehouse.host"),
+                port=int(opt(spec, "warehouse.port")),
+                database=opt(spec, "warehouse.database"),
+                schema_=opt(spec, "warehouse.schema"),
+                username=wh["username"],
+                password=wh["password"],
+                ssl_mode=_pg_ssl(opt(spec, "warehouse.sslMode")),
+                tunnel_method=models.DestinationPostgresNoTunnel(),
+            ),
+        ),
+        Actor(
+            "destination",
+            "lake",
+            nm("lake"),
+            models.DestinationS3(
+                s3_bucket_name=opt(spec, "lake.bucket"),
+                s3_bucket_path=opt(spec, "lake.prefix"),
+                s3_bucket_region=region,
+                s3_endpoint=opt(spec, "lake.endpoint").rstrip("/"),
+                access_key_id=lake["access_key_id"],
+                secret_access_key=lake["secret_access_key"],
+                format_=lake_formats[opt(spec, "lake.format")](),
+            ),
+        ),
+    ]
+
+    if opt(spec, "airbyte.syncTrigger") == "airbyte":
+        schedule = models.AirbyteAPIConnectionSchedule(
+            schedule_type=models.ScheduleTypeEnum.CRON, cron_expression=quartz_cron(opt(spec, "schedule"))
+        )
+    else:
+        schedule = models.AirbyteAPIConnectionSchedule(schedule_type=models.ScheduleTypeEnum.MANUAL)
+
+    def stream_configs(to_lake: bool) -> tuple[models.StreamConfiguration, ...]:
+        out = []
+        for s in streams(spec):
+            mode = LAKE_SYNC_MODE[s.sync_mode] if to_lake else s.sync_mode
+            out.append(
+                models.StreamConfiguration(
+                    name=s.name,
+                    sync_mode=models.ConnectionSyncModeEnum(mode),
+                    cursor_field=[s.cursor_field] if s.cursor_field and mode in INCREMENTAL_MODES else None,
+                    primary_key=[[s.primary_key]] if s.primary_key else None,
+                )
+            )
+        return tuple(out)
+
+    store_stream = (
+        models.StreamConfiguration(
+            name=STORE_LOCATIONS_STREAM, sync_mode=models.ConnectionSyncModeEnum.FULL_REFRESH_OVERWRITE
+        ),
+    )
+    connections = []
+    for src in sources:
+        for dst in destinations:
+            role = f"{src.role}-to-{dst.role}"
+            if src.role == "mysql":
+                cfg = stream_configs(to_lake=dst.role == "lake")
+            else:
+                cfg = store_stream
+            connections.append(Connection(role, nm(role), src.role, dst.role, cfg, schedule))
+
+    actors = {("source", a.role): a for a in sources} | {("destination", a.role): a for a in destinations}
+    return AirbyteState(tuple(sources), tuple(destinations), tuple(connections), actors)
+
+
+def _pg_ssl(mode: str) -> Any:
+    return {
+        "disable": models.DestinationPostgresDisable,
+        "allow": models.DestinationPostgresAllow,
+        "prefer": models.DestinationPostgresPrefer,
+        "require": models.DestinationPostgresRequire,
+    }[mode]()
+
+
+# ---------------------------------------------------------------- Airflow variables
+
+VARIABLE_NAMES = ("pipeline", "mysql", "store_locations", "warehouse", "lake", "airbyte")
+
+
+def build_variables(
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    airbyte_ids: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The Airflow variables the DAGs read: key -> JSON object (see operator/README.md)."""
+    p = opt(spec, "airflow.variablePrefix")
+    engine = opt(spec, "engine")
+    out: dict[str, dict[str, Any]] = {
+        f"{p}pipeline": {
+            "namespace": namespace,
+            "name": name,
+            "engine": engine,
+            "schedule": opt(spec, "schedule"),
+            "sync_trigger": opt(spec, "airbyte.syncTrigger") if engine == "airbyte" else "airflow",
+        },
+        f"{p}mysql": {
+            "conn_id": opt(spec, "airflow.connectionIds.mysql"),
+            "host": opt(spec, "mysql.host"),
+            "port": int(opt(spec, "mysql.port")),
+            "database": opt(spec, "mysql.database"),
+            "streams": [
+                {
+                    "name": s.name,
+                    "sync_mode": s.sync_mode,
+                    "cursor_field": s.cursor_field,
+                    "primary_key": s.primary_key,
+                }
+                for s in streams(spec)
+            ],
+        },
+        f"{p}warehouse": {
+            "conn_id": opt(spec, "airflow.connectionIds.warehouse"),
+            "engine": "postgres",
+            "host": opt(spec, "warehouse.host"),
+            "port": int(opt(spec, "warehouse.port")),
+            "database": opt(spec, "warehouse.database"),
+            "schema": opt(spec, "warehouse.schema"),
+        },
+        f"{p}lake": {
+            "conn_id": opt(spec, "airflow.connectionIds.lake"),
+            "endpoint": opt(spec, "lake.endpoint"),
+            "bucket": opt(spec, "lake.bucket"),
+            "prefix": opt(spec, "lake.prefix"),
+            "format": opt(spec, "lake.format"),
+            "region": opt(spec, "lake.region"),
+        },
+    }
+    store = spec.get("storeLocations") or {}
+    if store:
+        out[f"{p}store_locations"] = {
+            "stream": STORE_LOCATIONS_STREAM,
+            "s3_key": store.get("s3Key"),
+            "url": store.get("url"),
+        }
+    if engine == "airbyte":
+        ids = airbyte_ids or {}
+        out[f"{p}airbyte"] = {
+            "conn_id": opt(spec, "airflow.connectionIds.airbyte"),
+            "api_url": opt(spec, "airbyte.apiUrl"),
+            "workspace_id": opt(spec, "airbyte.workspaceId"),
+            "connections": dict(sorted((ids.get("connections") or {}).items())),
+            "sources": dict(sorted((ids.get("sources") or {}).items())),
+            "destinations": dict(sorted((ids.get("destinations") or {}).items())),
+        }
+    return out
+
+
+def variable_description(namespace: str, name: str) -> str:
+    return f"{VARIABLE_OWNER_MARK}{owner(namespace, name)}; edits are reverted."
+
+
+def variable_owner(description: str | None) -> str | None:
+    if description and description.startswith(VARIABLE_OWNER_MARK):
+        return description[len(VARIABLE_OWNER_MARK) :].split(";", 1)[0]
+    return None
+
+
+def public_spec_hash(spec: Mapping[str, Any]) -> str:
+    """Hash of the applied non-secret spec (Secret references are names, never values)."""
+    return digest({k: v for k, v in spec.items() if k not in ("suspend",)})

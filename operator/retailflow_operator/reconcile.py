@@ -1,0 +1,282 @@
+"""One reconcile pass: compare the desired Airbyte resources and Airflow variables with what exists,
+then apply the difference (or, in plan mode, only report it).
+
+Resources are matched by a deterministic name derived from namespace/name, never by a stored id alone,
+so a lost status or a crash between "create" and "record the id" cannot produce duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from . import builders as b
+from .airbyte_client import AirbyteClient
+from .airflow_client import AirflowClient
+
+PLACEHOLDER_ID = "<created on apply>"
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str  # create | patch | recreate | delete | upsert
+    target: str  # source | destination | connection | variable
+    name: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"action": self.action, "target": self.target, "name": self.name, "reason": self.reason}
+
+
+@dataclass
+class Result:
+    changes: list[Change] = field(default_factory=list)
+    ids: dict[str, dict[str, str]] = field(default_factory=lambda: {"sources": {}, "destinations": {}, "connections": {}})
+    variables: list[str] = field(default_factory=list)
+    secret_hashes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    namespace: str
+    name: str
+    uid: str
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+
+@dataclass
+class Peers:
+    airbyte: AirbyteClient
+    airflow: AirflowClient
+
+
+def peers_for(spec: Mapping[str, Any], secrets: Mapping[str, Mapping[str, str]], timeout_s: float) -> Peers:
+    ab, af = secrets["airbyte"], secrets["airflow"]
+    return Peers(
+        airbyte=AirbyteClient(
+            b.opt(spec, "airbyte.apiUrl"), b.opt(spec, "airbyte.tokenUrl"), ab["client_id"], ab["client_secret"], timeout_s
+        ),
+        airflow=AirflowClient(b.opt(spec, "airflow.apiUrl"), af["username"], af["password"], timeout_s),
+    )
+
+
+def _id(resource: Mapping[str, Any], kind: str) -> str:
+    return resource[f"{kind}Id"]
+
+
+def _owned(resources: list[dict[str, Any]], prefix: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for res in resources:
+        if str(res.get("name", "")).startswith(prefix):
+            out.setdefault(res["name"], []).append(res)
+    return out
+
+
+def _pick(found: list[dict[str, Any]], kind: str, known_id: str | None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The resource to keep and the duplicates to delete (e.g. left by a create whose answer was lost)."""
+    if not found:
+        return None, []
+    keep = next((r for r in found if _id(r, kind) == known_id), found[0])
+    return keep, [r for r in found if r is not keep]
+
+
+def _streams_sorted(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = dict(cfg)
+    confs = dict(cfg.get("configurations") or {})
+    confs["streams"] = sorted(confs.get("streams") or [], key=lambda s: s.get("name", ""))
+    cfg["configurations"] = confs
+    return cfg
+
+
+def _parse(value: Any) -> Any:
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
+
+
+class Reconciler:
+    """Applies (or plans) one pipeline's desired state. ``apply=False`` makes no write call at all."""
+
+    def __init__(self, pipeline: Pipeline, peers: Peers, secrets: Mapping[str, Mapping[str, str]], prefix: str,
+                 apply: bool, before_first_write: Callable[[], None] | None = None):
+        self.p = pipeline
+        self.peers = peers
+        self.secrets = secrets
+        self.prefix = b.resource_prefix(prefix, pipeline.namespace, pipeline.name)
+        self.resource_prefix = prefix
+        self.apply = apply
+        self.before_first_write = before_first_write
+        self.result = Result()
+        self._writing = False
+
+    def _change(self, change: Change, write: Callable[[], Any] | None = None) -> Any:
+        self.result.changes.append(change)
+        if not self.apply or write is None:
+            return None
+        if not self._writing:
+            self._writing = True
+            if self.before_first_write:
+                self.before_first_write()
+        return write()
+
+    # ------------------------------------------------------------ Airbyte
+
+    def airbyte(self) -> None:
+        spec, status = self.p.spec, self.p.status
+        desired = b.build_airbyte(self.p.namespace, self.p.name, spec, self.secrets, self.resource_prefix)
+        ab = self.peers.airbyte
+        ws = b.opt(spec, "airbyte.workspaceId")
+        known = status.get("airbyte") or {}
+        old_hashes = status.get("secretHashes") or {}
+        sources = _owned(ab.list_sources(ws), self.prefix)
+        destinations = _owned(ab.list_destinations(ws), self.prefix)
+        connections = _owned(ab.list_connections(ws), self.prefix)
+        wanted_conns = {c.name for c in desired.connections}
+        wanted_actors = {a.name for a in desired.actors.values()}
+
+        # Connections go first: Airbyte refuses (or orphans) connections of a deleted actor.
+        for conn_name, found in sorted(connections.items()):
+            if conn_name not in wanted_conns:
+                for res in found:
+                    self._delete("connection", res)
+
+        ids: dict[str, dict[str, str]] = {"sources": {}, "destinations": {}, "connections": {}}
+        for (kind, role), actor in desired.actors.items():
+            pool = sources if kind == "source" else destinations
+            keep, dups = _pick(pool.get(actor.name, []), kind, (known.get(f"{kind}s") or {}).get(role))
+            for dup in dups:
+                self._delete(kind, dup, "duplicate")
+            hash_key = f"{kind}/{role}"
+            secret_hash = actor.secret_hash(self.p.uid)
+            self.result.secret_hashes[hash_key] = secret_hash
+            if keep is None:
+                res = self._change(Change("create", kind, actor.name, "missing"), lambda a=actor: ab.create_actor(a, ws))
+                ids[f"{kind}s"][role] = _id(res, kind) if res else PLACEHOLDER_ID
+                continue
+            ids[f"{kind}s"][role] = _id(keep, kind)
+            reasons = []
+            if not b.is_subset(actor.public_config, keep.get("configuration") or {}):
+                reasons.append("configuration differs")
+            if old_hashes.get(hash_key) != secret_hash:
+                reasons.append("secret material changed")
+            if reasons:
+                self._change(
+                    Change("patch", kind, actor.name, ", ".join(reasons)),
+                    lambda a=actor, i=_id(keep, kind): ab.patch_actor(a, i),
+                )
+
+        for pool, kind in ((sources, "source"), (destinations, "destination")):
+            for actor_name, found in sorted(pool.items()):
+                if actor_name not in wanted_actors:
+                    for res in found:
+                        self._delete(kind, res)
+
+        for conn in desired.connections:
+            src_id = ids["sources"][conn.source_role]
+            dst_id = ids["destinations"][conn.destination_role]
+            keep, dups = _pick(connections.get(conn.name, []), "connection", (known.get("connections") or {}).get(conn.role))
+            for dup in dups:
+                self._delete("connection", dup, "duplicate")
+            if keep is not None and (keep.get("sourceId") != src_id or keep.get("destinationId") != dst_id):
+                # An actor was recreated: a connection cannot be re-pointed, only replaced.
+                self._delete("connection", keep, "its source or destination was replaced")
+                keep = None
+            if keep is None:
+                res = self._change(
+                    Change("create", "connection", conn.name, "missing"),
+                    lambda c=conn, s=src_id, d=dst_id: ab.create_connection(c.create_request(ws, s, d)),
+                )
+                ids["connections"][conn.role] = _id(res, "connection") if res else PLACEHOLDER_ID
+                continue
+            ids["connections"][conn.role] = _id(keep, "connection")
+            if not b.is_subset(_streams_sorted(conn.comparable()), _streams_sorted(keep)):
+                self._change(
+                    Change("patch", "connection", conn.name, "configuration differs"),
+                    lambda c=conn, i=_id(keep, "connection"): ab.patch_connection(i, c.patch_request()),
+                )
+        self.result.ids = ids
+
+    def _delete(self, kind: str, res: Mapping[str, Any], reason: str = "no longer in the spec") -> None:
+        self._change(
+            Change("delete", kind, res["name"], reason),
+            lambda: self.peers.airbyte.delete(kind, _id(res, kind)),
+        )
+
+    # ------------------------------------------------------------ Airflow
+
+    def airflow(self) -> None:
+        spec = self.p.spec
+        me = b.owner(self.p.namespace, self.p.name)
+        description = b.variable_description(self.p.namespace, self.p.name)
+        desired = b.build_variables(self.p.namespace, self.p.name, spec, self.result.ids)
+        af = self.peers.airflow
+        prefix = b.opt(spec, "airflow.variablePrefix")
+        existing = af.list_variables(prefix)
+        upserts: list[dict[str, str]] = []
+        for key, value in desired.items():
+            cur = existing.get(key)
+            if cur is not None:
+                other = b.variable_owner(cur.get("description"))
+                if other not in (None, me):
+                    raise b.SpecError(
+                        f"Airflow variable {key!r} belongs to RetailPipeline {other}; give this pipeline another "
+                        f"spec.airflow.variablePrefix",
+                        reason="VariableOwnedElsewhere",
+                    )
+            if cur is None:
+                reason = "missing"
+            elif _parse(cur.get("value")) != value:
+                reason = "value differs"
+            elif cur.get("description") != description:
+                reason = "not yet owned"
+            else:
+                continue
+            self.result.changes.append(Change("upsert", "variable", key, reason))
+            upserts.append({"key": key, "value": json.dumps(value, indent=2, sort_keys=True), "description": description})
+        stale = [k for k, v in existing.items() if k not in desired and b.variable_owner(v.get("description")) == me]
+        for key in self.p.status.get("airflowVariables") or []:
+            if key not in desired and not key.startswith(prefix):  # the prefix changed
+                stale.append(key)
+        for key in sorted(set(stale)):
+            self.result.changes.append(Change("delete", "variable", key, "no longer in the spec"))
+        if self.apply and (upserts or stale):
+            if not self._writing:
+                self._writing = True
+                if self.before_first_write:
+                    self.before_first_write()
+            af.upsert_variables(upserts)
+            af.delete_variables(sorted(set(stale)))
+        self.result.variables = sorted(desired)
+
+    def run(self) -> Result:
+        self.airbyte()
+        self.airflow()
+        return self.result
+
+
+def finalize(pipeline: Pipeline, peers: Peers, prefix: str) -> list[str]:
+    """Delete everything the pipeline owns (connections first); returns what was removed."""
+    spec = pipeline.spec
+    ab = peers.airbyte
+    ws = b.opt(spec, "airbyte.workspaceId")
+    owned_prefix = b.resource_prefix(prefix, pipeline.namespace, pipeline.name)
+    removed: list[str] = []
+    for kind, lister in (
+        ("connection", ab.list_connections),
+        ("source", ab.list_sources),
+        ("destination", ab.list_destinations),
+    ):
+        for name, found in sorted(_owned(lister(ws), owned_prefix).items()):
+            for res in found:
+                ab.delete(kind, _id(res, kind))
+                removed.append(f"{kind} {name}")
+    me = b.owner(pipeline.namespace, pipeline.name)
+    af = peers.airflow
+    existing = af.list_variables(b.opt(spec, "airflow.variablePrefix"))
+    keys = sorted(k for k, v in existing.items() if b.variable_owner(v.get("description")) == me)
+    af.delete_variables(keys)
+    removed += [f"variable {k}" for k in keys]
+    return removed

@@ -1,0 +1,220 @@
+"""The pure builders: RetailPipeline spec -> Airbyte requests and Airflow variables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from retailflow_operator import builders as b
+from retailflow_operator.errors import SpecError
+
+PROJECT_STREAMS = {
+    "customers": "customer_id",
+    "products": "product_id",
+    "orders": "order_id",
+    "order_items": "order_item_id",
+}
+
+
+def airbyte(example, secrets, **kw):
+    return b.build_airbyte("retailflow", "retail", example["spec"], secrets, **kw)
+
+
+class TestAirbyteRequests:
+    def test_default_example_builds_two_sources_two_destinations_four_connections(self, example, secrets):
+        state = airbyte(example, secrets)
+        assert [a.config["sourceType"] for a in state.sources] == ["mysql", "s3"]
+        assert [a.config["destinationType"] for a in state.destinations] == ["postgres", "s3"]
+        assert sorted(c.role for c in state.connections) == [
+            "mysql-to-lake",
+            "mysql-to-warehouse",
+            "store-locations-to-lake",
+            "store-locations-to-warehouse",
+        ]
+
+    def test_warehouse_connection_carries_each_streams_mode_cursor_and_key(self, example, secrets):
+        conn = next(c for c in airbyte(example, secrets).connections if c.role == "mysql-to-warehouse")
+        streams = {s["name"]: s for s in b.dump(conn.create_request("ws", "src", "dst"))["configurations"]["streams"]}
+        assert set(streams) == set(PROJECT_STREAMS)
+        for name, pk in PROJECT_STREAMS.items():
+            assert streams[name]["syncMode"] == "incremental_deduped_history"
+            assert streams[name]["cursorField"] == ["updated_at"]
+            assert streams[name]["primaryKey"] == [[pk]]
+
+    def test_lake_connection_appends_because_s3_cannot_deduplicate(self, example, secrets):
+        conn = next(c for c in airbyte(example, secrets).connections if c.role == "mysql-to-lake")
+        modes = {s.name: s.sync_mode.value for s in conn.streams}
+        assert set(modes.values()) == {"incremental_append"}
+
+    def test_connection_request_points_at_given_actors_in_workspace(self, example, secrets):
+        conn = airbyte(example, secrets).connections[0]
+        body = b.dump(conn.create_request("ws-1", "src-1", "dst-1"))
+        assert (body["sourceId"], body["destinationId"], body["name"]) == ("src-1", "dst-1", conn.name)
+        assert body["schedule"] == {"scheduleType": "manual"}
+
+    def test_airbyte_sync_trigger_gives_a_quartz_cron_schedule(self, example, secrets):
+        example["spec"]["airbyte"]["syncTrigger"] = "airbyte"
+        example["spec"]["schedule"] = "15 4 * * *"
+        conn = airbyte(example, secrets).connections[0]
+        assert b.dump(conn.schedule) == {"scheduleType": "cron", "cronExpression": "0 15 4 * * ?"}
+
+    def test_destinations_carry_warehouse_schema_and_lake_location(self, example, secrets):
+        state = airbyte(example, secrets)
+        wh, lake = (a.config for a in state.destinations)
+        assert (wh["host"], wh["port"], wh["database"], wh["schema"]) == ("retailflow-postgresql", 5432, "warehouse", "raw")
+        assert lake["s3_endpoint"] == "http://retailflow-minio:9000"
+        assert (lake["s3_bucket_name"], lake["s3_bucket_path"]) == ("retail-lake", "raw")
+        assert lake["format"]["format_type"] == "Parquet"
+
+    def test_store_locations_from_the_lake_uses_source_s3_with_the_minio_endpoint(self, example, secrets):
+        store = airbyte(example, secrets).sources[1].config
+        assert store["endpoint"] == "http://retailflow-minio:9000"
+        assert store["streams"][0]["globs"] == ["seed/store_locations.csv"]
+        assert store["streams"][0]["name"] == "store_locations"
+
+    def test_store_locations_from_a_url_uses_source_file(self, example, secrets):
+        example["spec"]["storeLocations"] = {"url": "https://example.com/stores.csv"}
+        store = airbyte(example, secrets).sources[1].config
+        assert store["sourceType"] == "file"
+        assert store["url"] == "https://example.com/stores.csv"
+
+    def test_without_store_locations_only_mysql_connections_exist(self, example, secrets):
+        del example["spec"]["storeLocations"]
+        assert sorted(c.role for c in airbyte(example, secrets).connections) == ["mysql-to-lake", "mysql-to-warehouse"]
+
+    def test_direct_engine_owns_no_airbyte_resources(self, example, secrets):
+        example["spec"]["engine"] = "direct"
+        state = airbyte(example, secrets)
+        assert not state.sources and not state.destinations and not state.connections
+
+    def test_names_are_deterministic_and_cannot_collide_across_namespaces(self, example, secrets):
+        a = b.resource_name("rf", "a-b", "c", "mysql")
+        c = b.resource_name("rf", "a", "b-c", "mysql")
+        assert a != c
+        first = [x.name for x in airbyte(example, secrets).sources]
+        assert first == [x.name for x in airbyte(example, secrets).sources]
+
+
+class TestSecretsNeverCompared:
+    def test_public_config_has_no_secret_values(self, example, secrets):
+        state = airbyte(example, secrets)
+        public = json.dumps([a.public_config for a in state.actors.values()])
+        for role in secrets.values():
+            for key, value in role.items():
+                if b.is_secret_key(key):
+                    assert value not in public
+
+    def test_secret_hash_follows_secret_content_not_public_fields(self, example, secrets):
+        before = {a.name: a.secret_hash("uid") for a in airbyte(example, secrets).actors.values()}
+        secrets["warehouse"]["password"] = "wh-pw-2"
+        after = {a.name: a.secret_hash("uid") for a in airbyte(example, secrets).actors.values()}
+        changed = {n for n in before if before[n] != after[n]}
+        assert changed == {b.resource_name("rf", "retailflow", "retail", "warehouse")}
+        example["spec"]["warehouse"]["host"] = "elsewhere"
+        moved = {a.name: a.secret_hash("uid") for a in airbyte(example, secrets).actors.values()}
+        assert moved == after
+
+    def test_secret_hash_is_salted_per_pipeline(self, example, secrets):
+        actor = airbyte(example, secrets).sources[0]
+        assert actor.secret_hash("uid-1") != actor.secret_hash("uid-2")
+        assert secrets["mysql"]["password"] not in actor.secret_hash("uid-1")
+
+    def test_masked_answer_still_matches_desired_public_config(self, example, secrets):
+        actor = airbyte(example, secrets).destinations[0]
+        answer = dict(actor.config, password="**********", extra_default=True)
+        assert b.is_subset(actor.public_config, answer)
+        answer["schema"] = "public"
+        assert not b.is_subset(actor.public_config, answer)
+
+
+class TestSpecErrors:
+    def test_unknown_stream_is_named_with_the_known_ones(self, example, secrets):
+        example["spec"]["mysql"]["streams"].append({"name": "invoices"})
+        with pytest.raises(SpecError, match=r"spec\.mysql\.streams: unknown stream 'invoices'.*order_items"):
+            b.validate(example["spec"])
+
+    def test_both_store_location_sources_is_refused(self, example):
+        example["spec"]["storeLocations"]["url"] = "https://example.com/s.csv"
+        with pytest.raises(SpecError, match="exactly one of s3Key and url"):
+            b.validate(example["spec"])
+
+    def test_region_airbyte_does_not_know_is_refused(self, example, secrets):
+        example["spec"]["lake"]["region"] = "mars-1"
+        with pytest.raises(SpecError, match=r"spec\.lake\.region"):
+            airbyte(example, secrets)
+
+    @pytest.mark.parametrize(
+        ("cron", "quartz"),
+        [
+            ("0 2 * * *", "0 0 2 * * ?"),
+            ("*/15 * * * *", "0 */15 * * * ?"),
+            ("0 3 * * 1-5", "0 0 3 ? * 2-6"),
+            ("0 3 * * 0", "0 0 3 ? * 1"),
+            ("0 6 1 * *", "0 0 6 1 * ?"),
+        ],
+    )
+    def test_unix_cron_becomes_quartz(self, cron, quartz):
+        assert b.quartz_cron(cron) == quartz
+
+    def test_cron_restricting_both_days_is_refused(self):
+        with pytest.raises(SpecError, match="day-of-month and day-of-week"):
+            b.quartz_cron("0 2 1 * 1")
+
+
+class TestVariables:
+    def test_default_example_variables(self, example):
+        ids = {"connections": {"mysql-to-warehouse": "c1"}, "sources": {"mysql": "s1"}, "destinations": {}}
+        out = b.build_variables("retailflow", "retail", example["spec"], ids)
+        assert sorted(out) == [f"retailflow_{n}" for n in sorted(b.VARIABLE_NAMES)]
+        assert out["retailflow_airbyte"]["connections"] == {"mysql-to-warehouse": "c1"}
+        assert out["retailflow_warehouse"]["engine"] == "postgres"
+        assert out["retailflow_warehouse"]["schema"] == "raw"
+        assert [s["primary_key"] for s in out["retailflow_mysql"]["streams"]] == list(PROJECT_STREAMS.values())
+        assert out["retailflow_pipeline"] == {
+            "namespace": "retailflow",
+            "name": "retail",
+            "engine": "airbyte",
+            "schedule": "0 2 * * *",
+            "sync_trigger": "airflow",
+        }
+
+    def test_prefix_is_applied_to_every_key(self, example):
+        example["spec"]["airflow"]["variablePrefix"] = "shop2_"
+        assert all(k.startswith("shop2_") for k in b.build_variables("n", "p", example["spec"]))
+
+    def test_variables_hold_no_secret(self, example, secrets):
+        text = json.dumps(b.build_variables("n", "p", example["spec"]))
+        secret_values = [v for role in secrets.values() for k, v in role.items() if b.is_secret_key(k)]
+        assert secret_values and not any(v in text for v in secret_values)
+
+    def test_direct_engine_writes_no_airbyte_variable(self, example):
+        example["spec"]["engine"] = "direct"
+        out = b.build_variables("n", "p", example["spec"])
+        assert "retailflow_airbyte" not in out
+        assert out["retailflow_pipeline"]["engine"] == "direct"
+
+    def test_full_refresh_stream_has_no_cursor(self, example):
+        example["spec"]["mysql"]["streams"] = [{"name": "products", "syncMode": "full_refresh_overwrite"}]
+        (stream,) = b.build_variables("n", "p", example["spec"])["retailflow_mysql"]["streams"]
+        assert stream == {"name": "products", "sync_mode": "full_refresh_overwrite", "cursor_field": None, "primary_key": "product_id"}
+
+    def test_owner_round_trips_through_the_description(self):
+        assert b.variable_owner(b.variable_description("ns", "p")) == "ns/p"
+        assert b.variable_owner("set by hand") is None
+
+
+def test_builder_defaults_equal_the_crd_defaults(schema):
+    """The operator applies defaults itself (the emulated API server does not); both must agree."""
+    spec_schema = schema["properties"]["spec"]
+
+    def walk(node, path):
+        if "default" in node:
+            yield path, node["default"]
+        for key, child in (node.get("properties") or {}).items():
+            yield from walk(child, f"{path}.{key}" if path else key)
+        if "items" in node:
+            yield from walk(node["items"], path)
+
+    crd_defaults = dict(walk(spec_schema, ""))
+    assert crd_defaults == b.DEFAULTS

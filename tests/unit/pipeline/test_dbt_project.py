@@ -1,0 +1,160 @@
+"""The dbt runner's settings and the dbt project's own rules, checked from a parse (no warehouse)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from retailflow_pipeline import dbt as runner
+
+# `dbt parse` renders the profile but never connects, so an unreachable address is fine here.
+OFFLINE_URL = "postgresql://dbt_user:not-used@127.0.0.1:1/warehouse"
+
+
+class TestProfileEnv:
+    def test_url_parts_become_profile_variables(self):
+        env = runner.profile_env("postgresql://warehouse:s3cr%40t%2Fpw@db.example:6543/analytics?sslmode=require")
+        assert env == {
+            "RETAILFLOW_DBT_HOST": "db.example",
+            "RETAILFLOW_DBT_PORT": "6543",
+            "RETAILFLOW_DBT_USER": "warehouse",
+            "DBT_ENV_SECRET_RETAILFLOW_PASSWORD": "s3cr@t/pw",
+            "RETAILFLOW_DBT_DBNAME": "analytics",
+            "RETAILFLOW_DBT_SSLMODE": "require",
+        }
+
+    def test_default_port_and_raw_schema(self):
+        env = runner.profile_env("postgresql://u:p@localhost/w", raw_schema="landing")
+        assert env["RETAILFLOW_DBT_PORT"] == "5432"
+        assert env["RETAILFLOW_RAW_SCHEMA"] == "landing"
+
+    @pytest.mark.parametrize("url", ["mysql://u:p@h/db", "postgresql://u:p@h/", "postgresql://h:5432/db"])
+    def test_unusable_urls_are_refused(self, url):
+        with pytest.raises(ValueError, match="warehouse URL"):
+            runner.profile_env(url)
+
+    def test_password_only_reaches_the_secret_variable(self):
+        profile = (runner.DEFAULT_PROJECT_DIR / "profiles.yml").read_text()
+        assert "DBT_ENV_SECRET_RETAILFLOW_PASSWORD" in profile
+        assert "password: \"{{ env_var('DBT_ENV_SECRET_" in profile
+
+
+class TestArgs:
+    def test_project_and_profiles_dir_are_added(self, tmp_path):
+        assert runner.dbt_args(["build", "--select", "orders"], tmp_path) == [
+            "build", "--select", "orders", "--project-dir", str(tmp_path), "--profiles-dir", str(tmp_path),
+        ]
+
+    def test_explicit_dirs_win(self, tmp_path):
+        args = ["docs", "generate", "--project-dir", "x", "--profiles-dir", "y"]
+        assert runner.dbt_args(args, tmp_path) == args
+
+    def test_no_command_prints_usage(self, capsys):
+        assert runner.main([]) == 2
+        assert "usage" in capsys.readouterr().out
+
+    def test_missing_warehouse_url_is_a_clear_error(self, monkeypatch):
+        monkeypatch.delenv("RETAILFLOW_WAREHOUSE_URL", raising=False)
+        monkeypatch.delenv("RETAILFLOW_DBT_USER", raising=False)
+        with pytest.raises(SystemExit, match="RETAILFLOW_WAREHOUSE_URL"):
+            runner.run(["build"])
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> dict:
+    target = tmp_path_factory.mktemp("dbt-target")
+    code = runner.run(["parse"], warehouse_url=OFFLINE_URL, target_path=target, log_path=target)
+    assert code == 0, "dbt parse failed; see the log above"
+    return json.loads((target / "manifest.json").read_text())
+
+
+def models(manifest: dict) -> dict[str, dict]:
+    return {node["name"]: node for node in manifest["nodes"].values() if node["resource_type"] == "model"}
+
+
+def attached_tests(manifest: dict, model: str) -> list[tuple[str, str | None, dict]]:
+    """(test name, column, kwargs) of every generic test attached to a model."""
+    found = []
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "test" or "test_metadata" not in node:
+            continue
+        if node.get("attached_node") == f"model.retailflow.{model}":
+            found.append((node["test_metadata"]["name"], node.get("column_name"), node["test_metadata"]["kwargs"]))
+    return found
+
+
+class TestProject:
+    def test_layout_has_the_staging_views_and_the_answer_marts(self, manifest):
+        found = models(manifest)
+        assert {n for n, m in found.items() if m["config"]["materialized"] == "view"} == {
+            "stg_retail__customers", "stg_retail__products", "stg_retail__orders",
+            "stg_retail__order_items", "stg_retail__store_locations",
+        }
+        marts = {n for n, m in found.items() if m["config"]["materialized"] == "table"}
+        assert marts == {"orders", "customers", "sales_by_region", "top_customers", "product_sales"}
+        assert {found[n]["schema"] for n in marts} == {"marts"}
+
+    def test_source_is_read_only_in_staging(self, manifest):
+        for name, model in models(manifest).items():
+            reads_source = bool(model["sources"])
+            assert reads_source == name.startswith("stg_"), name
+
+    def test_sources_are_checked_for_freshness_on_the_extraction_time(self, manifest):
+        sources = {s["name"]: s for s in manifest["sources"].values()}
+        for name in ("customers", "products", "orders", "order_items"):
+            assert sources[name]["loaded_at_field"] == "_airbyte_extracted_at"
+            assert sources[name]["freshness"]["error_after"]["count"], name
+
+    def test_every_model_states_its_grain(self, manifest):
+        for name, model in models(manifest).items():
+            assert re.search(r"\bone row per\b", model["description"], re.I), f"{name}: {model['description']!r}"
+
+    def test_primary_keys_are_unique_and_not_null(self, manifest):
+        for name, model in models(manifest).items():
+            keys = [c for c, col in model["columns"].items() if col["description"].startswith("Primary key")]
+            if name == "sales_by_region":
+                combos = [k["columns"] for t, _, k in attached_tests(manifest, name) if t == "unique_combination"]
+                assert combos == [["region", "country", "month"]]
+                continue
+            assert len(keys) == 1, f"{name} documents no primary key"
+            tests = {(t, c) for t, c, _ in attached_tests(manifest, name)}
+            assert {("unique", keys[0]), ("not_null", keys[0])} <= tests, name
+
+    def test_foreign_keys_have_relationship_tests(self, manifest):
+        for name, model in models(manifest).items():
+            tests = {(t, c) for t, c, _ in attached_tests(manifest, name)}
+            for column, col in model["columns"].items():
+                if column.endswith("_id") and not col["description"].startswith("Primary key"):
+                    assert ("relationships", column) in tests, f"{name}.{column}"
+
+    def test_status_and_channel_have_accepted_values(self, manifest):
+        for model in ("stg_retail__orders", "orders"):
+            tests = {(t, c) for t, c, _ in attached_tests(manifest, model)}
+            assert {("accepted_values", "status"), ("accepted_values", "channel")} <= tests
+
+    def test_amounts_are_checked_non_negative(self, manifest):
+        checked = {(m, c) for m in models(manifest) for t, c, _ in attached_tests(manifest, m) if t == "non_negative"}
+        for pair in [("stg_retail__order_items", "unit_price"), ("stg_retail__order_items", "quantity"),
+                     ("orders", "revenue"), ("sales_by_region", "revenue"), ("product_sales", "revenue"),
+                     ("top_customers", "lifetime_revenue")]:
+            assert pair in checked
+
+    def test_revenue_rule_is_written_once(self, manifest):
+        # The statuses live in dbt_project.yml (var revenue_statuses); SQL reaches them only through is_revenue().
+        for name, model in models(manifest).items():
+            assert not re.search(r"'(paid|shipped|delivered)'", model["raw_code"]), f"{name} spells out statuses"
+        assert "macro.retailflow.is_revenue" in manifest["nodes"]["model.retailflow.orders"]["depends_on"]["macros"]
+        marts_reading_revenue = [n for n, m in models(manifest).items() if "is_revenue" in m["raw_code"]]
+        assert marts_reading_revenue, "no model applies the revenue rule"
+
+    def test_marts_have_dbt_unit_tests(self, manifest):
+        tested = {u["model"] for u in manifest["unit_tests"].values()}
+        assert {"sales_by_region", "top_customers", "orders"} <= tested
+
+    def test_builds_offline(self):
+        # hub.getdbt.com is out of reach here and in CI: the project must need no `dbt deps`.
+        assert not (runner.DEFAULT_PROJECT_DIR / "packages.yml").exists()
+        assert not (runner.DEFAULT_PROJECT_DIR / "dependencies.yml").exists()

@@ -1,0 +1,94 @@
+"""The demo report's tables, rendered from rows as the marts return them (no warehouse)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import pytest
+from rich.console import Console
+
+from retailflow_pipeline import report
+
+CUSTOMERS = [
+    {"revenue_rank": 1, "customer_name": "Ada Lovelace", "country": "GB", "order_count": 12,
+     "lifetime_revenue": Decimal("12345.60"), "first_order_at": datetime(2024, 1, 3, 9, 30),
+     "last_order_at": datetime(2025, 11, 30, 18, 0)},
+    {"revenue_rank": 2, "customer_name": "Grace Hopper", "country": "US", "order_count": 3,
+     "lifetime_revenue": Decimal("999.99"), "first_order_at": datetime(2025, 2, 1),
+     "last_order_at": datetime(2025, 3, 1)},
+]
+REGIONS = [
+    {"region": "Online", "channel": "online", "countries": 5, "revenue": Decimal("3000.00"), "orders": 30,
+     "average_basket": Decimal("100.00"), "first_month": date(2025, 1, 1), "last_month": date(2025, 12, 1)},
+    {"region": "Europe", "channel": "store", "countries": 3, "revenue": Decimal("1000.00"), "orders": 8,
+     "average_basket": Decimal("125.00"), "first_month": date(2025, 1, 1), "last_month": date(2025, 12, 1)},
+]
+PRODUCTS = [
+    {"revenue_rank": 1, "product_name": "Trail Shoe", "category": "Footwear", "units_sold": 1520,
+     "revenue": Decimal("151848.00"), "category_revenue_rank": 1},
+]
+
+
+def rendered(rep: report.Report) -> str:
+    console = Console(record=True, width=140)
+    report.render(rep, console, lake="/data/.lake/ (3 files)", docs="/repo/dbt/target/index.html")
+    return console.export_text()
+
+
+def test_tables_show_the_three_answers_in_rank_order():
+    text = rendered(report.Report(CUSTOMERS, REGIONS, PRODUCTS))
+    assert text.index("Ada Lovelace") < text.index("Grace Hopper")
+    assert "12,345.60" in text and "2024-01-03" in text and "2025-11-30" in text
+    assert "Sales by region, last 12 months (2025-01 to 2025-12)" in text
+    assert "Trail Shoe" in text and "1,520" in text and "151,848.00" in text
+
+
+def test_region_totals_and_shares_add_up():
+    lines = rendered(report.Report(CUSTOMERS, REGIONS, PRODUCTS)).splitlines()
+    online = next(line for line in lines if "Online" in line)
+    total = next(line for line in lines if "total" in line)
+    assert "75.0%" in online
+    # 4,000 over 38 orders: the basket of all orders, not the mean of the regions' baskets.
+    assert "4,000.00" in total and "38" in total and "105.26" in total and "100.0%" in total
+
+
+def test_where_the_lake_and_docs_are_is_printed():
+    text = rendered(report.Report(CUSTOMERS, REGIONS, PRODUCTS))
+    assert "Lake files: /data/.lake/ (3 files)" in text
+    assert "dbt docs:   /repo/dbt/target/index.html" in text
+
+
+def test_empty_marts_say_what_to_run():
+    text = rendered(report.Report())
+    assert "no revenue orders yet" in text
+    assert "Top" not in text
+
+
+def test_lake_location_prefers_the_configured_bucket(tmp_path):
+    env = {"RETAILFLOW_LAKE_BUCKET": "lake", "RETAILFLOW_LAKE_PREFIX": "/retailflow/",
+           "RETAILFLOW_LAKE_ENDPOINT": "http://minio:9000", "RETAILFLOW_LAKE_DIR": str(tmp_path)}
+    assert report.lake_location(env) == "s3://lake/retailflow/ (endpoint http://minio:9000)"
+
+
+def test_lake_location_counts_local_files(tmp_path):
+    assert "not written yet" in report.lake_location({"RETAILFLOW_LAKE_DIR": str(tmp_path / "missing")})
+    (tmp_path / "orders").mkdir()
+    (tmp_path / "orders" / "part-0.parquet").write_bytes(b"x" * 2_000_000)
+    (tmp_path / "customers.parquet").write_bytes(b"y" * 500_000)
+    assert report.lake_location({"RETAILFLOW_LAKE_DIR": str(tmp_path)}) == f"{tmp_path}/ (2 files, 2.5 MB)"
+
+
+def test_docs_location_tells_how_to_generate_them(tmp_path):
+    assert "docs generate" in report.docs_location(tmp_path)
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "index.html").write_text("<html></html>")
+    assert report.docs_location(tmp_path).startswith(f"{tmp_path}/target/index.html (open it")
+
+
+def test_missing_warehouse_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.delenv("RETAILFLOW_WAREHOUSE_URL", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        report.main([])
+    assert exc.value.code == 2
+    assert "RETAILFLOW_WAREHOUSE_URL" in capsys.readouterr().err

@@ -1,0 +1,64 @@
+"""Fixtures for the tests of the stand-ins themselves (the Airbyte fake, the emulated Kubernetes API)."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from airbyte_api import AirbyteAPI, models
+
+from support.airbyte_fake import AirbyteFake
+from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
+
+# Used only while the operator chart has no CRD yet: the emulator must also work with the real one.
+MINIMAL_CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: retailpipelines.retailflow.io
+spec:
+  group: retailflow.io
+  scope: Namespaced
+  names: {kind: RetailPipeline, plural: retailpipelines, singular: retailpipeline, shortNames: [rp]}
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+
+
+@pytest.fixture(scope="session")
+def crd_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The operator chart's RetailPipeline CRD, or a minimal stand-in CRD while the chart has none."""
+    if CRD_PATH.exists():
+        return CRD_PATH
+    path = tmp_path_factory.mktemp("crd") / "retailpipelines.yaml"
+    path.write_text(MINIMAL_CRD)
+    return path
+
+
+@pytest.fixture
+def kube(crd_path: Path) -> Iterator[EmulatedKubernetesAPI]:
+    """The emulated Kubernetes API serving the RetailPipeline CRD."""
+    with EmulatedKubernetesAPI(crd_path) as api:
+        yield api
+
+
+@pytest.fixture
+def airbyte() -> Iterator[AirbyteFake]:
+    """The Airbyte fake, fresh per test."""
+    with AirbyteFake() as fake:
+        yield fake
+
+
+@pytest.fixture
+def sdk(airbyte: AirbyteFake) -> AirbyteAPI:
+    """The real airbyte-api SDK client, configured against the Airbyte fake."""
+    return AirbyteAPI(
+        server_url=airbyte.server_url,
+        security=models.Security(client_credentials=models.SchemeClientCredentials(
+            client_id=airbyte.client_id, client_secret=airbyte.client_secret, token_url=airbyte.token_url,
+        )),
+    )
