@@ -7,17 +7,16 @@ FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
 
 ARG AIRFLOW_VERSION
 ENV RETAILFLOW_HOME=/opt/retailflow
-ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/retailflow/dags \
+# The DAGs go where the Airflow chart's configuration looks for them (no git-sync, no volume).
+ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/airflow/dags \
     RETAILFLOW_DBT_PROJECT_DIR=/opt/retailflow/dbt \
     DBT_PROFILES_DIR=/opt/retailflow/dbt \
     RETAILFLOW_DATA_DIR=/opt/retailflow/data \
     AIRFLOW__CORE__LOAD_EXAMPLES=False
 
-# Dependencies first, from the project metadata only, so code edits do not reinstall them.
-COPY --chown=airflow:0 generator/pyproject.toml /tmp/build/generator/pyproject.toml
-COPY --chown=airflow:0 dags/pyproject.toml /tmp/build/dags/pyproject.toml
-# apache-airflow is pinned to the base image's version so no dependency can upgrade it.
-# dbt-core stays below 1.12 (1.12's experimental parser downloads a wheel at build time).
+# Third-party dependencies first (those of generator/ and dags/pyproject.toml), so that code edits
+# do not reinstall them. apache-airflow is pinned to the base image's version so that no
+# dependency can upgrade it; dbt-core stays below 1.12, whose parser downloads a wheel when built.
 RUN pip install --no-cache-dir \
         "apache-airflow==${AIRFLOW_VERSION}" \
         "apache-airflow-providers-airbyte>=5.2" \
@@ -27,11 +26,11 @@ RUN pip install --no-cache-dir \
         "adbc-driver-postgresql>=1.3" "adbc-driver-manager>=1.3"
 
 COPY --chown=airflow:0 generator/ /tmp/build/generator/
-COPY --chown=airflow:0 dags/ /opt/retailflow/dags/
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /tmp/build/generator /opt/retailflow/dags \
+COPY --chown=airflow:0 dags/ /opt/airflow/dags/
+# Tasks import the installed package; the DAG processor is told to skip its sources.
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /tmp/build/generator /opt/airflow/dags \
     && rm -rf /tmp/build \
-    # The installed package is what tasks import; the DAG processor only needs the DAG files.
-    && printf 'retailflow_pipeline/\n.*\\.toml\nuv\\.lock\n' > /opt/retailflow/dags/.airflowignore
+    && printf 'retailflow_pipeline/\n' > /opt/airflow/dags/.airflowignore
 
 COPY --chown=airflow:0 dbt/ /opt/retailflow/dbt/
 COPY --chown=airflow:0 data/ /opt/retailflow/data/

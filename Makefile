@@ -98,14 +98,14 @@ test-data: ## Ingestion engine and dbt tests (MariaDB + PostgreSQL).
 
 .PHONY: test-operator
 test-operator: ## Operator tests (emulated Kubernetes API, real Airflow API server, Airbyte fake).
-	$(WITH_ENV) $(UV) run --quiet --project operator $(PYTEST) tests/unit/operator tests/unit/support tests/integration/operator
+	$(WITH_ENV) $(UV) run --quiet --project operator $(PYTEST) tests/unit/operator tests/unit/support tests/integration/support tests/integration/operator
 
 .PHONY: test-chart
-test-chart: ## Chart tests: helm lint, helm template, offline schema validation, assertions.
+test-chart: tools ## Chart tests: helm lint, helm template, offline schema validation, assertions.
 	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST) tests/unit/chart
 
 .PHONY: test-e2e
-test-e2e: ## End-to-end tests on a kind cluster (skipped where Docker or kind is missing).
+test-e2e: tools ## End-to-end tests on a kind cluster (skipped where Docker or kind is missing).
 	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST) tests/e2e
 
 ##@ Benchmarks
@@ -129,8 +129,12 @@ bench-operator: sync ## Operator time to Ready (p50/p95, 50 CRs) and no-op resyn
 ##@ Cluster (needs Docker, kind, helm, kubectl)
 
 .PHONY: up
-up: ## Create the kind cluster, build and load images, install the chart, wait for the pipeline.
+up: tools ## Create the kind cluster, build and load images, install the chart, wait for the pipeline.
 	KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) hack/kind-up.sh
+
+.PHONY: images
+images: ## Build the Airflow and operator images and load them into the kind cluster.
+	KIND_CLUSTER=$(KIND_CLUSTER) hack/images.sh
 
 .PHONY: down
 down: ## Delete the kind cluster.

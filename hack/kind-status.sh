@@ -7,7 +7,7 @@ cluster_exists || die "no kind cluster $KIND_CLUSTER (run 'make up')"
 kubectl config use-context "kind-$KIND_CLUSTER" >/dev/null
 
 log "release"
-helm status "$RELEASE" -n "$NAMESPACE" --show-resources=false | sed -n '1,/^NOTES:/p' | sed '$d' || true
+helm status "$RELEASE" -n "$NAMESPACE" | sed -n '1,/^NOTES:/p' | sed '$d' || true
 log "RetailPipelines"
 kubectl get retailpipelines -A 2>/dev/null || echo "(CRD not installed)"
 log "pods in $NAMESPACE"

@@ -17,6 +17,12 @@ kubectl config use-context "kind-$KIND_CLUSTER" >/dev/null
 "$ROOT/hack/images.sh"
 
 log "fetching chart dependencies"
+# helm resolves https dependencies only through repositories it knows by name.
+python3 - "$CHART/Chart.yaml" <<'PY' | while read -r name url; do helm repo add --force-update "$name" "$url" >/dev/null; done
+import re, sys
+for url in dict.fromkeys(re.findall(r"repository:\s*(https?://\S+)", open(sys.argv[1]).read())):
+    print(re.sub(r"[^a-z0-9]+", "-", url.split("//", 1)[1].lower()).strip("-"), url)
+PY
 helm dependency build "$CHART"
 
 log "installing release $RELEASE in namespace $NAMESPACE (first install takes 10-20 minutes)"
@@ -26,7 +32,7 @@ helm upgrade --install "$RELEASE" "$CHART" \
     --set-string "images.airflow.tag=${AIRFLOW_IMAGE##*:}" \
     --set-string "airflow.defaultAirflowTag=${AIRFLOW_IMAGE##*:}" \
     --set-string "operator.image.tag=${OPERATOR_IMAGE##*:}" \
-    --set-string "images.kubectl.tag=${OPERATOR_IMAGE##*:}" \
+    --set-string "images.pipelineJob.tag=${OPERATOR_IMAGE##*:}" \
     --wait --timeout "$HELM_TIMEOUT" $HELM_EXTRA_ARGS
 
 # Helm installs CRDs only on the first install; keep the cluster's copy current on every run.
@@ -38,4 +44,4 @@ if [[ -n "$pipeline" ]]; then
     kubectl -n "$NAMESPACE" wait "retailpipeline/$pipeline" --for=condition=Ready --timeout="$PIPELINE_TIMEOUT"
 fi
 
-helm status "$RELEASE" -n "$NAMESPACE" --show-resources=false | sed -n '/^NOTES:/,$p'
+helm status "$RELEASE" -n "$NAMESPACE" | sed -n '/^NOTES:/,$p'

@@ -31,7 +31,7 @@ trap 'rm -rf "$work"' EXIT
 download() {
     if command -v uv >/dev/null 2>&1; then
         # uv has no "download" verb; a throwaway venv-less pip via uvx keeps the host pip untouched.
-        UV_PYTHON_DOWNLOADS=never uvx --quiet pip download --no-deps --only-binary=:all: -d "$work" "$WHEEL"
+        UV_PYTHON_DOWNLOADS=never uvx --quiet pip download --quiet --no-deps --only-binary=:all: -d "$work" "$WHEEL"
     else
         python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$work" "$WHEEL"
     fi

@@ -125,8 +125,10 @@ ttlSecondsAfterFinished: {{ .ctx.Values.jobs.ttlSecondsAfterFinished }}
 {{- if and .Values.pipeline.workspaceId (not (regexMatch "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" .Values.pipeline.workspaceId)) -}}
 {{- fail (printf "pipeline.workspaceId must be a lowercase UUID, not %q" .Values.pipeline.workspaceId) -}}
 {{- end -}}
-{{- if and .Values.pipeline.enabled (not .Values.pipeline.workspaceId) (not .Values.airbyte.enabled) -}}
-{{- fail "pipeline.enabled with airbyte.enabled=false: set pipeline.workspaceId (and pipeline.spec.airbyte.apiUrl) to your own Airbyte's, or pipeline.enabled=false" -}}
+{{- range $bucket := list $g.lake.bucket $.Values.global.storage.bucket.log $.Values.global.storage.bucket.state -}}
+{{- if and $.Values.jobs.lakeBuckets.enabled (not (has $bucket $.Values.lake.buckets)) -}}
+{{- fail (printf "lake.buckets must list %q (the lake bucket and Airbyte's storage buckets are created from it)" $bucket) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
