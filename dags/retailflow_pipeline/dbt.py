@@ -14,6 +14,8 @@ Environment:
 - ``RETAILFLOW_RAW_SCHEMA``: schema of the raw tables the sources read (default ``raw``).
 - ``RETAILFLOW_DBT_PROJECT_DIR``: where the dbt project is (default: ``dbt/`` of this checkout).
 - ``RETAILFLOW_DBT_THREADS``: dbt threads (default 4).
+- ``RETAILFLOW_DBT_WORK_MEM``: PostgreSQL ``work_mem`` of dbt's sessions (default 128MB; ignored when
+  ``PGOPTIONS`` is set).
 """
 
 from __future__ import annotations
@@ -115,6 +117,9 @@ def run(
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_VERSION_CHECK": "false",
     }
+    if "PGOPTIONS" not in os.environ:
+        # The marts aggregate every order line; PostgreSQL's 4MB default spills those hashes to disk.
+        env["PGOPTIONS"] = f"-c work_mem={os.environ.get('RETAILFLOW_DBT_WORK_MEM', '128MB')}"
     if warehouse_url:
         env |= profile_env(warehouse_url, raw_schema)
     elif not os.environ.get("RETAILFLOW_DBT_USER"):

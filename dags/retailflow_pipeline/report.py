@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -153,15 +154,15 @@ def best_sellers_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def lake_location(env: dict[str, str] | os._Environ = os.environ) -> str:
-    """Where ingestion writes its Parquet files: the configured bucket, else the local ``.lake/``."""
-    bucket = env.get("RETAILFLOW_LAKE_BUCKET")
-    if bucket:
-        prefix = env.get("RETAILFLOW_LAKE_PREFIX", "").strip("/")
-        endpoint = env.get("RETAILFLOW_LAKE_ENDPOINT", "")
-        where = f"s3://{bucket}/{prefix}".rstrip("/") + "/"
-        return f"{where} (endpoint {endpoint})" if endpoint else where
-    lake_dir = Path(env.get("RETAILFLOW_LAKE_DIR") or REPO_ROOT / ".lake")
+def lake_location(env: Mapping[str, str] = os.environ, local_dir: Path | None = None) -> str:
+    """Where ``retailflow-ingest`` writes raw files, read from the same settings it reads: an S3
+    endpoint (``RETAILFLOW_LAKE_ENDPOINT``) selects the bucket, otherwise the local ``.lake/``."""
+    bucket = env.get("RETAILFLOW_LAKE_BUCKET") or "retailflow"
+    prefix = (env.get("RETAILFLOW_LAKE_PREFIX") or "raw").strip("/")
+    endpoint = env.get("RETAILFLOW_LAKE_ENDPOINT")
+    if endpoint:
+        return f"s3://{bucket}/{prefix}/ (endpoint {endpoint})"
+    lake_dir = local_dir or REPO_ROOT / ".lake"
     if not lake_dir.exists():
         return f"{lake_dir}/ (not written yet: run retailflow-ingest)"
     files = [p for p in lake_dir.rglob("*") if p.is_file()]

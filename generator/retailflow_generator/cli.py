@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"retailflow-generator {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"retailflow-generator {args.command}: interrupted; nothing was committed", file=sys.stderr)
+        done = "completed ticks were kept" if args.command == "live" else "nothing was committed"
+        print(f"retailflow-generator {args.command}: interrupted; {done}", file=sys.stderr)
         return 130
     return 0
 

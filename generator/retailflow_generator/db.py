@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.resources import files
@@ -141,14 +142,17 @@ class Loader:
         self._pending: list[Future] = []
         self._depth = depth
 
-    def _load(self, sql: str, path: Path, expected_rows: int) -> None:
+    def _load(self, sql: str, path: Path, expected_rows: int, on_done) -> None:
         try:
             load_file(self._conn, sql, path, expected_rows)
         finally:
             path.unlink(missing_ok=True)
+        if on_done:
+            on_done()
 
-    def submit(self, sql: str, path: Path, expected_rows: int) -> None:
-        self._pending.append(self._pool.submit(self._load, sql, path, expected_rows))
+    def submit(self, sql: str, path: Path, expected_rows: int, on_done: Callable[[], None] | None = None) -> None:
+        """Queue a load; `on_done` runs (on the loader thread) once its rows are in."""
+        self._pending.append(self._pool.submit(self._load, sql, path, expected_rows, on_done))
         while len(self._pending) > self._depth:
             self._pending.pop(0).result()
 

@@ -78,8 +78,22 @@ def datetime_column(us: np.ndarray) -> np.ndarray:
     )
 
 
+#: padding byte (never valid UTF-8) for variable-width values; `tsv_rows` drops it
+FILL = 0xFF
+
+
+def choice_column(codes: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Small integer codes as their labels (e.g. enum values), padded with FILL to one width."""
+    width = max(len(label.encode()) for label in labels)
+    table = np.full((len(labels), width), FILL, dtype=np.uint8)
+    for i, label in enumerate(labels):
+        raw = label.encode()
+        table[i, : len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    return table[np.asarray(codes, dtype=np.int64)]
+
+
 def tsv_rows(columns: Sequence[np.ndarray]) -> bytes:
-    """Join `(n, width)` byte matrices into tab-separated lines."""
+    """Join `(n, width)` byte matrices into tab-separated lines, dropping FILL padding."""
     n = columns[0].shape[0]
     tab = np.full((n, 1), _TAB, dtype=np.uint8)
     newline = np.full((n, 1), _NEWLINE, dtype=np.uint8)
@@ -89,7 +103,10 @@ def tsv_rows(columns: Sequence[np.ndarray]) -> bytes:
             pieces.append(tab)
         pieces.append(col)
     pieces.append(newline)
-    return np.concatenate(pieces, axis=1).tobytes()
+    flat = np.concatenate(pieces, axis=1).ravel()
+    if any(np.any(col == FILL) for col in columns):
+        flat = flat[flat != FILL]
+    return flat.tobytes()
 
 
 def text_field(value: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from faker import Faker
 
@@ -53,13 +54,15 @@ def _unique(draw, n: int) -> list[str]:
     return list(seen)
 
 
+@lru_cache(maxsize=4)
 def build_pools(seed: int) -> Pools:
     from .geography import REGIONS
 
     region_index = {r.name: i for i, r in enumerate(REGIONS)}
     result = []
     for i, (region, country) in enumerate(countries()):
-        fake = Faker(country.locale)
+        # only the person provider: loading all of a locale's providers costs seconds
+        fake = Faker(country.locale, providers=["faker.providers.person"])
         fake.seed_instance(seed * 1000 + i)
         if country.locale == "ja_JP":
             # romanised names: the email address is built from them
@@ -79,7 +82,7 @@ def build_pools(seed: int) -> Pools:
                 cities=tuple(name for name, _lat, _lon in places(country.code)),
             )
         )
-    fake = Faker("en_US")
+    fake = Faker("en_US", providers=["faker.providers.color", "faker.providers.person"])
     fake.seed_instance(seed)
     colours = _unique(fake.color_name, COLOURS_PER_POOL)
     brands = _unique(lambda: fake.last_name() + fake.random_element((" & Co", " Works", " Goods", "")), 40)

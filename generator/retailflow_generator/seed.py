@@ -32,7 +32,17 @@ from .db import (
     max_ids,
     row_counts,
 )
-from .encode import US_PER_DAY, cents_column, datetime_column, digits_for, text_field, tsv_rows, uint_column
+from .encode import (
+    FILL,
+    US_PER_DAY,
+    cents_column,
+    choice_column,
+    datetime_column,
+    digits_for,
+    text_field,
+    tsv_rows,
+    uint_column,
+)
 from .geography import REGIONS, countries, country_weights
 from .pools import EMAIL_DOMAINS, Pools, build_pools
 from .stores import Store, build_stores
@@ -49,12 +59,8 @@ SIGNED_UP_BEFORE = 0.6
 _TABLE_KEY = {"customers": 1, "products": 2, "orders": 3, "weights": 4}
 _EPOCH = datetime(1970, 1, 1)
 
-ORDER_COLUMNS = ["order_id", "customer_id", "@channel", "@store", "@status", "ordered_at", "updated_at"]
-ORDER_SET = (
-    "channel = elt(@channel, 'online', 'store'), store_id = nullif(@store, 0), "
-    "status = elt(@status + 1, 'placed', 'paid', 'shipped', 'delivered', 'cancelled', 'returned'), "
-    "created_at = ordered_at"
-)
+ORDER_COLUMNS = ["order_id", "customer_id", "channel", "store_id", "status", "ordered_at", "created_at", "updated_at"]
+_NULL_STORE = np.array([ord("\\"), ord("N"), FILL, FILL], dtype=np.uint8)
 ITEM_COLUMNS = ["order_item_id", "order_id", "product_id", "quantity", "unit_price", "created_at"]
 ITEM_SET = "updated_at = created_at"
 
@@ -329,14 +335,17 @@ def order_chunk(
     item_ids = item_base + 1 + np.arange(n_items, dtype=np.int64)
 
     id_digits = digits_for(order_ids[-1])
+    store_text = uint_column(store, 4)
+    store_text[online] = _NULL_STORE  # online sales have no store: NULL
     ordered_text = datetime_column(ordered)
     orders_tsv = tsv_rows(
         [
             uint_column(order_ids, id_digits),
             uint_column(customer, digits_for(customers.ids.max())),
-            uint_column(np.where(online, 1, 2), 1)[:, -1:],
-            uint_column(store, 4),
-            uint_column(status, 1)[:, -1:],
+            choice_column(np.where(online, 0, 1), ("online", "store")),
+            store_text,
+            choice_column(status, shape.STATUSES),
+            ordered_text,
             ordered_text,
             datetime_column(updated),
         ]
@@ -400,14 +409,25 @@ def run_seed(
                 f"{target.describe()} is not empty ({filled}); pass --append to add to it "
                 "or --truncate to replace it (nothing was written)"
             )
-        conn.begin()
-        if request.truncate:
-            # DELETE, not TRUNCATE: TRUNCATE commits on its own and could not be rolled back
+        if request.orders:
+            kept = counts if request.append else dict.fromkeys(TABLES, 0)
+            if not (request.customers or kept["customers"]) or not (request.products or kept["products"]):
+                raise GeneratorError("orders need customers and products: pass --customers and --products")
+        if request.truncate and any(counts.values()):
+            # TRUNCATE commits on its own, so it runs only once every check has passed. A DELETE
+            # inside the load's transaction would keep the old rows recoverable, but re-filling
+            # delete-marked pages in one transaction runs an order of magnitude slower at scale.
             with conn.cursor() as cur:
+                cur.execute("set session foreign_key_checks = 0")
                 for table in reversed(TABLES):
-                    cur.execute(f"delete from {table}")
-        _write(conn, request, result, progress, workdir)
-        conn.commit()
+                    cur.execute(f"truncate table {table}")
+                cur.execute("set session foreign_key_checks = 1")
+        conn.begin()
+        try:
+            _write(conn, request, result, progress, workdir)
+            conn.commit()
+        except pymysql.err.MySQLError as exc:
+            raise GeneratorError(f"writing to {target.describe()} failed, nothing was kept: {exc}") from exc
     except BaseException:
         try:
             conn.rollback()
@@ -423,11 +443,6 @@ def run_seed(
 def _write(conn, request: SeedRequest, result: SeedResult, progress, workdir) -> None:
     base = max_ids(conn)
     appending = request.append and any(base.values())
-    if request.orders:
-        has_customers = request.customers > 0 or (appending and base["customers"] > 0)
-        has_products = request.products > 0 or (appending and base["products"] > 0)
-        if not (has_customers and has_products):
-            raise GeneratorError("orders need customers and products: pass --customers and --products")
     pools = build_pools(request.seed) if (request.customers or request.products) else None
     customers = generate_customers(request, base["customers"])
     products = generate_products(request, base["products"])
@@ -488,7 +503,7 @@ def _write_orders(conn, request, result, progress, base, appending, customers, p
         np.random.default_rng([request.seed, _TABLE_KEY["orders"], base["orders"]]),
         request.orders, request.start, request.end,
     )
-    orders_sql = load_data_sql("orders", ORDER_COLUMNS, ORDER_SET)
+    orders_sql = load_data_sql("orders", ORDER_COLUMNS)
     items_sql = load_data_sql("order_items", ITEM_COLUMNS, ITEM_SET)
     item_base = base["order_items"]
     chunks = -(-request.orders // ORDER_CHUNK)
@@ -497,12 +512,11 @@ def _write_orders(conn, request, result, progress, base, appending, customers, p
             request, chunk, per_day, base["orders"], item_base, customer_pool, product_pool, store_pool
         )
         loader.submit(orders_sql, spool.write(part.orders), part.n_orders)
-        loader.submit(items_sql, spool.write(part.items), part.n_items)
+        done = (lambda n=part.n_orders: progress(n)) if progress else None
+        loader.submit(items_sql, spool.write(part.items), part.n_items, on_done=done)
         item_base += part.n_items
         result.written["orders"] += part.n_orders
         result.written["order_items"] += part.n_items
-        if progress:
-            progress(part.n_orders)
 
 
 def print_progress_factory(total: int):

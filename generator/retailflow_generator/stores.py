@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .db import GeneratorError
-
 from .geography import REGIONS, places
 
 STORE_COUNT = 40
@@ -129,8 +128,10 @@ def upload_to_lake(path: Path, endpoint: str, bucket: str, prefix: str) -> str:
     Credentials come from RETAILFLOW_LAKE_ACCESS_KEY / RETAILFLOW_LAKE_SECRET_KEY so that they never
     appear on a command line.
     """
+    import urllib3
     from minio import Minio
     from minio.error import MinioException
+    from urllib3.exceptions import HTTPError
 
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -145,12 +146,18 @@ def upload_to_lake(path: Path, endpoint: str, bucket: str, prefix: str) -> str:
         secret_key=secret_key,
         secure=parts.scheme == "https",
         region=os.environ.get("RETAILFLOW_LAKE_REGION", "us-east-1"),
+        # a couple of quick retries: minio's default backs off for ~15 s before reporting a dead endpoint
+        http_client=urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=60),
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
+        ),
     )
     key = "/".join(p for p in (prefix.strip("/"), path.name) if p)
     try:
         if not client.bucket_exists(bucket):
             client.make_bucket(bucket)
         client.fput_object(bucket, key, str(path), content_type="text/csv")
-    except (MinioException, OSError) as exc:
-        raise LakeError(f"upload to {endpoint} failed: {exc}") from exc
+    except (MinioException, HTTPError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise LakeError(f"upload to {endpoint} failed: {reason}") from exc
     return f"s3://{bucket}/{key}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from . import pipeline
+from . import airbyte_client, kube, pipeline
 from .builders import opt
 from .config import settings as cfg
 from .errors import PeerError, SpecError
@@ -58,6 +58,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     settings.execution.max_workers = cfg.max_workers
     settings.posting.level = logging.WARNING  # Events are posted explicitly; INFO logs would flood them.
+    # A drift check in progress delays the finalizer; poll for its end every second, not every minute.
+    settings.background.cancellation_polling = 1
+    airbyte_client.warm_up()
+    kube.api_client()  # loads the kubeconfig / in-cluster config once
 
 
 def _apply(outcome: pipeline.Outcome, status: Any, patch: kopf.Patch, body: kopf.Body) -> None:

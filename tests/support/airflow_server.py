@@ -1,9 +1,14 @@
 """A real Airflow 3.3 API server for tests and benchmarks.
 
-It runs ``airflow api-server`` from the pipeline project's virtual environment (``dags/.venv``)
-with SQLite metadata in a temporary directory, the Simple auth manager with fixed credentials
-from a passwords file, and a free loopback port. Only the API server runs: no scheduler, no
-DAG processor, because the operator only talks to the REST API (variables).
+It runs the Airflow API server (the app ``airflow api-server`` serves, core and execution APIs)
+from the pipeline project's virtual environment (``dags/.venv``) with SQLite metadata in a
+temporary directory, the Simple auth manager with one admin user whose password (generated per
+run) sits in a passwords file, and a free loopback port. Only the API server runs: no scheduler,
+no DAG processor, because the operator only talks to the REST API (variables). The process group
+is killed on stop, on errors during start, and at interpreter exit.
+
+An empty migrated metadata database is cached per Airflow install (keyed by the installed
+distributions) in the temp directory, which saves ``airflow db migrate`` on later runs.
 
 Usable from pytest (see ``tests/integration/operator/conftest.py``) and from plain scripts::
 
@@ -13,6 +18,7 @@ Usable from pytest (see ``tests/integration/operator/conftest.py``) and from pla
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -79,12 +85,12 @@ class AirflowServer:
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{self.home / 'airflow.db'}",
             AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{self.username}:admin",
             AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(self.home / "passwords.json"),
-            AIRFLOW__API_AUTH__JWT_SECRET=os.urandom(16).hex(),
+            AIRFLOW__API_AUTH__JWT_SECRET=os.urandom(32).hex(),
+            AIRFLOW_API_APPS="all",
             AIRFLOW__API__SECRET_KEY=os.urandom(16).hex(),
             AIRFLOW__API__WORKERS="1",
             AIRFLOW__API__BASE_URL=self.url,
             AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(self.home / "logs"),
-            AIRFLOW__CORE__UNIT_TEST_MODE="False",
         )
         return env
 
@@ -104,10 +110,10 @@ class AirflowServer:
             # A new session makes the server and its uvicorn workers one process group,
             # so stop() can end all of them even if the test run is interrupted.
             self._proc = subprocess.Popen(
-                [str(self.airflow_bin), "api-server", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--workers", "1"],
+                self._server_command(),
                 env=env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
+        atexit.register(self.stop)  # also on an interrupted test run
         try:
             self._wait_ready(began)
         except BaseException:
@@ -115,6 +121,20 @@ class AirflowServer:
             raise
         self.start_seconds = time.monotonic() - began
         return self
+
+    def _server_command(self) -> list[str]:
+        """The API server process: the app ``airflow api-server`` serves, started by uvicorn directly.
+
+        ``airflow api-server`` with one worker just calls ``uvicorn.run("airflow.api_fastapi.main:app")``
+        after the CLI's own start-up, which costs seconds; set RETAILFLOW_AIRFLOW_SERVER_MODE=cli to go
+        through the CLI anyway.
+        """
+        if os.environ.get("RETAILFLOW_AIRFLOW_SERVER_MODE") == "cli":
+            return [str(self.airflow_bin), "api-server", "--host", "127.0.0.1", "--port", str(self.port),
+                    "--workers", "1"]
+        python = self.airflow_bin.parent / "python"
+        return [str(python), "-m", "uvicorn", "airflow.api_fastapi.main:app", "--host", "127.0.0.1",
+                "--port", str(self.port), "--workers", "1", "--no-access-log"]
 
     def _metadata_cache(self) -> Path:
         """Where a freshly migrated, empty metadata database for this Airflow install is kept.
@@ -153,7 +173,7 @@ class AirflowServer:
             try:
                 self.token(refresh=True)
                 return
-            except (requests.ConnectionError, requests.HTTPError):
+            except (requests.ConnectionError, requests.HTTPError, requests.Timeout):
                 time.sleep(0.2)
         raise TimeoutError(f"airflow api-server did not answer in {self.start_timeout} s:\n{self.log_tail()}")
 
@@ -163,6 +183,7 @@ class AirflowServer:
         return self._log_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
+        atexit.unregister(self.stop)
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):

@@ -57,10 +57,11 @@ import aiohttp.test_utils
 import aiohttp.web
 import jsonpatch
 import jsonpointer
+import jsonschema
 import kmock
 import requests
 import yaml
-from kmock._internal import apps, rendering
+from kmock._internal import rendering
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO_ROOT / "charts" / "retailflow-operator" / "crds" / "retailpipelines.yaml"
@@ -101,6 +102,29 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def structural(value: Any, schema: dict[str, Any]) -> Any:
+    """Prune fields a structural schema does not declare and fill in its defaults, like the API server."""
+    if isinstance(value, dict) and (schema.get("type") == "object" or "properties" in schema):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        keep_unknown = schema.get("x-kubernetes-preserve-unknown-fields") or extra is True
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in props:
+                out[key] = structural(item, props[key])
+            elif isinstance(extra, dict):
+                out[key] = structural(item, extra)
+            elif keep_unknown:
+                out[key] = copy.deepcopy(item)
+        for key, prop in props.items():
+            if key not in out and "default" in prop:
+                out[key] = structural(copy.deepcopy(prop["default"]), prop)
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [structural(item, schema["items"]) for item in value]
+    return copy.deepcopy(value)
 
 
 class ResourceRef:
@@ -144,8 +168,9 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         self.rv = 0
         self.kinds: dict[kmock.resource, dict[str, Any]] = {}
+        self.schemas: dict[kmock.resource, dict[str, Any]] = {}
         self.log: dict[kmock.resource, list[dict[str, Any]]] = defaultdict(list)
-        self.watchers: dict[kmock.resource, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self.watchers: dict[kmock.resource, set[asyncio.Queue[dict[str, Any] | None]]] = defaultdict(set)
         self.state_lock = threading.RLock()
         for key, info in CORE_RESOURCES.items():
             self.declare(key, **info)
@@ -154,11 +179,12 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
     # -- declarations ------------------------------------------------------------------------
 
     def declare(self, key: str, *, kind: str, singular: str, namespaced: bool,
-                shortnames: set[str] | None = None, subresources: set[str] | None = None) -> None:
+                shortnames: set[str] | None = None, subresources: set[str] | None = None,
+                categories: set[str] | None = None) -> None:
         resource = kmock.resource(key)
         self.resources[resource] = kmock.ResourceInfo(
             kind=kind, singular=singular, namespaced=namespaced, verbs=VERBS,
-            shortnames=shortnames or set(), subresources=subresources or set(),
+            shortnames=shortnames or set(), subresources=subresources or set(), categories=categories or set(),
         )
         self.kinds[resource] = dict(kind=kind, namespaced=namespaced, status=("status" in (subresources or set())))
 
@@ -172,11 +198,15 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
             for version in spec["versions"]:
                 if not version.get("served", True):
                     continue
+                key = f"{spec['group']}/{version['name']}/{names['plural']}"
+                schema = (version.get("schema") or {}).get("openAPIV3Schema")
+                if schema:
+                    self.schemas[kmock.resource(key)] = schema
                 self.declare(
-                    f"{spec['group']}/{version['name']}/{names['plural']}",
+                    key,
                     kind=names["kind"], singular=names.get("singular", names["kind"].lower()),
                     namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-                    shortnames=set(names.get("shortNames", [])),
+                    shortnames=set(names.get("shortNames", [])), categories=set(names.get("categories", [])),
                     subresources=set((version.get("subresources") or {}).keys()),
                 )
             self.store_object("apiextensions.k8s.io/v1/customresourcedefinitions", None, crd)
@@ -322,6 +352,8 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
             body.pop("status", None)  # the status subresource owns it
         if ref.plural == "secrets":
             self._fold_string_data(body)
+        body = self._admit(ref, body)
+        meta = body["metadata"]
         for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(field, None)
         meta["uid"] = str(uuid.uuid4())
@@ -336,6 +368,22 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
             self.objects[key] = body
         self._emit(ref.resource, "ADDED", body)
         return copy.deepcopy(body)
+
+    def _admit(self, ref: ResourceRef, body: dict[str, Any]) -> dict[str, Any]:
+        """What the API server does to a custom resource before storing it: prune, default, validate."""
+        schema = self.schemas.get(ref.resource)
+        if schema is None:
+            return body
+        meta = body.get("metadata", {})
+        admitted = structural(body, schema)
+        # The API server never prunes the type and object metadata, whatever the schema says.
+        admitted.update(apiVersion=body["apiVersion"], kind=body["kind"], metadata=meta)
+        errors = sorted(jsonschema.Draft4Validator(schema).iter_errors(admitted), key=lambda e: list(e.absolute_path))
+        if errors:
+            causes = "; ".join(
+                f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in errors[:10])
+            raise ApiStatus(422, "Invalid", f'{self.kinds[ref.resource]["kind"]} "{meta.get("name")}" is invalid: {causes}')
+        return admitted
 
     @staticmethod
     def _fold_string_data(body: dict[str, Any]) -> None:
@@ -399,6 +447,8 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
         new["apiVersion"], new["kind"] = old["apiVersion"], old["kind"]
         if ref.plural == "secrets":
             self._fold_string_data(new)
+        new = self._admit(ref, new)
+        meta = new["metadata"]
         if new == old:
             return copy.deepcopy(old)  # a no-op write: no new version, no event
         if ref.group and self._spec_of(new) != self._spec_of(old):
@@ -493,7 +543,7 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
         since = params.get("resourceVersion") or "0"
         if not since.isdigit():
             raise ApiStatus(400, "BadRequest", f"invalid resourceVersion {since!r}")
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         with self.state_lock:
             # Backlog and subscription are taken under one lock: no event falls in between.
             if since == "0" or params.get("sendInitialEvents") == "true":
@@ -522,8 +572,13 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
                 if remaining is not None and remaining <= 0:
                     break
                 try:
-                    event = await asyncio.wait_for(queue.get(), timeout=remaining)
+                    # Wake up now and then to notice clients that went away while nothing happened.
+                    event = await asyncio.wait_for(queue.get(), timeout=min(remaining or 1.0, 1.0))
                 except TimeoutError:
+                    if raw_request.transport is None or raw_request.transport.is_closing():
+                        break
+                    continue
+                if event is None:  # the server is stopping
                     break
                 if self._matches(ref, event["object"], params):
                     await response.write(json.dumps(event).encode() + b"\n")
@@ -534,6 +589,13 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
             with self.state_lock:
                 self.watchers[ref.resource].discard(queue)
         return response
+
+    def close_watches(self) -> None:
+        """End every open watch stream (the server is stopping)."""
+        with self.state_lock:
+            for queues in self.watchers.values():
+                for queue in queues:
+                    queue.put_nowait(None)
 
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
         payload = await super()._serve_version(request)
@@ -609,6 +671,7 @@ class EmulatedKubernetesAPI:
                 self._ready.set()
                 await self._stopped.wait()
             finally:
+                self.emulator.close_watches()
                 await server.close()
 
     def stop(self) -> None:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 import kopf
+import pytest
 from kopf.testing import KopfRunner
 
 #: Short timer and backoff so drift and recovery are seen within seconds.
@@ -25,6 +26,7 @@ FAST = {
     "RETAILFLOW_BACKOFF_MAX_S": "2",
     "RETAILFLOW_HTTP_TIMEOUT_S": "5",
 }
+NS = "retail"
 PROJECT_STREAMS = {
     "customers": "customer_id",
     "products": "product_id",
@@ -37,6 +39,8 @@ def load_operator(env: dict[str, str]) -> kopf.OperatorRegistry:
     """Import the operator afresh into its own registry: its settings (timer interval) are read at import."""
     os.environ.update(env)
     registry = kopf.OperatorRegistry()
+    # A bare registry lacks kopf's fallback logins; the operator logs in like kopf would by default.
+    kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.set_default_registry(registry)
     for mod in [m for m in sys.modules if m == "retailflow_operator" or m.startswith("retailflow_operator.")]:
         del sys.modules[mod]
@@ -114,3 +118,33 @@ def wait_for(predicate, timeout: float = 20, message: str = "condition") -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(0.05)
+
+
+def airflow_variable_writes(airflow: Any) -> int:
+    """Writes to variables recorded in Airflow's own audit log (every write endpoint is action-logged)."""
+    res = airflow.api("GET", "/eventLogs", params={"event_pattern": "variable", "limit": 1})
+    res.raise_for_status()
+    return int(res.json()["total_entries"])
+
+
+def owned_variables(airflow: Any, prefix: str) -> dict[str, str]:
+    return {k: v for k, v in airflow.variables().items() if k.startswith(prefix)}
+
+
+@pytest.fixture
+def make_pipeline(kube, airbyte, airflow):
+    """Creates the five Secrets in namespace ``retail``; returns a factory of RetailPipeline bodies whose
+    Airflow variable prefix is unique, so tests sharing one Airflow never see each other's variables."""
+    create_secrets(kube, airbyte, airflow, NS)
+
+    def make(name: str = "demo", **spec: Any) -> dict[str, Any]:
+        return pipeline_body(NS, name, airbyte, airflow, unique_prefix(name.replace("-", "_")), **spec)
+
+    return make
+
+
+@pytest.fixture
+def operator_run(kube):
+    """The real operator (kopf, in a thread of this process) watching the emulated Kubernetes API."""
+    with running_operator() as runner:
+        yield runner

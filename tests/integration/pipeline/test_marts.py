@@ -147,7 +147,7 @@ def test_marts_match_mysql_after_seed_and_after_live_changes(mysql_url, warehous
     assert {region for region, _, _ in seeded["sales_by_region"]} > {"Online"}
     assert_same_answers(seeded, mart_answers(warehouse_url))
 
-    generator("live", "--iterations", "30", "--seed", "12", "--mysql-url", mysql_url)
+    generator("live", "--iterations", "5", "--interval", "0.2", "--rate", "200", "--seed", "12", "--mysql-url", mysql_url)
     changed = expected_answers(mysql_url)
     assert changed != seeded, "live mode changed nothing: the second comparison would prove nothing"
     ingest_and_build(mysql_url, warehouse_url, tmp_path)

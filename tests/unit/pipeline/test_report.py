@@ -65,18 +65,20 @@ def test_empty_marts_say_what_to_run():
     assert "Top" not in text
 
 
-def test_lake_location_prefers_the_configured_bucket(tmp_path):
+def test_lake_location_is_the_bucket_when_an_endpoint_is_set(tmp_path):
     env = {"RETAILFLOW_LAKE_BUCKET": "lake", "RETAILFLOW_LAKE_PREFIX": "/retailflow/",
-           "RETAILFLOW_LAKE_ENDPOINT": "http://minio:9000", "RETAILFLOW_LAKE_DIR": str(tmp_path)}
-    assert report.lake_location(env) == "s3://lake/retailflow/ (endpoint http://minio:9000)"
+           "RETAILFLOW_LAKE_ENDPOINT": "http://minio:9000"}
+    assert report.lake_location(env, tmp_path) == "s3://lake/retailflow/ (endpoint http://minio:9000)"
+    # the ingestion engine's defaults
+    assert report.lake_location({"RETAILFLOW_LAKE_ENDPOINT": "http://minio:9000"}).startswith("s3://retailflow/raw/ ")
 
 
 def test_lake_location_counts_local_files(tmp_path):
-    assert "not written yet" in report.lake_location({"RETAILFLOW_LAKE_DIR": str(tmp_path / "missing")})
+    assert "not written yet" in report.lake_location({}, tmp_path / "missing")
     (tmp_path / "orders").mkdir()
     (tmp_path / "orders" / "part-0.parquet").write_bytes(b"x" * 2_000_000)
     (tmp_path / "customers.parquet").write_bytes(b"y" * 500_000)
-    assert report.lake_location({"RETAILFLOW_LAKE_DIR": str(tmp_path)}) == f"{tmp_path}/ (2 files, 2.5 MB)"
+    assert report.lake_location({}, tmp_path) == f"{tmp_path}/ (2 files, 2.5 MB)"
 
 
 def test_docs_location_tells_how_to_generate_them(tmp_path):

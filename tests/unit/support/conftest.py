@@ -9,7 +9,8 @@ from airbyte_api import AirbyteAPI, models
 from support.airbyte_fake import AirbyteFake
 from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
 
-# Used only while the operator chart has no CRD yet: the emulator must also work with the real one.
+# A schema-free CRD of the same names: the emulator's object mechanics are tested without depending
+# on the operator's schema; tests/unit/support/test_real_crd.py covers the chart's CRD.
 MINIMAL_CRD = """\
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -31,9 +32,7 @@ spec:
 
 @pytest.fixture(scope="session")
 def crd_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The operator chart's RetailPipeline CRD, or a minimal stand-in CRD while the chart has none."""
-    if CRD_PATH.exists():
-        return CRD_PATH
+    """A schema-free RetailPipeline CRD (any spec is accepted)."""
     path = tmp_path_factory.mktemp("crd") / "retailpipelines.yaml"
     path.write_text(MINIMAL_CRD)
     return path
@@ -41,8 +40,17 @@ def crd_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def kube(crd_path: Path) -> Iterator[EmulatedKubernetesAPI]:
-    """The emulated Kubernetes API serving the RetailPipeline CRD."""
+    """The emulated Kubernetes API serving a schema-free RetailPipeline CRD."""
     with EmulatedKubernetesAPI(crd_path) as api:
+        yield api
+
+
+@pytest.fixture
+def real_kube() -> Iterator[EmulatedKubernetesAPI]:
+    """The emulated Kubernetes API serving the operator chart's RetailPipeline CRD."""
+    if not CRD_PATH.exists():
+        pytest.fail(f"{CRD_PATH} is missing: the operator chart's CRD is the single source of truth")
+    with EmulatedKubernetesAPI(CRD_PATH) as api:
         yield api
 
 

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -246,13 +247,17 @@ class TestCoreResourcesAndDiscovery:
         client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
         secret = kubernetes.client.CoreV1Api(client).read_namespaced_secret("warehouse", NS)
         assert base64.b64decode(secret.data["password"]) == b"pg"
+        kube.apply_rp(rp())
+        custom = kubernetes.client.CustomObjectsApi(client)
+        custom.patch_namespaced_custom_object_status("retailflow.io", "v1alpha1", NS, "retailpipelines", "demo",
+                                                     {"status": {"phase": "Reconciling"}})
+        assert kube.get_rp(NS, "demo")["status"] == {"phase": "Reconciling"}
 
 
 class TestHelpers:
     def test_kubeconfig_is_exported_and_restored(self, crd_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("KUBECONFIG", "/elsewhere")
         with EmulatedKubernetesAPI(crd_path) as api:
-            import os
             assert os.environ["KUBECONFIG"] == api.kubeconfig
             assert api.url in Path(api.kubeconfig).read_text()
         assert os.environ["KUBECONFIG"] == "/elsewhere"

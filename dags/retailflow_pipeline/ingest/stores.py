@@ -1,0 +1,122 @@
+"""``data/store_locations.csv`` → rows for ``raw.store_locations`` and a quarantine for the rest.
+
+A row is quarantined (with its physical line number, the raw line and a reason) when it has the wrong
+number of fields, a missing or non-integer ``store_id``, a ``store_id`` already seen on an earlier line
+(the first one wins), a latitude outside [-90, 90] or longitude outside [-180, 180] (or not a number),
+or an ``opened_at`` that is not a ``YYYY-MM-DD`` date. A wrong header rejects the whole file.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import pyarrow as pa
+
+from retailflow_pipeline.ingest.errors import IngestError
+from retailflow_pipeline.ingest.source import ColumnType, Stream
+
+HEADER = ("store_id", "name", "city", "region", "country", "latitude", "longitude", "opened_at")
+#: types as Airbyte's file source → Postgres destination would give them (integer, string, number, date)
+STREAM = Stream(
+    name="store_locations",
+    primary_key="store_id",
+    cursor=None,
+    columns=(
+        ColumnType("store_id", "bigint", pa.int64()),
+        ColumnType("name", "varchar", pa.string()),
+        ColumnType("city", "varchar", pa.string()),
+        ColumnType("region", "varchar", pa.string()),
+        ColumnType("country", "varchar", pa.string()),
+        ColumnType("latitude", "decimal", pa.decimal128(12, 6)),
+        ColumnType("longitude", "decimal", pa.decimal128(12, 6)),
+        ColumnType("opened_at", "date", pa.date32()),
+    ),
+)
+QUARANTINE_TABLE = "store_locations_quarantine"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    line_number: int
+    raw_line: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ParsedStores:
+    raw: bytes
+    good: pa.Table
+    rejected: list[Rejected]
+
+
+def _coordinate(text: str, name: str, limit: int) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{name} {text!r} is not a number") from None
+    if not value.is_finite() or not -limit <= value <= limit:
+        raise ValueError(f"{name} {text} is out of range [-{limit}, {limit}]")
+    return value.quantize(Decimal("0.000001"))
+
+
+def parse(path: str | Path) -> ParsedStores:
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"store locations CSV not found: {path}")
+    raw = path.read_bytes()
+    lines = raw.decode("utf-8-sig").splitlines()
+    if not lines or tuple(h.strip() for h in next(csv.reader([lines[0]]))) != HEADER:
+        raise IngestError(f"{path}: the header must be {','.join(HEADER)}")
+    columns: dict[str, list] = {c: [] for c in HEADER}
+    rejected: list[Rejected] = []
+    first_seen: dict[int, int] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = next(csv.reader([line]))
+        try:
+            if len(fields) != len(HEADER):
+                raise ValueError(f"expected {len(HEADER)} fields, got {len(fields)}")
+            record = dict(zip(HEADER, (f.strip() for f in fields), strict=True))
+            if not record["store_id"]:
+                raise ValueError("missing store_id")
+            try:
+                store_id = int(record["store_id"])
+            except ValueError:
+                raise ValueError(f"store_id {record['store_id']!r} is not an integer") from None
+            if store_id in first_seen:
+                raise ValueError(f"duplicate store_id {store_id} (first on line {first_seen[store_id]})")
+            latitude = _coordinate(record["latitude"], "latitude", 90)
+            longitude = _coordinate(record["longitude"], "longitude", 180)
+            try:
+                opened_at = date.fromisoformat(record["opened_at"]) if len(record["opened_at"]) == 10 else None
+            except ValueError:
+                opened_at = None
+            if opened_at is None:
+                raise ValueError(f"opened_at {record['opened_at']!r} is not a YYYY-MM-DD date")
+        except ValueError as exc:
+            rejected.append(Rejected(number, line, str(exc)))
+            continue
+        first_seen[store_id] = number
+        for key, value in (
+            ("store_id", store_id), ("latitude", latitude), ("longitude", longitude), ("opened_at", opened_at)
+        ):
+            columns[key].append(value)
+        for key in ("name", "city", "region", "country"):
+            columns[key].append(record[key] or None)
+    good = pa.table({c.name: pa.array(columns[c.name], type=c.arrow_type) for c in STREAM.columns})
+    return ParsedStores(raw, good, rejected)
+
+
+def quarantine_table(rejected: list[Rejected]) -> pa.Table:
+    return pa.table(
+        {
+            "line_number": pa.array([r.line_number for r in rejected], pa.int64()),
+            "raw_line": pa.array([r.raw_line for r in rejected], pa.string()),
+            "reason": pa.array([r.reason for r in rejected], pa.string()),
+        }
+    )

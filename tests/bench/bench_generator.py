@@ -1,0 +1,165 @@
+"""Generator speed and memory, against LOAD DATA of the same rows measured in the same run.
+
+1. `retailflow-generator seed` runs in a subprocess into a throwaway database (`retail_bench_<hex>`);
+   its wall time gives order lines/s (customers, products, orders and start-up included) and
+   `ru_maxrss` its peak memory.
+2. The order lines it wrote are exported (mysql client, tab-separated) and loaded with
+   `LOAD DATA LOCAL INFILE` into an empty copy of `order_items` with the same indexes and foreign
+   keys: the baseline, i.e. what the server can take when nothing has to be generated.
+
+Prints `bench: <name> <value>` lines. Targets: generator_vs_load_data >= 0.5, and peak RSS under
+500 MB at 5M order lines (`--order-lines 5000000`).
+
+Run: `make bench-generator` (or `hack/with-env uv run --project generator python tests/bench/bench_generator.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import pymysql
+from retailflow_generator.shape import LINES_P, MAX_LINES
+
+DEFAULT_ORDER_LINES = 1_000_000
+
+
+def _connect(url: str, **kwargs) -> pymysql.connections.Connection:
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname, port=parts.port or 3306, user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""), database=parts.path.lstrip("/") or None,
+        autocommit=True, **kwargs,
+    )
+
+
+def _with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, "", ""))
+
+
+def _mean_lines() -> float:
+    # geometric(p) capped at MAX_LINES
+    p = LINES_P
+    return sum(k * p * (1 - p) ** (k - 1) for k in range(1, MAX_LINES)) + MAX_LINES * (1 - p) ** (MAX_LINES - 1)
+
+
+def run_generator(url: str, order_lines: int) -> tuple[int, float, float, str]:
+    orders = max(1, round(order_lines / _mean_lines()))
+    cmd = [
+        sys.executable, "-m", "retailflow_generator", "seed",
+        "--customers", str(max(1000, orders // 20)), "--products", str(max(100, orders // 400)),
+        "--orders", str(orders), "--start", "2023-01-01", "--end", "2025-12-31", "--seed", "7",
+        "--mysql-url", url,
+    ]
+    started = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"bench: generator failed: {done.stderr.strip()}")
+    # the only child waited for so far: its peak resident set (kilobytes on Linux)
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    lines = int(re.search(r"orders, (\d+) order lines", done.stdout).group(1))
+    return lines, seconds, peak_mb, done.stdout.strip()
+
+
+def export_lines(url: str, path: Path) -> None:
+    """order_items as tab-separated text via the mysql client (streams; no Python row decoding)."""
+    parts = urlsplit(url)
+    client = shutil.which("mariadb") or shutil.which("mysql")
+    if not client:
+        sys.exit("bench: the mysql/mariadb command-line client is needed to export the baseline rows")
+    with tempfile.NamedTemporaryFile("w", suffix=".cnf", delete=False) as cnf:
+        os.chmod(cnf.name, 0o600)
+        cnf.write(f"[client]\npassword={unquote(parts.password or '')}\n")
+    try:
+        with path.open("wb") as out:
+            subprocess.run(
+                [client, f"--defaults-extra-file={cnf.name}", "--protocol=tcp", "-h", parts.hostname,
+                 "-P", str(parts.port or 3306), "-u", unquote(parts.username or ""), "--batch", "--quick",
+                 "--skip-column-names", "-e", "select * from order_items order by order_item_id",
+                 parts.path.lstrip("/")],
+                stdout=out, check=True,
+            )
+    finally:
+        os.unlink(cnf.name)
+
+
+def load_baseline(url: str, path: Path, expected: int) -> float:
+    conn = _connect(url, local_infile=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("create table order_items_copy like order_items")
+            # CREATE TABLE ... LIKE copies indexes but not foreign keys: add them, the server checks
+            # them for the generator's rows too
+            cur.execute(
+                "alter table order_items_copy "
+                "add foreign key (order_id) references orders (order_id), "
+                "add foreign key (product_id) references products (product_id)"
+            )
+            # the original's pages would crowd the buffer pool: the copy starts where the generator
+            # started, with customers, orders and products present and no order lines
+            cur.execute("drop table order_items")
+            conn.autocommit(False)
+            started = time.perf_counter()
+            loaded = cur.execute(
+                "load data local infile %s into table order_items_copy character set utf8mb4", (str(path),)
+            )
+            conn.commit()
+            seconds = time.perf_counter() - started
+    finally:
+        conn.close()
+    if loaded != expected:
+        sys.exit(f"bench: baseline loaded {loaded} rows, expected {expected}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--order-lines", type=int, default=DEFAULT_ORDER_LINES,
+                        help=f"approximate order lines to generate (default {DEFAULT_ORDER_LINES:,})")
+    args = parser.parse_args()
+    server = os.environ.get("RETAILFLOW_MYSQL_URL")
+    if not server:
+        sys.exit("bench: RETAILFLOW_MYSQL_URL is not set (run `make services`, then use hack/with-env)")
+
+    name = f"retail_bench_{uuid.uuid4().hex[:8]}"
+    url = _with_db(server, name)
+    admin = _connect(_with_db(server, ""))
+    with admin.cursor() as cur:
+        cur.execute(f"create database `{name}`")
+    try:
+        lines, gen_seconds, peak_mb, summary = run_generator(url, args.order_lines)
+        print(f"bench: info {summary}", flush=True)
+        with tempfile.TemporaryDirectory(prefix="retailflow-bench-") as tmp:
+            dump = Path(tmp) / "order_items.tsv"
+            export_lines(url, dump)
+            load_seconds = load_baseline(url, dump, lines)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"drop database if exists `{name}`")
+        admin.close()
+
+    gen_rate = lines / gen_seconds
+    load_rate = lines / load_seconds
+    print(f"bench: order_lines {lines}")
+    print(f"bench: generator_seconds {gen_seconds:.2f}")
+    print(f"bench: load_data_seconds {load_seconds:.2f}")
+    print(f"bench: generator_rows_per_s {gen_rate:.0f}")
+    print(f"bench: load_data_rows_per_s {load_rate:.0f}")
+    print(f"bench: generator_vs_load_data {gen_rate / load_rate:.2f}")
+    print(f"bench: generator_peak_rss_mb {peak_mb:.0f}")
+
+
+if __name__ == "__main__":
+    main()

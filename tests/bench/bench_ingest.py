@@ -1,0 +1,210 @@
+"""Ingestion speed: the local engine against the raw pipe, and an incremental sync against a full load.
+
+Seeds a throwaway MySQL database with ``retailflow-generator`` and loads a throwaway warehouse
+database, both dropped at the end. Prints ``bench: <name> <value>`` lines:
+
+- ``ingest_vs_raw_pipe``: the engine's full-load rows/s over the rows/s of
+  ``mysql --quick --batch … | psql -c "\\copy …"`` on the same four tables in the same run (each side
+  measured twice, alternating, best kept: the machine is shared). Target ≥ 0.7.
+- ``incremental_vs_full``: the time of an incremental sync after 1% of the order lines and orders
+  changed or were added, over the time of the full load. Target ≤ 0.05.
+- ``dbt_build_seconds``: ``python -m retailflow_pipeline.dbt build`` on the tables the engine wrote
+  (skipped with ``--no-dbt``).
+
+The engine syncs two streams at once (``parallel=2``, its default); the pipe copies one table after
+the other, as ``mysql | psql`` does.
+
+    hack/with-env uv run --project dags python tests/bench/bench_ingest.py [--orders N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import psycopg
+import pymysql
+
+from retailflow_pipeline.ingest import run
+from retailflow_pipeline.ingest.engine import configure_logging
+
+REPO = Path(__file__).resolve().parents[2]
+TABLES = ("customers", "products", "orders", "order_items")
+PRIMARY_KEYS = {"customers": "customer_id", "products": "product_id", "orders": "order_id",
+                "order_items": "order_item_id"}
+
+
+def bench(name: str, value: float | str) -> None:
+    print(f"bench: {name} {value}", flush=True)
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, "", ""))
+
+
+def mysql_conn(url: str, database: str | None = None) -> pymysql.connections.Connection:
+    parts = urlsplit(url)
+    return pymysql.connect(host=parts.hostname, port=parts.port or 3306, user=unquote(parts.username or ""),
+                           password=unquote(parts.password or ""),
+                           database=parts.path.lstrip("/") if database is None else database or None,
+                           autocommit=True, local_infile=True)
+
+
+class RawPipe:
+    """``mysql --quick --batch | psql \\copy`` per table, credentials passed through a 0600 defaults
+    file and ``PGPASSWORD``, never on a command line."""
+
+    def __init__(self, mysql_url: str, warehouse_url: str, workdir: Path):
+        if not shutil.which("mysql") or not shutil.which("psql"):
+            sys.exit("bench_ingest: the raw pipe needs the mysql and psql clients")
+        m = urlsplit(mysql_url)
+        self.database = m.path.lstrip("/")
+        self.defaults = workdir / "my.cnf"
+        self.defaults.write_text(f"[client]\nuser={unquote(m.username)}\npassword={unquote(m.password)}\n"
+                                 f"host={m.hostname}\nport={m.port or 3306}\n")
+        self.defaults.chmod(0o600)
+        w = urlsplit(warehouse_url)
+        self.env = {**os.environ, "PGPASSWORD": unquote(w.password or ""), "PGOPTIONS": "-c client_min_messages=warning"}
+        self.pg_args = ["-h", w.hostname, "-p", str(w.port or 5432), "-U", unquote(w.username), "-d",
+                        w.path.lstrip("/"), "-v", "ON_ERROR_STOP=1", "-q"]
+
+    def psql(self, sql: str) -> None:
+        subprocess.run(["psql", *self.pg_args, "-c", sql], env=self.env, check=True)
+
+    def prepare(self, tables_ddl: dict[str, str]) -> None:
+        self.psql("drop schema if exists pipe cascade; create schema pipe; "
+                  + " ".join(f"create table pipe.{t} ({ddl});" for t, ddl in tables_ddl.items()))
+
+    def copy(self, table: str) -> None:
+        reader = subprocess.Popen(
+            ["mysql", f"--defaults-extra-file={self.defaults}", "--quick", "--batch", "--skip-column-names",
+             self.database, "-e", f"select * from `{table}`"], stdout=subprocess.PIPE)
+        subprocess.run(["psql", *self.pg_args, "-c", f"\\copy pipe.{table} from stdin with (null 'NULL')"],
+                       stdin=reader.stdout, env=self.env, check=True, stdout=subprocess.DEVNULL)
+        reader.stdout.close()
+        if reader.wait() != 0:
+            raise RuntimeError(f"mysql failed reading {table}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--orders", type=int, default=400_000, help="orders to seed (about 2.5 lines each; default "
+                    "%(default)s ≈ 1M order lines)")
+    ap.add_argument("--no-dbt", action="store_true", help="skip the dbt build timing")
+    ap.add_argument("--customers", type=int, default=50_000)
+    ap.add_argument("--products", type=int, default=2_000)
+    args = ap.parse_args()
+    configure_logging()
+    base_mysql = os.environ.get("RETAILFLOW_MYSQL_URL")
+    base_wh = os.environ.get("RETAILFLOW_WAREHOUSE_URL")
+    if not base_mysql or not base_wh:
+        sys.exit("bench_ingest: set RETAILFLOW_MYSQL_URL and RETAILFLOW_WAREHOUSE_URL (make services; hack/with-env)")
+    tag = uuid.uuid4().hex[:8]
+    mysql_db, wh_db = f"retail_test_bench_{tag}", f"warehouse_test_bench_{tag}"
+    mysql_url, wh_url = with_database(base_mysql, mysql_db), with_database(base_wh, wh_db)
+    admin = mysql_conn(base_mysql, "")
+    admin.cursor().execute(f"create database `{mysql_db}`")
+    with psycopg.connect(base_wh, autocommit=True) as conn:
+        conn.execute(f'create database "{wh_db}"')
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return measure(args, mysql_url, wh_url, Path(tmp))
+    finally:
+        admin.cursor().execute(f"drop database if exists `{mysql_db}`")
+        admin.close()
+        with psycopg.connect(base_wh, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{wh_db}" with (force)')
+
+
+def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
+    t0 = time.monotonic()
+    generator = shutil.which("retailflow-generator") or str(Path(sys.executable).parent / "retailflow-generator")
+    subprocess.run(
+        [generator, "seed", "--customers", str(args.customers), "--products", str(args.products),
+         "--orders", str(args.orders), "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "7",
+         "--mysql-url", mysql_url], check=True)
+    conn = mysql_conn(mysql_url)
+    with conn.cursor() as cur:
+        counts = {}
+        for t in TABLES:
+            cur.execute(f"select count(*) from `{t}`")
+            counts[t] = cur.fetchone()[0]
+    rows = sum(counts.values())
+    print(f"seeded {counts} ({rows:,} rows) in {time.monotonic() - t0:.1f} s", flush=True)
+
+    # the same typed tables on the pipe side, so both write the same column types
+    first = run(mysql_url, wh_url, stores_csv=None, streams=list(TABLES))
+    engine_times = [first.seconds]
+    with psycopg.connect(wh_url) as pg:
+        ddl = {t: ", ".join(f'"{c}" {ty}' for c, ty in pg.execute(
+            "select column_name, format_type(atttypid, atttypmod) from information_schema.columns c"
+            " join pg_attribute a on a.attrelid = ('raw.' || c.table_name)::regclass and a.attname = c.column_name"
+            " where table_schema = 'raw' and table_name = %s and column_name not like '\\_airbyte%%'"
+            " order by ordinal_position", (t,)).fetchall()) for t in TABLES}
+    pipe = RawPipe(mysql_url, wh_url, tmp)
+    pipe_times = []
+    for attempt in range(2):
+        pipe.prepare(ddl)
+        start = time.monotonic()
+        for t in TABLES:
+            pipe.copy(t)
+        pipe_times.append(time.monotonic() - start)
+        if attempt == 0:
+            engine_times.append(run(mysql_url, wh_url, stores_csv=None, streams=list(TABLES), full_refresh=True).seconds)
+    pipe.psql("drop schema pipe cascade")
+    engine_rate, pipe_rate = rows / min(engine_times), rows / min(pipe_times)
+    print(f"full load: engine {[round(t, 2) for t in engine_times]} s, raw pipe {[round(t, 2) for t in pipe_times]} s",
+          flush=True)
+    bench("raw_pipe_rows_per_s", f"{pipe_rate:.0f}")
+    bench("ingest_full_rows_per_s", f"{engine_rate:.0f}")
+    bench("ingest_vs_raw_pipe", f"{engine_rate / pipe_rate:.3f}")
+
+    # +1%: a hundredth of the orders move on, and new order lines amounting to 1% arrive
+    lines, orders = counts["order_items"], counts["orders"]
+    with conn.cursor() as cur:
+        cur.execute("update orders set status = if(status = 'delivered', 'returned', 'delivered')"
+                    " where order_id % 100 = 0")
+        cur.execute("select max(order_item_id) from order_items")
+        top = cur.fetchone()[0]
+        cur.execute(f"insert into order_items (order_item_id, order_id, product_id, quantity, unit_price)"
+                    f" select order_item_id + {top}, order_id, product_id, quantity, unit_price from order_items"
+                    f" where order_item_id % 100 = 0")
+        changed = cur.rowcount
+    conn.close()
+    incremental = run(mysql_url, wh_url, stores_csv=None, streams=list(TABLES))
+    written = sum(s.inserted + s.updated for s in incremental.streams.values())
+    print(f"incremental: {written:,} rows written ({changed:,} new lines, {orders // 100:,} orders changed)"
+          f" in {incremental.seconds:.2f} s; full load {min(engine_times):.2f} s", flush=True)
+    bench("ingest_incremental_seconds", f"{incremental.seconds:.3f}")
+    bench("incremental_vs_full", f"{incremental.seconds / min(engine_times):.4f}")
+    ok = written >= changed
+    if not args.no_dbt:
+        ok = dbt_build(mysql_url, wh_url) and ok
+    return 0 if ok else 1
+
+
+def dbt_build(mysql_url: str, wh_url: str) -> bool:
+    """The dbt project on what the engine wrote: the marts must build, and how long that takes."""
+    stores_csv = REPO / "data" / "store_locations.csv"
+    run(mysql_url, wh_url, streams=["store_locations"], stores_csv=stores_csv)
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "retailflow_pipeline.dbt", "build"], cwd=REPO,
+                          env={**os.environ, "RETAILFLOW_WAREHOUSE_URL": wh_url}, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stdout[-3000:], done.stderr[-3000:], "dbt build failed", sep="\n", flush=True)
+        return False
+    bench("dbt_build_seconds", f"{time.monotonic() - start:.1f}")
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

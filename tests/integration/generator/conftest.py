@@ -1,0 +1,79 @@
+"""Throwaway MariaDB databases (`retail_test_<hex>`) for the generator, from $RETAILFLOW_MYSQL_URL."""
+
+import os
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import pymysql
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+#: the console script of the environment running the tests
+GENERATOR = str(Path(sys.executable).with_name("retailflow-generator"))
+
+
+def _server_url() -> str:
+    url = os.environ.get("RETAILFLOW_MYSQL_URL")
+    if not url:
+        pytest.skip("RETAILFLOW_MYSQL_URL is not set: run `make services` and the tests through `hack/with-env`")
+    return url
+
+
+def url_for(database: str) -> str:
+    parts = urlsplit(_server_url())
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, "", ""))
+
+
+def connect(url: str) -> pymysql.connections.Connection:
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname, port=parts.port or 3306, user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""), database=parts.path.lstrip("/") or None, autocommit=True,
+    )
+
+
+def scalar(url: str, sql: str, args=()):
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def rows(url: str, sql: str, args=()):
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def make_database():
+    """Creates empty `retail_test_<hex>` databases on request; drops them all afterwards."""
+    admin = connect(url_for(""))
+    created = []
+
+    def make() -> str:
+        name = f"retail_test_{uuid.uuid4().hex[:10]}"
+        with admin.cursor() as cur:
+            cur.execute(f"create database `{name}`")
+        created.append(name)
+        return url_for(name)
+
+    yield make
+    with admin.cursor() as cur:
+        for name in created:
+            cur.execute(f"drop database if exists `{name}`")
+    admin.close()
+
+
+@pytest.fixture
+def database(make_database) -> str:
+    return make_database()

@@ -1,0 +1,176 @@
+"""`retailflow-generator seed` against the real MariaDB."""
+
+import subprocess
+from datetime import date, datetime
+
+import pytest
+from conftest import GENERATOR, rows, scalar
+from retailflow_generator import cli
+from retailflow_generator import seed as seed_module
+from retailflow_generator.db import GeneratorError, MySQLTarget
+from retailflow_generator.seed import SeedRequest, run_seed
+
+pytestmark = pytest.mark.integration
+
+ARGS = ["--customers", "400", "--products", "60", "--orders", "3000", "--start", "2025-01-01",
+        "--end", "2025-06-30", "--seed", "9"]
+TABLES = ("customers", "products", "orders", "order_items")
+
+
+def generator(*args, check=True):
+    done = subprocess.run([GENERATOR, *args], capture_output=True, text=True, timeout=120, check=False)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def seed_in_process(url, *args):
+    """The same as `generator("seed", *args)`, without a new interpreter (faster; Faker pools cached)."""
+    assert cli.main(["seed", *args, "--mysql-url", url]) == 0
+
+
+def counts(url):
+    return {t: scalar(url, f"select count(*) from {t}") for t in TABLES}
+
+
+def checksums(url):
+    return {t: rows(url, f"checksum table {t}")[0][1] for t in TABLES}
+
+
+def orphans(url):
+    return {
+        "orders without customer": scalar(url, "select count(*) from orders o left join customers c "
+                                               "using (customer_id) where c.customer_id is null"),
+        "lines without order": scalar(url, "select count(*) from order_items i left join orders o "
+                                           "using (order_id) where o.order_id is null"),
+        "lines without product": scalar(url, "select count(*) from order_items i left join products p "
+                                             "using (product_id) where p.product_id is null"),
+        "orders without lines": scalar(url, "select count(*) from orders o where not exists "
+                                            "(select 1 from order_items i where i.order_id = o.order_id)"),
+    }
+
+
+def test_seed_creates_schema_and_consistent_rows(database):
+    done = generator("seed", *ARGS, "--mysql-url", database)
+    n = counts(database)
+    assert n["customers"] == 400 and n["products"] == 60 and n["orders"] == 3000
+    assert 6000 < n["order_items"] < 9000
+    assert done.stdout.strip().startswith("seed: wrote 400 customers, 60 products, 3000 orders, "
+                                          f"{n['order_items']} order lines")
+    assert done.stdout.count("\n") == 1 and done.stderr == "", "one summary line, no progress bar without a TTY"
+    assert set(orphans(database).values()) == {0}
+    assert scalar(database, "select count(*) from orders where (channel = 'store') <> (store_id is not null)") == 0
+    assert scalar(database, "select max(store_id) from orders") <= 40
+    assert scalar(database, "select min(ordered_at) from orders") >= datetime(2025, 1, 1)
+    assert scalar(database, "select max(updated_at) from orders") < datetime(2025, 7, 1)
+    assert scalar(database, "select count(*) from orders where updated_at < created_at") == 0
+    assert scalar(database, "select count(*) from orders o join customers c using (customer_id) "
+                            "where o.ordered_at < c.signed_up_at") == 0
+    assert scalar(database, "select count(*) from order_items i join orders o using (order_id) "
+                            "where i.created_at <> o.ordered_at") == 0
+    assert scalar(database, "select count(distinct status) from orders") >= 5
+
+
+def test_same_seed_same_database_contents(make_database):
+    first, second, third = make_database(), make_database(), make_database()
+    seed_in_process(first, *ARGS)
+    seed_in_process(second, *ARGS)
+    seed_in_process(third, *ARGS[:-1], "10")
+    assert checksums(first) == checksums(second)
+    assert checksums(first)["orders"] != checksums(third)["orders"]
+
+
+def test_non_empty_database_is_refused_and_left_alone(database):
+    seed_in_process(database, *ARGS)
+    before = checksums(database)
+    done = generator("seed", *ARGS, "--mysql-url", database, check=False)
+    assert done.returncode == 1
+    assert "is not empty" in done.stderr and "--append" in done.stderr and "--truncate" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert checksums(database) == before
+
+
+def test_truncate_replaces_everything(database):
+    seed_in_process(database, *ARGS)
+    seed_in_process(database, "--customers", "50", "--products", "10", "--orders", "200", "--start", "2024-03-01",
+                    "--end", "2024-03-31", "--seed", "3", "--truncate")
+    n = counts(database)
+    assert (n["customers"], n["products"], n["orders"]) == (50, 10, 200)
+    assert scalar(database, "select min(order_id) from orders") == 1
+    assert scalar(database, "select max(ordered_at) from orders") < datetime(2024, 4, 1)
+    assert set(orphans(database).values()) == {0}
+
+
+def test_append_continues_ids_and_keeps_existing_rows(database):
+    seed_in_process(database, *ARGS)
+    before = counts(database)
+    max_line = scalar(database, "select max(order_item_id) from order_items")
+    generator("seed", "--customers", "20", "--products", "5", "--orders", "1000", "--start", "2025-07-01",
+              "--end", "2025-07-31", "--seed", "9", "--append", "--mysql-url", database)
+    after = counts(database)
+    assert after["customers"] == before["customers"] + 20
+    assert after["products"] == before["products"] + 5
+    assert after["orders"] == before["orders"] + 1000
+    assert scalar(database, "select min(order_item_id) from order_items where order_id > 3000") == max_line + 1
+    assert scalar(database, "select count(*) from orders where order_id > 3000 and ordered_at < '2025-07-01'") == 0
+    # new orders also come from the customers who were already there
+    assert scalar(database, "select count(*) from orders where order_id > 3000 and customer_id <= 400") > 500
+    assert scalar(database, "select count(distinct email) from customers") == after["customers"]
+    assert set(orphans(database).values()) == {0}
+
+
+def test_failure_mid_load_rolls_everything_back(database, monkeypatch):
+    """A failure after customers, products and the first orders were loaded leaves no row behind."""
+    real_chunk = seed_module.order_chunk
+    monkeypatch.setattr(seed_module, "ORDER_CHUNK", 500)
+
+    def failing_chunk(request, chunk, *args):
+        if chunk == 3:
+            raise GeneratorError("simulated failure while generating")
+        return real_chunk(request, chunk, *args)
+
+    monkeypatch.setattr(seed_module, "order_chunk", failing_chunk)
+    request = SeedRequest(customers=300, products=40, orders=3000, start=date(2025, 1, 1),
+                          end=date(2025, 3, 31), seed=1)
+    with pytest.raises(GeneratorError, match="simulated failure"):
+        run_seed(request, MySQLTarget.from_url(database))
+    assert set(counts(database).values()) == {0}
+
+
+def test_orders_without_customers_are_refused(database):
+    no_customers = ["--customers", "0", "--products", "5", "--orders", "10", "--start", "2025-01-01",
+                    "--end", "2025-01-31", "--mysql-url", database]
+    done = generator("seed", *no_customers, check=False)
+    assert done.returncode == 1 and "orders need customers and products" in done.stderr
+    assert set(counts(database).values()) == {0}
+    # refused before --truncate empties anything
+    seed_in_process(database, *ARGS)
+    before = checksums(database)
+    done = generator("seed", *no_customers, "--truncate", check=False)
+    assert done.returncode == 1 and "orders need customers and products" in done.stderr
+    assert checksums(database) == before
+
+
+def test_unknown_database_is_a_clear_error(database):
+    done = generator("seed", *ARGS, "--mysql-url", database + "_missing", check=False)
+    assert done.returncode == 1 and "cannot connect" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_row_the_server_skips_fails_the_load(database, tmp_path):
+    """LOAD DATA LOCAL only warns about rows it skips (here a duplicate key); the loader refuses that."""
+    from retailflow_generator.db import connect as db_connect
+    from retailflow_generator.db import ensure_schema, load_data_sql, load_file
+    from retailflow_generator.seed import PRODUCT_COLUMNS
+
+    conn = db_connect(MySQLTarget.from_url(database))
+    try:
+        ensure_schema(conn)
+        path = tmp_path / "products.tsv"
+        row = "1\tGRO-0000001\tOlive Oil\tGroceries\t9.99\t2024-01-01 00:00:00.000000\n"
+        path.write_text(row + row)
+        with pytest.raises(GeneratorError, match="warnings|loaded 1 rows where 2"):
+            load_file(conn, load_data_sql("products", PRODUCT_COLUMNS, "updated_at = created_at"), path, 2)
+        conn.rollback()
+    finally:
+        conn.close()
+    assert scalar(database, "select count(*) from products") == 0

@@ -1,0 +1,157 @@
+"""Drift, Secret rotation, no-op resyncs and failures, with the real operator against the emulated
+Kubernetes API, the Airbyte fake and a real Airflow API server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+from operator_runner import (
+    NS,
+    airflow_variable_writes,
+    is_ready,
+    make_pipeline,
+    operator_run,
+    owned_variables,
+    phase_is,
+    running_operator,
+    wait_for,
+)
+
+__all__ = ["make_pipeline", "operator_run"]  # fixtures
+
+
+def names(store: dict) -> list[str]:
+    return sorted(r["name"] for r in store.values())
+
+
+def condition(obj: dict, ctype: str) -> dict:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == ctype)
+
+
+def test_out_of_band_changes_are_restored_by_the_timer(kube, airbyte, airflow, operator_run, make_pipeline):
+    body = make_pipeline()
+    prefix = body["spec"]["airflow"]["variablePrefix"]
+    kube.apply_rp(body)
+    st = kube.wait_rp(NS, "demo", is_ready, timeout=30)["status"]
+    expected_names = names(airbyte.connections)
+    deleted = st["airbyte"]["connections"]["mysql-to-warehouse"]
+    warehouse = st["airbyte"]["destinations"]["warehouse"]
+    good_mysql = json.loads(airflow.get_variable(f"{prefix}mysql"))
+
+    with airbyte._lock:  # as if someone used the Airbyte UI
+        del airbyte.connections[deleted]
+        airbyte.destinations[warehouse]["configuration"]["schema"] = "public"
+    airflow.delete_variable(f"{prefix}lake")
+    airflow.set_variable(f"{prefix}mysql", json.dumps({"host": "edited-by-hand"}))
+
+    def restored() -> bool:
+        return (
+            names(airbyte.connections) == expected_names
+            and airbyte.destinations[warehouse]["configuration"]["schema"] == "raw"
+            and airflow.get_variable(f"{prefix}lake") is not None
+            and json.loads(airflow.get_variable(f"{prefix}mysql")) == good_mysql
+        )
+
+    wait_for(restored, timeout=20, message="the drift timer to restore Airbyte and Airflow")
+    obj = kube.wait_rp(NS, "demo", lambda o: o["status"]["airbyte"]["connections"]["mysql-to-warehouse"] != deleted)
+    new_id = obj["status"]["airbyte"]["connections"]["mysql-to-warehouse"]
+    assert airbyte.connections[new_id]["name"] == f"rf/{NS}/demo/mysql-to-warehouse"
+    assert "DriftCorrected" in {e.get("reason") for e in kube.events(NS)}
+
+
+def test_rotated_secret_content_is_applied(kube, airbyte, airflow, operator_run, make_pipeline):
+    kube.apply_rp(make_pipeline())
+    st = kube.wait_rp(NS, "demo", is_ready, timeout=30)["status"]
+    warehouse = st["airbyte"]["destinations"]["warehouse"]
+    airbyte.reset_writes()
+
+    rotated = base64.b64encode(b"rotated-warehouse-password").decode()
+    res = kube.request(
+        "PATCH", f"/api/v1/namespaces/{NS}/secrets/warehouse", data=json.dumps({"data": {"password": rotated}}),
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert res.status_code == 200, res.text
+
+    wait_for(
+        lambda: airbyte.destinations[warehouse]["configuration"]["password"] == "rotated-warehouse-password",
+        timeout=20,
+        message="the rotated password to reach Airbyte",
+    )
+    assert airbyte.writes == [("PATCH", f"/destinations/{warehouse}")]
+    obj = kube.wait_rp(NS, "demo", lambda o: o["status"]["secretHashes"] != st["secretHashes"])
+    assert "rotated-warehouse-password" not in json.dumps(obj)
+
+
+def test_a_resync_with_nothing_changed_makes_no_writes(kube, airbyte, airflow, make_pipeline):
+    body = make_pipeline()
+    with running_operator():
+        kube.apply_rp(body)
+        first = kube.wait_rp(NS, "demo", is_ready, timeout=30)
+        airbyte.reset_writes()
+        airflow_writes = airflow_variable_writes(airflow)
+        time.sleep(2.5)  # two drift-timer ticks
+    assert airbyte.writes == []
+    assert airflow_variable_writes(airflow) == airflow_writes
+
+    with running_operator():  # a restart: kopf resumes the pipeline and reconciles it again
+        kube.wait_rp(NS, "demo", lambda o: o["status"]["lastReconciledAt"] != first["status"]["lastReconciledAt"],
+                     timeout=30)
+    assert airbyte.writes == []
+    assert airflow_variable_writes(airflow) == airflow_writes
+    assert len(airbyte.connections) == 4
+
+
+def test_airbyte_down_degrades_then_recovers_without_duplicates(kube, airbyte, airflow, operator_run, make_pipeline):
+    airbyte.down = True
+    kube.apply_rp(make_pipeline())
+    obj = kube.wait_rp(NS, "demo", phase_is("Degraded"), timeout=30)
+    assert condition(obj, "Ready")["reason"] == "AirbyteUnavailable"
+    assert "503" in condition(obj, "AirbyteSynced")["message"]
+    warnings = [e for e in kube.events(NS) if e.get("type") == "Warning"]
+    assert "AirbyteUnavailable" in {e.get("reason") for e in warnings}
+
+    airbyte.down = False
+    kube.wait_rp(NS, "demo", is_ready, timeout=30)
+    assert len(airbyte.sources) == 2 and len(airbyte.destinations) == 2
+    assert len(set(names(airbyte.connections))) == len(airbyte.connections) == 4
+
+
+def test_503_in_the_middle_of_a_pass_is_retried_without_duplicates(kube, airbyte, airflow, operator_run, make_pipeline):
+    kube.apply_rp(make_pipeline())
+    kube.wait_rp(NS, "demo", is_ready, timeout=30)
+    with airbyte._lock:  # several resources missing at once, then Airbyte fails part-way through restoring them
+        airbyte.connections.clear()
+    airbyte.fail_next(6)
+    wait_for(lambda: len(airbyte.connections) == 4, timeout=20, message="connections restored")
+    time.sleep(1.5)
+    assert len(set(names(airbyte.connections))) == len(airbyte.connections) == 4
+    kube.wait_rp(NS, "demo", is_ready, timeout=20)
+
+
+def test_missing_secret_fails_with_the_fix_then_heals(kube, airbyte, airflow, operator_run, make_pipeline):
+    body = make_pipeline()
+    body["spec"]["warehouse"]["credentialsSecretRef"]["name"] = "warehouse-late"
+    kube.apply_rp(body)
+    obj = kube.wait_rp(NS, "demo", phase_is("Failed"), timeout=30)
+    message = condition(obj, "Ready")["message"]
+    assert condition(obj, "Ready")["reason"] == "SecretNotFound"
+    assert f"Secret {NS}/warehouse-late" in message and "kubectl" in message
+    assert airbyte.writes == []
+
+    kube.create_secret(NS, "warehouse-late", {"username": "warehouse", "password": "late-password"})
+    kube.wait_rp(NS, "demo", is_ready, timeout=30)
+    assert len(airbyte.connections) == 4
+
+
+def test_unknown_stream_fails_naming_it(kube, airbyte, airflow, operator_run, make_pipeline):
+    body = make_pipeline()
+    body["spec"]["mysql"]["streams"].append({"name": "invoices"})
+    kube.apply_rp(body)
+    obj = kube.wait_rp(NS, "demo", phase_is("Failed"), timeout=30)
+    assert "unknown stream 'invoices'" in condition(obj, "Ready")["message"]
+    assert airbyte.writes == [] and owned_variables(airflow, body["spec"]["airflow"]["variablePrefix"]) == {}
+
+    kube.patch_rp(NS, "demo", {"spec": {"mysql": {"streams": body["spec"]["mysql"]["streams"][:-1]}}})
+    kube.wait_rp(NS, "demo", is_ready, timeout=30)

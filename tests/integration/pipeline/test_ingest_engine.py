@@ -1,0 +1,252 @@
+"""The local ingestion engine against real MariaDB and PostgreSQL: Airbyte-shaped tables, incremental
+deduplicated syncs, late commits, the store locations CSV and its quarantine, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from ingest_support import STREAMS, assert_same_as_source, mysql_exec, seed, source_rows, warehouse_rows
+
+from retailflow_pipeline.ingest import IngestError, run
+
+REPO = Path(__file__).resolve().parents[3]
+STORES_CSV = REPO / "data" / "store_locations.csv"
+
+AIRBYTE_META = [
+    ("_airbyte_raw_id", "character varying", "NO"),
+    ("_airbyte_extracted_at", "timestamp with time zone", "NO"),
+    ("_airbyte_meta", "jsonb", "NO"),
+    ("_airbyte_generation_id", "bigint", "YES"),
+]
+
+
+def columns(warehouse_url: str, table: str, schema: str = "raw") -> list[tuple[str, str, str]]:
+    with psycopg.connect(warehouse_url) as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                "select column_name, data_type, is_nullable from information_schema.columns"
+                " where table_schema = %s and table_name = %s order by ordinal_position",
+                (schema, table),
+            ).fetchall()
+        ]
+
+
+def query(warehouse_url: str, sql: str, *params) -> list[tuple]:
+    with psycopg.connect(warehouse_url) as conn:
+        return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+
+
+@pytest.fixture
+def stores_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "stores.csv"
+    path.write_text(
+        "store_id,name,city,region,country,latitude,longitude,opened_at\n"
+        "1,Central,Zürich,Europe,CH,47.376887,8.541694,2019-04-01\n"
+        "2,Harbour,Hamburg,Europe,DE,53.551086,9.993682,2020-06-15\n"
+        ",Nameless,Oslo,Europe,NO,59.9139,10.7522,2021-01-01\n"
+        "2,Again,Berlin,Europe,DE,52.52,13.405,2021-01-01\n"
+        "3,Pole,Nowhere,Europe,NO,91.5,10.0,2021-01-01\n"
+        "4,Edge,Fiji,Oceania,FJ,-17.7,181,2021-01-01\n"
+        "5,Soon,Lyon,Europe,FR,45.764,4.8357,01/02/2021\n"
+        "6,Short,Paris\n"
+        '7,"Quoted, Inc.",Paris,Europe,FR,48.8566,2.3522,2022-02-28\n'
+    )
+    return path
+
+
+def test_full_load_writes_airbyte_typed_tables(mysql_url, warehouse_url):
+    seed(mysql_url)
+    result = run(mysql_url, warehouse_url, stores_csv=STORES_CSV)
+
+    assert_same_as_source(mysql_url, warehouse_url)
+    assert {s: r.rows_read for s, r in result.streams.items() if s in STREAMS} == {
+        "customers": 200, "products": 50, "orders": 1000, "order_items": 3000,
+    }
+    # Airbyte's destination-postgres 3.x layout: meta columns first, then the stream's, mapped types
+    assert columns(warehouse_url, "orders") == AIRBYTE_META + [
+        ("order_id", "bigint", "YES"),
+        ("customer_id", "bigint", "YES"),
+        ("channel", "character varying", "YES"),
+        ("store_id", "bigint", "YES"),
+        ("status", "character varying", "YES"),
+        ("ordered_at", "timestamp without time zone", "YES"),
+        ("created_at", "timestamp without time zone", "YES"),
+        ("updated_at", "timestamp without time zone", "YES"),
+    ]
+    assert [c[1] for c in columns(warehouse_url, "products")[4:]] == [
+        "bigint", "character varying", "character varying", "character varying", "numeric",
+        "timestamp without time zone", "timestamp without time zone",
+    ]
+    assert columns(warehouse_url, "store_locations") == AIRBYTE_META + [
+        ("store_id", "bigint", "YES"), ("name", "character varying", "YES"), ("city", "character varying", "YES"),
+        ("region", "character varying", "YES"), ("country", "character varying", "YES"),
+        ("latitude", "numeric", "YES"), ("longitude", "numeric", "YES"), ("opened_at", "date", "YES"),
+    ]
+    meta = query(
+        warehouse_url,
+        "select _airbyte_raw_id, _airbyte_meta, _airbyte_generation_id, _airbyte_extracted_at from raw.order_items",
+    )
+    assert len({m[0] for m in meta}) == 3000
+    assert all(uuid.UUID(m[0]).version == 4 for m in meta)
+    assert {json.dumps(m[1], sort_keys=True) for m in meta} == {
+        json.dumps({"changes": [], "sync_id": result.sync_id}, sort_keys=True)
+    }
+    assert {m[2] for m in meta} == {0}
+    assert all(m[3].tzinfo is not None for m in meta)
+    # no defaults are left behind on the table once the load is done
+    assert query(
+        warehouse_url,
+        "select count(*) from information_schema.columns where table_schema = 'raw' and column_default is not null"
+        " and table_name in ('customers', 'products', 'orders', 'order_items', 'store_locations')",
+    ) == [(0,)]
+    indexes = {r[0] for r in query(warehouse_url, "select indexname from pg_indexes where tablename = 'orders'")}
+    assert indexes == {"orders_pk_idx", "orders_cursor_idx", "orders_extracted_at_idx"}
+
+
+def test_incremental_sync_keeps_latest_version_per_key(mysql_url, warehouse_url):
+    seed(mysql_url)
+    first = run(mysql_url, warehouse_url, stores_csv=None)
+    mysql_exec(
+        mysql_url,
+        # 100 orders move on (ON UPDATE bumps updated_at), 20 new orders with their items arrive
+        "update orders set status = 'shipped' where order_id <= 100",
+        "insert into orders select 1000 + seq, 1, 'online', null, 'placed', now(6), now(6), now(6) from seq_1_to_20",
+        "insert into order_items select 3000 + seq, 1000 + seq, 1, 2, 4.50, now(6), now(6) from seq_1_to_20",
+    )
+    second = run(mysql_url, warehouse_url, stores_csv=None)
+
+    assert_same_as_source(mysql_url, warehouse_url)
+    orders = second.streams["orders"]
+    assert orders.mode == "incremental"
+    assert (orders.inserted, orders.updated, orders.rows_in_table) == (20, 100, 1020)
+    assert second.streams["order_items"].inserted == 20
+    # re-read by the lookback window, unchanged: left as they were
+    assert (second.streams["customers"].inserted, second.streams["customers"].updated) == (0, 0)
+    assert query(warehouse_url, "select count(*), count(distinct order_id) from raw.orders") == [(1020, 1020)]
+    # rows written by this sync carry its sync_id; untouched rows keep the first one
+    by_sync = dict(query(
+        warehouse_url, "select (_airbyte_meta->>'sync_id')::bigint, count(*) from raw.orders group by 1"
+    ))
+    assert by_sync == {first.sync_id: 900, second.sync_id: 120}
+    states = dict(query(warehouse_url, "select stream, sync_id from raw._retailflow_ingest_state"))
+    assert states == {s: second.sync_id for s in STREAMS}
+
+    # nothing changed: nothing written
+    third = run(mysql_url, warehouse_url, stores_csv=None)
+    assert sum(r.inserted + r.updated for r in third.streams.values()) == 0
+    assert_same_as_source(mysql_url, warehouse_url)
+
+
+def test_full_refresh_starts_new_generation_and_keeps_dependent_views(mysql_url, warehouse_url):
+    seed(mysql_url)
+    run(mysql_url, warehouse_url, stores_csv=None)
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute("create view public.paid_orders as select order_id from raw.orders where status = 'paid'")
+    mysql_exec(mysql_url, "delete from order_items where order_id > 500", "delete from orders where order_id > 500")
+
+    run(mysql_url, warehouse_url, stores_csv=None, full_refresh=True)
+
+    assert_same_as_source(mysql_url, warehouse_url)
+    assert query(warehouse_url, "select distinct _airbyte_generation_id from raw.orders") == [(1,)]
+    assert query(warehouse_url, "select count(*) from public.paid_orders") == [(500,)]
+
+
+def test_late_commit_with_older_cursor_is_picked_up_by_lookback(mysql_url, warehouse_url):
+    seed(mysql_url)
+    run(mysql_url, warehouse_url, stores_csv=None, streams=["orders", "customers"])
+    # a transaction stamped updated_at before the last sync read, but committed only after it
+    mysql_exec(
+        mysql_url,
+        "insert into orders values (5001, 1, 'online', null, 'placed', '2024-02-01', '2024-02-01',"
+        " '2024-02-01 00:00:00.000500')",
+    )
+    missed = run(mysql_url, warehouse_url, stores_csv=None, streams=["orders"], lookback=timedelta(0))
+    assert missed.streams["orders"].inserted == 0  # a strict cursor alone loses it
+
+    caught = run(mysql_url, warehouse_url, stores_csv=None, streams=["orders"], lookback=timedelta(minutes=5))
+    assert (caught.streams["orders"].inserted, caught.streams["orders"].updated) == (1, 0)
+    assert warehouse_rows(warehouse_url, "orders", ["order_id"])[-1] == (5001,)
+    assert len(warehouse_rows(warehouse_url, "orders", ["order_id"])) == len(source_rows(mysql_url, "orders"))
+
+
+def test_store_locations_csv_quarantines_bad_rows(mysql_url, warehouse_url, stores_csv):
+    env = {"RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url, "PATH": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--streams", "store_locations",
+         "--stores-csv", str(stores_csv), "--no-lake"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "store_locations: 3 rows loaded, 6 quarantined" in done.stdout
+
+    assert query(warehouse_url, "select store_id, name, latitude::text, opened_at::text from raw.store_locations"
+                 " order by 1") == [
+        (1, "Central", "47.376887", "2019-04-01"),
+        (2, "Harbour", "53.551086", "2020-06-15"),
+        (7, "Quoted, Inc.", "48.8566", "2022-02-28"),
+    ]
+    quarantined = query(
+        warehouse_url, "select line_number, raw_line, reason from raw.store_locations_quarantine order by 1"
+    )
+    assert [(q[0], q[2]) for q in quarantined] == [
+        (4, "missing store_id"),
+        (5, "duplicate store_id 2 (first on line 3)"),
+        (6, "latitude 91.5 is out of range [-90, 90]"),
+        (7, "longitude 181 is out of range [-180, 180]"),
+        (8, "opened_at '01/02/2021' is not a YYYY-MM-DD date"),
+        (9, "expected 8 fields, got 3"),
+    ]
+    assert quarantined[0][1] == ",Nameless,Oslo,Europe,NO,59.9139,10.7522,2021-01-01"
+
+    # a fixed file replaces both the table and the quarantine
+    stores_csv.write_text("store_id,name,city,region,country,latitude,longitude,opened_at\n"
+                          "9,Only,Oslo,Europe,NO,59.9,10.7,2023-03-03\n")
+    run(mysql_url, warehouse_url, streams=["store_locations"], stores_csv=stores_csv)
+    assert query(warehouse_url, "select store_id from raw.store_locations") == [(9,)]
+    assert query(warehouse_url, "select count(*) from raw.store_locations_quarantine") == [(0,)]
+
+
+def test_committed_store_locations_file_loads_cleanly(mysql_url, warehouse_url):
+    if not STORES_CSV.exists():
+        pytest.skip(f"{STORES_CSV} is not written yet (retailflow-generator stores)")
+    result = run(mysql_url, warehouse_url, streams=["store_locations"], stores_csv=STORES_CSV)
+    lines = len(STORES_CSV.read_text().splitlines()) - 1
+    assert (result.streams["store_locations"].inserted, result.streams["store_locations"].quarantined) == (lines, 0)
+
+
+def tables_in(warehouse_url: str) -> list[str]:
+    return [r[0] for r in query(warehouse_url, "select table_name from information_schema.tables"
+                                               " where table_schema = 'raw'")]
+
+
+def test_bad_input_fails_clearly_before_writing(mysql_url, warehouse_url, tmp_path):
+    seed(mysql_url)
+    with pytest.raises(IngestError, match=r"unknown stream\(s\) payments; known: customers, order_items"):
+        run(mysql_url, warehouse_url, streams=["orders", "payments"])
+    with pytest.raises(IngestError, match="store locations CSV not found: .*missing.csv"):
+        run(mysql_url, warehouse_url, stores_csv=tmp_path / "missing.csv")
+    assert tables_in(warehouse_url) == []
+
+    closed = "mysql://retail:x@127.0.0.1:9/retail"
+    with pytest.raises(IngestError, match=r"cannot connect to the source mysql://retail@127.0.0.1:9/retail"):
+        run(closed, warehouse_url)
+    with pytest.raises(IngestError, match=r"cannot connect to the warehouse postgresql://warehouse@127.0.0.1:9/"):
+        run(mysql_url, "postgresql://warehouse:x@127.0.0.1:9/warehouse", stores_csv=None)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--mysql-url", mysql_url,
+         "--warehouse-url", warehouse_url, "--streams", "nope"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert "retailflow-ingest: unknown stream(s) nope" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert tables_in(warehouse_url) == []

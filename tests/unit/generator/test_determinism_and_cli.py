@@ -1,0 +1,142 @@
+"""Same seed, same rows; bad input is refused before anything touches a database."""
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+from retailflow_generator import cli, shape
+from retailflow_generator.encode import cents_column, datetime_column, tsv_rows, uint_column
+from retailflow_generator.pools import build_pools
+from retailflow_generator.seed import (
+    CustomerPool,
+    ProductPool,
+    SeedRequest,
+    StorePool,
+    customer_text,
+    generate_customers,
+    generate_products,
+    order_chunk,
+    product_text,
+)
+from retailflow_generator.stores import build_stores
+
+REQUEST = SeedRequest(customers=500, products=80, orders=3000, start=date(2025, 1, 1), end=date(2025, 3, 31), seed=11)
+
+
+def _all_text(request: SeedRequest) -> bytes:
+    build_pools.cache_clear()  # rebuild the Faker pools too: they must be deterministic as well
+    pools = build_pools(request.seed)
+    cust = generate_customers(request, 0)
+    prod = generate_products(request, 0)
+    out = b"".join(t for t, _ in customer_text(request, cust, pools))
+    out += b"".join(t for t, _ in product_text(request, prod, pools))
+    rng = np.random.default_rng([request.seed, 4])
+    cpool = CustomerPool.build(rng, cust.ids, cust.signed_up, np.zeros(len(cust.ids), dtype=np.int64))
+    ppool = ProductPool.build(rng, prod.ids, prod.price, prod.category)
+    per_day = shape.orders_per_day(np.random.default_rng([request.seed, 3]), request.orders, request.start, request.end)
+    chunk = order_chunk(request, 0, per_day, 0, 0, cpool, ppool, StorePool.build(build_stores()))
+    return out + chunk.orders + chunk.items
+
+
+def test_same_seed_same_rows():
+    assert _all_text(REQUEST) == _all_text(REQUEST)
+
+
+def test_other_seed_other_rows():
+    other = SeedRequest(**{**REQUEST.__dict__, "seed": 12})
+    assert _all_text(REQUEST) != _all_text(other)
+
+
+def test_customer_rows_look_real():
+    pools = build_pools(REQUEST.seed)
+    text = b"".join(t for t, _ in customer_text(REQUEST, generate_customers(REQUEST, 0), pools)).decode()
+    rows = [line.split("\t") for line in text.splitlines()]
+    assert len(rows) == 500
+    emails = [r[3] for r in rows]
+    assert len(set(emails)) == 500 and all("@" in e and e.isascii() for e in emails)
+    assert {r[5] for r in rows} <= {"US", "CA", "GB", "DE", "FR", "NL", "BE", "ES", "IT", "PT", "AU", "JP", "IN", "BR", "MX"}
+    assert sum(r[5] == "US" for r in rows) > sum(r[5] == "BE" for r in rows)
+
+
+def test_encoders_write_what_mysql_reads():
+    ids = np.array([0, 7, 123_456_789])  # widths round up to groups of four digits
+    assert tsv_rows([uint_column(ids, 9), cents_column(np.array([0, 1999, 12345678]))]).decode().splitlines() == [
+        "000000000000\t00000000.00",
+        "000000000007\t00000019.99",
+        "000123456789\t00123456.78",
+    ]
+    us = np.array([0, 1_735_689_599_999_999])
+    assert [bytes(r).decode() for r in datetime_column(us)] == [
+        "1970-01-01 00:00:00.000000",
+        "2024-12-31 23:59:59.999999",
+    ]
+
+
+def test_store_network_is_fixed_and_the_committed_csv_is_current():
+    from retailflow_generator.stores import stores_csv
+
+    stores = build_stores()
+    assert stores == build_stores()
+    assert 35 <= len(stores) <= 45
+    assert [s.store_id for s in stores] == list(range(1, len(stores) + 1))
+    regions = {s.region for s in stores}
+    assert len(regions) >= 4 and len({s.country for s in stores}) >= 8
+    na = sum(s.region == "North America" for s in stores)
+    latam = sum(s.region == "Latin America" for s in stores)
+    assert na > 2 * latam, "regions are weighted"
+    committed = Path(__file__).resolve().parents[3] / "data" / "store_locations.csv"
+    assert committed.read_text(encoding="utf-8") == stores_csv(stores), (
+        "data/store_locations.csv is stale: run `retailflow-generator stores`"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--customers", "-1", "--products", "1", "--orders", "1"], "--customers must be zero or more"),
+        (["--customers", "1", "--products", "1", "--orders", "-5"], "--orders must be zero or more"),
+        (["--customers", "1", "--products", "1", "--orders", "1", "--end", "2023-12-31"], "is before --start"),
+    ],
+)
+def test_seed_refuses_bad_numbers(argv, message, capsys, monkeypatch):
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", "mysql://nobody:x@127.0.0.1:1/none")
+    args = ["seed", "--start", "2024-01-01", "--end", "2024-12-31", *argv]
+    if "--end" in argv:
+        args = ["seed", "--start", "2024-01-01", *argv]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_seed_rejects_malformed_dates_and_both_modes(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["seed", "--customers", "1", "--products", "1", "--orders", "1",
+                  "--start", "2024-13-01", "--end", "2024-12-31"])
+    assert exc.value.code == 2 and "expected a date YYYY-MM-DD" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["seed", "--customers", "1", "--products", "1", "--orders", "1",
+                  "--start", "2024-01-01", "--end", "2024-12-31", "--append", "--truncate"])
+    assert exc.value.code == 2
+
+
+def test_live_needs_a_bound(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["live", "--rate", "3"])
+    assert "--duration" in capsys.readouterr().err
+    assert cli.main(["live", "--iterations", "0", "--mysql-url", "mysql://u:p@127.0.0.1:1/x"]) == 1
+    assert "--iterations must be greater than zero" in capsys.readouterr().err
+
+
+def test_unreachable_database_is_a_clear_error(capsys):
+    code = cli.main(["seed", "--customers", "1", "--products", "1", "--orders", "1", "--start", "2024-01-01",
+                     "--end", "2024-01-02", "--mysql-url", "mysql://u:secret@127.0.0.1:1/retail"])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot connect to mysql://u@127.0.0.1:1/retail" in err
+    assert "secret" not in err, "the password is never printed"
+
+
+def test_missing_url_is_a_clear_error(capsys, monkeypatch):
+    monkeypatch.delenv("RETAILFLOW_MYSQL_URL", raising=False)
+    assert cli.main(["live", "--iterations", "1"]) == 1
+    assert "RETAILFLOW_MYSQL_URL" in capsys.readouterr().err

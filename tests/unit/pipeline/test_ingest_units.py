@@ -1,0 +1,110 @@
+"""Pieces of the ingestion engine that need no server: type mapping, record ids, stream selection, the
+store locations CSV checks and the CLI's argument errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from retailflow_pipeline.ingest import IngestError
+from retailflow_pipeline.ingest.engine import resolve_streams, uuid4_array
+from retailflow_pipeline.ingest.source import Stream, max_cursor, mysql_type
+from retailflow_pipeline.ingest.stores import parse
+
+
+@pytest.mark.parametrize(
+    ("data_type", "column_type", "precision", "scale", "expected"),
+    [
+        ("bigint", "bigint(20) unsigned", 20, 0, ("bigint", pa.int64())),
+        ("int", "int(10) unsigned", 10, 0, ("bigint", pa.int64())),
+        ("decimal", "decimal(10,2)", 10, 2, ("decimal", pa.decimal128(10, 2))),
+        ("datetime", "datetime(6)", None, None, ("timestamp", pa.timestamp("us"))),
+        ("timestamp", "timestamp(6)", None, None, ("timestamp with time zone", pa.timestamp("us", tz="UTC"))),
+        ("date", "date", None, None, ("date", pa.date32())),
+        ("enum", "enum('online','store')", None, None, ("varchar", pa.string())),
+        ("char", "char(2)", None, None, ("varchar", pa.string())),
+    ],
+)
+def test_mysql_types_map_like_airbyte(data_type, column_type, precision, scale, expected):
+    assert mysql_type(data_type, column_type, precision, scale) == expected
+
+
+def test_unsupported_column_type_is_refused():
+    with pytest.raises(IngestError, match="'geometry' is not supported"):
+        mysql_type("geometry", "geometry", None, None)
+
+
+def test_record_ids_are_distinct_version_4_uuids():
+    ids = uuid4_array(50_000, np.random.default_rng(7)).to_pylist()
+    parsed = [uuid.UUID(i) for i in ids]
+    assert len(set(ids)) == 50_000
+    assert {u.version for u in parsed} == {4}
+    assert all(str(u) == i for u, i in zip(parsed, ids, strict=True))
+
+
+def test_max_cursor_breaks_ties_on_primary_key():
+    stream = Stream("orders", "order_id", ())
+    t1, t2 = datetime(2024, 1, 1), datetime(2024, 1, 2)
+    chunk = pa.table({"order_id": [5, 9, 7, 1], "updated_at": [t2, t1, t2, t1]})
+    assert max_cursor(chunk, stream) == (t2, 7)
+
+
+def test_stream_selection():
+    found = {"orders": Stream("orders", "order_id", ()), "customers": Stream("customers", "customer_id", ())}
+    assert resolve_streams(None, found, "stores.csv") == ["customers", "orders", "store_locations"]
+    assert resolve_streams(None, found, None) == ["customers", "orders"]
+    with pytest.raises(IngestError, match=r"unknown stream\(s\) refunds; known: customers, orders, store_locations"):
+        resolve_streams(["orders", "refunds"], found, None)
+    with pytest.raises(IngestError, match="needs a store locations CSV"):
+        resolve_streams(["store_locations"], found, None)
+
+
+def test_store_csv_checks(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text(
+        "store_id,name,city,region,country,latitude,longitude,opened_at\n"
+        "1,A,Oslo,Europe,NO,59.9,10.7,2020-01-01\n"
+        "x,B,Oslo,Europe,NO,59.9,10.7,2020-01-01\n"
+        "\n"
+        "2,C,Oslo,Europe,NO,north,10.7,2020-01-01\n"
+        "3,D,Oslo,Europe,NO,-90,-180,2020-02-30\n"
+        "4,,Oslo,Europe,NO,-90,-180,2020-02-28\n"
+    )
+    parsed = parse(path)
+    assert parsed.good.to_pylist() == [
+        {"store_id": 1, "name": "A", "city": "Oslo", "region": "Europe", "country": "NO",
+         "latitude": Decimal("59.900000"), "longitude": Decimal("10.700000"), "opened_at": datetime(2020, 1, 1).date()},
+        {"store_id": 4, "name": None, "city": "Oslo", "region": "Europe", "country": "NO",
+         "latitude": Decimal("-90.000000"), "longitude": Decimal("-180.000000"),
+         "opened_at": datetime(2020, 2, 28).date()},
+    ]
+    assert [(r.line_number, r.reason) for r in parsed.rejected] == [
+        (3, "store_id 'x' is not an integer"),
+        (5, "latitude 'north' is not a number"),
+        (6, "opened_at '2020-02-30' is not a YYYY-MM-DD date"),
+    ]
+
+
+def test_store_csv_with_wrong_header_or_missing_is_refused(tmp_path):
+    with pytest.raises(IngestError, match="store locations CSV not found"):
+        parse(tmp_path / "nope.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,name\n1,A\n")
+    with pytest.raises(IngestError, match="the header must be store_id,name,city"):
+        parse(bad)
+
+
+def test_cli_without_urls_explains_what_is_missing():
+    done = subprocess.run(
+        [sys.executable, "-m", "retailflow_pipeline.ingest.cli"], capture_output=True, text=True, env={"PATH": ""},
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "no source: pass --mysql-url or set RETAILFLOW_MYSQL_URL" in done.stderr
