@@ -17,16 +17,20 @@ write/read semantics with the ones kopf relies on:
 - Deletion honouring finalizers: DELETE sets ``deletionTimestamp`` while finalizers remain; the object
   disappears (DELETED event) when the last finalizer is removed.
 - Lists carry the current ``resourceVersion``; watches resume from ``resourceVersion`` without losing
-  events (one event log per resource), honour ``timeoutSeconds`` and ``sendInitialEvents``, and send
-  bookmarks. Equality-based ``labelSelector`` and ``fieldSelector`` work on lists and watches.
+  events (one event log per resource), and honour ``timeoutSeconds`` and ``sendInitialEvents`` (with
+  its closing bookmark). Equality-based ``labelSelector`` and ``fieldSelector`` work on lists and watches.
 - Discovery for core ``v1`` namespaces, secrets and events, for
   ``apiextensions.k8s.io/v1/customresourcedefinitions``, and for every CRD loaded from YAML.
+- Custom resources go through the CRD's structural schema on every write, spec and status alike:
+  undeclared fields are pruned, ``default`` values filled in, and the result validated (422
+  ``Invalid`` with the failing paths). The OpenAPI v3 schema is checked as JSON Schema draft 4 by
+  ``jsonschema``.
 - Secrets: ``stringData`` is folded into base64 ``data``.
 
-Not emulated: admission and CRD schema validation (validate custom resources against the CRD schema
-separately), defaulting, RBAC, garbage collection (ownerReferences), server-side apply, chunked
-lists (``limit``/``continue``), ``410 Gone`` for expired resourceVersions, and every built-in
-resource other than the ones listed above.
+Not emulated: CEL rules (``x-kubernetes-validations``), ``format`` checks, list-map key uniqueness,
+RBAC, garbage collection (ownerReferences), server-side apply, chunked lists
+(``limit``/``continue``), ``410 Gone`` for expired resourceVersions, and every built-in resource
+other than the ones listed above.
 
 ``EmulatedKubernetesAPI`` runs the emulator in a background thread, writes a kubeconfig that points at
 it and sets ``KUBECONFIG``, and offers plain-HTTP helpers for tests and benchmarks.
