@@ -105,12 +105,12 @@ def run(
 ) -> int:
     """Run dbt in this process; return its exit code (0 ok, 1 failed tests or models, 2 error).
 
+    Raises ``ValueError`` when no usable warehouse URL is given or set.
+
     ``warehouse_url`` and ``raw_schema`` default to ``$RETAILFLOW_WAREHOUSE_URL`` and
     ``$RETAILFLOW_RAW_SCHEMA``; ``target_path``/``log_path`` let callers keep their artefacts apart
     from ``dbt/target`` (e.g. tests against throwaway databases).
     """
-    from dbt.cli.main import dbtRunner
-
     warehouse_url = warehouse_url or os.environ.get("RETAILFLOW_WAREHOUSE_URL")
     env: dict[str, str] = {
         # No network but package registries: never try to send usage statistics.
@@ -123,13 +123,15 @@ def run(
     if warehouse_url:
         env |= profile_env(warehouse_url, raw_schema)
     elif not os.environ.get("RETAILFLOW_DBT_USER"):
-        raise SystemExit("RETAILFLOW_WAREHOUSE_URL is not set (postgresql://user:password@host:port/db)")
+        raise ValueError("RETAILFLOW_WAREHOUSE_URL is not set (postgresql://user:password@host:port/db)")
     elif raw_schema:
         env["RETAILFLOW_RAW_SCHEMA"] = raw_schema
     if target_path:
         env["DBT_TARGET_PATH"] = str(target_path)
     if log_path:
         env["DBT_LOG_PATH"] = str(log_path)
+
+    from dbt.cli.main import dbtRunner  # a 2-5 s import: only once the settings are known to be usable
 
     with _environment(env):
         result = dbtRunner().invoke(dbt_args(args, project_dir()))
@@ -144,7 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args:
         print("usage: python -m retailflow_pipeline.dbt <dbt command> [args] (e.g. build, docs generate)")
         return 2
-    return run(args)
+    try:
+        return run(args)
+    except ValueError as exc:
+        print(f"retailflow_pipeline.dbt: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

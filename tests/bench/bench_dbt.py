@@ -76,8 +76,20 @@ def measure(label: str, customers: int, products: int, orders: int, mysql_base: 
     finally:
         admin.cursor().execute(f"drop database if exists `{mysql_db}`")
         admin.close()
-        with psycopg.connect(pg_base, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{pg_db}" with (force)')
+        drop_warehouse(pg_base, pg_db)
+
+
+def drop_warehouse(pg_base: str, name: str) -> None:
+    # Autovacuum may be analysing the fresh tables; its worker cannot be ended by a non-superuser
+    # (FORCE then fails), but it finishes within seconds.
+    for attempt in range(10):
+        try:
+            with psycopg.connect(pg_base, autocommit=True) as conn:
+                conn.execute(f'drop database if exists "{name}" with (force)')
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            time.sleep(1 + attempt)
+    print(f"warning: could not drop database {name}", file=sys.stderr)
 
 
 def main() -> None:
