@@ -60,7 +60,9 @@ class AirbyteClient:
         if res.status_code >= 300:
             transient = res.status_code >= 500 or res.status_code == 429
             hint = "" if transient else " (check the client id and secret in the Airbyte credentials Secret)"
-            raise PeerError("Airbyte", f"token: HTTP {res.status_code}{hint}", transient=transient, status=res.status_code)
+            raise PeerError(
+                "Airbyte", f"token: HTTP {res.status_code}{hint}", transient=transient, status=res.status_code
+            )
         with _lock:
             _tokens[self._key] = res.json()["access_token"]
 
@@ -87,7 +89,9 @@ class AirbyteClient:
     def _get(self, path: str, params: dict[str, Any]) -> Any:
         def fetch() -> Any:
             res = self.http.get(
-                f"{self.api_url}{path}", params=params, headers={"Authorization": f"Bearer {_tokens.get(self._key, '')}"}
+                f"{self.api_url}{path}",
+                params=params,
+                headers={"Authorization": f"Bearer {_tokens.get(self._key, '')}"},
             )
             if res.status_code >= 300:
                 raise errors.SDKError(f"GET {path}", res)
@@ -190,7 +194,13 @@ def warm_up() -> None:
             unmarshal_json("{}", model)
         except Exception:  # noqa: BLE001 - an empty answer is invalid; building the validators was the point
             pass
-    models.SourceCreateRequest(name="warm-up", workspace_id="-", configuration=models.SourceFile(
-        dataset_name="d", url="https://localhost/x.csv", provider=models.HTTPSPublicWeb()))
-    models.DestinationCreateRequest(name="warm-up", workspace_id="-", configuration=models.DestinationPostgres(
-        host="h", database="d", username="u"))
+    models.SourceCreateRequest(
+        name="warm-up",
+        workspace_id="-",
+        configuration=models.SourceFile(
+            dataset_name="d", url="https://localhost/x.csv", provider=models.HTTPSPublicWeb()
+        ),
+    )
+    models.DestinationCreateRequest(
+        name="warm-up", workspace_id="-", configuration=models.DestinationPostgres(host="h", database="d", username="u")
+    )

@@ -14,6 +14,9 @@ from .errors import PeerError
 PAGE = 100
 _tokens: dict[tuple[str, str, str], str] = {}
 _tokens_lock = threading.Lock()
+# One write at a time per Airflow: each is a single bulk call, and an Airflow on SQLite (tests, small
+# installs) times out when many arrive together.
+_write_locks: dict[str, threading.Lock] = {}
 
 
 class AirflowClient:
@@ -59,7 +62,9 @@ class AirflowClient:
         for attempt in range(2):
             headers = {"Authorization": f"Bearer {self._token(refresh=attempt > 0)}"}
             try:
-                res = self.http.request(method, f"{self.base}/api/v2{path}", headers=headers, timeout=self.timeout, **kwargs)
+                res = self.http.request(
+                    method, f"{self.base}/api/v2{path}", headers=headers, timeout=self.timeout, **kwargs
+                )
             except requests.RequestException as exc:
                 raise PeerError("Airflow", f"{method} {path}: {exc.__class__.__name__}: {exc}", transient=True) from exc
             if res.status_code == 401 and attempt == 0:
@@ -90,17 +95,23 @@ class AirflowClient:
             if not page or offset >= res.get("total_entries", 0):
                 return out
 
+    def _write(self, body: dict[str, Any], action: str) -> None:
+        with _tokens_lock:
+            lock = _write_locks.setdefault(self.base, threading.Lock())
+        with lock:
+            self._check_bulk(self._request("PATCH", "/variables", json=body).json(), action)
+
     def upsert_variables(self, entities: list[dict[str, str]]) -> None:
-        if not entities:
-            return
-        body = {"actions": [{"action": "create", "action_on_existence": "overwrite", "entities": entities}]}
-        self._check_bulk(self._request("PATCH", "/variables", json=body).json(), "create")
+        if entities:
+            self._write(
+                {"actions": [{"action": "create", "action_on_existence": "overwrite", "entities": entities}]}, "create"
+            )
 
     def delete_variables(self, keys: list[str]) -> None:
-        if not keys:
-            return
-        body = {"actions": [{"action": "delete", "action_on_non_existence": "skip", "entities": keys}]}
-        self._check_bulk(self._request("PATCH", "/variables", json=body).json(), "delete")
+        if keys:
+            self._write(
+                {"actions": [{"action": "delete", "action_on_non_existence": "skip", "entities": keys}]}, "delete"
+            )
 
     def get_variable(self, key: str) -> str | None:
         try:

@@ -67,6 +67,19 @@ DEFAULTS: dict[str, Any] = {
 # Airbyte masks these in every GET/list answer; they are compared through hashes only.
 SECRET_MARKERS = ("password", "secret", "token")
 SECRET_KEYS = {"access_key_id", "aws_access_key_id"}
+# Airflow's secrets masker hides the value of any variable whose key contains one of these.
+AIRFLOW_SENSITIVE_WORDS = (
+    "access_token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "passphrase",
+    "passwd",
+    "password",
+    "private_key",
+    "secret",
+    "token",
+)
 VARIABLE_OWNER_MARK = "Managed by retailflow-operator for RetailPipeline "
 
 
@@ -124,14 +137,12 @@ def is_subset(desired: Any, actual: Any) -> bool:
     sends are compared.
     """
     if isinstance(desired, Mapping):
-        return isinstance(actual, Mapping) and all(
-            k in actual and is_subset(v, actual[k]) for k, v in desired.items()
-        )
+        return isinstance(actual, Mapping) and all(k in actual and is_subset(v, actual[k]) for k, v in desired.items())
     if isinstance(desired, list):
         return (
             isinstance(actual, list)
             and len(desired) == len(actual)
-            and all(is_subset(d, a) for d, a in zip(desired, actual))
+            and all(is_subset(d, a) for d, a in zip(desired, actual, strict=True))
         )
     return desired == actual
 
@@ -174,9 +185,7 @@ def streams(spec: Mapping[str, Any]) -> list[Stream]:
         stream_name = raw.get("name")
         if stream_name not in STREAM_CATALOG:
             known = ", ".join(sorted(STREAM_CATALOG))
-            raise SpecError(
-                f"spec.mysql.streams: unknown stream {stream_name!r}; the orders database has {known}"
-            )
+            raise SpecError(f"spec.mysql.streams: unknown stream {stream_name!r}; the orders database has {known}")
         if stream_name in seen:
             raise SpecError(f"spec.mysql.streams: stream {stream_name!r} is listed twice")
         seen.add(stream_name)
@@ -202,6 +211,13 @@ def validate(spec: Mapping[str, Any]) -> None:
     store = spec.get("storeLocations") or {}
     if store and bool(store.get("s3Key")) == bool(store.get("url")):
         raise SpecError("spec.storeLocations: set exactly one of s3Key and url")
+    prefix = str(opt(spec, "airflow.variablePrefix")).lower()
+    masked = [w for w in AIRFLOW_SENSITIVE_WORDS if w in prefix]
+    if masked:
+        raise SpecError(
+            f"spec.airflow.variablePrefix: {prefix!r} contains {masked[0]!r}; Airflow masks the values of such "
+            "variables when read back, so they could never be verified; choose another prefix"
+        )
     if len(str(opt(spec, "schedule")).split()) != 5:
         raise SpecError("spec.schedule: expected five cron fields (minute hour day-of-month month day-of-week)")
     quartz_cron(opt(spec, "schedule"))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections import defaultdict
 from typing import Any
 
 import kopf
@@ -17,36 +15,6 @@ from .status import merge_diff
 
 GROUP, VERSION, PLURAL = "retailflow.io", "v1alpha1", "retailpipelines"
 FINALIZER = "retailflow.io/finalizer"
-
-# The drift timer and the change handlers run in different threads; one pass per pipeline at a time.
-_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-_locks_guard = threading.Lock()
-
-
-# What the last pass in this process applied, by uid. kopf writes a handler's status only after the
-# handler returns, so a timer queued behind the lock would otherwise see the status from before it
-# and redo the same writes.
-_applied: dict[str, dict[str, Any]] = {}
-_REMEMBERED = ("airbyte", "secretHashes", "airflowVariables")
-
-
-def _pass(uid: str, status: Any, run: Any) -> pipeline.Outcome:
-    with _lock(uid):
-        effective = dict(status or {}) | _applied.get(uid, {})
-        outcome = run(effective)
-        if outcome.error is None and "secretHashes" in outcome.status:
-            _applied[uid] = {k: outcome.status[k] for k in _REMEMBERED}
-        return outcome
-
-
-def _lock(uid: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks[uid]
-
-
-def _backoff(retry: int) -> float:
-    return min(cfg.backoff_s * (2**retry), cfg.backoff_max_s)
-
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -77,30 +45,54 @@ def _apply(outcome: pipeline.Outcome, status: Any, patch: kopf.Patch, body: kopf
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile")
 def reconcile(
-    namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
-    body: kopf.Body, patch: kopf.Patch, retry: int, reason: str, **_: Any,
+    namespace: str,
+    name: str,
+    uid: str,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    retry: int,
+    reason: str,
+    **_: Any,
 ) -> None:
-    outcome = _pass(uid, status, lambda st: pipeline.reconcile_once(
-        namespace, name, uid, meta.get("generation"), spec, st, meta.annotations, trigger=str(reason)
-    ))
+    outcome = pipeline.serialized(
+        uid,
+        status,
+        lambda st: pipeline.reconcile_once(
+            namespace, name, uid, meta.get("generation"), spec, st, meta.annotations, trigger=str(reason)
+        ),
+    )
     _apply(outcome, status, patch, body)
     if isinstance(outcome.error, PeerError) and outcome.error.transient:
-        raise kopf.TemporaryError(str(outcome.error), delay=_backoff(retry))
+        raise kopf.TemporaryError(str(outcome.error), delay=pipeline.backoff(retry))
     if outcome.error:
         raise kopf.PermanentError(str(outcome.error))
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="drift", interval=cfg.drift_interval_s, idle=cfg.drift_idle_s)
 def drift(
-    namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
-    body: kopf.Body, patch: kopf.Patch, **_: Any,
+    namespace: str,
+    name: str,
+    uid: str,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    **_: Any,
 ) -> None:
     """Restores what was changed or deleted out of band, applies changed Secret content, heals after failures."""
     if meta.get("deletionTimestamp"):
         return
-    outcome = _pass(uid, status, lambda st: pipeline.reconcile_once(
-        namespace, name, uid, meta.get("generation"), spec, st, meta.annotations, trigger="timer"
-    ))
+    outcome = pipeline.serialized(
+        uid,
+        status,
+        lambda st: pipeline.reconcile_once(
+            namespace, name, uid, meta.get("generation"), spec, st, meta.annotations, trigger="timer"
+        ),
+    )
     if outcome.error and (status or {}).get("phase") == outcome.status.get("phase"):
         outcome.event = None  # already reported; a Warning per tick would bury the first one
     _apply(outcome, status, patch, body)
@@ -111,17 +103,23 @@ def finalize(
     namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf.Status, body: kopf.Body, retry: int, **_: Any
 ) -> None:
     if opt(spec, "deletionPolicy") == "Retain" or opt(spec, "suspend"):
+        pipeline.forget(uid)
         why = "deletionPolicy is Retain" if opt(spec, "deletionPolicy") == "Retain" else "spec.suspend is true"
-        kopf.event(body, type="Normal", reason="Retained", message=f"{why}: Airbyte resources and Airflow variables left in place")
+        kopf.event(
+            body,
+            type="Normal",
+            reason="Retained",
+            message=f"{why}: Airbyte resources and Airflow variables left in place",
+        )
         return
     try:
-        with _lock(uid):
+        with pipeline.lock(uid):
             removed = pipeline.finalize_once(namespace, name, uid, spec, status)
-            _applied.pop(uid, None)
+            pipeline.forget(uid)
     except PeerError as exc:
         if exc.transient:
             kopf.event(body, type="Warning", reason=exc.reason, message=f"cleanup waits: {exc}")
-            raise kopf.TemporaryError(str(exc), delay=_backoff(retry)) from exc
+            raise kopf.TemporaryError(str(exc), delay=pipeline.backoff(retry)) from exc
         raise _give_up(body, exc) from exc
     except SpecError as exc:
         raise _give_up(body, exc) from exc

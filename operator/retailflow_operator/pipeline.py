@@ -6,8 +6,10 @@ failure, a kopf error; everything else lives here so it reads top to bottom.
 
 from __future__ import annotations
 
+import threading
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from . import builders as b
 from . import kube
@@ -17,6 +19,40 @@ from .reconcile import PLACEHOLDER_ID, Pipeline, Reconciler, finalize, peers_for
 from .status import conditions, now
 
 PLAN_ANNOTATION = "retailflow.io/plan"
+
+# The drift timer and the change handlers run in different threads; one pass per pipeline at a time.
+_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_locks_guard = threading.Lock()
+
+
+# What the last pass in this process applied, by uid. kopf writes a handler's status only after the
+# handler returns, so a timer queued behind the lock would otherwise see the status from before it
+# and redo the same writes.
+_applied: dict[str, dict[str, Any]] = {}
+_REMEMBERED = ("airbyte", "secretHashes", "airflowVariables")
+
+
+def serialized(uid: str, status: Any, run: Callable[[dict[str, Any]], Outcome]) -> Outcome:
+    """Runs ``run(status)`` under the pipeline's lock, with the status as this process last left it."""
+    with lock(uid):
+        effective = dict(status or {}) | _applied.get(uid, {})
+        outcome = run(effective)
+        if outcome.error is None and "secretHashes" in outcome.status:
+            _applied[uid] = {k: outcome.status[k] for k in _REMEMBERED}
+        return outcome
+
+
+def lock(uid: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks[uid]
+
+
+def backoff(retry: int) -> float:
+    return min(cfg.backoff_s * (2**retry), cfg.backoff_max_s)
+
+
+def forget(uid: str) -> None:
+    _applied.pop(uid, None)
 
 
 @dataclass
@@ -53,7 +89,11 @@ def reconcile_once(
     if b.opt(spec, "suspend"):
         msg = "spec.suspend is true: no changes are made to Airbyte or Airflow"
         return Outcome(
-            base | {"phase": "Suspended", "conditions": conditions(status.get("conditions"), {"Ready": ("False", "Suspended", msg)})}
+            base
+            | {
+                "phase": "Suspended",
+                "conditions": conditions(status.get("conditions"), {"Ready": ("False", "Suspended", msg)}),
+            }
         )
     plan_mode = str(annotations.get(PLAN_ANNOTATION, "")).lower() == "true"
     pipeline = Pipeline(namespace, name, uid, spec, status)
@@ -65,8 +105,9 @@ def reconcile_once(
         b.validate(spec)
         secrets = kube.read_secrets(namespace, b.secret_refs(spec))
         peers = peers_for(spec, secrets, cfg.http_timeout_s)
-        rec = Reconciler(pipeline, peers, secrets, cfg.resource_prefix, apply=not plan_mode,
-                         before_first_write=mark_reconciling)
+        rec = Reconciler(
+            pipeline, peers, secrets, cfg.resource_prefix, apply=not plan_mode, before_first_write=mark_reconciling
+        )
         result = rec.run()
     except SpecError as exc:
         return Outcome(
@@ -84,7 +125,10 @@ def reconcile_once(
 
     changes = [c.as_dict() for c in result.changes]
     if plan_mode:
-        msg = f"plan mode: {len(changes)} change(s) computed, none applied; remove the {PLAN_ANNOTATION} annotation to apply"
+        msg = (
+            f"plan mode: {len(changes)} change(s) computed, none applied; "
+            f"remove the {PLAN_ANNOTATION} annotation to apply"
+        )
         old_plan = status.get("plan") or {}
         plan: dict[str, Any] = {"generation": generation, "changes": changes}
         plan_changed = {k: old_plan.get(k) for k in plan} != plan
@@ -95,7 +139,11 @@ def reconcile_once(
                 "phase": "Pending" if changes else "Ready",
                 "conditions": conditions(
                     status.get("conditions"),
-                    {"Ready": ("False", "PlanPending", msg) if changes else ("True", "InSync", "plan mode: nothing to change")},
+                    {
+                        "Ready": ("False", "PlanPending", msg)
+                        if changes
+                        else ("True", "InSync", "plan mode: nothing to change")
+                    },
                 ),
                 "plan": plan,
             },

@@ -32,7 +32,9 @@ class Change:
 @dataclass
 class Result:
     changes: list[Change] = field(default_factory=list)
-    ids: dict[str, dict[str, str]] = field(default_factory=lambda: {"sources": {}, "destinations": {}, "connections": {}})
+    ids: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {"sources": {}, "destinations": {}, "connections": {}}
+    )
     variables: list[str] = field(default_factory=list)
     secret_hashes: dict[str, str] = field(default_factory=dict)
 
@@ -56,7 +58,11 @@ def peers_for(spec: Mapping[str, Any], secrets: Mapping[str, Mapping[str, str]],
     ab, af = secrets["airbyte"], secrets["airflow"]
     return Peers(
         airbyte=AirbyteClient(
-            b.opt(spec, "airbyte.apiUrl"), b.opt(spec, "airbyte.tokenUrl"), ab["client_id"], ab["client_secret"], timeout_s
+            b.opt(spec, "airbyte.apiUrl"),
+            b.opt(spec, "airbyte.tokenUrl"),
+            ab["client_id"],
+            ab["client_secret"],
+            timeout_s,
         ),
         airflow=AirflowClient(b.opt(spec, "airflow.apiUrl"), af["username"], af["password"], timeout_s),
     )
@@ -74,7 +80,9 @@ def _owned(resources: list[dict[str, Any]], prefix: str) -> dict[str, list[dict[
     return out
 
 
-def _pick(found: list[dict[str, Any]], kind: str, known_id: str | None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def _pick(
+    found: list[dict[str, Any]], kind: str, known_id: str | None
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The resource to keep and the duplicates to delete (e.g. left by a create whose answer was lost)."""
     if not found:
         return None, []
@@ -100,8 +108,15 @@ def _parse(value: Any) -> Any:
 class Reconciler:
     """Applies (or plans) one pipeline's desired state. ``apply=False`` makes no write call at all."""
 
-    def __init__(self, pipeline: Pipeline, peers: Peers, secrets: Mapping[str, Mapping[str, str]], prefix: str,
-                 apply: bool, before_first_write: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        peers: Peers,
+        secrets: Mapping[str, Mapping[str, str]],
+        prefix: str,
+        apply: bool,
+        before_first_write: Callable[[], None] | None = None,
+    ):
         self.p = pipeline
         self.peers = peers
         self.secrets = secrets
@@ -153,7 +168,9 @@ class Reconciler:
             secret_hash = actor.secret_hash(self.p.uid)
             self.result.secret_hashes[hash_key] = secret_hash
             if keep is None:
-                res = self._change(Change("create", kind, actor.name, "missing"), lambda a=actor: ab.create_actor(a, ws))
+                res = self._change(
+                    Change("create", kind, actor.name, "missing"), lambda a=actor: ab.create_actor(a, ws)
+                )
                 ids[f"{kind}s"][role] = _id(res, kind) if res else PLACEHOLDER_ID
                 continue
             ids[f"{kind}s"][role] = _id(keep, kind)
@@ -177,7 +194,9 @@ class Reconciler:
         for conn in desired.connections:
             src_id = ids["sources"][conn.source_role]
             dst_id = ids["destinations"][conn.destination_role]
-            keep, dups = _pick(connections.get(conn.name, []), "connection", (known.get("connections") or {}).get(conn.role))
+            keep, dups = _pick(
+                connections.get(conn.name, []), "connection", (known.get("connections") or {}).get(conn.role)
+            )
             for dup in dups:
                 self._delete("connection", dup, "duplicate")
             if keep is not None and (keep.get("sourceId") != src_id or keep.get("destinationId") != dst_id):
@@ -235,7 +254,9 @@ class Reconciler:
             else:
                 continue
             self.result.changes.append(Change("upsert", "variable", key, reason))
-            upserts.append({"key": key, "value": json.dumps(value, indent=2, sort_keys=True), "description": description})
+            upserts.append(
+                {"key": key, "value": json.dumps(value, indent=2, sort_keys=True), "description": description}
+            )
         stale = [k for k, v in existing.items() if k not in desired and b.variable_owner(v.get("description")) == me]
         for key in self.p.status.get("airflowVariables") or []:
             if key not in desired and not key.startswith(prefix):  # the prefix changed

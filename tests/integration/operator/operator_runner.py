@@ -82,7 +82,11 @@ def pipeline_body(namespace: str, name: str, airbyte: Any, airflow: Any, prefix:
             },
             "storeLocations": {"s3Key": "seed/store_locations.csv"},
             "warehouse": {"host": "postgresql", "database": "warehouse", "credentialsSecretRef": {"name": "warehouse"}},
-            "lake": {"endpoint": "http://minio:9000", "bucket": "retail-lake", "credentialsSecretRef": {"name": "lake"}},
+            "lake": {
+                "endpoint": "http://minio:9000",
+                "bucket": "retail-lake",
+                "credentialsSecretRef": {"name": "lake"},
+            },
             "airbyte": {
                 "apiUrl": airbyte.server_url,
                 "workspaceId": airbyte.workspace_id,

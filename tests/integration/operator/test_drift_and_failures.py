@@ -69,7 +69,9 @@ def test_rotated_secret_content_is_applied(kube, airbyte, airflow, operator_run,
 
     rotated = base64.b64encode(b"rotated-warehouse-password").decode()
     res = kube.request(
-        "PATCH", f"/api/v1/namespaces/{NS}/secrets/warehouse", data=json.dumps({"data": {"password": rotated}}),
+        "PATCH",
+        f"/api/v1/namespaces/{NS}/secrets/warehouse",
+        data=json.dumps({"data": {"password": rotated}}),
         headers={"Content-Type": "application/merge-patch+json"},
     )
     assert res.status_code == 200, res.text
@@ -96,8 +98,9 @@ def test_a_resync_with_nothing_changed_makes_no_writes(kube, airbyte, airflow, m
     assert airflow_variable_writes(airflow) == airflow_writes
 
     with running_operator():  # a restart: kopf resumes the pipeline and reconciles it again
-        kube.wait_rp(NS, "demo", lambda o: o["status"]["lastReconciledAt"] != first["status"]["lastReconciledAt"],
-                     timeout=30)
+        kube.wait_rp(
+            NS, "demo", lambda o: o["status"]["lastReconciledAt"] != first["status"]["lastReconciledAt"], timeout=30
+        )
     assert airbyte.writes == []
     assert airflow_variable_writes(airflow) == airflow_writes
     assert len(airbyte.connections) == 4

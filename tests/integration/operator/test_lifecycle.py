@@ -113,7 +113,10 @@ def test_plan_mode_reports_changes_and_applies_nothing(kube, airbyte, airflow, o
     creates = sorted((c["target"], c["name"].rsplit("/", 1)[1]) for c in plan if c["action"] == "create")
     assert creates == sorted(
         [("source", "mysql"), ("source", "store-locations"), ("destination", "warehouse"), ("destination", "lake")]
-        + [("connection", r) for r in ("mysql-to-warehouse", "mysql-to-lake", "store-locations-to-warehouse", "store-locations-to-lake")]
+        + [
+            ("connection", r)
+            for r in ("mysql-to-warehouse", "mysql-to-lake", "store-locations-to-warehouse", "store-locations-to-lake")
+        ]
     )
     assert len([c for c in plan if c["target"] == "variable" and c["action"] == "upsert"]) == 6
     assert airbyte.writes == []
@@ -124,8 +127,9 @@ def test_plan_mode_reports_changes_and_applies_nothing(kube, airbyte, airflow, o
     assert len(airbyte.connections) == 4 and len(owned_variables(airflow, prefix)) == 6
 
     airbyte.reset_writes()
-    kube.patch_rp(NS, "demo", {"metadata": {"annotations": {"retailflow.io/plan": "true"}},
-                               "spec": {"lake": {"format": "jsonl"}}})
+    kube.patch_rp(
+        NS, "demo", {"metadata": {"annotations": {"retailflow.io/plan": "true"}}, "spec": {"lake": {"format": "jsonl"}}}
+    )
     obj = kube.wait_rp(NS, "demo", lambda o: (o["status"].get("plan") or {}).get("generation") == 2, timeout=30)
     changes = {(c["action"], c["target"], c["name"].rsplit("/", 1)[-1]) for c in obj["status"]["plan"]["changes"]}
     assert changes == {("patch", "destination", "lake"), ("upsert", "variable", f"{prefix}lake")}

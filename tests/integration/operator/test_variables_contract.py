@@ -67,7 +67,7 @@ def test_written_variables_match_the_documented_contract(kube, airbyte, airflow,
     kube.apply_rp(body)
     st = kube.wait_rp(NS, "demo", is_ready, timeout=30)["status"]
 
-    written = {k[len(prefix):]: v for k, v in airflow.variables().items() if k.startswith(prefix)}
+    written = {k[len(prefix) :]: v for k, v in airflow.variables().items() if k.startswith(prefix)}
     expected = set(contract) - ({"airbyte"} if engine == "direct" else set())
     assert set(written) == expected
     problems = [e for name, raw in written.items() for e in check(contract[name], json.loads(raw), name)]
@@ -90,5 +90,7 @@ def test_the_checker_catches_a_wrong_shape():
     contract = documented_contract()
     good = {"conn_id": "c", "engine": "postgres", "host": "h", "port": 5432, "database": "d", "schema": "raw"}
     assert check(contract["warehouse"], good, "warehouse") == []
-    assert check(contract["warehouse"], good | {"port": "5432"}, "warehouse") == ["warehouse.port: '5432' is not integer"]
+    assert check(contract["warehouse"], good | {"port": "5432"}, "warehouse") == [
+        "warehouse.port: '5432' is not integer"
+    ]
     assert check(contract["warehouse"], {**good, "extra": 1}, "warehouse") == ["warehouse.extra: undocumented key"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from retailflow_operator import builders as b
 from retailflow_operator.errors import SpecError
 
@@ -62,7 +61,12 @@ class TestAirbyteRequests:
     def test_destinations_carry_warehouse_schema_and_lake_location(self, example, secrets):
         state = airbyte(example, secrets)
         wh, lake = (a.config for a in state.destinations)
-        assert (wh["host"], wh["port"], wh["database"], wh["schema"]) == ("retailflow-postgresql", 5432, "warehouse", "raw")
+        assert (wh["host"], wh["port"], wh["database"], wh["schema"]) == (
+            "retailflow-postgresql",
+            5432,
+            "warehouse",
+            "raw",
+        )
         assert lake["s3_endpoint"] == "http://retailflow-minio:9000"
         assert (lake["s3_bucket_name"], lake["s3_bucket_path"]) == ("retail-lake", "raw")
         assert lake["format"]["format_type"] == "Parquet"
@@ -197,7 +201,12 @@ class TestVariables:
     def test_full_refresh_stream_has_no_cursor(self, example):
         example["spec"]["mysql"]["streams"] = [{"name": "products", "syncMode": "full_refresh_overwrite"}]
         (stream,) = b.build_variables("n", "p", example["spec"])["retailflow_mysql"]["streams"]
-        assert stream == {"name": "products", "sync_mode": "full_refresh_overwrite", "cursor_field": None, "primary_key": "product_id"}
+        assert stream == {
+            "name": "products",
+            "sync_mode": "full_refresh_overwrite",
+            "cursor_field": None,
+            "primary_key": "product_id",
+        }
 
     def test_owner_round_trips_through_the_description(self):
         assert b.variable_owner(b.variable_description("ns", "p")) == "ns/p"
@@ -218,3 +227,9 @@ def test_builder_defaults_equal_the_crd_defaults(schema):
 
     crd_defaults = dict(walk(spec_schema, ""))
     assert crd_defaults == b.DEFAULTS
+
+
+def test_variable_prefix_airflow_would_mask_is_refused(example):
+    example["spec"]["airflow"]["variablePrefix"] = "shop_secret_"
+    with pytest.raises(SpecError, match=r"spec\.airflow\.variablePrefix: .*'secret'"):
+        b.validate(example["spec"])

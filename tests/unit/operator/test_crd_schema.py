@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import pytest
-from pathlib import Path
-
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
