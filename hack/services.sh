@@ -63,7 +63,7 @@ if ! mysql_root -e 'select 1' >/dev/null 2>&1; then
   if [[ ! -d /var/lib/mysql/mysql ]]; then
     mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
   fi
-  start-stop-daemon --start --oknodo --background --exec "$(mariadbd_bin)" -- --user=mysql
+  start-stop-daemon --start --oknodo --background --exec "$(mariadbd_bin)" -- --user=mysql --innodb-buffer-pool-size=1G
   for _ in $(seq 1 60); do mysql_root -e 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
   mysql_root -e 'select 1' >/dev/null 2>&1 || die "MariaDB did not come up within 30 s (see /var/log/mysql/error.log)"
 fi

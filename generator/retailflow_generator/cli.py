@@ -105,6 +105,7 @@ def _live(args: argparse.Namespace) -> str:
     request = LiveRequest(
         duration=args.duration, iterations=args.iterations, rate=args.rate, interval=args.interval, seed=args.seed
     )
+    request.validate()
     target = MySQLTarget.from_url(args.mysql_url or env_url())
     return run_live(request, target).summary()
 

@@ -43,6 +43,8 @@ class LiveRequest:
             raise GeneratorError(f"--iterations must be greater than zero, got {self.iterations}")
         if self.rate <= 0 or self.interval <= 0:
             raise GeneratorError("--rate and --interval must be greater than zero")
+        if self.seed is not None and self.seed < 0:
+            raise GeneratorError(f"--seed must be zero or more, got {self.seed}")
 
 
 @dataclass
@@ -105,9 +107,11 @@ def _tick(conn, rng: np.random.Generator, shop: _Shop, request: LiveRequest, res
     expected = request.rate * request.interval
     n_new = int(rng.poisson(expected))
     with conn.cursor() as cur:
-        cur.execute("select coalesce(max(order_id), 0) from orders")
+        # FOR UPDATE: a second `live` against the same database waits for this tick instead of
+        # taking the same ids
+        cur.execute("select coalesce(max(order_id), 0) from orders for update")
         next_order = int(cur.fetchone()[0]) + 1
-        cur.execute("select coalesce(max(order_item_id), 0) from order_items")
+        cur.execute("select coalesce(max(order_item_id), 0) from order_items for update")
         next_item = int(cur.fetchone()[0]) + 1
         orders, items = [], []
         who = _pick(rng, shop.customer_cum, n_new)

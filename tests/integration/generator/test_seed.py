@@ -64,6 +64,7 @@ def test_seed_creates_schema_and_consistent_rows(database):
     assert scalar(database, "select min(ordered_at) from orders") >= datetime(2025, 1, 1)
     assert scalar(database, "select max(updated_at) from orders") < datetime(2025, 7, 1)
     assert scalar(database, "select count(*) from orders where updated_at < created_at") == 0
+    assert scalar(database, "select count(*) from orders where created_at <> ordered_at") == 0
     assert scalar(database, "select count(*) from orders o join customers c using (customer_id) "
                             "where o.ordered_at < c.signed_up_at") == 0
     assert scalar(database, "select count(*) from order_items i join orders o using (order_id) "
@@ -119,17 +120,27 @@ def test_append_continues_ids_and_keeps_existing_rows(database):
     assert set(orphans(database).values()) == {0}
 
 
-def test_failure_mid_load_rolls_everything_back(database, monkeypatch):
-    """A failure after customers, products and the first orders were loaded leaves no row behind."""
-    real_chunk = seed_module.order_chunk
+@pytest.mark.parametrize("failing_step", ["order lines", "products"])
+def test_failure_mid_load_rolls_everything_back(database, monkeypatch, failing_step):
+    """A failure once orders and some lines (or orders, lines and customers) are loaded leaves no row."""
     monkeypatch.setattr(seed_module, "ORDER_CHUNK", 500)
+    if failing_step == "order lines":
+        real_chunk, calls = seed_module.order_chunk, []
 
-    def failing_chunk(request, chunk, *args):
-        if chunk == 3:
+        def failing_chunk(request, chunk, *args, **kwargs):
+            calls.append(chunk)
+            if len(calls) == 9:  # 6 chunks of orders are in, then 2 chunks of their lines
+                raise GeneratorError("simulated failure while generating")
+            return real_chunk(request, chunk, *args, **kwargs)
+
+        monkeypatch.setattr(seed_module, "order_chunk", failing_chunk)
+    else:
+
+        def failing_products(*_args, **_kwargs):
             raise GeneratorError("simulated failure while generating")
-        return real_chunk(request, chunk, *args)
+            yield  # a generator, like the real one
 
-    monkeypatch.setattr(seed_module, "order_chunk", failing_chunk)
+        monkeypatch.setattr(seed_module, "product_text", failing_products)
     request = SeedRequest(customers=300, products=40, orders=3000, start=date(2025, 1, 1),
                           end=date(2025, 3, 31), seed=1)
     with pytest.raises(GeneratorError, match="simulated failure"):

@@ -85,11 +85,11 @@ def test_status_follows_order_age(generated):
 
 def test_updated_at_is_derived_from_the_order_not_the_clock(generated):
     _r, _c, _p, orders, _i = generated
+    # columns: order_id, customer_id, channel, store_id, status, ordered_at (= created_at), updated_at
     for o in orders:
-        assert o[6] == o[5], "created_at is the order time"
-        assert o[5] <= o[7] < "2026-01-01", "updated_at: the last status change, within the range"
-    assert all(o[7] == o[5] for o in orders if o[4] == "placed")
-    assert sum(o[7] > o[5] for o in orders if o[4] == "delivered" and o[2] == "online") > 0
+        assert o[5] <= o[6] < "2026-01-01", "updated_at: the last status change, within the range"
+    assert all(o[6] == o[5] for o in orders if o[4] == "placed")
+    assert sum(o[6] > o[5] for o in orders if o[4] == "delivered" and o[2] == "online") > 0
 
 
 def test_lines_per_order_and_quantities(generated):
