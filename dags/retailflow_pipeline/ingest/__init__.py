@@ -14,7 +14,8 @@ as read in airbytehq/airbyte ``destination-postgres`` (``PostgresColumnUtils``, 
   ``_airbyte_generation_id bigint``; then the stream's columns, same names, all nullable;
 - type mapping: integers → ``bigint``, decimals → ``decimal`` (unconstrained numeric), ``datetime`` →
   ``timestamp`` (no time zone), ``timestamp`` → ``timestamp with time zone``, ``date`` → ``date``,
-  strings, chars and enums → ``varchar``;
+  strings, chars and enums → ``varchar``; decimals are stored without trailing fractional zeros
+  (``9.90`` as ``9.9``: equal values, the way a JSON number carries them);
 - ``incremental_deduped_history``: one row per primary key, the latest by cursor; a newer version
   replaces the row (new ``_airbyte_raw_id``, ``_airbyte_extracted_at`` and ``_airbyte_meta``), an
   older or equal one leaves it untouched (Airbyte's upsert compares the cursor the same way);
@@ -41,6 +42,11 @@ after a later row had been read is therefore picked up by the next run, as long 
 took less than the lookback; re-read rows with an unchanged cursor are no-ops in the merge. The saved
 cursor is also capped at the source's clock when the read started, so rows changed during a long full
 load are read again by the next run.
+
+Speed: reads go MySQL → Arrow through connectorx (decoded in Rust), in chunks read ahead by a thread
+while the previous chunk is written; full loads COPY Arrow into PostgreSQL in binary through ADBC, with
+the indexes built afterwards; incremental syncs use psycopg (its connection opens several times
+faster) with a CSV COPY into a staging table. Two streams run at once, the largest first.
 
 Crash safety: each stream is one PostgreSQL transaction (COPY into the table or a temporary staging
 table, merge, state update, commit). Killed anywhere, a stream keeps its previous rows and cursor and

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.lake_endpoint:
         lake = LakeConfig(bucket=args.lake_bucket, prefix=args.lake_prefix, endpoint=args.lake_endpoint)
     else:
-        lake = LakeConfig(bucket=args.lake_bucket, prefix=args.lake_prefix, local_dir=args.lake_dir or DEFAULT_LOCAL_DIR)
+        lake = LakeConfig(bucket=args.lake_bucket, prefix=args.lake_prefix,
+                          local_dir=args.lake_dir or DEFAULT_LOCAL_DIR)
     configure_logging()
     try:
         result = run(

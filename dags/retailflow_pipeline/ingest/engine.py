@@ -189,40 +189,41 @@ def run(
     discovered = source.discover()
     wanted = resolve_streams(streams, discovered, stores_csv)
     parsed = stores.parse(stores_csv) if STORES in wanted else None
-    # idle warehouse connections, reused across streams: connecting costs a catalog round trip
-    # that would dominate small incremental syncs
-    idle: queue.SimpleQueue = queue.SimpleQueue()
-    opened = [warehouse.connect()]
+    # idle warehouse connections by kind (bulk: ADBC, light: psycopg), reused across streams
+    idle: dict[bool, queue.SimpleQueue] = {True: queue.SimpleQueue(), False: queue.SimpleQueue()}
+    opened = [warehouse.connect(bulk=False)]
     try:
         sync_id = warehouse.prepare(opened[0])
-        incremental_only = not full_refresh and set(wanted) - {STORES} <= warehouse.synced_streams(opened[0])
+        synced = set() if full_refresh else warehouse.synced_streams(opened[0])
     except BaseException:
         opened[0].close()
         raise
-    idle.put(opened[0])
+    idle[False].put(opened[0])
     lake_writer = Lake(lake, sync_id) if lake is not None else None
     result = IngestResult(sync_id)
     log.info("sync %d: %s → %s schema %s%s", sync_id, source.describe(), warehouse.describe(), schema,
              f", lake {lake.describe()}" if lake else "")
 
     def sync(name: str) -> StreamResult:
+        # a stream that will probably load in full gets the bulk driver; either driver is correct
+        # for either mode, the choice is only about speed
+        bulk = name != STORES and name not in synced
         try:
-            conn = idle.get_nowait()
+            conn = idle[bulk].get_nowait()
         except queue.Empty:
-            conn = warehouse.connect()
+            conn = warehouse.connect(bulk=bulk)
             opened.append(conn)
         if name == STORES:
             done = _sync_stores(conn, warehouse, parsed, sync_id, lake_writer)
         else:
             done = _sync_table(conn, warehouse, source, discovered[name], sync_id, lake_writer,
                                full_refresh=full_refresh, lookback=lookback, batch_rows=batch_rows)
-        idle.put(conn)  # only after success: a failed stream's connection may be broken
+        idle[bulk].put(conn)  # only after success: a failed stream's connection may be broken
         return done
 
-    # streams are independent transactions: while one builds its indexes (one PostgreSQL core) the
-    # next one loads; the largest starts first so the others fit in its shadow. Small incremental
-    # syncs gain nothing from a second connection.
-    workers = 1 if incremental_only else max(1, parallel)
+    # streams are independent transactions: while one builds its indexes or merges (one PostgreSQL
+    # core) the next one reads and loads; the largest starts first so the others fit in its shadow
+    workers = max(1, parallel)
     order = sorted(wanted, key=lambda n: -source.estimated_rows.get(n, 0))
     failures: list[tuple[str, BaseException]] = []
     try:

@@ -110,31 +110,30 @@ class MySQLSource:
         try:
             with conn.cursor() as cur:
                 cur.execute(
-                    "select table_name, column_name, data_type, column_type, numeric_precision, numeric_scale"
-                    " from information_schema.columns where table_schema = %s order by table_name, ordinal_position",
+                    "select table_name, column_name, data_type, column_type, numeric_precision, numeric_scale,"
+                    " column_key = 'PRI' from information_schema.columns where table_schema = %s"
+                    " order by table_name, ordinal_position",
                     (self.database,),
                 )
                 columns = cur.fetchall()
+                # InnoDB's row estimates, to start the largest tables first, and the server's clock
+                # (same time zone as the updated_at values it writes) before any read
                 cur.execute(
-                    "select table_name, column_name from information_schema.key_column_usage"
-                    " where table_schema = %s and constraint_name = 'PRIMARY'",
+                    "select table_name, table_rows, now(6) from information_schema.tables where table_schema = %s",
                     (self.database,),
                 )
-                keys: dict[str, list[str]] = {}
-                for table, column in cur.fetchall():
-                    keys.setdefault(table, []).append(column)
-                # InnoDB's row estimates, to start the largest tables first
-                cur.execute("select table_name, table_rows from information_schema.tables where table_schema = %s",
-                            (self.database,))
-                self.estimated_rows = {name: rows or 0 for name, rows in cur.fetchall()}
-                # the server's clock (same time zone as the updated_at values it writes) before any read
-                cur.execute("select now(6)")
-                self.clock_at_discovery = cur.fetchone()[0]
+                tables = cur.fetchall()
+                self.estimated_rows = {name: rows or 0 for name, rows, _ in tables}
+                if tables:
+                    self.clock_at_discovery = tables[0][2]
         finally:
             conn.close()
         by_table: dict[str, list[ColumnType]] = {}
         unsupported: set[str] = set()
-        for table, column, data_type, column_type, precision, scale in columns:
+        keys: dict[str, list[str]] = {}
+        for table, column, data_type, column_type, precision, scale, is_key in columns:
+            if is_key:
+                keys.setdefault(table, []).append(column)
             try:
                 pg_type, arrow_type = mysql_type(data_type, column_type, precision, scale)
             except IngestError:

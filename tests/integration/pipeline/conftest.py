@@ -15,6 +15,7 @@ The helpers ``mysql_connect(url)`` and ``pg_connect(url)`` open a plain connecti
 """
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,5 +98,13 @@ def warehouse_url() -> Iterator[str]:
     try:
         yield _with_database(base, name)
     finally:
-        with pg_connect(base) as admin:
-            admin.execute(f'drop database if exists "{name}" with (force)')
+        # `with (force)` cannot end an autovacuum worker for a non-superuser: retry briefly.
+        for attempt in range(20):
+            try:
+                with pg_connect(base) as admin:
+                    admin.execute(f'drop database if exists "{name}" with (force)')
+                break
+            except psycopg.errors.InsufficientPrivilege:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)

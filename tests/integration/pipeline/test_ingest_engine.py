@@ -131,6 +131,10 @@ def test_incremental_sync_keeps_latest_version_per_key(mysql_url, warehouse_url)
     # re-read by the lookback window, unchanged: left as they were
     assert (second.streams["customers"].inserted, second.streams["customers"].updated) == (0, 0)
     assert query(warehouse_url, "select count(*), count(distinct order_id) from raw.orders") == [(1020, 1020)]
+    # full loads (binary COPY) and incremental merges (CSV COPY) store decimals alike: 4.50 as 4.5
+    assert query(warehouse_url, "select unit_price::text, count(*) from raw.order_items group by 1 order by 1") == [
+        ("4.5", 20), ("9.99", 3000),
+    ]
     # rows written by this sync carry its sync_id; untouched rows keep the first one
     by_sync = dict(query(
         warehouse_url, "select (_airbyte_meta->>'sync_id')::bigint, count(*) from raw.orders group by 1"

@@ -142,3 +142,15 @@ def test_invalid_resource_is_rejected_naming_the_field(schema, example, field, v
 def test_status_phase_is_an_enum(schema, example):
     example["status"] = {"phase": "Running"}
     assert violations(schema, example) == ["status.phase"]
+
+
+def test_readme_examples_are_valid(schema):
+    """The RetailPipeline shown in the root and operator READMEs is one the API server would accept."""
+    shown = 0
+    for readme in (REPO / "README.md", REPO / "operator" / "README.md"):
+        for block in re.findall(r"```yaml\n(.*?)```", readme.read_text(), re.S):
+            for doc in yaml.safe_load_all(block.replace("<workspace uuid>", "5ae6b09b-fdec-41af-aaf7-7d94cfc33ef6")):
+                if isinstance(doc, dict) and doc.get("kind") == "RetailPipeline":
+                    assert violations(schema, doc) == [], f"{readme.name}: {violations(schema, doc)}"
+                    shown += 1
+    assert shown >= 1
