@@ -80,7 +80,7 @@ def pipeline_body(namespace: str, name: str, airbyte: Any, airflow: Any, prefix:
                     {"name": n, "cursorField": "updated_at", "primaryKey": pk} for n, pk in PROJECT_STREAMS.items()
                 ],
             },
-            "storeLocations": {"s3Key": "seed/store_locations.csv"},
+            "storeLocations": {"s3Key": "store_locations/store_locations.csv"},
             "warehouse": {"host": "postgresql", "database": "warehouse", "credentialsSecretRef": {"name": "warehouse"}},
             "lake": {
                 "endpoint": "http://minio:9000",

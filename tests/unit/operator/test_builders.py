@@ -74,7 +74,7 @@ class TestAirbyteRequests:
     def test_store_locations_from_the_lake_uses_source_s3_with_the_minio_endpoint(self, example, secrets):
         store = airbyte(example, secrets).sources[1].config
         assert store["endpoint"] == "http://retailflow-minio:9000"
-        assert store["streams"][0]["globs"] == ["seed/store_locations.csv"]
+        assert store["streams"][0]["globs"] == ["store_locations/store_locations.csv"]
         assert store["streams"][0]["name"] == "store_locations"
 
     def test_store_locations_from_a_url_uses_source_file(self, example, secrets):
