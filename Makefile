@@ -89,8 +89,8 @@ test: services sync tools ## Run every test suite (installs and starts what they
 	  python3 hack/test-summary.py $(JUNIT_DIR); exit $$status
 
 .PHONY: test-generator
-test-generator: ## Generator tests (unit + MariaDB integration).
-	$(WITH_ENV) $(UV) run --quiet --project generator $(PYTEST) tests/unit/generator tests/integration/generator
+test-generator: ## Generator and services-bootstrap tests (unit + MariaDB integration).
+	$(WITH_ENV) $(UV) run --quiet --project generator $(PYTEST) tests/unit/generator tests/integration/generator tests/integration/services
 
 .PHONY: test-data
 test-data: ## Ingestion engine and dbt tests (MariaDB + PostgreSQL).

@@ -55,17 +55,23 @@ if ((${#missing[@]})); then
 fi
 
 # ---------------------------------------------------------------- start MariaDB
-mysql_root() { mysql --protocol=socket -uroot "$@"; }
-if ! mysql_root -e 'select 1' >/dev/null 2>&1; then
+mysql_root() {
+  is_root || die "cannot create the MySQL database and user without root; create database '$MYSQL_DB' and user '$MYSQL_USER', or set RETAILFLOW_MYSQL_URL"
+  mysql --protocol=socket -uroot "$@"
+}
+# ping answers 0 whenever the server is up, even if this user may not log in
+mysql_alive() { mysqladmin --protocol=tcp -h127.0.0.1 ping >/dev/null 2>&1; }
+if ! mysql_alive; then
   is_root || die "MariaDB is installed but not running; start it (e.g. sudo service mariadb start) and run again"
   log "starting MariaDB"
   install -d -o mysql -g mysql /run/mysqld
   if [[ ! -d /var/lib/mysql/mysql ]]; then
     mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
   fi
+  # a 1 GiB buffer pool keeps seeding and ingesting the benchmark's millions of rows off the disk
   start-stop-daemon --start --oknodo --background --exec "$(mariadbd_bin)" -- --user=mysql --innodb-buffer-pool-size=1G
-  for _ in $(seq 1 60); do mysql_root -e 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
-  mysql_root -e 'select 1' >/dev/null 2>&1 || die "MariaDB did not come up within 30 s (see /var/log/mysql/error.log)"
+  for _ in $(seq 1 60); do mysql_alive && break; sleep 0.5; done
+  mysql_alive || die "MariaDB did not come up within 30 s (see /var/log/mysql/error.log)"
 fi
 
 # ---------------------------------------------------------------- start PostgreSQL
@@ -97,7 +103,7 @@ pg_pw="$(url_password "$(env_get RETAILFLOW_WAREHOUSE_URL)")"
 [[ -n "$pg_pw" ]] || pg_pw="$(gen_password)"
 
 if ! mysql --protocol=tcp -h127.0.0.1 -u"$MYSQL_USER" -p"$mysql_pw" -e "use $MYSQL_DB" >/dev/null 2>&1; then
-  log "creating MySQL database '$MYSQL_DB' and user '$MYSQL_USER'"
+  log "creating MySQL database '$MYSQL_DB' and user '$MYSQL_USER' (or setting its password)"
   mysql_root <<SQL
 create database if not exists \`$MYSQL_DB\` character set utf8mb4;
 create user if not exists '$MYSQL_USER'@'%' identified by '$mysql_pw';
@@ -110,7 +116,7 @@ SQL
 fi
 
 if ! PGPASSWORD="$pg_pw" psql -h 127.0.0.1 -U "$PG_USER" -d "$PG_DB" -qAtXc 'select 1' >/dev/null 2>&1; then
-  log "creating PostgreSQL database '$PG_DB' and role '$PG_USER'"
+  log "creating PostgreSQL database '$PG_DB' and role '$PG_USER' (or setting its password)"
   if [[ -z "$(pg_super -c "select 1 from pg_roles where rolname = '$PG_USER'")" ]]; then
     pg_super -c "create role $PG_USER login createdb password '$pg_pw'"
   else
