@@ -23,6 +23,8 @@ PROJECTS = generator dags operator
 JUNIT_DIR = .cache/junit
 # Each suite also writes JUnit XML, so `make test` can close with one total.
 PYTEST = pytest --junitxml=$(JUNIT_DIR)/$@.xml
+# The operator venv carries pytest-asyncio (kmock's plugin needs it); pin its loop scope there only.
+PYTEST_OPERATOR = $(PYTEST) -o asyncio_default_fixture_loop_scope=function
 
 .PHONY: all
 all: help
@@ -98,15 +100,15 @@ test-data: ## Ingestion engine and dbt tests (MariaDB + PostgreSQL).
 
 .PHONY: test-operator
 test-operator: ## Operator tests (emulated Kubernetes API, real Airflow API server, Airbyte fake).
-	$(WITH_ENV) $(UV) run --quiet --project operator $(PYTEST) tests/unit/operator tests/unit/support tests/integration/support tests/integration/operator
+	$(WITH_ENV) $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/unit/operator tests/unit/support tests/integration/support tests/integration/operator
 
 .PHONY: test-chart
 test-chart: tools ## Chart tests: helm lint, helm template, offline schema validation, assertions.
-	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST) tests/unit/chart
+	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/unit/chart
 
 .PHONY: test-e2e
 test-e2e: tools ## End-to-end tests on a kind cluster (skipped where Docker or kind is missing).
-	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST) tests/e2e
+	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/e2e
 
 ##@ Benchmarks
 

@@ -47,7 +47,8 @@ class TestAirbyteWiring:
 
 class TestAirflowWiring:
     @pytest.fixture(scope="class")
-    def extra_env(self, defaults) -> list[dict]:
+    @classmethod
+    def extra_env(cls, defaults) -> list[dict]:
         return yaml.safe_load(stand_in(defaults, "airflow")["extraEnv"])
 
     def test_metadata_and_admin_secrets_are_rendered(self, defaults, values):
@@ -130,7 +131,8 @@ class TestOpenmetadataWiring:
 
 class TestNotes:
     @pytest.fixture(scope="class")
-    def text(self) -> str:
+    @classmethod
+    def text(cls) -> str:
         return notes()
 
     @pytest.mark.parametrize("service,ports", [
