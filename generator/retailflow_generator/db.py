@@ -69,6 +69,8 @@ def connect(target: MySQLTarget) -> pymysql.connections.Connection:
             autocommit=False,
             local_infile=True,
             connect_timeout=10,
+            # timestamps are UTC (see schema.sql): ON UPDATE current_timestamp(6) must be UTC too
+            init_command="set time_zone = '+00:00'",
         )
     except pymysql.err.MySQLError as exc:
         raise GeneratorError(f"cannot connect to {target.describe()}: {exc.args[-1] if exc.args else exc}") from exc

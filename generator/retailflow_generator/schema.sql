@@ -2,7 +2,8 @@
 -- One file, used by the generator, the local stack and the chart's init Job.
 -- Every table carries created_at and updated_at (ON UPDATE) with microseconds so that
 -- incremental readers can use (updated_at, primary key) as a strictly ordered cursor;
--- the (updated_at, <pk>) indexes serve exactly that read.
+-- the (updated_at, <pk>) indexes serve exactly that read. All timestamps are UTC: writers set
+-- `time_zone = '+00:00'` on their sessions so that ON UPDATE current_timestamp(6) is UTC as well.
 -- Store locations are not a table here: they come from data/store_locations.csv,
 -- so orders.store_id has no foreign key.
 

@@ -117,9 +117,10 @@ class MySQLSource:
                 )
                 columns = cur.fetchall()
                 # InnoDB's row estimates, to start the largest tables first, and the server's clock
-                # (same time zone as the updated_at values it writes) before any read
+                # in UTC, the time zone of every updated_at (see schema.sql), before any read
                 cur.execute(
-                    "select table_name, table_rows, now(6) from information_schema.tables where table_schema = %s",
+                    "select table_name, table_rows, utc_timestamp(6) from information_schema.tables"
+                    " where table_schema = %s",
                     (self.database,),
                 )
                 tables = cur.fetchall()

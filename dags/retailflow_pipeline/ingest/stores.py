@@ -9,6 +9,7 @@ or an ``opened_at`` that is not a ``YYYY-MM-DD`` date. A wrong header rejects th
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -20,7 +21,8 @@ from retailflow_pipeline.ingest.errors import IngestError
 from retailflow_pipeline.ingest.source import ColumnType, Stream
 
 HEADER = ("store_id", "name", "city", "region", "country", "latitude", "longitude", "opened_at")
-#: types as Airbyte's file source → Postgres destination would give them (integer, string, number, date)
+#: types as Airbyte's CSV type inference (boolean, integer, number, string) → Postgres destination gives
+#: them: no CSV column is inferred as a date, so opened_at lands as text (validated here, cast in staging)
 STREAM = Stream(
     name="store_locations",
     primary_key="store_id",
@@ -33,7 +35,7 @@ STREAM = Stream(
         ColumnType("country", "varchar", pa.string()),
         ColumnType("latitude", "decimal", pa.decimal128(12, 6)),
         ColumnType("longitude", "decimal", pa.decimal128(12, 6)),
-        ColumnType("opened_at", "date", pa.date32()),
+        ColumnType("opened_at", "varchar", pa.string()),
     ),
 )
 QUARANTINE_TABLE = "store_locations_quarantine"
@@ -68,16 +70,25 @@ def parse(path: str | Path) -> ParsedStores:
     if not path.is_file():
         raise IngestError(f"store locations CSV not found: {path}")
     raw = path.read_bytes()
-    lines = raw.decode("utf-8-sig").splitlines()
-    if not lines or tuple(h.strip() for h in next(csv.reader([lines[0]]))) != HEADER:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = text.splitlines()
+    # one reader over the whole text: a quoted field may span lines, as CSV allows
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header or tuple(h.strip() for h in header) != HEADER:
         raise IngestError(f"{path}: the header must be {','.join(HEADER)}")
     columns: dict[str, list] = {c: [] for c in HEADER}
     rejected: list[Rejected] = []
     first_seen: dict[int, int] = {}
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
+    end = reader.line_num
+    for fields in reader:
+        number, end = end + 1, reader.line_num
+        line = "\n".join(lines[number - 1 : end])
+        if not fields or not any(f.strip() for f in fields):
             continue
-        fields = next(csv.reader([line]))
         try:
             if len(fields) != len(HEADER):
                 raise ValueError(f"expected {len(HEADER)} fields, got {len(fields)}")
@@ -103,7 +114,7 @@ def parse(path: str | Path) -> ParsedStores:
             continue
         first_seen[store_id] = number
         for key, value in (
-            ("store_id", store_id), ("latitude", latitude), ("longitude", longitude), ("opened_at", opened_at)
+            ("store_id", store_id), ("latitude", latitude), ("longitude", longitude), ("opened_at", opened_at.isoformat())
         ):
             columns[key].append(value)
         for key in ("name", "city", "region", "country"):

@@ -102,10 +102,12 @@ def expected_answers(mysql_url: str) -> dict[str, object]:
 
 def mart_answers(warehouse_url: str) -> dict[str, object]:
     with psycopg.connect(warehouse_url, row_factory=dict_row) as conn:
+        sales_rows = conn.execute("select * from marts.sales_by_region").fetchall()
         sales = {
             (r["region"], r["country"], r["month"]): (r["revenue"], r["orders"], r["average_basket"])
-            for r in conn.execute("select * from marts.sales_by_region")
+            for r in sales_rows
         }
+        assert len(sales) == len(sales_rows), "sales_by_region has more than one row per region, country and month"
         customers = [
             (r["revenue_rank"], r["customer_id"], r["lifetime_revenue"], r["order_count"],
              r["first_order_at"], r["last_order_at"])

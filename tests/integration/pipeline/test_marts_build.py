@@ -37,7 +37,7 @@ create table raw.orders (order_id bigint, customer_id bigint, channel varchar, s
 create table raw.order_items (order_item_id bigint, order_id bigint, product_id bigint, quantity bigint,
     unit_price numeric, created_at timestamp, updated_at timestamp, {AIRBYTE_COLUMNS});
 create table raw.store_locations (store_id bigint, name varchar, city varchar, region varchar,
-    country varchar, latitude numeric, longitude numeric, opened_at date, {AIRBYTE_COLUMNS});
+    country varchar, latitude numeric, longitude numeric, opened_at varchar, {AIRBYTE_COLUMNS});
 """
 
 RAW_ROWS = """

@@ -80,16 +80,36 @@ def test_store_csv_checks(tmp_path):
     parsed = parse(path)
     assert parsed.good.to_pylist() == [
         {"store_id": 1, "name": "A", "city": "Oslo", "region": "Europe", "country": "NO",
-         "latitude": Decimal("59.900000"), "longitude": Decimal("10.700000"), "opened_at": datetime(2020, 1, 1).date()},
+         "latitude": Decimal("59.900000"), "longitude": Decimal("10.700000"), "opened_at": "2020-01-01"},
         {"store_id": 4, "name": None, "city": "Oslo", "region": "Europe", "country": "NO",
          "latitude": Decimal("-90.000000"), "longitude": Decimal("-180.000000"),
-         "opened_at": datetime(2020, 2, 28).date()},
+         "opened_at": "2020-02-28"},
     ]
     assert [(r.line_number, r.reason) for r in parsed.rejected] == [
         (3, "store_id 'x' is not an integer"),
         (5, "latitude 'north' is not a number"),
         (6, "opened_at '2020-02-30' is not a YYYY-MM-DD date"),
     ]
+
+
+def test_store_csv_quoted_field_may_span_lines(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text(
+        "store_id,name,city,region,country,latitude,longitude,opened_at\n"
+        '1,"Harbour\nFront",Oslo,Europe,NO,59.9,10.7,2020-01-01\n'
+        "2,B,Oslo,Europe,NO,95,10.7,2020-01-01\n"
+    )
+    parsed = parse(path)
+    assert [(r["store_id"], r["name"]) for r in parsed.good.to_pylist()] == [(1, "Harbour\nFront")]
+    # the rejected row is named by its physical line, after the two lines of the first record
+    assert [(r.line_number, r.reason) for r in parsed.rejected] == [(4, "latitude 95 is out of range [-90, 90]")]
+
+
+def test_store_csv_that_is_not_utf8_is_refused_clearly(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_bytes(b"store_id,name,city,region,country,latitude,longitude,opened_at\n1,Caf\xe9,Oslo,E,NO,1,1,2020-01-01\n")
+    with pytest.raises(IngestError, match="not UTF-8 text"):
+        parse(path)
 
 
 def test_store_csv_with_wrong_header_or_missing_is_refused(tmp_path):
