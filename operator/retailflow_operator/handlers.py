@@ -33,7 +33,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 def _apply(outcome: pipeline.Outcome, status: Any, patch: kopf.Patch, body: kopf.Body) -> None:
-    diff = merge_diff(dict(status or {}), outcome.status)
+    diff = merge_diff(dict(status or {}) | outcome.written, outcome.status)
     if diff:
         patch.setdefault("status", {}).update(diff)
     if outcome.event:

@@ -53,6 +53,8 @@ def backoff(retry: int) -> float:
 
 def forget(uid: str) -> None:
     _applied.pop(uid, None)
+    with _locks_guard:
+        _locks.pop(uid, None)
 
 
 @dataclass
@@ -61,6 +63,9 @@ class Outcome:
     event: tuple[str, str, str] | None = None  # (type, reason, message)
     error: Exception | None = None
     changes: list[dict[str, str]] = field(default_factory=list)
+    #: status fields the pass already wrote itself (phase Reconciling): the final patch is computed
+    #: against them too, or a pass that ends in the phase it started in would leave Reconciling behind
+    written: dict[str, Any] = field(default_factory=dict)
 
 
 def _ready_conditions(status: Mapping[str, Any], ok: bool, reason: str, message: str, peer: str | None = None):
@@ -98,8 +103,11 @@ def reconcile_once(
     plan_mode = str(annotations.get(PLAN_ANNOTATION, "")).lower() == "true"
     pipeline = Pipeline(namespace, name, uid, spec, status)
 
+    written: dict[str, Any] = {}
+
     def mark_reconciling() -> None:
         kube.patch_status(namespace, name, {"phase": "Reconciling"})
+        written["phase"] = "Reconciling"
 
     try:
         b.validate(spec)
@@ -114,6 +122,7 @@ def reconcile_once(
             base | {"phase": "Failed", "conditions": _ready_conditions(status, False, exc.reason, str(exc))},
             event=("Warning", exc.reason, str(exc)),
             error=exc,
+            written=written,
         )
     except PeerError as exc:
         phase = "Degraded" if exc.transient else "Failed"
@@ -121,6 +130,7 @@ def reconcile_once(
             base | {"phase": phase, "conditions": _ready_conditions(status, False, exc.reason, str(exc), exc.peer)},
             event=("Warning", exc.reason, str(exc)),
             error=exc,
+            written=written,
         )
 
     changes = [c.as_dict() for c in result.changes]
@@ -170,7 +180,7 @@ def reconcile_once(
         summary = "; ".join(f"{c['action']} {c['target']} {c['name']} ({c['reason']})" for c in changes[:20])
         reason = "DriftCorrected" if trigger == "timer" else "Reconciled"
         event = ("Normal", reason, f"{len(changes)} change(s) applied: {summary}"[:1000])
-    return Outcome(new, event=event, changes=changes)
+    return Outcome(new, event=event, changes=changes, written=written)
 
 
 def finalize_once(namespace: str, name: str, uid: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[str]:

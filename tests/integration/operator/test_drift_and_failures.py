@@ -59,6 +59,8 @@ def test_out_of_band_changes_are_restored_by_the_timer(kube, airbyte, airflow, o
     new_id = obj["status"]["airbyte"]["connections"]["mysql-to-warehouse"]
     assert airbyte.connections[new_id]["name"] == f"rf/{NS}/demo/mysql-to-warehouse"
     assert "DriftCorrected" in {e.get("reason") for e in kube.events(NS)}
+    # the pass that repaired the drift showed Reconciling while it wrote; it must end Ready again
+    kube.wait_rp(NS, "demo", lambda o: o["status"].get("phase") == "Ready", timeout=10)
 
 
 def test_rotated_secret_content_is_applied(kube, airbyte, airflow, operator_run, make_pipeline):

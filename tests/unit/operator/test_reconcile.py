@@ -171,3 +171,21 @@ def test_condition_transition_time_moves_only_on_a_flip():
     flipped = conditions(first, {"Ready": ("False", "AirbyteUnavailable", "down")})
     assert same[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
     assert flipped[0]["lastTransitionTime"] != "2020-01-01T00:00:00Z"
+
+
+def test_a_pass_that_ends_in_its_starting_phase_does_not_stay_reconciling():
+    """The pass marks Reconciling itself before its first write; its final patch must undo that."""
+    import kopf
+    from retailflow_operator import handlers
+    from retailflow_operator.pipeline import Outcome
+
+    before = {"phase": "Ready", "observedGeneration": 1}
+    patch = kopf.Patch()
+    handlers._apply(
+        Outcome({"phase": "Ready", "observedGeneration": 1}, written={"phase": "Reconciling"}), before, patch, {}
+    )
+    assert patch["status"]["phase"] == "Ready"
+
+    untouched = kopf.Patch()  # a pass that wrote nothing patches nothing
+    handlers._apply(Outcome({"phase": "Ready", "observedGeneration": 1}), before, untouched, {})
+    assert "status" not in untouched
