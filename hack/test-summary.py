@@ -14,7 +14,7 @@ for path in sorted(Path(sys.argv[1]).glob("*.xml")):
         failed += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
         skipped += int(suite.get("skipped", 0))
     passed = tests - failed - skipped
-    rows.append(f"  {path.stem:<12} {passed:>4} passed {failed:>4} failed {skipped:>4} skipped")
+    rows.append(f"  {path.stem:<15} {passed:>4} passed {failed:>4} failed {skipped:>4} skipped")
     for key, value in (("passed", passed), ("failed", failed), ("skipped", skipped)):
         totals[key] += value
 print("test suites:")
