@@ -259,8 +259,10 @@ class Reconciler:
             )
         stale = [k for k, v in existing.items() if k not in desired and b.variable_owner(v.get("description")) == me]
         for key in self.p.status.get("airflowVariables") or []:
-            if key not in desired and not key.startswith(prefix):  # the prefix changed
-                stale.append(key)
+            if key not in desired and key not in existing:  # the prefix changed: delete only what is still ours
+                found = af.list_variables(key).get(key)
+                if found and b.variable_owner(found.get("description")) == me:
+                    stale.append(key)
         for key in sorted(set(stale)):
             self.result.changes.append(Change("delete", "variable", key, "no longer in the spec"))
         if self.apply and (upserts or stale):

@@ -150,6 +150,20 @@ def test_variable_owned_by_another_pipeline_is_refused(example, secrets, peers):
         run(example, secrets, peers)
 
 
+def test_prefix_change_moves_the_variables_and_spares_another_pipelines(example, secrets, peers):
+    _, status = run(example, secrets, peers)
+    old_keys = set(status["airflowVariables"])
+    # since then another pipeline took over one of the old keys
+    taken = "retailflow_lake"
+    peers.airflow.vars[taken] = {"value": "{}", "description": b.variable_description("other", "p")}
+    example["spec"]["airflow"]["variablePrefix"] = "shop_"
+    _, status2 = run(example, secrets, peers, status)
+    assert all(k.startswith("shop_") for k in status2["airflowVariables"])
+    assert set(peers.airflow.vars) == set(status2["airflowVariables"]) | {taken}
+    assert b.variable_owner(peers.airflow.vars[taken]["description"]) == "other/p"
+    assert not (old_keys - {taken}) & set(peers.airflow.vars)
+
+
 def test_hand_edited_variable_is_restored(example, secrets, peers):
     _, status = run(example, secrets, peers)
     good = peers.airflow.vars["retailflow_warehouse"]["value"]
