@@ -83,6 +83,10 @@ dbt-build: ## Build and test the dbt models; generate dbt docs.
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt build
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt docs generate
 
+.PHONY: stop
+stop: ## Stop the background servers make started (by their pid files in .run/); databases stay up.
+	hack/stop.sh
+
 .PHONY: report
 report: ## Print top customers, sales by region and best-selling products from the marts.
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.report

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ENV_FILE="${RETAILFLOW_ENV_FILE:-$ROOT/.env.local}"
+source "$ROOT/hack/env.sh"
 MYSQL_DB=retail
 MYSQL_USER=retail
 PG_DB=warehouse
@@ -102,7 +102,6 @@ fi
 
 # ---------------------------------------------------------------- users, databases, env file
 gen_password() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
-env_get() { [[ -f "$ENV_FILE" ]] && sed -n "s/^$1=//p" "$ENV_FILE" | tail -n 1 || true; }
 url_password() { sed -E 's#^[a-z]+://[^:]+:([^@]*)@.*#\1#' <<<"$1"; }
 
 mysql_pw="$(url_password "$(env_get RETAILFLOW_MYSQL_URL)")"
@@ -135,11 +134,12 @@ if ! PGPASSWORD="$pg_pw" psql -h 127.0.0.1 -U "$PG_USER" -d "$PG_DB" -qAtXc 'sel
   fi
 fi
 
-want="RETAILFLOW_MYSQL_URL=mysql://$MYSQL_USER:$mysql_pw@127.0.0.1:3306/$MYSQL_DB
-RETAILFLOW_WAREHOUSE_URL=postgresql://$PG_USER:$pg_pw@127.0.0.1:5432/$PG_DB"
-if [[ "$(grep -E '^RETAILFLOW_(MYSQL|WAREHOUSE)_URL=' "$ENV_FILE" 2>/dev/null || true)" != "$want" ]]; then
-  log "writing $ENV_FILE (generated passwords; git-ignored)"
-  (umask 077; printf '# RetailFlow local services (written by hack/services.sh; never commit)\n%s\n' "$want" >"$ENV_FILE")
+mysql_url="mysql://$MYSQL_USER:$mysql_pw@127.0.0.1:3306/$MYSQL_DB"
+pg_url="postgresql://$PG_USER:$pg_pw@127.0.0.1:5432/$PG_DB"
+if [[ "$(env_get RETAILFLOW_MYSQL_URL)" != "$mysql_url" || "$(env_get RETAILFLOW_WAREHOUSE_URL)" != "$pg_url" ]]; then
+  log "writing ${ENV_FILE#"$ROOT"/} (generated passwords; git-ignored)"
+  env_set RETAILFLOW_MYSQL_URL "$mysql_url"
+  env_set RETAILFLOW_WAREHOUSE_URL "$pg_url"
 fi
 
 log "ready: MariaDB $MYSQL_DB and PostgreSQL $PG_DB on 127.0.0.1 (credentials in ${ENV_FILE#"$ROOT"/})"
