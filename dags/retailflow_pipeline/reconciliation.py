@@ -1,0 +1,249 @@
+"""Reconciliation: the marts must hold what MySQL holds, at the ingestion's high-water mark.
+
+Checked, MySQL (the source) against the dbt marts:
+
+- rows of ``orders`` (``marts.orders``), ``order_items`` (the ``item_count`` of ``marts.orders``),
+  ``customers`` (``marts.customers``) and ``products`` (``marts.product_sales``);
+- the revenue total under the project's revenue rule (the statuses in ``vars.revenue_statuses`` of
+  ``dbt/dbt_project.yml``, the one place the rule is decided): ``sum(quantity * unit_price)`` of the
+  items of revenue orders in MySQL, ``sum(revenue)`` of ``marts.orders``.
+
+Live traffic keeps writing while this runs, so both sides are compared **as of the high-water mark
+of each stream**: the cursor the ingestion committed (``<raw>._retailflow_ingest_state`` of the local
+engine) or, for Airbyte's tables, the largest ``updated_at`` the raw table holds, minus a settle
+window (default 30 s) for transactions that committed after rows stamped later. A row whose MySQL
+``updated_at`` is past that mark is *in flight*: it may or may not have reached the warehouse yet,
+so its key is left out on both sides (an order is also in flight when one of its items is). Every
+other row must be identical on both sides, so any difference is a real one, and the error names the
+table and both figures.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: how far below each stream's high-water mark the comparison is made
+DEFAULT_SETTLE = timedelta(seconds=30)
+#: the raw streams whose cursors bound the comparison
+STREAMS = ("orders", "order_items", "customers", "products")
+STATE_TABLE = "_retailflow_ingest_state"
+
+
+class ReconciliationError(AssertionError):
+    """MySQL and the marts disagree; ``str()`` names each table and both figures."""
+
+    def __init__(self, report: "Reconciliation"):
+        self.report = report
+        lines = [f"reconciliation failed ({len(report.mismatches)} of {len(report.checks)} checks):"]
+        lines += [f"  {c.describe()}" for c in report.mismatches]
+        lines.append(f"  compared as of {report.describe_marks()}")
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class Check:
+    name: str  #: "orders rows", "revenue", …
+    source: str  #: the MySQL side, e.g. "MySQL orders"
+    target: str  #: the mart side, e.g. "marts.orders"
+    mysql: Any
+    marts: Any
+
+    @property
+    def ok(self) -> bool:
+        return self.mysql == self.marts
+
+    def describe(self) -> str:
+        figure = _money if self.name == "revenue" else _count
+        state = "ok" if self.ok else "MISMATCH"
+        return (f"{self.name}: {self.source} = {figure(self.mysql)}, {self.target} = {figure(self.marts)}"
+                f" [{state}]")
+
+
+@dataclass
+class Reconciliation:
+    checks: list[Check] = field(default_factory=list)
+    #: stream -> (high-water mark, where it came from); the comparison cut-off is mark - settle
+    marks: dict[str, tuple[datetime | None, str]] = field(default_factory=dict)
+    settle_seconds: float = DEFAULT_SETTLE.total_seconds()
+    in_flight: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def mismatches(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def describe_marks(self) -> str:
+        parts = []
+        for stream, (mark, origin) in self.marks.items():
+            when = mark.isoformat(sep=" ", timespec="seconds") if mark else "nothing ingested"
+            parts.append(f"{stream} {when} ({origin}, {self.in_flight.get(stream, 0)} in flight)")
+        return f"high-water mark - {self.settle_seconds:g} s: " + "; ".join(parts)
+
+    def summary(self) -> str:
+        return "\n".join([*(c.describe() for c in self.checks), f"as of {self.describe_marks()}"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe figures (XCom): each check with both sides, and the marks."""
+        return {
+            "ok": self.ok,
+            "checks": [{**asdict(c), "mysql": _json(c.mysql), "marts": _json(c.marts), "ok": c.ok} for c in self.checks],
+            "marks": {s: (m.isoformat() if m else None) for s, (m, _) in self.marks.items()},
+            "in_flight": self.in_flight,
+        }
+
+
+def _json(value: Any) -> Any:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def _count(value: Any) -> str:
+    return f"{int(value):,}"
+
+
+def _money(value: Any) -> str:
+    return f"{Decimal(value):,.2f}"
+
+
+def revenue_statuses(project_dir: Path | None = None) -> list[str]:
+    """The revenue rule, read from the dbt project's ``vars.revenue_statuses``."""
+    import yaml
+
+    from retailflow_pipeline.dbt import project_dir as default_project_dir
+
+    project = yaml.safe_load(((project_dir or default_project_dir()) / "dbt_project.yml").read_text())
+    statuses = project.get("vars", {}).get("revenue_statuses")
+    if not statuses or not all(isinstance(s, str) for s in statuses):
+        raise ValueError("dbt_project.yml has no vars.revenue_statuses list")
+    return list(statuses)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def high_water_marks(pg, raw_schema: str) -> dict[str, tuple[datetime | None, str]]:
+    """Per stream: the committed ingestion cursor, else the largest cursor value in the raw table."""
+    marks: dict[str, tuple[datetime | None, str]] = {}
+    state = pg.execute("select to_regclass(%s)", (f"{_ident(raw_schema)}.{STATE_TABLE}",)).fetchone()[0]
+    cursors: dict[str, datetime | None] = {}
+    if state is not None:
+        rows = pg.execute(f"select stream, cursor_value from {_ident(raw_schema)}.{STATE_TABLE}").fetchall()
+        cursors = dict(rows)
+    for stream in STREAMS:
+        if cursors.get(stream) is not None:
+            marks[stream] = (cursors[stream], "ingestion state")
+            continue
+        table = pg.execute("select to_regclass(%s)", (f"{_ident(raw_schema)}.{_ident(stream)}",)).fetchone()[0]
+        if table is None:
+            marks[stream] = (None, "no raw table")
+            continue
+        top = pg.execute(f"select max(updated_at) from {_ident(raw_schema)}.{_ident(stream)}").fetchone()[0]
+        marks[stream] = (top, "max updated_at of the raw table")
+    return marks
+
+
+def reconcile(
+    mysql_url: str,
+    warehouse_url: str,
+    *,
+    raw_schema: str = "raw",
+    marts_schema: str = "marts",
+    settle: timedelta = DEFAULT_SETTLE,
+    statuses: Sequence[str] | None = None,
+) -> Reconciliation:
+    """Compare MySQL with the marts; returns the figures (``.ok``), raises nothing on a mismatch."""
+    import psycopg
+
+    from retailflow_pipeline.ingest.source import MySQLSource
+
+    statuses = list(statuses or revenue_statuses())
+    report = Reconciliation(settle_seconds=settle.total_seconds())
+    with psycopg.connect(_libpq(warehouse_url), autocommit=True) as pg:
+        report.marks = high_water_marks(pg, raw_schema)
+        # Far in the past when nothing was ingested: every MySQL row is then in flight.
+        cutoff = {s: (m - settle if m else datetime(1, 1, 1)) for s, (m, _) in report.marks.items()}
+
+        my = MySQLSource(mysql_url).connect()
+        try:
+            with my.cursor() as cur:
+                flux_orders = _ids(cur, "select order_id from orders where updated_at > %s"
+                                        " union select order_id from order_items where updated_at > %s",
+                                   (cutoff["orders"], cutoff["order_items"]))
+                flux_customers = _ids(cur, "select customer_id from customers where updated_at > %s",
+                                      (cutoff["customers"],))
+                flux_products = _ids(cur, "select product_id from products where updated_at > %s",
+                                     (cutoff["products"],))
+                marks = ", ".join(["%s"] * len(statuses))
+                cur.execute(
+                    "select count(*), coalesce(sum(t.items), 0),"
+                    f" coalesce(sum(case when o.status in ({marks}) then t.total end), 0)"
+                    " from orders as o left join (select order_id, count(*) as items,"
+                    " sum(quantity * unit_price) as total from order_items group by order_id) as t"
+                    " on t.order_id = o.order_id"
+                    " where o.updated_at <= %s and not exists (select 1 from order_items as i"
+                    " where i.order_id = o.order_id and i.updated_at > %s)",
+                    (*statuses, cutoff["orders"], cutoff["order_items"]),
+                )
+                my_orders, my_items, my_revenue = cur.fetchone()
+                cur.execute("select count(*) from customers where updated_at <= %s", (cutoff["customers"],))
+                (my_customers,) = cur.fetchone()
+                cur.execute("select count(*) from products where updated_at <= %s", (cutoff["products"],))
+                (my_products,) = cur.fetchone()
+        finally:
+            my.close()
+        report.in_flight = {"orders": len(flux_orders), "customers": len(flux_customers),
+                            "products": len(flux_products)}
+
+        m = _ident(marts_schema)
+        mart_orders, mart_items, mart_revenue = pg.execute(
+            f"select count(*), coalesce(sum(item_count), 0), coalesce(sum(revenue), 0) from {m}.orders"
+            " where not (order_id = any(%s))", (flux_orders,),
+        ).fetchone()
+        (mart_customers,) = pg.execute(
+            f"select count(*) from {m}.customers where not (customer_id = any(%s))", (flux_customers,),
+        ).fetchone()
+        (mart_products,) = pg.execute(
+            f"select count(*) from {m}.product_sales where not (product_id = any(%s))", (flux_products,),
+        ).fetchone()
+
+    report.checks = [
+        Check("orders rows", "MySQL orders", f"{marts_schema}.orders", int(my_orders), int(mart_orders)),
+        Check("order_items rows", "MySQL order_items", f"{marts_schema}.orders (sum of item_count)",
+              int(my_items), int(mart_items)),
+        Check("customers rows", "MySQL customers", f"{marts_schema}.customers", int(my_customers), int(mart_customers)),
+        Check("products rows", "MySQL products", f"{marts_schema}.product_sales", int(my_products), int(mart_products)),
+        Check("revenue", f"MySQL order_items of {'/'.join(statuses)} orders", f"{marts_schema}.orders (sum of revenue)",
+              Decimal(my_revenue), Decimal(mart_revenue)),
+    ]
+    return report
+
+
+def _ids(cur, sql: str, args: tuple) -> list[int]:
+    cur.execute(sql, args)
+    return [int(row[0]) for row in cur.fetchall()]
+
+
+def _libpq(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"postgresql://{rest}" if scheme.startswith("postgres") else url
+
+
+def check(mysql_url: str, warehouse_url: str, **kwargs: Any) -> Reconciliation:
+    """``reconcile()``, logging every figure; raises ``ReconciliationError`` on any mismatch."""
+    report = reconcile(mysql_url, warehouse_url, **kwargs)
+    for line in report.summary().splitlines():
+        log.info("%s", line)
+    if not report.ok:
+        raise ReconciliationError(report)
+    return report

@@ -1,0 +1,192 @@
+"""The work of each task of the RetailFlow DAGs; the DAG files in ``dags/`` only wire these together.
+
+Each function takes the pipeline's settings as the ``load_settings`` task returned them (a JSON-safe
+dict in XCom, never a secret) and returns a small JSON-safe summary for XCom and the logs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from retailflow_pipeline import connections
+from retailflow_pipeline.settings import DEFAULT_PREFIX, PipelineSettings, load
+
+log = logging.getLogger(__name__)
+
+#: the repository's data folder (store_locations.csv); the image sets RETAILFLOW_DATA_DIR
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+#: sync modes the local engine runs as a full reload
+FULL_REFRESH_MODES = {"full_refresh_overwrite", "full_refresh_append"}
+
+
+class StepSkipped(Exception):
+    """The step has nothing to do here (not configured); the DAG turns it into a skip, logging why."""
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("RETAILFLOW_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def load_settings(prefix: str | None = None) -> dict[str, Any]:
+    settings = load(prefix or DEFAULT_PREFIX)
+    log.info("pipeline %s: engine %s, settings from %s, raw schema %s, streams %s", settings.label,
+             settings.engine, settings.origin, settings.raw_schema, ", ".join(s.name for s in settings.streams))
+    return settings.to_dict()
+
+
+def choose_engine(settings: Mapping[str, Any]) -> str:
+    """``airbyte`` or ``direct`` (the branch the ingestion takes)."""
+    return PipelineSettings.from_dict(settings).engine
+
+
+# ------------------------------------------------------------------------------ direct ingestion
+
+
+def _lake(settings: PipelineSettings):
+    from retailflow_pipeline.ingest import LakeConfig
+
+    lake = settings.lake
+    if lake is None:
+        return None
+    if not lake.endpoint:
+        return LakeConfig(bucket=lake.bucket, prefix=lake.prefix)
+    access = secret = None
+    try:
+        conn = connections.airflow_connection(lake.conn_id)
+        access, secret = conn.login, conn.password
+    except Exception as exc:  # noqa: BLE001 - a missing connection falls back to RETAILFLOW_LAKE_* keys
+        log.info("lake connection %s not usable (%s); using RETAILFLOW_LAKE_ACCESS_KEY/SECRET_KEY", lake.conn_id,
+                 type(exc).__name__)
+    return LakeConfig(bucket=lake.bucket, prefix=lake.prefix, endpoint=lake.endpoint, access_key=access,
+                      secret_key=secret, region=lake.region)
+
+
+def _store_csv(settings: PipelineSettings, workdir: Path) -> Path | None:
+    """The store locations CSV: the data folder's file, or the lake object / URL the spec names."""
+    store = settings.store_locations
+    if store is None:
+        return None
+    if store.url:
+        target = workdir / "store_locations.csv"
+        with urllib.request.urlopen(store.url, timeout=60) as resp, open(target, "wb") as out:  # noqa: S310
+            shutil.copyfileobj(resp, out)
+        return target
+    if store.s3_key and settings.lake and settings.lake.endpoint:
+        from retailflow_pipeline.ingest.lake import Lake
+
+        client = Lake._s3_client(_lake(settings))
+        target = workdir / "store_locations.csv"
+        client.fget_object(settings.lake.bucket, store.s3_key, str(target))
+        return target
+    return data_dir() / "store_locations.csv"
+
+
+def ingest_direct(settings: Mapping[str, Any], full_refresh: bool = False) -> dict[str, Any]:
+    """The local ingestion engine: MySQL and the store CSV into the raw schema, raw files to the lake."""
+    from retailflow_pipeline.ingest import run
+
+    s = PipelineSettings.from_dict(settings)
+    mysql_url = connections.mysql_url(s.mysql)
+    warehouse_url = connections.warehouse_url(s.warehouse)
+    lake = _lake(s)
+    log.info("ingesting %s into %s (schema %s), lake %s", connections.redact(mysql_url),
+             connections.redact(warehouse_url), s.raw_schema, lake.describe() if lake else "off")
+    # Streams the spec syncs as full refreshes are reloaded whole; the others are incremental.
+    reload = [st.name for st in s.streams if full_refresh or st.sync_mode in FULL_REFRESH_MODES]
+    incremental = [st.name for st in s.streams if st.name not in reload]
+    summary: dict[str, Any] = {"streams": {}, "sync_ids": []}
+    with tempfile.TemporaryDirectory(prefix="retailflow-ingest-") as tmp:
+        csv = _store_csv(s, Path(tmp))
+        for names, full in ((reload, True), (incremental, False)):
+            if not names:
+                continue
+            streams = names + (["store_locations"] if csv is not None and "store_locations" not in summary["streams"]
+                               else [])
+            result = run(mysql_url, warehouse_url, schema=s.raw_schema, streams=streams, stores_csv=csv,
+                         lake=lake, full_refresh=full)
+            for line in result.summary().splitlines():
+                log.info("%s", line)
+            summary["sync_ids"].append(result.sync_id)
+            for name, r in result.streams.items():
+                summary["streams"][name] = {"mode": r.mode, "read": r.rows_read, "inserted": r.inserted,
+                                            "updated": r.updated, "rows": r.rows_in_table,
+                                            "quarantined": r.quarantined}
+    return summary
+
+
+# ---------------------------------------------------------------------------------- Airbyte path
+
+
+def airbyte_syncs(settings: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Keyword arguments of one ``AirbyteTriggerSyncOperator`` per connection the operator recorded.
+
+    Empty when Airbyte triggers its own syncs (``syncTrigger: airbyte``): the DAG then builds on
+    whatever Airbyte last synced.
+    """
+    s = PipelineSettings.from_dict(settings)
+    if s.airbyte is None:
+        raise ValueError(f"pipeline {s.label} has engine {s.engine}: no Airbyte connections to trigger")
+    if s.sync_trigger != "airflow":
+        log.info("Airbyte schedules the syncs of %s itself (syncTrigger: %s): nothing to trigger", s.label,
+                 s.sync_trigger)
+        return []
+    if not s.airbyte.connections:
+        raise ValueError(f"the operator recorded no Airbyte connection for {s.label} yet ({s.prefix}airbyte)")
+    for role, cid in sorted(s.airbyte.connections.items()):
+        log.info("will trigger Airbyte connection %s (%s)", cid, role)
+    return [{"connection_id": cid, "airbyte_conn_id": s.airbyte.conn_id}
+            for _, cid in sorted(s.airbyte.connections.items())]
+
+
+def airbyte_waits(settings: Mapping[str, Any], job_ids: list[int | str]) -> list[dict[str, Any]]:
+    """Keyword arguments of one ``AirbyteJobSensor`` per triggered job."""
+    s = PipelineSettings.from_dict(settings)
+    assert s.airbyte is not None
+    return [{"airbyte_job_id": int(j), "airbyte_conn_id": s.airbyte.conn_id} for j in job_ids]
+
+
+# ------------------------------------------------------------------- dashboards and governance
+
+
+def optional_step(module: str, function: str, env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Run ``retailflow_pipeline.<module>.<function>(env)``; ``StepSkipped`` when the module is not
+    there or raises its ``NotConfigured``."""
+    name = f"retailflow_pipeline.{module}"
+    try:
+        mod = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        raise StepSkipped(f"{name} is not part of this installation") from None
+    not_configured = getattr(mod, "NotConfigured", None)
+    try:
+        return getattr(mod, function)(env)
+    except Exception as exc:
+        if not_configured is not None and isinstance(exc, not_configured):
+            raise StepSkipped(str(exc) or f"{name} is not configured") from None
+        raise
+
+
+# ----------------------------------------------------------------------------- reconciliation
+
+
+def reconcile(settings: Mapping[str, Any], settle_seconds: float | None = None) -> dict[str, Any]:
+    """Compare MySQL with the marts at the ingestion's high-water mark; raises on any difference."""
+    from datetime import timedelta
+
+    from retailflow_pipeline import reconciliation
+
+    s = PipelineSettings.from_dict(settings)
+    kwargs: dict[str, Any] = {"raw_schema": s.raw_schema}
+    if settle_seconds is not None:
+        kwargs["settle"] = timedelta(seconds=settle_seconds)
+    report = reconciliation.check(connections.mysql_url(s.mysql), connections.warehouse_url(s.warehouse), **kwargs)
+    return report.to_dict()

@@ -1,0 +1,139 @@
+"""Task groups the RetailFlow DAGs share (``retail_pipeline``, ``airbyte_ingestion``,
+``dbt_transformation``): the same tasks, retries and timeouts in each. Call inside a ``DAG`` context.
+
+Retries, retry delays and timeouts fit each task's work: reading variables is quick and retried
+fast; an ingestion is crash-safe per stream (a rerun redoes only the unfinished streams) and may take
+long at scale; an Airbyte sync can run for hours, so its sensor frees its worker slot between pokes
+(``mode="reschedule"``); a reconciliation mismatch fails at once (no retry: rerunning cannot fix the
+data), only a database error is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import Param, TaskGroup, task
+
+from retailflow_pipeline import tasks
+from retailflow_pipeline.settings import DEFAULT_PREFIX
+
+log = logging.getLogger(__name__)
+
+#: seconds between two polls of an Airbyte job
+AIRBYTE_POKE_SECONDS = int(os.environ.get("RETAILFLOW_AIRBYTE_POKE_SECONDS") or 30)
+
+PARAMS = {
+    "variable_prefix": Param(
+        os.environ.get("RETAILFLOW_VARIABLE_PREFIX") or DEFAULT_PREFIX, type="string",
+        description="prefix of the RetailPipeline's Airflow variables (spec.airflow.variablePrefix)",
+    ),
+    "full_refresh": Param(False, type="boolean", description="reload every stream (local engine) instead of "
+                          "an incremental sync"),
+}
+
+
+def load_settings_task():
+    @task(task_id="load_settings", retries=3, retry_delay=timedelta(seconds=10),
+          execution_timeout=timedelta(minutes=2))
+    def load_settings(prefix: str) -> dict[str, Any]:
+        """Read the pipeline's variables (operator/README.md) into its settings."""
+        return tasks.load_settings(prefix)
+
+    return load_settings("{{ params.variable_prefix }}")
+
+
+def ingestion_group(settings) -> TaskGroup:
+    """``choose_engine`` → ``direct`` (the local engine) | ``airbyte_syncs`` → trigger → sensor → ``done``."""
+    from airflow.providers.airbyte.operators.airbyte import AirbyteTriggerSyncOperator
+    from airflow.providers.airbyte.sensors.airbyte import AirbyteJobSensor
+    from airflow.providers.standard.operators.empty import EmptyOperator
+
+    with TaskGroup("ingestion", tooltip="MySQL and the store CSV into the warehouse's raw schema") as group:
+
+        @task.branch(task_id="choose_engine", retries=2, retry_delay=timedelta(seconds=10))
+        def choose_engine(settings: dict[str, Any]) -> str:
+            engine = tasks.choose_engine(settings)
+            log.info("engine: %s", engine)
+            return "ingestion.direct" if engine == "direct" else "ingestion.airbyte_syncs"
+
+        @task(task_id="direct", retries=2, retry_delay=timedelta(minutes=1), execution_timeout=timedelta(hours=2))
+        def direct(settings: dict[str, Any], full_refresh: bool) -> dict[str, Any]:
+            return tasks.ingest_direct(settings, full_refresh=full_refresh)
+
+        @task(task_id="airbyte_syncs", retries=2, retry_delay=timedelta(seconds=10))
+        def airbyte_syncs(settings: dict[str, Any]) -> list[dict[str, str]]:
+            return tasks.airbyte_syncs(settings)
+
+        @task(task_id="airbyte_jobs", retries=2, retry_delay=timedelta(seconds=10))
+        def airbyte_jobs(settings: dict[str, Any], job_ids) -> list[dict[str, Any]]:
+            return tasks.airbyte_waits(settings, list(job_ids))
+
+        branch = choose_engine(settings)
+        loaded = direct(settings, "{{ params.full_refresh }}")
+        syncs = airbyte_syncs(settings)
+        trigger = AirbyteTriggerSyncOperator.partial(
+            task_id="trigger_sync", asynchronous=True, retries=2, retry_delay=timedelta(seconds=30),
+            execution_timeout=timedelta(minutes=5),
+        ).expand_kwargs(syncs)
+        waits = airbyte_jobs(settings, trigger.output)
+        wait = AirbyteJobSensor.partial(
+            task_id="wait_for_sync", mode="reschedule", poke_interval=AIRBYTE_POKE_SECONDS,
+            timeout=timedelta(hours=6).total_seconds(), retries=1, retry_delay=timedelta(minutes=1),
+        ).expand_kwargs(waits)
+        done = EmptyOperator(task_id="done", trigger_rule="none_failed_min_one_success")
+        branch >> [loaded, syncs]
+        [loaded, syncs, wait] >> done
+    return group
+
+
+def dashboards_task():
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    @task(task_id="refresh_dashboards", retries=2, retry_delay=timedelta(minutes=1),
+          execution_timeout=timedelta(minutes=10))
+    def refresh_dashboards() -> dict[str, Any]:
+        """Import the dashboards bundle into Superset (retailflow_pipeline.dashboards), if configured."""
+        try:
+            return tasks.optional_step("dashboards", "refresh")
+        except tasks.StepSkipped as exc:
+            log.info("dashboards refresh skipped: %s", exc)
+            raise AirflowSkipException(str(exc)) from None
+
+    return refresh_dashboards()
+
+
+def governance_task():
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    @task(task_id="governance", retries=1, retry_delay=timedelta(minutes=2), execution_timeout=timedelta(minutes=30),
+          trigger_rule="none_failed")
+    def governance() -> dict[str, Any]:
+        """Run the OpenMetadata workflows (retailflow_pipeline.governance), if configured."""
+        try:
+            return tasks.optional_step("governance", "run")
+        except tasks.StepSkipped as exc:
+            log.info("governance skipped: %s", exc)
+            raise AirflowSkipException(str(exc)) from None
+
+    return governance()
+
+
+def reconcile_task(settings, trigger_rule: str = "none_failed"):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from retailflow_pipeline.reconciliation import ReconciliationError
+
+    @task(task_id="reconcile", retries=1, retry_delay=timedelta(seconds=30), execution_timeout=timedelta(minutes=15),
+          trigger_rule=trigger_rule)
+    def reconcile(settings: dict[str, Any]) -> dict[str, Any]:
+        """Row counts and revenue, MySQL against the marts, at the ingestion's high-water mark."""
+        settle = os.environ.get("RETAILFLOW_RECONCILE_SETTLE_SECONDS")
+        try:
+            return tasks.reconcile(settings, float(settle) if settle else None)
+        except ReconciliationError as exc:
+            raise AirflowFailException(str(exc)) from None
+
+    return reconcile(settings)
