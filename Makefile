@@ -87,6 +87,14 @@ dbt-build: ## Build and test the dbt models; generate dbt docs.
 stop: ## Stop the background servers make started (by their pid files in .run/); databases stay up.
 	hack/stop.sh
 
+.PHONY: dbt-manifest
+dbt-manifest: ## Parse the dbt project into dbt/target/manifest.json (the DAGs' Cosmos task groups read it).
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt parse --quiet
+
+.PHONY: airflow
+airflow: services sync dbt-manifest ## Start a local Airflow (UI on :8080, metadata in PostgreSQL) in the background.
+	hack/airflow.sh
+
 .PHONY: report
 report: ## Print top customers, sales by region and best-selling products from the marts.
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.report

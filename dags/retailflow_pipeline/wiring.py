@@ -59,7 +59,7 @@ def ingestion_group(settings) -> TaskGroup:
             log.info("engine: %s", engine)
             return "ingestion.direct" if engine == "direct" else "ingestion.airbyte_syncs"
 
-        @task(task_id="direct", retries=2, retry_delay=timedelta(minutes=1), execution_timeout=timedelta(hours=2))
+        @task(task_id="direct", retries=2, retry_delay=timedelta(seconds=30), execution_timeout=timedelta(hours=2))
         def direct(settings: dict[str, Any], full_refresh: bool) -> dict[str, Any]:
             return tasks.ingest_direct(settings, full_refresh=full_refresh)
 

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# `make airflow`: a local Airflow 3 (api-server with the UI, scheduler, dag-processor, triggerer;
+# LocalExecutor) from the dags project's venv, in the background on localhost, serving dags/.
+#
+# - Metadata in the local PostgreSQL: its own database and role (`airflow`), generated password,
+#   as the chart's users get (SQLite would serialise the scheduler and its workers).
+# - The Simple auth manager with one user, `admin`, whose generated password is kept in .env.local
+#   (RETAILFLOW_AIRFLOW_ADMIN_PASSWORD); never admin/admin.
+# - Connections from .env.local as AIRFLOW_CONN_* (retailflow_mysql, retailflow_warehouse).
+# - One process group, recorded in .run/airflow.pid (logs in .run/airflow.log, AIRFLOW_HOME in
+#   .airflow/); `make stop` ends it. A second run finds it healthy and reuses it.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=hack/env.sh
+source "$ROOT/hack/env.sh"
+RUN="${RETAILFLOW_RUN_DIR:-$ROOT/.run}"
+AIRFLOW_HOME="${RETAILFLOW_AIRFLOW_HOME:-$ROOT/.airflow}"
+VENV="$ROOT/dags/.venv"
+PORT="${RETAILFLOW_AIRFLOW_PORT:-$(env_get RETAILFLOW_AIRFLOW_PORT)}"
+PORT="${PORT:-8080}"
+URL="http://127.0.0.1:$PORT"
+USERNAME=admin
+AF_DB="${RETAILFLOW_AIRFLOW_DB:-airflow}"
+AF_ROLE="${RETAILFLOW_AIRFLOW_DB_USER:-airflow}"
+
+log() { printf 'airflow: %s\n' "$*" >&2; }
+die() { printf 'airflow: error: %s\n' "$*" >&2; exit 1; }
+
+[[ -x "$VENV/bin/airflow" ]] || die "$VENV/bin/airflow not found: run 'make sync' first"
+mkdir -p "$RUN" "$AIRFLOW_HOME"
+
+healthy() {
+  python3 - "$URL" <<'PY' 2>/dev/null
+import json, sys, urllib.request
+try:
+    h = json.load(urllib.request.urlopen(sys.argv[1] + "/api/v2/monitor/health", timeout=5))
+except Exception:
+    sys.exit(1)
+parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+sys.exit(0 if all((h.get(p) or {}).get("status") == "healthy" for p in parts) else 1)
+PY
+}
+
+print_access() {
+  cat <<EOF
+airflow: UI and API at $URL
+airflow:   user:     $USERNAME
+airflow:   password: in .env.local, key RETAILFLOW_AIRFLOW_ADMIN_PASSWORD (sed -n 's/^RETAILFLOW_AIRFLOW_ADMIN_PASSWORD=//p' .env.local)
+airflow:   logs:     ${RUN#"$ROOT"/}/airflow.log; stop with 'make stop'
+EOF
+}
+
+pid=""; [[ -f "$RUN/airflow.pid" ]] && pid="$(tr -dc 0-9 <"$RUN/airflow.pid")"
+if [[ -n "$pid" && -d "/proc/$pid" ]]; then
+  if healthy; then
+    log "already running (pid $pid), reusing it"
+    print_access
+    exit 0
+  fi
+  log "pid $pid is alive but Airflow is not healthy yet; waiting for it"
+else
+  # ---------------------------------------------------------- metadata database and role
+  admin_pw="$(env_ensure RETAILFLOW_AIRFLOW_ADMIN_PASSWORD)"
+  db_pw="$(env_ensure RETAILFLOW_AIRFLOW_DB_PASSWORD)"
+  env_ensure RETAILFLOW_AIRFLOW_JWT_SECRET >/dev/null
+  env_ensure RETAILFLOW_AIRFLOW_SECRET_KEY >/dev/null
+  db_url="$(env_get RETAILFLOW_AIRFLOW_DB_URL)"
+  if [[ -z "$db_url" ]]; then
+    db_url="postgresql://$AF_ROLE:$db_pw@127.0.0.1:5432/$AF_DB"
+    if ! PGPASSWORD="$db_pw" psql -h 127.0.0.1 -U "$AF_ROLE" -d "$AF_DB" -qAtXc 'select 1' >/dev/null 2>&1; then
+      [[ "$(id -u)" == 0 ]] || die "cannot create the PostgreSQL role '$AF_ROLE' and database '$AF_DB' without root; create them, or put RETAILFLOW_AIRFLOW_DB_URL=postgresql://USER:PW@HOST:5432/DB in .env.local"
+      log "creating PostgreSQL role '$AF_ROLE' and database '$AF_DB' for Airflow's metadata"
+      # The password goes through stdin, never on a command line.
+      runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAtX -d postgres <<SQL >/dev/null
+do \$\$ begin
+  if exists (select 1 from pg_roles where rolname = '$AF_ROLE') then
+    alter role "$AF_ROLE" login password '$db_pw';
+  else
+    create role "$AF_ROLE" login password '$db_pw';
+  end if;
+end \$\$;
+SQL
+      if [[ -z "$(runuser -u postgres -- psql -qAtX -d postgres -c "select 1 from pg_database where datname = '$AF_DB'")" ]]; then
+        runuser -u postgres -- psql -qAtX -d postgres -c "create database \"$AF_DB\" owner \"$AF_ROLE\"" >/dev/null
+      fi
+    fi
+  fi
+  rest="${db_url#*://}"
+
+  # ---------------------------------------------------------- settings (environment only)
+  umask 077
+  printf '{"%s": "%s"}\n' "$USERNAME" "$admin_pw" >"$AIRFLOW_HOME/passwords.json"
+  export AIRFLOW_HOME
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://$rest"
+  # Without an async URL, `db migrate` fails on "No module named 'asyncpg'".
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC="postgresql+psycopg://$rest"
+  export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+  # The default of 32 forks 32 idle workers; 4 fit a laptop.
+  export AIRFLOW__CORE__PARALLELISM="${RETAILFLOW_AIRFLOW_PARALLELISM:-4}"
+  export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+  export AIRFLOW__CORE__LOAD_EXAMPLES=False
+  export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="$USERNAME:admin"
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/passwords.json"
+  export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="$URL/execution/"
+  export AIRFLOW__API__BASE_URL="$URL"
+  export AIRFLOW__API__PORT="$PORT"
+  export AIRFLOW__API__HOST=127.0.0.1
+  export AIRFLOW__API__WORKERS=1
+  export AIRFLOW__API__SECRET_KEY="$(env_get RETAILFLOW_AIRFLOW_SECRET_KEY)"
+  export AIRFLOW__API_AUTH__JWT_SECRET="$(env_get RETAILFLOW_AIRFLOW_JWT_SECRET)"
+  export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
+  export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="${RETAILFLOW_AIRFLOW_WORKER_LOG_PORT:-8793}"
+  export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="${RETAILFLOW_AIRFLOW_TRIGGER_LOG_PORT:-8794}"
+  export AIRFLOW__COSMOS__ENABLE_TELEMETRY=False
+  export DO_NOT_TRACK=1
+  export RETAILFLOW_DBT_MANIFEST="${RETAILFLOW_DBT_MANIFEST:-$ROOT/dbt/target/manifest.json}"
+  # The pipeline's connections, from the local services' URLs.
+  mysql_url="${RETAILFLOW_MYSQL_URL:-$(env_get RETAILFLOW_MYSQL_URL)}"
+  warehouse_url="${RETAILFLOW_WAREHOUSE_URL:-$(env_get RETAILFLOW_WAREHOUSE_URL)}"
+  [[ -n "$mysql_url" && -n "$warehouse_url" ]] || die "RETAILFLOW_MYSQL_URL / RETAILFLOW_WAREHOUSE_URL unset: run 'make services' first"
+  export AIRFLOW_CONN_RETAILFLOW_MYSQL="$mysql_url"
+  export AIRFLOW_CONN_RETAILFLOW_WAREHOUSE="$warehouse_url"
+  # Everything else in .env.local (Superset, OpenMetadata settings for the dashboards and
+  # governance tasks) reaches the tasks through the environment.
+  while IFS='=' read -r key value; do
+    [[ "$key" =~ ^RETAILFLOW_[A-Z0-9_]*$ ]] || continue
+    [[ "$key" =~ ^RETAILFLOW_AIRFLOW_ ]] && continue
+    [[ -n "${!key:-}" ]] || export "$key=$value"
+  done <"$ENV_FILE"
+
+  if python3 -c 'import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$PORT"; then
+    die "port $PORT is taken by another program; set RETAILFLOW_AIRFLOW_PORT"
+  fi
+
+  log "migrating the metadata database ($AF_DB on 127.0.0.1:5432)"
+  "$VENV/bin/airflow" db migrate >"$RUN/airflow-migrate.log" 2>&1 || { tail -n 30 "$RUN/airflow-migrate.log" >&2; die "airflow db migrate failed (full log: ${RUN#"$ROOT"/}/airflow-migrate.log)"; }
+
+  log "starting api-server, scheduler, dag-processor and triggerer (logs: ${RUN#"$ROOT"/}/airflow.log)"
+  cd "$ROOT"
+  # One process group (setsid): `make stop` ends the four servers and their workers together.
+  setsid bash -c '
+    bin="$1"
+    "$bin" api-server --port "$2" --host 127.0.0.1 --workers 1 &
+    "$bin" scheduler &
+    "$bin" dag-processor &
+    "$bin" triggerer &
+    wait' airflow-local "$VENV/bin/airflow" "$PORT" >"$RUN/airflow.log" 2>&1 </dev/null &
+  echo $! >"$RUN/airflow.pid"
+  pid="$(cat "$RUN/airflow.pid")"
+fi
+
+log "waiting for the four servers to report healthy"
+for i in $(seq 1 180); do
+  healthy && break
+  [[ -d "/proc/$pid" ]] || { tail -n 40 "$RUN/airflow.log" >&2; die "Airflow exited (see ${RUN#"$ROOT"/}/airflow.log)"; }
+  sleep 1
+done
+healthy || die "Airflow did not become healthy in 180 s (see ${RUN#"$ROOT"/}/airflow.log)"
+log "healthy after ${i} s"
+print_access
