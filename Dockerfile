@@ -11,6 +11,7 @@ ENV RETAILFLOW_HOME=/opt/retailflow
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/airflow/dags \
     RETAILFLOW_DBT_PROJECT_DIR=/opt/retailflow/dbt \
     DBT_PROFILES_DIR=/opt/retailflow/dbt \
+    RETAILFLOW_DBT_MANIFEST=/opt/retailflow/dbt/target/manifest.json \
     RETAILFLOW_DATA_DIR=/opt/retailflow/data \
     AIRFLOW__CORE__LOAD_EXAMPLES=False
 
@@ -19,7 +20,7 @@ ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/airflow/dags \
 # dependency can upgrade it; dbt-core stays below 1.12, whose parser downloads a wheel when built.
 RUN pip install --no-cache-dir \
         "apache-airflow==${AIRFLOW_VERSION}" \
-        "apache-airflow-providers-airbyte>=5.2" \
+        "apache-airflow-providers-airbyte>=6.2,<7" "astronomer-cosmos>=1.15,<1.16" \
         "dbt-core>=1.11,<1.12" "dbt-postgres>=1.11,<1.12" \
         "faker>=37" "pymysql>=1.1" "minio>=7.2" "numpy>=1.26" \
         "psycopg[binary]>=3.2" "connectorx>=0.4" "pyarrow>=17" \
@@ -27,16 +28,21 @@ RUN pip install --no-cache-dir \
 
 COPY --chown=airflow:0 generator/ /tmp/build/generator/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
-# Tasks import the installed package; the DAG processor is told to skip its sources.
+# Tasks import the installed package; dags/.airflowignore (copied with the DAG files) tells the DAG
+# processor to read only the DAG files, not the package's sources.
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /tmp/build/generator /opt/airflow/dags \
     && rm -rf /tmp/build \
-    && printf 'retailflow_pipeline/\n' > /opt/airflow/dags/.airflowignore
+    && test -f /opt/airflow/dags/.airflowignore
 
 COPY --chown=airflow:0 dbt/ /opt/retailflow/dbt/
 COPY --chown=airflow:0 data/ /opt/retailflow/data/
-# Packages the dbt project declares are fetched at build time, not when a task runs.
+# Packages the dbt project declares are fetched at build time, not when a task runs; the manifest
+# the DAGs' Cosmos task groups render from is parsed here too (a profile's variables, no server).
 RUN if [ -f /opt/retailflow/dbt/packages.yml ] || [ -f /opt/retailflow/dbt/dependencies.yml ]; then \
         cd /opt/retailflow/dbt && dbt deps; \
     fi \
-    && python -c "import retailflow_pipeline, retailflow_generator, airflow.providers.airbyte" \
+    && RETAILFLOW_DBT_USER=parse RETAILFLOW_DBT_DBNAME=parse DBT_SEND_ANONYMOUS_USAGE_STATS=false \
+       dbt parse --project-dir /opt/retailflow/dbt --profiles-dir /opt/retailflow/dbt --quiet \
+    && test -f /opt/retailflow/dbt/target/manifest.json \
+    && python -c "import retailflow_pipeline, retailflow_generator, airflow.providers.airbyte, cosmos" \
     && retailflow-generator --help >/dev/null

@@ -4,7 +4,8 @@
 Retries, retry delays and timeouts fit each task's work: reading variables is quick and retried
 fast; an ingestion is crash-safe per stream (a rerun redoes only the unfinished streams) and may take
 long at scale; an Airbyte sync can run for hours, so its sensor frees its worker slot between pokes
-(``mode="reschedule"``); a reconciliation mismatch fails at once (no retry: rerunning cannot fix the
+(``mode="reschedule"``), and a failed or cancelled job fails it at once (Airbyte retries attempts
+inside the job; re-poking a finished job cannot change it); a reconciliation mismatch fails at once (no retry: rerunning cannot fix the
 data), only a database error is retried.
 """
 
@@ -81,7 +82,7 @@ def ingestion_group(settings) -> TaskGroup:
         waits = airbyte_jobs(settings, trigger.output)
         wait = AirbyteJobSensor.partial(
             task_id="wait_for_sync", mode="reschedule", poke_interval=AIRBYTE_POKE_SECONDS,
-            timeout=timedelta(hours=6).total_seconds(), retries=1, retry_delay=timedelta(minutes=1),
+            timeout=timedelta(hours=6).total_seconds(), retries=0,
         ).expand_kwargs(waits)
         done = EmptyOperator(task_id="done", trigger_rule="none_failed_min_one_success")
         branch >> [loaded, syncs]

@@ -113,3 +113,43 @@ def test_airflow_health_and_generated_login(cluster):
         token = requests.post(f"http://127.0.0.1:{port}/auth/token",
                               json={"username": "admin", "password": password}, timeout=30)
         assert token.status_code == 201 and token.json()["access_token"]
+
+
+def test_retail_pipeline_run_fills_the_marts_and_reconciles(cluster):
+    """Past Ready: trigger retail_pipeline through Airflow's REST API, wait, check marts and reconciliation."""
+    password = secret_value(cluster, "retailflow-airflow-admin", "password")
+    with cluster.port_forward(f"svc/{RELEASE}-api-server", 8080, "-n", NAMESPACE) as port:
+        base = f"http://127.0.0.1:{port}"
+        token = requests.post(f"{base}/auth/token", json={"username": "admin", "password": password},
+                              timeout=30).json()["access_token"]
+        api = requests.Session()
+        api.headers["Authorization"] = f"Bearer {token}"
+        deadline = time.monotonic() + 600
+        while api.get(f"{base}/api/v2/dags/retail_pipeline", timeout=30).status_code != 200:
+            assert time.monotonic() < deadline, "retail_pipeline was never parsed by the DAG processor"
+            time.sleep(10)
+        api.patch(f"{base}/api/v2/dags/retail_pipeline", json={"is_paused": False}, timeout=30).raise_for_status()
+        run = api.post(f"{base}/api/v2/dags/retail_pipeline/dagRuns",
+                       json={"logical_date": None, "conf": {"full_refresh": True}}, timeout=30)
+        assert run.status_code == 200, run.text
+        run_id = run.json()["dag_run_id"]
+        deadline = time.monotonic() + 1800
+        while True:
+            state = api.get(f"{base}/api/v2/dags/retail_pipeline/dagRuns/{run_id}", timeout=30).json()["state"]
+            if state in ("success", "failed"):
+                break
+            assert time.monotonic() < deadline, f"run {run_id} still {state} after 30 minutes"
+            time.sleep(15)
+        tis = api.get(f"{base}/api/v2/dags/retail_pipeline/dagRuns/{run_id}/taskInstances",
+                      params={"limit": 200}, timeout=30).json()["task_instances"]
+        states = {t["task_id"]: t["state"] for t in tis}
+        assert state == "success", {k: v for k, v in states.items() if v != "success"}
+        assert states["reconcile"] == "success"
+        report = api.get(f"{base}/api/v2/dags/retail_pipeline/dagRuns/{run_id}/taskInstances/reconcile/xcomEntries/"
+                         "return_value", params={"deserialize": "true"}, timeout=30).json()["value"]
+        report = json.loads(report) if isinstance(report, str) else report
+        assert report["ok"] is True and all(c["ok"] for c in report["checks"])
+    user = secret_value(cluster, "retailflow-postgresql", "warehouse-username")
+    rows = cluster.kubectl("-n", NAMESPACE, "exec", f"statefulset/{RELEASE}-postgresql", "--", "psql", "-U", user,
+                           "-d", "warehouse", "-qAtc", "select count(*) from marts.orders")
+    assert int(rows.strip()) > 0
