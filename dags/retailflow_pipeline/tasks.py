@@ -97,8 +97,9 @@ def ingest_direct(settings: Mapping[str, Any], full_refresh: bool = False) -> di
     mysql_url = connections.mysql_url(s.mysql)
     warehouse_url = connections.warehouse_url(s.warehouse)
     lake = _lake(s)
-    log.info("ingesting %s into %s (schema %s), lake %s", connections.redact(mysql_url),
-             connections.redact(warehouse_url), s.raw_schema, lake.describe() if lake else "off")
+    log.info("ingesting %s into %s (schema %s, %s), lake %s", connections.redact(mysql_url),
+             connections.redact(warehouse_url), s.raw_schema, "full refresh" if full_refresh else "incremental",
+             lake.describe() if lake else "off")
     # Streams the spec syncs as full refreshes are reloaded whole; the others are incremental.
     reload = [st.name for st in s.streams if full_refresh or st.sync_mode in FULL_REFRESH_MODES]
     incremental = [st.name for st in s.streams if st.name not in reload]

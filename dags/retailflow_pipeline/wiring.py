@@ -61,8 +61,9 @@ def ingestion_group(settings) -> TaskGroup:
             return "ingestion.direct" if engine == "direct" else "ingestion.airbyte_syncs"
 
         @task(task_id="direct", retries=2, retry_delay=timedelta(seconds=30), execution_timeout=timedelta(hours=2))
-        def direct(settings: dict[str, Any], full_refresh: bool) -> dict[str, Any]:
-            return tasks.ingest_direct(settings, full_refresh=full_refresh)
+        def direct(settings: dict[str, Any], params=None) -> dict[str, Any]:
+            # From the params themselves: a templated "{{ params.full_refresh }}" would be the string "False".
+            return tasks.ingest_direct(settings, full_refresh=bool((params or {}).get("full_refresh")))
 
         @task(task_id="airbyte_syncs", retries=2, retry_delay=timedelta(seconds=10))
         def airbyte_syncs(settings: dict[str, Any]) -> list[dict[str, str]]:
@@ -73,7 +74,7 @@ def ingestion_group(settings) -> TaskGroup:
             return tasks.airbyte_waits(settings, list(job_ids))
 
         branch = choose_engine(settings)
-        loaded = direct(settings, "{{ params.full_refresh }}")
+        loaded = direct(settings)
         syncs = airbyte_syncs(settings)
         trigger = AirbyteTriggerSyncOperator.partial(
             task_id="trigger_sync", asynchronous=True, retries=2, retry_delay=timedelta(seconds=30),

@@ -69,7 +69,7 @@ def test_incremental_run_while_live_traffic_writes_stays_green(first_run, dagbag
     try:
         time.sleep(3)  # orders placed and statuses moved before the run starts, more during it
         assert live.poll() is None, live.stderr.read().decode()[-2000:]
-        run = dagbag.dags["retail_pipeline"].test()
+        run = dagbag.dags["retail_pipeline"].test(run_conf={"full_refresh": False})
     finally:
         live.terminate()
         live.wait(timeout=30)
