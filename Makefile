@@ -110,7 +110,7 @@ report: ## Print top customers, sales by region and best-selling products from t
 .PHONY: test
 test: services sync tools ## Run every test suite (installs and starts what they need).
 	rm -rf $(JUNIT_DIR)
-	status=0; $(MAKE) --no-print-directory --keep-going test-generator test-data test-operator test-chart test-e2e || status=$$?; \
+	status=0; $(MAKE) --no-print-directory --keep-going test-generator test-data test-dags test-operator test-chart test-e2e || status=$$?; \
 	  python3 hack/test-summary.py $(JUNIT_DIR); exit $$status
 
 .PHONY: test-generator
@@ -120,6 +120,10 @@ test-generator: ## Generator and services-bootstrap tests (unit + MariaDB integr
 .PHONY: test-data
 test-data: ## Ingestion engine and dbt tests (MariaDB + PostgreSQL).
 	$(WITH_ENV) $(UV) run --quiet --project dags $(PYTEST) tests/unit/pipeline tests/integration/pipeline
+
+.PHONY: test-dags
+test-dags: ## DAG tests: DagBag, runs on the local engine (MariaDB + PostgreSQL), Airbyte fake, local Airflow + Chromium.
+	$(WITH_ENV) $(UV) run --quiet --project dags $(PYTEST) tests/unit/dags tests/integration/dags
 
 .PHONY: test-operator
 test-operator: ## Operator tests (emulated Kubernetes API, real Airflow API server, Airbyte fake).
@@ -136,7 +140,7 @@ test-e2e: tools ## End-to-end tests on a kind cluster (skipped where Docker or k
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-generator bench-ingest bench-operator ## Run every benchmark (prints `bench: <name> <value>` lines).
+bench: bench-generator bench-ingest bench-dags bench-operator ## Run every benchmark (prints `bench: <name> <value>` lines).
 
 .PHONY: bench-generator
 bench-generator: services sync ## Generator rows/s vs LOAD DATA, peak memory.
@@ -146,6 +150,10 @@ bench-generator: services sync ## Generator rows/s vs LOAD DATA, peak memory.
 bench-ingest: services sync ## Ingestion rows/s vs the raw mysql|psql pipe, incremental vs full, dbt build time.
 	$(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_ingest.py
 	$(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_dbt.py
+
+.PHONY: bench-dags
+bench-dags: services sync ## retail_pipeline through Airflow vs its steps called directly; order-to-mart freshness.
+	$(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_dags.py
 
 .PHONY: bench-operator
 bench-operator: sync ## Operator time to Ready (p50/p95, 50 CRs) and no-op resync writes.

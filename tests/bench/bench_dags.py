@@ -1,0 +1,160 @@
+"""Benchmark of the orchestration: retail_pipeline through a real local Airflow against its steps
+called directly, and the freshness of an order through an incremental run.
+
+Prints:
+
+- ``bench: dag_steps_direct_s`` the steps without Airflow, one after the other (the baseline): local
+  ingestion (full refresh), ``dbt build``, reconciliation;
+- ``bench: dag_run_s`` the same work as a retail_pipeline run on the local Airflow (``hack/airflow.sh``:
+  scheduler, LocalExecutor, Cosmos tasks), from the trigger to the run's success;
+- ``bench: dag_overhead_ratio`` the first over the second (target <= 1.5);
+- ``bench: freshness_s`` from an order committed to MySQL to its revenue in ``marts.orders``, through
+  an incremental run triggered right after the insert (target <= 60 s at demo scale).
+
+Demo scale by default (5,000 customers, 500 products, 50,000 orders); ``--orders N`` changes it. Uses
+throwaway databases and its own Airflow (own port, home, metadata database), never the demo's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+
+from integration.pipeline.conftest import _with_database, mysql_connect, pg_connect  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench(name: str, value: float, note: str) -> None:
+    print(f"bench: {name} {value:.2f}  # {note}", flush=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--customers", type=int, default=5000)
+    p.add_argument("--products", type=int, default=500)
+    p.add_argument("--orders", type=int, default=50000)
+    args = p.parse_args()
+    base_my, base_pg = os.environ["RETAILFLOW_MYSQL_URL"], os.environ["RETAILFLOW_WAREHOUSE_URL"]
+    tag = uuid.uuid4().hex[:8]
+    my_db, pg_db, meta_db = f"retail_bench_{tag}", f"warehouse_bench_{tag}", f"airflow_bench_{tag}"
+    admin = mysql_connect(base_my, database="")
+    with admin.cursor() as cur:
+        cur.execute(f"create database `{my_db}` character set utf8mb4")
+    with pg_connect(base_pg) as pg:
+        pg.execute(f'create database "{pg_db}"')
+        pg.execute(f'create database "{meta_db}"')
+    mysql_url, warehouse_url = _with_database(base_my, my_db), _with_database(base_pg, pg_db)
+    work = Path(tempfile.mkdtemp(prefix="retailflow-bench-dags-"))
+    env: dict[str, str] = {}
+    try:
+        print(f"seeding {args.orders:,} orders into {my_db}", flush=True)
+        subprocess.run([str(Path(sys.executable).with_name("retailflow-generator")), "seed", "--customers",
+                        str(args.customers), "--products", str(args.products), "--orders", str(args.orders),
+                        "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "42", "--mysql-url", mysql_url],
+                       check=True, stdout=subprocess.DEVNULL)
+        manifest = work / "dbt-target" / "manifest.json"
+        from retailflow_pipeline import dbt
+
+        assert dbt.run(["parse", "--quiet"], warehouse_url=warehouse_url, target_path=manifest.parent,
+                       log_path=work / "dbt-logs") == 0
+
+        # ---------------------------------------------------------------- baseline: the steps directly
+        os.environ["AIRFLOW_CONN_RETAILFLOW_MYSQL"] = mysql_url
+        os.environ["AIRFLOW_CONN_RETAILFLOW_WAREHOUSE"] = warehouse_url
+        from retailflow_pipeline import tasks
+        from retailflow_pipeline.settings import local_defaults
+
+        settings = local_defaults().to_dict()
+        began = time.monotonic()
+        tasks.ingest_direct(settings, full_refresh=True)
+        assert dbt.run(["build", "--quiet"], warehouse_url=warehouse_url, target_path=work / "dbt-direct",
+                       log_path=work / "dbt-logs") == 0
+        tasks.reconcile(settings)
+        direct = time.monotonic() - began
+        bench("dag_steps_direct_s", direct, "ingest (full) + dbt build + reconcile, called directly")
+
+        # ---------------------------------------------------------------- the same through Airflow
+        env_file = work / "env.local"
+        env_file.write_text(f"RETAILFLOW_MYSQL_URL={mysql_url}\nRETAILFLOW_WAREHOUSE_URL={warehouse_url}\n"
+                            f"RETAILFLOW_AIRFLOW_DB_URL={_with_database(base_pg, meta_db)}\n")
+        env_file.chmod(0o600)
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RETAILFLOW_"))}
+        env.update(RETAILFLOW_ENV_FILE=str(env_file), RETAILFLOW_RUN_DIR=str(work / "run"),
+                   RETAILFLOW_AIRFLOW_HOME=str(work / "home"), RETAILFLOW_AIRFLOW_PORT=str(port),
+                   RETAILFLOW_AIRFLOW_WORKER_LOG_PORT=str(free_port()),
+                   RETAILFLOW_AIRFLOW_TRIGGER_LOG_PORT=str(free_port()), RETAILFLOW_DBT_MANIFEST=str(manifest))
+        subprocess.run([str(REPO / "hack" / "airflow.sh")], env=env, check=True)
+        password = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
+                        if line.startswith("RETAILFLOW_AIRFLOW_ADMIN_PASSWORD="))
+        from retailflow_pipeline.runs import AirflowAPI, follow
+
+        api = AirflowAPI(f"http://127.0.0.1:{port}", "admin", password, timeout=60)
+        api.wait_for_dag("retail_pipeline", timeout=600)
+        began = time.monotonic()
+        run_id = api.trigger("retail_pipeline", {"full_refresh": True})["dag_run_id"]
+        final = follow(api, "retail_pipeline", run_id, timeout=3600, poll=2, echo=lambda _: None)
+        dag_run = time.monotonic() - began
+        assert final["state"] == "success", f"run {run_id} {final['state']}"
+        bench("dag_run_s", dag_run, "retail_pipeline, full refresh, from the trigger to success")
+        bench("dag_overhead_ratio", dag_run / direct, f"dag_run_s / dag_steps_direct_s (target <= 1.5); "
+              f"{dag_run:.1f} s / {direct:.1f} s")
+
+        # ---------------------------------------------------------------- freshness of one order
+        conn = mysql_connect(mysql_url)
+        with conn.cursor() as cur:
+            cur.execute("set time_zone = '+00:00'")
+            cur.execute("select max(order_id) + 1, (select min(customer_id) from customers),"
+                        " (select min(product_id) from products), max(order_item_id) + 1 from orders, order_items")
+            order_id, customer_id, product_id, item_id = cur.fetchone()
+            written = time.monotonic()
+            cur.execute("insert into orders (order_id, customer_id, channel, store_id, status, ordered_at)"
+                        " values (%s, %s, 'online', null, 'paid', utc_timestamp(6))", (order_id, customer_id))
+            cur.execute("insert into order_items (order_item_id, order_id, product_id, quantity, unit_price)"
+                        " values (%s, %s, %s, 3, 12.50)", (item_id, order_id, product_id))
+        conn.close()
+        run_id = api.trigger("retail_pipeline", {"full_refresh": False})["dag_run_id"]
+        with pg_connect(warehouse_url) as pg:
+            while True:
+                row = pg.execute("select revenue from marts.orders where order_id = %s", (order_id,)).fetchone()
+                if row and float(row[0]) == 37.5:
+                    fresh = time.monotonic() - written
+                    break
+                if time.monotonic() - written > 1800:
+                    raise TimeoutError("the new order did not reach marts.orders in 30 minutes")
+                time.sleep(0.5)
+        final = follow(api, "retail_pipeline", run_id, timeout=1800, poll=2, echo=lambda _: None)
+        bench("freshness_s", fresh, f"an order written to MySQL -> its revenue in marts.orders, incremental run "
+              f"(target <= 60 s; that run ended {final['state']})")
+        return 0
+    finally:
+        if env:
+            subprocess.run([str(REPO / "hack" / "stop.sh")], env=env, capture_output=True)
+        with admin.cursor() as cur:
+            cur.execute(f"drop database if exists `{my_db}`")
+        admin.close()
+        with pg_connect(base_pg) as pg:
+            for db in (pg_db, meta_db):
+                pg.execute(f'drop database if exists "{db}" with (force)')
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

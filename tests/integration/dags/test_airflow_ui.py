@@ -1,0 +1,104 @@
+"""`make airflow`'s local Airflow, a real scheduler run of retail_pipeline, and its UI in Chromium.
+
+``hack/airflow.sh`` (what ``make airflow`` runs) starts the api-server, scheduler, dag-processor and
+triggerer on a free port, with its own env file, run folder, AIRFLOW_HOME and metadata database (a
+throwaway PostgreSQL database), pointed at this module's seeded databases. The scheduler runs
+retail_pipeline (Cosmos's default watcher mode: one ``dbt build`` and a sensor per node); then
+headless Chromium logs in with the generated password, opens retail_pipeline and its run, and must
+show the run and its tasks as successful. The screenshot is kept under the test's tmp folder (and in
+``$RETAILFLOW_SCREENSHOT_DIR`` when set).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import REPO_ROOT, _free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def airflow_stack(pipeline_dbs, tmp_path_factory):
+    from integration.pipeline.conftest import _with_database, pg_connect
+
+    if not Path("/usr/bin/chromium").exists() and not os.environ.get("RETAILFLOW_CHROMIUM"):
+        pytest.skip("no Chromium at /usr/bin/chromium: `make services` installs it")
+    mysql_url, warehouse_url = pipeline_dbs
+    base_pg = os.environ["RETAILFLOW_WAREHOUSE_URL"]
+    meta_db = f"airflow_ui_{uuid.uuid4().hex[:10]}"
+    with pg_connect(base_pg) as pg:
+        pg.execute(f'create database "{meta_db}"')
+    work = tmp_path_factory.mktemp("airflow-stack")
+    env_file = work / "env.local"
+    env_file.write_text(f"RETAILFLOW_MYSQL_URL={mysql_url}\nRETAILFLOW_WAREHOUSE_URL={warehouse_url}\n"
+                        f"RETAILFLOW_AIRFLOW_DB_URL={_with_database(base_pg, meta_db)}\n")
+    env_file.chmod(0o600)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "RETAILFLOW_")) and k not in ("DO_NOT_TRACK",)}
+    env.update(
+        RETAILFLOW_ENV_FILE=str(env_file), RETAILFLOW_RUN_DIR=str(work / "run"),
+        RETAILFLOW_AIRFLOW_HOME=str(work / "home"), RETAILFLOW_AIRFLOW_PORT=str(port),
+        RETAILFLOW_AIRFLOW_WORKER_LOG_PORT=str(_free_port()), RETAILFLOW_AIRFLOW_TRIGGER_LOG_PORT=str(_free_port()),
+        RETAILFLOW_DBT_MANIFEST=os.environ["RETAILFLOW_DBT_MANIFEST"],
+    )
+    started = subprocess.run([str(REPO_ROOT / "hack" / "airflow.sh")], env=env, capture_output=True, text=True,
+                             timeout=900)
+    try:
+        assert started.returncode == 0, started.stderr[-3000:] + (work / "run" / "airflow.log").read_text()[-3000:]
+        password = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
+                        if line.startswith("RETAILFLOW_AIRFLOW_ADMIN_PASSWORD="))
+        yield {"url": f"http://127.0.0.1:{port}", "password": password, "stderr": started.stderr, "env": env,
+               "env_file": env_file, "work": work}
+    finally:
+        subprocess.run([str(REPO_ROOT / "hack" / "stop.sh")], env=env, capture_output=True, timeout=120)
+        with pg_connect(base_pg) as pg:
+            pg.execute(f'drop database if exists "{meta_db}" with (force)')
+
+
+def test_make_airflow_prints_access_and_keeps_the_password_out_of_sight(airflow_stack):
+    out = airflow_stack["stderr"]
+    assert f"UI and API at {airflow_stack['url']}" in out and "user:     admin" in out
+    assert "RETAILFLOW_AIRFLOW_ADMIN_PASSWORD" in out and airflow_stack["password"] not in out
+    assert oct(airflow_stack["env_file"].stat().st_mode & 0o777) == "0o600"
+    again = subprocess.run([str(REPO_ROOT / "hack" / "airflow.sh")], env=airflow_stack["env"], capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0 and "already running" in again.stderr, again.stderr[-2000:]
+
+
+def test_scheduler_run_is_green_and_the_ui_shows_it(airflow_stack, pipeline_dbs, tmp_path):
+    from retailflow_pipeline.runs import AirflowAPI, follow
+    from support.airflow_ui import AirflowUI
+
+    api = AirflowAPI(airflow_stack["url"], "admin", airflow_stack["password"], timeout=60)
+    api.wait_for_dag("retail_pipeline", timeout=600)
+    run_id = api.trigger("retail_pipeline", {"full_refresh": True})["dag_run_id"]
+    seen: list[str] = []
+    final = follow(api, "retail_pipeline", run_id, timeout=1500, poll=3, echo=seen.append)
+    tis = {t["task_id"]: t["state"] for t in api.task_instances("retail_pipeline", run_id)}
+    assert final["state"] == "success", {k: v for k, v in tis.items() if v != "success"}
+    assert tis["reconcile"] == "success" and tis["dbt.dbt_producer_watcher"] == "success"
+    assert any("running" in line for line in seen), "the states were not followed while the run went on"
+    with psycopg.connect(pipeline_dbs[1]) as conn:
+        assert conn.execute("select count(*) from marts.top_customers").fetchone()[0] > 0
+
+    shot = tmp_path / "airflow-retail-pipeline-run.png"
+    with AirflowUI(airflow_stack["url"], "admin", airflow_stack["password"]) as ui:
+        ui.login()
+        ui.dag("retail_pipeline")
+        page = ui.run("retail_pipeline", run_id, shot)
+    assert page.run_state == "Success", page.text[:2000]
+    assert page.task_states.get("reconcile") == "Success", page.task_states
+    assert page.task_states.get("refresh_dashboards") == "Skipped"
+    listed = {k: v for k, v in page.task_states.items() if k in tis}
+    assert len(listed) >= 10 and set(listed.values()) <= {"Success", "Skipped"}, listed
+    assert shot.stat().st_size > 20_000
+    if os.environ.get("RETAILFLOW_SCREENSHOT_DIR"):
+        shutil.copy(shot, Path(os.environ["RETAILFLOW_SCREENSHOT_DIR"]) / shot.name)
