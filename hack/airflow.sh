@@ -141,7 +141,8 @@ SQL
     die "port $PORT is taken by another program; set RETAILFLOW_AIRFLOW_PORT"
   fi
 
-  log "migrating the metadata database ($AF_DB on 127.0.0.1:5432)"
+  where="${rest#*@}"
+  log "migrating the metadata database (${where%%\?*})"
   "$VENV/bin/airflow" db migrate >"$RUN/airflow-migrate.log" 2>&1 || { tail -n 30 "$RUN/airflow-migrate.log" >&2; die "airflow db migrate failed (full log: ${RUN#"$ROOT"/}/airflow-migrate.log)"; }
 
   log "starting api-server, scheduler, dag-processor and triggerer (logs: ${RUN#"$ROOT"/}/airflow.log)"

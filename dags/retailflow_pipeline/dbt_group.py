@@ -57,7 +57,8 @@ def dbt_task_group(group_id: str = "dbt", *, settings_task_id: str = "load_setti
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(dbt_project_path=project_dir(), manifest_path=manifest,
-                                     project_name="retailflow"),
+                                     project_name="retailflow", install_dbt_deps=False,
+                                     env_vars={**DBT_ENV, "RETAILFLOW_RAW_SCHEMA": raw_schema}),
         profile_config=ProfileConfig(
             profile_name="retailflow",
             target_name="warehouse",
@@ -69,8 +70,6 @@ def dbt_task_group(group_id: str = "dbt", *, settings_task_id: str = "load_setti
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH,
                                    should_detach_multiple_parents_tests=True),
         operator_args={
-            "env": {**DBT_ENV, "RETAILFLOW_RAW_SCHEMA": raw_schema},
-            "install_deps": False,
             "retries": 1,
             "retry_delay": timedelta(seconds=30),
             "execution_timeout": timedelta(minutes=30),

@@ -55,7 +55,7 @@ def airflow_stack(pipeline_dbs, tmp_path_factory):
         assert started.returncode == 0, started.stderr[-3000:] + (work / "run" / "airflow.log").read_text()[-3000:]
         password = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
                         if line.startswith("RETAILFLOW_AIRFLOW_ADMIN_PASSWORD="))
-        yield {"url": f"http://127.0.0.1:{port}", "password": password, "stderr": started.stderr, "env": env,
+        yield {"url": f"http://127.0.0.1:{port}", "password": password, "stderr": started.stdout + started.stderr, "env": env,
                "env_file": env_file, "work": work}
     finally:
         subprocess.run([str(REPO_ROOT / "hack" / "stop.sh")], env=env, capture_output=True, timeout=120)
@@ -71,6 +71,7 @@ def test_make_airflow_prints_access_and_keeps_the_password_out_of_sight(airflow_
     again = subprocess.run([str(REPO_ROOT / "hack" / "airflow.sh")], env=airflow_stack["env"], capture_output=True,
                            text=True, timeout=300)
     assert again.returncode == 0 and "already running" in again.stderr, again.stderr[-2000:]
+    assert f"UI and API at {airflow_stack['url']}" in again.stdout
 
 
 def test_scheduler_run_is_green_and_the_ui_shows_it(airflow_stack, pipeline_dbs, tmp_path):
