@@ -6,6 +6,7 @@ dashboard drawn by headless Chromium."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -135,9 +136,9 @@ def test_last_12_months_table_equals_make_report(stack, api):
             for r in chart} == {(r[0], r[1]): (money(r[3]), r[4], money(r[5])) for r in report}
 
 
-def _snapshot(api) -> dict:
+def _snapshot(api, *, data: bool = True) -> dict:
     charts = api.list_all("chart", ["id", "uuid", "slice_name", "viz_type", "params"])
-    return {
+    snapshot = {
         "dashboards": sorted((d["id"], str(d["uuid"]), d["dashboard_title"], d["slug"])
                              for d in api.list_all("dashboard", ["id", "uuid", "dashboard_title", "slug"])),
         "charts": sorted((c["id"], str(c["uuid"]), c["slice_name"], c["viz_type"], c["params"]) for c in charts),
@@ -145,8 +146,10 @@ def _snapshot(api) -> dict:
                            for d in api.list_all("dataset", ["id", "uuid", "table_name"])),
         "databases": sorted((d["id"], str(d["uuid"]), d["database_name"])
                             for d in api.list_all("database", ["id", "uuid", "database_name"])),
-        "data": {c["slice_name"]: chart_data(api, c["id"]) for c in charts},
     }
+    if data:
+        snapshot["data"] = {c["slice_name"]: chart_data(api, c["id"]) for c in charts}
+    return snapshot
 
 
 def test_reimport_changes_nothing_and_updates_in_place(stack, imported, api, tmp_path):
@@ -163,32 +166,48 @@ def test_reimport_changes_nothing_and_updates_in_place(stack, imported, api, tmp
     config["slice_name"] = "Revenue (edited)"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     dashboards.refresh({**stack.env, "RETAILFLOW_SUPERSET_BUNDLE": str(edited)})
-    after = _snapshot(api)
+    after = _snapshot(api, data=False)
     assert [c[:3] for c in after["charts"] if c[1] == str(config["uuid"])] == [
         (c[0], c[1], "Revenue (edited)") for c in before["charts"] if c[1] == str(config["uuid"])]
     assert len(after["charts"]) == 15 and after["dashboards"] == before["dashboards"]
 
     dashboards.refresh(stack.env)
-    assert _snapshot(api) == before
+    assert _snapshot(api, data=False) == {k: v for k, v in before.items() if k != "data"}
+
+
+def web_session(superset) -> requests.Session:
+    """A browser-like session: the login form's cookie (the filter-state API takes no bearer token)."""
+    session = requests.Session()
+    page = session.get(f"{superset.url}/login/", timeout=30).text
+    token = re.search(r'id="csrf_token"[^>]*value="([^"]+)"', page) or re.search(r'value="([^"]+)"[^>]*id="csrf_token"', page)
+    assert token, "no CSRF token on the login page"
+    login = session.post(f"{superset.url}/login/", allow_redirects=False, timeout=30,
+                         data={"username": superset.username, "password": superset.password, "csrf_token": token.group(1)})
+    assert login.status_code == 302 and "/login" not in login.headers["Location"], login.text[:300]
+    session.headers.update({"Accept": "application/json", "Referer": superset.url})
+    session.headers["X-CSRFToken"] = session.get(f"{superset.url}/api/v1/security/csrf_token/", timeout=30).json()["result"]
+    return session
 
 
 def test_filter_state_is_shared_by_every_worker(stack, api):
     """Superset keeps a dashboard's filter state in its cache: with a per-process cache, a GET
-    served by the other gunicorn worker would answer 404. The metastore cache serves them all."""
+    served by another gunicorn worker than the POST would answer 404. The metastore cache (the
+    metadata database) serves every worker."""
     assert stack.superset.workers >= 2
     (dashboard,) = [d for d in api.list_all("dashboard", ["id", "slug"]) if d["slug"] == "sales-by-region"]
+    base = f"{stack.superset.url}/api/v1/dashboard/{dashboard['id']}/filter_state"
     value = json.dumps({"NATIVE_FILTER-region": {"filterState": {"value": ["Online"]}}})
-    created = api.session.post(api.url(f"/api/v1/dashboard/{dashboard['id']}/filter_state"),
-                               json={"value": value}, timeout=30)
+    session = web_session(stack.superset)
+    created = session.post(base, json={"value": value}, timeout=30)
     assert created.status_code == 201, created.text
     key = created.json()["key"]
-    # New connections each time, so gunicorn spreads them over its workers.
+    # A new connection each time, so gunicorn hands the requests to its workers in turn.
     answers = []
     for _ in range(12):
         with requests.Session() as fresh:
-            fresh.headers.update({k: v for k, v in api.session.headers.items()})
-            fresh.cookies.update(api.session.cookies)
-            answers.append(fresh.get(api.url(f"/api/v1/dashboard/{dashboard['id']}/filter_state/{key}/"), timeout=30))
+            fresh.cookies.update(session.cookies)
+            fresh.headers["Accept"] = "application/json"
+            answers.append(fresh.get(f"{base}/{key}", timeout=30))
     assert [a.status_code for a in answers] == [200] * 12
     assert {a.json()["value"] for a in answers} == {value}
 

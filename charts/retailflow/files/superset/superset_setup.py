@@ -5,6 +5,7 @@ and the chart's init Job both call it:
 
     python superset_setup.py needs-init   # exit 0 when `superset init` has not run on this database yet
     python superset_setup.py admin        # create the admin, or reset its password to the given one
+    python superset_setup.py ready        # exit 0 once the database is migrated and initialised
 
 The admin comes from ``RETAILFLOW_SUPERSET_USERNAME`` and ``RETAILFLOW_SUPERSET_PASSWORD`` (in the
 cluster, the chart's admin Secret): ``superset fab create-admin --password …`` would put the
@@ -31,6 +32,16 @@ def needs_init() -> int:
         role = security_manager.find_role("Admin")
         # `superset init` gives the Admin role its permissions; before it, there is nothing to log in to.
         return 0 if role is None or not role.permissions else 1
+
+
+def ready() -> int:
+    """For the web pods' init container: wait until the init Job has migrated and initialised
+    the metadata database (any error, such as missing tables, counts as not ready)."""
+    try:
+        return 1 if needs_init() == 0 else 0
+    except Exception as exc:  # noqa: BLE001 (an unmigrated database fails in many ways)
+        print(f"superset_setup: not ready: {type(exc).__name__}", file=sys.stderr)
+        return 1
 
 
 def ensure_admin() -> int:
@@ -67,7 +78,7 @@ def ensure_admin() -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"needs-init": needs_init, "admin": ensure_admin}
+    commands = {"needs-init": needs_init, "admin": ensure_admin, "ready": ready}
     if len(argv) != 1 or argv[0] not in commands:
         print(f"usage: python superset_setup.py {{{'|'.join(commands)}}}", file=sys.stderr)
         return 2
