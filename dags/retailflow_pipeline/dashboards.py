@@ -222,11 +222,13 @@ def refresh(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
                   if str(d.get("uuid")) in wanted["dashboards"]]
     charts = [c for c in client.list_all("chart", ["id", "uuid"]) if str(c.get("uuid")) in wanted["charts"]]
     datasets = [d for d in client.list_all("dataset", ["id", "uuid"]) if str(d.get("uuid")) in wanted["datasets"]]
+    order = [str(d["uuid"]) for d in assets["dashboards"]]  # the bundle's file order
     return {
         "dashboards": len(dashboards),
         "charts": len(charts),
         "datasets": len(datasets),
-        "urls": {d["dashboard_title"]: f"{settings.superset_url}{d['url']}" for d in sorted(dashboards, key=lambda d: d["id"])},
+        "urls": {d["dashboard_title"]: f"{settings.superset_url}{d['url']}"
+                 for d in sorted(dashboards, key=lambda d: order.index(str(d["uuid"])))},
     }
 
 

@@ -130,7 +130,7 @@ class Browser:
         if png is not None:
             height = d.execute_script(
                 "const g = document.querySelector('[data-test=\"grid-container\"]') || document.body;"
-                "return Math.ceil(g.getBoundingClientRect().bottom + window.scrollY) + 24;")
+                "return Math.ceil(g.getBoundingClientRect().bottom + window.scrollY) + 48;")
             d.set_window_size(self.width, max(800, int(height)))
             time.sleep(1)
             png.parent.mkdir(parents=True, exist_ok=True)
