@@ -113,6 +113,17 @@ log "copying the base root to $RD"
 rm -rf "$RD"
 cp -a "$BASE" "$RD"
 cp /etc/resolv.conf "$RD/etc/resolv.conf"
+# This machine's network trust comes along (not the project's): registries may be reached through a
+# TLS-intercepting egress whose CA the host added locally, and the host points tools at its bundle.
+trust_env=()
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$RD/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$RD/usr/local/share/ca-certificates/"
+  chroot "$RD" update-ca-certificates >/dev/null 2>&1 || true
+fi
+for v in SSL_CERT_FILE SSL_CERT_DIR PIP_CERT REQUESTS_CA_BUNDLE CURL_CA_BUNDLE GIT_SSL_CAINFO NODE_EXTRA_CA_CERTS; do
+  [[ -n "${!v:-}" ]] && trust_env+=("$v=${!v}")
+done
 printf '127.0.0.1 localhost\n::1 localhost\n' >"$RD/etc/hosts"
 
 git -C "$ROOT" rev-parse --verify -q "$FRESH_REF" >/dev/null || die "no commit '$FRESH_REF' to clone"
@@ -182,7 +193,7 @@ fi
 # ---------------------------------------------------------------- the README's commands
 in_root() {
   "${net[@]}" chroot "$RD" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
-    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${proxy_env[@]}" \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${proxy_env[@]}" "${trust_env[@]}" \
     /bin/bash -c "cd /root/retailflow && $1"
 }
 
