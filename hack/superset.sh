@@ -81,14 +81,9 @@ else
   if healthy; then
     die "port $PORT already answers, but not with the Superset of this checkout; stop it or set RETAILFLOW_SUPERSET_PORT"
   fi
-  log "migrating the metadata database (superset db upgrade; about 30 s the first time)"
-  superset db upgrade >>"$RUN/superset.log" 2>&1 || die "superset db upgrade failed (see ${RUN#"$ROOT"/}/superset.log)"
-  if python "$FILES/superset_setup.py" needs-init >>"$RUN/superset.log" 2>&1; then
-    log "creating roles and permissions (superset init; about 20 s)"
-    superset init >>"$RUN/superset.log" 2>&1 || die "superset init failed (see ${RUN#"$ROOT"/}/superset.log)"
-  fi
-  python "$FILES/superset_setup.py" admin >>"$RUN/superset.log" 2>&1 \
-    || die "could not create the admin (see ${RUN#"$ROOT"/}/superset.log)"
+  log "preparing the metadata database and the admin (db upgrade, init; about a minute the first time)"
+  python "$FILES/superset_setup.py" setup >>"$RUN/superset.log" 2>&1 \
+    || die "superset setup failed (see ${RUN#"$ROOT"/}/superset.log)"
   log "starting gunicorn ($WORKERS workers) on $url"
   cd "$ROOT"
   setsid "$VENV/bin/gunicorn" --workers "$WORKERS" --worker-class gthread --threads 4 --timeout 120 \

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -143,8 +144,8 @@ class Stack:
 
 
 class _SupersetStarter:
-    """Superset's migrations, `superset init` and the admin, run as one background shell chain so
-    the warehouse can be built meanwhile; then gunicorn."""
+    """Superset's migrations, `superset init` and the admin (superset_setup.py setup), run in the
+    background so the warehouse can be built meanwhile; then gunicorn."""
 
     def __init__(self, metadata_url: str, workdir: Path) -> None:
         self.port = free_port()
@@ -161,10 +162,9 @@ class _SupersetStarter:
             "RETAILFLOW_SUPERSET_USERNAME": self.username,
             "RETAILFLOW_SUPERSET_PASSWORD": self.password,
         }
-        setup = SUPERSET_FILES / "superset_setup.py"
-        script = f"set -e; superset db upgrade; superset init; python {setup} admin"
-        self.setup = subprocess.Popen(["bash", "-c", script], env=self.env, cwd=workdir,
-                                      stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        # db upgrade, init and the admin, as the chart's init Job and hack/superset.sh run them
+        self.setup = subprocess.Popen([sys.executable, str(SUPERSET_FILES / "superset_setup.py"), "setup"],
+                                      env=self.env, cwd=workdir, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
 
     def start(self) -> Superset:
         if self.setup.wait() != 0:
@@ -258,6 +258,7 @@ def stack() -> Iterator[Stack]:
         with conn.cursor() as cur:
             cur.execute(f"drop database if exists `{mysql_db}`")
         conn.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -142,8 +142,12 @@ class TestInitJob:
     def test_migrates_initialises_and_creates_the_admin_from_the_secret(self, defaults):
         (init,) = pod_spec(defaults.get("Job", self.name))["containers"]
         script = init["args"][0]
-        assert script.index("superset db upgrade") < script.index("superset init") < script.index("superset_setup.py admin")
+        assert "python /app/retailflow/superset_setup.py setup" in script
         assert "--password" not in script and "create-admin" not in script
+        setup = (FILES / "superset_setup.py").read_text()
+        body = setup[setup.index("def setup()"):setup.index("def ensure_admin")]
+        # what `superset db upgrade` and `superset init` run, then the admin
+        assert body.index("upgrade()") < body.index("sync_role_definitions()") < body.index("ensure_admin(app)")
         env = env_of(init)
         assert secret_ref(env, "RETAILFLOW_SUPERSET_USERNAME") == {"name": SECRET, "key": "ADMIN_USERNAME"}
         assert secret_ref(env, "RETAILFLOW_SUPERSET_PASSWORD") == {"name": SECRET, "key": "ADMIN_PASSWORD"}

@@ -1,11 +1,15 @@
-"""Create or update Superset's admin from the environment, never from a command line.
+"""Prepare Superset's metadata database and its admin, with the admin from the environment,
+never from a command line.
 
-Run with Superset's Python, after ``superset db upgrade``; the local Superset (hack/superset.sh)
-and the chart's init Job both call it:
+Run with Superset's Python; the local Superset (hack/superset.sh), the chart's init Job and the
+dashboard tests all call it:
 
-    python superset_setup.py needs-init   # exit 0 when `superset init` has not run on this database yet
+    python superset_setup.py setup        # `superset db upgrade`, `superset init` and `admin`, in one process
     python superset_setup.py admin        # create the admin, or reset its password to the given one
     python superset_setup.py ready        # exit 0 once the database is migrated and initialised
+
+``setup`` does in one Superset start what the three CLI calls do in three (each start imports all
+of Superset: seconds on an idle machine, a minute on a busy one).
 
 The admin comes from ``RETAILFLOW_SUPERSET_USERNAME`` and ``RETAILFLOW_SUPERSET_PASSWORD`` (in the
 cluster, the chart's admin Secret): ``superset fab create-admin --password …`` would put the
@@ -24,8 +28,8 @@ def _app():
     return create_app()
 
 
-def needs_init() -> int:
-    app = _app()
+def needs_init(app=None) -> int:
+    app = app or _app()
     with app.app_context():
         from superset import security_manager
 
@@ -44,13 +48,29 @@ def ready() -> int:
         return 1
 
 
-def ensure_admin() -> int:
+def setup() -> int:
+    app = _app()
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        from superset import appbuilder, db, security_manager
+
+        print("superset_setup: migrating the metadata database", flush=True)
+        upgrade()  # the migrations directory Superset registered with Flask-Migrate
+        print("superset_setup: syncing roles and permissions", flush=True)
+        appbuilder.add_permissions(update_perms=True)
+        security_manager.sync_role_definitions()
+        db.session.commit()
+    return ensure_admin(app)
+
+
+def ensure_admin(app=None) -> int:
     username = os.environ.get("RETAILFLOW_SUPERSET_USERNAME", "admin")
     password = os.environ.get("RETAILFLOW_SUPERSET_PASSWORD", "")
     if not password:
         print("superset_setup: RETAILFLOW_SUPERSET_PASSWORD is not set", file=sys.stderr)
         return 2
-    app = _app()
+    app = app or _app()
     with app.app_context():
         from superset import db, security_manager
 
@@ -78,7 +98,7 @@ def ensure_admin() -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"needs-init": needs_init, "admin": ensure_admin, "ready": ready}
+    commands = {"setup": setup, "admin": ensure_admin, "ready": ready}
     if len(argv) != 1 or argv[0] not in commands:
         print(f"usage: python superset_setup.py {{{'|'.join(commands)}}}", file=sys.stderr)
         return 2
