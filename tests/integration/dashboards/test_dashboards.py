@@ -9,13 +9,12 @@ import json
 import re
 import shutil
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from conftest import REPO_ROOT, query
+from conftest import query
 from retailflow_pipeline import dashboards
 
 pytestmark = pytest.mark.integration
