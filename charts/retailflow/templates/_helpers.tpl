@@ -82,9 +82,12 @@ helm.sh/hook-weight: {{ .weight | default "-15" | quote }}
 {{- end }}
 {{- end -}}
 
-{{/* Superset's Service and workload name (the Service answers on superset.port). */}}
+{{/*
+Superset's Service and workload name (the Service answers on superset.port): <release>-superset,
+the name the upstream chart gave it and that NOTES.txt and the OpenMetadata Job use.
+*/}}
 {{- define "retailflow.superset.name" -}}
-{{- printf "%s-superset" (include "retailflow.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- ternary .Release.Name (printf "%s-superset" .Release.Name) (contains "superset" .Release.Name) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/* Base URL of Superset inside the cluster. */}}

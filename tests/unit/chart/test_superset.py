@@ -216,6 +216,17 @@ class TestDashboardsJob:
         assert "retailflow-superset" in rendered.names("Deployment")
 
 
+def test_every_reference_to_superset_finds_its_service_under_another_release_name():
+    rendered = render(release="shop")
+    assert "shop-superset" in rendered.names("Service")
+    (job,) = pod_spec(rendered.get("Job", "shop-retailflow-superset-dashboards"))["containers"]
+    assert env_of(job)["RETAILFLOW_SUPERSET_URL"]["value"] == "http://shop-superset:8088"
+    (om,) = [c for c in containers(rendered.get("Job", "shop-retailflow-openmetadata-ingestion")) if "SUPERSET_URL" in env_of(c)]
+    assert env_of(om)["SUPERSET_URL"]["value"] == "http://shop-superset:8088"
+    # NOTES.txt (not rendered under another release by the harness) names it the same way
+    assert '(printf "%s-superset" .Release.Name)' in (UMBRELLA / "templates" / "NOTES.txt").read_text()
+
+
 def test_nothing_of_superset_without_superset():
     rendered = render(values={"superset": {"enabled": False}})
     names = {d["metadata"]["name"] for d in rendered.docs}
