@@ -108,11 +108,15 @@ class Browser:
             ))
         return states
 
-    def dashboard(self, slug: str, expected_charts: int, png: Path | None = None, timeout: float = 120) -> DashboardPage:
-        """Open a dashboard and wait until all ``expected_charts`` charts are drawn (or one failed)."""
+    def dashboard(self, slug: str, expected_charts: int, png: Path | None = None, timeout: float = 120,
+                  native_filters: str = "") -> DashboardPage:
+        """Open a dashboard and wait until all ``expected_charts`` charts are drawn (or one failed).
+
+        ``native_filters`` (rison, as Superset writes it into the URL) presets filter values."""
         started = time.monotonic()
         d = self.driver
-        d.get(f"{self.base_url}/superset/dashboard/{slug}/")
+        query = f"?native_filters={native_filters}" if native_filters else ""
+        d.get(f"{self.base_url}/superset/dashboard/{slug}/{query}")
         page = DashboardPage(slug)
         deadline = time.monotonic() + timeout
         while True:
@@ -138,6 +142,16 @@ class Browser:
             page.png = png
         page.seconds = time.monotonic() - started
         return page
+
+    def big_numbers(self) -> dict[str, str]:
+        """Title -> the figure each big-number chart on the page shows."""
+        numbers = {}
+        for holder in self.driver.find_elements(By.CSS_SELECTOR, "[data-test='dashboard-component-chart-holder']"):
+            figure = holder.find_elements(By.CSS_SELECTOR, ".header-line")
+            if figure:
+                title = holder.find_element(By.CSS_SELECTOR, "[data-test='editable-title']").text.strip()
+                numbers[title] = figure[0].text.strip()
+        return numbers
 
 
 def main(argv: list[str]) -> int:

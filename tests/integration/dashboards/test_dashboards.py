@@ -225,3 +225,31 @@ def test_each_dashboard_renders_every_chart_in_chromium(stack, imported, tmp_pat
             assert [c.title for c in page.charts if c.no_results] == [], f"{slug}: 'No results'"
             assert [c.title for c in page.charts if not c.rendered] == [], f"{slug}: charts not drawn"
             assert page.png.stat().st_size > 20_000  # a real picture, not a blank page
+
+
+def test_region_and_date_range_filters_narrow_the_kpis(stack, imported):
+    """The dashboard's native filters reach its charts: with a region and a date range preset
+    (as Superset writes them into a dashboard's URL), the KPIs show that slice of the mart."""
+    from browser import Browser, bundle_dashboards
+
+    ((region, _),) = query(stack.warehouse_url, """
+        select region, sum(revenue) from marts.sales_by_region group by region order by 2 desc limit 1""")
+    ((first, last),) = query(stack.warehouse_url, "select min(month), max(month) from marts.sales_by_region")
+    start = first.replace(month=first.month % 12 + 1, year=first.year + first.month // 12)  # drop the first month
+    window = f"{start:%Y-%m-%d} : {last:%Y-%m-%d}"  # Superset's ranges include the start, exclude the end
+    ((revenue, orders),) = query(stack.warehouse_url, """
+        select sum(revenue), sum(orders) from marts.sales_by_region
+        where region = %s and month >= %s and month < %s""", (region, start, last))
+    ((all_revenue,),) = query(stack.warehouse_url, "select sum(revenue) from marts.sales_by_region")
+    assert 0 < revenue < all_revenue
+    filters = (f"(NATIVE_FILTER-date_range:(extraFormData:(time_range:'{window}'),filterState:(value:'{window}'),"
+               f"id:NATIVE_FILTER-date_range,ownState:()),"
+               f"NATIVE_FILTER-region:(extraFormData:(filters:!((col:region,op:IN,val:!('{region}')))),"
+               f"filterState:(label:'{region}',value:!('{region}')),id:NATIVE_FILTER-region,ownState:()))")
+    with Browser(stack.superset.url) as browser:
+        browser.login(stack.superset.username, stack.superset.password)
+        page = browser.dashboard("sales-by-region", bundle_dashboards()["sales-by-region"], native_filters=filters)
+        assert all(c.rendered for c in page.charts)
+        shown = browser.big_numbers()
+    assert Decimal(shown["Revenue"].replace(",", "")) == money(revenue)
+    assert int(shown["Orders"].replace(",", "")) == orders
