@@ -11,11 +11,8 @@ writes into ``$AIRFLOW_HOME/config``: ``from retailflow_pipeline.preload import 
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
-
-log = logging.getLogger(__name__)
 
 MODULES = ("dbt.cli.main", "dbt.adapters.postgres", "cosmos", "cosmos.operators.local", "cosmos.operators.watcher",
            "airflow.providers.airbyte.operators.airbyte", "psycopg", "pymysql", "connectorx", "pyarrow")
@@ -37,7 +34,8 @@ def preload(argv: list[str] | None = None) -> list[str]:
             importlib.import_module(name)
             loaded.append(name)
         except ImportError as exc:  # an optional piece missing must not stop the scheduler
-            log.warning("preload: %s not imported (%s)", name, exc)
-    log.info("preload: %d modules in %.1f s, shared with every task the scheduler forks", len(loaded),
-             time.monotonic() - started)
+            print(f"preload: {name} not imported ({exc})", file=sys.stderr)
+    # Logging is not configured yet this early in Airflow's start-up: stderr reaches the server log.
+    print(f"preload: {len(loaded)} modules in {time.monotonic() - started:.1f} s, shared with every task the"
+          " scheduler forks", file=sys.stderr)
     return loaded
