@@ -1,0 +1,29 @@
+"""The scheduler (and only the scheduler) preloads dbt and Cosmos for the task processes it forks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def run_as(command: str) -> str:
+    code = textwrap.dedent(f"""
+        import sys
+        sys.argv = ["airflow", "{command}"]
+        from retailflow_pipeline.preload import preload
+        loaded = preload()
+        print(sorted(loaded), "dbt.cli.main" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_the_scheduler_preloads_dbt_and_cosmos():
+    line = run_as("scheduler")
+    assert line.endswith("True") and "'cosmos'" in line and "'dbt.cli.main'" in line
+
+
+def test_other_airflow_processes_do_not():
+    assert run_as("api-server") == "[] False"
