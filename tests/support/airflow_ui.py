@@ -111,7 +111,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with AirflowUI(args.url, args.username, os.environ["RETAILFLOW_AIRFLOW_ADMIN_PASSWORD"]) as ui:
         ui.login()
-        ui.dag("retail_pipeline", args.out / "airflow-retail-pipeline.png")
+        ui.dag("retail_pipeline")
         page = ui.run("retail_pipeline", args.run_id, args.out / "airflow-retail-pipeline-run.png")
     print(f"run {args.run_id}: {page.run_state}; {len(page.task_states)} tasks listed")
 
