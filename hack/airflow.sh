@@ -45,7 +45,7 @@ print_access() {
   cat <<EOF
 airflow: UI and API at $URL
 airflow:   user:     $USERNAME
-airflow:   password: in .env.local, key RETAILFLOW_AIRFLOW_ADMIN_PASSWORD (sed -n 's/^RETAILFLOW_AIRFLOW_ADMIN_PASSWORD=//p' .env.local)
+airflow:   password: in ${ENV_FILE#"$ROOT"/}, key RETAILFLOW_AIRFLOW_ADMIN_PASSWORD (sed -n 's/^RETAILFLOW_AIRFLOW_ADMIN_PASSWORD=//p' ${ENV_FILE#"$ROOT"/})
 airflow:   logs:     ${RUN#"$ROOT"/}/airflow.log; stop with 'make stop'
 EOF
 }

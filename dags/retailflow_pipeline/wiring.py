@@ -54,7 +54,8 @@ def ingestion_group(settings) -> TaskGroup:
 
     with TaskGroup("ingestion", tooltip="MySQL and the store CSV into the warehouse's raw schema") as group:
 
-        @task.branch(task_id="choose_engine", retries=2, retry_delay=timedelta(seconds=10))
+        @task.branch(task_id="choose_engine", retries=2, retry_delay=timedelta(seconds=10),
+                     execution_timeout=timedelta(minutes=2))
         def choose_engine(settings: dict[str, Any]) -> str:
             engine = tasks.choose_engine(settings)
             log.info("engine: %s", engine)
@@ -65,11 +66,13 @@ def ingestion_group(settings) -> TaskGroup:
             # From the params themselves: a templated "{{ params.full_refresh }}" would be the string "False".
             return tasks.ingest_direct(settings, full_refresh=bool((params or {}).get("full_refresh")))
 
-        @task(task_id="airbyte_syncs", retries=2, retry_delay=timedelta(seconds=10))
+        @task(task_id="airbyte_syncs", retries=2, retry_delay=timedelta(seconds=10),
+              execution_timeout=timedelta(minutes=2))
         def airbyte_syncs(settings: dict[str, Any]) -> list[dict[str, str]]:
             return tasks.airbyte_syncs(settings)
 
-        @task(task_id="airbyte_jobs", retries=2, retry_delay=timedelta(seconds=10))
+        @task(task_id="airbyte_jobs", retries=2, retry_delay=timedelta(seconds=10),
+              execution_timeout=timedelta(minutes=2))
         def airbyte_jobs(settings: dict[str, Any], job_ids) -> list[dict[str, Any]]:
             return tasks.airbyte_waits(settings, list(job_ids))
 
