@@ -119,8 +119,8 @@ def main() -> int:
         conn = mysql_connect(mysql_url)
         with conn.cursor() as cur:
             cur.execute("set time_zone = '+00:00'")
-            cur.execute("select max(order_id) + 1, (select min(customer_id) from customers),"
-                        " (select min(product_id) from products), max(order_item_id) + 1 from orders, order_items")
+            cur.execute("select (select max(order_id) + 1 from orders), (select min(customer_id) from customers),"
+                        " (select min(product_id) from products), (select max(order_item_id) + 1 from order_items)")
             order_id, customer_id, product_id, item_id = cur.fetchone()
             written = time.monotonic()
             cur.execute("insert into orders (order_id, customer_id, channel, store_id, status, ordered_at)"
