@@ -723,11 +723,14 @@ class EmulatedKubernetesAPI:
         if resp.status_code not in (201, 409):
             self._ok(resp)
 
-    def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
-        """Create an Opaque Secret from plain strings (stored base64-encoded, as the API does)."""
+    def create_secret(self, namespace: str, name: str, data: dict[str, str | bytes],
+                      labels: dict[str, str] | None = None) -> dict[str, Any]:
+        """Create an Opaque Secret from plain strings or bytes (stored base64-encoded, as the API does)."""
         self.ensure_namespace(namespace)
-        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": name},
-                "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "labels": dict(labels or {})},
+                "data": {k: base64.b64encode(v if isinstance(v, bytes) else v.encode()).decode()
+                         for k, v in data.items()}}
         return self._ok(self.request("POST", f"/api/v1/namespaces/{namespace}/secrets", json=body))
 
     def apply_rp(self, body: dict[str, Any]) -> dict[str, Any]:
