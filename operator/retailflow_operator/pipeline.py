@@ -49,8 +49,8 @@ def serialized(uid: str, status: Any, run: Callable[[dict[str, Any]], Outcome]) 
     with lock(uid):
         effective = dict(status or {}) | _applied.get(uid, {})
         outcome = run(effective)
-        if outcome.error is None and "secretHashes" in outcome.status:
-            _applied[uid] = {k: outcome.status[k] for k in _REMEMBERED}
+        if "secretHashes" in outcome.status:
+            _applied[uid] = {k: outcome.status[k] for k in _REMEMBERED if k in outcome.status}
         return outcome
 
 
@@ -148,6 +148,7 @@ def reconcile_once(
         written["phase"] = "Reconciling"
 
     secrets: dict[str, dict[str, str]] = {}
+    rec: Reconciler | None = None
     try:
         b.validate(spec)
         trust.check_hosts(spec, cfg.allowed_hosts)
@@ -166,7 +167,7 @@ def reconcile_once(
     except SpecError as exc:
         msg = trust.redact(str(exc), secrets)
         return Outcome(
-            base | {"phase": "Failed", "conditions": _ready_conditions(status, False, exc.reason, msg)},
+            base | _applied_so_far(rec) | {"phase": "Failed", "conditions": _ready_conditions(status, False, exc.reason, msg)},
             event=("Warning", exc.reason, msg),
             error=exc,
             written=written,
@@ -175,7 +176,7 @@ def reconcile_once(
         phase = "Degraded" if exc.transient else "Failed"
         msg = trust.redact(str(exc), secrets)
         return Outcome(
-            base | {"phase": phase, "conditions": _ready_conditions(status, False, exc.reason, msg, exc.peer)},
+            base | _applied_so_far(rec) | {"phase": phase, "conditions": _ready_conditions(status, False, exc.reason, msg, exc.peer)},
             event=("Warning", exc.reason, msg),
             error=exc,
             written=written,
@@ -186,7 +187,7 @@ def reconcile_once(
         log.error("%s/%s: %s\n%s", namespace, name, msg, "".join(traceback.format_tb(exc.__traceback__)))
         error = PeerError("Operator", msg, transient=True)
         return Outcome(
-            base | {"phase": "Degraded", "conditions": _ready_conditions(status, False, "InternalError", msg)},
+            base | _applied_so_far(rec) | {"phase": "Degraded", "conditions": _ready_conditions(status, False, "InternalError", msg)},
             event=("Warning", "InternalError", msg),
             error=error,
             written=written,
@@ -240,6 +241,10 @@ def reconcile_once(
         reason = "DriftCorrected" if trigger == "timer" else "Reconciled"
         event = ("Normal", reason, f"{len(changes)} change(s) applied: {summary}"[:1000])
     return Outcome(new, event=event, changes=changes, written=written)
+
+
+def _applied_so_far(rec: Reconciler | None) -> dict[str, Any]:
+    return rec.applied_status() if rec is not None else {}
 
 
 def finalize_once(namespace: str, name: str, uid: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[str]:

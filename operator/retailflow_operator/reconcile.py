@@ -185,19 +185,21 @@ class Reconciler:
                 for res in found:
                     self._delete(res)
 
-        ids: dict[str, dict[str, str]] = {"sources": {}, "destinations": {}, "connections": {}}
+        # Filled as each resource is confirmed or written, so a pass that fails half-way still
+        # reports what it applied (``applied_status``) and the next pass does not redo it.
+        ids = self.result.ids
         for (kind, role), actor in desired.actors.items():
             keep, dups = inv.find(kind, actor.name, (known.get(f"{kind}s") or {}).get(role))
             for dup in dups:
                 self._delete(dup, "duplicate")
             hash_key = f"{kind}/{role}"
             secret_hash = actor.secret_hash(self.hmac_key, self.p.uid)
-            self.result.secret_hashes[hash_key] = secret_hash
             if keep is None:
                 res = self._change(
                     Change("create", kind, actor.name, "missing"), lambda a=actor: ab.create_actor(a, ws)
                 )
                 ids[f"{kind}s"][role] = res.id if res else PLACEHOLDER_ID
+                self.result.secret_hashes[hash_key] = secret_hash
                 continue
             ids[f"{kind}s"][role] = keep.id
             reasons = []
@@ -210,6 +212,7 @@ class Reconciler:
                     Change("patch", kind, actor.name, ", ".join(reasons)),
                     lambda a=actor, i=keep.id: ab.patch_actor(a, i),
                 )
+            self.result.secret_hashes[hash_key] = secret_hash
 
         for kind in ("source", "destination"):
             for actor_name, found in sorted(inv.owned[kind].items()):
@@ -240,7 +243,6 @@ class Reconciler:
                     Change("patch", "connection", conn.name, "configuration differs"),
                     lambda c=conn, i=keep.id: ab.patch_connection(i, c.patch_request()),
                 )
-        self.result.ids = ids
 
     def _delete(self, res: Resource, reason: str = "no longer in the spec") -> None:
         self._change(
@@ -302,6 +304,19 @@ class Reconciler:
         self.airbyte()
         self.airflow()
         return self.result
+
+    def applied_status(self) -> dict[str, Any]:
+        """After a failed pass: the ids and secret hashes of what this pass confirmed or wrote, over
+        the ones the status had, so the next pass patches only what is still not applied."""
+        if not self.apply:
+            return {}
+        old_ids = self.p.status.get("airbyte") or {}
+        ids = {
+            kind: {k: v for k, v in ({**(old_ids.get(kind) or {}), **self.result.ids[kind]}).items() if v != PLACEHOLDER_ID}
+            for kind in ("sources", "destinations", "connections")
+        }
+        hashes = {**(self.p.status.get("secretHashes") or {}), **self.result.secret_hashes}
+        return {"airbyte": ids, "secretHashes": hashes}
 
 
 def finalize(pipeline: Pipeline, peers: Peers, prefix: str) -> list[str]:

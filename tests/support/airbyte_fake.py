@@ -78,7 +78,7 @@ Not emulated: connector checks, real syncs (no data moves), OAuth, definitions, 
 permissions, tags endpoints, secret persistence (``secretId``), rate limits, Keycloak.
 
 Test controls: ``fail_next(n, status)`` makes the next n calls (token call included) answer ``status``;
-``down = True`` makes every call answer 503; ``writes`` records ``(method, path)`` of every
+``fail_on(method, path_prefix, status, times)`` fails matching calls only; ``down = True`` makes every call answer 503; ``writes`` records ``(method, path)`` of every
 POST/PATCH/PUT/DELETE except the token call; ``between_pages`` (a callable, or None) runs after every
 list page is served, to write concurrently; ``token_ttl_s`` shortens token life; ``live(kind)`` gives
 the resources a list without ``includeDeleted`` shows.
@@ -316,6 +316,7 @@ class AirbyteFake:
         self.job_result = "succeeded"
         self.job_seconds = 0.0
         self._failures: list[int] = []
+        self._targeted: list[list[Any]] = []
         self._next_job_id = 1
         self._lock = threading.RLock()
         self._host = host
@@ -369,6 +370,11 @@ class AirbyteFake:
         """Make the next ``n`` calls (token call included) answer ``status``."""
         with self._lock:
             self._failures.extend([status] * n)
+
+    def fail_on(self, method: str, rel_prefix: str, status: int = 503, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``method`` to a path starting with ``rel_prefix`` answer ``status``."""
+        with self._lock:
+            self._targeted.append([method, rel_prefix, status, times])
 
     def reset_writes(self) -> None:
         with self._lock:
@@ -424,6 +430,10 @@ class AirbyteFake:
         if self._failures:
             status = self._failures.pop(0)
             return status, problem(status, "injected failure")
+        for target in self._targeted:
+            if target[0] == method and rel.startswith(target[1]) and target[3] > 0:
+                target[3] -= 1
+                return target[2], problem(target[2], "injected failure")
         try:
             if is_token:
                 return self._token(headers, body)
