@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import threading
 from typing import Any
@@ -49,15 +50,21 @@ def check_cluster(timeout_s: float = 5.0) -> None:
             f"no Kubernetes configuration: not in a cluster, and kubeconfig {kubeconfig_path()}: {first}"
         ) from None
     host = client.configuration.host
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)  # its retry warnings would bury the one line that matters
     try:
         kubernetes.client.VersionApi(client).get_code(_request_timeout=timeout_s)
     except ApiException:
         return  # it answered: reachable (kopf reports a credentials problem itself)
     except Exception as exc:  # noqa: BLE001 - urllib3 raises many kinds; all mean "not reachable"
-        reason = exc.__class__.__name__
+        cause = getattr(exc, "reason", None) or exc
+        reason = str(cause).rsplit(": ", 1)[-1].strip("\"')") or cause.__class__.__name__
         raise ClusterUnreachable(
             f"cannot reach the Kubernetes API at {host} ({reason}; kubeconfig {kubeconfig_path()})"
         ) from None
+    finally:
+        pool_log.setLevel(level)
 
 
 def read_secrets(namespace: str, refs: list[SecretRef], label: tuple[str, str] | None = None) -> dict[str, dict[str, str]]:

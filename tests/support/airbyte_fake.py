@@ -371,10 +371,12 @@ class AirbyteFake:
         with self._lock:
             self._failures.extend([status] * n)
 
-    def fail_on(self, method: str, rel_prefix: str, status: int = 503, times: int = 1) -> None:
-        """Make the next ``times`` calls of ``method`` to a path starting with ``rel_prefix`` answer ``status``."""
+    def fail_on(self, method: str, rel_prefix: str, status: int = 503, times: int = 1,
+                detail: str = "injected failure") -> None:
+        """Make the next ``times`` calls of ``method`` to a path starting with ``rel_prefix`` answer ``status``
+        (with ``detail`` in the problem document)."""
         with self._lock:
-            self._targeted.append([method, rel_prefix, status, times])
+            self._targeted.append([method, rel_prefix, status, times, detail])
 
     def reset_writes(self) -> None:
         with self._lock:
@@ -433,7 +435,7 @@ class AirbyteFake:
         for target in self._targeted:
             if target[0] == method and rel.startswith(target[1]) and target[3] > 0:
                 target[3] -= 1
-                return target[2], problem(target[2], "injected failure")
+                return target[2], problem(target[2], target[4])
         try:
             if is_token:
                 return self._token(headers, body)
