@@ -227,7 +227,8 @@ def validate(spec: Mapping[str, Any]) -> None:
         )
     if len(str(opt(spec, "schedule")).split()) != 5:
         raise SpecError("spec.schedule: expected five cron fields (minute hour day-of-month month day-of-week)")
-    quartz_cron(opt(spec, "schedule"))
+    if opt(spec, "engine") == "airbyte" and opt(spec, "airbyte.syncTrigger") == "airbyte":
+        quartz_cron(opt(spec, "schedule"))  # only Airbyte runs the schedule as Quartz
 
 
 def cron_to_quartz_dow(field_: str) -> str:

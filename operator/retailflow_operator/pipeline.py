@@ -18,6 +18,7 @@ from . import kube, trust
 from .config import settings as cfg
 from .errors import PeerError, SpecError
 from .reconcile import PLACEHOLDER_ID, Pipeline, Reconciler, finalize, peers_for
+from .spec_fields import known_fields_condition
 from .status import conditions, now
 
 PLAN_ANNOTATION = "retailflow.io/plan"
@@ -118,6 +119,23 @@ def _ready_conditions(status: Mapping[str, Any], ok: bool, reason: str, message:
 
 
 def reconcile_once(
+    namespace: str,
+    name: str,
+    uid: str,
+    generation: int | None,
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    annotations: Mapping[str, str],
+    trigger: str,
+) -> Outcome:
+    """One pass; every outcome also says, in ``KnownFields``, which received fields were ignored."""
+    outcome = _reconcile_once(namespace, name, uid, generation, spec, status, annotations, trigger)
+    current = outcome.status.get("conditions") or (status or {}).get("conditions")
+    outcome.status["conditions"] = conditions(current, {"KnownFields": known_fields_condition(spec)})
+    return outcome
+
+
+def _reconcile_once(
     namespace: str,
     name: str,
     uid: str,

@@ -151,13 +151,10 @@ def test_missing_secret_fails_with_the_fix_then_heals(kube, airbyte, airflow, op
     assert len(airbyte.live("connections")) == 4
 
 
-def test_unknown_stream_fails_naming_it(kube, airbyte, airflow, operator_run, make_pipeline):
+def test_unknown_stream_is_refused_at_admission_naming_it(kube, airbyte, airflow, operator_run, make_pipeline):
     body = make_pipeline()
     body["spec"]["mysql"]["streams"].append({"name": "invoices"})
-    kube.apply_rp(body)
-    obj = kube.wait_rp(NS, "demo", phase_is("Failed"), timeout=30)
-    assert "unknown stream 'invoices'" in condition(obj, "Ready")["message"]
-    assert airbyte.writes == [] and owned_variables(airflow, body["spec"]["airflow"]["variablePrefix"]) == {}
-
-    kube.patch_rp(NS, "demo", {"spec": {"mysql": {"streams": body["spec"]["mysql"]["streams"][:-1]}}})
-    kube.wait_rp(NS, "demo", is_ready, timeout=30)
+    resp = kube.post_rp(body)
+    assert resp.status_code == 422 and "invoices" in resp.json()["message"]
+    assert kube.get_rp(NS, "demo") is None
+    assert airbyte.calls == [] and owned_variables(airflow, body["spec"]["airflow"]["variablePrefix"]) == {}
