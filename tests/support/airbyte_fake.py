@@ -88,6 +88,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import functools
 import json
 import re
 import threading
@@ -148,8 +149,10 @@ JOB_STATUSES = {"pending", "queued", "running", "incomplete", "failed", "succeed
 FINAL_JOB_STATUSES = {"incomplete", "failed", "succeeded", "cancelled"}
 
 
+@functools.cache
 def connector_spec(kind: str, actor_type: str) -> dict[str, Any] | None:
-    """The connector's configuration schema, without the public API's own type discriminator."""
+    """The connector's configuration schema, without the public API's own type discriminator (shared:
+    callers must not modify it)."""
     raw = SPECS.get(f"{kind}-{actor_type}")
     if raw is None:
         return None
@@ -225,6 +228,13 @@ def now_iso() -> str:
 # ---------------------------------------------------------------- discovery (emulated connectors)
 
 
+@functools.cache
+def _validator(kind: str, actor_type: str) -> Any:
+    spec = connector_spec(kind, actor_type)
+    return None if spec is None else jsonschema.Draft7Validator(spec)
+
+
+@functools.cache
 def mysql_tables(path: Path = MYSQL_SCHEMA_SQL) -> dict[str, dict[str, Any]]:
     """table -> {"columns": [...], "primary_key": [...]}, read from the project's MySQL schema."""
     tables: dict[str, dict[str, Any]] = {}
@@ -256,10 +266,11 @@ def _stream(name: str, columns: list[str], namespace: str | None, modes: list[st
 
 
 def discover_mysql(config: dict[str, Any]) -> list[dict[str, Any]]:
-    return [_stream(t, info["columns"], config.get("database"), ["full_refresh", "incremental"], info["primary_key"])
-            for t, info in mysql_tables().items()]
+    return [_stream(t, list(info["columns"]), config.get("database"), ["full_refresh", "incremental"],
+                    list(info["primary_key"])) for t, info in mysql_tables().items()]
 
 
+@functools.cache
 def _csv_columns() -> list[str]:
     return STORE_CSV.read_text().splitlines()[0].split(",")
 
@@ -566,10 +577,10 @@ class AirbyteFake:
         return out
 
     def _validate_config(self, kind: str, actor_type: str, config: dict[str, Any]) -> None:
-        spec = connector_spec(kind, actor_type)
-        if spec is None:
+        validator = _validator(kind, actor_type)
+        if validator is None:
             return
-        errors = sorted(jsonschema.Draft7Validator(spec).iter_errors(config), key=lambda e: list(e.absolute_path))
+        errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
         if errors:
             first = errors[0]
             where = "$." + ".".join(str(p) for p in first.absolute_path) if first.absolute_path else "$"
