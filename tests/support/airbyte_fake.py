@@ -42,7 +42,8 @@ Behaviours copied from the real server, with where each was read:
   ``deleteConnection``); deprecated connections are listed only with ``includeDeleted=true``.
   A GET by id still answers a deleted resource (``listSourceQuery`` has no tombstone filter); the fake
   answers a deleted actor with ``configuration: {}`` (the stored configuration is null).
-- **Lists** page by ``limit`` (default 20, 1..100) and ``offset``; ``next`` is set whenever the page
+- **Lists** page by ``limit`` (default 20, 1..100: ``airbyte-api/server-api/src/main/openapi/api.yaml``)
+  and ``offset``; ``next`` is set whenever the page
   is not empty and ``previous`` whenever ``offset > 0``, both ``""`` otherwise
   (``PA/mappers/PaginationMapper.kt``, ``SourcesResponseMapper.kt``). The query has **no ORDER BY**
   (``SourceServiceJooqImpl.listWorkspacesSourceConnections``: ``limit``/``offset`` over the table):
@@ -73,6 +74,9 @@ its ``_ab_source_file_*`` columns and a source-defined cursor, as the file-based
 supports full refresh only). Destination sync modes (from the connectors' specs, not in this
 repository): Postgres ``overwrite, append, append_dedup, update, soft_delete``; S3 ``overwrite, append``.
 Tests can replace ``catalogs`` (source type -> callable(configuration) -> streams).
+
+The jobs endpoints (a separate block at the end of the class) were not re-read against the server
+code in this revision; they keep the earlier behaviour described in their block.
 
 Not emulated: connector checks, real syncs (no data moves), OAuth, definitions, organizations,
 permissions, tags endpoints, secret persistence (``secretId``), rate limits, Keycloak.
