@@ -1,4 +1,5 @@
-"""kopf handlers only: each one calls ``pipeline`` and turns its outcome into status, Events and kopf errors."""
+"""kopf handlers only: each one parses the spec (``spec_model.parse``, once per call), calls ``pipeline``
+with the model and turns its outcome into status, Events and kopf errors."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from typing import Any
 
 import kopf
 
-from . import airbyte_client, kube, pipeline
-from .builders import opt
+from . import airbyte_client, kube, pipeline, spec_model
 from .config import settings as cfg
 from .errors import PeerError, SpecError
 from .status import merge_diff
@@ -64,11 +64,12 @@ def reconcile(
     reason: str,
     **_: Any,
 ) -> None:
+    model = spec_model.parse(spec)
     outcome = pipeline.serialized(
         uid,
         status,
         lambda st: pipeline.reconcile_once(
-            namespace, name, uid, meta.get("generation"), spec, st, meta.annotations, trigger=str(reason)
+            namespace, name, uid, meta.get("generation"), model, st, meta.annotations, trigger=str(reason)
         ),
     )
     _apply(outcome, status, patch, body)
@@ -93,11 +94,12 @@ def drift(
     """Restores what was changed or deleted out of band, applies changed Secret content, heals after failures."""
     if meta.get("deletionTimestamp"):
         return
+    model = spec_model.parse(spec)
     outcome = pipeline.serialized(
         uid,
         status,
         lambda st: pipeline.reconcile_once(
-            namespace, name, uid, meta.get("generation"), spec, st, meta.annotations, trigger="timer"
+            namespace, name, uid, meta.get("generation"), model, st, meta.annotations, trigger="timer"
         ),
     )
     if outcome.error and (status or {}).get("phase") == outcome.status.get("phase"):
@@ -109,9 +111,10 @@ def drift(
 def finalize(
     namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf.Status, body: kopf.Body, retry: int, **_: Any
 ) -> None:
-    if opt(spec, "deletionPolicy") == "Retain" or opt(spec, "suspend"):
+    model = spec_model.parse(spec)
+    if model.deletion_policy == "Retain" or model.suspend:
         pipeline.forget(uid)
-        why = "deletionPolicy is Retain" if opt(spec, "deletionPolicy") == "Retain" else "spec.suspend is true"
+        why = "deletionPolicy is Retain" if model.deletion_policy == "Retain" else "spec.suspend is true"
         kopf.event(
             body,
             type="Normal",
@@ -121,7 +124,7 @@ def finalize(
         return
     try:
         with pipeline.lock(uid):
-            removed = pipeline.finalize_once(namespace, name, uid, spec, status)
+            removed = pipeline.finalize_once(namespace, name, uid, model, status)
             pipeline.forget(uid)
     except PeerError as exc:
         if exc.transient:

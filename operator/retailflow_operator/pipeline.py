@@ -19,6 +19,7 @@ from .config import settings as cfg
 from .errors import PeerError, SpecError
 from .reconcile import PLACEHOLDER_ID, Pipeline, Reconciler, finalize, peers_for
 from .spec_fields import known_fields_condition
+from .spec_model import PipelineSpec
 from .status import conditions, now
 
 PLAN_ANNOTATION = "retailflow.io/plan"
@@ -123,7 +124,7 @@ def reconcile_once(
     name: str,
     uid: str,
     generation: int | None,
-    spec: Mapping[str, Any],
+    spec: PipelineSpec,
     status: Mapping[str, Any],
     annotations: Mapping[str, str],
     trigger: str,
@@ -131,7 +132,7 @@ def reconcile_once(
     """One pass; every outcome also says, in ``KnownFields``, which received fields were ignored."""
     outcome = _reconcile_once(namespace, name, uid, generation, spec, status, annotations, trigger)
     current = outcome.status.get("conditions") or (status or {}).get("conditions")
-    outcome.status["conditions"] = conditions(current, {"KnownFields": known_fields_condition(spec)})
+    outcome.status["conditions"] = conditions(current, {"KnownFields": known_fields_condition(spec.unknown_fields)})
     return outcome
 
 
@@ -140,14 +141,14 @@ def _reconcile_once(
     name: str,
     uid: str,
     generation: int | None,
-    spec: Mapping[str, Any],
+    spec: PipelineSpec,
     status: Mapping[str, Any],
     annotations: Mapping[str, str],
     trigger: str,
 ) -> Outcome:
-    spec, status = dict(spec), dict(status or {})
+    status = dict(status or {})
     base: dict[str, Any] = {"observedGeneration": generation}
-    if b.opt(spec, "suspend"):
+    if spec.suspend:
         msg = "spec.suspend is true: no changes are made to Airbyte or Airflow"
         return Outcome(
             base
@@ -171,7 +172,7 @@ def _reconcile_once(
         b.validate(spec)
         trust.check_hosts(spec, cfg.allowed_hosts)
         secrets = kube.read_secrets(namespace, b.secret_refs(spec), cfg.secret_label_pair)
-        peers = peers_for(spec, secrets, cfg.http_timeout_s)
+        peers = peers_for(spec.airbyte, spec.airflow, secrets, cfg.http_timeout_s)
         rec = Reconciler(
             pipeline,
             peers,
@@ -248,7 +249,7 @@ def _reconcile_once(
         "connectionCount": len(conns),
         "airflowVariables": result.variables,
         "secretHashes": result.secret_hashes,
-        "specHash": b.public_spec_hash(spec),
+        "specHash": spec.public_hash,
         "plan": None,
     }
     if changes or trigger != "timer" or not status.get("lastReconciledAt"):
@@ -265,10 +266,9 @@ def _applied_so_far(rec: Reconciler | None) -> dict[str, Any]:
     return rec.applied_status() if rec is not None else {}
 
 
-def finalize_once(namespace: str, name: str, uid: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[str]:
+def finalize_once(namespace: str, name: str, uid: str, spec: PipelineSpec, status: Mapping[str, Any]) -> list[str]:
     """Remove what the pipeline owns; raises PeerError / SpecError like ``reconcile_once`` reports them."""
-    spec = dict(spec)
     trust.check_hosts(spec, cfg.allowed_hosts)
     secrets = kube.read_secrets(namespace, b.secret_refs(spec), cfg.secret_label_pair)
-    peers = peers_for(spec, secrets, cfg.http_timeout_s)
+    peers = peers_for(spec.airbyte, spec.airflow, secrets, cfg.http_timeout_s)
     return finalize(Pipeline(namespace, name, uid, spec, dict(status or {})), peers, cfg.resource_prefix)

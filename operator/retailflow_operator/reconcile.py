@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from . import builders as b
 from .airbyte_client import AirbyteClient, Resource
 from .airflow_client import AirflowClient
+from .spec_model import AirbyteSpec, AirflowSpec, PipelineSpec
 
 PLACEHOLDER_ID = "<created on apply>"
 
@@ -44,7 +45,7 @@ class Pipeline:
     namespace: str
     name: str
     uid: str
-    spec: Mapping[str, Any]
+    spec: PipelineSpec
     status: Mapping[str, Any]
 
 
@@ -54,17 +55,13 @@ class Peers:
     airflow: AirflowClient
 
 
-def peers_for(spec: Mapping[str, Any], secrets: Mapping[str, Mapping[str, str]], timeout_s: float) -> Peers:
+def peers_for(
+    airbyte: AirbyteSpec, airflow: AirflowSpec, secrets: Mapping[str, Mapping[str, str]], timeout_s: float
+) -> Peers:
     ab, af = secrets["airbyte"], secrets["airflow"]
     return Peers(
-        airbyte=AirbyteClient(
-            b.opt(spec, "airbyte.apiUrl"),
-            b.opt(spec, "airbyte.tokenUrl"),
-            ab["client_id"],
-            ab["client_secret"],
-            timeout_s,
-        ),
-        airflow=AirflowClient(b.opt(spec, "airflow.apiUrl"), af["username"], af["password"], timeout_s),
+        airbyte=AirbyteClient(airbyte.api_url, airbyte.token_url, ab["client_id"], ab["client_secret"], timeout_s),
+        airflow=AirflowClient(airflow.api_url, af["username"], af["password"], timeout_s),
     )
 
 
@@ -172,7 +169,7 @@ class Reconciler:
         spec, status = self.p.spec, self.p.status
         desired = b.build_airbyte(self.p.namespace, self.p.name, spec, self.secrets, self.resource_prefix)
         ab = self.peers.airbyte
-        ws = b.opt(spec, "airbyte.workspaceId")
+        ws = spec.airbyte.workspace_id
         known = status.get("airbyte") or {}
         old_hashes = status.get("secretHashes") or {}
         inv = Inventory(ab, ws, self.prefix)
@@ -258,7 +255,7 @@ class Reconciler:
         description = b.variable_description(self.p.namespace, self.p.name)
         desired = b.build_variables(self.p.namespace, self.p.name, spec, self.result.ids)
         af = self.peers.airflow
-        prefix = b.opt(spec, "airflow.variablePrefix")
+        prefix = spec.airflow.variable_prefix
         existing = af.list_variables(prefix)
         upserts: list[dict[str, str]] = []
         for key, value in desired.items():
@@ -323,7 +320,7 @@ def finalize(pipeline: Pipeline, peers: Peers, prefix: str) -> list[str]:
     """Delete everything the pipeline owns (connections first); returns what was removed."""
     spec = pipeline.spec
     ab = peers.airbyte
-    ws = b.opt(spec, "airbyte.workspaceId")
+    ws = spec.airbyte.workspace_id
     owned_prefix = b.resource_prefix(prefix, pipeline.namespace, pipeline.name)
     removed: list[str] = []
     for kind in ("connection", "source", "destination"):
@@ -333,7 +330,7 @@ def finalize(pipeline: Pipeline, peers: Peers, prefix: str) -> list[str]:
                 removed.append(f"{kind} {name}")
     me = b.owner(pipeline.namespace, pipeline.name)
     af = peers.airflow
-    existing = af.list_variables(b.opt(spec, "airflow.variablePrefix"))
+    existing = af.list_variables(spec.airflow.variable_prefix)
     keys = sorted(k for k, v in existing.items() if b.variable_owner(v.get("description")) == me)
     af.delete_variables(keys)
     removed += [f"variable {k}" for k in keys]

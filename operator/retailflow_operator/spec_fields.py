@@ -8,7 +8,7 @@ test keeps this tree equal to the CRD's schema.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 LEAF = None
 _SECRET_REF_USER = {"name": LEAF, "usernameKey": LEAF, "passwordKey": LEAF}
@@ -74,8 +74,8 @@ def unknown_fields(value: Any, tree: Any = SPEC_FIELDS, path: str = "spec") -> l
     return out
 
 
-def known_fields_condition(spec: Mapping[str, Any]) -> tuple[str, str, str]:
-    unknown = unknown_fields(spec)
+def known_fields_condition(unknown: Sequence[str]) -> tuple[str, str, str]:
+    """The ``KnownFields`` condition for the paths ``unknown_fields`` found."""
     if not unknown:
         return ("True", "AllFieldsKnown", "every field of the spec is one this operator knows")
     return (

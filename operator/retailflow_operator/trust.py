@@ -8,11 +8,11 @@ configuration allows (``check_hosts``).
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
-from .builders import opt
 from .errors import SpecError
+from .spec_model import PipelineSpec
 
 REDACTED = "<redacted>"
 
@@ -23,20 +23,20 @@ def _host_of_url(url: str | None) -> str | None:
     return (urlsplit(str(url)).hostname or "").lower() or None
 
 
-def credential_hosts(spec: Mapping[str, Any]) -> dict[str, str]:
+def credential_hosts(spec: PipelineSpec) -> dict[str, str]:
     """spec field -> host that receives credentials: directly (the operator calls Airbyte and
     Airflow with their credentials) or through Airbyte (which logs in to MySQL, the warehouse and
     the lake with the credentials the operator gives it)."""
     hosts = {
-        "spec.airbyte.apiUrl": _host_of_url(opt(spec, "airbyte.apiUrl")),
-        "spec.airbyte.tokenUrl": _host_of_url(opt(spec, "airbyte.tokenUrl")),
-        "spec.airflow.apiUrl": _host_of_url(opt(spec, "airflow.apiUrl")),
+        "spec.airbyte.apiUrl": _host_of_url(spec.airbyte.api_url),
+        "spec.airbyte.tokenUrl": _host_of_url(spec.airbyte.token_url),
+        "spec.airflow.apiUrl": _host_of_url(spec.airflow.api_url),
     }
-    if opt(spec, "engine") == "airbyte":
+    if spec.engine == "airbyte":
         hosts |= {
-            "spec.mysql.host": str(opt(spec, "mysql.host") or "").lower() or None,
-            "spec.warehouse.host": str(opt(spec, "warehouse.host") or "").lower() or None,
-            "spec.lake.endpoint": _host_of_url(opt(spec, "lake.endpoint")),
+            "spec.mysql.host": str(spec.mysql.host or "").lower() or None,
+            "spec.warehouse.host": str(spec.warehouse.host or "").lower() or None,
+            "spec.lake.endpoint": _host_of_url(spec.lake.endpoint),
         }
     return {k: v for k, v in hosts.items() if v}
 
@@ -45,7 +45,7 @@ def host_allowed(host: str, allowed: Iterable[str]) -> bool:
     return any(host == pattern or (pattern.startswith("*.") and fnmatch.fnmatch(host, pattern)) for pattern in allowed)
 
 
-def check_hosts(spec: Mapping[str, Any], allowed: Iterable[str]) -> None:
+def check_hosts(spec: PipelineSpec, allowed: Iterable[str]) -> None:
     allowed = tuple(allowed)
     refused = {f: h for f, h in credential_hosts(spec).items() if not host_allowed(h, allowed)}
     if refused:

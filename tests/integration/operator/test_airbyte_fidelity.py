@@ -17,6 +17,7 @@ from retailflow_operator import builders as b
 from retailflow_operator.airbyte_client import AirbyteClient
 from retailflow_operator.errors import PeerError
 from retailflow_operator.reconcile import Peers, Pipeline, Reconciler
+from retailflow_operator.spec_model import parse
 
 from operator_runner import pipeline_body
 from support.airbyte_fake import AirbyteFake
@@ -66,7 +67,7 @@ class Harness:
         self.status: dict[str, Any] = {}
 
     def run(self) -> Any:
-        pipeline = Pipeline(NS, NAME, UID, self.spec, self.status)
+        pipeline = Pipeline(NS, NAME, UID, parse(self.spec), self.status)
         rec = Reconciler(pipeline, self.peers, self.secrets, "rf", apply=True, hmac_key=WRITE_KEY)
         try:
             result = rec.run()
@@ -150,7 +151,7 @@ def _other_actors(fake: AirbyteFake, count: int) -> None:
     """Resources of other users of the same workspace: not owned by the pipeline."""
     h = Harness(fake)
     client = h.peers.airbyte
-    actors = b.build_airbyte("others", "x", h.spec, h.secrets)
+    actors = b.build_airbyte("others", "x", parse(h.spec), h.secrets)
     mysql = actors.actors[("source", "mysql")]
     warehouse = actors.actors[("destination", "warehouse")]
     for i in range(count):
@@ -258,7 +259,7 @@ def test_a_true_duplicate_is_deleted_and_the_known_one_kept(airbyte):
     h = Harness(airbyte)
     h.run()
     known = h.status["airbyte"]["sources"]["mysql"]
-    actor = b.build_airbyte(NS, NAME, h.spec, h.secrets).actors[("source", "mysql")]
+    actor = b.build_airbyte(NS, NAME, parse(h.spec), h.secrets).actors[("source", "mysql")]
     twin = h.peers.airbyte.create_actor(actor, airbyte.workspace_id)
     airbyte.reset_writes()
     result = h.run()

@@ -9,6 +9,7 @@ import pytest
 from retailflow_operator import builders as b
 from retailflow_operator.airbyte_client import AirbyteClient
 from retailflow_operator.reconcile import Peers, Pipeline, Reconciler
+from retailflow_operator.spec_model import parse
 from retailflow_operator.status import conditions, merge_diff
 
 from support.airbyte_fake import AirbyteFake
@@ -86,7 +87,7 @@ def example(example, fake, secrets):
 
 
 def run(example, secrets, peers, status=None, apply=True):
-    pipeline = Pipeline("retailflow", "retail", "uid-1", example["spec"], status or {})
+    pipeline = Pipeline("retailflow", "retail", "uid-1", parse(example["spec"]), status or {})
     result = Reconciler(pipeline, peers, secrets, "rf", apply=apply, hmac_key=KEY).run()
     new_status = {"airbyte": result.ids, "secretHashes": result.secret_hashes, "airflowVariables": result.variables}
     return result, new_status
@@ -110,7 +111,7 @@ def test_plan_mode_lists_changes_and_writes_nothing(example, secrets, peers, air
 def test_duplicate_left_by_a_lost_answer_is_removed_keeping_the_known_one(example, secrets, peers, airbyte, fake):
     _, status = run(example, secrets, peers)
     known = status["airbyte"]["sources"]["mysql"]
-    actor = b.build_airbyte("retailflow", "retail", example["spec"], secrets).actors[("source", "mysql")]
+    actor = b.build_airbyte("retailflow", "retail", parse(example["spec"]), secrets).actors[("source", "mysql")]
     twin = airbyte.client.create_actor(actor, fake.workspace_id)  # as if its answer had been lost
     airbyte.clear()
     result, status2 = run(example, secrets, peers, status)
