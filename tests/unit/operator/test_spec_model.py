@@ -74,7 +74,11 @@ def test_set_fields_win_over_the_defaults(example):
 
 
 class _Meta(dict):
-    annotations: dict[str, str] = {}
+    """kopf's ``meta``: a mapping with ``annotations``."""
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return {}
 
 
 def test_a_pass_parses_once_and_no_layer_below_the_handler_sees_a_dict(example, secrets, monkeypatch):
