@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from retailflow_operator.spec_model import parse
 from retailflow_operator.trust import credential_hosts, host_allowed
 from support.helm_render import UMBRELLA, containers, pod_spec, render
 
@@ -28,7 +29,7 @@ class TestAllowedHosts:
     def test_every_host_the_shipped_pipeline_sends_credentials_to_is_allowed(self, defaults):
         allowed = operator_env(defaults)["RETAILFLOW_ALLOWED_HOSTS"]["value"].split(",")
         spec = shipped_pipeline(defaults)["spec"]
-        targets = credential_hosts(spec)
+        targets = credential_hosts(parse(spec))
         assert set(targets) >= {"spec.airbyte.apiUrl", "spec.airflow.apiUrl", "spec.mysql.host",
                                 "spec.warehouse.host", "spec.lake.endpoint"}
         assert [f for f, h in targets.items() if not host_allowed(h, allowed)] == []
