@@ -183,18 +183,23 @@ def _status(output: str) -> dict:
 
 def check(env: Mapping[str, str] = os.environ, workflows: Sequence[str] | None = None) -> dict[str, str]:
     """Parse each workflow with OpenMetadata's own parser, offline; return {name: "ok" or the error}."""
-    binary = Path(_metadata_bin(env))
-    python = binary.with_name("python")
     names = list(workflows) if workflows else list(ORDER)
-    paths = [str(w.path) for w in selected(env, names)]
-    # Settings that are not given are filled with examples of the right form: the parser checks
-    # the templates' structure and keys, not where a real run would connect.
+    return {Path(p).stem: r for p, r in check_files([w.path for w in selected(env, names)], env).items()}
+
+
+def check_files(paths: Sequence[Path], env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Parse workflow files in one run of OpenMetadata's environment; return {path: "ok" or the error}.
+
+    Settings that are not given are filled with examples of the right form (``CHECK_SAMPLE``): the
+    parser checks the templates' structure, keys and value types, not where a real run connects.
+    """
+    python = Path(_metadata_bin(env)).with_name("python")
     sample = {**CHECK_SAMPLE, **{k: v for k, v in env.items() if v}}
-    proc = subprocess.run([str(python), "-c", _CHECK_SCRIPT, *paths], env=_child_env(sample),
+    proc = subprocess.run([str(python), "-c", _CHECK_SCRIPT, *map(str, paths)], env=_child_env(sample),
                           capture_output=True, text=True, check=False)
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"workflow check could not run: {proc.stderr.strip()[-2000:]}")
-    return {Path(p).stem: result for p, result in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 #: Example settings for `check` (offline parsing), overridden by whatever the environment sets.
@@ -204,7 +209,9 @@ CHECK_SAMPLE = {
     "RETAILFLOW_MYSQL_URL": "mysql://retail:example@localhost:3306/retail",
     "RETAILFLOW_WAREHOUSE_URL": "postgresql://warehouse:example@localhost:5432/warehouse",
     "RETAILFLOW_SUPERSET_URL": "http://localhost:8088",
+    "RETAILFLOW_SUPERSET_PASSWORD": "example",
     "RETAILFLOW_AIRFLOW_URL": "http://localhost:8080",
+    "RETAILFLOW_AIRFLOW_PASSWORD": "example",
 }
 
 
