@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -168,16 +169,18 @@ def run(env: Mapping[str, str] = os.environ, workflows: Sequence[str] | None = N
     return {"server": child_env["OPENMETADATA_HOST_PORT"], "workflows": summary}
 
 
+_SUMMARY_LINE = re.compile(r"- (Processed records|Warnings|Errors): (\d+)\s*$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _status(output: str) -> dict:
-    """The record counts of the CLI's closing summary (`Processed records: N`, `Warnings`, `Errors`)."""
+    """The counts of the CLI's closing summary of its source step (the first summary it prints)."""
     counts: dict[str, int] = {}
     for line in output.splitlines():
-        for label, key in (("Processed records:", "records"), ("Warnings:", "warnings"), ("Errors:", "errors")):
-            if label in line:
-                try:
-                    counts[key] = counts.get(key, 0) + int(line.rsplit(":", 1)[1].strip().split()[0])
-                except (ValueError, IndexError):
-                    pass
+        match = _SUMMARY_LINE.search(_ANSI.sub("", line))
+        if match:
+            key = {"Processed records": "records", "Warnings": "warnings", "Errors": "errors"}[match.group(1)]
+            counts.setdefault(key, int(match.group(2)))
     return counts
 
 

@@ -16,7 +16,9 @@ Written from the ``open-metadata/OpenMetadata`` repository (files and the commit
 - ``openmetadata-service/.../exception/CatalogExceptionMessage.java`` (``entityNotFound``): a missing
   entity is ``404 {"code": 404, "message": "<type> instance for <fqn> not found"}``.
 - ``openmetadata-spec/.../utils/EntityInterfaceUtil.java`` (``quoteName``): a name holding a dot is
-  quoted in its FQN (``svc."a.b"``); FQNs are the parent's FQN, a dot, the quoted name.
+  quoted in its FQN (``svc."a.b"``); FQNs are the parent's FQN, a dot, the quoted name, except a
+  dashboard data model's, ``<service>.model.<name>`` (the repository inserts ``model``; the
+  client's ``fqn.build`` for ``DashboardDataModel`` builds the same).
 - ``openmetadata-service/.../resources/system/SystemResource.java`` @ 0029309d0a405b4bd1190a59fc85b606f5fe3d13
   and the ``/system/version`` answer ``{version, revision, timestamp}`` (the client compares
   major.minor only).
@@ -154,6 +156,7 @@ class OpenMetadataStandIn:
     lineage: dict[tuple[str, str], dict] = field(default_factory=dict)  # (from id, to id) -> edge
     pipeline_statuses: dict[str, list[dict]] = field(default_factory=dict)  # pipeline FQN -> statuses
     test_case_results: dict[str, list[dict]] = field(default_factory=dict)  # test case FQN -> results
+    usage: dict[str, list[dict]] = field(default_factory=dict)  # entity FQN -> daily counts
     requests: list[Recorded] = field(default_factory=list)
     unhandled: list[str] = field(default_factory=list)
 
@@ -253,6 +256,13 @@ class OpenMetadataStandIn:
                          "schema": "{}", "customProperties": [], "version": 0.1}
         if path.startswith("search/"):
             return self._search(path, query)
+        match = re.fullmatch(r"usage/([A-Za-z]+)/([0-9a-f-]{36})", path)
+        if match and method in {"PUT", "POST"}:  # UsageResource: a daily count per entity
+            entity = self._get_by_id(match.group(1), match.group(2))
+            self.usage.setdefault(entity["fullyQualifiedName"], []).append(body)
+            return 201, {"entity": self._ref(entity), "usage": [{"date": body.get("date"), "dailyStats": {"count": body.get("count", 0)}}]}
+        if re.fullmatch(r"usage/compute\.percentile/[A-Za-z]+/[0-9-]+", path) and method == "POST":
+            return 201, None
         if path.startswith("lineage"):
             return self._lineage(method, path, body, query)
         if path.startswith("services/ingestionPipelines/") and "pipelineStatus" in path:
@@ -370,6 +380,8 @@ class OpenMetadataStandIn:
                                        {"name": suite_fqn, "basicEntityReference": table["fullyQualifiedName"]})
             entity["testSuite"] = self._ref(self._get_by_fqn("testSuite", suite_fqn))
         fqn = f"{parent_fqn}.{quote_name(name)}" if parent_fqn else quote_name(name)
+        if etype == "dashboardDataModel":  # DashboardDataModelRepository: <service>.model.<name>
+            fqn = f"{parent_fqn}.model.{quote_name(name)}"
         if etype == "testSuite" and create.get("basicEntityReference"):
             fqn = f"{create['basicEntityReference']}.testSuite"
             entity.pop("basicEntityReference", None)
@@ -379,7 +391,7 @@ class OpenMetadataStandIn:
             if key in entity and isinstance(entity[key], list):
                 entity[key] = [self._ref(self._get_by_fqn(target_type.rstrip("s") if target_type != "dashboardDataModels" else "dashboardDataModel", ref))
                                for ref in entity[key]]
-        if etype == "table":
+        if etype in {"table", "dashboardDataModel"}:  # ColumnUtil.setColumnFQN on both
             for position, column in enumerate(entity.get("columns", []), start=1):
                 self._column_fqn(column, fqn)
                 column.setdefault("ordinalPosition", position)
