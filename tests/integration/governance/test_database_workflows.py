@@ -28,6 +28,7 @@ def _env(om_env: dict, **urls: str) -> dict:
 
 def _run(standin: OpenMetadataStandIn, env: dict, workflows: list[str]) -> dict:
     summary = governance.run(env, workflows, log=lambda _line: None)
+    print(f"stand-in after {'+'.join(workflows)}: {standin.counts()}")  # shown with -s, and on failures
     assert not standin.unhandled, f"the workflows called endpoints the stand-in does not serve: {standin.unhandled}"
     return summary
 

@@ -33,6 +33,7 @@ DASHBOARDS = {"Sales performance by region", "Top 10 customers", "Best-selling p
 
 def _run(standin: OpenMetadataStandIn, env: dict, workflows: list[str]) -> dict:
     summary = governance.run(env, workflows, log=lambda _line: None)
+    print(f"stand-in after {'+'.join(workflows)}: {standin.counts()}")  # shown with -s, and on failures
     assert not standin.unhandled, f"the workflows called endpoints the stand-in does not serve: {standin.unhandled}"
     return summary
 
