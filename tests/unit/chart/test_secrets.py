@@ -67,8 +67,8 @@ class TestSecrets:
     def test_superset_env_carries_its_role_password(self, defaults):
         pg = secret_data(defaults.get("Secret", "retailflow-postgresql"))
         env = secret_data(defaults.get("Secret", "retailflow-superset-env"))
-        assert env["DB_PASS"] == pg["superset-password"] and env["DB_USER"] == "superset"
-        assert env["DB_HOST"] == "retailflow-postgresql"
+        assert env["SUPERSET_DATABASE_URI"] == \
+            f"postgresql+psycopg2://superset:{pg['superset-password']}@retailflow-postgresql:5432/superset?sslmode=disable"
 
     def test_airflow_passwords_file_matches_the_admin_password(self, defaults):
         data = secret_data(defaults.get("Secret", "retailflow-airflow-admin"))
