@@ -154,7 +154,10 @@ def run(env: Mapping[str, str] = os.environ, workflows: Sequence[str] | None = N
     child_env = _child_env(env)  # raises NotConfigured first: without a server nothing else matters
     binary = _metadata_bin(env)
     summary: dict[str, dict] = {}
-    for workflow in selected(env, workflows):
+    chosen = selected(env, workflows)
+    if any(w.name == "dbt" for w in chosen):
+        _warn_on_docs_run_results(Path(child_env["DBT_RUN_RESULTS"]), log)
+    for workflow in chosen:
         log(f"governance: {workflow.name}: metadata ingest -c {workflow.path}")
         started = time.monotonic()
         proc = subprocess.run([binary, "ingest", "-c", str(workflow.path)], env=child_env,
@@ -167,6 +170,18 @@ def run(env: Mapping[str, str] = os.environ, workflows: Sequence[str] | None = N
         summary[workflow.name] = {"seconds": seconds, **_status(output)}
         log(f"governance: {workflow.name}: done in {seconds} s {summary[workflow.name]}")
     return {"server": child_env["OPENMETADATA_HOST_PORT"], "workflows": summary}
+
+
+def _warn_on_docs_run_results(path: Path, log) -> None:
+    """`dbt docs generate` overwrites run_results.json with results that hold no tests: say so."""
+    try:
+        which = json.loads(path.read_text()).get("args", {}).get("which")
+    except (OSError, ValueError):
+        return
+    if which not in {"build", "test"}:
+        command = "docs generate" if which == "generate" else which
+        log(f"governance: warning: {path} was written by `dbt {command}`, not a build: the dbt tests get no results "
+            "(set RETAILFLOW_DBT_RUN_RESULTS to a copy of the build's run_results.json)")
 
 
 _SUMMARY_LINE = re.compile(r"- (Processed records|Warnings|Errors): (\d+)\s*$")

@@ -103,3 +103,13 @@ class TestWorkflowEnvironment:
         assert [w.name for w in governance.selected(base, ["dbt", "mysql"])] == ["mysql", "dbt"]
         with pytest.raises(ValueError, match="unknown workflow"):
             governance.selected(base, ["mysq"])
+
+    def test_run_results_of_docs_generate_are_called_out(self, tmp_path):
+        # `make dbt-build` ends with `dbt docs generate`, which overwrites run_results.json
+        said: list[str] = []
+        (tmp_path / "run_results.json").write_text('{"args": {"which": "generate"}, "results": []}')
+        governance._warn_on_docs_run_results(tmp_path / "run_results.json", said.append)
+        assert len(said) == 1 and "dbt docs generate" in said[0] and "RETAILFLOW_DBT_RUN_RESULTS" in said[0]
+        (tmp_path / "run_results.json").write_text('{"args": {"which": "build"}, "results": []}')
+        governance._warn_on_docs_run_results(tmp_path / "run_results.json", said.append)
+        assert len(said) == 1
