@@ -53,6 +53,8 @@ DEFAULT_WORKFLOWS_DIR = REPO / "charts" / "retailflow" / "files" / "openmetadata
 DEFAULT_METADATA_BIN = REPO / ".tools" / "openmetadata" / "bin" / "metadata"
 #: Every workflow in the order it must run (dbt attaches to the tables the postgres workflow made).
 ORDER = ("mysql", "postgres", "dbt", "postgres-profiler", "superset", "airflow")
+#: The `metadata` subcommand of a workflow: profiler workflows run under `metadata profile`.
+COMMAND = {"postgres-profiler": "profile"}
 
 
 class NotConfigured(Exception):
@@ -158,9 +160,10 @@ def run(env: Mapping[str, str] = os.environ, workflows: Sequence[str] | None = N
     if any(w.name == "dbt" for w in chosen):
         _warn_on_docs_run_results(Path(child_env["DBT_RUN_RESULTS"]), log)
     for workflow in chosen:
-        log(f"governance: {workflow.name}: metadata ingest -c {workflow.path}")
+        command = COMMAND.get(workflow.name, "ingest")
+        log(f"governance: {workflow.name}: metadata {command} -c {workflow.path}")
         started = time.monotonic()
-        proc = subprocess.run([binary, "ingest", "-c", str(workflow.path)], env=child_env,
+        proc = subprocess.run([binary, command, "-c", str(workflow.path)], env=child_env,
                               capture_output=True, text=True, check=False)
         seconds = round(time.monotonic() - started, 1)
         output = proc.stdout + proc.stderr

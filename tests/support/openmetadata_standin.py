@@ -245,6 +245,9 @@ class OpenMetadataStandIn:
     def _route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
         if method == "GET" and path == "system/version":
             return 200, {"version": self.version, "revision": "stand-in", "timestamp": int(time.time() * 1000)}
+        if method == "GET" and path == "system/settings/profilerConfiguration":
+            # SystemResource.getSettingByName: a fresh server holds the profiler setting, with no metric override
+            return 200, {"config_type": "profilerConfiguration", "config_value": {"metricConfiguration": []}}
         if method == "GET" and path.startswith("services/testConnectionDefinitions/name/"):
             name = unquote(path.rsplit("/", 1)[1]).removesuffix(".testConnectionDefinition")
             return self._test_connection_definition(name)

@@ -7,8 +7,10 @@ OpenMetadata: the tables and their columns, the lineage graph, the descriptions 
 from __future__ import annotations
 
 import json
+import os
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
 from retailflow_pipeline import governance
@@ -61,6 +63,7 @@ def warehouse_catalog(warehouse, metadata_bin):
     }
     try:
         summary = _run(standin, env, ["postgres", "dbt"])
+        standin.env = env
         yield standin, summary, warehouse.database
     finally:
         standin.stop()
@@ -127,6 +130,27 @@ class TestPostgresWorkflow:
         assert [c["name"] for c in top["columns"]][:3] == ["revenue_rank", "customer_id", "customer_name"]
         raw = _table(standin, f"{prefix}.raw.orders")
         assert {"_airbyte_raw_id", "_airbyte_extracted_at"} <= {c["name"] for c in raw["columns"]}
+
+
+@pytest.fixture(scope="module")
+def profiled(warehouse_catalog):
+    """The profiler workflow on the registered warehouse: minutes of CPU on a loaded 2-core machine
+    (it computes every metric of every mart column), so it runs only with RETAILFLOW_GOVERNANCE_PROFILER=1."""
+    if os.environ.get("RETAILFLOW_GOVERNANCE_PROFILER") != "1":
+        pytest.skip("the profiler workflow costs minutes of CPU: run with RETAILFLOW_GOVERNANCE_PROFILER=1")
+    standin, _, database = warehouse_catalog
+    _run(standin, standin.env, ["postgres-profiler"])
+    return standin, database
+
+
+class TestProfilerWorkflow:
+    def test_the_marts_get_row_counts_equal_to_the_warehouse(self, profiled, warehouse):
+        standin, database = profiled
+        with psycopg.connect(warehouse.url) as conn:
+            rows = conn.execute("select count(*) from marts.top_customers").fetchone()[0]
+        top = _table(standin, f"retailflow_warehouse.{database}.marts.top_customers")
+        assert rows > 0 and top["profile"]["rowCount"] == rows
+        assert not any(".staging." in fqn and t.get("profile") for fqn, t in standin.of_type("table").items())
 
 
 class TestDbtWorkflow:

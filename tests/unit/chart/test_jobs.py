@@ -91,7 +91,7 @@ class TestOpenmetadataIngestionJob(_Job):
     def test_script_is_shipped_and_parses(self, defaults):
         script = defaults.get("ConfigMap", "retailflow-openmetadata-ingest")["data"]["openmetadata_ingest.py"]
         ast.parse(script)
-        assert '"metadata", "ingest", "-c"' in script
+        assert '"metadata", command, "-c"' in script and 'COMMAND = {"postgres-profiler": "profile"}' in script
 
     def test_credentials_from_secrets(self, defaults):
         env = env_of(containers(defaults.get("Job", self.name))[0])

@@ -26,6 +26,8 @@ EMAIL = os.environ.get("OPENMETADATA_ADMIN_EMAIL", "admin@open-metadata.org")
 BUILT_IN_PASSWORD = "admin"
 DEADLINE = time.monotonic() + float(os.environ.get("OPENMETADATA_WAIT_S", "1200"))
 WORKFLOWS = Path(os.environ.get("OPENMETADATA_WORKFLOWS_DIR", "/workflows"))
+#: The `metadata` subcommand of a workflow: profiler workflows run under `metadata profile`.
+COMMAND = {"postgres-profiler": "profile"}
 
 
 def wait_for_server() -> None:
@@ -91,7 +93,8 @@ def main() -> int:
     failed = []
     for name in names:
         print(f"ingesting {name}", flush=True)
-        if subprocess.run(["metadata", "ingest", "-c", str(WORKFLOWS / f"{name}.yaml")], check=False).returncode:
+        command = COMMAND.get(name, "ingest")
+        if subprocess.run(["metadata", command, "-c", str(WORKFLOWS / f"{name}.yaml")], check=False).returncode:
             failed.append(name)
     if failed:
         print(f"failed workflows: {', '.join(failed)}", file=sys.stderr)
