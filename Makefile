@@ -103,8 +103,8 @@ report: ## Print top customers, sales by region and best-selling products from t
 
 # A bot's JWT is best given in the environment (`export OM_TOKEN=…`) or as RETAILFLOW_OPENMETADATA_TOKEN
 # in .env.local: it reaches `metadata ingest` through the environment only, never a command line.
-OM_URL ?= $(RETAILFLOW_OPENMETADATA_URL)
-OM_TOKEN ?= $(RETAILFLOW_OPENMETADATA_TOKEN)
+OM_URL ?=
+OM_TOKEN ?=
 OM_WORKFLOWS ?=
 OPENMETADATA_ENV = $(CURDIR)/.tools/openmetadata
 
@@ -114,8 +114,8 @@ openmetadata-env: uv ## Create OpenMetadata's ingestion environment (.tools/open
 	@UV_PROJECT_ENVIRONMENT=$(OPENMETADATA_ENV) $(UV) sync --quiet --locked --project hack/envs/openmetadata
 
 .PHONY: governance
-governance: export RETAILFLOW_OPENMETADATA_URL = $(OM_URL)
-governance: export RETAILFLOW_OPENMETADATA_TOKEN = $(OM_TOKEN)
+governance: export RETAILFLOW_OPENMETADATA_URL := $(or $(OM_URL),$(RETAILFLOW_OPENMETADATA_URL))
+governance: export RETAILFLOW_OPENMETADATA_TOKEN := $(or $(OM_TOKEN),$(RETAILFLOW_OPENMETADATA_TOKEN))
 governance: openmetadata-env ## Register RetailFlow in a real OpenMetadata: make governance OM_URL=http://host:8585 OM_TOKEN=<bot JWT>.
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.governance $(OM_WORKFLOWS)
 

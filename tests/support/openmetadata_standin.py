@@ -34,6 +34,21 @@ Written from the ``open-metadata/OpenMetadata`` repository (files and the commit
   /lineage/getLineageEdge/{fromId}/{toId}`` is a 404 until the edge exists), ``entity/data/table.json``
   (columns carry ``fullyQualifiedName`` and a 1-based ``ordinalPosition`` given by the server).
 
+Endpoints served (under ``/api/v1``): ``system/version``, ``system/settings/profilerConfiguration``,
+``services/testConnectionDefinitions/name/…``, ``metadata/types/name/…``; for every collection of
+``COLLECTIONS`` (database, dashboard and pipeline services, databases, schemas, tables, stored
+procedures, charts, dashboards, dashboard data models, pipelines, classifications, tags, test
+definitions, suites and cases, queries, users, teams): ``PUT`` create-or-update, ``PUT …/bulk``,
+``GET ?<parent>=&limit=&after=&include=``, ``GET /name/{fqn}``, ``GET|PATCH|DELETE /{id}``,
+``DELETE …/deleteStale`` (soft-deletes what the connector did not see in the scope, as
+``EntityResource.deleteStale`` does), ``PUT /tables/{id}/dataModel|tableProfile|tableProfilerConfig``;
+``lineage`` (``PUT``, by id and by name, ``PATCH`` of an edge's details, ``getLineageEdge`` by id
+and by name, the graph of an entity); ``search/fieldQuery`` and ``search/query``;
+``dataQuality/testCases/testCaseResults/{fqn}``; ``pipelines/{fqn}/status`` (and ``/bulk``);
+``services/ingestionPipelines/{fqn}/pipelineStatus``; ``usage/{entity}/{id}`` and
+``usage/compute.percentile/…``. Test cases join their table's basic test suite, made on demand
+(``TestCaseRepository``); dashboard data model columns get FQNs like table columns.
+
 Quirks copied because the client depends on them: the client's response models forbid unknown
 fields, so entities carry only fields of the entity schema; connection passwords come back masked
 (``*********``, the server's ``PasswordEntityMasker``); the ingestion-pipeline status GET answers 204
