@@ -54,7 +54,7 @@ the next run redoes it. Lake files are written before the commit, so they are at
 """
 
 from retailflow_pipeline.ingest.engine import IngestResult, StreamResult, run
-from retailflow_pipeline.ingest.errors import IngestError
+from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
 from retailflow_pipeline.ingest.lake import LakeConfig
 
-__all__ = ["IngestError", "IngestResult", "LakeConfig", "StreamResult", "run"]
+__all__ = ["IngestCancelled", "IngestError", "IngestResult", "LakeConfig", "StreamResult", "run"]

@@ -189,7 +189,7 @@ def test_store_locations_csv_quarantines_bad_rows(mysql_url, warehouse_url, stor
         capture_output=True, text=True, env=env, timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "store_locations: 3 rows loaded, 6 quarantined" in done.stdout
+    assert "store_locations: 9 rows read, 3 loaded, 6 quarantined" in done.stdout
 
     assert query(warehouse_url, "select store_id, name, latitude::text, opened_at::text from raw.store_locations"
                  " order by 1") == [
