@@ -8,7 +8,9 @@ record batches; each batch is cast to the Arrow types that map onto the warehous
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -176,10 +178,10 @@ class MySQLSource:
         InnoDB snapshots belong to a connection, and each reader has its own. To make them one
         snapshot, a coordinator connection holds ``LOCK TABLES … READ`` on every table of the sync
         while each reader starts ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` and returns its first
-        batch (so its snapshot exists); then it unlocks. The lock waits for transactions that are
-        writing to those tables to commit and holds new writers back, so no commit falls between the
-        readers' snapshots: an order and its lines, written in one transaction, are either both in the
-        sync or both in the next one. Writers wait for the lock for well under a second. (mydumper
+        batch (so its snapshot exists); then it unlocks. The lock is granted only while no transaction
+        is writing to those tables, and holds new writers back, so no commit falls between the readers'
+        snapshots: an order and its lines, written in one transaction, are either both in the sync or
+        both in the next one. Writers wait for the lock for well under a second. (mydumper
         synchronises its threads the same way, with ``FLUSH TABLES WITH READ LOCK``, which needs the
         RELOAD privilege; ``LOCK TABLES`` needs only the database's LOCK TABLES privilege.)
         """
@@ -189,20 +191,14 @@ class MySQLSource:
         conn = self.connect()
         try:
             with conn.cursor() as cur:
-                cur.execute(f"set session lock_wait_timeout = {LOCK_WAIT_SECONDS}")
-                tables = ", ".join(f"`{stream.name}` read" for stream, _ in queries.values())
-                try:
-                    cur.execute(f"lock tables {tables}")
-                except pymysql.MySQLError as exc:
-                    raise IngestError(
-                        f"cannot take a consistent snapshot of {self.describe()} (LOCK TABLES … READ for up to"
-                        f" {LOCK_WAIT_SECONDS} s; the user needs the LOCK TABLES privilege): {exc.args[-1]}"
-                    ) from exc
+                self._lock_tables(cur, [stream.name for stream, _ in queries.values()])
                 try:
                     cur.execute("select utc_timestamp(6)")
                     snapshot.clock = cur.fetchone()[0]
                     for name, (stream, query) in queries.items():
                         snapshot.readers[name] = self._start_reader(stream, query, batch_rows)
+                    for reader in snapshot.readers.values():  # each reader's first batch: its snapshot exists
+                        reader.wait_started()
                 finally:
                     cur.execute("unlock tables")
         except BaseException:
@@ -212,17 +208,31 @@ class MySQLSource:
             conn.close()
         return snapshot
 
+    def _lock_tables(self, cur, tables: list[str]) -> None:
+        """``LOCK TABLES … READ NOWAIT``, retried: it never waits while holding a lock, so it cannot form
+        a deadlock with a writer that holds one of the tables and wants another (the server would pick
+        the writer as the victim); it gets through in a gap between write transactions."""
+        statement = f"lock tables {', '.join(f'`{t}` read' for t in tables)} nowait"
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                cur.execute(statement)
+                return
+            except pymysql.MySQLError as exc:
+                if exc.args[0] not in (1205, 1213) or time.monotonic() > deadline:
+                    raise IngestError(
+                        f"cannot take a consistent snapshot of {self.describe()} (LOCK TABLES … READ, tried for"
+                        f" {LOCK_WAIT_SECONDS} s; the user needs the LOCK TABLES privilege): {exc.args[-1]}"
+                    ) from exc
+                time.sleep(random.uniform(0.002, 0.02))
+
     def _start_reader(self, stream: Stream, query: str, batch_rows: int) -> StreamReader:
         try:
             reader = cx.read_sql(self.cx_url, query, return_type="arrow_stream", batch_size=batch_rows,
                                  pre_execution_query=list(SNAPSHOT_SESSION))
-            try:
-                first = reader.read_next_batch()
-            except StopIteration:
-                first = None
         except (RuntimeError, OSError, pa.ArrowException) as exc:
             raise IngestError(f"reading {stream.name} from {self.describe()} failed: {exc}") from exc
-        return StreamReader(stream, reader, first, self.describe())
+        return StreamReader(stream, reader, self.describe())
 
 
 #: the reader connections' session: one snapshot each, read-only, started before the query runs
@@ -240,8 +250,18 @@ class StreamReader:
     """One stream's rows, as Arrow record batches of at most ``batch_rows`` rows, from one query that
     runs inside the sync's snapshot (connectorx decodes in Rust threads, ahead of the consumer)."""
 
-    def __init__(self, stream: Stream, reader: pa.RecordBatchReader, first: pa.RecordBatch | None, where: str):
-        self.stream, self._reader, self._first, self._where = stream, reader, first, where
+    def __init__(self, stream: Stream, reader: pa.RecordBatchReader, where: str):
+        self.stream, self._reader, self._where = stream, reader, where
+        self._first: pa.RecordBatch | None = None
+
+    def wait_started(self) -> None:
+        """Block until the query has run (its first batch, or its end, has arrived)."""
+        try:
+            self._first = self._reader.read_next_batch()
+        except StopIteration:
+            self._first = None
+        except (RuntimeError, OSError, pa.ArrowException) as exc:
+            raise IngestError(f"reading {self.stream.name} from {self._where} failed: {exc}") from exc
 
     def _typed(self, batch: pa.RecordBatch) -> pa.Table:
         return pa.Table.from_batches([batch]).select(self.stream.column_names).cast(self.stream.arrow_schema)

@@ -164,7 +164,7 @@ class Warehouse:
                 return adbc_pg.connect(self.url)
             return psycopg.connect(self.url, connect_timeout=10)
         except Exception as exc:  # each driver raises its own error classes for every failure
-            raise IngestError(f"cannot connect to the warehouse {self.describe()}: {exc}") from exc
+            raise IngestError(f"cannot connect to the warehouse {self.describe()}: {' '.join(str(exc).split())}") from exc
 
     def table(self, name: str) -> str:
         return f"{self.q_schema}.{ident(name)}"
