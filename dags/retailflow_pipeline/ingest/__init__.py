@@ -53,8 +53,24 @@ table, merge, state update, commit). Killed anywhere, a stream keeps its previou
 the next run redoes it. Lake files are written before the commit, so they are at-least-once.
 """
 
-from retailflow_pipeline.ingest.engine import IngestResult, StreamResult, run
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
-from retailflow_pipeline.ingest.lake import LakeConfig
+
+if TYPE_CHECKING:
+    from retailflow_pipeline.ingest.engine import IngestResult, StreamResult, run
+    from retailflow_pipeline.ingest.lake import LakeConfig
 
 __all__ = ["IngestCancelled", "IngestError", "IngestResult", "LakeConfig", "StreamResult", "run"]
+_LAZY = {"IngestResult": "engine", "StreamResult": "engine", "run": "engine", "LakeConfig": "lake"}
+
+
+def __getattr__(name: str):
+    # the engine's modules load Arrow and the database drivers: only when first used (the CLI checks
+    # its arguments first)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"retailflow_pipeline.ingest.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,13 +16,10 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from retailflow_pipeline.ingest.engine import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK, configure_logging, run
 from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
-from retailflow_pipeline.ingest.lake import DEFAULT_LOCAL_DIR, LakeConfig
+from retailflow_pipeline.ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LAKE_KEEP, DEFAULT_LOCAL_DIR, DEFAULT_LOOKBACK
 
 PROG = "retailflow-ingest"
-#: retention default: the lake keeps the folders of the last N full loads of each stream
-DEFAULT_LAKE_KEEP = 5
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     if not warehouse_url:
         print(f"{PROG}: no warehouse: set RETAILFLOW_WAREHOUSE_URL (or pass --warehouse-url)", file=sys.stderr)
         return 2
+    # the engine (Arrow, the drivers) loads only once the arguments are known to be good
+    from retailflow_pipeline.ingest.engine import configure_logging, run
+    from retailflow_pipeline.ingest.lake import LakeConfig
+
     if args.no_lake:
         lake = None
     elif args.lake_endpoint:

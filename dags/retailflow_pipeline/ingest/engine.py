@@ -21,16 +21,12 @@ import pyarrow as pa
 from retailflow_pipeline.ingest import stores
 from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
 from retailflow_pipeline.ingest.lake import Lake, LakeConfig
+from retailflow_pipeline.ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK
 from retailflow_pipeline.ingest.source import MySQLSource, Snapshot, Stream, StreamReader, max_cursor
 from retailflow_pipeline.ingest.warehouse import Batch, Inspection, Warehouse, schema_changes
 
 log = logging.getLogger("retailflow_pipeline.ingest")
 
-#: how far before the saved cursor an incremental read starts; covers rows whose ``updated_at`` was
-#: set by a transaction that committed after a later one had already been read
-DEFAULT_LOOKBACK = timedelta(minutes=5)
-#: rows per Arrow batch read from MySQL (one lake file; COPY streams them without a break)
-DEFAULT_BATCH_ROWS = 250_000
 #: fault injection for crash tests: ``<stream>:<point>[:<seconds>]`` pauses the stream there (points:
 #: ``after_copy``, ``before_commit``) for ``seconds`` (default: an hour, i.e. until killed)
 FAULT_ENV = "RETAILFLOW_INGEST_FAULT"

@@ -33,11 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retailflow_pipeline.ingest.errors import IngestError
+from retailflow_pipeline.ingest.settings import DEFAULT_LOCAL_DIR
 
-_CHECKOUT = Path(__file__).resolve().parents[3]
-#: default local lake: ``.lake/`` at the repository root (ignored by git), or in the working
-#: directory when the package is installed outside a checkout
-DEFAULT_LOCAL_DIR = (_CHECKOUT if (_CHECKOUT / "dags" / "pyproject.toml").is_file() else Path.cwd()) / ".lake"
 #: the file that marks a sync folder as committed
 MANIFEST = "_manifest.json"
 #: the lake's own README, written at ``<bucket>/<prefix>/README.md`` when it is missing
