@@ -263,20 +263,29 @@ def run(
     started = time.monotonic()
     source = MySQLSource(mysql_url)
     warehouse = Warehouse(warehouse_url, schema)
-    discovered = source.discover()
-    wanted = resolve_streams(streams, discovered, stores_csv)
-    parsed = stores.parse(stores_csv) if STORES in wanted else None
-    if parsed is not None and parsed.good.num_rows == 0 and not allow_empty_stores:
-        raise IngestError(
-            f"{stores_csv}: no store to load ({parsed.rows_read} data row(s), {len(parsed.rejected)} quarantined);"
-            " raw.store_locations is left as it is (pass --allow-empty-stores to empty it)"
-        )
     # idle warehouse connections by kind (bulk: ADBC, light: psycopg), reused across streams
     idle: dict[bool, queue.SimpleQueue] = {True: queue.SimpleQueue(), False: queue.SimpleQueue()}
-    opened = [warehouse.connect(bulk=False)]
+    opened: list = []
     snapshot: Snapshot | None = None
     try:
-        found = warehouse.inspect(opened[0])
+        # discovering the source and reading the warehouse's state are independent: both at once
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="discover") as ahead:
+            discovering = ahead.submit(source.discover)
+            try:
+                opened.append(warehouse.connect(bulk=False))
+                found, warehouse_error = warehouse.inspect(opened[0]), None
+            except IngestError as exc:
+                found, warehouse_error = None, exc
+            discovered = discovering.result()  # a source that is down is reported first
+        wanted = resolve_streams(streams, discovered, stores_csv)
+        parsed = stores.parse(stores_csv) if STORES in wanted else None
+        if parsed is not None and parsed.good.num_rows == 0 and not allow_empty_stores:
+            raise IngestError(
+                f"{stores_csv}: no store to load ({parsed.rows_read} data row(s), {len(parsed.rejected)} quarantined);"
+                " raw.store_locations is left as it is (pass --allow-empty-stores to empty it)"
+            )
+        if warehouse_error is not None:
+            raise warehouse_error
         plans = _plan(wanted, discovered, found, full_refresh)
         lake_writer = Lake(lake) if lake is not None else None
         # every peer is checked and nothing is written yet; the snapshot is the sync's moment
@@ -494,7 +503,8 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
             result.inserted = result.rows_read
         else:
             warehouse.add_columns(cur, stream, plan.added)
-            result.inserted, result.updated = warehouse.merge(cur, stream, stage, batch)
+            result.inserted, result.updated = warehouse.merge(cur, stream, stage, batch, result.rows_read,
+                                                              state.rows_in_table)
         # rows stamped before the snapshot may commit after it; capping the saved cursor at the
         # source's clock at the snapshot makes the next run's lookback pick them up
         cursor = top[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 #: set by a transaction that committed after a later one had already been read
 DEFAULT_LOOKBACK = timedelta(minutes=5)
 #: rows per Arrow batch read from MySQL (one lake file; COPY streams them without a break)
-DEFAULT_BATCH_ROWS = 250_000
+DEFAULT_BATCH_ROWS = 50_000
 #: retention default of the CLI: the lake keeps the folders of the last N full loads of each stream
 DEFAULT_LAKE_KEEP = 5
 

@@ -12,6 +12,7 @@ import random
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -195,10 +196,15 @@ class MySQLSource:
                 try:
                     cur.execute("select utc_timestamp(6)")
                     snapshot.clock = cur.fetchone()[0]
-                    for name, (stream, query) in queries.items():
-                        snapshot.readers[name] = self._start_reader(stream, query, batch_rows)
-                    for reader in snapshot.readers.values():  # each reader's first batch: its snapshot exists
-                        reader.wait_started()
+                    # all readers start at once (each connects and prepares its query; the calls
+                    # release the GIL), and each one's first batch proves its snapshot exists
+                    with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="snapshot") as pool:
+                        started = {name: pool.submit(self._start_reader, stream, query, batch_rows)
+                                   for name, (stream, query) in queries.items()}
+                        for name, future in started.items():
+                            snapshot.readers[name] = future.result()
+                        for future in [pool.submit(r.wait_started) for r in snapshot.readers.values()]:
+                            future.result()
                 finally:
                     cur.execute("unlock tables")
         except BaseException:
