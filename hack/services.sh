@@ -77,7 +77,10 @@ if ! mysql_alive; then
     mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
   fi
   # a 1 GiB buffer pool keeps seeding and ingesting the benchmark's millions of rows off the disk
-  start-stop-daemon --start --oknodo --background --exec "$(mariadbd_bin)" -- --user=mysql --innodb-buffer-pool-size=1G
+  # matched by its own pid file, not by executable: a mariadbd of another root (a chroot, a
+  # container sharing the pid namespace) must not count as this one
+  start-stop-daemon --start --oknodo --background --make-pidfile --pidfile /run/mysqld/retailflow-mariadbd.pid \
+    --exec "$(mariadbd_bin)" -- --user=mysql --innodb-buffer-pool-size=1G
   for _ in $(seq 1 60); do mysql_alive && break; sleep 0.5; done
   mysql_alive || die "MariaDB did not come up within 30 s (see /var/log/mysql/error.log)"
 fi
@@ -109,7 +112,9 @@ pg_pw="$(url_password "$(env_get RETAILFLOW_WAREHOUSE_URL)")"
 [[ -n "$mysql_pw" ]] || mysql_pw="$(gen_password)"
 [[ -n "$pg_pw" ]] || pg_pw="$(gen_password)"
 
-if ! mysql --protocol=tcp -h127.0.0.1 -u"$MYSQL_USER" -p"$mysql_pw" -e "use $MYSQL_DB" >/dev/null 2>&1; then
+# Passwords never go on a command line (visible in ps): MYSQL_PWD / PGPASSWORD in the environment,
+# SQL on stdin.
+if ! MYSQL_PWD="$mysql_pw" mysql --protocol=tcp -h127.0.0.1 -u"$MYSQL_USER" -e "use $MYSQL_DB" >/dev/null 2>&1; then
   log "creating MySQL database '$MYSQL_DB' and user '$MYSQL_USER' (or setting its password)"
   mysql_root <<SQL
 create database if not exists \`$MYSQL_DB\` character set utf8mb4;
@@ -125,9 +130,9 @@ fi
 if ! PGPASSWORD="$pg_pw" psql -h 127.0.0.1 -U "$PG_USER" -d "$PG_DB" -qAtXc 'select 1' >/dev/null 2>&1; then
   log "creating PostgreSQL database '$PG_DB' and role '$PG_USER' (or setting its password)"
   if [[ -z "$(pg_super -c "select 1 from pg_roles where rolname = '$PG_USER'")" ]]; then
-    pg_super -c "create role $PG_USER login createdb password '$pg_pw'"
+    pg_super <<<"create role $PG_USER login createdb password '$pg_pw'"
   else
-    pg_super -c "alter role $PG_USER login createdb password '$pg_pw'"
+    pg_super <<<"alter role $PG_USER login createdb password '$pg_pw'"
   fi
   if [[ -z "$(pg_super -c "select 1 from pg_database where datname = '$PG_DB'")" ]]; then
     pg_super -c "create database $PG_DB owner $PG_USER"
