@@ -78,7 +78,7 @@ CATEGORIES: tuple[Category, ...] = (
     Category("Home & Kitchen", "HOM", 0.14, 29.0, 3.99, 450.0, 0.8,
              ("Mug", "Frying Pan", "Cushion", "Lamp", "Towel Set", "Knife Block", "Vase", "Blender"), 0.9),
     Category("Electronics", "ELE", 0.11, 110.0, 9.99, 2400.0, 0.94,
-             ("Headphones", "Charger", "Smartwatch", "Speaker", "Keyboard", "Monitor", "Tablet", "Camera"), 0.7),
+             ("Headphones", "Charger", "Smartwatch", "Speaker", "Keyboard", "Monitor", "Tablet", "Camera"), 0.55),
     Category("Sports & Outdoors", "SPO", 0.09, 42.0, 4.99, 850.0, 0.85,
              ("Yoga Mat", "Water Bottle", "Tent", "Backpack", "Dumbbells", "Bike Helmet", "Trail Poles"), 0.7),
     Category("Toys", "TOY", 0.07, 24.0, 3.99, 190.0, 0.8,
