@@ -124,7 +124,7 @@ def _seed(args: argparse.Namespace) -> str:
 
 
 def _live(args: argparse.Namespace) -> str:
-    from .live import LiveRequest, run_live
+    from .live import LiveRequest, live_progress, run_live
 
     request = LiveRequest(
         duration=args.duration, iterations=args.iterations, rate=args.rate, interval=args.interval, seed=args.seed,

@@ -130,6 +130,52 @@ class _Shop:
         return online, store
 
 
+def _new_orders(rng: np.random.Generator, shop: _Shop, now: datetime, n: int, first_id: int):
+    """`n` orders placed now: (order id, customer id, store id or None, [(product id, quantity, cents)]).
+
+    The same shape as the seeded history, in local time: who orders now is weighted by the local
+    hour of their time zone (or of their home store's, in store: closed stores sell nothing)."""
+    from .seed import distinct_products
+
+    if n == 0:
+        return []
+    pool, stores = shop.customers, shop.stores
+    online_hour, store_hour = shop.local_hour_weights(now)
+    share = pool.online_share
+    spend = np.diff(pool.cumulative, prepend=0.0)
+    # in store: one of the customer's home stores that is open, by the seed's home-store weights
+    k = pool.home.shape[1]
+    home = pool.home[np.arange(len(share)), np.minimum(
+        (rng.random(len(share))[:, None] > np.cumsum(shape.HOME_STORE_WEIGHTS)[None, :k]).sum(axis=1), k - 1)]
+    if len(stores.ids):
+        home_zone = stores.zone[np.maximum(home, 0)]
+        store_open = (home >= 0) & (stores.opened[np.maximum(home, 0)] <= shape.day_us(now.date()))
+    else:
+        home_zone, store_open = pool.zone, np.zeros(len(home), dtype=bool)
+    # each customer's rate now: the online part by their own local hour, the store part by the
+    # local hour at their store
+    w_online = spend * np.where(store_open, share, 1.0) * online_hour[pool.zone]
+    w_store = spend * np.where(store_open, 1.0 - share, 0.0) * store_hour[home_zone]
+    cumulative = np.cumsum(np.concatenate([w_online, w_store]))
+    if cumulative[-1] <= 0:
+        return []
+    pick = np.minimum(np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right"), len(cumulative) - 1)
+    who, in_store = pick % len(home), pick >= len(home)
+    lines = shape.lines_per_order(rng, n, min(shape.MAX_LINES, len(shop.products.ids)))
+    owner = np.repeat(np.arange(n), lines)
+    product = distinct_products(rng, owner, lines, shop.products)
+    quantity = np.minimum(rng.geometric(shape.QUANTITY_P[shop.products.category[product]]), 10)
+    out, at = [], 0
+    for i in range(n):
+        store = int(stores.ids[home[who[i]]]) if in_store[i] else None
+        mine = range(at, at + int(lines[i]))
+        at += int(lines[i])
+        out.append((first_id + i, int(pool.ids[who[i]]), store,
+                    [(int(shop.products.ids[product[j]]), int(quantity[j]), int(shop.products.price[product[j]]))
+                     for j in mine]))
+    return out
+
+
 def _tick(conn, rng: np.random.Generator, shop: _Shop, request: LiveRequest, result: LiveResult) -> None:
     now = _now()
     expected = request.rate * request.interval
