@@ -75,6 +75,10 @@ seed: ## Seed MySQL with demo data (replaces what is there).
 live: ## Simulate live traffic for 60 s (new orders, status changes), with progress.
 	$(WITH_ENV) $(UV) run --quiet --project generator retailflow-generator live --duration 60
 
+.PHONY: generator-shape
+generator-shape: ## Measure a demo-scale seed (throwaway database): generator/README.md's shape table, docs/generator-*.png.
+	$(WITH_ENV) $(UV) run --quiet --project generator python generator/shape_docs.py
+
 .PHONY: ingest
 ingest: ## Ingest MySQL and the store CSV into the warehouse's raw schema and the lake (incremental).
 	$(WITH_ENV) $(UV) run --quiet --project dags retailflow-ingest $(INGEST_ARGS)

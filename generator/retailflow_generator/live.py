@@ -27,6 +27,8 @@ NEXT_STATUS = {"placed": ("paid", 0.04), "paid": ("shipped", 0.02), "shipped": (
 OPEN_WINDOW = timedelta(days=30)
 #: share of status changes that are returns of a recently delivered order
 RETURN_SHARE = 0.04
+#: a history that ends longer ago than this before `live` starts gets a note about the gap
+GAP_WARNING = timedelta(days=2)
 #: the most ticks a run accepts (a week of one-second ticks, with room to spare)
 MAX_ITERATIONS = 10_000_000
 
@@ -283,6 +285,10 @@ def run_live(
     try:
         ensure_schema(conn)
         shop = _Shop(conn, rng)
+        if shop.latest is not None and _now() - shop.latest > GAP_WARNING:
+            print(f"live: note: the seeded history ends {shop.latest:%Y-%m-%d %H:%M} UTC and live orders start now, "
+                  f"{(_now() - shop.latest).days} days later; seed with the default dates (`make seed`) for a "
+                  "history without a gap", file=sys.stderr, flush=True)
         while True:
             tick_start = time.monotonic()
             try:

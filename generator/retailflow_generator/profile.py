@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -234,9 +234,15 @@ def plot(s: Shape, directory: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
     months = sorted({m for _r, m in s.monthly_revenue})
+    # only whole months: the history's first and last month may hold a few days only
+    if months and s.first_order and s.first_order.day > 1:
+        months = months[1:]
+    if months and s.last_order and (s.last_order.date().replace(day=28) + timedelta(days=4)).replace(day=1) \
+            - timedelta(days=1) != s.last_order.date():
+        months = months[:-1]
     for region in regions:
         ax.plot(months, [s.monthly_revenue.get((region, m), 0.0) / 1000 for m in months], marker=".", label=region)
-    ax.set_title("Monthly revenue by region (store's region; customer's for online orders)")
+    ax.set_title("Monthly revenue by region, whole months (store's region; customer's online)")
     ax.set_ylabel("revenue, thousands")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
