@@ -138,8 +138,15 @@ def _live(args: argparse.Namespace) -> str:
 def _shape(args: argparse.Namespace) -> str:
     from .profile import measure, plot, shape_table
 
+    import pymysql
+
     target = MySQLTarget.from_url(args.mysql_url or env_url())
-    measured = measure(target)
+    try:
+        measured = measure(target)
+    except pymysql.err.MySQLError as exc:
+        raise GeneratorError(f"cannot measure {target.describe()}: {exc.args[-1] if exc.args else exc}") from exc
+    if not measured.orders:
+        raise GeneratorError(f"{target.describe()} has no orders: run `retailflow-generator seed` first")
     text = shape_table(measured)
     if args.plots:
         written = plot(measured, args.plots)
@@ -174,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     except GeneratorError as exc:
         print(f"retailflow-generator {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
-    except KeyboardInterrupt:
-        if args.command == "live":
+    except KeyboardInterrupt as exc:
+        if str(exc):  # the command knows what it kept (seed)
+            done = str(exc)
+        elif args.command == "live":
             done = "completed ticks were kept"
         elif args.command == "seed" and args.truncate:
             done = "the previous data is unchanged"

@@ -108,15 +108,21 @@ def drop_tables(conn: pymysql.connections.Connection, suffix: str) -> None:
         cur.execute("drop table if exists " + ", ".join(f"`{t}{suffix}`" for t in reversed(TABLES)))
 
 
-def swap_in_shadow_tables(conn: pymysql.connections.Connection) -> None:
-    """Atomically replace the four tables by their shadows (one RENAME TABLE), then drop the old ones.
+def swap_in_shadow_tables(conn: pymysql.connections.Connection) -> bool:
+    """Atomically replace the four tables by their shadows (one RENAME TABLE), then drop the old
+    ones; True once swapped.
 
     RENAME TABLE of several tables is atomic in MariaDB and MySQL: a reader sees either every old
-    table or every new one."""
+    table or every new one. Old tables left by an interruption after the swap are dropped by the
+    next seed."""
     pairs = [f"`{t}` to `{t}{RETIRED}`, `{t}{SHADOW}` to `{t}`" for t in TABLES]
     with conn.cursor() as cur:
         cur.execute("rename table " + ", ".join(pairs))
-    drop_tables(conn, RETIRED)
+    try:
+        drop_tables(conn, RETIRED)
+    except pymysql.err.MySQLError:
+        pass  # the new data is in; the next seed drops the leftovers
+    return True
 
 
 def ensure_schema(conn: pymysql.connections.Connection) -> None:

@@ -86,6 +86,10 @@ ITEM_COLUMNS = ["order_item_id", "order_id", "product_id", "quantity", "unit_pri
 ITEM_SET = "updated_at = created_at"
 
 
+class SeedInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a seed; the message says truthfully what the database holds now."""
+
+
 def utc_now_us() -> int:
     """The current UTC time in µs since the epoch."""
     return (datetime.now(UTC).replace(tzinfo=None) - _EPOCH) // timedelta(microseconds=1)
@@ -463,7 +467,7 @@ def run_seed(
     started = time.perf_counter()
     conn = connect(target)
     result = SeedResult(where=target.describe())
-    shadow = False
+    shadow = swapped = False
     try:
         try:
             ensure_schema(conn)
@@ -501,21 +505,32 @@ def run_seed(
             # transaction, so the references hold by construction (the integration tests check
             # them); skipping the per-row lookups is what mysqldump does for bulk loads too.
             cur.execute("set session foreign_key_checks = 0")
+            # emails and SKUs carry the row's id, so they are unique by construction (the tests
+            # check it): the server may then buffer their unique-index changes like any other
+            cur.execute("set session unique_checks = 0")
         try:
             _write(conn, request, result, progress, SHADOW if shadow else "")
             conn.commit()
             if shadow:
-                swap_in_shadow_tables(conn)
+                swapped = swap_in_shadow_tables(conn)
         except pymysql.err.MySQLError as exc:
             kept = "the previous data is unchanged" if shadow else "nothing was kept"
             raise GeneratorError(f"writing to {target.describe()} failed, {kept}: {exc}") from exc
-    except BaseException:
+    except BaseException as exc:
         try:
             conn.rollback()
-            if shadow:
+            if shadow and not swapped:
                 drop_tables(conn, SHADOW)
         except pymysql.err.MySQLError:
             pass
+        if isinstance(exc, KeyboardInterrupt):
+            if swapped:
+                kept = "the new data is in place (the old tables may be left as <table>__old until the next seed)"
+            elif shadow:
+                kept = "the previous data is unchanged"
+            else:
+                kept = "nothing was committed"
+            raise SeedInterrupted(kept) from None
         raise
     finally:
         conn.close()

@@ -162,3 +162,20 @@ def test_a_scale_that_cannot_hold_is_refused(database):
     assert done.returncode == 2
     assert "--products must be at least 12" in done.stderr and "Traceback" not in done.stderr
     assert scalar(database, "select count(*) from information_schema.tables where table_schema = database()") == 0
+
+
+def test_the_shape_command_prints_the_readme_table(seeded):
+    url, *_ = seeded
+    done = subprocess.run([GENERATOR, "shape", "--mysql-url", url], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    table = done.stdout.splitlines()
+    assert table[:2] == ["| figure | measured |", "|---|---|"]
+    assert any(line.startswith("| top product's share of orders | ") for line in table)
+    assert sum(line.startswith("| local peak hour, ") for line in table) == len(REGION_NAMES)
+
+
+def test_the_shape_command_on_an_empty_database_is_a_clear_error(database):
+    done = subprocess.run([GENERATOR, "shape", "--mysql-url", database], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 1 and "error:" in done.stderr and "Traceback" not in done.stderr
