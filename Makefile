@@ -124,6 +124,10 @@ test-chart: tools ## Chart tests: helm lint, helm template, offline schema valid
 test-e2e: tools ## End-to-end tests on a kind cluster (skipped where Docker or kind is missing).
 	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/e2e
 
+.PHONY: test-fresh
+test-fresh: ## The README's two commands in a minimal Debian bookworm root (debootstrap + chroot; root; not part of test).
+	hack/fresh-machine.sh
+
 ##@ Benchmarks
 
 .PHONY: bench
@@ -145,7 +149,7 @@ bench-operator: sync ## Operator time to Ready (p50/p95, 50 CRs) and no-op resyn
 ##@ Cluster (needs Docker, kind, helm, kubectl)
 
 .PHONY: up
-up: tools ## Create the kind cluster, build and load images, install the chart, wait for the pipeline.
+up: ## Create the kind cluster, build and load images, install the chart, wait for the pipeline.
 	KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) hack/kind-up.sh
 
 .PHONY: images

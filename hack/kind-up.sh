@@ -4,7 +4,10 @@
 # create-or-update.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-preflight docker kind helm kubectl
+# Docker and kind first: nothing is downloaded on a machine that could never run the cluster.
+preflight docker kind
+"$ROOT/hack/tools.sh"
+preflight helm kubectl
 
 if cluster_exists; then
     log "kind cluster $KIND_CLUSTER exists"

@@ -77,7 +77,10 @@ if ! mysql_alive; then
     mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
   fi
   # a 1 GiB buffer pool keeps seeding and ingesting the benchmark's millions of rows off the disk
-  start-stop-daemon --start --oknodo --background --exec "$(mariadbd_bin)" -- --user=mysql --innodb-buffer-pool-size=1G
+  # matched by its own pid file, not by executable: a mariadbd of another root (a chroot, a
+  # container sharing the pid namespace) must not count as this one
+  start-stop-daemon --start --oknodo --background --make-pidfile --pidfile /run/mysqld/retailflow-mariadbd.pid \
+    --exec "$(mariadbd_bin)" -- --user=mysql --innodb-buffer-pool-size=1G
   for _ in $(seq 1 60); do mysql_alive && break; sleep 0.5; done
   mysql_alive || die "MariaDB did not come up within 30 s (see /var/log/mysql/error.log)"
 fi
