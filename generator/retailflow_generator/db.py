@@ -225,18 +225,24 @@ class Loader:
     def submit(self, sql: str, data: bytes, expected_rows: int, on_done: Callable[[], None] | None = None) -> None:
         """Queue a load of `data` (tab-separated rows); `on_done` runs (on the loader thread) once
         its rows are in."""
-        self._pending.append(self._pool.submit(self._load, sql, MemoryFile(data), expected_rows, on_done))
+        file = MemoryFile(data)
+        self._pending.append((self._pool.submit(self._load, sql, file, expected_rows, on_done), file))
         while len(self._pending) > self._depth:
-            self._pending.pop(0).result()
+            self._pending.pop(0)[0].result()
 
     def drain(self) -> None:
         while self._pending:
-            self._pending.pop(0).result()
+            self._pending.pop(0)[0].result()
 
     def close(self) -> None:
-        """Wait for what was submitted (errors discarded: the caller is already failing) and stop."""
-        for future in self._pending:
-            future.exception()
+        """Stop: chunks not yet started are dropped, the one loading is waited for (errors
+        discarded: the caller is already failing or done)."""
+        for future, file in self._pending:
+            if future.cancel():
+                file.close()
+        for future, _file in self._pending:
+            if not future.cancelled():
+                future.exception()
         self._pending.clear()
         self._pool.shutdown(wait=True)
 

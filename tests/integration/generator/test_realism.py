@@ -14,6 +14,7 @@ from retailflow_generator.geography import REGIONS
 from retailflow_generator.profile import measure
 from retailflow_generator.seed import default_start
 from retailflow_generator.stores import build_stores
+from test_seed import in_process
 
 pytestmark = pytest.mark.integration
 
@@ -154,13 +155,11 @@ def test_integrity_holds_at_a_tiny_scale_while_stores_open(database):
                             "group by 1, 2 having count(*) > 1) t") == 0
 
 
-def test_a_scale_that_cannot_hold_is_refused(database):
-    done = subprocess.run(
-        [GENERATOR, "seed", "--customers", "40", "--products", "8", "--orders", "100", "--mysql-url", database],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert done.returncode == 2
-    assert "--products must be at least 12" in done.stderr and "Traceback" not in done.stderr
+def test_a_scale_that_cannot_hold_is_refused(database, capsys):
+    code, _out, err = in_process(capsys, "seed", "--customers", "40", "--products", "8", "--orders", "100",
+                                 "--mysql-url", database)
+    assert code == 2
+    assert "--products must be at least 12" in err and "Traceback" not in err
     assert scalar(database, "select count(*) from information_schema.tables where table_schema = database()") == 0
 
 
@@ -175,7 +174,6 @@ def test_the_shape_command_prints_the_readme_table(seeded):
     assert sum(line.startswith("| local peak hour, ") for line in table) == len(REGION_NAMES)
 
 
-def test_the_shape_command_on_an_empty_database_is_a_clear_error(database):
-    done = subprocess.run([GENERATOR, "shape", "--mysql-url", database], capture_output=True, text=True, timeout=60,
-                          check=False)
-    assert done.returncode == 1 and "error:" in done.stderr and "Traceback" not in done.stderr
+def test_the_shape_command_on_an_empty_database_is_a_clear_error(database, capsys):
+    code, _out, err = in_process(capsys, "shape", "--mysql-url", database)
+    assert code == 1 and "error:" in err and "Traceback" not in err
