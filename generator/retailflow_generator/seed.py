@@ -505,9 +505,6 @@ def run_seed(
             # transaction, so the references hold by construction (the integration tests check
             # them); skipping the per-row lookups is what mysqldump does for bulk loads too.
             cur.execute("set session foreign_key_checks = 0")
-            # emails and SKUs carry the row's id, so they are unique by construction (the tests
-            # check it): the server may then buffer their unique-index changes like any other
-            cur.execute("set session unique_checks = 0")
         try:
             _write(conn, request, result, progress, SHADOW if shadow else "")
             conn.commit()
