@@ -36,6 +36,8 @@ class Shape:
     top_product_order_share: float = 0.0
     #: share of order lines of the top 1 % of products (at least one product)
     top1pct_line_share: float = 0.0
+    #: share of all revenue of the product that brings the most
+    top_product_revenue_share: float = 0.0
     #: share of lines and of revenue per category
     category_lines: dict[str, float] = field(default_factory=dict)
     category_revenue: dict[str, float] = field(default_factory=dict)
@@ -117,6 +119,9 @@ def _measure(conn) -> Shape:
                        "join products p using (product_id) group by p.category")
     revenue = sum(float(r[2]) for r in cats)
     s.category_lines = {r[0]: int(r[1]) / s.lines for r in cats}
+    top_revenue = _rows(conn, "select sum(quantity * unit_price) as r from order_items group by product_id "
+                              "order by r desc limit 1")[0][0]
+    s.top_product_revenue_share = float(top_revenue) / revenue if revenue else 0.0
     s.category_revenue = {r[0]: float(r[2]) / revenue for r in cats}
 
     s.lines_per_order = {int(k): int(n) for k, n in _rows(
@@ -189,6 +194,7 @@ def shape_table(s: Shape) -> str:
         ("first and last order (UTC)", f"{s.first_order:%Y-%m-%d %H:%M} .. {s.last_order:%Y-%m-%d %H:%M}"),
         ("top product's share of orders", _pct(s.top_product_order_share)),
         ("top 1 % of products' share of order lines", _pct(s.top1pct_line_share)),
+        ("top product's share of revenue", _pct(s.top_product_revenue_share)),
         ("category shares of lines (highest, lowest)", _category_range(s.category_lines)),
         ("category shares of revenue (highest, lowest)", _category_range(s.category_revenue)),
         ("online share of orders", _pct(s.online_share)),

@@ -180,7 +180,7 @@ class ProductPool:
 
     @classmethod
     def build(cls, rng, ids, price, category) -> ProductPool:
-        weight = shape.popularity_weights(rng, category)
+        weight = shape.popularity_weights(rng, category, price)
         return cls(ids, price, category, weight, np.cumsum(weight))
 
 

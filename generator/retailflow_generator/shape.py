@@ -29,6 +29,8 @@ MAX_LINES = 12
 #: flattens the head (no product in more than ~15 % of orders), the exponent keeps the tail long.
 ZIPF_S = 1.0
 ZIPF_Q = 5.0
+#: how strongly a price above its category's median pushes a product down the popularity ranking
+PRICE_ELASTICITY = 1.5
 #: log-normal sigma of how much customers buy relative to each other (heavy-tailed spend)
 SPEND_SIGMA = 1.1
 #: share of order lines sold at a promotional discount
@@ -150,11 +152,15 @@ def spend_weights(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.lognormal(mean=0.0, sigma=SPEND_SIGMA, size=n)
 
 
-def popularity_weights(rng: np.random.Generator, category: np.ndarray) -> np.ndarray:
-    """Zipf-Mandelbrot popularity over a product ranking; a category's appeal moves its products up
-    the ranking (groceries sell more often than footwear) without making any one product huge."""
+def popularity_weights(rng: np.random.Generator, category: np.ndarray, price_cents: np.ndarray) -> np.ndarray:
+    """Zipf-Mandelbrot popularity over a product ranking. A category's appeal moves its products up
+    the ranking (groceries sell more often than footwear), and so does a low price within the
+    category (a 40-euro keyboard outsells a 400-euro one), so no single product takes the revenue."""
+    category = np.asarray(category, dtype=np.int64)
     n = len(category)
-    key = rng.lognormal(0.0, 0.8, size=n) * APPEAL[np.asarray(category, dtype=np.int64)]
+    median = np.array([c.median_price for c in CATEGORIES])[category] * 100
+    cheapness = (median / np.maximum(np.asarray(price_cents, dtype=float), 1.0)) ** PRICE_ELASTICITY
+    key = rng.lognormal(0.0, 0.8, size=n) * APPEAL[category] * cheapness
     rank = np.empty(n, dtype=np.int64)
     rank[np.argsort(-key, kind="stable")] = np.arange(1, n + 1)
     return 1.0 / (rank.astype(float) + ZIPF_Q) ** ZIPF_S

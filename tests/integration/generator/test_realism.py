@@ -116,6 +116,7 @@ def test_popularity_is_heavy_tailed_but_believable(seeded):
     _u, _b, _a, shape = seeded
     assert shape.top_product_order_share <= 0.15, "no product in more than ~15% of orders"
     assert 0.10 <= shape.top1pct_line_share <= 0.40
+    assert shape.top_product_revenue_share <= 0.06, "the best-sellers chart is not one bar"
     lines, revenue = shape.category_lines, shape.category_revenue
     assert len(lines) == 9
     assert all(0.02 <= share <= 0.40 for share in lines.values()), lines
