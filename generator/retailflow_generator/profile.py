@@ -251,9 +251,10 @@ def plot(s: Shape, directory: Path) -> list[Path]:
     ax.set_title("Monthly revenue by region, whole months (store's region; customer's online)")
     ax.set_ylabel("revenue, thousands")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.set_ylim(bottom=0)
     fig.autofmt_xdate()
-    fig.tight_layout()
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=len(regions), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     path = directory / "generator-monthly-revenue.png"
     fig.savefig(path)
     plt.close(fig)
