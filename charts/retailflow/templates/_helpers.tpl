@@ -40,6 +40,12 @@ Effective Secret names: the user's existingSecret, else the generated one. Defin
 .Values.global only, so that subcharts that render values with tpl (Airflow's extraEnv) can use
 them too.
 */}}
+{{/* The label the operator requires on every Secret it reads (operator.secretLabel; see operator/README.md). */}}
+{{- define "retailflow.credentialsLabel" -}}
+{{- $kv := splitList "=" (.Values.operator.secretLabel | default "retailflow.io/credentials=true") -}}
+{{ index $kv 0 }}: {{ index $kv 1 | quote }}
+{{- end -}}
+
 {{- define "retailflow.mysql.secretName" -}}
 {{- .Values.global.retailflow.mysql.existingSecret | default .Values.global.retailflow.mysql.secretName -}}
 {{- end -}}
@@ -82,13 +88,69 @@ helm.sh/hook-weight: {{ .weight | default "-15" | quote }}
 {{- end }}
 {{- end -}}
 
-{{/* Name of the Superset chart's config Secret (superset_config.py, superset_bootstrap.sh). */}}
-{{- define "retailflow.superset.configSecret" -}}
-{{- if contains "superset" .Release.Name -}}
-{{- printf "%s-config" .Release.Name -}}
-{{- else -}}
-{{- printf "%s-superset-config" .Release.Name -}}
+{{/*
+Superset's Service and workload name (the Service answers on superset.port): <release>-superset,
+the name the upstream chart gave it and that NOTES.txt and the OpenMetadata Job use.
+*/}}
+{{- define "retailflow.superset.name" -}}
+{{- ternary .Release.Name (printf "%s-superset" .Release.Name) (contains "superset" .Release.Name) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* Base URL of Superset inside the cluster. */}}
+{{- define "retailflow.superset.url" -}}
+{{- printf "http://%s:%v" (include "retailflow.superset.name" .) .Values.superset.port -}}
+{{- end -}}
+
+{{/*
+What every Superset container shares: the config from files/superset (one file for the local
+Superset and the chart), the drivers volume, and the Secret's settings.
+*/}}
+{{- define "retailflow.superset.env" -}}
+- {name: SUPERSET_CONFIG_PATH, value: /app/retailflow/superset_config.py}
+{{- if .Values.superset.drivers }}
+# installed by the drivers init container (the official image has no PostgreSQL driver)
+- {name: PYTHONPATH, value: /app/drivers}
+{{- end }}
+- name: SUPERSET_SECRET_KEY
+  valueFrom: {secretKeyRef: {name: {{ .Values.global.retailflow.superset.envSecretName }}, key: SUPERSET_SECRET_KEY}}
+- name: SUPERSET_DATABASE_URI
+  valueFrom: {secretKeyRef: {name: {{ .Values.global.retailflow.superset.envSecretName }}, key: SUPERSET_DATABASE_URI}}
+{{- end -}}
+
+{{- define "retailflow.superset.volumeMounts" -}}
+- {name: superset-config, mountPath: /app/retailflow, readOnly: true}
+{{- if .Values.superset.drivers }}
+- {name: drivers, mountPath: /app/drivers}
+{{- end }}
+{{- end -}}
+
+{{- define "retailflow.superset.volumes" -}}
+- name: superset-config
+  configMap:
+    name: {{ include "retailflow.superset.name" . }}-config
+{{- if .Values.superset.drivers }}
+- name: drivers
+  emptyDir: {}
+{{- end }}
+{{- end -}}
+
+{{/* Installs superset.drivers into the drivers volume; the pod's first init container. */}}
+{{- define "retailflow.superset.driversContainer" -}}
+{{- if .Values.superset.drivers }}
+- name: drivers
+  image: {{ printf "%s:%s" .Values.superset.image.repository (toString .Values.superset.image.tag) | quote }}
+  imagePullPolicy: {{ .Values.superset.image.pullPolicy }}
+  command: [sh, -c]
+  args:
+    - |
+      set -eu
+      uv pip install --no-cache --target /app/drivers {{ range .Values.superset.drivers }}{{ . | squote }} {{ end }}\
+        || pip install --no-cache-dir --target /app/drivers {{ range .Values.superset.drivers }}{{ . | squote }} {{ end }}
+  resources:
+    {{- toYaml .Values.superset.driversInstall.resources | nindent 4 }}
+  volumeMounts:
+    - {name: drivers, mountPath: /app/drivers}
+{{- end }}
 {{- end -}}
 
 {{/* Pod-level settings shared by the chart's own Jobs. */}}

@@ -17,8 +17,8 @@ ENV_FILE = REPO / ".env.local"
 pytestmark = pytest.mark.integration
 
 
-def run(env: dict[str, str], user: str | None = None) -> subprocess.CompletedProcess:
-    cmd = ["bash", str(SCRIPT)]
+def run(env: dict[str, str], user: str | None = None, script: Path = SCRIPT) -> subprocess.CompletedProcess:
+    cmd = ["bash", str(script)]
     if user:
         cmd = ["runuser", "-u", user, "--", "env", *[f"{k}={v}" for k, v in env.items()], *cmd]
         env = {}
@@ -58,10 +58,23 @@ def shared_dir():
     shutil.rmtree(path)
 
 
+@pytest.fixture
+def user_script(shared_dir):
+    """A copy of the script (and what it sources) that the unprivileged user can read: a checkout
+    under /root is private to root, as on a fresh machine."""
+    hack = shared_dir / "checkout" / "hack"
+    hack.mkdir(parents=True)
+    for name in ("services.sh", "env.sh"):
+        shutil.copy2(REPO / "hack" / name, hack / name)
+    for folder in (hack.parent, hack):
+        folder.chmod(0o755)
+    return hack / "services.sh"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the script as another user")
-def test_without_root_it_says_what_to_create_and_writes_nothing(shared_dir):
+def test_without_root_it_says_what_to_create_and_writes_nothing(shared_dir, user_script):
     env_file = shared_dir / "env"
-    result = run({"RETAILFLOW_ENV_FILE": str(env_file), "PATH": os.environ["PATH"]}, user="nobody")
+    result = run({"RETAILFLOW_ENV_FILE": str(env_file), "PATH": os.environ["PATH"]}, user="nobody", script=user_script)
     assert result.returncode != 0
     assert "without root" in result.stderr
     assert "RETAILFLOW_MYSQL_URL" in result.stderr
@@ -69,18 +82,20 @@ def test_without_root_it_says_what_to_create_and_writes_nothing(shared_dir):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the script as another user")
-def test_without_root_and_packages_missing_it_names_the_packages(shared_dir):
+def test_without_root_and_packages_missing_it_names_the_packages(shared_dir, user_script):
     # a PATH with the shell's basic tools only: the database clients and build tools look missing
     bin_dir = shared_dir / "bin"
     bin_dir.mkdir()
     for tool in ("bash", "id", "ls", "sort", "tail", "sed", "dirname", "cat", "grep"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     bin_dir.chmod(0o755)
-    result = run({"RETAILFLOW_ENV_FILE": str(shared_dir / "env"), "PATH": str(bin_dir)}, user="nobody")
+    result = run({"RETAILFLOW_ENV_FILE": str(shared_dir / "env"), "PATH": str(bin_dir)}, user="nobody", script=user_script)
     assert result.returncode != 0
     message = result.stderr
     assert "missing packages:" in message
     assert "mariadb-client" in message and "postgresql-client" in message
+    # no python3 on this PATH: the bootstrap venv's package is named too
+    assert "python3-venv" in message
     assert "apt-get install -y" in message
     assert "RETAILFLOW_WAREHOUSE_URL" in message
     assert not (shared_dir / "env").exists()

@@ -1,6 +1,7 @@
 """The memory budget: the whole stack's requests fit one 16 GiB kind node (≤ 12 GiB requested).
 
-Counted: every pod the chart renders itself (Jobs included, as they run during the install), plus
+Counted: every pod the chart renders itself (Jobs included, as they run during the install;
+Superset is one of them since it runs from this chart's templates), plus
 the requests the umbrella's values give each upstream component, read from the same keys the
 upstream charts read (checked against the real Airbyte 2.2.0, OpenMetadata 1.13.1 and OpenSearch
 3.3.2 charts; see the chart README). Airbyte's and OpenMetadata's runtime pods (one sync, one
@@ -28,7 +29,6 @@ UPSTREAM = {
                 ("global.jobs", 3)],
     "Airflow": [("airflow.apiServer", 1), ("airflow.scheduler", 1), ("airflow.dagProcessor", 1),
                 ("airflow.triggerer", 1), ("airflow.migrateDatabaseJob", 1)],
-    "Superset": [("superset.supersetNode", 1), ("superset.init", 1)],
     "OpenMetadata": [("openmetadata", 1), ("openmetadata.openmetadata.config.pipelineServiceClientConfig.k8s", 1)],
     "OpenSearch": [("opensearch", 1)],
 }
@@ -76,8 +76,6 @@ def upstream_requests(values: dict) -> dict[str, float]:
         for path, count in paths:
             total += count * mebibytes(dig(values, path)["resources"]["requests"]["memory"])
         out[component] = total
-    workers = dig(values, "superset.supersetWorker")
-    out["Superset"] += workers["replicas"]["replicaCount"] * mebibytes(workers["resources"]["requests"]["memory"])
     return out
 
 

@@ -1,4 +1,4 @@
-"""templates/jobs: schema + seed, lake buckets, Superset dashboards, OpenMetadata ingestion."""
+"""templates/jobs: schema + seed, lake buckets, OpenMetadata ingestion (the Superset dashboards Job: test_superset.py)."""
 
 from __future__ import annotations
 
@@ -83,38 +83,6 @@ class TestLakeBucketsJob(_Job):
     def test_runs_after_install_without_airbyte(self):
         job = render(values=VARIANTS["subset-with-workspace"]).get("Job", self.name)
         assert hook(job)[0] == "post-install,post-upgrade"
-
-
-class TestSupersetDashboardsJob(_Job):
-    name = "retailflow-superset-dashboards"
-
-    def test_registers_the_warehouse_with_a_password_from_the_secret(self, defaults):
-        (container,) = containers(defaults.get("Job", self.name))
-        assert "superset set-database-uri" in container["command"][-1]
-        assert env_of(container)["WAREHOUSE_PASSWORD"]["valueFrom"]["secretKeyRef"] == \
-            {"name": "retailflow-postgresql", "key": "warehouse-password"}
-        assert {"secretRef": {"name": "retailflow-superset-env"}} in container["envFrom"]
-
-    def test_without_a_bundle_nothing_is_mounted(self, defaults):
-        volumes = [v["name"] for v in pod_spec(defaults.get("Job", self.name))["volumes"]]
-        assert volumes == ["superset-config"]
-
-    def test_bundle_from_a_config_map(self):
-        job = render(values={"jobs": {"supersetDashboards": {"bundleConfigMap": "retail-dashboards"}}}).get("Job", self.name)
-        volumes = {v["name"]: v for v in pod_spec(job)["volumes"]}
-        assert volumes["bundle"]["configMap"]["name"] == "retail-dashboards"
-        assert "import-dashboards -p /bundle/dashboards.zip" in containers(job)[0]["command"][-1]
-
-    def test_runs_after_the_superset_init_job(self, defaults):
-        phase, weight = hook(defaults.get("Job", self.name))
-        assert phase == "post-install,post-upgrade" and weight > 0
-
-    def test_mounts_the_superset_charts_config_secret(self, defaults):
-        volumes = {v["name"]: v for v in pod_spec(defaults.get("Job", self.name))["volumes"]}
-        assert volumes["superset-config"]["secret"]["secretName"] == "retailflow-superset-config"
-
-    def test_absent_without_superset(self):
-        assert "retailflow-superset-dashboards" not in render(values={"superset": {"enabled": False}}).names("Job")
 
 
 class TestOpenmetadataIngestionJob(_Job):

@@ -66,8 +66,8 @@ class TestSecrets:
     def test_superset_env_carries_its_role_password(self, defaults):
         pg = secret_data(defaults.get("Secret", "retailflow-postgresql"))
         env = secret_data(defaults.get("Secret", "retailflow-superset-env"))
-        assert env["DB_PASS"] == pg["superset-password"] and env["DB_USER"] == "superset"
-        assert env["DB_HOST"] == "retailflow-postgresql"
+        assert env["SUPERSET_DATABASE_URI"] == \
+            f"postgresql+psycopg2://superset:{pg['superset-password']}@retailflow-postgresql:5432/superset?sslmode=disable"
 
     def test_airflow_passwords_file_matches_the_admin_password(self, defaults):
         data = secret_data(defaults.get("Secret", "retailflow-airflow-admin"))
@@ -104,7 +104,9 @@ class TestSecrets:
                 for key, value in node.items():
                     here = f"{path}.{key}"
                     if re.search(r"(?i)(password|_pass|secret_key)$", key) and isinstance(value, str):
-                        assert value == "", f"{here} holds a value"
+                        # Upstream keys that must be set to avoid a default password hold a marker
+                        # saying where the real one is (see Airbyte in the chart README).
+                        assert value == "" or value.startswith("unused; "), f"{here} holds a value"
                     walk(value, here)
             elif isinstance(node, list):
                 for item in node:

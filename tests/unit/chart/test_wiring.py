@@ -100,19 +100,6 @@ class TestAirflowWiring:
         assert airflow["executor"] == "LocalExecutor" and airflow["redis"]["enabled"] is False
 
 
-class TestSupersetWiring:
-    def test_env_secret_resolves_through_tpl(self, defaults):
-        name = stand_in(defaults, "superset")["envFromSecret"]
-        assert {"DB_HOST", "DB_PASS", "SECRET_KEY", "ADMIN_PASSWORD"} <= set(secrets(defaults)[name])
-
-    def test_no_password_left_in_its_values(self, values):
-        superset = values["superset"]
-        assert superset["secretEnv"]["create"] is False
-        assert superset["supersetNode"]["connections"]["db_pass"] == ""
-        assert superset["init"]["adminUser"]["password"] == ""
-        assert "$ADMIN_PASSWORD" in superset["init"]["initscript"]
-
-
 class TestOpenmetadataWiring:
     def test_database_and_fernet_key_from_secrets(self, defaults, values):
         config = values["openmetadata"]["openmetadata"]["config"]
