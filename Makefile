@@ -10,8 +10,9 @@ NAMESPACE ?= retailflow
 DEMO_CUSTOMERS ?= 5000
 DEMO_PRODUCTS ?= 500
 DEMO_ORDERS ?= 50000
-DEMO_START ?= 2024-01-01
-DEMO_END ?= 2025-12-31
+# Empty dates: the generator's defaults, two years up to now (so `make live` continues the history).
+DEMO_START ?=
+DEMO_END ?=
 DEMO_SEED ?= 42
 INGEST_ARGS ?=
 
@@ -72,11 +73,15 @@ demo: services sync ## Run the whole pipeline locally: seed MySQL, ingest, dbt b
 seed: ## Seed MySQL with demo data (replaces what is there).
 	$(WITH_ENV) $(UV) run --quiet --project generator retailflow-generator seed \
 	  --customers $(DEMO_CUSTOMERS) --products $(DEMO_PRODUCTS) --orders $(DEMO_ORDERS) \
-	  --start $(DEMO_START) --end $(DEMO_END) --seed $(DEMO_SEED) --truncate
+	  $(if $(DEMO_START),--start $(DEMO_START)) $(if $(DEMO_END),--end $(DEMO_END)) --seed $(DEMO_SEED) --truncate
 
 .PHONY: live
-live: ## Simulate live traffic for 60 s (new orders, status changes).
+live: ## Simulate live traffic for 60 s (new orders, status changes), with progress.
 	$(WITH_ENV) $(UV) run --quiet --project generator retailflow-generator live --duration 60
+
+.PHONY: generator-shape
+generator-shape: ## Measure a demo-scale seed (throwaway database): generator/README.md's shape table, docs/generator-*.png.
+	$(WITH_ENV) $(UV) run --quiet --project generator python generator/shape_docs.py
 
 .PHONY: ingest
 ingest: ## Ingest MySQL and the store CSV into the warehouse's raw schema and the lake (incremental).

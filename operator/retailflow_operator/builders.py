@@ -6,6 +6,7 @@ Nothing here talks to a server, so every rule of the desired state is unit-teste
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -130,6 +131,12 @@ def digest(value: Any, salt: str = "") -> str:
     return hashlib.sha256((salt + canonical(value)).encode()).hexdigest()
 
 
+def keyed_digest(key: bytes, value: Any, context: str) -> str:
+    """HMAC-SHA256 of ``value`` under a key only the operator holds: without the key, a hash in a
+    status cannot be checked against guessed passwords."""
+    return hmac.new(key, f"{context}\n{canonical(value)}".encode(), hashlib.sha256).hexdigest()
+
+
 def is_subset(desired: Any, actual: Any) -> bool:
     """True when every value in ``desired`` is present in ``actual``.
 
@@ -220,7 +227,8 @@ def validate(spec: Mapping[str, Any]) -> None:
         )
     if len(str(opt(spec, "schedule")).split()) != 5:
         raise SpecError("spec.schedule: expected five cron fields (minute hour day-of-month month day-of-week)")
-    quartz_cron(opt(spec, "schedule"))
+    if opt(spec, "engine") == "airbyte" and opt(spec, "airbyte.syncTrigger") == "airbyte":
+        quartz_cron(opt(spec, "schedule"))  # only Airbyte runs the schedule as Quartz
 
 
 def cron_to_quartz_dow(field_: str) -> str:
@@ -295,14 +303,18 @@ def secret_refs(spec: Mapping[str, Any]) -> list[SecretRef]:
 # ---------------------------------------------------------------- Airbyte desired state
 
 
+#: The public API removes these from ``configuration`` before storing it (ActorConfigurationHelper.kt).
+TYPE_KEYS = ("sourceType", "destinationType")
+
+
 @dataclass(frozen=True)
 class Actor:
-    """A desired Airbyte source or destination."""
+    """A desired Airbyte source or destination. Its repr never shows the configuration (it holds secrets)."""
 
     kind: str  # "source" | "destination"
     role: str
     name: str
-    configuration: Any  # an airbyte_api.models configuration model
+    configuration: Any = field(repr=False)  # an airbyte_api.models configuration model
 
     @property
     def config(self) -> dict[str, Any]:
@@ -310,10 +322,11 @@ class Actor:
 
     @property
     def public_config(self) -> dict[str, Any]:
-        return strip_secrets(self.config)
+        """What Airbyte answers unmasked: no secret, and no type key (the server strips it)."""
+        return {k: v for k, v in strip_secrets(self.config).items() if k not in TYPE_KEYS}
 
-    def secret_hash(self, salt: str) -> str:
-        return digest(secret_material(self.config), salt=salt + self.name)
+    def secret_hash(self, key: bytes, uid: str) -> str:
+        return keyed_digest(key, secret_material(self.config), f"{uid}/{self.name}")
 
 
 @dataclass(frozen=True)
@@ -350,10 +363,26 @@ class Connection:
         )
 
     def comparable(self) -> dict[str, Any]:
-        """The fields a patch sets, as Airbyte returns them."""
+        """The fields a patch sets, as Airbyte returns them (see ``answer_comparable``)."""
         body = dump(self.patch_request())
         body.pop("namespaceDefinition", None)
         return body
+
+
+def answer_comparable(connection: Mapping[str, Any]) -> dict[str, Any]:
+    """A connection as Airbyte answers it, with what the server normalises undone.
+
+    The server stores cron schedules in UTC and answers ``"<expression> UTC"``
+    (ConnectionReadMapper.kt); it fills in each stream's namespace, mappers and the cursor and primary
+    key it resolved; these extra keys are ignored by the subset comparison.
+    """
+    out = dict(connection)
+    schedule = dict(out.get("schedule") or {})
+    cron = schedule.get("cronExpression")
+    if isinstance(cron, str) and cron.endswith(" UTC"):
+        schedule["cronExpression"] = cron[: -len(" UTC")]
+    out["schedule"] = schedule
+    return out
 
 
 @dataclass(frozen=True)
@@ -450,6 +479,8 @@ def build_airbyte(
                 schema_=opt(spec, "warehouse.schema"),
                 username=wh["username"],
                 password=wh["password"],
+                # Postgres destination 3.x reads ssl_mode only when ssl is true; the SDK sends ssl: false.
+                ssl=opt(spec, "warehouse.sslMode") != "disable",
                 ssl_mode=_pg_ssl(opt(spec, "warehouse.sslMode")),
                 tunnel_method=models.DestinationPostgresNoTunnel(),
             ),

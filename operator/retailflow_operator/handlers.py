@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any
 
 import kopf
@@ -28,8 +30,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING  # Events are posted explicitly; INFO logs would flood them.
     # A drift check in progress delays the finalizer; poll for its end every second, not every minute.
     settings.background.cancellation_polling = 1
+    try:
+        kube.check_cluster()  # loads the kubeconfig / in-cluster config once
+    except kube.ClusterUnreachable as exc:
+        # kopf would retry (and print a traceback) forever; a process manager restarts us instead.
+        print(f"retailflow-operator: {exc}", file=sys.stderr, flush=True)
+        os._exit(2)
     airbyte_client.warm_up()
-    kube.api_client()  # loads the kubeconfig / in-cluster config once
 
 
 def _apply(outcome: pipeline.Outcome, status: Any, patch: kopf.Patch, body: kopf.Body) -> None:
@@ -66,9 +73,9 @@ def reconcile(
     )
     _apply(outcome, status, patch, body)
     if isinstance(outcome.error, PeerError) and outcome.error.transient:
-        raise kopf.TemporaryError(str(outcome.error), delay=pipeline.backoff(retry))
+        raise kopf.TemporaryError(outcome.message, delay=pipeline.backoff(retry))
     if outcome.error:
-        raise kopf.PermanentError(str(outcome.error))
+        raise kopf.PermanentError(outcome.message)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="drift", interval=cfg.drift_interval_s, idle=cfg.drift_idle_s)

@@ -106,7 +106,7 @@ def main() -> None:
                 kube.apply_rp(pipeline_body(NS, name, airbyte, airflow, unique_prefix(f"m{i}")))
             all_ready(kube, names, timeout=300)
             report(f"operator_{MANY}_crs_ready_s", time.perf_counter() - began, "target < 30 s")
-            ours = [c["name"] for c in airbyte.connections.values() if c["name"].startswith(f"rf/{NS}/many-")]
+            ours = [c["name"] for c in airbyte.live("connections").values() if c["name"].startswith(f"rf/{NS}/many-")]
             report(
                 f"operator_{MANY}_crs_duplicate_connections",
                 len(ours) - len(set(ours)),

@@ -40,6 +40,12 @@ Effective Secret names: the user's existingSecret, else the generated one. Defin
 .Values.global only, so that subcharts that render values with tpl (Airflow's extraEnv) can use
 them too.
 */}}
+{{/* The label the operator requires on every Secret it reads (operator.secretLabel; see operator/README.md). */}}
+{{- define "retailflow.credentialsLabel" -}}
+{{- $kv := splitList "=" (.Values.operator.secretLabel | default "retailflow.io/credentials=true") -}}
+{{ index $kv 0 }}: {{ index $kv 1 | quote }}
+{{- end -}}
+
 {{- define "retailflow.mysql.secretName" -}}
 {{- .Values.global.retailflow.mysql.existingSecret | default .Values.global.retailflow.mysql.secretName -}}
 {{- end -}}

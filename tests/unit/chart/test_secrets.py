@@ -105,7 +105,9 @@ class TestSecrets:
                 for key, value in node.items():
                     here = f"{path}.{key}"
                     if re.search(r"(?i)(password|_pass|secret_key)$", key) and isinstance(value, str):
-                        assert value == "", f"{here} holds a value"
+                        # Upstream keys that must be set to avoid a default password hold a marker
+                        # saying where the real one is (see Airbyte in the chart README).
+                        assert value == "" or value.startswith("unused; "), f"{here} holds a value"
                     walk(value, here)
             elif isinstance(node, list):
                 for item in node:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 
 import pytest
 from retailflow_operator import builders as b
 from retailflow_operator.errors import SpecError
+
+KEY = b"operator-held-key-of-32-bytes!!!"
 
 PROJECT_STREAMS = {
     "customers": "customer_id",
@@ -110,19 +114,43 @@ class TestSecretsNeverCompared:
                     assert value not in public
 
     def test_secret_hash_follows_secret_content_not_public_fields(self, example, secrets):
-        before = {a.name: a.secret_hash("uid") for a in airbyte(example, secrets).actors.values()}
+        before = {a.name: a.secret_hash(KEY, "uid") for a in airbyte(example, secrets).actors.values()}
         secrets["warehouse"]["password"] = "wh-pw-2"
-        after = {a.name: a.secret_hash("uid") for a in airbyte(example, secrets).actors.values()}
+        after = {a.name: a.secret_hash(KEY, "uid") for a in airbyte(example, secrets).actors.values()}
         changed = {n for n in before if before[n] != after[n]}
         assert changed == {b.resource_name("rf", "retailflow", "retail", "warehouse")}
         example["spec"]["warehouse"]["host"] = "elsewhere"
-        moved = {a.name: a.secret_hash("uid") for a in airbyte(example, secrets).actors.values()}
+        moved = {a.name: a.secret_hash(KEY, "uid") for a in airbyte(example, secrets).actors.values()}
         assert moved == after
 
     def test_secret_hash_is_salted_per_pipeline(self, example, secrets):
         actor = airbyte(example, secrets).sources[0]
-        assert actor.secret_hash("uid-1") != actor.secret_hash("uid-2")
-        assert secrets["mysql"]["password"] not in actor.secret_hash("uid-1")
+        assert actor.secret_hash(KEY, "uid-1") != actor.secret_hash(KEY, "uid-2")
+        assert secrets["mysql"]["password"] not in actor.secret_hash(KEY, "uid-1")
+
+    def test_secret_hash_cannot_be_checked_without_the_operator_key(self, example, secrets):
+        """Everything but the key is readable (uid, name, the password candidates): an HMAC under a key
+        only the operator holds cannot be recomputed from them, unlike a hash salted with the uid."""
+        actor = airbyte(example, secrets).sources[0]
+        status_hash = actor.secret_hash(KEY, "uid-1")
+        material = b.canonical(b.secret_material(actor.config))
+        public_guesses = {
+            b.digest(b.secret_material(actor.config), salt="uid-1" + actor.name),  # the old scheme
+            hashlib.sha256(material.encode()).hexdigest(),
+            actor.secret_hash(b"", "uid-1"),
+            actor.secret_hash(b"another-key-of-32-bytes-xxxxxxxx", "uid-1"),
+        }
+        assert status_hash not in public_guesses
+        expected = hmac.new(KEY, f"uid-1/{actor.name}\n{material}".encode(), hashlib.sha256).hexdigest()
+        assert status_hash == expected
+
+    def test_actor_repr_shows_no_configuration(self, example, secrets):
+        for actor in airbyte(example, secrets).actors.values():
+            text = repr(actor) + str(actor)
+            assert actor.name in text
+            for value in b.secret_material(actor.config).values():
+                assert str(value) not in text
+            assert "configuration" not in text
 
     def test_masked_answer_still_matches_desired_public_config(self, example, secrets):
         actor = airbyte(example, secrets).destinations[0]
