@@ -10,8 +10,9 @@ NAMESPACE ?= retailflow
 DEMO_CUSTOMERS ?= 5000
 DEMO_PRODUCTS ?= 500
 DEMO_ORDERS ?= 50000
-DEMO_START ?= 2024-01-01
-DEMO_END ?= 2025-12-31
+# Empty dates: the generator's defaults, two years up to now (so `make live` continues the history).
+DEMO_START ?=
+DEMO_END ?=
 DEMO_SEED ?= 42
 INGEST_ARGS ?=
 # 0 skips Superset in `make demo` (the run's dashboards task then skips, saying why).
@@ -80,11 +81,15 @@ demo: services sync ## Run the pipeline locally through Airflow: seed MySQL, a s
 seed: ## Seed MySQL with demo data (replaces what is there).
 	$(WITH_ENV) $(UV) run --quiet --project generator retailflow-generator seed \
 	  --customers $(DEMO_CUSTOMERS) --products $(DEMO_PRODUCTS) --orders $(DEMO_ORDERS) \
-	  --start $(DEMO_START) --end $(DEMO_END) --seed $(DEMO_SEED) --truncate
+	  $(if $(DEMO_START),--start $(DEMO_START)) $(if $(DEMO_END),--end $(DEMO_END)) --seed $(DEMO_SEED) --truncate
 
 .PHONY: live
-live: ## Simulate live traffic for 60 s (new orders, status changes).
+live: ## Simulate live traffic for 60 s (new orders, status changes), with progress.
 	$(WITH_ENV) $(UV) run --quiet --project generator retailflow-generator live --duration 60
+
+.PHONY: generator-shape
+generator-shape: ## Measure a demo-scale seed (throwaway database): generator/README.md's shape table, docs/generator-*.png.
+	$(WITH_ENV) $(UV) run --quiet --project generator python generator/shape_docs.py
 
 .PHONY: ingest
 ingest: ## Ingest MySQL and the store CSV into the warehouse's raw schema and the lake (incremental).
@@ -115,12 +120,44 @@ airflow: services sync dbt-manifest ## Start a local Airflow (UI on :8080, metad
 report: ## Print top customers, sales by region and best-selling products from the marts.
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.report
 
+##@ Governance
+
+# A bot's JWT is best given in the environment (`export OM_TOKEN=…`) or as RETAILFLOW_OPENMETADATA_TOKEN
+# in .env.local: it reaches `metadata ingest` through the environment only, never a command line.
+OM_URL ?=
+OM_TOKEN ?=
+OM_WORKFLOWS ?=
+OPENMETADATA_ENV = $(CURDIR)/.tools/openmetadata
+
+.PHONY: openmetadata-env
+openmetadata-env: uv ## Create OpenMetadata's ingestion environment (.tools/openmetadata) from its lock file.
+	@echo "sync: openmetadata (hack/envs/openmetadata)"
+	@UV_PROJECT_ENVIRONMENT=$(OPENMETADATA_ENV) $(UV) sync --quiet --locked --project hack/envs/openmetadata
+
+.PHONY: governance
+governance: export RETAILFLOW_OPENMETADATA_URL := $(or $(OM_URL),$(RETAILFLOW_OPENMETADATA_URL))
+governance: export RETAILFLOW_OPENMETADATA_TOKEN := $(or $(OM_TOKEN),$(RETAILFLOW_OPENMETADATA_TOKEN))
+governance: openmetadata-env ## Register RetailFlow in a real OpenMetadata: make governance OM_URL=http://host:8585 OM_TOKEN=<bot JWT>.
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.governance $(OM_WORKFLOWS)
+
+.PHONY: governance-check
+governance-check: openmetadata-env ## Parse every OpenMetadata workflow with OpenMetadata's own parser (offline).
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.governance --check
+
+.PHONY: docs
+docs: ## Build dbt's docs site (catalog, lineage graph) from the warehouse; serve it on localhost:8081 (make stop ends it).
+	hack/docs.sh
+
+.PHONY: docs-screenshot
+docs-screenshot: ## Photograph top_customers' lineage graph in the served docs (headless Chromium) into docs/.
+	hack/docs-screenshot.sh
+
 ##@ Test
 
 .PHONY: test
-test: services sync tools ## Run every test suite (installs and starts what they need).
+test: services sync tools openmetadata-env ## Run every test suite (installs and starts what they need).
 	rm -rf $(JUNIT_DIR)
-	status=0; $(MAKE) --no-print-directory --keep-going test-generator test-data test-dags test-operator test-chart test-dashboards test-e2e || status=$$?; \
+	status=0; $(MAKE) --no-print-directory --keep-going test-generator test-data test-dags test-operator test-chart test-dashboards test-governance test-e2e || status=$$?; \
 	  python3 hack/test-summary.py $(JUNIT_DIR); exit $$status
 
 .PHONY: test-generator
@@ -147,6 +184,10 @@ test-chart: tools ## Chart tests: helm lint, helm template, offline schema valid
 test-dashboards: sync sync-superset ## Dashboard tests: a real Superset, the bundle imported, chart data vs the marts, screenshots.
 	$(WITH_ENV) $(UV) run --quiet --project dags pytest --junitxml=$(JUNIT_DIR)/$@-unit.xml tests/unit/dashboards
 	$(WITH_ENV) $(UV) run --quiet --project hack/envs/superset $(PYTEST) tests/integration/dashboards
+
+.PHONY: test-governance
+test-governance: openmetadata-env ## Governance tests: workflows parsed by OpenMetadata's parser, run for real against the OpenMetadata stand-in.
+	$(WITH_ENV) $(UV) run --quiet --project dags $(PYTEST) tests/unit/governance tests/integration/governance
 
 .PHONY: test-e2e
 test-e2e: tools ## End-to-end tests on a kind cluster (skipped where Docker or kind is missing).

@@ -112,7 +112,9 @@ pg_pw="$(url_password "$(env_get RETAILFLOW_WAREHOUSE_URL)")"
 [[ -n "$mysql_pw" ]] || mysql_pw="$(gen_password)"
 [[ -n "$pg_pw" ]] || pg_pw="$(gen_password)"
 
-if ! mysql --protocol=tcp -h127.0.0.1 -u"$MYSQL_USER" -p"$mysql_pw" -e "use $MYSQL_DB" >/dev/null 2>&1; then
+# Passwords never go on a command line (visible in ps): MYSQL_PWD / PGPASSWORD in the environment,
+# SQL on stdin.
+if ! MYSQL_PWD="$mysql_pw" mysql --protocol=tcp -h127.0.0.1 -u"$MYSQL_USER" -e "use $MYSQL_DB" >/dev/null 2>&1; then
   log "creating MySQL database '$MYSQL_DB' and user '$MYSQL_USER' (or setting its password)"
   mysql_root <<SQL
 create database if not exists \`$MYSQL_DB\` character set utf8mb4;
@@ -128,9 +130,9 @@ fi
 if ! PGPASSWORD="$pg_pw" psql -h 127.0.0.1 -U "$PG_USER" -d "$PG_DB" -qAtXc 'select 1' >/dev/null 2>&1; then
   log "creating PostgreSQL database '$PG_DB' and role '$PG_USER' (or setting its password)"
   if [[ -z "$(pg_super -c "select 1 from pg_roles where rolname = '$PG_USER'")" ]]; then
-    pg_super -c "create role $PG_USER login createdb password '$pg_pw'"
+    pg_super <<<"create role $PG_USER login createdb password '$pg_pw'"
   else
-    pg_super -c "alter role $PG_USER login createdb password '$pg_pw'"
+    pg_super <<<"alter role $PG_USER login createdb password '$pg_pw'"
   fi
   if [[ -z "$(pg_super -c "select 1 from pg_database where datname = '$PG_DB'")" ]]; then
     pg_super -c "create database $PG_DB owner $PG_USER"

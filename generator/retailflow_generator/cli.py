@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from datetime import date
 from pathlib import Path
 
-from .db import GeneratorError, MySQLTarget, env_url
+from .db import GeneratorError, MySQLTarget, UsageError, env_url
 
 DEFAULT_STORES_CSV = Path("data/store_locations.csv")
+#: the largest `live` numbers accepted: a week of traffic, 10,000 orders a second, hour-long ticks
+LIVE_LIMITS = {"duration": 7 * 86_400.0, "rate": 10_000.0, "interval": 3_600.0}
 
 
 def _day(text: str) -> date:
@@ -26,14 +29,23 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than zero, got {text!r}")
-    return value
+def _seconds(limit: float):
+    """A finite number of seconds in (0, limit]: `nan`, `inf`, zero and negatives are refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than zero, got {text!r}")
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit:g}, got {text!r}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,22 +60,35 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--customers", type=_count, required=True, help="customers to create")
     seed.add_argument("--products", type=_count, required=True, help="products to create")
     seed.add_argument("--orders", type=_count, required=True, help="orders to create (1-12 lines each)")
-    seed.add_argument("--start", type=_day, required=True, help="first order day, YYYY-MM-DD")
-    seed.add_argument("--end", type=_day, required=True, help="last order day, YYYY-MM-DD (inclusive)")
+    seed.add_argument("--start", type=_day, default=None,
+                      help="first order day (UTC), YYYY-MM-DD (default: two years before --end)")
+    seed.add_argument("--end", type=_day, default=None,
+                      help="last order day (UTC), YYYY-MM-DD, inclusive (default: today; the history then ends now)")
     seed.add_argument("--seed", type=_count, default=42, help="random seed: same seed and arguments, same rows")
     mode = seed.add_mutually_exclusive_group()
     mode.add_argument("--append", action="store_true", help="add to existing data (ids continue after the current max)")
-    mode.add_argument("--truncate", action="store_true", help="replace existing data (in the same transaction)")
+    mode.add_argument("--truncate", action="store_true",
+                      help="replace existing data (loaded beside it, then swapped in at once)")
     seed.add_argument("--mysql-url", default=None, help=url_help)
 
     live = sub.add_parser("live", help="simulate live traffic: new orders and status changes")
     bound = live.add_mutually_exclusive_group(required=True)
-    bound.add_argument("--duration", type=_positive, help="run for this many seconds")
+    bound.add_argument("--duration", type=_seconds(LIVE_LIMITS["duration"]),
+                       help="run for this many seconds (at most a week)")
     bound.add_argument("--iterations", type=_count, help="run this many ticks")
-    live.add_argument("--rate", type=_positive, default=5.0, help="new orders per second (default 5)")
-    live.add_argument("--interval", type=_positive, default=1.0, help="seconds per tick (default 1)")
+    live.add_argument("--rate", type=_seconds(LIVE_LIMITS["rate"]), default=5.0,
+                      help=f"new orders per second (default 5, at most {LIVE_LIMITS['rate']:g})")
+    live.add_argument("--interval", type=_seconds(LIVE_LIMITS["interval"]), default=1.0,
+                      help="seconds per tick (default 1, at most an hour)")
+    live.add_argument("--report-every", type=_seconds(LIVE_LIMITS["interval"]), default=5.0, metavar="SECONDS",
+                      help="when stderr is not a terminal, a progress line this often (default 5)")
     live.add_argument("--seed", type=_count, default=None, help="random seed for the choices made")
     live.add_argument("--mysql-url", default=None, help=url_help)
+
+    shape = sub.add_parser("shape", help="measure the data's shape in a seeded database (a Markdown table)")
+    shape.add_argument("--mysql-url", default=None, help=url_help)
+    shape.add_argument("--plots", type=Path, default=None, metavar="DIR",
+                       help="also draw generator-*.png plots into DIR (needs matplotlib: the dev group)")
 
     stores = sub.add_parser("stores", help="write the store-locations CSV (and upload it to the lake)")
     stores.add_argument("--out", type=Path, default=DEFAULT_STORES_CSV, help=f"CSV path (default {DEFAULT_STORES_CSV})")
@@ -75,14 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _seed(args: argparse.Namespace) -> str:
-    from .seed import SeedRequest, print_progress_factory, run_seed
+    from .seed import SeedRequest, default_end, default_start, print_progress_factory, run_seed
 
+    end = args.end or default_end()
     request = SeedRequest(
         customers=args.customers,
         products=args.products,
         orders=args.orders,
-        start=args.start,
-        end=args.end,
+        start=args.start or default_start(end),
+        end=end,
         seed=args.seed,
         append=args.append,
         truncate=args.truncate,
@@ -98,16 +124,34 @@ def _seed(args: argparse.Namespace) -> str:
 
 
 def _live(args: argparse.Namespace) -> str:
-    from .live import LiveRequest, run_live
+    from .live import LiveRequest, live_progress, run_live
 
-    if args.iterations is not None and args.iterations <= 0:
-        raise GeneratorError(f"--iterations must be greater than zero, got {args.iterations}")
     request = LiveRequest(
-        duration=args.duration, iterations=args.iterations, rate=args.rate, interval=args.interval, seed=args.seed
+        duration=args.duration, iterations=args.iterations, rate=args.rate, interval=args.interval, seed=args.seed,
+        report_every=args.report_every,
     )
     request.validate()
     target = MySQLTarget.from_url(args.mysql_url or env_url())
-    return run_live(request, target).summary()
+    return run_live(request, target, progress=live_progress(request)).summary()
+
+
+def _shape(args: argparse.Namespace) -> str:
+    from .profile import measure, plot, shape_table
+
+    import pymysql
+
+    target = MySQLTarget.from_url(args.mysql_url or env_url())
+    try:
+        measured = measure(target)
+    except pymysql.err.MySQLError as exc:
+        raise GeneratorError(f"cannot measure {target.describe()}: {exc.args[-1] if exc.args else exc}") from exc
+    if not measured.orders:
+        raise GeneratorError(f"{target.describe()} has no orders: run `retailflow-generator seed` first")
+    text = shape_table(measured)
+    if args.plots:
+        written = plot(measured, args.plots)
+        text += "\n\nplots: " + ", ".join(str(p) for p in written)
+    return text
 
 
 def _stores(args: argparse.Namespace) -> str:
@@ -125,18 +169,29 @@ def _stores(args: argparse.Namespace) -> str:
     return line
 
 
+#: exit codes (README): 0 done, 1 the database or the lake refused, 2 bad input, 130 interrupted
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"seed": _seed, "live": _live, "stores": _stores}[args.command]
+    handler = {"seed": _seed, "live": _live, "shape": _shape, "stores": _stores}[args.command]
     try:
         print(handler(args), flush=True)
     except GeneratorError as exc:
         print(f"retailflow-generator {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        done = "completed ticks were kept" if args.command == "live" else "nothing was committed"
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        if str(exc):  # the command knows what it kept (seed)
+            done = str(exc)
+        elif args.command == "live":
+            done = "completed ticks were kept"
+        elif args.command == "seed" and args.truncate:
+            done = "the previous data is unchanged"
+        else:
+            done = "nothing was committed"
         print(f"retailflow-generator {args.command}: interrupted; {done}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return 0
 
 

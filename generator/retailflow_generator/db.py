@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +24,11 @@ PRIMARY_KEYS = {
 
 
 class GeneratorError(RuntimeError):
-    """A problem the user can fix (bad input, unreachable database, non-empty tables)."""
+    """A problem the user can fix (unreachable database, non-empty tables): exit code 1."""
+
+
+class UsageError(GeneratorError):
+    """Bad input, refused before any database is touched: exit code 2 (as argparse's own errors)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,44 @@ def schema_statements() -> list[str]:
     return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]
 
 
+#: suffixes of the tables `seed --truncate` loads into and of the ones it swaps out
+SHADOW = "__new"
+RETIRED = "__old"
+
+
+def shadow_statements(suffix: str = SHADOW) -> list[str]:
+    """The schema with every table (and every reference) renamed `<table><suffix>`."""
+    names = "|".join(TABLES)
+    out = []
+    for statement in schema_statements():
+        statement = re.sub(rf"create table if not exists ({names})\b", rf"create table \1{suffix}", statement)
+        out.append(re.sub(rf"references ({names})\b", rf"references \1{suffix}", statement))
+    return out
+
+
+def drop_tables(conn: pymysql.connections.Connection, suffix: str) -> None:
+    """Drop `<table><suffix>` for the four tables if they exist (children first)."""
+    with conn.cursor() as cur:
+        cur.execute("drop table if exists " + ", ".join(f"`{t}{suffix}`" for t in reversed(TABLES)))
+
+
+def swap_in_shadow_tables(conn: pymysql.connections.Connection) -> bool:
+    """Atomically replace the four tables by their shadows (one RENAME TABLE), then drop the old
+    ones; True once swapped.
+
+    RENAME TABLE of several tables is atomic in MariaDB and MySQL: a reader sees either every old
+    table or every new one. Old tables left by an interruption after the swap are dropped by the
+    next seed."""
+    pairs = [f"`{t}` to `{t}{RETIRED}`, `{t}{SHADOW}` to `{t}`" for t in TABLES]
+    with conn.cursor() as cur:
+        cur.execute("rename table " + ", ".join(pairs))
+    try:
+        drop_tables(conn, RETIRED)
+    except pymysql.err.MySQLError:
+        pass  # the new data is in; the next seed drops the leftovers
+    return True
+
+
 def ensure_schema(conn: pymysql.connections.Connection) -> None:
     """Create the four tables if they are missing (DDL: commits on its own, writes no rows)."""
     with conn.cursor() as cur:
@@ -117,7 +160,34 @@ def load_data_sql(table: str, columns: list[str], extra_set: str = "") -> str:
     )
 
 
-def load_file(conn: pymysql.connections.Connection, sql: str, path: Path, expected_rows: int) -> None:
+class MemoryFile:
+    """A load file with no name on disk (memfd), so no exit, not even SIGKILL, leaves it behind.
+
+    The client reads it through `/proc/self/fd/<n>`; it is gone once closed (or the process ends).
+    """
+
+    def __init__(self, data: bytes):
+        if hasattr(os, "memfd_create"):
+            self._fd = os.memfd_create("retailflow-seed", os.MFD_CLOEXEC)
+        else:  # pragma: no cover - not Linux: an unnamed temporary file does the same
+            import tempfile
+
+            self._fd = os.dup(tempfile.TemporaryFile().fileno())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    @property
+    def path(self) -> str:
+        return f"/proc/self/fd/{self._fd}"
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def load_file(conn: pymysql.connections.Connection, sql: str, path: str | Path, expected_rows: int) -> None:
     """Run one LOAD DATA LOCAL and insist that every row landed.
 
     With LOCAL the server cannot stop the client mid-file, so MySQL downgrades bad rows (duplicate
@@ -135,8 +205,8 @@ def load_file(conn: pymysql.connections.Connection, sql: str, path: Path, expect
 
 
 class Loader:
-    """Loads files on one background thread so that generating the next chunk overlaps the
-    server's work on the previous one. At most `depth` files wait; each is deleted once loaded."""
+    """Loads chunks on one background thread so that generating chunk n+1 overlaps the server's
+    work on chunk n. At most `depth` chunks wait; each one's memory file is closed once loaded."""
 
     def __init__(self, conn: pymysql.connections.Connection, depth: int = 2):
         self._conn = conn
@@ -144,28 +214,35 @@ class Loader:
         self._pending: list[Future] = []
         self._depth = depth
 
-    def _load(self, sql: str, path: Path, expected_rows: int, on_done) -> None:
+    def _load(self, sql: str, file: MemoryFile, expected_rows: int, on_done) -> None:
         try:
-            load_file(self._conn, sql, path, expected_rows)
+            load_file(self._conn, sql, file.path, expected_rows)
         finally:
-            path.unlink(missing_ok=True)
+            file.close()
         if on_done:
             on_done()
 
-    def submit(self, sql: str, path: Path, expected_rows: int, on_done: Callable[[], None] | None = None) -> None:
-        """Queue a load; `on_done` runs (on the loader thread) once its rows are in."""
-        self._pending.append(self._pool.submit(self._load, sql, path, expected_rows, on_done))
+    def submit(self, sql: str, data: bytes, expected_rows: int, on_done: Callable[[], None] | None = None) -> None:
+        """Queue a load of `data` (tab-separated rows); `on_done` runs (on the loader thread) once
+        its rows are in."""
+        file = MemoryFile(data)
+        self._pending.append((self._pool.submit(self._load, sql, file, expected_rows, on_done), file))
         while len(self._pending) > self._depth:
-            self._pending.pop(0).result()
+            self._pending.pop(0)[0].result()
 
     def drain(self) -> None:
         while self._pending:
-            self._pending.pop(0).result()
+            self._pending.pop(0)[0].result()
 
     def close(self) -> None:
-        """Wait for what was submitted (errors discarded: the caller is already failing) and stop."""
-        for future in self._pending:
-            future.exception()
+        """Stop: chunks not yet started are dropped, the one loading is waited for (errors
+        discarded: the caller is already failing or done)."""
+        for future, file in self._pending:
+            if future.cancel():
+                file.close()
+        for future, _file in self._pending:
+            if not future.cancelled():
+                future.exception()
         self._pending.clear()
         self._pool.shutdown(wait=True)
 

@@ -70,10 +70,18 @@ def country_weights() -> list[float]:
     return [region.weight * country.weight for region, country in countries()]
 
 
-def places(country_code: str) -> list[tuple[str, float, float]]:
-    """Real places of a country as (name, latitude, longitude), from Faker's geo data."""
+@dataclass(frozen=True)
+class Place:
+    name: str
+    latitude: float
+    longitude: float
+    timezone: str  #: IANA time zone name, e.g. Europe/Rome
+
+
+def places(country_code: str) -> list[Place]:
+    """Real places of a country, from Faker's geo data (which carries each place's time zone)."""
     return [
-        (name, float(lat), float(lon))
-        for lat, lon, name, code, _tz in GeoProvider.land_coords
+        Place(name, float(lat), float(lon), tz)
+        for lat, lon, name, code, tz in GeoProvider.land_coords
         if code == country_code
     ]

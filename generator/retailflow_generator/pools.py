@@ -79,7 +79,7 @@ def build_pools(seed: int) -> Pools:
                 last_names=tuple(last),
                 first_slugs=tuple(ascii_slug(x) for x in first),
                 last_slugs=tuple(ascii_slug(x) for x in last),
-                cities=tuple(name for name, _lat, _lon in places(country.code)),
+                cities=tuple(place.name for place in places(country.code)),
             )
         )
     fake = Faker("en_US", providers=["faker.providers.color", "faker.providers.person"])

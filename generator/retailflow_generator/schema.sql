@@ -4,6 +4,8 @@
 -- incremental readers can use (updated_at, primary key) as a strictly ordered cursor;
 -- the (updated_at, <pk>) indexes serve exactly that read. All timestamps are UTC: writers set
 -- `time_zone = '+00:00'` on their sessions so that ON UPDATE current_timestamp(6) is UTC as well.
+-- Foreign keys are unnamed (the server names them <table>_ibfk_<n>): `seed --truncate` loads into
+-- shadow tables and swaps them in with RENAME TABLE, which renames such keys with their table.
 -- Store locations are not a table here: they come from data/store_locations.csv,
 -- so orders.store_id has no foreign key.
 
@@ -50,7 +52,7 @@ create table if not exists orders (
     key ix_orders_customer (customer_id),
     key ix_orders_ordered (ordered_at),
     key ix_orders_updated (updated_at, order_id),
-    constraint fk_orders_customer foreign key (customer_id) references customers (customer_id),
+    foreign key (customer_id) references customers (customer_id),
     -- in-store sales name their store; online sales have none
     constraint ck_orders_store check ((channel = 'store') = (store_id is not null))
 ) engine = InnoDB default charset = utf8mb4;
@@ -67,8 +69,8 @@ create table if not exists order_items (
     key ix_order_items_order (order_id),
     key ix_order_items_product (product_id),
     key ix_order_items_updated (updated_at, order_item_id),
-    constraint fk_order_items_order foreign key (order_id) references orders (order_id),
-    constraint fk_order_items_product foreign key (product_id) references products (product_id),
+    foreign key (order_id) references orders (order_id),
+    foreign key (product_id) references products (product_id),
     constraint ck_order_items_quantity check (quantity > 0),
     constraint ck_order_items_price check (unit_price >= 0)
 ) engine = InnoDB default charset = utf8mb4;

@@ -1,37 +1,46 @@
-"""`seed`: bulk customers, products and orders over a date range, in one transaction.
+"""`seed`: bulk customers, products and orders over a date range that may end now.
 
-Rows are generated in fixed-size chunks, each from its own random stream keyed by (seed, table,
-first id, chunk number), so the output does not depend on timing, threads or memory; every
-timestamp is derived from the order time, never from the clock. Chunks are written as
-tab-separated files and loaded with `LOAD DATA LOCAL INFILE` on a background thread while the next
-chunk is generated: orders first, then customers and products (foreign key checks are off inside the
+First an order plan is drawn for the whole range (when, who, online or which store; see `plan`),
+sorted by time so that order ids follow time. Then the rows are generated in fixed-size chunks of
+that plan, each from its own random stream keyed by (seed, table, first id, chunk number), so the
+output depends on nothing but the arguments (and, when the range reaches today, the moment the
+seed starts: nothing is stamped after it). Chunks are encoded as tab-separated rows in memory files
+and loaded with `LOAD DATA LOCAL INFILE` on a background thread while the next chunk is generated:
+orders first, then their lines, then customers and products (foreign key checks are off inside the
 transaction; every reference is to a row loaded or read in it).
+
+`--truncate` on a filled database loads into shadow tables and swaps them in with one atomic
+`RENAME TABLE`: until the swap the old rows stay as they were, whatever happens to the process.
 """
 
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pymysql
 
 from . import shape
 from .db import (
+    RETIRED,
+    SHADOW,
     TABLES,
     GeneratorError,
     Loader,
     MySQLTarget,
+    UsageError,
     connect,
+    drop_tables,
     ensure_schema,
     load_data_sql,
     max_ids,
     row_counts,
+    shadow_statements,
+    swap_in_shadow_tables,
 )
 from .encode import (
     FILL,
@@ -45,8 +54,10 @@ from .encode import (
     uint_column,
 )
 from .geography import REGIONS, countries, country_weights
+from .homes import Atlas, StoreTable, home_stores, online_shares
+from .plan import CustomerPool, OrderPlan, WindowTooNarrow, order_plan
 from .pools import EMAIL_DOMAINS, Pools, build_pools
-from .stores import Store, build_stores
+from .stores import build_stores
 
 #: orders per chunk; part of the random stream's key, so changing it changes the data
 ORDER_CHUNK = 50_000
@@ -57,7 +68,15 @@ SIGNUP_HISTORY_DAYS = 3 * 365
 #: share of customers who signed up before the date range starts
 SIGNED_UP_BEFORE = 0.6
 
-_TABLE_KEY = {"customers": 1, "products": 2, "orders": 3, "weights": 4}
+_TABLE_KEY = {"customers": 1, "products": 2, "orders": 3, "weights": 4, "plan": 5}
+#: the largest counts a seed accepts (beyond them a run would take hours and fill the disk)
+LIMITS = {"customers": 10_000_000, "products": 1_000_000, "orders": 50_000_000}
+#: a basket lists distinct products, up to shape.MAX_LINES of them: the catalogue needs that many
+MIN_PRODUCTS = shape.MAX_LINES
+#: the earliest --start accepted
+EARLIEST_START = date(2000, 1, 1)
+#: default length of the history (--start defaults to two years before --end)
+DEFAULT_YEARS = 2
 _EPOCH = datetime(1970, 1, 1)
 
 ORDER_COLUMNS = ["order_id", "customer_id", "channel", "store_id", "status", "ordered_at", "updated_at"]
@@ -65,6 +84,27 @@ ORDER_SET = "created_at = ordered_at"
 _NULL_STORE = np.array([ord("\\"), ord("N"), FILL, FILL], dtype=np.uint8)
 ITEM_COLUMNS = ["order_item_id", "order_id", "product_id", "quantity", "unit_price", "created_at"]
 ITEM_SET = "updated_at = created_at"
+
+
+class SeedInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a seed; the message says truthfully what the database holds now."""
+
+
+def utc_now_us() -> int:
+    """The current UTC time in µs since the epoch."""
+    return (datetime.now(UTC).replace(tzinfo=None) - _EPOCH) // timedelta(microseconds=1)
+
+
+def default_end() -> date:
+    return datetime.now(UTC).date()
+
+
+def default_start(end: date) -> date:
+    """Two years before `end` (28 February for 29 February)."""
+    try:
+        return end.replace(year=end.year - DEFAULT_YEARS)
+    except ValueError:
+        return end.replace(year=end.year - DEFAULT_YEARS, day=28)
 
 
 @dataclass(frozen=True)
@@ -77,22 +117,41 @@ class SeedRequest:
     seed: int
     append: bool = False
     truncate: bool = False
+    #: the moment the seed runs (µs UTC): the history never goes past it
+    now: int = field(default_factory=utc_now_us)
 
     def validate(self) -> None:
+        """Refuse arguments no database can satisfy (UsageError: exit code 2)."""
         for name in ("customers", "products", "orders"):
-            if getattr(self, name) < 0:
-                raise GeneratorError(f"--{name} must be zero or more, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value < 0:
+                raise UsageError(f"--{name} must be zero or more, got {value}")
+            if value > LIMITS[name]:
+                raise UsageError(f"--{name} must be at most {LIMITS[name]:,}, got {value:,}")
         if self.end < self.start:
-            raise GeneratorError(f"--end {self.end} is before --start {self.start}")
+            raise UsageError(f"--end {self.end} is before --start {self.start}")
+        if self.start < EARLIEST_START:
+            raise UsageError(f"--start must be {EARLIEST_START} or later, got {self.start}")
+        if shape.day_us(self.start) >= self.now:
+            raise UsageError(f"--start {self.start} is in the future (UTC): the history must begin before now")
         if self.append and self.truncate:
-            raise GeneratorError("--append and --truncate exclude each other")
-        if self.seed < 0:
-            raise GeneratorError(f"--seed must be zero or more, got {self.seed}")
+            raise UsageError("--append and --truncate exclude each other")
+        if self.seed < 0 or self.seed >= 2**63:
+            raise UsageError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
+        if self.orders and not self.append:
+            if not self.customers or not self.products:
+                raise UsageError("orders need customers and products: pass --customers and --products")
+            if self.products < MIN_PRODUCTS:
+                raise UsageError(
+                    f"--products must be at least {MIN_PRODUCTS} when there are orders: an order lists up to "
+                    f"{shape.MAX_LINES} distinct products, got {self.products}"
+                )
 
     @property
     def as_of(self) -> int:
-        """The moment the seeded history ends (midnight after --end): statuses are as of then."""
-        return shape.day_us(self.end) + US_PER_DAY
+        """The moment the seeded history ends: midnight after --end, or now if that is earlier.
+        Orders and their statuses are as of then; nothing is stamped later."""
+        return min(shape.day_us(self.end) + US_PER_DAY, self.now)
 
 
 @dataclass
@@ -112,50 +171,17 @@ class SeedResult:
 
 # ------------------------------------------------------------------------------------ pools
 @dataclass(frozen=True)
-class CustomerPool:
-    """Customers orders can be attributed to, sorted by sign-up time."""
-
-    ids: np.ndarray
-    signed_up: np.ndarray
-    region: np.ndarray
-    cumulative: np.ndarray  #: running sum of spend weights, in sign-up order
-
-    @classmethod
-    def build(cls, rng, ids, signed_up, region) -> CustomerPool:
-        weights = shape.spend_weights(rng, len(ids))
-        order = np.argsort(signed_up, kind="stable")
-        return cls(ids[order], signed_up[order], region[order], np.cumsum(weights[order]))
-
-
-@dataclass(frozen=True)
 class ProductPool:
     ids: np.ndarray
     price: np.ndarray  #: cents
     category: np.ndarray
-    cumulative: np.ndarray  #: running sum of Zipf popularity
+    weight: np.ndarray  #: popularity (Zipf-Mandelbrot over a ranking)
+    cumulative: np.ndarray  #: running sum of the popularity
 
     @classmethod
     def build(cls, rng, ids, price, category) -> ProductPool:
-        return cls(ids, price, category, np.cumsum(shape.popularity_weights(rng, len(ids))))
-
-
-@dataclass(frozen=True)
-class StorePool:
-    """Per region: store ids in opening order, opening times and running footfall weights."""
-
-    ids: tuple[np.ndarray, ...]
-    opened: tuple[np.ndarray, ...]
-    cumulative: tuple[np.ndarray, ...]
-
-    @classmethod
-    def build(cls, stores: list[Store]) -> StorePool:
-        ids, opened, cumulative = [], [], []
-        for region in REGIONS:
-            mine = sorted((s for s in stores if s.region == region.name), key=lambda s: s.store_id)
-            ids.append(np.array([s.store_id for s in mine], dtype=np.int64))
-            opened.append(np.array([shape.day_us(s.opened_at) for s in mine], dtype=np.int64))
-            cumulative.append(np.cumsum([s.weight for s in mine]))
-        return cls(tuple(ids), tuple(opened), tuple(cumulative))
+        weight = shape.popularity_weights(rng, category, price)
+        return cls(ids, price, category, weight, np.cumsum(weight))
 
 
 def _us(values: list[datetime]) -> np.ndarray:
@@ -168,13 +194,14 @@ class CustomerBatch:
     ids: np.ndarray
     signed_up: np.ndarray
     country: np.ndarray  #: index into geography.countries()
+    city: np.ndarray  #: index into that country's places (geography.places)
 
 
 def generate_customers(request: SeedRequest, first_id: int) -> CustomerBatch:
     rng = np.random.default_rng([request.seed, _TABLE_KEY["customers"], first_id])
     n = request.customers
     start = shape.day_us(request.start)
-    span = shape.day_us(request.end) + US_PER_DAY - start
+    span = request.as_of - start  # nobody signs up after the history ends (or in the future)
     before = rng.random(n) < SIGNED_UP_BEFORE
     offset = np.where(
         before,
@@ -182,16 +209,30 @@ def generate_customers(request: SeedRequest, first_id: int) -> CustomerBatch:
         rng.random(n) * span,
     ).astype(np.int64)
     signed_up = np.sort(start + offset)
+    if n and not request.append:
+        # someone must be signed up before the first order: the earliest customer predates the range
+        signed_up[0] = min(signed_up[0], start - US_PER_DAY)
     weights = np.array(country_weights())
     country = rng.choice(len(weights), size=n, p=weights / weights.sum())
-    return CustomerBatch(first_id + 1 + np.arange(n, dtype=np.int64), signed_up, country)
+    sizes = np.array([len(ps) for ps in _atlas().places])
+    city = (rng.random(n) * sizes[country]).astype(np.int64)
+    return CustomerBatch(first_id + 1 + np.arange(n, dtype=np.int64), signed_up, country, city)
+
+
+_ATLAS: list[Atlas] = []
+
+
+def _atlas() -> Atlas:
+    if not _ATLAS:
+        _ATLAS.append(Atlas.build(build_stores()))
+    return _ATLAS[0]
 
 
 def customer_text(request: SeedRequest, batch: CustomerBatch, pools: Pools) -> Iterator[tuple[bytes, int]]:
     """Tab-separated customer rows, ROW_CHUNK at a time."""
     rng = np.random.default_rng([request.seed, _TABLE_KEY["customers"], int(batch.ids[0]) if len(batch.ids) else 0, 1])
     n = len(batch.ids)
-    u = rng.random((4, n))
+    u = rng.random((2, n))
     domains = rng.integers(0, len(EMAIL_DOMAINS), size=n)
     stamps = datetime_column(batch.signed_up).view("S26").ravel() if n else np.array([], dtype="S26")
     for lo in range(0, n, ROW_CHUNK):
@@ -200,7 +241,7 @@ def customer_text(request: SeedRequest, batch: CustomerBatch, pools: Pools) -> I
             cp = pools.countries[batch.country[i]]
             fi = int(u[0, i] * len(cp.first_names))
             li = int(u[1, i] * len(cp.last_names))
-            city = cp.cities[int(u[2, i] * len(cp.cities))]
+            city = cp.cities[int(batch.city[i])]
             cid = int(batch.ids[i])
             email = f"{cp.first_slugs[fi]}.{cp.last_slugs[li]}{cid}@{EMAIL_DOMAINS[domains[i]]}"
             ts = stamps[i].decode()
@@ -274,64 +315,67 @@ class OrderChunk:
     n_items: int
 
 
+def distinct_products(
+    rng: np.random.Generator, owner: np.ndarray, lines: np.ndarray, products: ProductPool
+) -> np.ndarray:
+    """Product rows for the lines of orders (`owner`: the order of each line), by popularity, each
+    product at most once per order: repeats are drawn again; the rare order still holding one after
+    a few rounds is drawn exactly, without replacement."""
+    n, total = len(owner), products.cumulative[-1]
+    n_products = len(products.ids)
+
+    def draw(k: int) -> np.ndarray:
+        return np.minimum(np.searchsorted(products.cumulative, rng.random(k) * total, side="right"), n_products - 1)
+
+    product = draw(n)
+    for _ in range(25):
+        key = owner * n_products + product
+        by_key = np.argsort(key, kind="stable")
+        repeat = np.zeros(n, dtype=bool)
+        repeat[by_key[1:]] = key[by_key[1:]] == key[by_key[:-1]]
+        if not repeat.any():
+            return product
+        product[repeat] = draw(int(repeat.sum()))
+    key = owner * n_products + product
+    by_key = np.argsort(key, kind="stable")
+    repeat = np.zeros(n, dtype=bool)
+    repeat[by_key[1:]] = key[by_key[1:]] == key[by_key[:-1]]
+    starts = np.concatenate([[0], np.cumsum(lines)[:-1]])
+    p = products.weight / products.weight.sum()
+    for order in np.unique(owner[repeat]):
+        lo = starts[order]
+        product[lo:lo + lines[order]] = rng.choice(n_products, size=int(lines[order]), replace=False, p=p)
+    return product
+
+
 def order_chunk(
     request: SeedRequest,
     chunk: int,
-    per_day: np.ndarray,
+    plan: OrderPlan,
     order_base: int,
     item_base: int,
     customers: CustomerPool,
     products: ProductPool,
-    stores: StorePool,
     text: tuple[str, ...] = ("orders", "items"),
 ) -> OrderChunk:
-    """Orders with global indices chunk*ORDER_CHUNK.. and their lines; ids follow order time.
+    """Orders chunk*ORDER_CHUNK.. of the plan and their lines; ids follow order time.
 
     `text` says which load files to encode (the rows are drawn either way, so both are the same)."""
     first = chunk * ORDER_CHUNK
-    count = min(ORDER_CHUNK, request.orders - first)
+    count = min(ORDER_CHUNK, len(plan.ordered) - first)
     rng = np.random.default_rng([request.seed, _TABLE_KEY["orders"], order_base, chunk])
-    ordered = shape.order_times(rng, first, count, per_day, request.start)
-
-    # a customer can only order once signed up; among those, heavy spenders order more
-    signed = np.maximum(np.searchsorted(customers.signed_up, ordered, side="right"), 1)
-    who = shape.weighted_prefix_choice(rng, customers.cumulative, signed)
-    customer = customers.ids[who]
-    region = customers.region[who]
-
-    online = rng.random(count) < shape.ONLINE_SHARE
-    store = np.zeros(count, dtype=np.int64)
-    for r in range(len(REGIONS)):
-        in_store = np.flatnonzero(~online & (region == r))
-        if not len(in_store) or not len(stores.ids[r]):
-            online[in_store] = True
-            continue
-        open_now = np.searchsorted(stores.opened[r], ordered[in_store], side="right")
-        has_store = open_now > 0
-        # before the region's first store opened, its customers could only buy online
-        online[in_store[~has_store]] = True
-        at = in_store[has_store]
-        if len(at):
-            pick = shape.weighted_prefix_choice(rng, stores.cumulative[r], open_now[has_store])
-            store[at] = stores.ids[r][pick]
+    ordered = plan.ordered[first:first + count]
+    online = plan.online[first:first + count]
+    store = plan.store_id[first:first + count]
+    customer = customers.ids[plan.who[first:first + count]]
 
     status, updated = shape.order_lifecycle(rng, ordered, online, request.as_of)
     order_ids = order_base + first + 1 + np.arange(count, dtype=np.int64)
 
-    lines = shape.lines_per_order(rng, count)
+    lines = shape.lines_per_order(rng, count, min(shape.MAX_LINES, len(products.ids)))
     n_items = int(lines.sum())
     owner = np.repeat(np.arange(count), lines)
-    product = np.minimum(
-        np.searchsorted(products.cumulative, rng.random(n_items) * products.cumulative[-1], side="right"),
-        len(products.ids) - 1,
-    )
-    # popular products would often repeat within an order; a basket lists each product once, so
-    # repeats are redrawn uniformly (rare leftovers are harmless: they read as a second line)
-    key = owner * len(products.ids) + product
-    by_key = np.argsort(key, kind="stable")
-    repeat = np.zeros(n_items, dtype=bool)
-    repeat[by_key[1:]] = key[by_key[1:]] == key[by_key[:-1]]
-    product[repeat] = rng.integers(0, len(products.ids), size=int(repeat.sum()))
+    product = distinct_products(rng, owner, lines, products)
     quantity = np.minimum(rng.geometric(shape.QUANTITY_P[products.category[product]]), 10)
     price = products.price[product]
     promo = rng.random(n_items) < shape.PROMO_SHARE
@@ -370,16 +414,34 @@ def order_chunk(
     return OrderChunk(orders_tsv, items_tsv, count, n_items)
 
 
+def build_customer_pool(
+    rng: np.random.Generator, ids: np.ndarray, signed_up: np.ndarray, country: np.ndarray, city: np.ndarray
+) -> tuple[CustomerPool, StoreTable, Atlas]:
+    """Customers with their home stores, online shares and time zones (country/city: indices)."""
+    atlas = _atlas()
+    stores = StoreTable.build(build_stores(), atlas)
+    pairs = countries()
+    codes = np.array([c.code for _r, c in pairs], dtype=object)[country]
+    regions = np.array([r.name for r, _c in pairs], dtype=object)[country]
+    lat, lon, zone = atlas.locate(country, city)
+    home = home_stores(stores, codes, regions, lat, lon)
+    pool = CustomerPool.build(rng, ids, signed_up, home, online_shares(rng, len(ids)), zone)
+    return pool, stores, atlas
+
+
 # ------------------------------------------------------------------------------------ database
-def _existing_customers(conn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    region_of = {c.code: i for i, r in enumerate(REGIONS) for c in r.countries}
+def _existing_customers(conn) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, signed_up µs, country index, city index) of the customers already there."""
+    country_of = {c.code: i for i, (_r, c) in enumerate(countries())}
     with conn.cursor() as cur:
-        cur.execute("select customer_id, signed_up_at, country from customers order by customer_id")
+        cur.execute("select customer_id, signed_up_at, country, city from customers order by customer_id")
         rows = cur.fetchall()
+    atlas = _atlas()
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     signed = _us([r[1] for r in rows])
-    region = np.array([region_of.get(r[2], 0) for r in rows], dtype=np.int64)
-    return ids, signed, region
+    country = np.array([country_of.get(r[2], 0) for r in rows], dtype=np.int64)
+    city = np.array([atlas.city_index(int(c), r[3]) for c, r in zip(country, rows)], dtype=np.int64)
+    return ids, signed, country, city
 
 
 def _existing_products(conn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -397,13 +459,15 @@ def run_seed(
     request: SeedRequest,
     target: MySQLTarget,
     progress: Callable[[int], None] | None = None,
-    workdir: str | Path | None = None,
 ) -> SeedResult:
-    """Seed the database; on any failure roll back so that nothing is half-written."""
+    """Seed the database. On any failure (or Ctrl-C) nothing is half-written: a plain or `--append`
+    seed rolls its one transaction back; a `--truncate` seed drops its shadow tables, so the
+    previous rows stay as they were."""
     request.validate()
     started = time.perf_counter()
     conn = connect(target)
     result = SeedResult(where=target.describe())
+    shadow = swapped = False
     try:
         try:
             ensure_schema(conn)
@@ -416,19 +480,25 @@ def run_seed(
                 f"{target.describe()} is not empty ({filled}); pass --append to add to it "
                 "or --truncate to replace it (nothing was written)"
             )
-        if request.orders:
-            kept = counts if request.append else dict.fromkeys(TABLES, 0)
-            if not (request.customers or kept["customers"]) or not (request.products or kept["products"]):
+        if request.orders and request.append:
+            have_customers = request.customers or counts["customers"]
+            have_products = request.products + counts["products"]
+            if not have_customers or not have_products:
                 raise GeneratorError("orders need customers and products: pass --customers and --products")
-        if request.truncate and any(counts.values()):
-            # TRUNCATE commits on its own, so it runs only once every check has passed. A DELETE
-            # inside the load's transaction would keep the old rows recoverable, but re-filling
-            # delete-marked pages in one transaction runs an order of magnitude slower at scale.
-            with conn.cursor() as cur:
-                cur.execute("set session foreign_key_checks = 0")
-                for table in reversed(TABLES):
-                    cur.execute(f"truncate table {table}")
-                cur.execute("set session foreign_key_checks = 1")
+            if have_products < MIN_PRODUCTS:
+                raise GeneratorError(
+                    f"orders need at least {MIN_PRODUCTS} products (an order lists up to {shape.MAX_LINES} "
+                    f"distinct ones); the database has {counts['products']}: pass --products"
+                )
+        shadow = request.truncate and any(counts.values())
+        with conn.cursor() as cur:
+            # leftovers of a seed that was killed: shadow tables never swapped in, or old tables
+            # swapped out but not yet dropped
+            drop_tables(conn, SHADOW)
+            drop_tables(conn, RETIRED)
+            if shadow:
+                for statement in shadow_statements():
+                    cur.execute(statement)
         conn.begin()
         with conn.cursor() as cur:
             # Every id an order or line refers to comes from the rows loaded or read in this same
@@ -436,15 +506,28 @@ def run_seed(
             # them); skipping the per-row lookups is what mysqldump does for bulk loads too.
             cur.execute("set session foreign_key_checks = 0")
         try:
-            _write(conn, request, result, progress, workdir)
+            _write(conn, request, result, progress, SHADOW if shadow else "")
             conn.commit()
+            if shadow:
+                swapped = swap_in_shadow_tables(conn)
         except pymysql.err.MySQLError as exc:
-            raise GeneratorError(f"writing to {target.describe()} failed, nothing was kept: {exc}") from exc
-    except BaseException:
+            kept = "the previous data is unchanged" if shadow else "nothing was kept"
+            raise GeneratorError(f"writing to {target.describe()} failed, {kept}: {exc}") from exc
+    except BaseException as exc:
         try:
             conn.rollback()
+            if shadow and not swapped:
+                drop_tables(conn, SHADOW)
         except pymysql.err.MySQLError:
             pass
+        if isinstance(exc, KeyboardInterrupt):
+            if swapped:
+                kept = "the new data is in place (the old tables may be left as <table>__old until the next seed)"
+            elif shadow:
+                kept = "the previous data is unchanged"
+            else:
+                kept = "nothing was committed"
+            raise SeedInterrupted(kept) from None
         raise
     finally:
         conn.close()
@@ -452,8 +535,8 @@ def run_seed(
     return result
 
 
-def _write(conn, request: SeedRequest, result: SeedResult, progress, workdir) -> None:
-    base = max_ids(conn)
+def _write(conn, request: SeedRequest, result: SeedResult, progress, suffix: str) -> None:
+    base = dict.fromkeys(TABLES, 0) if suffix else max_ids(conn)
     customers = generate_customers(request, base["customers"])
     products = generate_products(request, base["products"])
     # read before anything is loaded: the connection then belongs to the loader thread
@@ -463,85 +546,68 @@ def _write(conn, request: SeedRequest, result: SeedResult, progress, workdir) ->
 
     loader = Loader(conn, depth=3)
     try:
-        with tempfile.TemporaryDirectory(prefix="retailflow-seed-", dir=workdir) as tmp:
-            spool = _Spool(Path(tmp))
-            if request.orders:
-                _write_orders(request, result, progress, base, existing, customers, products, loader, spool)
-            # Customers and products go last (foreign key checks are off in this transaction): the
-            # Faker pools and their row text are built while the server still works on the last
-            # order chunks, instead of before the first one.
-            if request.customers or request.products:
-                pools = build_pools(request.seed)
-                customers_sql = load_data_sql("customers", CUSTOMER_COLUMNS, "updated_at = created_at")
-                for text, n in customer_text(request, customers, pools) if request.customers else ():
-                    loader.submit(customers_sql, spool.write(text), n)
-                    result.written["customers"] += n
-                products_sql = load_data_sql("products", PRODUCT_COLUMNS, "updated_at = created_at")
-                for text, n in product_text(request, products, pools) if request.products else ():
-                    loader.submit(products_sql, spool.write(text), n)
-                    result.written["products"] += n
-            loader.drain()
+        if request.orders:
+            _write_orders(request, result, progress, base, existing, customers, products, loader, suffix)
+        # Customers and products go last (foreign key checks are off in this transaction): the
+        # Faker pools and their row text are built while the server still works on the last
+        # order chunks, instead of before the first one.
+        if request.customers or request.products:
+            pools = build_pools(request.seed)
+            customers_sql = load_data_sql("customers" + suffix, CUSTOMER_COLUMNS, "updated_at = created_at")
+            for text, n in customer_text(request, customers, pools) if request.customers else ():
+                loader.submit(customers_sql, text, n)
+                result.written["customers"] += n
+            products_sql = load_data_sql("products" + suffix, PRODUCT_COLUMNS, "updated_at = created_at")
+            for text, n in product_text(request, products, pools) if request.products else ():
+                loader.submit(products_sql, text, n)
+                result.written["products"] += n
+        loader.drain()
     finally:
         loader.close()
 
 
-class _Spool:
-    """Numbered files in a private temporary directory, one per chunk."""
-
-    def __init__(self, directory: Path):
-        self._dir = directory
-        self._n = 0
-
-    def write(self, data: bytes) -> Path:
-        self._n += 1
-        path = self._dir / f"chunk-{self._n:06d}.tsv"
-        path.write_bytes(data)
-        return path
-
-
-def _write_orders(request, result, progress, base, existing, customers, products, loader, spool) -> None:
+def _write_orders(request, result, progress, base, existing, customers, products, loader, suffix) -> None:
     weights_rng = np.random.default_rng([request.seed, _TABLE_KEY["weights"], base["orders"]])
-    region_of_country = np.array([REGIONS.index(r) for r, _c in countries()], dtype=np.int64)
-    c_ids, c_signed, c_region = customers.ids, customers.signed_up, region_of_country[customers.country]
+    c_ids, c_signed, c_country, c_city = customers.ids, customers.signed_up, customers.country, customers.city
     p_ids, p_price, p_cat = products.ids, products.price, products.category
     if existing:
-        (e_ids, e_signed, e_region), (ep_ids, ep_price, ep_cat) = existing
-        c_ids = np.concatenate([e_ids, c_ids])
-        c_signed = np.concatenate([e_signed, c_signed])
-        c_region = np.concatenate([e_region, c_region])
+        (e_ids, e_signed, e_country, e_city), (ep_ids, ep_price, ep_cat) = existing
+        c_ids, c_signed = np.concatenate([e_ids, c_ids]), np.concatenate([e_signed, c_signed])
+        c_country, c_city = np.concatenate([e_country, c_country]), np.concatenate([e_city, c_city])
         p_ids = np.concatenate([ep_ids, p_ids])
         p_price = np.concatenate([ep_price, p_price])
         p_cat = np.concatenate([ep_cat, p_cat])
-    customer_pool = CustomerPool.build(weights_rng, c_ids, c_signed, c_region)
+    customer_pool, stores, atlas = build_customer_pool(weights_rng, c_ids, c_signed, c_country, c_city)
     product_pool = ProductPool.build(weights_rng, p_ids, p_price, p_cat)
-    store_pool = StorePool.build(build_stores())
-    per_day = shape.orders_per_day(
-        np.random.default_rng([request.seed, _TABLE_KEY["orders"], base["orders"]]),
-        request.orders, request.start, request.end,
-    )
-    orders_sql = load_data_sql("orders", ORDER_COLUMNS, ORDER_SET)
-    items_sql = load_data_sql("order_items", ITEM_COLUMNS, ITEM_SET)
+    try:
+        plan = order_plan(
+            np.random.default_rng([request.seed, _TABLE_KEY["plan"], base["orders"]]),
+            request.orders, request.start, request.end, request.as_of, customer_pool, stores, atlas.zones,
+        )
+    except WindowTooNarrow as exc:
+        raise GeneratorError(
+            f"the range {request.start}..{request.end} leaves too little time before now for "
+            f"{request.orders} orders in local time ({exc}): pick an earlier --start"
+        ) from None
+    orders_sql = load_data_sql("orders" + suffix, ORDER_COLUMNS, ORDER_SET)
+    items_sql = load_data_sql("order_items" + suffix, ITEM_COLUMNS, ITEM_SET)
     chunks = -(-request.orders // ORDER_CHUNK)
     # Two passes over the same chunks (same random streams, so the same rows): all orders, then all
     # lines. One table at a time keeps the server's working set small; interleaved, both tables'
     # indexes compete for the buffer pool and the load slows down by half at a few million lines.
     item_bases = [base["order_items"]]
     for chunk in range(chunks):
-        part = order_chunk(
-            request, chunk, per_day, base["orders"], item_bases[-1], customer_pool, product_pool, store_pool,
-            text=("orders",),
-        )
+        part = order_chunk(request, chunk, plan, base["orders"], item_bases[-1], customer_pool, product_pool,
+                           text=("orders",))
         done = (lambda n=part.n_orders: progress(n / 2)) if progress else None
-        loader.submit(orders_sql, spool.write(part.orders), part.n_orders, on_done=done)
+        loader.submit(orders_sql, part.orders, part.n_orders, on_done=done)
         item_bases.append(item_bases[-1] + part.n_items)
         result.written["orders"] += part.n_orders
     for chunk in range(chunks):
-        part = order_chunk(
-            request, chunk, per_day, base["orders"], item_bases[chunk], customer_pool, product_pool, store_pool,
-            text=("items",),
-        )
+        part = order_chunk(request, chunk, plan, base["orders"], item_bases[chunk], customer_pool, product_pool,
+                           text=("items",))
         done = (lambda n=part.n_orders: progress(n / 2)) if progress else None
-        loader.submit(items_sql, spool.write(part.items), part.n_items, on_done=done)
+        loader.submit(items_sql, part.items, part.n_items, on_done=done)
         result.written["order_items"] += part.n_items
 
 

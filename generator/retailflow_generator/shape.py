@@ -15,27 +15,41 @@ from .encode import US_PER_DAY, US_PER_SECOND
 
 US_PER_HOUR = 3600 * US_PER_SECOND
 
-#: share of orders placed online (the rest are in-store sales)
+#: mean share of a customer's orders placed online; each customer has their own share, drawn from
+#: a beta distribution with this mean (some buy only in store, some only online)
 ONLINE_SHARE = 0.40
-#: order lines per order: geometric with this success probability (mean 1/p ≈ 2.5), capped
+ONLINE_SHARE_SPREAD = 2.2  #: alpha + beta of that beta distribution (smaller: more spread)
+#: how a customer's in-store orders split over their home stores, nearest first
+HOME_STORE_WEIGHTS = (0.72, 0.20, 0.08)
+#: order lines per order: geometric with this success probability (mean ≈ 2.5), truncated at
+#: MAX_LINES (drawn from the renormalised distribution, so the cap holds no pile-up)
 LINES_P = 0.40
 MAX_LINES = 12
-#: Zipf exponent of product popularity (rank r sells ∝ 1 / r**s)
-ZIPF_S = 1.07
+#: product popularity, Zipf-Mandelbrot: rank r sells ∝ 1 / (r + ZIPF_Q) ** ZIPF_S. The offset
+#: flattens the head (no product in more than ~15 % of orders), the exponent keeps the tail long.
+ZIPF_S = 1.0
+ZIPF_Q = 5.0
+#: how strongly a price above its category's median pushes a product down the popularity ranking
+PRICE_ELASTICITY = 1.5
 #: log-normal sigma of how much customers buy relative to each other (heavy-tailed spend)
 SPEND_SIGMA = 1.1
 #: share of order lines sold at a promotional discount
 PROMO_SHARE = 0.08
 
-# Weekly and yearly seasonality: Saturdays and December sell most.
+# Weekly and yearly seasonality (in local time): Saturdays and December sell most.
 WEEKDAY_FACTOR = np.array([0.92, 0.90, 0.94, 1.00, 1.12, 1.32, 1.05])  # Monday first
 MONTH_FACTOR = np.array([0.80, 0.84, 0.95, 0.97, 1.00, 1.00, 1.02, 1.00, 0.95, 1.02, 1.25, 1.70])
 #: yearly growth of the business
 GROWTH = 1.12
-# Orders per hour of the day: quiet nights, a lunch peak and an evening peak.
-HOUR_WEIGHT = np.array(
-    [0.6, 0.35, 0.2, 0.15, 0.15, 0.25, 0.6, 1.2, 2.0, 2.8, 3.4, 3.9,
-     4.6, 4.4, 3.8, 3.6, 3.7, 4.2, 4.9, 5.3, 5.0, 3.9, 2.6, 1.4]
+# Orders per local hour of the day. Stores open 8:00-22:00, with a lunch and an after-work peak;
+# online shopping never stops, is quiet at night and peaks in the evening.
+STORE_HOUR_WEIGHT = np.array(
+    [0, 0, 0, 0, 0, 0, 0, 0, 0.6, 1.3, 1.9, 2.5,
+     3.3, 3.4, 2.7, 2.5, 2.8, 3.5, 3.7, 3.1, 2.1, 1.1, 0.3, 0]
+)
+ONLINE_HOUR_WEIGHT = np.array(
+    [1.0, 0.55, 0.3, 0.2, 0.2, 0.3, 0.6, 1.1, 1.6, 2.0, 2.3, 2.6,
+     2.9, 2.8, 2.6, 2.5, 2.6, 2.9, 3.3, 3.9, 4.4, 4.5, 3.6, 2.1]
 )
 
 
@@ -50,29 +64,32 @@ class Category:
     #: geometric success probability of the quantity on a line (smaller: bigger baskets)
     quantity_p: float
     nouns: tuple[str, ...]
+    #: how often its products are bought, relative to other categories (moves them up the ranking)
+    appeal: float = 1.0
 
 
 CATEGORIES: tuple[Category, ...] = (
     Category("Groceries", "GRO", 0.18, 6.0, 0.79, 45.0, 0.45,
-             ("Coffee Beans", "Olive Oil", "Pasta", "Granola", "Green Tea", "Dark Chocolate", "Honey", "Rice")),
+             ("Coffee Beans", "Olive Oil", "Pasta", "Granola", "Green Tea", "Dark Chocolate", "Honey", "Rice"), 1.4),
     Category("Beauty", "BEA", 0.09, 18.0, 2.99, 140.0, 0.75,
-             ("Face Cream", "Shampoo", "Lip Balm", "Serum", "Body Lotion", "Perfume", "Sunscreen")),
+             ("Face Cream", "Shampoo", "Lip Balm", "Serum", "Body Lotion", "Perfume", "Sunscreen"), 1.15),
     Category("Apparel", "APP", 0.17, 35.0, 7.99, 260.0, 0.8,
-             ("T-Shirt", "Hoodie", "Jeans", "Jacket", "Dress", "Sweater", "Scarf", "Shorts")),
+             ("T-Shirt", "Hoodie", "Jeans", "Jacket", "Dress", "Sweater", "Scarf", "Shorts"), 1.0),
     Category("Footwear", "FTW", 0.07, 75.0, 19.99, 320.0, 0.92,
-             ("Sneakers", "Running Shoes", "Boots", "Sandals", "Loafers", "Slippers")),
+             ("Sneakers", "Running Shoes", "Boots", "Sandals", "Loafers", "Slippers"), 0.6),
     Category("Home & Kitchen", "HOM", 0.14, 29.0, 3.99, 450.0, 0.8,
-             ("Mug", "Frying Pan", "Cushion", "Lamp", "Towel Set", "Knife Block", "Vase", "Blender")),
+             ("Mug", "Frying Pan", "Cushion", "Lamp", "Towel Set", "Knife Block", "Vase", "Blender"), 0.9),
     Category("Electronics", "ELE", 0.11, 110.0, 9.99, 2400.0, 0.94,
-             ("Headphones", "Charger", "Smartwatch", "Speaker", "Keyboard", "Monitor", "Tablet", "Camera")),
+             ("Headphones", "Charger", "Smartwatch", "Speaker", "Keyboard", "Monitor", "Tablet", "Camera"), 0.55),
     Category("Sports & Outdoors", "SPO", 0.09, 42.0, 4.99, 850.0, 0.85,
-             ("Yoga Mat", "Water Bottle", "Tent", "Backpack", "Dumbbells", "Bike Helmet", "Trail Poles")),
+             ("Yoga Mat", "Water Bottle", "Tent", "Backpack", "Dumbbells", "Bike Helmet", "Trail Poles"), 0.7),
     Category("Toys", "TOY", 0.07, 24.0, 3.99, 190.0, 0.8,
-             ("Building Set", "Puzzle", "Plush Bear", "Board Game", "Racing Car", "Doll House")),
+             ("Building Set", "Puzzle", "Plush Bear", "Board Game", "Racing Car", "Doll House"), 0.8),
     Category("Books", "BOO", 0.08, 16.0, 4.99, 85.0, 0.8,
-             ("Novel", "Cookbook", "Travel Guide", "Biography", "Comic", "Atlas")),
+             ("Novel", "Cookbook", "Travel Guide", "Biography", "Comic", "Atlas"), 0.9),
 )
 QUANTITY_P = np.array([c.quantity_p for c in CATEGORIES])
+APPEAL = np.array([c.appeal for c in CATEGORIES])
 
 STATUSES = ("placed", "paid", "shipped", "delivered", "cancelled", "returned")
 PLACED, PAID, SHIPPED, DELIVERED, CANCELLED, RETURNED = range(6)
@@ -101,26 +118,21 @@ def orders_per_day(rng: np.random.Generator, total: int, start: date, end: date)
     return rng.multinomial(total, w / w.sum())
 
 
-_HOUR_CDF = np.concatenate([[0.0], np.cumsum(HOUR_WEIGHT) / HOUR_WEIGHT.sum()])
+def hour_cdf(weights: np.ndarray) -> np.ndarray:
+    """Knots (25 values, 0..1) of the cumulative share of a day's orders by local hour."""
+    return np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
+
+
+STORE_HOUR_CDF = hour_cdf(STORE_HOUR_WEIGHT)
+ONLINE_HOUR_CDF = hour_cdf(ONLINE_HOUR_WEIGHT)
 _HOUR_KNOTS = np.arange(25, dtype=float) * 3600.0
 
 
-def order_times(
-    rng: np.random.Generator, first: int, count: int, per_day: np.ndarray, start: date
-) -> np.ndarray:
-    """ordered_at (µs) of the orders with global indices first..first+count-1.
-
-    The j-th of a day's n orders lands at the intraday quantile (j + u) / n, so times increase with
-    the order index (order ids follow time) without looking at any other chunk.
-    """
-    ends = np.cumsum(per_day)
-    starts = ends - per_day
-    g = np.arange(first, first + count)
-    day = np.searchsorted(ends, g, side="right")
-    q = (g - starts[day] + rng.random(count)) / per_day[day]
-    seconds = np.interp(q, _HOUR_CDF, _HOUR_KNOTS)
-    return day_us(start) + day * US_PER_DAY + np.minimum(
-        (seconds * US_PER_SECOND).astype(np.int64), US_PER_DAY - 1
+def time_of_day(rng: np.random.Generator, online: np.ndarray) -> np.ndarray:
+    """Seconds after local midnight (float) for each order, by its channel's hourly profile."""
+    u = rng.random(len(online))
+    return np.where(
+        online, np.interp(u, ONLINE_HOUR_CDF, _HOUR_KNOTS), np.interp(u, STORE_HOUR_CDF, _HOUR_KNOTS)
     )
 
 
@@ -140,14 +152,31 @@ def spend_weights(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.lognormal(mean=0.0, sigma=SPEND_SIGMA, size=n)
 
 
-def popularity_weights(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Zipf popularity: a random product ranking, rank r selling ∝ 1 / r**ZIPF_S."""
-    rank = rng.permutation(n) + 1
-    return 1.0 / rank.astype(float) ** ZIPF_S
+def popularity_weights(rng: np.random.Generator, category: np.ndarray, price_cents: np.ndarray) -> np.ndarray:
+    """Zipf-Mandelbrot popularity over a product ranking. A category's appeal moves its products up
+    the ranking (groceries sell more often than footwear), and so does a low price within the
+    category (a 40-euro keyboard outsells a 400-euro one), so no single product takes the revenue."""
+    category = np.asarray(category, dtype=np.int64)
+    n = len(category)
+    median = np.array([c.median_price for c in CATEGORIES])[category] * 100
+    cheapness = (median / np.maximum(np.asarray(price_cents, dtype=float), 1.0)) ** PRICE_ELASTICITY
+    key = rng.lognormal(0.0, 0.8, size=n) * APPEAL[category] * cheapness
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(-key, kind="stable")] = np.arange(1, n + 1)
+    return 1.0 / (rank.astype(float) + ZIPF_Q) ** ZIPF_S
 
 
-def lines_per_order(rng: np.random.Generator, n: int) -> np.ndarray:
-    return np.minimum(rng.geometric(LINES_P, size=n), MAX_LINES)
+def lines_pmf(max_lines: int = MAX_LINES) -> np.ndarray:
+    """P(k lines), k = 1..max_lines: geometric(LINES_P) truncated and renormalised."""
+    k = np.arange(1, max_lines + 1)
+    p = LINES_P * (1 - LINES_P) ** (k - 1)
+    return p / p.sum()
+
+
+def lines_per_order(rng: np.random.Generator, n: int, max_lines: int = MAX_LINES) -> np.ndarray:
+    """Lines of each order, 1..max_lines, with no pile-up at the cap."""
+    cdf = np.cumsum(lines_pmf(max_lines))
+    return np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), max_lines - 1) + 1
 
 
 def prices_cents(rng: np.random.Generator, category: np.ndarray) -> np.ndarray:

@@ -39,6 +39,9 @@ class Store:
     opened_at: date
     #: relative footfall: share of in-store orders among the stores open at a given time
     weight: float
+    #: IANA time zone of the store's city (from Faker's geo data; not a CSV column: the network is
+    #: fixed, so the generator derives it from the same place the CSV row comes from)
+    timezone: str = "UTC"
 
 
 def _apportion(total: int, weights: list[float], minimum: int = 1) -> list[int]:
@@ -63,17 +66,18 @@ def build_stores(count: int = STORE_COUNT) -> list[Store]:
             candidates = places(country.code)
             picks = rng.choice(len(candidates), size=min(n_country, len(candidates)), replace=False)
             for i in sorted(picks):
-                city, lat, lon = candidates[i]
+                place = candidates[i]
+                city, lat, lon = place.name, place.latitude, place.longitude
                 # flagship stores in the big markets see more footfall; sizes are heavy-tailed
                 size = float(rng.lognormal(mean=0.0, sigma=0.45))
                 weight = region.weight / n_region * size
                 # stores open over the years: mostly in the first decade, a few recent ones
                 span = (_LAST_OPENING - _FIRST_OPENING).days
                 opened = _FIRST_OPENING + timedelta(days=int(rng.beta(1.3, 2.2) * span))
-                drafts.append((opened, city, region.name, country.code, lat, lon, weight))
+                drafts.append((opened, city, region.name, country.code, lat, lon, weight, place.timezone))
     drafts.sort(key=lambda d: (d[0], d[3], d[1]))
     stores = []
-    for store_id, (opened, city, region_name, code, lat, lon, weight) in enumerate(drafts, start=1):
+    for store_id, (opened, city, region_name, code, lat, lon, weight, tz) in enumerate(drafts, start=1):
         stores.append(
             Store(
                 store_id=store_id,
@@ -85,6 +89,7 @@ def build_stores(count: int = STORE_COUNT) -> list[Store]:
                 longitude=round(lon, 5),
                 opened_at=opened,
                 weight=round(weight, 6),
+                timezone=tz,
             )
         )
     return stores

@@ -1,35 +1,62 @@
-"""Thin wrapper over the airbyte-api SDK: list/create/patch/delete, with errors sorted into transient and permanent."""
+"""Thin client of Airbyte's public API v1: list/get/create/patch/delete, errors sorted into transient and permanent.
+
+Request bodies are built with the official ``airbyte-api`` SDK's models (``builders``), so field names
+and enums are Airbyte's own. They are sent, and answers read, with plain ``httpx`` because the SDK
+1.0.1 cannot parse what the real server answers: the server strips ``destinationType`` from every
+destination's configuration, and the SDK then raises ``ResponseValidationError`` after the
+destination was created (airbyte-api-python-sdk issue #88). Plain reads also skip the SDK's
+validation of every listed resource against several hundred connector models (about 50 ms each).
+Answers are parsed into ``Resource`` at this door; one that lacks its id or name is a ``PeerError``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any, Callable
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import httpx
-from airbyte_api import AirbyteAPI, api, errors, models
+from airbyte_api import models
 
-from .builders import Actor
+from .builders import Actor, dump
 from .errors import PeerError
 
 PAGE = 100
-_tokens: dict[tuple[str, ...], str] = {}
-_clients: dict[tuple[str, ...], tuple[httpx.Client, AirbyteAPI]] = {}
+#: Refresh a token this long before Airbyte says it expires.
+TOKEN_MARGIN_S = 30.0
+_tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+_clients: dict[tuple[str, ...], httpx.Client] = {}
 _lock = threading.Lock()
+KINDS = {"source": "sources", "destination": "destinations", "connection": "connections"}
 
 
-def _status_of(exc: Exception) -> int | None:
-    raw = getattr(exc, "raw_response", None)
-    return raw.status_code if raw is not None else None
+@dataclass(frozen=True)
+class Resource:
+    """One Airbyte source, destination or connection as the server answered it."""
+
+    kind: str
+    id: str
+    name: str
+    body: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def parse(cls, kind: str, raw: Any, what: str) -> "Resource":
+        if not isinstance(raw, Mapping):
+            raise PeerError("Airbyte", f"{what}: the answer is not a JSON object", transient=False)
+        rid, name = raw.get(f"{kind}Id"), raw.get("name")
+        if not isinstance(rid, str) or not rid or not isinstance(name, str):
+            raise PeerError("Airbyte", f"{what}: the answer has no {kind}Id or name", transient=False)
+        return cls(kind, rid, name, raw)
+
+    @property
+    def configuration(self) -> Mapping[str, Any]:
+        return self.body.get("configuration") or {}
 
 
 class AirbyteClient:
-    """Airbyte public API v1: writes through the official SDK and its request models, reads as plain JSON.
-
-    Reads skip the SDK because it validates every answer against a union of several hundred
-    connector models (about 50 ms per listed resource), which would dominate every drift check. One
-    client-credentials token serves both paths.
-    """
+    """Client-credentials token, then the public API; one ``httpx.Client`` per (Airbyte, credentials)."""
 
     def __init__(self, api_url: str, token_url: str | None, client_id: str, client_secret: str, timeout_s: float = 30):
         self.api_url = api_url.rstrip("/")
@@ -39,161 +66,135 @@ class AirbyteClient:
         self._key = (self.api_url, self.token_url, client_id, hashlib.sha256(client_secret.encode()).hexdigest())
         with _lock:
             if self._key not in _clients:
-                http = httpx.Client(follow_redirects=True, timeout=timeout_s)
-                sdk = AirbyteAPI(
-                    server_url=self.api_url,
-                    security=lambda key=self._key: models.Security(bearer_auth=_tokens.get(key, "")),
-                    client=http,
-                    timeout_ms=int(timeout_s * 1000),
-                )
-                _clients[self._key] = (http, sdk)
-            self.http, self.sdk = _clients[self._key]
+                _clients[self._key] = httpx.Client(follow_redirects=False, timeout=timeout_s)
+            self.http = _clients[self._key]
 
-    def _token(self, refresh: bool = False) -> None:
+    def __repr__(self) -> str:
+        return f"AirbyteClient({self.api_url!r})"
+
+    # ------------------------------------------------------------ transport
+
+    def _token(self, refresh: bool = False) -> str:
         with _lock:
-            if not refresh and self._key in _tokens:
-                return
+            cached = _tokens.get(self._key)
+        if cached and not refresh and cached[1] > time.monotonic():
+            return cached[0]
         try:
             res = self.http.post(self.token_url, data=self._credentials)
         except httpx.HTTPError as exc:
-            raise PeerError("Airbyte", f"token: {exc.__class__.__name__}: {exc}", transient=True) from exc
+            raise PeerError("Airbyte", f"token: {exc.__class__.__name__}", transient=True) from None
         if res.status_code >= 300:
             transient = res.status_code >= 500 or res.status_code == 429
             hint = "" if transient else " (check the client id and secret in the Airbyte credentials Secret)"
-            raise PeerError(
-                "Airbyte", f"token: HTTP {res.status_code}{hint}", transient=transient, status=res.status_code
-            )
+            raise PeerError("Airbyte", f"token: HTTP {res.status_code}{hint}", transient, res.status_code)
+        try:
+            body = res.json()
+            token = body["access_token"]
+            ttl = float(body.get("expires_in") or 180)
+        except (ValueError, KeyError, TypeError):
+            raise PeerError("Airbyte", "token: the answer has no access_token", transient=False) from None
+        if not isinstance(token, str) or not token:
+            raise PeerError("Airbyte", "token: the answer has no access_token", transient=False)
         with _lock:
-            _tokens[self._key] = res.json()["access_token"]
+            _tokens[self._key] = (token, time.monotonic() + max(ttl - TOKEN_MARGIN_S, ttl / 2))
+        return token
 
-    def _call(self, what: str, fn: Callable[[], Any], missing_ok: bool = False) -> Any:
+    def _request(self, method: str, path: str, what: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
         for attempt in range(2):
-            self._token(refresh=attempt > 0)
+            headers = {"Authorization": f"Bearer {self._token(refresh=attempt > 0)}", "Accept": "application/json"}
             try:
-                return fn()
-            except (httpx.HTTPError, OSError) as exc:
-                raise PeerError("Airbyte", f"{what}: {exc.__class__.__name__}: {exc}", transient=True) from exc
-            except errors.AirbyteAPIError as exc:
-                status = _status_of(exc)
-                if status == 404 and missing_ok:
-                    return None
-                if status == 401 and attempt == 0:
-                    continue  # expired or revoked token: one fresh token is worth a try
-                transient = status is None or status >= 500 or status == 429
-                text = str(exc).split(". Body:")[0][:300]
-                raise PeerError("Airbyte", f"{what}: {text}", transient=transient, status=status) from exc
+                res = self.http.request(method, f"{self.api_url}{path}", headers=headers, **kwargs)
+            except httpx.HTTPError as exc:
+                raise PeerError("Airbyte", f"{what}: {exc.__class__.__name__}", transient=True) from None
+            if res.status_code == 401 and attempt == 0:
+                continue  # expired or revoked token: one fresh token is worth a try
+            if res.status_code == 404 and missing_ok:
+                return None
+            if res.status_code >= 300:
+                transient = res.status_code >= 500 or res.status_code == 429 or res.status_code == 409
+                raise PeerError("Airbyte", f"{what}: HTTP {res.status_code}{_detail(res)}", transient, res.status_code)
+            if res.status_code == 204 or not res.content:
+                return None
+            try:
+                return res.json()
+            except ValueError:
+                raise PeerError("Airbyte", f"{what}: the answer is not JSON", transient=False) from None
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------ reads
 
-    def _get(self, path: str, params: dict[str, Any]) -> Any:
-        def fetch() -> Any:
-            res = self.http.get(
-                f"{self.api_url}{path}",
-                params=params,
-                headers={"Authorization": f"Bearer {_tokens.get(self._key, '')}"},
-            )
-            if res.status_code >= 300:
-                raise errors.SDKError(f"GET {path}", res)
-            return res.json()
+    def list(self, kind: str, workspace_id: str) -> list[Resource]:
+        """Every live resource of ``kind`` in the workspace, each id once.
 
-        return self._call(f"list {path.strip('/')}", fetch)
-
-    def _list(self, path: str, workspace_id: str) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+        Airbyte pages by offset over an unordered query, so a write between two pages can show one
+        resource twice (the later sighting wins) or hide one (callers confirm absence; see reconcile).
+        """
+        path = f"/{KINDS[kind]}"
+        seen: dict[str, Resource] = {}
         offset = 0
         while True:
-            page = self._get(path, {"workspaceIds": workspace_id, "limit": PAGE, "offset": offset}).get("data") or []
-            out.extend(page)
-            if len(page) < PAGE:
-                return out
+            page = self._request(
+                "GET", path, f"list {KINDS[kind]}", params={"workspaceIds": workspace_id, "limit": PAGE, "offset": offset}
+            )
+            data = page.get("data") if isinstance(page, Mapping) else None
+            if not isinstance(data, list):
+                raise PeerError("Airbyte", f"list {KINDS[kind]}: the answer has no data list", transient=False)
+            for raw in data:
+                res = Resource.parse(kind, raw, f"list {KINDS[kind]}")
+                seen.pop(res.id, None)
+                seen[res.id] = res
+            if len(data) < PAGE:
+                return list(seen.values())
             offset += PAGE
 
-    def list_sources(self, workspace_id: str) -> list[dict[str, Any]]:
-        return self._list("/sources", workspace_id)
-
-    def list_destinations(self, workspace_id: str) -> list[dict[str, Any]]:
-        return self._list("/destinations", workspace_id)
-
-    def list_connections(self, workspace_id: str) -> list[dict[str, Any]]:
-        return self._list("/connections", workspace_id)
+    def get(self, kind: str, resource_id: str) -> Resource | None:
+        raw = self._request("GET", f"/{KINDS[kind]}/{resource_id}", f"get {kind} {resource_id}", missing_ok=True)
+        return None if raw is None else Resource.parse(kind, raw, f"get {kind} {resource_id}")
 
     # ------------------------------------------------------------ writes
 
-    def create_actor(self, actor: Actor, workspace_id: str) -> dict[str, Any]:
-        if actor.kind == "source":
-            req = models.SourceCreateRequest(
-                name=actor.name, workspace_id=workspace_id, configuration=actor.configuration
-            )
-            res = self._call(f"create source {actor.name}", lambda: self.sdk.sources.create_source(request=req))
-        else:
-            req = models.DestinationCreateRequest(
-                name=actor.name, workspace_id=workspace_id, configuration=actor.configuration
-            )
-            res = self._call(
-                f"create destination {actor.name}", lambda: self.sdk.destinations.create_destination(request=req)
-            )
-        return res.raw_response.json()
+    def create_actor(self, actor: Actor, workspace_id: str) -> Resource:
+        model = models.SourceCreateRequest if actor.kind == "source" else models.DestinationCreateRequest
+        body = dump(model(name=actor.name, workspace_id=workspace_id, configuration=actor.configuration))
+        what = f"create {actor.kind} {actor.name}"
+        return Resource.parse(actor.kind, self._request("POST", f"/{KINDS[actor.kind]}", what, json=body), what)
 
-    def patch_actor(self, actor: Actor, actor_id: str) -> dict[str, Any]:
-        if actor.kind == "source":
-            req = api.PatchSourceRequest(
-                source_id=actor_id,
-                source_patch_request=models.SourcePatchRequest(name=actor.name, configuration=actor.configuration),
-            )
-            res = self._call(f"patch source {actor.name}", lambda: self.sdk.sources.patch_source(request=req))
-        else:
-            req = api.PatchDestinationRequest(
-                destination_id=actor_id,
-                destination_patch_request=models.DestinationPatchRequest(
-                    name=actor.name, configuration=actor.configuration
-                ),
-            )
-            res = self._call(
-                f"patch destination {actor.name}", lambda: self.sdk.destinations.patch_destination(request=req)
-            )
-        return res.raw_response.json()
+    def patch_actor(self, actor: Actor, actor_id: str) -> Resource:
+        model = models.SourcePatchRequest if actor.kind == "source" else models.DestinationPatchRequest
+        body = dump(model(name=actor.name, configuration=actor.configuration))
+        what = f"patch {actor.kind} {actor.name}"
+        raw = self._request("PATCH", f"/{KINDS[actor.kind]}/{actor_id}", what, json=body)
+        return Resource.parse(actor.kind, raw, what)
 
     def delete(self, kind: str, resource_id: str) -> None:
-        if kind == "source":
-            fn = lambda: self.sdk.sources.delete_source(request=api.DeleteSourceRequest(source_id=resource_id))  # noqa: E731
-        elif kind == "destination":
-            fn = lambda: self.sdk.destinations.delete_destination(  # noqa: E731
-                request=api.DeleteDestinationRequest(destination_id=resource_id)
-            )
-        else:
-            fn = lambda: self.sdk.connections.delete_connection(  # noqa: E731
-                request=api.DeleteConnectionRequest(connection_id=resource_id)
-            )
-        self._call(f"delete {kind} {resource_id}", fn, missing_ok=True)
+        self._request("DELETE", f"/{KINDS[kind]}/{resource_id}", f"delete {kind} {resource_id}", missing_ok=True)
 
-    def create_connection(self, req: models.ConnectionCreateRequest) -> dict[str, Any]:
-        res = self._call(f"create connection {req.name}", lambda: self.sdk.connections.create_connection(request=req))
-        return res.raw_response.json()
+    def create_connection(self, req: models.ConnectionCreateRequest) -> Resource:
+        what = f"create connection {req.name}"
+        return Resource.parse("connection", self._request("POST", "/connections", what, json=dump(req)), what)
 
-    def patch_connection(self, connection_id: str, req: models.ConnectionPatchRequest) -> dict[str, Any]:
-        res = self._call(
-            f"patch connection {req.name}",
-            lambda: self.sdk.connections.patch_connection(
-                request=api.PatchConnectionRequest(connection_id=connection_id, connection_patch_request=req)
-            ),
-        )
-        return res.raw_response.json()
+    def patch_connection(self, connection_id: str, req: models.ConnectionPatchRequest) -> Resource:
+        what = f"patch connection {req.name}"
+        raw = self._request("PATCH", f"/connections/{connection_id}", what, json=dump(req))
+        return Resource.parse("connection", raw, what)
+
+
+def _detail(res: httpx.Response) -> str:
+    """Airbyte's problem ``detail`` (validation messages name fields, never values), at most 300 characters."""
+    try:
+        body = res.json()
+    except ValueError:
+        return ""
+    detail = body.get("detail") if isinstance(body, Mapping) else None
+    return f": {str(detail)[:300]}" if detail else ""
 
 
 def warm_up() -> None:
-    """Build the SDK's request and answer models once, before the first reconcile needs them.
+    """Build the SDK's request models once, before the first reconcile needs them.
 
     The first use of a source/destination model builds validators for every connector the SDK
-    knows (several seconds); paying it at start keeps it off the first pipeline's path.
+    knows (seconds); paying it at start keeps it off the first pipeline's path.
     """
-    from airbyte_api.utils import unmarshal_json
-
-    for model in (models.SourceResponse, models.DestinationResponse, models.ConnectionResponse):
-        try:
-            unmarshal_json("{}", model)
-        except Exception:  # noqa: BLE001 - an empty answer is invalid; building the validators was the point
-            pass
     models.SourceCreateRequest(
         name="warm-up",
         workspace_id="-",

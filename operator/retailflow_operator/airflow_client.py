@@ -22,6 +22,9 @@ _write_locks: dict[str, threading.Lock] = {}
 class AirflowClient:
     """Bearer token from ``POST /auth/token``, then the variables endpoints; one bulk call per write."""
 
+    def __repr__(self) -> str:
+        return f"AirflowClient({self.base!r})"
+
     def __init__(self, api_url: str, username: str, password: str, timeout_s: float = 30):
         self.base = api_url.rstrip("/")
         self.username = username
@@ -42,7 +45,7 @@ class AirflowClient:
                 timeout=self.timeout,
             )
         except requests.RequestException as exc:
-            raise PeerError("Airflow", f"token: {exc.__class__.__name__}: {exc}", transient=True) from exc
+            raise PeerError("Airflow", f"token: {exc.__class__.__name__}", transient=True) from None
         if res.status_code >= 300:
             transient = res.status_code >= 500 or res.status_code == 429
             raise PeerError(
@@ -53,7 +56,12 @@ class AirflowClient:
                 transient=transient,
                 status=res.status_code,
             )
-        token = res.json()["access_token"]
+        try:
+            token = res.json()["access_token"]
+        except (ValueError, KeyError, TypeError):
+            raise PeerError("Airflow", "token: the answer has no access_token", transient=False) from None
+        if not isinstance(token, str) or not token:
+            raise PeerError("Airflow", "token: the answer has no access_token", transient=False)
         with _tokens_lock:
             _tokens[self._token_key] = token
         return token
@@ -66,14 +74,13 @@ class AirflowClient:
                     method, f"{self.base}/api/v2{path}", headers=headers, timeout=self.timeout, **kwargs
                 )
             except requests.RequestException as exc:
-                raise PeerError("Airflow", f"{method} {path}: {exc.__class__.__name__}: {exc}", transient=True) from exc
+                raise PeerError("Airflow", f"{method} {path}: {exc.__class__.__name__}", transient=True) from None
             if res.status_code == 401 and attempt == 0:
                 continue  # expired token
             if res.status_code >= 300:
                 transient = res.status_code >= 500 or res.status_code == 429
-                raise PeerError(
-                    "Airflow", f"{method} {path}: HTTP {res.status_code} {res.text[:200]}", transient, res.status_code
-                )
+                # Never the body: Airflow's validation errors echo the request, which may hold a value.
+                raise PeerError("Airflow", f"{method} {path}: HTTP {res.status_code}", transient, res.status_code)
             return res
         raise AssertionError("unreachable")
 
@@ -125,4 +132,5 @@ class AirflowClient:
     def _check_bulk(res: dict[str, Any], action: str) -> None:
         errors = (res.get(action) or {}).get("errors") or []
         if errors:
-            raise PeerError("Airflow", f"bulk {action} of variables failed: {errors}", transient=False)
+            keys = sorted({str(e.get("key") or "") for e in errors if isinstance(e, dict)} - {""})
+            raise PeerError("Airflow", f"bulk {action} of {len(errors)} variable(s) failed {keys}"[:300], transient=False)

@@ -6,6 +6,7 @@ Nothing here talks to a server, so every rule of the desired state is unit-teste
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -13,6 +14,7 @@ from typing import Any, Mapping
 from airbyte_api import models
 
 from .errors import SpecError
+from .spec_model import CredentialsRef, PipelineSpec
 
 # The project's MySQL schema: stream -> (single-column primary key, cursor column).
 STREAM_CATALOG: dict[str, tuple[str, str]] = {
@@ -29,39 +31,6 @@ LAKE_SYNC_MODE = {
     "incremental_append": "incremental_append",
     "full_refresh_overwrite": "full_refresh_overwrite",
     "full_refresh_append": "full_refresh_append",
-}
-
-# Defaults mirror the CRD's openAPIV3Schema defaults (a unit test keeps them equal): the emulated and
-# some real API servers skip defaulting, so the operator never relies on it.
-DEFAULTS: dict[str, Any] = {
-    "engine": "airbyte",
-    "mysql.port": 3306,
-    "mysql.credentialsSecretRef.usernameKey": "username",
-    "mysql.credentialsSecretRef.passwordKey": "password",
-    "mysql.streams.syncMode": "incremental_deduped_history",
-    "warehouse.port": 5432,
-    "warehouse.schema": "raw",
-    "warehouse.sslMode": "disable",
-    "warehouse.credentialsSecretRef.usernameKey": "username",
-    "warehouse.credentialsSecretRef.passwordKey": "password",
-    "lake.prefix": "raw",
-    "lake.format": "parquet",
-    "lake.region": "us-east-1",
-    "lake.credentialsSecretRef.accessKeyIdKey": "accessKeyId",
-    "lake.credentialsSecretRef.secretAccessKeyKey": "secretAccessKey",
-    "airbyte.syncTrigger": "airflow",
-    "airbyte.credentialsSecretRef.clientIdKey": "clientId",
-    "airbyte.credentialsSecretRef.clientSecretKey": "clientSecret",
-    "airflow.variablePrefix": "retailflow_",
-    "airflow.connectionIds.airbyte": "retailflow_airbyte",
-    "airflow.connectionIds.mysql": "retailflow_mysql",
-    "airflow.connectionIds.warehouse": "retailflow_warehouse",
-    "airflow.connectionIds.lake": "retailflow_lake",
-    "airflow.credentialsSecretRef.usernameKey": "username",
-    "airflow.credentialsSecretRef.passwordKey": "password",
-    "schedule": "0 2 * * *",
-    "suspend": False,
-    "deletionPolicy": "Delete",
 }
 
 # Airbyte masks these in every GET/list answer; they are compared through hashes only.
@@ -81,16 +50,6 @@ AIRFLOW_SENSITIVE_WORDS = (
     "token",
 )
 VARIABLE_OWNER_MARK = "Managed by retailflow-operator for RetailPipeline "
-
-
-def opt(spec: Mapping[str, Any], path: str) -> Any:
-    """Spec value at a dotted path, falling back to the CRD default."""
-    node: Any = spec
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node or node[part] is None:
-            return DEFAULTS.get(path)
-        node = node[part]
-    return node
 
 
 def is_secret_key(key: str) -> bool:
@@ -128,6 +87,12 @@ def canonical(value: Any) -> str:
 
 def digest(value: Any, salt: str = "") -> str:
     return hashlib.sha256((salt + canonical(value)).encode()).hexdigest()
+
+
+def keyed_digest(key: bytes, value: Any, context: str) -> str:
+    """HMAC-SHA256 of ``value`` under a key only the operator holds: without the key, a hash in a
+    status cannot be checked against guessed passwords."""
+    return hmac.new(key, f"{context}\n{canonical(value)}".encode(), hashlib.sha256).hexdigest()
 
 
 def is_subset(desired: Any, actual: Any) -> bool:
@@ -178,11 +143,11 @@ class Stream:
     primary_key: str | None
 
 
-def streams(spec: Mapping[str, Any]) -> list[Stream]:
+def streams(spec: PipelineSpec) -> list[Stream]:
     out: list[Stream] = []
     seen: set[str] = set()
-    for raw in opt(spec, "mysql.streams") or []:
-        stream_name = raw.get("name")
+    for raw in spec.mysql.streams:
+        stream_name = raw.name
         if stream_name not in STREAM_CATALOG:
             known = ", ".join(sorted(STREAM_CATALOG))
             raise SpecError(f"spec.mysql.streams: unknown stream {stream_name!r}; the orders database has {known}")
@@ -190,14 +155,14 @@ def streams(spec: Mapping[str, Any]) -> list[Stream]:
             raise SpecError(f"spec.mysql.streams: stream {stream_name!r} is listed twice")
         seen.add(stream_name)
         pk, cursor = STREAM_CATALOG[stream_name]
-        mode = raw.get("syncMode") or DEFAULTS["mysql.streams.syncMode"]
+        mode = raw.sync_mode
         incremental = mode in INCREMENTAL_MODES
         out.append(
             Stream(
                 name=stream_name,
                 sync_mode=mode,
-                cursor_field=(raw.get("cursorField") or cursor) if incremental else None,
-                primary_key=raw.get("primaryKey") or pk,
+                cursor_field=(raw.cursor_field or cursor) if incremental else None,
+                primary_key=raw.primary_key or pk,
             )
         )
     if not out:
@@ -205,22 +170,23 @@ def streams(spec: Mapping[str, Any]) -> list[Stream]:
     return out
 
 
-def validate(spec: Mapping[str, Any]) -> None:
+def validate(spec: PipelineSpec) -> None:
     """Semantic checks the CRD schema cannot express."""
     streams(spec)
-    store = spec.get("storeLocations") or {}
-    if store and bool(store.get("s3Key")) == bool(store.get("url")):
+    store = spec.store_locations
+    if store and bool(store.s3_key) == bool(store.url):
         raise SpecError("spec.storeLocations: set exactly one of s3Key and url")
-    prefix = str(opt(spec, "airflow.variablePrefix")).lower()
+    prefix = str(spec.airflow.variable_prefix).lower()
     masked = [w for w in AIRFLOW_SENSITIVE_WORDS if w in prefix]
     if masked:
         raise SpecError(
             f"spec.airflow.variablePrefix: {prefix!r} contains {masked[0]!r}; Airflow masks the values of such "
             "variables when read back, so they could never be verified; choose another prefix"
         )
-    if len(str(opt(spec, "schedule")).split()) != 5:
+    if len(str(spec.schedule).split()) != 5:
         raise SpecError("spec.schedule: expected five cron fields (minute hour day-of-month month day-of-week)")
-    quartz_cron(opt(spec, "schedule"))
+    if spec.engine == "airbyte" and spec.airbyte.sync_trigger == "airbyte":
+        quartz_cron(spec.schedule)  # only Airbyte runs the schedule as Quartz
 
 
 def cron_to_quartz_dow(field_: str) -> str:
@@ -270,39 +236,39 @@ class SecretRef:
     keys: dict[str, str]  # logical key -> key inside the Secret
 
 
-def secret_refs(spec: Mapping[str, Any]) -> list[SecretRef]:
+def secret_refs(spec: PipelineSpec) -> list[SecretRef]:
     """Every Secret the spec references, with the keys read from it."""
 
-    def ref(role: str, path: str, logical: dict[str, str]) -> SecretRef:
-        name = opt(spec, f"{path}.credentialsSecretRef.name")
-        if not name:
-            raise SpecError(f"spec.{path}.credentialsSecretRef.name: required")
-        keys = {lk: opt(spec, f"{path}.credentialsSecretRef.{field_}") for lk, field_ in logical.items()}
-        return SecretRef(role, name, keys)
+    def ref(role: str, creds: CredentialsRef) -> SecretRef:
+        if not creds.name:
+            raise SpecError(f"spec.{role}.credentialsSecretRef.name: required")
+        return SecretRef(role, creds.name, dict(creds.keys))
 
-    user_pw = {"username": "usernameKey", "password": "passwordKey"}
-    refs = [
-        ref("mysql", "mysql", user_pw),
-        ref("warehouse", "warehouse", user_pw),
-        ref("lake", "lake", {"access_key_id": "accessKeyIdKey", "secret_access_key": "secretAccessKeyKey"}),
-        ref("airflow", "airflow", user_pw),
+    return [
+        ref("mysql", spec.mysql.credentials),
+        ref("warehouse", spec.warehouse.credentials),
+        ref("lake", spec.lake.credentials),
+        ref("airflow", spec.airflow.credentials),
         # Read even for engine=direct: the operator still needs Airbyte to remove what it owned before.
-        ref("airbyte", "airbyte", {"client_id": "clientIdKey", "client_secret": "clientSecretKey"}),
+        ref("airbyte", spec.airbyte.credentials),
     ]
-    return refs
 
 
 # ---------------------------------------------------------------- Airbyte desired state
 
 
+#: The public API removes these from ``configuration`` before storing it (ActorConfigurationHelper.kt).
+TYPE_KEYS = ("sourceType", "destinationType")
+
+
 @dataclass(frozen=True)
 class Actor:
-    """A desired Airbyte source or destination."""
+    """A desired Airbyte source or destination. Its repr never shows the configuration (it holds secrets)."""
 
     kind: str  # "source" | "destination"
     role: str
     name: str
-    configuration: Any  # an airbyte_api.models configuration model
+    configuration: Any = field(repr=False)  # an airbyte_api.models configuration model
 
     @property
     def config(self) -> dict[str, Any]:
@@ -310,10 +276,11 @@ class Actor:
 
     @property
     def public_config(self) -> dict[str, Any]:
-        return strip_secrets(self.config)
+        """What Airbyte answers unmasked: no secret, and no type key (the server strips it)."""
+        return {k: v for k, v in strip_secrets(self.config).items() if k not in TYPE_KEYS}
 
-    def secret_hash(self, salt: str) -> str:
-        return digest(secret_material(self.config), salt=salt + self.name)
+    def secret_hash(self, key: bytes, uid: str) -> str:
+        return keyed_digest(key, secret_material(self.config), f"{uid}/{self.name}")
 
 
 @dataclass(frozen=True)
@@ -350,10 +317,26 @@ class Connection:
         )
 
     def comparable(self) -> dict[str, Any]:
-        """The fields a patch sets, as Airbyte returns them."""
+        """The fields a patch sets, as Airbyte returns them (see ``answer_comparable``)."""
         body = dump(self.patch_request())
         body.pop("namespaceDefinition", None)
         return body
+
+
+def answer_comparable(connection: Mapping[str, Any]) -> dict[str, Any]:
+    """A connection as Airbyte answers it, with what the server normalises undone.
+
+    The server stores cron schedules in UTC and answers ``"<expression> UTC"``
+    (ConnectionReadMapper.kt); it fills in each stream's namespace, mappers and the cursor and primary
+    key it resolved; these extra keys are ignored by the subset comparison.
+    """
+    out = dict(connection)
+    schedule = dict(out.get("schedule") or {})
+    cron = schedule.get("cronExpression")
+    if isinstance(cron, str) and cron.endswith(" UTC"):
+        schedule["cronExpression"] = cron[: -len(" UTC")]
+    out["schedule"] = schedule
+    return out
 
 
 @dataclass(frozen=True)
@@ -365,14 +348,15 @@ class AirbyteState:
 
 
 def build_airbyte(
-    namespace: str, name: str, spec: Mapping[str, Any], secrets: Mapping[str, Mapping[str, str]], prefix: str = "rf"
+    namespace: str, name: str, spec: PipelineSpec, secrets: Mapping[str, Mapping[str, str]], prefix: str = "rf"
 ) -> AirbyteState:
     """Desired Airbyte resources of one pipeline (none when the DAGs ingest directly)."""
-    if opt(spec, "engine") != "airbyte":
+    if spec.engine != "airbyte":
         return AirbyteState()
     nm = lambda role: resource_name(prefix, namespace, name, role)  # noqa: E731
     mysql, wh, lake = secrets["mysql"], secrets["warehouse"], secrets["lake"]
-    store = spec.get("storeLocations") or {}
+    store = spec.store_locations
+    my, pg, s3 = spec.mysql, spec.warehouse, spec.lake
 
     sources = [
         Actor(
@@ -380,9 +364,9 @@ def build_airbyte(
             "mysql",
             nm("mysql"),
             models.SourceMysql(
-                host=opt(spec, "mysql.host"),
-                port=int(opt(spec, "mysql.port")),
-                database=opt(spec, "mysql.database"),
+                host=my.host,
+                port=int(my.port),
+                database=my.database,
                 username=mysql["username"],
                 password=mysql["password"],
                 replication_method=models.SourceMysqlScanChangesWithUserDefinedCursor(),
@@ -391,7 +375,7 @@ def build_airbyte(
             ),
         )
     ]
-    if store.get("s3Key"):
+    if store and store.s3_key:
         # source-s3 (not source-file) because only it takes an endpoint, which MinIO needs.
         sources.append(
             Actor(
@@ -399,22 +383,22 @@ def build_airbyte(
                 "store-locations",
                 nm("store-locations"),
                 models.SourceS3(
-                    bucket=opt(spec, "lake.bucket"),
-                    endpoint=opt(spec, "lake.endpoint").rstrip("/"),
-                    region_name=opt(spec, "lake.region"),
+                    bucket=s3.bucket,
+                    endpoint=s3.endpoint.rstrip("/"),
+                    region_name=s3.region,
                     aws_access_key_id=lake["access_key_id"],
                     aws_secret_access_key=lake["secret_access_key"],
                     streams=[
                         models.SourceS3FileBasedStreamConfig(
                             name=STORE_LOCATIONS_STREAM,
-                            globs=[store["s3Key"]],
+                            globs=[store.s3_key],
                             format_=models.SourceS3CSVFormat(),
                         )
                     ],
                 ),
             )
         )
-    elif store.get("url"):
+    elif store and store.url:
         sources.append(
             Actor(
                 "source",
@@ -422,7 +406,7 @@ def build_airbyte(
                 nm("store-locations"),
                 models.SourceFile(
                     dataset_name=STORE_LOCATIONS_STREAM,
-                    url=store["url"],
+                    url=store.url,
                     provider=models.HTTPSPublicWeb(),
                     format_=models.FileFormat.CSV,
                 ),
@@ -435,22 +419,24 @@ def build_airbyte(
         "csv": models.DestinationS3CSVCommaSeparatedValues,
     }
     try:
-        region = models.DestinationS3S3BucketRegion(opt(spec, "lake.region"))
+        region = models.DestinationS3S3BucketRegion(s3.region)
     except ValueError:
-        raise SpecError(f"spec.lake.region: {opt(spec, 'lake.region')!r} is not an S3 region Airbyte knows") from None
+        raise SpecError(f"spec.lake.region: {s3.region!r} is not an S3 region Airbyte knows") from None
     destinations = [
         Actor(
             "destination",
             "warehouse",
             nm("warehouse"),
             models.DestinationPostgres(
-                host=opt(spec, "warehouse.host"),
-                port=int(opt(spec, "warehouse.port")),
-                database=opt(spec, "warehouse.database"),
-                schema_=opt(spec, "warehouse.schema"),
+                host=pg.host,
+                port=int(pg.port),
+                database=pg.database,
+                schema_=pg.schema,
                 username=wh["username"],
                 password=wh["password"],
-                ssl_mode=_pg_ssl(opt(spec, "warehouse.sslMode")),
+                # Postgres destination 3.x reads ssl_mode only when ssl is true; the SDK sends ssl: false.
+                ssl=pg.ssl_mode != "disable",
+                ssl_mode=_pg_ssl(pg.ssl_mode),
                 tunnel_method=models.DestinationPostgresNoTunnel(),
             ),
         ),
@@ -459,20 +445,20 @@ def build_airbyte(
             "lake",
             nm("lake"),
             models.DestinationS3(
-                s3_bucket_name=opt(spec, "lake.bucket"),
-                s3_bucket_path=opt(spec, "lake.prefix"),
+                s3_bucket_name=s3.bucket,
+                s3_bucket_path=s3.prefix,
                 s3_bucket_region=region,
-                s3_endpoint=opt(spec, "lake.endpoint").rstrip("/"),
+                s3_endpoint=s3.endpoint.rstrip("/"),
                 access_key_id=lake["access_key_id"],
                 secret_access_key=lake["secret_access_key"],
-                format_=lake_formats[opt(spec, "lake.format")](),
+                format_=lake_formats[s3.format](),
             ),
         ),
     ]
 
-    if opt(spec, "airbyte.syncTrigger") == "airbyte":
+    if spec.airbyte.sync_trigger == "airbyte":
         schedule = models.AirbyteAPIConnectionSchedule(
-            schedule_type=models.ScheduleTypeEnum.CRON, cron_expression=quartz_cron(opt(spec, "schedule"))
+            schedule_type=models.ScheduleTypeEnum.CRON, cron_expression=quartz_cron(spec.schedule)
         )
     else:
         schedule = models.AirbyteAPIConnectionSchedule(schedule_type=models.ScheduleTypeEnum.MANUAL)
@@ -527,25 +513,26 @@ VARIABLE_NAMES = ("pipeline", "mysql", "store_locations", "warehouse", "lake", "
 def build_variables(
     namespace: str,
     name: str,
-    spec: Mapping[str, Any],
+    spec: PipelineSpec,
     airbyte_ids: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The Airflow variables the DAGs read: key -> JSON object (see operator/README.md)."""
-    p = opt(spec, "airflow.variablePrefix")
-    engine = opt(spec, "engine")
+    p = spec.airflow.variable_prefix
+    engine = spec.engine
+    conn_ids, my, pg, s3 = spec.airflow.connection_ids, spec.mysql, spec.warehouse, spec.lake
     out: dict[str, dict[str, Any]] = {
         f"{p}pipeline": {
             "namespace": namespace,
             "name": name,
             "engine": engine,
-            "schedule": opt(spec, "schedule"),
-            "sync_trigger": opt(spec, "airbyte.syncTrigger") if engine == "airbyte" else "airflow",
+            "schedule": spec.schedule,
+            "sync_trigger": spec.airbyte.sync_trigger if engine == "airbyte" else "airflow",
         },
         f"{p}mysql": {
-            "conn_id": opt(spec, "airflow.connectionIds.mysql"),
-            "host": opt(spec, "mysql.host"),
-            "port": int(opt(spec, "mysql.port")),
-            "database": opt(spec, "mysql.database"),
+            "conn_id": conn_ids.mysql,
+            "host": my.host,
+            "port": int(my.port),
+            "database": my.database,
             "streams": [
                 {
                     "name": s.name,
@@ -557,35 +544,35 @@ def build_variables(
             ],
         },
         f"{p}warehouse": {
-            "conn_id": opt(spec, "airflow.connectionIds.warehouse"),
+            "conn_id": conn_ids.warehouse,
             "engine": "postgres",
-            "host": opt(spec, "warehouse.host"),
-            "port": int(opt(spec, "warehouse.port")),
-            "database": opt(spec, "warehouse.database"),
-            "schema": opt(spec, "warehouse.schema"),
+            "host": pg.host,
+            "port": int(pg.port),
+            "database": pg.database,
+            "schema": pg.schema,
         },
         f"{p}lake": {
-            "conn_id": opt(spec, "airflow.connectionIds.lake"),
-            "endpoint": opt(spec, "lake.endpoint"),
-            "bucket": opt(spec, "lake.bucket"),
-            "prefix": opt(spec, "lake.prefix"),
-            "format": opt(spec, "lake.format"),
-            "region": opt(spec, "lake.region"),
+            "conn_id": conn_ids.lake,
+            "endpoint": s3.endpoint,
+            "bucket": s3.bucket,
+            "prefix": s3.prefix,
+            "format": s3.format,
+            "region": s3.region,
         },
     }
-    store = spec.get("storeLocations") or {}
+    store = spec.store_locations
     if store:
         out[f"{p}store_locations"] = {
             "stream": STORE_LOCATIONS_STREAM,
-            "s3_key": store.get("s3Key"),
-            "url": store.get("url"),
+            "s3_key": store.s3_key,
+            "url": store.url,
         }
     if engine == "airbyte":
         ids = airbyte_ids or {}
         out[f"{p}airbyte"] = {
-            "conn_id": opt(spec, "airflow.connectionIds.airbyte"),
-            "api_url": opt(spec, "airbyte.apiUrl"),
-            "workspace_id": opt(spec, "airbyte.workspaceId"),
+            "conn_id": conn_ids.airbyte,
+            "api_url": spec.airbyte.api_url,
+            "workspace_id": spec.airbyte.workspace_id,
             "connections": dict(sorted((ids.get("connections") or {}).items())),
             "sources": dict(sorted((ids.get("sources") or {}).items())),
             "destinations": dict(sorted((ids.get("destinations") or {}).items())),
@@ -601,8 +588,3 @@ def variable_owner(description: str | None) -> str | None:
     if description and description.startswith(VARIABLE_OWNER_MARK):
         return description[len(VARIABLE_OWNER_MARK) :].split(";", 1)[0]
     return None
-
-
-def public_spec_hash(spec: Mapping[str, Any]) -> str:
-    """Hash of the applied non-secret spec (Secret references are names, never values)."""
-    return digest({k: v for k, v in spec.items() if k not in ("suspend",)})

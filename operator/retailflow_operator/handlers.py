@@ -1,14 +1,16 @@
-"""kopf handlers only: each one calls ``pipeline`` and turns its outcome into status, Events and kopf errors."""
+"""kopf handlers only: each one parses the spec (``spec_model.parse``, once per call), calls ``pipeline``
+with the model and turns its outcome into status, Events and kopf errors."""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any
 
 import kopf
 
-from . import airbyte_client, kube, pipeline
-from .builders import opt
+from . import airbyte_client, kube, pipeline, spec_model
 from .config import settings as cfg
 from .errors import PeerError, SpecError
 from .status import merge_diff
@@ -28,8 +30,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING  # Events are posted explicitly; INFO logs would flood them.
     # A drift check in progress delays the finalizer; poll for its end every second, not every minute.
     settings.background.cancellation_polling = 1
+    try:
+        kube.check_cluster()  # loads the kubeconfig / in-cluster config once
+    except kube.ClusterUnreachable as exc:
+        # kopf would retry (and print a traceback) forever; a process manager restarts us instead.
+        print(f"retailflow-operator: {exc}", file=sys.stderr, flush=True)
+        os._exit(2)
     airbyte_client.warm_up()
-    kube.api_client()  # loads the kubeconfig / in-cluster config once
 
 
 def _apply(outcome: pipeline.Outcome, status: Any, patch: kopf.Patch, body: kopf.Body) -> None:
@@ -57,18 +64,19 @@ def reconcile(
     reason: str,
     **_: Any,
 ) -> None:
+    model = spec_model.parse(spec)
     outcome = pipeline.serialized(
         uid,
         status,
         lambda st: pipeline.reconcile_once(
-            namespace, name, uid, meta.get("generation"), spec, st, meta.annotations, trigger=str(reason)
+            namespace, name, uid, meta.get("generation"), model, st, meta.annotations, trigger=str(reason)
         ),
     )
     _apply(outcome, status, patch, body)
     if isinstance(outcome.error, PeerError) and outcome.error.transient:
-        raise kopf.TemporaryError(str(outcome.error), delay=pipeline.backoff(retry))
+        raise kopf.TemporaryError(outcome.message, delay=pipeline.backoff(retry))
     if outcome.error:
-        raise kopf.PermanentError(str(outcome.error))
+        raise kopf.PermanentError(outcome.message)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="drift", interval=cfg.drift_interval_s, idle=cfg.drift_idle_s)
@@ -86,11 +94,12 @@ def drift(
     """Restores what was changed or deleted out of band, applies changed Secret content, heals after failures."""
     if meta.get("deletionTimestamp"):
         return
+    model = spec_model.parse(spec)
     outcome = pipeline.serialized(
         uid,
         status,
         lambda st: pipeline.reconcile_once(
-            namespace, name, uid, meta.get("generation"), spec, st, meta.annotations, trigger="timer"
+            namespace, name, uid, meta.get("generation"), model, st, meta.annotations, trigger="timer"
         ),
     )
     if outcome.error and (status or {}).get("phase") == outcome.status.get("phase"):
@@ -102,9 +111,10 @@ def drift(
 def finalize(
     namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf.Status, body: kopf.Body, retry: int, **_: Any
 ) -> None:
-    if opt(spec, "deletionPolicy") == "Retain" or opt(spec, "suspend"):
+    model = spec_model.parse(spec)
+    if model.deletion_policy == "Retain" or model.suspend:
         pipeline.forget(uid)
-        why = "deletionPolicy is Retain" if opt(spec, "deletionPolicy") == "Retain" else "spec.suspend is true"
+        why = "deletionPolicy is Retain" if model.deletion_policy == "Retain" else "spec.suspend is true"
         kopf.event(
             body,
             type="Normal",
@@ -114,7 +124,7 @@ def finalize(
         return
     try:
         with pipeline.lock(uid):
-            removed = pipeline.finalize_once(namespace, name, uid, spec, status)
+            removed = pipeline.finalize_once(namespace, name, uid, model, status)
             pipeline.forget(uid)
     except PeerError as exc:
         if exc.transient:

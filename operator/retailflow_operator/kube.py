@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import binascii
+import logging
+import os
 import threading
 from typing import Any
 
@@ -29,15 +32,62 @@ def api_client() -> kubernetes.client.ApiClient:
         return _api
 
 
-def read_secrets(namespace: str, refs: list[SecretRef]) -> dict[str, dict[str, str]]:
-    """role -> logical key -> value; a missing Secret or key is a spec the user must fix."""
+class ClusterUnreachable(RuntimeError):
+    """No Kubernetes API answers with the configuration found (in-cluster or kubeconfig)."""
+
+
+def kubeconfig_path() -> str:
+    return os.environ.get("KUBECONFIG") or os.path.expanduser(kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION)
+
+
+def check_cluster(timeout_s: float = 5.0) -> None:
+    """Load the configuration and ask the API server for its version; one-line ClusterUnreachable if not."""
+    try:
+        client = api_client()
+    except (kubernetes.config.ConfigException, OSError, TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ClusterUnreachable(
+            f"no Kubernetes configuration: not in a cluster, and kubeconfig {kubeconfig_path()}: {first}"
+        ) from None
+    host = client.configuration.host
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)  # its retry warnings would bury the one line that matters
+    try:
+        kubernetes.client.VersionApi(client).get_code(_request_timeout=timeout_s)
+    except ApiException:
+        return  # it answered: reachable (kopf reports a credentials problem itself)
+    except Exception as exc:  # noqa: BLE001 - urllib3 raises many kinds; all mean "not reachable"
+        cause = getattr(exc, "reason", None) or exc
+        reason = str(cause).rsplit(": ", 1)[-1].strip("\"')") or cause.__class__.__name__
+        raise ClusterUnreachable(
+            f"cannot reach the Kubernetes API at {host} ({reason}; kubeconfig {kubeconfig_path()})"
+        ) from None
+    finally:
+        pool_log.setLevel(level)
+
+
+def read_secrets(namespace: str, refs: list[SecretRef], label: tuple[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """role -> logical key -> value; a missing, unlabelled or undecodable Secret is a spec the user must fix.
+
+    ``label`` (key, value): a Secret without it is refused, unread (see the trust model in the README).
+    """
     core = kubernetes.client.CoreV1Api(api_client())
     cache: dict[str, dict[str, Any]] = {}
     out: dict[str, dict[str, str]] = {}
     for ref in refs:
         if ref.name not in cache:
             try:
-                cache[ref.name] = core.read_namespaced_secret(ref.name, namespace).data or {}
+                secret = core.read_namespaced_secret(ref.name, namespace)
+                labels = (secret.metadata.labels if secret.metadata else None) or {}
+                if label and labels.get(label[0]) != label[1]:
+                    raise SpecError(
+                        f"Secret {namespace}/{ref.name} (spec.{ref.role}.credentialsSecretRef) is not labelled "
+                        f"{label[0]}={label[1]}, so the operator does not read it; label it: "
+                        f"kubectl -n {namespace} label secret {ref.name} {label[0]}={label[1]}",
+                        reason="SecretNotLabelled",
+                    )
+                cache[ref.name] = secret.data or {}
             except ApiException as exc:
                 if exc.status == 404:
                     literals = " ".join(f"--from-literal={k}=..." for k in ref.keys.values())
@@ -58,7 +108,14 @@ def read_secrets(namespace: str, refs: list[SecretRef]) -> dict[str, dict[str, s
                     f"add it or point the ref at the right key",
                     reason="SecretKeyMissing",
                 )
-            values[logical] = base64.b64decode(data[key]).decode()
+            try:
+                values[logical] = base64.b64decode(data[key], validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                raise SpecError(
+                    f"Secret {namespace}/{ref.name} key {key!r} (spec.{ref.role}.credentialsSecretRef) is not "
+                    "UTF-8 text; store the credential as text",
+                    reason="SecretNotText",
+                ) from None
         out[ref.role] = values
     return out
 

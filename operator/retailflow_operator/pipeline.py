@@ -6,22 +6,36 @@ failure, a kopf error; everything else lives here so it reads top to bottom.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections import defaultdict
+import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from . import builders as b
-from . import kube
+from . import kube, trust
 from .config import settings as cfg
 from .errors import PeerError, SpecError
 from .reconcile import PLACEHOLDER_ID, Pipeline, Reconciler, finalize, peers_for
+from .spec_fields import known_fields_condition
+from .spec_model import PipelineSpec
 from .status import conditions, now
 
 PLAN_ANNOTATION = "retailflow.io/plan"
+log = logging.getLogger(__name__)
+
+
+class _PipelineLock:
+    """A lock plus the number of threads holding or waiting for it: it is dropped only when none is."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+
 
 # The drift timer and the change handlers run in different threads; one pass per pipeline at a time.
-_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_locks: dict[str, _PipelineLock] = {}
 _locks_guard = threading.Lock()
 
 
@@ -37,14 +51,30 @@ def serialized(uid: str, status: Any, run: Callable[[dict[str, Any]], Outcome]) 
     with lock(uid):
         effective = dict(status or {}) | _applied.get(uid, {})
         outcome = run(effective)
-        if outcome.error is None and "secretHashes" in outcome.status:
-            _applied[uid] = {k: outcome.status[k] for k in _REMEMBERED}
+        if "secretHashes" in outcome.status:
+            _applied[uid] = {k: outcome.status[k] for k in _REMEMBERED if k in outcome.status}
         return outcome
 
 
-def lock(uid: str) -> threading.Lock:
+@contextmanager
+def lock(uid: str) -> Iterator[None]:
+    """Hold the pipeline's lock. The entry lives while any thread holds or waits for it, so a
+    ``forget`` during a pass can never hand a second thread a fresh lock for the same pipeline."""
     with _locks_guard:
-        return _locks[uid]
+        entry = _locks.setdefault(uid, _PipelineLock())
+        entry.users += 1
+    try:
+        with entry.lock:
+            yield
+    finally:
+        with _locks_guard:
+            entry.users -= 1
+            if entry.users == 0 and _locks.get(uid) is entry and uid in _forgotten:
+                del _locks[uid]
+                _forgotten.discard(uid)
+
+
+_forgotten: set[str] = set()
 
 
 def backoff(retry: int) -> float:
@@ -52,9 +82,14 @@ def backoff(retry: int) -> float:
 
 
 def forget(uid: str) -> None:
+    """Drop what this process remembers of a deleted pipeline; its lock goes once no thread uses it."""
     _applied.pop(uid, None)
     with _locks_guard:
-        _locks.pop(uid, None)
+        entry = _locks.get(uid)
+        if entry is not None and entry.users == 0:
+            del _locks[uid]
+        elif entry is not None:
+            _forgotten.add(uid)
 
 
 @dataclass
@@ -66,6 +101,11 @@ class Outcome:
     #: status fields the pass already wrote itself (phase Reconciling): the final patch is computed
     #: against them too, or a pass that ends in the phase it started in would leave Reconciling behind
     written: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        """The error as users see it (in the Event and the Ready condition): secret values redacted."""
+        return self.event[2] if self.event else str(self.error)
 
 
 def _ready_conditions(status: Mapping[str, Any], ok: bool, reason: str, message: str, peer: str | None = None):
@@ -84,14 +124,31 @@ def reconcile_once(
     name: str,
     uid: str,
     generation: int | None,
-    spec: Mapping[str, Any],
+    spec: PipelineSpec,
     status: Mapping[str, Any],
     annotations: Mapping[str, str],
     trigger: str,
 ) -> Outcome:
-    spec, status = dict(spec), dict(status or {})
+    """One pass; every outcome also says, in ``KnownFields``, which received fields were ignored."""
+    outcome = _reconcile_once(namespace, name, uid, generation, spec, status, annotations, trigger)
+    current = outcome.status.get("conditions") or (status or {}).get("conditions")
+    outcome.status["conditions"] = conditions(current, {"KnownFields": known_fields_condition(spec.unknown_fields)})
+    return outcome
+
+
+def _reconcile_once(
+    namespace: str,
+    name: str,
+    uid: str,
+    generation: int | None,
+    spec: PipelineSpec,
+    status: Mapping[str, Any],
+    annotations: Mapping[str, str],
+    trigger: str,
+) -> Outcome:
+    status = dict(status or {})
     base: dict[str, Any] = {"observedGeneration": generation}
-    if b.opt(spec, "suspend"):
+    if spec.suspend:
         msg = "spec.suspend is true: no changes are made to Airbyte or Airflow"
         return Outcome(
             base
@@ -109,27 +166,49 @@ def reconcile_once(
         kube.patch_status(namespace, name, {"phase": "Reconciling"})
         written["phase"] = "Reconciling"
 
+    secrets: dict[str, dict[str, str]] = {}
+    rec: Reconciler | None = None
     try:
         b.validate(spec)
-        secrets = kube.read_secrets(namespace, b.secret_refs(spec))
-        peers = peers_for(spec, secrets, cfg.http_timeout_s)
+        trust.check_hosts(spec, cfg.allowed_hosts)
+        secrets = kube.read_secrets(namespace, b.secret_refs(spec), cfg.secret_label_pair)
+        peers = peers_for(spec.airbyte, spec.airflow, secrets, cfg.http_timeout_s)
         rec = Reconciler(
-            pipeline, peers, secrets, cfg.resource_prefix, apply=not plan_mode, before_first_write=mark_reconciling
+            pipeline,
+            peers,
+            secrets,
+            cfg.resource_prefix,
+            apply=not plan_mode,
+            before_first_write=mark_reconciling,
+            hmac_key=cfg.hmac_key,
         )
         result = rec.run()
     except SpecError as exc:
+        msg = trust.redact(str(exc), secrets)
         return Outcome(
-            base | {"phase": "Failed", "conditions": _ready_conditions(status, False, exc.reason, str(exc))},
-            event=("Warning", exc.reason, str(exc)),
+            base | _applied_so_far(rec) | {"phase": "Failed", "conditions": _ready_conditions(status, False, exc.reason, msg)},
+            event=("Warning", exc.reason, msg),
             error=exc,
             written=written,
         )
     except PeerError as exc:
         phase = "Degraded" if exc.transient else "Failed"
+        msg = trust.redact(str(exc), secrets)
         return Outcome(
-            base | {"phase": phase, "conditions": _ready_conditions(status, False, exc.reason, str(exc), exc.peer)},
-            event=("Warning", exc.reason, str(exc)),
+            base | _applied_so_far(rec) | {"phase": phase, "conditions": _ready_conditions(status, False, exc.reason, msg, exc.peer)},
+            event=("Warning", exc.reason, msg),
             error=exc,
+            written=written,
+        )
+    except Exception as exc:  # noqa: BLE001 - a pass must end in a phase, never stuck in Reconciling
+        msg = trust.redact(f"unexpected {exc.__class__.__name__} in the operator: {exc}"[:500], secrets)
+        # The traceback without the exception's own text, which could carry a value.
+        log.error("%s/%s: %s\n%s", namespace, name, msg, "".join(traceback.format_tb(exc.__traceback__)))
+        error = PeerError("Operator", msg, transient=True)
+        return Outcome(
+            base | _applied_so_far(rec) | {"phase": "Degraded", "conditions": _ready_conditions(status, False, "InternalError", msg)},
+            event=("Warning", "InternalError", msg),
+            error=error,
             written=written,
         )
 
@@ -170,7 +249,7 @@ def reconcile_once(
         "connectionCount": len(conns),
         "airflowVariables": result.variables,
         "secretHashes": result.secret_hashes,
-        "specHash": b.public_spec_hash(spec),
+        "specHash": spec.public_hash,
         "plan": None,
     }
     if changes or trigger != "timer" or not status.get("lastReconciledAt"):
@@ -183,9 +262,13 @@ def reconcile_once(
     return Outcome(new, event=event, changes=changes, written=written)
 
 
-def finalize_once(namespace: str, name: str, uid: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[str]:
+def _applied_so_far(rec: Reconciler | None) -> dict[str, Any]:
+    return rec.applied_status() if rec is not None else {}
+
+
+def finalize_once(namespace: str, name: str, uid: str, spec: PipelineSpec, status: Mapping[str, Any]) -> list[str]:
     """Remove what the pipeline owns; raises PeerError / SpecError like ``reconcile_once`` reports them."""
-    spec = dict(spec)
-    secrets = kube.read_secrets(namespace, b.secret_refs(spec))
-    peers = peers_for(spec, secrets, cfg.http_timeout_s)
+    trust.check_hosts(spec, cfg.allowed_hosts)
+    secrets = kube.read_secrets(namespace, b.secret_refs(spec), cfg.secret_label_pair)
+    peers = peers_for(spec.airbyte, spec.airflow, secrets, cfg.http_timeout_s)
     return finalize(Pipeline(namespace, name, uid, spec, dict(status or {})), peers, cfg.resource_prefix)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from . import builders as b
-from .airbyte_client import AirbyteClient
+from .airbyte_client import AirbyteClient, Resource
 from .airflow_client import AirflowClient
+from .spec_model import AirbyteSpec, AirflowSpec, PipelineSpec
 
 PLACEHOLDER_ID = "<created on apply>"
 
@@ -44,7 +45,7 @@ class Pipeline:
     namespace: str
     name: str
     uid: str
-    spec: Mapping[str, Any]
+    spec: PipelineSpec
     status: Mapping[str, Any]
 
 
@@ -54,40 +55,22 @@ class Peers:
     airflow: AirflowClient
 
 
-def peers_for(spec: Mapping[str, Any], secrets: Mapping[str, Mapping[str, str]], timeout_s: float) -> Peers:
+def peers_for(
+    airbyte: AirbyteSpec, airflow: AirflowSpec, secrets: Mapping[str, Mapping[str, str]], timeout_s: float
+) -> Peers:
     ab, af = secrets["airbyte"], secrets["airflow"]
     return Peers(
-        airbyte=AirbyteClient(
-            b.opt(spec, "airbyte.apiUrl"),
-            b.opt(spec, "airbyte.tokenUrl"),
-            ab["client_id"],
-            ab["client_secret"],
-            timeout_s,
-        ),
-        airflow=AirflowClient(b.opt(spec, "airflow.apiUrl"), af["username"], af["password"], timeout_s),
+        airbyte=AirbyteClient(airbyte.api_url, airbyte.token_url, ab["client_id"], ab["client_secret"], timeout_s),
+        airflow=AirflowClient(airflow.api_url, af["username"], af["password"], timeout_s),
     )
 
 
-def _id(resource: Mapping[str, Any], kind: str) -> str:
-    return resource[f"{kind}Id"]
-
-
-def _owned(resources: list[dict[str, Any]], prefix: str) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
+def _owned(resources: list[Resource], prefix: str) -> dict[str, list[Resource]]:
+    out: dict[str, list[Resource]] = {}
     for res in resources:
-        if str(res.get("name", "")).startswith(prefix):
-            out.setdefault(res["name"], []).append(res)
+        if res.name.startswith(prefix):
+            out.setdefault(res.name, []).append(res)
     return out
-
-
-def _pick(
-    found: list[dict[str, Any]], kind: str, known_id: str | None
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The resource to keep and the duplicates to delete (e.g. left by a create whose answer was lost)."""
-    if not found:
-        return None, []
-    keep = next((r for r in found if _id(r, kind) == known_id), found[0])
-    return keep, [r for r in found if r is not keep]
 
 
 def _streams_sorted(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,6 +88,47 @@ def _parse(value: Any) -> Any:
         return value
 
 
+class Inventory:
+    """What the pipeline owns in Airbyte, from offset-paged lists that writes between pages can skew.
+
+    A list can show one resource twice (``AirbyteClient.list`` keeps each id once) or miss one. So
+    absence is never taken from one list: a resource whose id the status knows is looked up by id,
+    and anything else missing is looked for in a second list before it is created.
+    """
+
+    def __init__(self, airbyte: AirbyteClient, workspace_id: str, prefix: str):
+        self.airbyte, self.ws, self.prefix = airbyte, workspace_id, prefix
+        self.owned = {kind: _owned(airbyte.list(kind, workspace_id), prefix) for kind in ("source", "destination", "connection")}
+        self._relisted: set[str] = set()
+
+    def find(self, kind: str, name: str, known_id: str | None) -> tuple[Resource | None, list[Resource]]:
+        """The live resource to keep and the true duplicates (other ids with the same name)."""
+        found = self.owned[kind].get(name, [])
+        if known_id and not any(r.id == known_id for r in found):
+            res = self.airbyte.get(kind, known_id)
+            if res is not None and res.name == name and self._alive(res):
+                found = [res, *found]
+        if not found and kind not in self._relisted:
+            self._relisted.add(kind)
+            again = _owned(self.airbyte.list(kind, self.ws), self.prefix)
+            for other, items in again.items():
+                ids = {r.id for r in self.owned[kind].get(other, [])}
+                self.owned[kind].setdefault(other, []).extend(r for r in items if r.id not in ids)
+            found = self.owned[kind].get(name, [])
+        if not found:
+            return None, []
+        keep = next((r for r in found if r.id == known_id), found[0])
+        return keep, [r for r in found if r.id != keep.id]
+
+    @staticmethod
+    def _alive(res: Resource) -> bool:
+        # A GET answers deleted resources too: a tombstoned actor has its configuration voided, a
+        # deleted connection is "deprecated" (SourceServiceJooqImpl.tombstoneSource, ConnectionHelper).
+        if res.kind == "connection":
+            return res.body.get("status") != "deprecated"
+        return bool(res.configuration)
+
+
 class Reconciler:
     """Applies (or plans) one pipeline's desired state. ``apply=False`` makes no write call at all."""
 
@@ -116,8 +140,10 @@ class Reconciler:
         prefix: str,
         apply: bool,
         before_first_write: Callable[[], None] | None = None,
+        hmac_key: bytes = b"",
     ):
         self.p = pipeline
+        self.hmac_key = hmac_key
         self.peers = peers
         self.secrets = secrets
         self.prefix = b.resource_prefix(prefix, pipeline.namespace, pipeline.name)
@@ -143,85 +169,82 @@ class Reconciler:
         spec, status = self.p.spec, self.p.status
         desired = b.build_airbyte(self.p.namespace, self.p.name, spec, self.secrets, self.resource_prefix)
         ab = self.peers.airbyte
-        ws = b.opt(spec, "airbyte.workspaceId")
+        ws = spec.airbyte.workspace_id
         known = status.get("airbyte") or {}
         old_hashes = status.get("secretHashes") or {}
-        sources = _owned(ab.list_sources(ws), self.prefix)
-        destinations = _owned(ab.list_destinations(ws), self.prefix)
-        connections = _owned(ab.list_connections(ws), self.prefix)
+        inv = Inventory(ab, ws, self.prefix)
         wanted_conns = {c.name for c in desired.connections}
         wanted_actors = {a.name for a in desired.actors.values()}
 
         # Connections go first: Airbyte refuses (or orphans) connections of a deleted actor.
-        for conn_name, found in sorted(connections.items()):
+        for conn_name, found in sorted(inv.owned["connection"].items()):
             if conn_name not in wanted_conns:
                 for res in found:
-                    self._delete("connection", res)
+                    self._delete(res)
 
-        ids: dict[str, dict[str, str]] = {"sources": {}, "destinations": {}, "connections": {}}
+        # Filled as each resource is confirmed or written, so a pass that fails half-way still
+        # reports what it applied (``applied_status``) and the next pass does not redo it.
+        ids = self.result.ids
         for (kind, role), actor in desired.actors.items():
-            pool = sources if kind == "source" else destinations
-            keep, dups = _pick(pool.get(actor.name, []), kind, (known.get(f"{kind}s") or {}).get(role))
+            keep, dups = inv.find(kind, actor.name, (known.get(f"{kind}s") or {}).get(role))
             for dup in dups:
-                self._delete(kind, dup, "duplicate")
+                self._delete(dup, "duplicate")
             hash_key = f"{kind}/{role}"
-            secret_hash = actor.secret_hash(self.p.uid)
-            self.result.secret_hashes[hash_key] = secret_hash
+            secret_hash = actor.secret_hash(self.hmac_key, self.p.uid)
             if keep is None:
                 res = self._change(
                     Change("create", kind, actor.name, "missing"), lambda a=actor: ab.create_actor(a, ws)
                 )
-                ids[f"{kind}s"][role] = _id(res, kind) if res else PLACEHOLDER_ID
+                ids[f"{kind}s"][role] = res.id if res else PLACEHOLDER_ID
+                self.result.secret_hashes[hash_key] = secret_hash
                 continue
-            ids[f"{kind}s"][role] = _id(keep, kind)
+            ids[f"{kind}s"][role] = keep.id
             reasons = []
-            if not b.is_subset(actor.public_config, keep.get("configuration") or {}):
+            if not b.is_subset(actor.public_config, keep.configuration):
                 reasons.append("configuration differs")
             if old_hashes.get(hash_key) != secret_hash:
                 reasons.append("secret material changed")
             if reasons:
                 self._change(
                     Change("patch", kind, actor.name, ", ".join(reasons)),
-                    lambda a=actor, i=_id(keep, kind): ab.patch_actor(a, i),
+                    lambda a=actor, i=keep.id: ab.patch_actor(a, i),
                 )
+            self.result.secret_hashes[hash_key] = secret_hash
 
-        for pool, kind in ((sources, "source"), (destinations, "destination")):
-            for actor_name, found in sorted(pool.items()):
+        for kind in ("source", "destination"):
+            for actor_name, found in sorted(inv.owned[kind].items()):
                 if actor_name not in wanted_actors:
                     for res in found:
-                        self._delete(kind, res)
+                        self._delete(res)
 
         for conn in desired.connections:
             src_id = ids["sources"][conn.source_role]
             dst_id = ids["destinations"][conn.destination_role]
-            keep, dups = _pick(
-                connections.get(conn.name, []), "connection", (known.get("connections") or {}).get(conn.role)
-            )
+            keep, dups = inv.find("connection", conn.name, (known.get("connections") or {}).get(conn.role))
             for dup in dups:
-                self._delete("connection", dup, "duplicate")
-            if keep is not None and (keep.get("sourceId") != src_id or keep.get("destinationId") != dst_id):
+                self._delete(dup, "duplicate")
+            if keep is not None and (keep.body.get("sourceId") != src_id or keep.body.get("destinationId") != dst_id):
                 # An actor was recreated: a connection cannot be re-pointed, only replaced.
-                self._delete("connection", keep, "its source or destination was replaced")
+                self._delete(keep, "its source or destination was replaced")
                 keep = None
             if keep is None:
                 res = self._change(
                     Change("create", "connection", conn.name, "missing"),
                     lambda c=conn, s=src_id, d=dst_id: ab.create_connection(c.create_request(ws, s, d)),
                 )
-                ids["connections"][conn.role] = _id(res, "connection") if res else PLACEHOLDER_ID
+                ids["connections"][conn.role] = res.id if res else PLACEHOLDER_ID
                 continue
-            ids["connections"][conn.role] = _id(keep, "connection")
-            if not b.is_subset(_streams_sorted(conn.comparable()), _streams_sorted(keep)):
+            ids["connections"][conn.role] = keep.id
+            if not b.is_subset(_streams_sorted(conn.comparable()), _streams_sorted(b.answer_comparable(keep.body))):
                 self._change(
                     Change("patch", "connection", conn.name, "configuration differs"),
-                    lambda c=conn, i=_id(keep, "connection"): ab.patch_connection(i, c.patch_request()),
+                    lambda c=conn, i=keep.id: ab.patch_connection(i, c.patch_request()),
                 )
-        self.result.ids = ids
 
-    def _delete(self, kind: str, res: Mapping[str, Any], reason: str = "no longer in the spec") -> None:
+    def _delete(self, res: Resource, reason: str = "no longer in the spec") -> None:
         self._change(
-            Change("delete", kind, res["name"], reason),
-            lambda: self.peers.airbyte.delete(kind, _id(res, kind)),
+            Change("delete", res.kind, res.name, reason),
+            lambda: self.peers.airbyte.delete(res.kind, res.id),
         )
 
     # ------------------------------------------------------------ Airflow
@@ -232,7 +255,7 @@ class Reconciler:
         description = b.variable_description(self.p.namespace, self.p.name)
         desired = b.build_variables(self.p.namespace, self.p.name, spec, self.result.ids)
         af = self.peers.airflow
-        prefix = b.opt(spec, "airflow.variablePrefix")
+        prefix = spec.airflow.variable_prefix
         existing = af.list_variables(prefix)
         upserts: list[dict[str, str]] = []
         for key, value in desired.items():
@@ -279,26 +302,35 @@ class Reconciler:
         self.airflow()
         return self.result
 
+    def applied_status(self) -> dict[str, Any]:
+        """After a failed pass: the ids and secret hashes of what this pass confirmed or wrote, over
+        the ones the status had, so the next pass patches only what is still not applied."""
+        if not self.apply:
+            return {}
+        old_ids = self.p.status.get("airbyte") or {}
+        ids = {
+            kind: {k: v for k, v in ({**(old_ids.get(kind) or {}), **self.result.ids[kind]}).items() if v != PLACEHOLDER_ID}
+            for kind in ("sources", "destinations", "connections")
+        }
+        hashes = {**(self.p.status.get("secretHashes") or {}), **self.result.secret_hashes}
+        return {"airbyte": ids, "secretHashes": hashes}
+
 
 def finalize(pipeline: Pipeline, peers: Peers, prefix: str) -> list[str]:
     """Delete everything the pipeline owns (connections first); returns what was removed."""
     spec = pipeline.spec
     ab = peers.airbyte
-    ws = b.opt(spec, "airbyte.workspaceId")
+    ws = spec.airbyte.workspace_id
     owned_prefix = b.resource_prefix(prefix, pipeline.namespace, pipeline.name)
     removed: list[str] = []
-    for kind, lister in (
-        ("connection", ab.list_connections),
-        ("source", ab.list_sources),
-        ("destination", ab.list_destinations),
-    ):
-        for name, found in sorted(_owned(lister(ws), owned_prefix).items()):
+    for kind in ("connection", "source", "destination"):
+        for name, found in sorted(_owned(ab.list(kind, ws), owned_prefix).items()):
             for res in found:
-                ab.delete(kind, _id(res, kind))
+                ab.delete(kind, res.id)
                 removed.append(f"{kind} {name}")
     me = b.owner(pipeline.namespace, pipeline.name)
     af = peers.airflow
-    existing = af.list_variables(b.opt(spec, "airflow.variablePrefix"))
+    existing = af.list_variables(spec.airflow.variable_prefix)
     keys = sorted(k for k, v in existing.items() if b.variable_owner(v.get("description")) == me)
     af.delete_variables(keys)
     removed += [f"variable {k}" for k in keys]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Mapping
 
-CONDITION_TYPES = ("Ready", "AirbyteSynced", "AirflowSynced")
+CONDITION_TYPES = ("Ready", "AirbyteSynced", "AirflowSynced", "KnownFields")
 
 
 def now() -> str:

@@ -58,6 +58,7 @@ def all_ready(kube: EmulatedKubernetesAPI, names: set[str], timeout: float) -> N
 def baseline_direct_pass(airbyte: AirbyteFake, airflow: AirflowServer) -> float:
     """One reconcile pass of a fresh pipeline, called directly: the floor the operator adds to."""
     from retailflow_operator.reconcile import Pipeline, Reconciler, peers_for
+    from retailflow_operator.spec_model import parse
 
     body = pipeline_body(NS, "baseline", airbyte, airflow, unique_prefix("baseline"))
     secrets = {
@@ -67,9 +68,10 @@ def baseline_direct_pass(airbyte: AirbyteFake, airflow: AirflowServer) -> float:
         "airbyte": {"client_id": airbyte.client_id, "client_secret": airbyte.client_secret},
         "airflow": {"username": airflow.username, "password": airflow.password},
     }
-    peers = peers_for(body["spec"], secrets, 30)
+    spec = parse(body["spec"])
+    peers = peers_for(spec.airbyte, spec.airflow, secrets, 30)
     began = time.perf_counter()
-    Reconciler(Pipeline(NS, "baseline", "uid-baseline", body["spec"], {}), peers, secrets, "rf", apply=True).run()
+    Reconciler(Pipeline(NS, "baseline", "uid-baseline", spec, {}), peers, secrets, "rf", apply=True).run()
     return time.perf_counter() - began
 
 
@@ -106,7 +108,7 @@ def main() -> None:
                 kube.apply_rp(pipeline_body(NS, name, airbyte, airflow, unique_prefix(f"m{i}")))
             all_ready(kube, names, timeout=300)
             report(f"operator_{MANY}_crs_ready_s", time.perf_counter() - began, "target < 30 s")
-            ours = [c["name"] for c in airbyte.connections.values() if c["name"].startswith(f"rf/{NS}/many-")]
+            ours = [c["name"] for c in airbyte.live("connections").values() if c["name"].startswith(f"rf/{NS}/many-")]
             report(
                 f"operator_{MANY}_crs_duplicate_connections",
                 len(ours) - len(set(ours)),

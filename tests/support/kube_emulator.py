@@ -24,11 +24,18 @@ write/read semantics with the ones kopf relies on:
 - Custom resources go through the CRD's structural schema on every write, spec and status alike:
   undeclared fields are pruned, ``default`` values filled in, and the result validated (422
   ``Invalid`` with the failing paths). The OpenAPI v3 schema is checked as JSON Schema draft 4 by
-  ``jsonschema``.
+  ``jsonschema``; then list-map keys and CEL rules (below).
 - Secrets: ``stringData`` is folded into base64 ``data``.
 
-Not emulated: CEL rules (``x-kubernetes-validations``), ``format`` checks, list-map key uniqueness,
-RBAC, garbage collection (ownerReferences), server-side apply, chunked lists
+- Server-side field validation (``?fieldValidation=``): ``Strict`` refuses unknown fields (422),
+  ``Warn`` (the default, what Helm gets) prunes them and answers a ``Warning: 299`` header per field,
+  ``Ignore`` prunes silently.
+- ``x-kubernetes-validations`` CEL rules, evaluated by ``cel-python`` (``celpy``) with ``self`` bound to
+  the rule's node, after defaulting; a false or failing rule is 422 with its ``message``. Only standard
+  CEL is available (not the Kubernetes extension libraries such as ``split`` or ``lowerAscii``).
+- ``x-kubernetes-list-type: map`` key uniqueness (422 ``Duplicate value``).
+
+Not emulated: CEL transition rules (``oldSelf``), ``messageExpression``, ``format`` checks, RBAC, garbage collection (ownerReferences), server-side apply, chunked lists
 (``limit``/``continue``), ``410 Gone`` for expired resourceVersions, and every built-in resource
 other than the ones listed above.
 
@@ -59,6 +66,7 @@ from typing import Any
 
 import aiohttp.test_utils
 import aiohttp.web
+import celpy
 import jsonpatch
 import jsonpointer
 import jsonschema
@@ -131,6 +139,85 @@ def structural(value: Any, schema: dict[str, Any]) -> Any:
     return copy.deepcopy(value)
 
 
+def unknown_fields(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Paths of the fields ``structural`` would prune (what server-side field validation reports)."""
+    out: list[str] = []
+    if isinstance(value, dict) and (schema.get("type") == "object" or "properties" in schema):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        if schema.get("x-kubernetes-preserve-unknown-fields") or extra is True:
+            return out
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else key
+            if key in props:
+                out += unknown_fields(item, props[key], sub)
+            elif isinstance(extra, dict):
+                out += unknown_fields(item, extra, sub)
+            else:
+                out.append(sub)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            out += unknown_fields(item, schema["items"], f"{path}[{i}]")
+    return out
+
+
+def _cel_program(rule: str) -> Any:
+    if rule not in _CEL_CACHE:
+        env = celpy.Environment()
+        _CEL_CACHE[rule] = env.program(env.compile(rule))
+    return _CEL_CACHE[rule]
+
+
+_CEL_CACHE: dict[str, Any] = {}
+
+
+def cel_violations(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Evaluate every ``x-kubernetes-validations`` rule with ``self`` bound to its node, as the API server
+    does after defaulting (cel-python; rules must use standard CEL only, no Kubernetes extension library)."""
+    out: list[str] = []
+    if value is None:
+        return out
+    for rule in schema.get("x-kubernetes-validations") or []:
+        try:
+            ok = _cel_program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)})
+        except celpy.CELEvalError as exc:  # e.g. a missing field: the API server reports the rule as failed
+            ok = exc
+        if ok is not True and not (isinstance(ok, celpy.celtypes.BoolType) and bool(ok)):
+            message = rule.get("message") or f"failed rule: {rule['rule']}"
+            out.append(f"{path or '<root>'}: Invalid value: {message}")
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for key, item in value.items():
+            if key in props:
+                out += cel_violations(item, props[key], f"{path}.{key}" if path else key)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            out += cel_violations(item, schema["items"], f"{path}[{i}]")
+    return out
+
+
+def list_map_duplicates(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """``x-kubernetes-list-type: map`` lists may hold each key (``x-kubernetes-list-map-keys``) once."""
+    out: list[str] = []
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        if schema.get("x-kubernetes-list-type") == "map":
+            keys = schema.get("x-kubernetes-list-map-keys") or []
+            seen: set[str] = set()
+            for i, item in enumerate(value):
+                key = json.dumps({k: item.get(k) for k in keys} if isinstance(item, dict) else item, sort_keys=True)
+                if key in seen:
+                    out.append(f"{path}[{i}]: Duplicate value: {key}")
+                seen.add(key)
+        for i, item in enumerate(value):
+            out += list_map_duplicates(item, schema["items"], f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            sub = (schema.get("properties") or {}).get(key)
+            if isinstance(sub, dict):
+                out += list_map_duplicates(item, sub, f"{path}.{key}" if path else key)
+    return out
+
+
 class ResourceRef:
     """A parsed resource URL: ``/api/v1/...`` or ``/apis/{group}/{version}/...``."""
 
@@ -176,6 +263,8 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
         self.log: dict[kmock.resource, list[dict[str, Any]]] = defaultdict(list)
         self.watchers: dict[kmock.resource, set[asyncio.Queue[dict[str, Any] | None]]] = defaultdict(set)
         self.state_lock = threading.RLock()
+        self._params: dict[str, str] | None = None
+        self._warnings: list[str] = []
         for key, info in CORE_RESOURCES.items():
             self.declare(key, **info)
         self.store_object("v1/namespaces", None, {"metadata": {"name": "default"}})
@@ -255,12 +344,19 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
             if watching:
                 return await self._watch(request, ref)
             with self.state_lock:
-                status, payload = self._serve(method, ref, request.params, request)
+                self._params, self._warnings = request.params, []
+                try:
+                    status, payload = self._serve(method, ref, request.params, request)
+                finally:
+                    warnings, self._params, self._warnings = self._warnings, None, []
             await self._flush()
-            return aiohttp.web.json_response(payload, status=status)
+            response = aiohttp.web.json_response(payload, status=status)
+            for warning in warnings:
+                response.headers.add("Warning", f'299 - "{warning}"')
+            return response
         except ApiStatus as exc:
             return self._status(exc)
-        except Exception as exc:  # a bug in the emulator: answer like an API server would, with details
+        except Exception as exc:  # noqa: BLE001 - a bug in the emulator: answer like an API server would, with details
             return self._status(ApiStatus(500, "InternalError", repr(exc)))
 
     def _serve(self, method: str, ref: ResourceRef, params: dict[str, str], request: rendering.Request) -> tuple[int, Any]:
@@ -379,14 +475,25 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
         if schema is None:
             return body
         meta = body.get("metadata", {})
+        kind = self.kinds[ref.resource]["kind"]
+        unknown = [f for f in unknown_fields({k: v for k, v in body.items() if k not in ("apiVersion", "kind", "metadata")},
+                                             schema)]
+        validation = (self._params or {}).get("fieldValidation", "Warn")
+        if unknown and validation == "Strict":
+            causes = "; ".join(f'unknown field "{f}"' for f in unknown)
+            raise ApiStatus(422, "Invalid", f'{kind} "{meta.get("name")}" is invalid: {causes}')
+        if unknown and validation == "Warn":
+            self._warnings += [f'unknown field "{f}"' for f in unknown]
         admitted = structural(body, schema)
         # The API server never prunes the type and object metadata, whatever the schema says.
         admitted.update(apiVersion=body["apiVersion"], kind=body["kind"], metadata=meta)
         errors = sorted(jsonschema.Draft4Validator(schema).iter_errors(admitted), key=lambda e: list(e.absolute_path))
-        if errors:
-            causes = "; ".join(
-                f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in errors[:10])
-            raise ApiStatus(422, "Invalid", f'{self.kinds[ref.resource]["kind"]} "{meta.get("name")}" is invalid: {causes}')
+        causes_list = [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in errors[:10]]
+        if not causes_list:
+            body_only = {k: v for k, v in admitted.items() if k not in ("apiVersion", "kind", "metadata")}
+            causes_list = list_map_duplicates(body_only, schema) + cel_violations(body_only, schema)
+        if causes_list:
+            raise ApiStatus(422, "Invalid", f'{kind} "{meta.get("name")}" is invalid: {"; ".join(causes_list)}')
         return admitted
 
     @staticmethod
@@ -723,19 +830,27 @@ class EmulatedKubernetesAPI:
         if resp.status_code not in (201, 409):
             self._ok(resp)
 
-    def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
-        """Create an Opaque Secret from plain strings (stored base64-encoded, as the API does)."""
+    def create_secret(self, namespace: str, name: str, data: dict[str, str | bytes],
+                      labels: dict[str, str] | None = None) -> dict[str, Any]:
+        """Create an Opaque Secret from plain strings or bytes (stored base64-encoded, as the API does)."""
         self.ensure_namespace(namespace)
-        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": name},
-                "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "labels": dict(labels or {})},
+                "data": {k: base64.b64encode(v if isinstance(v, bytes) else v.encode()).decode()
+                         for k, v in data.items()}}
         return self._ok(self.request("POST", f"/api/v1/namespaces/{namespace}/secrets", json=body))
 
     def apply_rp(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a RetailPipeline (namespace from ``metadata.namespace``, default ``default``)."""
+        return self._ok(self.post_rp(body))
+
+    def post_rp(self, body: dict[str, Any], field_validation: str | None = None) -> requests.Response:
+        """POST a RetailPipeline and return the raw answer (status, ``Warning`` headers, Status body)."""
         namespace = body.get("metadata", {}).get("namespace") or "default"
         self.ensure_namespace(namespace)
         body = {"apiVersion": f"{RP_GROUP}/{RP_VERSION}", "kind": "RetailPipeline", **body}
-        return self._ok(self.request("POST", self.rp_path(namespace), json=body))
+        params = {"fieldValidation": field_validation} if field_validation else None
+        return self.request("POST", self.rp_path(namespace), json=body, params=params)
 
     def get_rp(self, namespace: str, name: str) -> dict[str, Any] | None:
         resp = self.request("GET", self.rp_path(namespace, name))

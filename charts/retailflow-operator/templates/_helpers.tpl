@@ -51,7 +51,23 @@ app.kubernetes.io/part-of: retailflow
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
+{{/* Comma-separated allowed hosts, each rendered with tpl (so the umbrella can name its release's services). */}}
+{{- define "retailflow-operator.allowedHosts" -}}
+{{- $out := list -}}
+{{- range .Values.allowedHosts -}}
+{{- $out = append $out (tpl . $) -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
+
+{{- define "retailflow-operator.hmacSecretName" -}}
+{{- .Values.hmacKey.existingSecret | default (printf "%s-hmac" (include "retailflow-operator.fullname" .)) -}}
+{{- end -}}
+
 {{- define "retailflow-operator.validateValues" -}}
+{{- if not (regexMatch "^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]*$" .Values.secretLabel) -}}
+{{- fail (printf "retailflow-operator: secretLabel must be key=value, not %q" .Values.secretLabel) -}}
+{{- end -}}
 {{- if and .Values.watch.allNamespaces .Values.watch.namespace -}}
 {{- fail "retailflow-operator: set either watch.allNamespaces=true or watch.namespace, not both" -}}
 {{- end -}}

@@ -40,11 +40,20 @@ Effective Secret names: the user's existingSecret, else the generated one. Defin
 .Values.global only, so that subcharts that render values with tpl (Airflow's extraEnv) can use
 them too.
 */}}
+{{/* The label the operator requires on every Secret it reads (operator.secretLabel; see operator/README.md). */}}
+{{- define "retailflow.credentialsLabel" -}}
+{{- $kv := splitList "=" (.Values.operator.secretLabel | default "retailflow.io/credentials=true") -}}
+{{ index $kv 0 }}: {{ index $kv 1 | quote }}
+{{- end -}}
+
 {{- define "retailflow.mysql.secretName" -}}
 {{- .Values.global.retailflow.mysql.existingSecret | default .Values.global.retailflow.mysql.secretName -}}
 {{- end -}}
 {{- define "retailflow.postgresql.secretName" -}}
 {{- .Values.global.retailflow.postgresql.existingSecret | default .Values.global.retailflow.postgresql.secretName -}}
+{{- end -}}
+{{- define "retailflow.openmetadata.secretName" -}}
+{{- .Values.global.retailflow.openmetadata.existingSecret | default .Values.global.retailflow.openmetadata.secretName -}}
 {{- end -}}
 {{- define "retailflow.lake.secretName" -}}
 {{- .Values.global.retailflow.lake.existingSecret | default .Values.global.retailflow.lake.secretName -}}
@@ -171,6 +180,9 @@ ttlSecondsAfterFinished: {{ .ctx.Values.jobs.ttlSecondsAfterFinished }}
 {{- if and .Values.openmetadata.enabled (ne $g.postgresql.existingSecret .Values.openmetadata.openmetadata.config.database.auth.password.secretRef) -}}
 {{- fail (printf "global.retailflow.postgresql.existingSecret=%s: also set openmetadata.openmetadata.config.database.auth.password.secretRef=%s" $g.postgresql.existingSecret $g.postgresql.existingSecret) -}}
 {{- end -}}
+{{- end -}}
+{{- if and .Values.openmetadata.enabled $g.openmetadata.existingSecret (ne $g.openmetadata.existingSecret .Values.openmetadata.openmetadata.config.fernetkey.secretRef) -}}
+{{- fail (printf "global.retailflow.openmetadata.existingSecret=%s: also set openmetadata.openmetadata.config.fernetkey.secretRef=%s" $g.openmetadata.existingSecret $g.openmetadata.existingSecret) -}}
 {{- end -}}
 {{- if and .Values.openmetadata.enabled (not .Values.opensearch.enabled) (eq .Values.openmetadata.openmetadata.config.elasticsearch.host "opensearch-cluster-master") -}}
 {{- fail "opensearch.enabled=false: point openmetadata.openmetadata.config.elasticsearch.host at your own search engine" -}}

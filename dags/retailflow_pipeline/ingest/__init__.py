@@ -21,40 +21,68 @@ as read in airbytehq/airbyte ``destination-postgres`` (``PostgresColumnUtils``, 
   older or equal one leaves it untouched (Airbyte's upsert compares the cursor the same way);
 - indexes as destination-postgres creates them: plain b-tree indexes on the primary key, on the cursor
   and on ``_airbyte_extracted_at``; no primary-key constraint;
-- ``_airbyte_generation_id`` starts at 0 and goes up by one on each full refresh; ``sync_id`` rises with
-  every run (all streams of a run share it).
+- ``_airbyte_generation_id`` starts at 0 and goes up by one with each completed full refresh;
+  ``sync_id`` rises with every run (all streams of a run share it);
+- a full load writes a new table and swaps it in at the end (Direct-Load overwrite), so readers keep
+  the old rows until the commit; a column added in the source is added to the table by the next
+  incremental sync, as Airbyte propagates column changes.
 
 Differences (none visible to the dbt project):
 
 - index names are ``<stream>_pk_idx``, ``<stream>_cursor_idx``, ``<stream>_extracted_at_idx``;
-- cursor state lives in ``<schema>._retailflow_ingest_state`` (Airbyte keeps it in its own database),
-  the sync counter in the sequence ``<schema>._retailflow_ingest_sync_id``;
+- cursor state lives in ``<schema>._retailflow_ingest_state`` and full refreshes not yet completed
+  in ``<schema>._retailflow_ingest_pending_refresh`` (Airbyte keeps both in its own database);
+- sync ids are made from the clock (milliseconds × 2048 + 11 random bits, above any earlier id of
+  the schema) instead of Airbyte's job ids, so they are unique across warehouses and re-created
+  schemas and never reuse a lake path;
 - the CSV stream ``store_locations`` is typed by the engine (``store_id bigint``, text columns
-  ``varchar``, coordinates ``decimal``, ``opened_at date``) and reloaded whole on every run; rows that
+  ``varchar``, coordinates ``decimal``, ``opened_at`` text) and reloaded whole on every run; rows that
   fail validation go to ``<schema>.store_locations_quarantine`` (line number, raw line, reason);
-- a full load of an existing table truncates it in place instead of swapping in a new table, so views
-  built on it (dbt's staging models) survive; Airbyte would need ``drop_cascade`` for that.
+- at the swap, views on the table (dbt's staging models) are rebound to the new table with their own
+  definitions, and its grants are copied; Airbyte would need ``drop_cascade`` for the views.
+
+Snapshot: every MySQL stream of a sync is read by one query inside one InnoDB snapshot shared by all
+reader connections (``source.MySQLSource.open_snapshot``): no sync holds an order without its lines or
+a line without its order, and whatever committed before the snapshot is in it.
 
 Cursor and late commits: an incremental read takes rows with ``updated_at`` at or after the saved
-cursor minus a lookback window (default 5 minutes), in ``(updated_at, primary key)`` order, the primary
-key breaking ties between chunks. A row whose ``updated_at`` was stamped by a transaction that committed
-after a later row had been read is therefore picked up by the next run, as long as that transaction
-took less than the lookback; re-read rows with an unchanged cursor are no-ops in the merge. The saved
-cursor is also capped at the source's clock when the read started, so rows changed during a long full
-load are read again by the next run.
+cursor minus a lookback window (default 5 minutes), in ``(updated_at, primary key)`` order. A row whose
+``updated_at`` was stamped by a transaction that committed after the snapshot is therefore picked up
+by the next run, as long as that transaction took less than the lookback; re-read rows with an
+unchanged cursor are no-ops in the merge. The saved cursor (the high-water mark, also
+``StreamResult.high_water_mark``) is capped at the source's clock when the snapshot was taken.
 
-Speed: reads go MySQL → Arrow through connectorx (decoded in Rust), in chunks read ahead by a thread
-while the previous chunk is written; full loads COPY Arrow into PostgreSQL in binary through ADBC, with
-the indexes built afterwards; incremental syncs use psycopg (its connection opens several times
-faster) with a CSV COPY into a staging table. Two streams run at once, the largest first.
+Speed: connectorx decodes MySQL rows into Arrow in Rust and streams record batches; a reader thread
+casts them, adds record ids and writes the lake files while the previous batch is being written; a full
+load sends all batches through one binary ``COPY`` (ADBC) and builds the indexes afterwards;
+incremental syncs use psycopg (its connection opens several times faster) with a CSV COPY into a
+staging table. Two streams are written at once, the largest first.
 
-Crash safety: each stream is one PostgreSQL transaction (COPY into the table or a temporary staging
-table, merge, state update, commit). Killed anywhere, a stream keeps its previous rows and cursor and
-the next run redoes it. Lake files are written before the commit, so they are at-least-once.
+Crash safety: each stream is one PostgreSQL transaction (load, indexes or merge, state update,
+commit), and the commit waits for its WAL flush. Killed anywhere, a stream keeps its previous rows
+and cursor and the next run redoes it; a requested full refresh stays pending until each stream has
+committed one. Lake files are written before the commit and the folder's manifest after it; readers
+skip folders without one (``lake.py``).
 """
 
-from retailflow_pipeline.ingest.engine import IngestResult, StreamResult, run
-from retailflow_pipeline.ingest.errors import IngestError
-from retailflow_pipeline.ingest.lake import LakeConfig
+from __future__ import annotations
 
-__all__ = ["IngestError", "IngestResult", "LakeConfig", "StreamResult", "run"]
+import importlib
+from typing import TYPE_CHECKING
+
+from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
+
+if TYPE_CHECKING:
+    from retailflow_pipeline.ingest.engine import IngestResult, StreamResult, run
+    from retailflow_pipeline.ingest.lake import LakeConfig
+
+__all__ = ["IngestCancelled", "IngestError", "IngestResult", "LakeConfig", "StreamResult", "run"]
+_LAZY = {"IngestResult": "engine", "StreamResult": "engine", "run": "engine", "LakeConfig": "lake"}
+
+
+def __getattr__(name: str):
+    # the engine's modules load Arrow and the database drivers: only when first used (the CLI checks
+    # its arguments first)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"retailflow_pipeline.ingest.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,34 +1,77 @@
-"""``retailflow-ingest``: the local ingestion engine from the command line."""
+"""``retailflow-ingest``: the local ingestion engine from the command line.
+
+Exit codes: 0 synced; 2 bad input or a peer that is down (one line on stderr, nothing written);
+130 / 143 stopped by SIGINT / SIGTERM (streams in flight rolled back, committed ones kept, summary
+printed); 1 a stream failed for another reason (the others committed).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from retailflow_pipeline.ingest.engine import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK, configure_logging, run
-from retailflow_pipeline.ingest.errors import IngestError
-from retailflow_pipeline.ingest.lake import DEFAULT_LOCAL_DIR, LakeConfig
+from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
+from retailflow_pipeline.ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LAKE_KEEP, DEFAULT_LOCAL_DIR, DEFAULT_LOOKBACK
+
+PROG = "retailflow-ingest"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors on one line (no usage block) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{PROG}: {message} (see --help)\n")
+
+
+def _whole(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum of {minimum}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more (seconds)")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="retailflow-ingest",
+    p = _Parser(
+        prog=PROG,
         description="Sync the MySQL orders database and the store locations CSV into the warehouse's raw "
         "schema, in the same tables Airbyte's Postgres destination writes, and copy the raw rows to the lake.",
     )
-    p.add_argument("--mysql-url", default=os.environ.get("RETAILFLOW_MYSQL_URL"),
-                   help="source, mysql://USER:PW@HOST:PORT/DB (default $RETAILFLOW_MYSQL_URL)")
-    p.add_argument("--warehouse-url", default=os.environ.get("RETAILFLOW_WAREHOUSE_URL"),
-                   help="warehouse, postgresql://USER:PW@HOST:PORT/DB (default $RETAILFLOW_WAREHOUSE_URL)")
+    p.add_argument("--mysql-url", default=None,
+                   help="source, mysql://USER@HOST:PORT/DB without a password (default and the only way to pass one:"
+                   " $RETAILFLOW_MYSQL_URL; a password in an argument shows in the process list)")
+    p.add_argument("--warehouse-url", default=None,
+                   help="warehouse, postgresql://USER@HOST:PORT/DB without a password (default $RETAILFLOW_WAREHOUSE_URL;"
+                   " a URL without one uses libpq's PGPASSWORD or ~/.pgpass)")
     p.add_argument("--schema", default=os.environ.get("RETAILFLOW_RAW_SCHEMA", "raw"),
                    help="raw schema in the warehouse (default $RETAILFLOW_RAW_SCHEMA or raw)")
     p.add_argument("--streams", nargs="+", metavar="STREAM",
                    help="streams to sync (default: all MySQL tables and store_locations)")
     p.add_argument("--stores-csv", default="data/store_locations.csv",
                    help="store locations CSV (default data/store_locations.csv; 'none' to skip)")
+    p.add_argument("--allow-empty-stores", action="store_true",
+                   help="let a store locations CSV without a loadable row empty raw.store_locations (refused otherwise)")
     lake = p.add_mutually_exclusive_group()
     lake.add_argument("--lake-dir", type=Path, help=f"local lake folder (default {DEFAULT_LOCAL_DIR})")
     lake.add_argument("--lake-endpoint", default=os.environ.get("RETAILFLOW_LAKE_ENDPOINT"),
@@ -37,35 +80,74 @@ def parser() -> argparse.ArgumentParser:
     lake.add_argument("--no-lake", action="store_true", help="write no lake files")
     p.add_argument("--lake-bucket", default=os.environ.get("RETAILFLOW_LAKE_BUCKET", "retailflow"))
     p.add_argument("--lake-prefix", default=os.environ.get("RETAILFLOW_LAKE_PREFIX", "raw"))
+    p.add_argument("--lake-keep", type=_whole(0), default=os.environ.get("RETAILFLOW_LAKE_KEEP", DEFAULT_LAKE_KEEP),
+                   help="keep the lake folders of the last N full loads of each stream (and the incremental syncs"
+                   " since); older ones and those left uncommitted are removed; 0 keeps everything"
+                   " (default $RETAILFLOW_LAKE_KEEP or %(default)s)")
     p.add_argument("--full-refresh", action="store_true",
-                   help="reload every stream and start a new _airbyte_generation_id")
-    p.add_argument("--lookback-seconds", type=float, default=DEFAULT_LOOKBACK.total_seconds(),
+                   help="reload every stream and start a new _airbyte_generation_id; remembered until every stream"
+                   " has completed it")
+    p.add_argument("--lookback-seconds", type=_seconds, default=DEFAULT_LOOKBACK.total_seconds(),
                    help="re-read this far before the saved cursor (late commits; default %(default)s)")
-    p.add_argument("--parallel", type=int, default=2, help="streams synced at once (default %(default)s)")
-    p.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="rows per read (default %(default)s)")
+    p.add_argument("--parallel", type=_whole(1), default=2, help="streams written at once (default %(default)s)")
+    p.add_argument("--batch-rows", type=_whole(1), default=DEFAULT_BATCH_ROWS,
+                   help="rows per Arrow batch and lake file (default %(default)s)")
     return p
+
+
+def _no_password(option: str, url: str | None, env: str) -> None:
+    if url and urlsplit(url).password:
+        raise IngestError(f"{option} carries a password, which every user can read in the process list;"
+                          f" set ${env} instead")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if not args.mysql_url:
-        print("retailflow-ingest: no source: pass --mysql-url or set RETAILFLOW_MYSQL_URL", file=sys.stderr)
+    try:
+        _no_password("--mysql-url", args.mysql_url, "RETAILFLOW_MYSQL_URL")
+        _no_password("--warehouse-url", args.warehouse_url, "RETAILFLOW_WAREHOUSE_URL")
+    except IngestError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    if not args.warehouse_url:
-        print("retailflow-ingest: no warehouse: pass --warehouse-url or set RETAILFLOW_WAREHOUSE_URL", file=sys.stderr)
+    mysql_url = args.mysql_url or os.environ.get("RETAILFLOW_MYSQL_URL")
+    warehouse_url = args.warehouse_url or os.environ.get("RETAILFLOW_WAREHOUSE_URL")
+    if not mysql_url:
+        print(f"{PROG}: no source: set RETAILFLOW_MYSQL_URL (or pass --mysql-url)", file=sys.stderr)
         return 2
+    if not warehouse_url:
+        print(f"{PROG}: no warehouse: set RETAILFLOW_WAREHOUSE_URL (or pass --warehouse-url)", file=sys.stderr)
+        return 2
+    # the engine (Arrow, the drivers) loads only once the arguments are known to be good
+    from retailflow_pipeline.ingest.engine import configure_logging, run
+    from retailflow_pipeline.ingest.lake import LakeConfig
+
     if args.no_lake:
         lake = None
     elif args.lake_endpoint:
-        lake = LakeConfig(bucket=args.lake_bucket, prefix=args.lake_prefix, endpoint=args.lake_endpoint)
+        lake = LakeConfig(bucket=args.lake_bucket, prefix=args.lake_prefix, endpoint=args.lake_endpoint,
+                          keep=args.lake_keep)
     else:
         lake = LakeConfig(bucket=args.lake_bucket, prefix=args.lake_prefix,
-                          local_dir=args.lake_dir or DEFAULT_LOCAL_DIR)
+                          local_dir=args.lake_dir or DEFAULT_LOCAL_DIR, keep=args.lake_keep)
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum, _frame) -> None:
+        if received:  # a second signal: leave now; the server rolls back the open transactions
+            os._exit(128 + received[0])
+        received.append(signum)
+        print(f"{PROG}: {signal.Signals(signum).name} received, stopping: streams in flight roll back,"
+              " committed ones stay", file=sys.stderr, flush=True)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
     configure_logging()
     try:
         result = run(
-            args.mysql_url,
-            args.warehouse_url,
+            mysql_url,
+            warehouse_url,
             schema=args.schema,
             streams=args.streams,
             stores_csv=None if args.stores_csv.lower() == "none" else args.stores_csv,
@@ -74,9 +156,16 @@ def main(argv: list[str] | None = None) -> int:
             lookback=timedelta(seconds=args.lookback_seconds),
             batch_rows=args.batch_rows,
             parallel=args.parallel,
+            allow_empty_stores=args.allow_empty_stores,
+            stop=stop,
         )
+    except IngestCancelled as exc:
+        print(exc.result.summary(), flush=True)
+        return 128 + (received[0] if received else signal.SIGINT)
     except IngestError as exc:
-        print(f"retailflow-ingest: {exc}", file=sys.stderr)
+        if received:
+            return 128 + received[0]
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     print(result.summary(), flush=True)
     return 0

@@ -1,4 +1,5 @@
-"""One ingestion run: every selected stream, each in its own warehouse transaction."""
+"""One ingestion run: every selected stream read from one source snapshot, each written in its own
+warehouse transaction."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,20 +19,16 @@ import numpy as np
 import pyarrow as pa
 
 from retailflow_pipeline.ingest import stores
-from retailflow_pipeline.ingest.errors import IngestError
+from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
 from retailflow_pipeline.ingest.lake import Lake, LakeConfig
-from retailflow_pipeline.ingest.source import MySQLSource, Stream, max_cursor
-from retailflow_pipeline.ingest.warehouse import Batch, Warehouse
+from retailflow_pipeline.ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK
+from retailflow_pipeline.ingest.source import MySQLSource, Snapshot, Stream, StreamReader, max_cursor
+from retailflow_pipeline.ingest.warehouse import Batch, Inspection, Warehouse, schema_changes
 
 log = logging.getLogger("retailflow_pipeline.ingest")
 
-#: how far before the saved cursor an incremental read starts; covers rows whose ``updated_at`` was
-#: set by a transaction that committed after a later one had already been read
-DEFAULT_LOOKBACK = timedelta(minutes=5)
-#: rows per read from MySQL (one Arrow chunk, one COPY, one lake file)
-DEFAULT_BATCH_ROWS = 250_000
-#: fault injection for crash tests: ``<stream>:<point>`` makes the run stop there (points:
-#: ``after_copy``, ``before_commit``) and sleep until killed
+#: fault injection for crash tests: ``<stream>:<point>[:<seconds>]`` pauses the stream there (points:
+#: ``after_copy``, ``before_commit``) for ``seconds`` (default: an hour, i.e. until killed)
 FAULT_ENV = "RETAILFLOW_INGEST_FAULT"
 STORES = stores.STREAM.name
 
@@ -47,6 +44,10 @@ class StreamResult:
     quarantined: int = 0
     seconds: float = 0.0
     lake_files: list[str] = field(default_factory=list)
+    #: the largest cursor (``updated_at``) value committed for the stream, as saved in the state table;
+    #: None for streams without a cursor (store_locations) or with no rows yet
+    high_water_mark: datetime | None = None
+    generation_id: int = 0
 
     @property
     def rows_per_second(self) -> float:
@@ -58,6 +59,8 @@ class IngestResult:
     sync_id: int
     streams: dict[str, StreamResult] = field(default_factory=dict)
     seconds: float = 0.0
+    #: streams that did not commit in this run, and why ("rolled back", "not started", "failed: …")
+    incomplete: dict[str, str] = field(default_factory=dict)
 
     @property
     def rows_read(self) -> int:
@@ -71,8 +74,15 @@ class IngestResult:
                 f"{s.stream:<16} {s.mode:<12} {s.rows_read:>10,} {s.inserted:>10,} {s.updated:>9,}"
                 f" {s.rows_in_table:>10,} {s.quarantined:>8,} {s.seconds:>8.2f} {s.rows_per_second:>9,.0f}"
             )
-        lines.append(f"sync {self.sync_id}: {self.rows_read:,} rows read in {self.seconds:.2f} s")
+        for name, why in self.incomplete.items():
+            lines.append(f"{name:<16} {why}")
+        lines.append(f"sync {self.sync_id}: {self.rows_read:,} rows read in {self.seconds:.2f} s"
+                     + (f", {len(self.incomplete)} stream(s) not committed" if self.incomplete else ""))
         return "\n".join(lines)
+
+
+class _Cancelled(Exception):
+    """Raised inside a stream when the run is asked to stop; its transaction rolls back."""
 
 
 _HEX_PAIRS = np.array([int.from_bytes(f"{i:02x}".encode(), "little") for i in range(256)], dtype="<u2")
@@ -93,19 +103,24 @@ def uuid4_array(n: int, rng: np.random.Generator) -> pa.Array:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out))
 
 
-def _prefetch(items: Iterable, depth: int = 2) -> Iterator:
+def _prefetch(items: Iterable, stop: threading.Event, depth: int = 2) -> Iterator:
     """Run ``items`` in a background thread, ``depth`` ahead: reading from MySQL (connectorx, numpy and
-    the lake writes release the GIL) overlaps the COPY into PostgreSQL."""
+    the lake writes release the GIL) overlaps the COPY into PostgreSQL. Stops when ``stop`` is set."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
-    stop = threading.Event()
+    halt = threading.Event()
 
     def produce() -> None:
         try:
             for item in items:
-                if stop.is_set():
+                while not halt.is_set():
+                    try:
+                        q.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if halt.is_set():
                     return
-                q.put(item)
             q.put(done)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             q.put(exc)
@@ -114,14 +129,21 @@ def _prefetch(items: Iterable, depth: int = 2) -> Iterator:
     thread.start()
     try:
         while True:
-            item = q.get()
+            try:
+                item = q.get(timeout=0.2)
+            except queue.Empty:
+                if stop.is_set():
+                    raise _Cancelled() from None
+                continue
             if item is done:
                 return
             if isinstance(item, BaseException):
                 raise item
+            if stop.is_set():
+                raise _Cancelled()
             yield item
     finally:
-        stop.set()
+        halt.set()
         while thread.is_alive():
             try:
                 q.get_nowait()
@@ -129,10 +151,16 @@ def _prefetch(items: Iterable, depth: int = 2) -> Iterator:
                 thread.join(0.05)
 
 
-def _fault(stream: str, point: str) -> None:
-    if os.environ.get(FAULT_ENV) == f"{stream}:{point}":
+def _env_fault(stream: str, point: str, stop: threading.Event) -> None:
+    spec = os.environ.get(FAULT_ENV, "").split(":")
+    if len(spec) >= 2 and spec[:2] == [stream, point]:
         print(f"fault hook: {stream} paused at {point}", flush=True)
-        time.sleep(3600)
+        if stop.wait(float(spec[2]) if len(spec) > 2 else 3600):
+            raise _Cancelled()
+
+
+#: called at each fault point with (stream, point, stop); tests may replace it
+fault_hook: Callable[[str, str, threading.Event], None] = _env_fault
 
 
 class _Progress:
@@ -162,6 +190,46 @@ def resolve_streams(requested: list[str] | None, discovered: dict[str, Stream], 
     return list(dict.fromkeys(requested))
 
 
+def check_options(*, batch_rows, parallel, lookback) -> None:
+    """Numeric options, checked before anything connects."""
+    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
+        raise IngestError(f"batch rows must be a whole number of at least 1, not {batch_rows!r}")
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise IngestError(f"parallel must be a whole number of at least 1, not {parallel!r}")
+    if not isinstance(lookback, timedelta) or lookback < timedelta(0):
+        raise IngestError(f"the lookback must be 0 seconds or more, not {lookback!r}")
+
+
+@dataclass
+class _Plan:
+    """What a MySQL stream will do, decided from the warehouse before the snapshot is taken."""
+
+    stream: Stream
+    full: bool
+    since: tuple[datetime, int] | None = None
+    added: list = field(default_factory=list)
+
+
+def _plan(wanted: list[str], discovered: dict[str, Stream], found: Inspection, full_refresh: bool) -> dict[str, _Plan]:
+    plans, problems = {}, []
+    for name in wanted:
+        if name == STORES:
+            continue
+        stream, state = discovered[name], found.states.get(name)
+        table = found.columns.get(name)
+        full = full_refresh or name in found.pending or state is None or not table
+        plan = _Plan(stream, full, None if full else state.cursor)
+        if not full:
+            plan.added, issues = schema_changes(stream, table)
+            problems += [f"{name}: {issue}" for issue in issues]
+        plans[name] = plan
+    if problems:
+        streams = sorted({p.split(":")[0] for p in problems})
+        raise IngestError(f"{'; '.join(problems)}: the table must be rebuilt, run retailflow-ingest --full-refresh"
+                          f" --streams {' '.join(streams)}")
+    return plans
+
+
 def run(
     mysql_url: str,
     warehouse_url: str,
@@ -174,74 +242,191 @@ def run(
     lookback: timedelta = DEFAULT_LOOKBACK,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     parallel: int = 2,
+    allow_empty_stores: bool = False,
+    stop: threading.Event | None = None,
 ) -> IngestResult:
     """Sync MySQL tables (and the store locations CSV) into Airbyte-shaped typed tables in ``schema``.
 
     ``streams``: names to sync (default: every discovered table, plus ``store_locations`` unless
     ``stores_csv`` is None). ``lake``: where raw files go (None: no lake files). ``full_refresh``:
-    reload everything and start a new ``_airbyte_generation_id``. ``parallel``: streams synced at
-    once, each on its own connection. Raises ``IngestError`` on bad input
-    before anything is written; a stream that fails leaves its table and cursor as they were.
+    reload everything and start a new ``_airbyte_generation_id``; the request is remembered until every
+    stream has completed it, so a later plain run finishes an interrupted one. ``parallel``: streams
+    written at once, each on its own connection. ``allow_empty_stores``: let a CSV with no loadable
+    row empty the table. ``stop``: set it (a signal handler does) to stop soon: streams in flight roll
+    back, committed ones stay, and ``IngestCancelled`` carries the partial result.
+
+    Raises ``IngestError`` on bad input or an unreachable peer before anything is written; a stream
+    that fails leaves its table and cursor as they were.
     """
+    check_options(batch_rows=batch_rows, parallel=parallel, lookback=lookback)
+    stop = stop if stop is not None else threading.Event()
     started = time.monotonic()
     source = MySQLSource(mysql_url)
     warehouse = Warehouse(warehouse_url, schema)
-    discovered = source.discover()
-    wanted = resolve_streams(streams, discovered, stores_csv)
-    parsed = stores.parse(stores_csv) if STORES in wanted else None
     # idle warehouse connections by kind (bulk: ADBC, light: psycopg), reused across streams
     idle: dict[bool, queue.SimpleQueue] = {True: queue.SimpleQueue(), False: queue.SimpleQueue()}
-    opened = [warehouse.connect(bulk=False)]
+    opened: list = []
+    snapshot: Snapshot | None = None
     try:
-        sync_id = warehouse.prepare(opened[0])
-        synced = set() if full_refresh else warehouse.synced_streams(opened[0])
-    except BaseException:
-        opened[0].close()
-        raise
-    idle[False].put(opened[0])
-    lake_writer = Lake(lake, sync_id) if lake is not None else None
-    result = IngestResult(sync_id)
-    log.info("sync %d: %s → %s schema %s%s", sync_id, source.describe(), warehouse.describe(), schema,
-             f", lake {lake.describe()}" if lake else "")
+        # discovering the source and reading the warehouse's state are independent: both at once
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="discover") as ahead:
+            discovering = ahead.submit(source.discover)
+            try:
+                opened.append(warehouse.connect(bulk=False))
+                found, warehouse_error = warehouse.inspect(opened[0]), None
+            except IngestError as exc:
+                found, warehouse_error = None, exc
+            discovered = discovering.result()  # a source that is down is reported first
+        wanted = resolve_streams(streams, discovered, stores_csv)
+        parsed = stores.parse(stores_csv) if STORES in wanted else None
+        if parsed is not None and parsed.good.num_rows == 0 and not allow_empty_stores:
+            raise IngestError(
+                f"{stores_csv}: no store to load ({parsed.rows_read} data row(s), {len(parsed.rejected)} quarantined);"
+                " raw.store_locations is left as it is (pass --allow-empty-stores to empty it)"
+            )
+        if warehouse_error is not None:
+            raise warehouse_error
+        plans = _plan(wanted, discovered, found, full_refresh)
+        lake_writer = Lake(lake) if lake is not None else None
+        # every peer is checked and nothing is written yet; the snapshot is the sync's moment
+        snapshot = source.open_snapshot(
+            {name: (p.stream, source.full_query(p.stream) if p.full else
+                    source.incremental_query(p.stream, p.since, lookback)) for name, p in plans.items()},
+            batch_rows,
+        )
+        sync_id = warehouse.prepare(opened[0], [n for n in plans] if full_refresh else [])
+        if lake_writer is not None:
+            lake_writer.start(sync_id)
+            _recover_manifests(lake_writer, found)
+        idle[False].put(opened[0])
+        result = IngestResult(sync_id)
+        log.info("sync %d: %s → %s schema %s%s", sync_id, source.describe(), warehouse.describe(), schema,
+                 f", lake {lake_writer.describe()}" if lake_writer else "")
+        active: dict[str, object] = {}
+        active_lock = threading.Lock()
 
-    def sync(name: str) -> StreamResult:
-        # a stream that will probably load in full gets the bulk driver; either driver is correct
-        # for either mode, the choice is only about speed
-        bulk = name != STORES and name not in synced
+        def sync(name: str) -> StreamResult | None:
+            if stop.is_set():
+                return None
+            bulk = name != STORES and plans[name].full
+            try:
+                conn = idle[bulk].get_nowait()
+            except queue.Empty:
+                conn = warehouse.connect(bulk=bulk)
+                with active_lock:
+                    opened.append(conn)
+            with active_lock:
+                active[name] = conn
+            try:
+                if name == STORES:
+                    done = _sync_stores(conn, warehouse, parsed, sync_id, lake_writer, stop)
+                else:
+                    done = _sync_table(conn, warehouse, plans[name], snapshot.readers[name], snapshot.clock,
+                                       sync_id, lake_writer, stop)
+                if lake_writer is not None and lake_writer.config.keep:
+                    _prune(conn, warehouse, lake_writer, name, sync_id)
+            finally:
+                with active_lock:
+                    active.pop(name, None)
+            idle[bulk].put(conn)  # only after success: a failed stream's connection may be broken
+            return done
+
+        # streams are independent transactions: while one builds its indexes or merges (one PostgreSQL
+        # core) the next one reads and loads; the largest starts first so the others fit in its shadow
+        order = sorted(wanted, key=lambda n: -source.estimated_rows.get(n, 0))
+        failures: list[tuple[str, BaseException]] = []
+        pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="ingest")
+        futures = {name: pool.submit(sync, name) for name in order}
         try:
-            conn = idle[bulk].get_nowait()
-        except queue.Empty:
-            conn = warehouse.connect(bulk=bulk)
-            opened.append(conn)
-        if name == STORES:
-            done = _sync_stores(conn, warehouse, parsed, sync_id, lake_writer)
-        else:
-            done = _sync_table(conn, warehouse, source, discovered[name], sync_id, lake_writer,
-                               full_refresh=full_refresh, lookback=lookback, batch_rows=batch_rows)
-        idle[bulk].put(conn)  # only after success: a failed stream's connection may be broken
-        return done
-
-    # streams are independent transactions: while one builds its indexes or merges (one PostgreSQL
-    # core) the next one reads and loads; the largest starts first so the others fit in its shadow
-    workers = max(1, parallel)
-    order = sorted(wanted, key=lambda n: -source.estimated_rows.get(n, 0))
-    failures: list[tuple[str, BaseException]] = []
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
-            futures = {name: pool.submit(sync, name) for name in order}
-            for name in wanted:
-                try:
-                    result.streams[name] = futures[name].result()
-                except Exception as exc:  # the other streams still commit; the first failure is raised
-                    log.error("%s: failed, its table and cursor are unchanged: %s", name, exc)
-                    failures.append((name, exc))
+            pending = set(futures.values())
+            while pending and not stop.is_set():
+                _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+        except BaseException:  # KeyboardInterrupt or a task runner's own exception: stop, then re-raise
+            stop.set()
+            _cancel(active, active_lock)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        if stop.is_set():
+            _cancel(active, active_lock)
+        pool.shutdown(wait=True, cancel_futures=True)
+        for name in wanted:
+            future = futures[name]
+            if future.cancelled():
+                result.incomplete[name] = "not started"
+                continue
+            try:
+                done = future.result()
+            except _Cancelled:
+                result.incomplete[name] = "rolled back"
+                continue
+            except Exception as exc:  # the other streams still commit; the first failure is raised
+                if stop.is_set():
+                    result.incomplete[name] = "rolled back"
+                    continue
+                log.error("%s: failed, its table and cursor are unchanged: %s", name, exc)
+                result.incomplete[name] = f"failed: {str(exc).splitlines()[0][:120]}"
+                failures.append((name, exc))
+                continue
+            if done is None:
+                result.incomplete[name] = "not started"
+            else:
+                result.streams[name] = done
+        result.seconds = time.monotonic() - started
     finally:
+        if snapshot is not None:
+            snapshot.close()
         for conn in opened:
-            conn.close()
-    result.seconds = time.monotonic() - started
+            try:
+                conn.close()
+            except Exception:  # a connection broken by a cancelled statement may refuse to close cleanly
+                pass
+    if stop.is_set():
+        raise IngestCancelled(result)
     if failures:
         raise failures[0][1]
     return result
+
+
+def _cancel(active: dict, lock: threading.Lock) -> None:
+    """Interrupt the statements in flight (a COPY, an index build, a merge) so their streams roll back
+    now instead of after they finish."""
+    with lock:
+        conns = list(active.values())
+    for conn in conns:
+        try:
+            if hasattr(conn, "adbc_cancel"):
+                conn.adbc_cancel()
+            else:
+                conn.cancel()
+        except Exception:  # the statement may have just finished; its stream sees the stop flag anyway
+            pass
+
+
+def _recover_manifests(lake: Lake, found: Inspection) -> None:
+    """Write the manifests of committed syncs that a crash right after their commit left without one."""
+    for stream, state in found.states.items():
+        manifest = state.lake_manifest
+        if manifest and manifest.get("lake") == lake.describe() and not lake.has_manifest(stream, manifest["sync_id"]):
+            lake.commit(stream, manifest)
+            log.info("%s: lake manifest of sync %s written (its run stopped after the commit)", stream,
+                     manifest["sync_id"])
+
+
+def _prune(conn, warehouse: Warehouse, lake: Lake, name: str, sync_id: int) -> None:
+    """Retention for one stream, after its commit. Folders left without a manifest are removed only
+    while this stream's lock is free: then no sync of it is writing files."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"select pg_try_advisory_xact_lock({warehouse.lock_key(name)})")
+            free = bool(cur.fetchone()[0])
+            removed = lake.prune(name, before=sync_id, uncommitted=free)
+        conn.commit()
+    except Exception as exc:  # the sync committed; retention tries again next run
+        conn.rollback()
+        log.warning("%s: lake retention failed, the next run tries again: %s", name, exc)
+        return
+    if removed:
+        log.info("%s: lake retention removed %d folder(s) (keep %d full loads)", name, len(removed), lake.config.keep)
 
 
 def _in_transaction(conn, body: Callable[[object], StreamResult]) -> StreamResult:
@@ -251,67 +436,96 @@ def _in_transaction(conn, body: Callable[[object], StreamResult]) -> StreamResul
         conn.commit()
         return result
     except BaseException:
-        conn.rollback()
+        try:
+            conn.rollback()
+        except Exception:  # a cancelled or broken connection: the server rolls back when it closes
+            pass
         raise
 
 
-def _sync_table(conn, warehouse: Warehouse, source: MySQLSource, stream: Stream, sync_id: int, lake: Lake | None,
-                *, full_refresh: bool, lookback: timedelta, batch_rows: int) -> StreamResult:
+def _manifest(lake: Lake, result: StreamResult, sync_id: int, files: list[tuple[str, int]]) -> dict:
+    return {
+        "stream": result.stream, "sync_id": sync_id, "mode": result.mode, "generation_id": result.generation_id,
+        "rows": sum(n for _, n in files), "files": [{"name": Path(f).name, "rows": n} for f, n in files],
+        "high_water_mark": result.high_water_mark.isoformat() if result.high_water_mark else None,
+        "committed_at": datetime.now(UTC).isoformat(), "lake": lake.describe(),
+    }
+
+
+def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, clock: datetime | None,
+                sync_id: int, lake: Lake | None, stop: threading.Event) -> StreamResult:
+    stream = plan.stream
     rng = np.random.default_rng()
+    files: list[tuple[str, int]] = []
 
     def body(cur) -> StreamResult:
         started = time.monotonic()
-        state = warehouse.lock_and_read_state(cur, stream.name)
-        full = full_refresh or state is None or not warehouse.existing_columns(cur, stream.name)
-        generation = 0 if state is None else state.generation_id + (1 if full_refresh else 0)
+        state, pending = warehouse.lock_and_read_state(cur, stream.name)
+        table_there = bool(warehouse.existing_columns(cur, stream.name))
+        if not plan.full and (pending or state is None or not table_there):
+            raise IngestError(f"{stream.name}: another sync changed its state meanwhile; run again")
+        generation = 0 if state is None else state.generation_id + (1 if pending else 0)
         batch = Batch(datetime.now(UTC), sync_id, generation)
-        result = StreamResult(stream.name, "full" if full else "incremental")
-        # rows changed while this read runs may be skipped by it; capping the saved cursor at the
-        # source's clock from before the run's first read makes the next run pick them up
-        upper = (source.clock_at_discovery, 0)
-        if full:
-            chunks = source.full_chunks(stream, batch_rows)
-            warehouse.start_full_load(cur, stream, batch)
+        result = StreamResult(stream.name, "full" if plan.full else "incremental", generation_id=generation)
+        if plan.full:
+            loaded = warehouse.start_full_load(cur, stream, batch)
         else:
-            since = state.cursor
-            chunks = source.incremental_chunks(stream, since, lookback, batch_rows)
             stage = warehouse.start_incremental(cur, stream)
-            log.info("%s: incremental from %s (lookback %s)", stream.name,
-                     since[0].isoformat() if since else "the beginning", lookback)
-
-        def prepared() -> Iterator[tuple[pa.Table, tuple | None]]:
-            for part, chunk in enumerate(chunks):
-                if lake is not None:
-                    result.lake_files.append(lake.put_table(stream.name, part, chunk))
-                top = max_cursor(chunk, stream)
-                if full:
-                    chunk = chunk.add_column(0, "_airbyte_raw_id", uuid4_array(chunk.num_rows, rng))
-                yield chunk, top
-
+            log.info("%s: incremental from %s", stream.name, plan.since[0].isoformat() if plan.since else "the beginning")
+        top: list = [None]
         progress = _Progress(stream.name)
-        cursor = None
-        for chunk, top in _prefetch(prepared()):
-            warehouse.ingest(cur, stream.name if full else stage, chunk, temporary=not full)
-            result.rows_read += chunk.num_rows
-            progress.add(chunk.num_rows)
-            cursor = top if cursor is None or (top is not None and top > cursor) else cursor
-        _fault(stream.name, "after_copy")
-        if full:
-            warehouse.finish_full_load(cur, stream)
+
+        def prepared() -> Iterator[pa.Table]:
+            for part, chunk in enumerate(reader.batches()):
+                if lake is not None:
+                    files.append(lake.put_table(stream.name, part, chunk))
+                high = max_cursor(chunk, stream)
+                if high is not None and (top[0] is None or high > top[0]):
+                    top[0] = high
+                if plan.full:
+                    chunk = chunk.add_column(0, "_airbyte_raw_id", uuid4_array(chunk.num_rows, rng))
+                yield chunk
+
+        def counted() -> Iterator[pa.Table]:
+            for chunk in _prefetch(prepared(), stop):
+                result.rows_read += chunk.num_rows
+                progress.add(chunk.num_rows)
+                yield chunk
+
+        if plan.full:
+            _copy_stream(cur, warehouse, loaded, counted(), stream)
+        else:
+            for chunk in counted():
+                warehouse.ingest(cur, stage, chunk, temporary=True)
+        fault_hook(stream.name, "after_copy", stop)
+        if plan.full:
+            warehouse.finish_full_load(cur, stream, loaded)
             result.inserted = result.rows_read
         else:
-            result.inserted, result.updated = warehouse.merge(cur, stream, stage, batch)
+            warehouse.add_columns(cur, stream, plan.added)
+            result.inserted, result.updated = warehouse.merge(cur, stream, stage, batch, result.rows_read,
+                                                              state.rows_in_table)
+        # rows stamped before the snapshot may commit after it; capping the saved cursor at the
+        # source's clock at the snapshot makes the next run's lookback pick them up
+        cursor = top[0]
         if cursor is None:
-            cursor = None if full else state.cursor
-        elif cursor > upper:
-            cursor = upper
-        result.rows_in_table = result.inserted + (0 if full else state.rows_in_table)
-        warehouse.save_state(cur, stream.name, cursor, batch, result.rows_in_table)
-        _fault(stream.name, "before_commit")
+            cursor = None if plan.full else state.cursor
+        elif clock is not None and cursor > (clock, 0):
+            cursor = (clock, 0)
+        result.high_water_mark = cursor[0] if cursor else None
+        result.rows_in_table = result.inserted + (0 if plan.full else state.rows_in_table)
+        manifest = _manifest(lake, result, sync_id, files) if lake is not None else None
+        warehouse.save_state(cur, stream.name, cursor, batch, result.rows_in_table, manifest)
+        fault_hook(stream.name, "before_commit", stop)
+        if stop.is_set():
+            raise _Cancelled()
         result.seconds = time.monotonic() - started
+        result.lake_files = [f for f, _ in files]
         return result
 
     result = _in_transaction(conn, body)
+    if lake is not None:
+        lake.commit(stream.name, _manifest(lake, result, sync_id, files))
     result.seconds = max(result.seconds, 1e-9)
     log.info("%s: %s, %s rows read, %s inserted, %s updated, %s in table, %.2f s (%s rows/s)",
              stream.name, result.mode, f"{result.rows_read:,}", f"{result.inserted:,}", f"{result.updated:,}",
@@ -319,31 +533,59 @@ def _sync_table(conn, warehouse: Warehouse, source: MySQLSource, stream: Stream,
     return result
 
 
+def _copy_stream(cur, warehouse: Warehouse, table: str, chunks: Iterator[pa.Table], stream: Stream) -> None:
+    """One COPY for the whole stream, fed batch by batch while the reader thread fetches the next."""
+    failure: list[BaseException] = []
+    schema = pa.schema([("_airbyte_raw_id", pa.string())] + list(stream.arrow_schema))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for chunk in chunks:
+                yield from chunk.to_batches()
+        except BaseException as exc:  # kept: ADBC reports it only as a failed stream
+            failure.append(exc)
+            raise
+
+    if hasattr(cur, "adbc_ingest"):
+        try:
+            cur.adbc_ingest(table, pa.RecordBatchReader.from_batches(schema, batches()), mode="append",
+                            db_schema_name=warehouse.schema)
+        except Exception:
+            if failure:
+                raise failure[0] from None
+            raise
+    else:
+        for chunk in chunks:
+            warehouse.ingest(cur, table, chunk)
+
+
 def _sync_stores(conn, warehouse: Warehouse, parsed: stores.ParsedStores, sync_id: int,
-                 lake: Lake | None) -> StreamResult:
+                 lake: Lake | None, stop: threading.Event) -> StreamResult:
     """The CSV has no cursor: every run reloads it whole (Airbyte's full refresh | overwrite)."""
     stream = stores.STREAM
+    files: list[tuple[str, int]] = []
 
     def body(cur) -> StreamResult:
         started = time.monotonic()
-        state = warehouse.lock_and_read_state(cur, stream.name)
-        batch = Batch(datetime.now(UTC), sync_id, 0 if state is None else state.generation_id)
-        result = StreamResult(stream.name, "full", rows_read=parsed.good.num_rows + len(parsed.rejected))
+        state, _ = warehouse.lock_and_read_state(cur, stream.name)
+        generation = 0 if state is None else state.generation_id
+        batch = Batch(datetime.now(UTC), sync_id, generation)
+        result = StreamResult(stream.name, "full", rows_read=parsed.rows_read, generation_id=generation)
         if lake is not None:
-            result.lake_files.append(lake.put_bytes(stream.name, "store_locations.csv", parsed.raw))
-        warehouse.start_full_load(cur, stream, batch)
+            files.append((lake.put_bytes(stream.name, "store_locations.csv", parsed.raw), parsed.rows_read))
+        loaded = warehouse.start_full_load(cur, stream, batch)
         good = parsed.good.add_column(
             0, "_airbyte_raw_id", uuid4_array(parsed.good.num_rows, np.random.default_rng())
         )
-        warehouse.ingest(cur, stream.name, good)
-        warehouse.finish_full_load(cur, stream)
+        warehouse.ingest(cur, loaded, good)
+        warehouse.finish_full_load(cur, stream, loaded)
         quarantine = warehouse.table(stores.QUARANTINE_TABLE)
         cur.execute(
             f"create table if not exists {quarantine} (line_number bigint not null, raw_line varchar,"
             " reason varchar not null, _airbyte_extracted_at timestamp with time zone not null,"
             " sync_id bigint not null)"
         )
-        cur.execute(f"truncate table {quarantine}")
+        cur.execute(f"delete from {quarantine}")  # not TRUNCATE: readers keep the old rows until the commit
         if parsed.rejected:
             rows = stores.quarantine_table(parsed.rejected)
             rows = rows.append_column(
@@ -353,15 +595,22 @@ def _sync_stores(conn, warehouse: Warehouse, parsed: stores.ParsedStores, sync_i
         result.inserted = parsed.good.num_rows
         result.quarantined = len(parsed.rejected)
         result.rows_in_table = parsed.good.num_rows
-        warehouse.save_state(cur, stream.name, None, batch, result.rows_in_table)
+        manifest = _manifest(lake, result, sync_id, files) if lake is not None else None
+        warehouse.save_state(cur, stream.name, None, batch, result.rows_in_table, manifest)
+        fault_hook(stream.name, "before_commit", stop)
+        if stop.is_set():
+            raise _Cancelled()
         result.seconds = time.monotonic() - started
+        result.lake_files = [f for f, _ in files]
         return result
 
     result = _in_transaction(conn, body)
+    if lake is not None:
+        lake.commit(stream.name, _manifest(lake, result, sync_id, files))
     for rejected in parsed.rejected:
         log.warning("store_locations: line %d quarantined: %s", rejected.line_number, rejected.reason)
-    log.info("store_locations: %d rows loaded, %d quarantined (%s)", result.inserted, result.quarantined,
-             warehouse.table(stores.QUARANTINE_TABLE))
+    log.info("store_locations: %d rows read, %d loaded, %d quarantined (%s)", result.rows_read, result.inserted,
+             result.quarantined, warehouse.table(stores.QUARANTINE_TABLE))
     return result
 
 

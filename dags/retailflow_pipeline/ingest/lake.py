@@ -1,20 +1,30 @@
-"""Raw extracts to the lake: one Parquet file per chunk read, per stream and run.
+"""Raw extracts to the lake: one Parquet file per batch read, per stream and sync, and a manifest that
+marks a folder as committed.
 
 Layout (the same on S3 and on disk)::
 
-    <bucket>/<prefix>/<stream>/sync_id=<n>/part-<k>.parquet      (MySQL streams)
+    <bucket>/<prefix>/README.md                                         (what readers must know)
+    <bucket>/<prefix>/<stream>/sync_id=<n>/part-<k>.parquet             (MySQL streams)
     <bucket>/<prefix>/store_locations/sync_id=<n>/store_locations.csv   (the CSV as read)
+    <bucket>/<prefix>/<stream>/sync_id=<n>/_manifest.json               (written after the commit)
 
 With an endpoint the files go through the ``minio`` SDK to that S3 API (MinIO in the cluster);
-without one they go under a local folder (default ``.lake/`` at the repository root). Files are
-written before the warehouse commit, so a run that dies leaves its files behind and the next run
-writes new ones under its own ``sync_id``: the lake is at-least-once, the warehouse exactly-once.
+without one they go under a local folder (default ``.lake/`` at the repository root). Data files are
+written before the warehouse commit and the manifest after it, so a folder without a manifest belongs
+to a sync that did not commit (or is still running) and readers skip it. A manifest missed by a crash
+right after the commit is written by the next run (the warehouse's state table keeps a copy). Sync ids
+are never reused (see ``warehouse.new_sync_id``) and no file is ever overwritten. Retention
+(``keep``) removes the folders older than the last ``keep`` full loads of each stream, and folders
+left without a manifest by syncs that died.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,17 +33,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retailflow_pipeline.ingest.errors import IngestError
+from retailflow_pipeline.ingest.settings import DEFAULT_LOCAL_DIR
 
-_CHECKOUT = Path(__file__).resolve().parents[3]
-#: default local lake: ``.lake/`` at the repository root (ignored by git), or in the working
-#: directory when the package is installed outside a checkout
-DEFAULT_LOCAL_DIR = (_CHECKOUT if (_CHECKOUT / "dags" / "pyproject.toml").is_file() else Path.cwd()) / ".lake"
+#: the file that marks a sync folder as committed
+MANIFEST = "_manifest.json"
+#: the lake's own README, written at ``<bucket>/<prefix>/README.md`` when it is missing
+README = Path(__file__).with_name("LAKE_README.md")
+_FOLDER = re.compile(r"^sync_id=(\d+)$")
 
 
 @dataclass(frozen=True)
 class LakeConfig:
     """Where raw files go. ``endpoint`` (``http(s)://host:port``) selects S3; otherwise ``local_dir``.
-    S3 credentials default to ``RETAILFLOW_LAKE_ACCESS_KEY`` / ``RETAILFLOW_LAKE_SECRET_KEY``."""
+    S3 credentials default to ``RETAILFLOW_LAKE_ACCESS_KEY`` / ``RETAILFLOW_LAKE_SECRET_KEY``.
+    ``keep``: keep the folders of the last ``keep`` full loads of each stream (and the incremental
+    syncs since), remove older ones and those left uncommitted; 0 keeps everything."""
 
     bucket: str = "retailflow"
     prefix: str = "raw"
@@ -42,6 +56,7 @@ class LakeConfig:
     access_key: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
     region: str | None = None
+    keep: int = 0
 
     def describe(self) -> str:
         where = self.endpoint if self.endpoint else str(self.local_dir)
@@ -49,17 +64,29 @@ class LakeConfig:
 
 
 class Lake:
-    def __init__(self, config: LakeConfig, sync_id: int):
+    """One lake, checked when it is opened (bucket reachable, or folder writable) so that a lake that
+    is down fails the run before the warehouse is touched."""
+
+    def __init__(self, config: LakeConfig):
+        if not isinstance(config.keep, int) or config.keep < 0:
+            raise IngestError(f"the lake's keep must be a whole number of full loads, 0 or more, not {config.keep!r}")
         self.config = config
-        self.sync_id = sync_id
-        self._client = None
-        if config.endpoint:
-            self._client = self._s3_client(config)
+        self.sync_id: int | None = None
+        self._client = self._s3_client(config) if config.endpoint else None
+        if self._client is None:
+            root = Path(config.local_dir) / config.bucket
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                probe = root / ".write-test"
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as exc:
+                raise IngestError(f"cannot write the lake folder {root}: {exc.strerror or exc}") from exc
 
     @staticmethod
     def _s3_client(config: LakeConfig):
+        import urllib3
         from minio import Minio
-        from minio.error import MinioException
 
         parts = urlsplit(config.endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -68,32 +95,168 @@ class Lake:
         secret = config.secret_key or os.environ.get("RETAILFLOW_LAKE_SECRET_KEY")
         if not access or not secret:
             raise IngestError("the S3 lake needs RETAILFLOW_LAKE_ACCESS_KEY and RETAILFLOW_LAKE_SECRET_KEY")
+        # the SDK's default pool retries a refused connection for seconds; fail fast and say why
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=120),
+            retries=urllib3.Retry(total=2, connect=1, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        )
         client = Minio(parts.netloc, access_key=access, secret_key=secret, secure=parts.scheme == "https",
-                       region=config.region)
+                       region=config.region, http_client=http)
         try:
             if not client.bucket_exists(config.bucket):
                 client.make_bucket(config.bucket)
-        except (MinioException, OSError) as exc:
-            raise IngestError(f"cannot use the lake bucket {config.bucket!r} at {config.endpoint}: {exc}") from exc
+        except Exception as exc:  # urllib3, minio and socket errors alike: one line, no traceback
+            reason = getattr(exc, "reason", None) or exc
+            raise IngestError(f"cannot use the lake bucket {config.bucket!r} at {config.endpoint}: "
+                              f"{str(reason).splitlines()[0][:300]}") from exc
         return client
 
-    def key(self, stream: str, name: str) -> str:
-        parts = [p for p in (self.config.prefix.strip("/"), stream, f"sync_id={self.sync_id}", name) if p]
-        return "/".join(parts)
+    def describe(self) -> str:
+        return self.config.describe()
 
-    def put_table(self, stream: str, part: int, table: pa.Table) -> str:
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        return self.put_bytes(stream, f"part-{part:05d}.parquet", buf.getvalue())
+    # --- keys and raw access -----------------------------------------------------------------------
 
-    def put_bytes(self, stream: str, name: str, data: bytes) -> str:
-        key = self.key(stream, name)
+    def _key(self, *parts: str) -> str:
+        return "/".join(p for p in (self.config.prefix.strip("/"), *parts) if p)
+
+    def folder(self, stream: str, sync_id: int) -> str:
+        return self._key(stream, f"sync_id={sync_id}")
+
+    def _path(self, key: str) -> Path:
+        return Path(self.config.local_dir) / self.config.bucket / key
+
+    def _uri(self, key: str) -> str:
+        return f"s3://{self.config.bucket}/{key}" if self._client is not None else str(self._path(key))
+
+    def _exists(self, key: str) -> bool:
+        if self._client is None:
+            return self._path(key).exists()
+        from minio.error import S3Error
+
+        try:
+            self._client.stat_object(self.config.bucket, key)
+            return True
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NotFound", "NoSuchObject"):
+                return False
+            raise
+
+    def _read(self, key: str) -> bytes | None:
+        if self._client is None:
+            path = self._path(key)
+            return path.read_bytes() if path.is_file() else None
+        from minio.error import S3Error
+
+        try:
+            response = self._client.get_object(self.config.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NotFound", "NoSuchObject"):
+                return None
+            raise
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def _write(self, key: str, data: bytes) -> str:
+        """Write a new object; an existing one is never replaced."""
+        if self._exists(key):
+            raise IngestError(f"the lake already holds {self._uri(key)}; it is never overwritten")
         if self._client is not None:
             self._client.put_object(self.config.bucket, key, io.BytesIO(data), len(data))
-            return f"s3://{self.config.bucket}/{key}"
-        path = Path(self.config.local_dir) / self.config.bucket / key
+            return self._uri(key)
+        path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(data)
-        tmp.replace(path)
+        try:
+            os.link(tmp, path)  # fails if the path exists: no overwrite even between check and write
+        except FileExistsError:
+            raise IngestError(f"the lake already holds {path}; it is never overwritten") from None
+        finally:
+            tmp.unlink()
         return str(path)
+
+    # --- a sync's files ----------------------------------------------------------------------------
+
+    def start(self, sync_id: int) -> None:
+        self.sync_id = sync_id
+        key = self._key("README.md")
+        if not self._exists(key):
+            try:
+                self._write(key, README.read_bytes())
+            except IngestError:
+                pass  # another run wrote it meanwhile
+
+    def put_table(self, stream: str, part: int, table: pa.Table) -> tuple[str, int]:
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        return self.put_bytes(stream, f"part-{part:05d}.parquet", buf.getvalue()), table.num_rows
+
+    def put_bytes(self, stream: str, name: str, data: bytes) -> str:
+        return self._write(f"{self.folder(stream, self.sync_id)}/{name}", data)
+
+    def commit(self, stream: str, manifest: dict) -> str:
+        """Mark the stream's folder of ``manifest["sync_id"]`` as committed (after the warehouse commit)."""
+        key = f"{self.folder(stream, manifest['sync_id'])}/{MANIFEST}"
+        if self._exists(key):
+            return self._uri(key)
+        return self._write(key, json.dumps(manifest, indent=2, default=str).encode())
+
+    def has_manifest(self, stream: str, sync_id: int) -> bool:
+        return self._exists(f"{self.folder(stream, sync_id)}/{MANIFEST}")
+
+    # --- retention ---------------------------------------------------------------------------------
+
+    def sync_folders(self, stream: str) -> list[int]:
+        prefix = self._key(stream) + "/"
+        if self._client is None:
+            root = self._path(prefix)
+            names = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+        else:
+            names = [o.object_name[len(prefix):].strip("/")
+                     for o in self._client.list_objects(self.config.bucket, prefix=prefix, recursive=False) if o.is_dir]
+        return sorted(int(m.group(1)) for m in map(_FOLDER.match, names) if m)
+
+    def _remove_folder(self, stream: str, sync_id: int) -> None:
+        key = self.folder(stream, sync_id)
+        if self._client is None:
+            shutil.rmtree(self._path(key), ignore_errors=True)
+            return
+        from minio.deleteobjects import DeleteObject
+
+        objects = [DeleteObject(o.object_name)
+                   for o in self._client.list_objects(self.config.bucket, prefix=key + "/", recursive=True)]
+        for error in self._client.remove_objects(self.config.bucket, objects):
+            raise IngestError(f"cannot remove {error.name} from the lake: {error.message}")
+
+    def prune(self, stream: str, *, before: int, uncommitted: bool) -> list[int]:
+        """Apply ``keep`` to one stream: remove committed folders older than its ``keep``-th newest full
+        load and, if ``uncommitted``, folders without a manifest older than sync ``before`` (the caller
+        makes sure no live sync of this stream is writing them). Returns the sync ids removed."""
+        if self.config.keep <= 0:
+            return []
+        committed: dict[int, dict] = {}
+        dead: list[int] = []
+        for sync_id in self.sync_folders(stream):
+            if sync_id >= before:
+                continue
+            body = self._read(f"{self.folder(stream, sync_id)}/{MANIFEST}")
+            if body is None:
+                dead.append(sync_id)
+            else:
+                committed[sync_id] = json.loads(body)
+        fulls = sorted((s for s, m in committed.items() if m.get("mode") == "full"), reverse=True)
+        current = self._read(f"{self.folder(stream, before)}/{MANIFEST}")
+        if current is not None and json.loads(current).get("mode") == "full":
+            fulls.insert(0, before)
+        removed = []
+        if len(fulls) >= self.config.keep:
+            oldest_kept = fulls[self.config.keep - 1]
+            removed += [s for s in committed if s < oldest_kept]
+        if uncommitted:
+            removed += dead
+        for sync_id in sorted(removed):
+            self._remove_folder(stream, sync_id)
+        return sorted(removed)

@@ -1,14 +1,19 @@
 """The MySQL side: connection check, stream discovery (Airbyte's "catalog") and Arrow reads.
 
-Reads go through connectorx, which decodes MySQL rows straight into Arrow in Rust; each chunk is then
-cast to the Arrow types that map onto the warehouse column types (see ``ColumnType``).
+Reads go through connectorx, which decodes MySQL rows straight into Arrow in Rust and streams them as
+record batches; each batch is cast to the Arrow types that map onto the warehouse column types (see
+``ColumnType``). Every stream of a sync is read by one query inside one shared snapshot
+(``open_snapshot``).
 """
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -85,7 +90,6 @@ class MySQLSource:
         self.database = unquote(parts.path.lstrip("/"))
         self.cx_url = urlunsplit(("mysql", parts.netloc, parts.path, "", ""))
         self.estimated_rows: dict[str, int] = {}
-        self.clock_at_discovery: datetime | None = None
 
     def describe(self) -> str:
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
@@ -116,17 +120,12 @@ class MySQLSource:
                     (self.database,),
                 )
                 columns = cur.fetchall()
-                # InnoDB's row estimates, to start the largest tables first, and the server's clock
-                # in UTC, the time zone of every updated_at (see schema.sql), before any read
+                # InnoDB's row estimates, to start the largest tables first
                 cur.execute(
-                    "select table_name, table_rows, utc_timestamp(6) from information_schema.tables"
-                    " where table_schema = %s",
+                    "select table_name, table_rows from information_schema.tables where table_schema = %s",
                     (self.database,),
                 )
-                tables = cur.fetchall()
-                self.estimated_rows = {name: rows or 0 for name, rows, _ in tables}
-                if tables:
-                    self.clock_at_discovery = tables[0][2]
+                self.estimated_rows = {name: rows or 0 for name, rows in cur.fetchall()}
         finally:
             conn.close()
         by_table: dict[str, list[ColumnType]] = {}
@@ -153,36 +152,16 @@ class MySQLSource:
             streams[table] = Stream(table, pk[0], tuple(cols))
         return streams
 
-    def read(self, query: str, stream: Stream) -> pa.Table:
-        try:
-            table = cx.read_sql(self.cx_url, query, return_type="arrow")
-        except RuntimeError as exc:
-            raise IngestError(f"reading {stream.name} from {self.describe()} failed: {exc}") from exc
-        if table.num_rows == 0:
-            return stream.arrow_schema.empty_table()
-        return table.select(stream.column_names).cast(stream.arrow_schema)
-
-    def full_chunks(self, stream: Stream, batch_rows: int) -> Iterator[pa.Table]:
-        """The whole table in primary-key order: a clustered-index scan, the cheapest full read."""
+    def full_query(self, stream: Stream) -> str:
+        """The whole table: a clustered-index scan, the cheapest full read."""
         cols = ", ".join(f"`{c}`" for c in stream.column_names)
-        pk = stream.primary_key
-        last = None
-        while True:
-            where = "" if last is None else f"where `{pk}` > {int(last)} "
-            chunk = self.read(f"select {cols} from `{stream.name}` {where}order by `{pk}` limit {batch_rows}", stream)
-            if chunk.num_rows:
-                yield chunk
-            if chunk.num_rows < batch_rows:
-                return
-            last = pc.max(chunk[pk]).as_py()
+        return f"select {cols} from `{stream.name}`"
 
-    def incremental_chunks(
-        self, stream: Stream, since: tuple[datetime, int] | None, lookback: timedelta, batch_rows: int
-    ) -> Iterator[pa.Table]:
+    def incremental_query(self, stream: Stream, since: tuple[datetime, int] | None, lookback: timedelta) -> str:
         """Rows at or after the cursor, in ``(updated_at, pk)`` order (the ``ix_*_updated`` index).
 
-        The first chunk starts ``lookback`` before the saved cursor so that rows committed late with an
-        older ``updated_at`` are still picked up; later chunks continue strictly after the last row read.
+        The read starts ``lookback`` before the saved cursor so that rows committed late with an older
+        ``updated_at`` are still picked up; with no lookback it continues strictly after the cursor.
         """
         cols = ", ".join(f"`{c}`" for c in stream.column_names)
         pk, cur = stream.primary_key, stream.cursor
@@ -192,15 +171,142 @@ class MySQLSource:
             where = f"where `{cur}` >= '{_sql_ts(since[0] - lookback)}' "
         else:
             where = _after(cur, pk, since)
+        return f"select {cols} from `{stream.name}` {where}order by `{cur}`, `{pk}`"
+
+    def open_snapshot(self, queries: dict[str, tuple[Stream, str]], batch_rows: int) -> Snapshot:
+        """Start one reader per stream, all inside the same consistent snapshot of the source.
+
+        InnoDB snapshots belong to a connection, and each reader has its own. To make them one
+        snapshot, a coordinator connection holds ``LOCK TABLES … READ`` on every table of the sync
+        while each reader starts ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` and returns its first
+        batch (so its snapshot exists); then it unlocks. The lock is granted only while no transaction
+        is writing to those tables, and holds new writers back, so no commit falls between the readers'
+        snapshots: an order and its lines, written in one transaction, are either both in the sync or
+        both in the next one. Writers wait for the lock for well under a second. (mydumper
+        synchronises its threads the same way, with ``FLUSH TABLES WITH READ LOCK``, which needs the
+        RELOAD privilege; ``LOCK TABLES`` needs only the database's LOCK TABLES privilege.)
+        """
+        snapshot = Snapshot(self.describe())
+        if not queries:
+            return snapshot
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                self._lock_tables(cur, [stream.name for stream, _ in queries.values()])
+                try:
+                    cur.execute("select utc_timestamp(6)")
+                    snapshot.clock = cur.fetchone()[0]
+                    # all readers start at once (each connects and prepares its query; the calls
+                    # release the GIL), and each one's first batch proves its snapshot exists
+                    with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="snapshot") as pool:
+                        started = {name: pool.submit(self._start_reader, stream, query, batch_rows)
+                                   for name, (stream, query) in queries.items()}
+                        for name, future in started.items():
+                            snapshot.readers[name] = future.result()
+                        for future in [pool.submit(r.wait_started) for r in snapshot.readers.values()]:
+                            future.result()
+                finally:
+                    cur.execute("unlock tables")
+        except BaseException:
+            snapshot.close()
+            raise
+        finally:
+            conn.close()
+        return snapshot
+
+    def _lock_tables(self, cur, tables: list[str]) -> None:
+        """``LOCK TABLES … READ NOWAIT``, retried: it never waits while holding a lock, so it cannot form
+        a deadlock with a writer that holds one of the tables and wants another (the server would pick
+        the writer as the victim); it gets through in a gap between write transactions."""
+        statement = f"lock tables {', '.join(f'`{t}` read' for t in tables)} nowait"
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
-            chunk = self.read(
-                f"select {cols} from `{stream.name}` {where}order by `{cur}`, `{pk}` limit {batch_rows}", stream
-            )
-            if chunk.num_rows:
-                yield chunk
-            if chunk.num_rows < batch_rows:
+            try:
+                cur.execute(statement)
                 return
-            where = _after(cur, pk, max_cursor(chunk, stream))
+            except pymysql.MySQLError as exc:
+                if exc.args[0] not in (1205, 1213) or time.monotonic() > deadline:
+                    raise IngestError(
+                        f"cannot take a consistent snapshot of {self.describe()} (LOCK TABLES … READ, tried for"
+                        f" {LOCK_WAIT_SECONDS} s; the user needs the LOCK TABLES privilege): {exc.args[-1]}"
+                    ) from exc
+                time.sleep(random.uniform(0.002, 0.02))
+
+    def _start_reader(self, stream: Stream, query: str, batch_rows: int) -> StreamReader:
+        try:
+            reader = cx.read_sql(self.cx_url, query, return_type="arrow_stream", batch_size=batch_rows,
+                                 pre_execution_query=list(SNAPSHOT_SESSION))
+        except (RuntimeError, OSError, pa.ArrowException) as exc:
+            raise IngestError(f"reading {stream.name} from {self.describe()} failed: {exc}") from exc
+        return StreamReader(stream, reader, self.describe())
+
+
+#: the reader connections' session: one snapshot each, read-only, started before the query runs
+SNAPSHOT_SESSION = (
+    "set session transaction isolation level repeatable read",
+    # a reader may sit idle while other streams are written; the server must not drop it meanwhile
+    "set session net_write_timeout = 86400",
+    "start transaction with consistent snapshot, read only",
+)
+#: how long the snapshot waits for writers to commit before giving up with a clear error
+LOCK_WAIT_SECONDS = 30
+
+
+class StreamReader:
+    """One stream's rows, as Arrow record batches of at most ``batch_rows`` rows, from one query that
+    runs inside the sync's snapshot (connectorx decodes in Rust threads, ahead of the consumer)."""
+
+    def __init__(self, stream: Stream, reader: pa.RecordBatchReader, where: str):
+        self.stream, self._reader, self._where = stream, reader, where
+        self._first: pa.RecordBatch | None = None
+
+    def wait_started(self) -> None:
+        """Block until the query has run (its first batch, or its end, has arrived)."""
+        try:
+            self._first = self._reader.read_next_batch()
+        except StopIteration:
+            self._first = None
+        except (RuntimeError, OSError, pa.ArrowException) as exc:
+            raise IngestError(f"reading {self.stream.name} from {self._where} failed: {exc}") from exc
+
+    def _typed(self, batch: pa.RecordBatch) -> pa.Table:
+        return pa.Table.from_batches([batch]).select(self.stream.column_names).cast(self.stream.arrow_schema)
+
+    def batches(self) -> Iterator[pa.Table]:
+        if self._first is None:
+            return
+        first, self._first = self._first, None
+        yield self._typed(first)
+        while True:
+            try:
+                batch = self._reader.read_next_batch()
+            except StopIteration:
+                return
+            except (RuntimeError, OSError, pa.ArrowException) as exc:
+                raise IngestError(f"reading {self.stream.name} from {self._where} failed: {exc}") from exc
+            if batch.num_rows:
+                yield self._typed(batch)
+
+    def close(self) -> None:
+        self._first = None
+        try:
+            self._reader.close()
+        except Exception:  # closing is best effort: the connection ends with the process anyway
+            pass
+
+
+@dataclass
+class Snapshot:
+    """The readers of one sync, all started inside the same snapshot, and the source's clock (UTC)
+    while it was taken."""
+
+    where: str
+    clock: datetime | None = None
+    readers: dict[str, StreamReader] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for reader in self.readers.values():
+            reader.close()
 
 
 def _sql_ts(value: datetime) -> str:

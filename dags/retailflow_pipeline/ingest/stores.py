@@ -1,9 +1,12 @@
 """``data/store_locations.csv`` → rows for ``raw.store_locations`` and a quarantine for the rest.
 
-A row is quarantined (with its physical line number, the raw line and a reason) when it has the wrong
-number of fields, a missing or non-integer ``store_id``, a ``store_id`` already seen on an earlier line
-(the first one wins), a latitude outside [-90, 90] or longitude outside [-180, 180] (or not a number),
-or an ``opened_at`` that is not a ``YYYY-MM-DD`` date. A wrong header rejects the whole file.
+Every record after the header is read, then loaded or quarantined (read = loaded + quarantined). A row
+is quarantined (with its physical line number, the raw line and a reason) when it is empty (a blank
+line, or nothing but commas), has the wrong number of fields, an empty required field (``store_id``,
+``name``, ``city``, ``region``, ``country``: the dbt models test them ``not_null``), a non-integer
+``store_id``, a ``store_id`` already seen on an earlier line (the first one wins), a latitude outside
+[-90, 90] or longitude outside [-180, 180] (or not a number), or an ``opened_at`` that is not a
+``YYYY-MM-DD`` date. A wrong header rejects the whole file.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ STREAM = Stream(
     ),
 )
 QUARANTINE_TABLE = "store_locations_quarantine"
+#: fields that must not be empty
+REQUIRED = ("store_id", "name", "city", "region", "country")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,10 @@ class ParsedStores:
     raw: bytes
     good: pa.Table
     rejected: list[Rejected]
+
+    @property
+    def rows_read(self) -> int:
+        return self.good.num_rows + len(self.rejected)
 
 
 def _coordinate(text: str, name: str, limit: int) -> Decimal:
@@ -87,14 +96,15 @@ def parse(path: str | Path) -> ParsedStores:
     for fields in reader:
         number, end = end + 1, reader.line_num
         line = "\n".join(lines[number - 1 : end])
-        if not fields or not any(f.strip() for f in fields):
-            continue
         try:
+            if not any(f.strip() for f in fields):
+                raise ValueError("empty row")
             if len(fields) != len(HEADER):
                 raise ValueError(f"expected {len(HEADER)} fields, got {len(fields)}")
             record = dict(zip(HEADER, (f.strip() for f in fields), strict=True))
-            if not record["store_id"]:
-                raise ValueError("missing store_id")
+            missing = [name for name in REQUIRED if not record[name]]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
             try:
                 store_id = int(record["store_id"])
             except ValueError:
@@ -118,7 +128,7 @@ def parse(path: str | Path) -> ParsedStores:
         ):
             columns[key].append(value)
         for key in ("name", "city", "region", "country"):
-            columns[key].append(record[key] or None)
+            columns[key].append(record[key])
     good = pa.table({c.name: pa.array(columns[c.name], type=c.arrow_type) for c in STREAM.columns})
     return ParsedStores(raw, good, rejected)
 

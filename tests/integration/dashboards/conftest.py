@@ -206,8 +206,9 @@ def _build_warehouse(mysql_base: str, warehouse_url: str, mysql_db: str, log: Pa
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     run([UV, "run", "--quiet", "--project", "generator", "retailflow-generator", "seed", *SEED_ARGS,
          "--truncate", "--mysql-url", mysql_url], env, log, "retailflow-generator seed")
-    run([UV, "run", "--quiet", "--project", "dags", "retailflow-ingest", "--mysql-url", mysql_url,
-         "--warehouse-url", warehouse_url, "--no-lake", "--full-refresh"], env, log, "retailflow-ingest")
+    # the URLs carry passwords: through the environment, never argv (retailflow-ingest refuses them there)
+    run([UV, "run", "--quiet", "--project", "dags", "retailflow-ingest", "--no-lake", "--full-refresh"],
+        {**env, "RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url}, log, "retailflow-ingest")
     run([UV, "run", "--quiet", "--project", "dags", "python", "-m", "retailflow_pipeline.dbt", "build",
          "--target-path", str(log.parent / "dbt-target")],
         {**env, "RETAILFLOW_WAREHOUSE_URL": warehouse_url}, log, "dbt build")

@@ -54,9 +54,7 @@ def rows(url: str, sql: str, args=()):
         conn.close()
 
 
-@pytest.fixture
-def make_database():
-    """Creates empty `retail_test_<hex>` databases on request; drops them all afterwards."""
+def _databases():
     admin = connect(url_for(""))
     created = []
 
@@ -72,6 +70,18 @@ def make_database():
         for name in created:
             cur.execute(f"drop database if exists `{name}`")
     admin.close()
+
+
+@pytest.fixture
+def make_database():
+    """Creates empty `retail_test_<hex>` databases on request; drops them all afterwards."""
+    yield from _databases()
+
+
+@pytest.fixture(scope="module")
+def make_module_database():
+    """The same, kept for a whole test module (a seed shared by its read-only tests)."""
+    yield from _databases()
 
 
 @pytest.fixture

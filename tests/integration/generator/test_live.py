@@ -1,6 +1,12 @@
 """`retailflow-generator live`: new orders arrive and open orders move on, with fresh updated_at."""
 
+import fcntl
+import os
+import pty
+import select
+import struct
 import subprocess
+import termios
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -27,6 +33,8 @@ def test_live_inserts_orders_and_advances_statuses(database):
     )
     before = {oid: (status, updated) for oid, status, updated in rows(database, "select order_id, status, updated_at from orders")}
     max_order = max(before)
+    last_seeded = scalar(database, "select max(ordered_at) from orders")
+    last_change = scalar(database, "select max(updated_at) from orders")
     started = datetime.now(UTC).replace(tzinfo=None)
 
     done = subprocess.run(
@@ -42,6 +50,14 @@ def test_live_inserts_orders_and_advances_statuses(database):
     assert scalar(database, "select count(*) from orders o where order_id > %s and not exists "
                             "(select 1 from order_items i where i.order_id = o.order_id)", (max_order,)) == 0
     assert scalar(database, "select min(created_at) from orders where order_id > %s", (max_order,)) >= started - timedelta(seconds=1)
+    # live continues the seeded history: no gap, and every change is newer than the seed's (an
+    # incremental reader whose cursor reached the seed's last update sees all of them)
+    first_live = scalar(database, "select min(ordered_at) from orders where order_id > %s", (max_order,))
+    assert last_seeded <= first_live < last_seeded + timedelta(hours=6)
+    assert scalar(database, "select min(updated_at) from orders where updated_at > %s", (last_change,)) >= started - timedelta(seconds=1)
+    assert scalar(database, "select count(*) from orders where order_id > %s and updated_at <= %s",
+                  (max_order, last_change)) == 0
+    assert done.stderr == "", "fewer than --report-every (5 s) seconds: no progress line yet"
 
     after = {oid: (status, updated) for oid, status, updated in rows(database, "select order_id, status, updated_at from orders")}
     moved = [(before[oid][0], after[oid][0]) for oid in before if after[oid][1] != before[oid][1]]
@@ -56,3 +72,54 @@ def test_live_on_an_empty_database_asks_for_a_seed_first(database):
     done = subprocess.run([GENERATOR, "live", "--iterations", "1", "--mysql-url", database],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1 and "run `retailflow-generator seed` first" in done.stderr
+
+
+def _seed_small(database):
+    today = datetime.now(UTC).replace(tzinfo=None).date()
+    subprocess.run(
+        [GENERATOR, "seed", "--customers", "100", "--products", "30", "--orders", "500",
+         "--start", str(today - timedelta(days=20)), "--mysql-url", database],
+        check=True, capture_output=True, timeout=120,
+    )
+
+
+def test_live_reports_progress_in_a_log(database):
+    _seed_small(database)
+    done = subprocess.run(
+        [GENERATOR, "live", "--duration", "3", "--interval", "0.25", "--rate", "8", "--report-every", "1",
+         "--mysql-url", database],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    progress = [line for line in done.stderr.splitlines() if line.startswith("live: ")]
+    assert len(progress) >= 2, done.stderr
+    assert all(" of 3 s: " in line and "new orders" in line for line in progress), progress
+    assert done.stdout.startswith("live: ") and done.stdout.count("\n") == 1
+
+
+def test_live_shows_a_counter_on_a_terminal(database):
+    _seed_small(database)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # a 100-column terminal
+    proc = subprocess.Popen(
+        [GENERATOR, "live", "--iterations", "6", "--interval", "0.2", "--rate", "5", "--mysql-url", database],
+        stdin=follower, stdout=subprocess.PIPE, stderr=follower, text=False,
+    )
+    os.close(follower)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        screen += chunk
+    proc.wait(timeout=60)
+    os.close(leader)
+    assert proc.returncode == 0
+    text = screen.decode(errors="replace")
+    assert "6/6" in text and "ticks" in text and "\r" in text, text

@@ -29,6 +29,17 @@ def seed_in_process(url, *args):
     assert cli.main(["seed", *args, "--mysql-url", url]) == 0
 
 
+def in_process(capsys, *args):
+    """`retailflow-generator ARGS` in this interpreter: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        code = cli.main(list(args))
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def counts(url):
     return {t: scalar(url, f"select count(*) from {t}") for t in TABLES}
 
@@ -81,25 +92,31 @@ def test_same_seed_same_database_contents(make_database):
     assert checksums(first)["orders"] != checksums(third)["orders"]
 
 
-def test_non_empty_database_is_refused_and_left_alone(database):
+def test_non_empty_database_is_refused_and_left_alone(database, capsys):
     seed_in_process(database, *ARGS)
     before = checksums(database)
-    done = generator("seed", *ARGS, "--mysql-url", database, check=False)
-    assert done.returncode == 1
-    assert "is not empty" in done.stderr and "--append" in done.stderr and "--truncate" in done.stderr
-    assert "Traceback" not in done.stderr and done.stdout == ""
+    code, out, err = in_process(capsys, "seed", *ARGS, "--mysql-url", database)
+    assert code == 1
+    assert "is not empty" in err and "--append" in err and "--truncate" in err
+    assert "Traceback" not in err and out == ""
     assert checksums(database) == before
 
 
 def test_truncate_replaces_everything(database):
     seed_in_process(database, *ARGS)
-    seed_in_process(database, "--customers", "50", "--products", "10", "--orders", "200", "--start", "2024-03-01",
+    seed_in_process(database, "--customers", "50", "--products", "20", "--orders", "200", "--start", "2024-03-01",
                     "--end", "2024-03-31", "--seed", "3", "--truncate")
     n = counts(database)
-    assert (n["customers"], n["products"], n["orders"]) == (50, 10, 200)
+    assert (n["customers"], n["products"], n["orders"]) == (50, 20, 200)
     assert scalar(database, "select min(order_id) from orders") == 1
     assert scalar(database, "select max(ordered_at) from orders") < datetime(2024, 4, 1)
     assert set(orphans(database).values()) == {0}
+    # the swapped-in tables are the real ones: their foreign keys point at each other, nothing is left over
+    references = sorted(rows(database, "select table_name, referenced_table_name from "
+                                       "information_schema.referential_constraints where constraint_schema = database()"))
+    assert references == [("order_items", "orders"), ("order_items", "products"), ("orders", "customers")]
+    assert sorted(rows(database, "select table_name from information_schema.tables where table_schema = database()")) \
+        == [("customers",), ("order_items",), ("orders",), ("products",)]
 
 
 def test_append_continues_ids_and_keeps_existing_rows(database):
@@ -148,18 +165,23 @@ def test_failure_mid_load_rolls_everything_back(database, monkeypatch, failing_s
     assert set(counts(database).values()) == {0}
 
 
-def test_orders_without_customers_are_refused(database):
+def test_orders_without_customers_are_refused(database, capsys):
     no_customers = ["--customers", "0", "--products", "5", "--orders", "10", "--start", "2025-01-01",
                     "--end", "2025-01-31", "--mysql-url", database]
-    done = generator("seed", *no_customers, check=False)
-    assert done.returncode == 1 and "orders need customers and products" in done.stderr
-    assert set(counts(database).values()) == {0}
-    # refused before --truncate empties anything
+    code, _out, err = in_process(capsys, "seed", *no_customers)
+    assert code == 2 and "orders need customers and products" in err
+    assert scalar(database, "select count(*) from information_schema.tables where table_schema = database()") == 0, \
+        "refused before the database is touched"
+    # refused before --truncate replaces anything
     seed_in_process(database, *ARGS)
     before = checksums(database)
-    done = generator("seed", *no_customers, "--truncate", check=False)
-    assert done.returncode == 1 and "orders need customers and products" in done.stderr
+    code, _out, err = in_process(capsys, "seed", *no_customers, "--truncate")
+    assert code == 2 and "orders need customers and products" in err
     assert checksums(database) == before
+    # with --append the database's own customers and products count
+    code, _out, err = in_process(capsys, "seed", "--customers", "0", "--products", "0", "--orders", "10",
+                                 "--start", "2025-07-01", "--end", "2025-07-31", "--append", "--mysql-url", database)
+    assert code == 0, err
 
 
 def test_unknown_database_is_a_clear_error(database):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -18,6 +19,15 @@ import kopf
 import pytest
 from kopf.testing import KopfRunner
 
+_HMAC_KEY_FILE = os.path.join(tempfile.mkdtemp(prefix="rf-operator-"), "hmac-key")
+with open(_HMAC_KEY_FILE, "w") as _f:
+    _f.write(uuid.uuid4().hex)
+os.chmod(_HMAC_KEY_FILE, 0o600)
+
+#: Label the operator requires on the Secrets it reads (the chart's Secrets carry it).
+CREDENTIALS_LABEL = {"retailflow.io/credentials": "true"}
+#: Hosts of the stand-ins (loopback) and of the databases named in ``pipeline_body``.
+TEST_HOSTS = "127.0.0.1,localhost,mariadb,postgresql,minio"
 #: Short timer and backoff so drift and recovery are seen within seconds.
 FAST = {
     "RETAILFLOW_DRIFT_INTERVAL_S": "1",
@@ -25,6 +35,8 @@ FAST = {
     "RETAILFLOW_BACKOFF_S": "0.5",
     "RETAILFLOW_BACKOFF_MAX_S": "2",
     "RETAILFLOW_HTTP_TIMEOUT_S": "5",
+    "RETAILFLOW_ALLOWED_HOSTS": TEST_HOSTS,
+    "RETAILFLOW_HMAC_KEY_FILE": _HMAC_KEY_FILE,
 }
 NS = "retail"
 PROJECT_STREAMS = {
@@ -59,11 +71,13 @@ def running_operator(env: dict[str, str] | None = None) -> Iterator[KopfRunner]:
 
 
 def create_secrets(kube: Any, airbyte: Any, airflow: Any, namespace: str) -> None:
-    kube.create_secret(namespace, "mysql", {"username": "retail", "password": uuid.uuid4().hex})
-    kube.create_secret(namespace, "warehouse", {"username": "warehouse", "password": uuid.uuid4().hex})
-    kube.create_secret(namespace, "lake", {"accessKeyId": "lake-user", "secretAccessKey": uuid.uuid4().hex})
-    kube.create_secret(namespace, "airbyte", {"clientId": airbyte.client_id, "clientSecret": airbyte.client_secret})
-    kube.create_secret(namespace, "airflow", {"username": airflow.username, "password": airflow.password})
+    label = CREDENTIALS_LABEL
+    kube.create_secret(namespace, "mysql", {"username": "retail", "password": uuid.uuid4().hex}, label)
+    kube.create_secret(namespace, "warehouse", {"username": "warehouse", "password": uuid.uuid4().hex}, label)
+    kube.create_secret(namespace, "lake", {"accessKeyId": "lake-user", "secretAccessKey": uuid.uuid4().hex}, label)
+    kube.create_secret(namespace, "airbyte", {"clientId": airbyte.client_id, "clientSecret": airbyte.client_secret},
+                       label)
+    kube.create_secret(namespace, "airflow", {"username": airflow.username, "password": airflow.password}, label)
 
 
 def pipeline_body(namespace: str, name: str, airbyte: Any, airflow: Any, prefix: str, **spec: Any) -> dict[str, Any]:

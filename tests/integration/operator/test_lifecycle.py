@@ -18,9 +18,9 @@ def test_create_becomes_ready_with_the_connections_and_variables(kube, airbyte, 
     st = kube.wait_rp(NS, "demo", is_ready, timeout=30)["status"]
 
     assert st["connectionCount"] == 4
-    assert sorted(st["airbyte"]["connections"].values()) == sorted(airbyte.connections)
-    assert sorted(st["airbyte"]["sources"].values()) == sorted(airbyte.sources)
-    assert sorted(st["airbyte"]["destinations"].values()) == sorted(airbyte.destinations)
+    assert sorted(st["airbyte"]["connections"].values()) == sorted(airbyte.live("connections"))
+    assert sorted(st["airbyte"]["sources"].values()) == sorted(airbyte.live("sources"))
+    assert sorted(st["airbyte"]["destinations"].values()) == sorted(airbyte.live("destinations"))
     conn = airbyte.connections[st["airbyte"]["connections"]["mysql-to-warehouse"]]
     assert conn["sourceId"] == st["airbyte"]["sources"]["mysql"]
     assert conn["destinationId"] == st["airbyte"]["destinations"]["warehouse"]
@@ -54,7 +54,7 @@ def test_spec_change_patches_in_place_without_duplicates(kube, airbyte, airflow,
     obj = kube.wait_rp(NS, "demo", lambda o: is_ready(o) and o["status"]["observedGeneration"] == 2, timeout=30)
 
     assert obj["status"]["airbyte"] == before
-    assert (len(airbyte.sources), len(airbyte.destinations), len(airbyte.connections)) == (2, 2, 4)
+    assert (len(airbyte.live("sources")), len(airbyte.live("destinations")), len(airbyte.live("connections"))) == (2, 2, 4)
     assert {m for m, _ in airbyte.writes} == {"PATCH"}
     assert airbyte.destinations[before["destinations"]["warehouse"]]["configuration"]["schema"] == "raw_v2"
     for role in ("mysql-to-warehouse", "mysql-to-lake"):
@@ -75,7 +75,7 @@ def test_delete_honours_the_deletion_policy(kube, airbyte, airflow, operator_run
     kube.delete_rp(NS, "demo")
     kube.wait_rp_gone(NS, "demo", timeout=30)
 
-    counts = (len(airbyte.sources), len(airbyte.destinations), len(airbyte.connections))
+    counts = (len(airbyte.live("sources")), len(airbyte.live("destinations")), len(airbyte.live("connections")))
     if policy == "Delete":
         assert counts == (0, 0, 0)
         assert owned_variables(airflow, prefix) == {}
@@ -97,7 +97,7 @@ def test_suspended_pipeline_makes_no_external_writes(kube, airbyte, airflow, ope
 
     kube.patch_rp(NS, "demo", {"spec": {"suspend": False}})
     kube.wait_rp(NS, "demo", is_ready, timeout=30)
-    assert len(airbyte.connections) == 4
+    assert len(airbyte.live("connections")) == 4
     assert json.loads(airflow.get_variable(f"{prefix}warehouse"))["schema"] == "elsewhere"
 
 
@@ -124,7 +124,7 @@ def test_plan_mode_reports_changes_and_applies_nothing(kube, airbyte, airflow, o
 
     kube.patch_rp(NS, "demo", {"metadata": {"annotations": {"retailflow.io/plan": None}}})
     obj = kube.wait_rp(NS, "demo", lambda o: is_ready(o) and not o["status"].get("plan"), timeout=30)
-    assert len(airbyte.connections) == 4 and len(owned_variables(airflow, prefix)) == 6
+    assert len(airbyte.live("connections")) == 4 and len(owned_variables(airflow, prefix)) == 6
 
     airbyte.reset_writes()
     kube.patch_rp(

@@ -80,7 +80,7 @@ def test_written_variables_match_the_documented_contract(kube, airbyte, airflow,
     if engine == "airbyte":
         ids = json.loads(written["airbyte"])
         assert ids["connections"] == st["airbyte"]["connections"]
-        assert set(ids["connections"].values()) == set(airbyte.connections)
+        assert set(ids["connections"].values()) == set(airbyte.live("connections"))
         assert ids["workspace_id"] == airbyte.workspace_id
     else:
         assert airbyte.writes == [] and st["connectionCount"] == 0

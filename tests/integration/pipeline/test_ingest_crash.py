@@ -16,13 +16,15 @@ from ingest_support import assert_same_as_source, mysql_exec, seed, source_rows
 FAULT_ENV = "RETAILFLOW_INGEST_FAULT"
 
 
-def cli(mysql_url: str, warehouse_url: str, fault: str | None = None) -> subprocess.Popen:
+def cli(mysql_url: str, warehouse_url: str, fault: str | None = None, *args: str) -> subprocess.Popen:
+    """The CLI in its own process; the URLs (with their passwords) go through the environment."""
     env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+    env.update(RETAILFLOW_MYSQL_URL=mysql_url, RETAILFLOW_WAREHOUSE_URL=warehouse_url)
     if fault:
         env[FAULT_ENV] = fault
     return subprocess.Popen(
-        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--mysql-url", mysql_url,
-         "--warehouse-url", warehouse_url, "--stores-csv", "none", "--no-lake", "--batch-rows", "4000"],
+        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--stores-csv", "none", "--no-lake",
+         "--batch-rows", "4000", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
 

@@ -189,7 +189,7 @@ def test_store_locations_csv_quarantines_bad_rows(mysql_url, warehouse_url, stor
         capture_output=True, text=True, env=env, timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "store_locations: 3 rows loaded, 6 quarantined" in done.stdout
+    assert "store_locations: 9 rows read, 3 loaded, 6 quarantined" in done.stdout
 
     assert query(warehouse_url, "select store_id, name, latitude::text, opened_at::text from raw.store_locations"
                  " order by 1") == [
@@ -245,10 +245,10 @@ def test_bad_input_fails_clearly_before_writing(mysql_url, warehouse_url, tmp_pa
     with pytest.raises(IngestError, match=r"cannot connect to the warehouse postgresql://warehouse@127.0.0.1:9/"):
         run(mysql_url, "postgresql://warehouse:x@127.0.0.1:9/warehouse", stores_csv=None)
 
+    env = {"RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url, "PATH": ""}
     done = subprocess.run(
-        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--mysql-url", mysql_url,
-         "--warehouse-url", warehouse_url, "--streams", "nope"],
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--streams", "nope"],
+        capture_output=True, text=True, timeout=60, env=env,
     )
     assert done.returncode == 2
     assert "retailflow-ingest: unknown stream(s) nope" in done.stderr

@@ -46,7 +46,7 @@ def test_local_lake_holds_one_folder_per_stream_and_run(mysql_url, warehouse_url
 
     run_dir = tmp_path / "retailflow" / "raw" / "order_items" / f"sync_id={first.sync_id}"
     parts = sorted(p.name for p in run_dir.iterdir())
-    assert parts == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert parts == ["_manifest.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     table = pq.ParquetDataset(run_dir).read()
     assert table.num_rows == 9000
     assert sorted(table.column("order_item_id").to_pylist()) == [r[0] for r in source_rows(mysql_url, "order_items")]
@@ -67,9 +67,11 @@ def test_s3_lake_through_minio_sdk(mysql_url, warehouse_url, s3_endpoint):
                    secure=False)
     keys = sorted(o.object_name for o in client.list_objects("retailflow-lake", prefix="landing/", recursive=True))
     sync = f"sync_id={result.sync_id}"
+    streams = ("customers", "order_items", "orders", "products")
     assert keys == sorted(
-        [f"landing/mysql/{s}/{sync}/part-00000.parquet" for s in ("customers", "order_items", "orders", "products")]
-        + [f"landing/mysql/store_locations/{sync}/store_locations.csv"]
+        [f"landing/mysql/{s}/{sync}/part-00000.parquet" for s in streams]
+        + [f"landing/mysql/{s}/{sync}/_manifest.json" for s in (*streams, "store_locations")]
+        + [f"landing/mysql/store_locations/{sync}/store_locations.csv", "landing/mysql/README.md"]
     )
     body = client.get_object("retailflow-lake", f"landing/mysql/orders/{sync}/part-00000.parquet").read()
     assert pq.read_table(io.BytesIO(body)).num_rows == 1000

@@ -91,11 +91,12 @@ class TestOpenmetadataIngestionJob(_Job):
     def test_script_is_shipped_and_parses(self, defaults):
         script = defaults.get("ConfigMap", "retailflow-openmetadata-ingest")["data"]["openmetadata_ingest.py"]
         ast.parse(script)
-        assert '"metadata", "ingest", "-c"' in script
+        assert '"metadata", command, "-c"' in script and 'COMMAND = {"postgres-profiler": "profile"}' in script
 
     def test_credentials_from_secrets(self, defaults):
         env = env_of(containers(defaults.get("Job", self.name))[0])
-        for var in ("MYSQL_PASSWORD", "WAREHOUSE_PASSWORD", "OPENMETADATA_ADMIN_PASSWORD", "SUPERSET_ADMIN_PASSWORD"):
+        for var in ("MYSQL_PASSWORD", "WAREHOUSE_PASSWORD", "OPENMETADATA_ADMIN_PASSWORD", "SUPERSET_PASSWORD",
+                    "OPENMETADATA_JWT_TOKEN"):
             assert "secretKeyRef" in env[var]["valueFrom"], var
 
     def test_workflows_from_a_config_map(self):
@@ -103,5 +104,6 @@ class TestOpenmetadataIngestionJob(_Job):
         volumes = {v["name"]: v for v in pod_spec(job)["volumes"]}
         assert volumes["workflows"]["configMap"]["name"] == "om-workflows"
 
-    def test_without_workflows_the_job_only_reports_it(self, defaults):
-        assert "workflows" not in [v["name"] for v in pod_spec(defaults.get("Job", self.name))["volumes"]]
+    def test_the_chart_ships_its_workflows_by_default(self, defaults):
+        volumes = {v["name"]: v for v in pod_spec(defaults.get("Job", self.name))["volumes"]}
+        assert volumes["workflows"]["configMap"]["name"] == "retailflow-openmetadata-workflows"

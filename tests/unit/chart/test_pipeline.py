@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
+from support.kube_emulator import cel_violations
 from support.helm_render import UUID, VARIANTS, containers, pod_spec, render
 
 
@@ -73,7 +74,9 @@ class TestRetailPipeline:
         values = copy.deepcopy(VARIANTS["subset-with-workspace"])
         values["pipeline"]["spec"]["schedule"] = "every night"
         (body,) = render(values=values).of_kind("RetailPipeline")
-        assert list(validator(crd_schema).iter_errors(body))
+        # The schedule is checked by a CEL rule, as the API server evaluates it.
+        spec_only = {k: v for k, v in body.items() if k != "metadata"}
+        assert list(validator(crd_schema).iter_errors(body)) or cel_violations(spec_only, crd_schema)
 
     def test_disabled(self):
         rendered = render(values={"pipeline": {"enabled": False}})
@@ -86,10 +89,16 @@ class TestPipelineBootstrapJob:
         ast.parse(script)
         assert "application/apply-patch+yaml" in script and "/applications/token" in script
 
-    def test_role_is_limited_to_the_one_pipeline(self, defaults):
-        (rule,) = defaults.get("Role", "retailflow-pipeline")["rules"]
+    def test_role_is_limited_to_the_one_pipeline_and_airbytes_secret(self, defaults):
+        rule, secret_rule = defaults.get("Role", "retailflow-pipeline")["rules"]
         assert rule == {"apiGroups": ["retailflow.io"], "resources": ["retailpipelines"],
                         "resourceNames": ["retail"], "verbs": ["get", "patch"]}
+        # Only to add the label the operator requires to the Secret Airbyte's bootloader writes.
+        assert secret_rule == {"apiGroups": [""], "resources": ["secrets"],
+                               "resourceNames": ["airbyte-auth-secrets"], "verbs": ["get", "patch"]}
+        env = {e["name"]: e.get("value") for e in containers(defaults.get("Job", "retailflow-pipeline"))[0]["env"]}
+        assert env["CREDENTIALS_SECRET_NAME"] == "airbyte-auth-secrets"
+        assert env["CREDENTIALS_LABEL"] == "retailflow.io/credentials=true"
         binding = defaults.get("RoleBinding", "retailflow-pipeline")
         assert binding["subjects"][0]["name"] == pod_spec(defaults.get("Job", "retailflow-pipeline"))["serviceAccountName"]
 

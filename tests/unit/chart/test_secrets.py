@@ -35,7 +35,8 @@ class TestSecrets:
         for name in GENERATED:
             for key, value in password_keys(secret_data(defaults.get("Secret", name))).items():
                 if (name, key) == ("retailflow-openmetadata", "admin-password"):
-                    continue  # OpenMetadata's own built-in default, documented as to be changed
+                    # OpenMetadata's password policy wants a special character: a fixed suffix
+                    value = value.removesuffix("-Rf1")
                 assert len(value) >= 24 and value.isalnum(), (name, key)
                 seen.append(value)
         assert len(seen) == len(set(seen)) >= 10
@@ -104,7 +105,9 @@ class TestSecrets:
                 for key, value in node.items():
                     here = f"{path}.{key}"
                     if re.search(r"(?i)(password|_pass|secret_key)$", key) and isinstance(value, str):
-                        assert value == "", f"{here} holds a value"
+                        # Upstream keys that must be set to avoid a default password hold a marker
+                        # saying where the real one is (see Airbyte in the chart README).
+                        assert value == "" or value.startswith("unused; "), f"{here} holds a value"
                     walk(value, here)
             elif isinstance(node, list):
                 for item in node:

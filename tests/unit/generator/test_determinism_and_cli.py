@@ -8,12 +8,13 @@ import pytest
 from retailflow_generator import cli, shape
 from retailflow_generator.encode import cents_column, datetime_column, tsv_rows, uint_column
 from retailflow_generator.pools import build_pools
+from retailflow_generator.plan import order_plan
 from retailflow_generator.seed import (
-    CustomerPool,
     ProductPool,
     SeedRequest,
-    StorePool,
+    build_customer_pool,
     customer_text,
+    default_start,
     generate_customers,
     generate_products,
     order_chunk,
@@ -32,10 +33,11 @@ def _all_text(request: SeedRequest) -> bytes:
     out = b"".join(t for t, _ in customer_text(request, cust, pools))
     out += b"".join(t for t, _ in product_text(request, prod, pools))
     rng = np.random.default_rng([request.seed, 4])
-    cpool = CustomerPool.build(rng, cust.ids, cust.signed_up, np.zeros(len(cust.ids), dtype=np.int64))
+    cpool, stores, atlas = build_customer_pool(rng, cust.ids, cust.signed_up, cust.country, cust.city)
     ppool = ProductPool.build(rng, prod.ids, prod.price, prod.category)
-    per_day = shape.orders_per_day(np.random.default_rng([request.seed, 3]), request.orders, request.start, request.end)
-    chunk = order_chunk(request, 0, per_day, 0, 0, cpool, ppool, StorePool.build(build_stores()))
+    plan = order_plan(np.random.default_rng([request.seed, 3]), request.orders, request.start, request.end,
+                      request.as_of, cpool, stores, atlas.zones)
+    chunk = order_chunk(request, 0, plan, 0, 0, cpool, ppool)
     return out + chunk.orders + chunk.items
 
 
@@ -94,19 +96,70 @@ def test_store_network_is_fixed_and_the_committed_csv_is_current():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--customers", "-1", "--products", "1", "--orders", "1"], "--customers must be zero or more"),
-        (["--customers", "1", "--products", "1", "--orders", "-5"], "--orders must be zero or more"),
-        (["--customers", "1", "--products", "1", "--orders", "1", "--end", "2023-12-31"], "is before --start"),
+        (["--customers", "-1", "--products", "20", "--orders", "1"], "--customers must be zero or more"),
+        (["--customers", "1", "--products", "20", "--orders", "-5"], "--orders must be zero or more"),
+        (["--customers", "1", "--products", "20", "--orders", "1", "--end", "2023-12-31"], "is before --start"),
+        (["--customers", "1", "--products", "20", "--orders", "10", "--start", "2999-01-01", "--end", "2999-01-02"],
+         "is in the future"),
+        (["--customers", "1", "--products", "20", "--orders", "10", "--start", "1900-01-01"], "--start must be 2000-01-01"),
+        (["--customers", "10", "--products", "20", "--orders", "10**9"], "expected a whole number"),
+        (["--customers", "10", "--products", "20", "--orders", "1000000000"], "--orders must be at most 50,000,000"),
+        (["--customers", "99999999999", "--products", "20", "--orders", "1"], "--customers must be at most"),
+        (["--customers", "10", "--products", "5", "--orders", "10"], "--products must be at least 12"),
+        (["--customers", "0", "--products", "20", "--orders", "10"], "orders need customers and products"),
+        (["--customers", "1", "--products", "20", "--orders", "1", "--seed", "-3"], "--seed must be between 0"),
     ],
 )
-def test_seed_refuses_bad_numbers(argv, message, capsys, monkeypatch):
+def test_seed_refuses_bad_input_with_exit_code_2(argv, message, capsys, monkeypatch):
+    """Bad input exits 2 (as argparse's own errors), before any database is touched."""
     monkeypatch.setenv("RETAILFLOW_MYSQL_URL", "mysql://nobody:x@127.0.0.1:1/none")
-    args = ["seed", "--start", "2024-01-01", "--end", "2024-12-31", *argv]
-    if "--end" in argv:
-        args = ["seed", "--start", "2024-01-01", *argv]
-    assert cli.main(args) == 1
+    args = ["seed", *argv]
+    if "--start" not in argv:
+        args += ["--start", "2024-01-01"]
+    if "--end" not in argv and "--start" not in argv:
+        args += ["--end", "2024-12-31"]
+    try:
+        code = cli.main(args)
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert code == cli.EXIT_USAGE == 2
+    assert message in err and "Traceback" not in err and "cannot connect" not in err
+
+
+def test_dates_default_to_two_years_up_to_today(monkeypatch):
+    args = cli.build_parser().parse_args(["seed", "--customers", "1", "--products", "20", "--orders", "1"])
+    assert args.start is None and args.end is None
+    assert default_start(date(2026, 12, 1)) == date(2024, 12, 1)
+    assert default_start(date(2028, 2, 29)) == date(2026, 2, 28)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--duration", "nan"], "must be a finite number"),
+        (["--duration", "inf"], "must be a finite number"),
+        (["--duration", "-5"], "must be greater than zero"),
+        (["--duration", "1e9"], "must be at most 604800"),
+        (["--iterations", "3", "--rate", "inf"], "must be a finite number"),
+        (["--iterations", "3", "--rate", "0"], "must be greater than zero"),
+        (["--iterations", "3", "--rate", "1e6"], "must be at most 10000"),
+        (["--iterations", "3", "--interval", "nan"], "must be a finite number"),
+        (["--iterations", "3", "--interval", "7200"], "must be at most 3600"),
+        (["--iterations", "0"], "--iterations must be between 1 and"),
+        (["--iterations", "100000000000"], "--iterations must be between 1 and"),
+        (["--iterations", "3", "--rate", "5000", "--interval", "3600"], "orders a tick"),
+        (["--iterations", "3", "--report-every", "-1"], "must be greater than zero"),
+    ],
+)
+def test_live_refuses_bad_numbers_with_exit_code_2(argv, message, capsys):
+    try:
+        code = cli.main(["live", *argv, "--mysql-url", "mysql://u:p@127.0.0.1:1/x"])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err and "cannot connect" not in err
 
 
 def test_seed_rejects_malformed_dates_and_both_modes(capsys):
@@ -124,12 +177,10 @@ def test_live_needs_a_bound(capsys):
     with pytest.raises(SystemExit):
         cli.main(["live", "--rate", "3"])
     assert "--duration" in capsys.readouterr().err
-    assert cli.main(["live", "--iterations", "0", "--mysql-url", "mysql://u:p@127.0.0.1:1/x"]) == 1
-    assert "--iterations must be greater than zero" in capsys.readouterr().err
 
 
 def test_unreachable_database_is_a_clear_error(capsys):
-    code = cli.main(["seed", "--customers", "1", "--products", "1", "--orders", "1", "--start", "2024-01-01",
+    code = cli.main(["seed", "--customers", "1", "--products", "20", "--orders", "1", "--start", "2024-01-01",
                      "--end", "2024-01-02", "--mysql-url", "mysql://u:secret@127.0.0.1:1/retail"])
     err = capsys.readouterr().err
     assert code == 1 and "cannot connect to mysql://u@127.0.0.1:1/retail" in err

@@ -6,29 +6,37 @@ import numpy as np
 import pytest
 from retailflow_generator import shape
 from retailflow_generator.encode import US_PER_DAY
+from retailflow_generator.plan import order_plan
 from retailflow_generator.seed import (
-    CustomerPool,
     ProductPool,
     SeedRequest,
-    StorePool,
+    build_customer_pool,
     generate_customers,
     generate_products,
     order_chunk,
 )
 from retailflow_generator.stores import build_stores
 
+FAR_FUTURE = shape.day_us(date(2100, 1, 1))
 
-def _orders(n_orders=40_000, seed=7, customers=3000, products=400, start=date(2024, 1, 1), end=date(2025, 12, 31)):
-    """Order and line columns decoded back from the generated load files."""
-    request = SeedRequest(customers=customers, products=products, orders=n_orders, start=start, end=end, seed=seed)
+
+def generate(n_orders=40_000, seed=7, customers=3000, products=500, start=date(2024, 1, 1), end=date(2025, 12, 31)):
+    """(request, customers, products, plan, chunk) as the seed draws them, without a database."""
+    request = SeedRequest(customers=customers, products=products, orders=n_orders, start=start, end=end, seed=seed,
+                          now=FAR_FUTURE)
     cust = generate_customers(request, 0)
     prod = generate_products(request, 0)
-    region = np.array([0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4])[cust.country]
     rng = np.random.default_rng(1)
-    cpool = CustomerPool.build(rng, cust.ids, cust.signed_up, region)
+    cpool, stores, atlas = build_customer_pool(rng, cust.ids, cust.signed_up, cust.country, cust.city)
     ppool = ProductPool.build(rng, prod.ids, prod.price, prod.category)
-    per_day = shape.orders_per_day(np.random.default_rng(2), n_orders, start, end)
-    chunk = order_chunk(request, 0, per_day, 0, 0, cpool, ppool, StorePool.build(build_stores()))
+    plan = order_plan(np.random.default_rng(2), n_orders, start, end, request.as_of, cpool, stores, atlas.zones)
+    chunk = order_chunk(request, 0, plan, 0, 0, cpool, ppool)
+    return request, cust, prod, plan, chunk
+
+
+def _orders(**kwargs):
+    """Order and line columns decoded back from the generated load files."""
+    request, cust, prod, _plan, chunk = generate(**kwargs)
     orders = [line.split("\t") for line in chunk.orders.decode().splitlines()]
     items = [line.split("\t") for line in chunk.items.decode().splitlines()]
     return request, cust, prod, orders, items
@@ -53,9 +61,30 @@ def test_order_times_follow_ids_and_stay_in_range(generated):
     ordered = [o[5] for o in orders]
     assert ordered == sorted(ordered), "order ids must follow order time"
     assert ordered[0] >= "2024-01-01" and ordered[-1] < "2026-01-01"
-    hours = np.array([int(t[11:13]) for t in ordered])
-    assert (hours < 6).mean() < 0.08, "few orders at night"
-    assert ((hours >= 11) & (hours <= 20)).mean() > 0.6
+
+
+def test_the_history_stops_at_now():
+    """A range that ends today stops at the moment of the seed: nothing is stamped later."""
+    now = shape.day_us(date(2025, 12, 31)) + 9 * 3600 * 10**6  # 09:00 UTC on the last day
+    request = SeedRequest(customers=300, products=50, orders=5000, start=date(2025, 10, 1), end=date(2025, 12, 31),
+                          seed=3, now=now)
+    assert request.as_of == now
+    cust = generate_customers(request, 0)
+    assert cust.signed_up.max() < now
+    rng = np.random.default_rng(1)
+    cpool, stores, atlas = build_customer_pool(rng, cust.ids, cust.signed_up, cust.country, cust.city)
+    plan = order_plan(np.random.default_rng(2), 5000, request.start, request.end, request.as_of, cpool, stores, atlas.zones)
+    assert plan.ordered.max() < now
+    assert plan.ordered.max() > now - 6 * 3600 * 10**6, "the last hours before now have orders too"
+
+
+def test_lines_per_order_do_not_pile_up_at_the_cap():
+    pmf = shape.lines_pmf()
+    assert abs(pmf.sum() - 1) < 1e-12 and (np.diff(pmf) < 0).all()
+    lines = shape.lines_per_order(np.random.default_rng(4), 200_000)
+    counts = np.bincount(lines, minlength=shape.MAX_LINES + 1)
+    assert lines.min() == 1 and lines.max() == shape.MAX_LINES
+    assert counts[shape.MAX_LINES] < counts[shape.MAX_LINES - 1]
 
 
 def test_online_share_and_store_ids(generated):
@@ -100,14 +129,15 @@ def test_lines_per_order_and_quantities(generated):
     quantity = np.array([int(i[3]) for i in items])
     assert (quantity == 1).mean() > 0.5 and quantity.max() <= 10
     pairs = [(i[1], i[2]) for i in items]
-    assert len(set(pairs)) > 0.995 * len(pairs), "a product is listed once per order"
+    assert len(set(pairs)) == len(pairs), "a product is listed once per order"
 
 
-def test_product_popularity_is_zipf_like(generated):
-    _r, _c, prod, _o, items = generated
+def test_product_popularity_is_heavy_tailed_without_a_giant(generated):
+    _r, _c, prod, orders, items = generated
     counts = np.sort(np.bincount([int(i[2]) for i in items], minlength=len(prod.ids) + 1)[1:])[::-1]
     top = counts[: len(counts) // 100].sum() / counts.sum()
-    assert 0.15 < top < 0.6, f"top 1% of products sell {top:.0%}"
+    assert 0.10 <= top <= 0.40, f"top 1% of products sell {top:.0%} of the lines"
+    assert counts[0] / len(orders) <= 0.15, "no product in more than ~15% of orders"
     assert counts[0] > 20 * np.median(counts)
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 
 import pytest
 from retailflow_operator import builders as b
 from retailflow_operator.errors import SpecError
+from retailflow_operator.spec_model import DEFAULTS, parse
+
+KEY = b"operator-held-key-of-32-bytes!!!"
 
 PROJECT_STREAMS = {
     "customers": "customer_id",
@@ -17,7 +22,7 @@ PROJECT_STREAMS = {
 
 
 def airbyte(example, secrets, **kw):
-    return b.build_airbyte("retailflow", "retail", example["spec"], secrets, **kw)
+    return b.build_airbyte("retailflow", "retail", parse(example["spec"]), secrets, **kw)
 
 
 class TestAirbyteRequests:
@@ -110,19 +115,43 @@ class TestSecretsNeverCompared:
                     assert value not in public
 
     def test_secret_hash_follows_secret_content_not_public_fields(self, example, secrets):
-        before = {a.name: a.secret_hash("uid") for a in airbyte(example, secrets).actors.values()}
+        before = {a.name: a.secret_hash(KEY, "uid") for a in airbyte(example, secrets).actors.values()}
         secrets["warehouse"]["password"] = "wh-pw-2"
-        after = {a.name: a.secret_hash("uid") for a in airbyte(example, secrets).actors.values()}
+        after = {a.name: a.secret_hash(KEY, "uid") for a in airbyte(example, secrets).actors.values()}
         changed = {n for n in before if before[n] != after[n]}
         assert changed == {b.resource_name("rf", "retailflow", "retail", "warehouse")}
         example["spec"]["warehouse"]["host"] = "elsewhere"
-        moved = {a.name: a.secret_hash("uid") for a in airbyte(example, secrets).actors.values()}
+        moved = {a.name: a.secret_hash(KEY, "uid") for a in airbyte(example, secrets).actors.values()}
         assert moved == after
 
     def test_secret_hash_is_salted_per_pipeline(self, example, secrets):
         actor = airbyte(example, secrets).sources[0]
-        assert actor.secret_hash("uid-1") != actor.secret_hash("uid-2")
-        assert secrets["mysql"]["password"] not in actor.secret_hash("uid-1")
+        assert actor.secret_hash(KEY, "uid-1") != actor.secret_hash(KEY, "uid-2")
+        assert secrets["mysql"]["password"] not in actor.secret_hash(KEY, "uid-1")
+
+    def test_secret_hash_cannot_be_checked_without_the_operator_key(self, example, secrets):
+        """Everything but the key is readable (uid, name, the password candidates): an HMAC under a key
+        only the operator holds cannot be recomputed from them, unlike a hash salted with the uid."""
+        actor = airbyte(example, secrets).sources[0]
+        status_hash = actor.secret_hash(KEY, "uid-1")
+        material = b.canonical(b.secret_material(actor.config))
+        public_guesses = {
+            b.digest(b.secret_material(actor.config), salt="uid-1" + actor.name),  # the old scheme
+            hashlib.sha256(material.encode()).hexdigest(),
+            actor.secret_hash(b"", "uid-1"),
+            actor.secret_hash(b"another-key-of-32-bytes-xxxxxxxx", "uid-1"),
+        }
+        assert status_hash not in public_guesses
+        expected = hmac.new(KEY, f"uid-1/{actor.name}\n{material}".encode(), hashlib.sha256).hexdigest()
+        assert status_hash == expected
+
+    def test_actor_repr_shows_no_configuration(self, example, secrets):
+        for actor in airbyte(example, secrets).actors.values():
+            text = repr(actor) + str(actor)
+            assert actor.name in text
+            for value in b.secret_material(actor.config).values():
+                assert str(value) not in text
+            assert "configuration" not in text
 
     def test_masked_answer_still_matches_desired_public_config(self, example, secrets):
         actor = airbyte(example, secrets).destinations[0]
@@ -136,12 +165,12 @@ class TestSpecErrors:
     def test_unknown_stream_is_named_with_the_known_ones(self, example, secrets):
         example["spec"]["mysql"]["streams"].append({"name": "invoices"})
         with pytest.raises(SpecError, match=r"spec\.mysql\.streams: unknown stream 'invoices'.*order_items"):
-            b.validate(example["spec"])
+            b.validate(parse(example["spec"]))
 
     def test_both_store_location_sources_is_refused(self, example):
         example["spec"]["storeLocations"]["url"] = "https://example.com/s.csv"
         with pytest.raises(SpecError, match="exactly one of s3Key and url"):
-            b.validate(example["spec"])
+            b.validate(parse(example["spec"]))
 
     def test_region_airbyte_does_not_know_is_refused(self, example, secrets):
         example["spec"]["lake"]["region"] = "mars-1"
@@ -169,7 +198,7 @@ class TestSpecErrors:
 class TestVariables:
     def test_default_example_variables(self, example):
         ids = {"connections": {"mysql-to-warehouse": "c1"}, "sources": {"mysql": "s1"}, "destinations": {}}
-        out = b.build_variables("retailflow", "retail", example["spec"], ids)
+        out = b.build_variables("retailflow", "retail", parse(example["spec"]), ids)
         assert sorted(out) == [f"retailflow_{n}" for n in sorted(b.VARIABLE_NAMES)]
         assert out["retailflow_airbyte"]["connections"] == {"mysql-to-warehouse": "c1"}
         assert out["retailflow_warehouse"]["engine"] == "postgres"
@@ -185,22 +214,22 @@ class TestVariables:
 
     def test_prefix_is_applied_to_every_key(self, example):
         example["spec"]["airflow"]["variablePrefix"] = "shop2_"
-        assert all(k.startswith("shop2_") for k in b.build_variables("n", "p", example["spec"]))
+        assert all(k.startswith("shop2_") for k in b.build_variables("n", "p", parse(example["spec"])))
 
     def test_variables_hold_no_secret(self, example, secrets):
-        text = json.dumps(b.build_variables("n", "p", example["spec"]))
+        text = json.dumps(b.build_variables("n", "p", parse(example["spec"])))
         secret_values = [v for role in secrets.values() for k, v in role.items() if b.is_secret_key(k)]
         assert secret_values and not any(v in text for v in secret_values)
 
     def test_direct_engine_writes_no_airbyte_variable(self, example):
         example["spec"]["engine"] = "direct"
-        out = b.build_variables("n", "p", example["spec"])
+        out = b.build_variables("n", "p", parse(example["spec"]))
         assert "retailflow_airbyte" not in out
         assert out["retailflow_pipeline"]["engine"] == "direct"
 
     def test_full_refresh_stream_has_no_cursor(self, example):
         example["spec"]["mysql"]["streams"] = [{"name": "products", "syncMode": "full_refresh_overwrite"}]
-        (stream,) = b.build_variables("n", "p", example["spec"])["retailflow_mysql"]["streams"]
+        (stream,) = b.build_variables("n", "p", parse(example["spec"]))["retailflow_mysql"]["streams"]
         assert stream == {
             "name": "products",
             "sync_mode": "full_refresh_overwrite",
@@ -226,10 +255,10 @@ def test_builder_defaults_equal_the_crd_defaults(schema):
             yield from walk(node["items"], path)
 
     crd_defaults = dict(walk(spec_schema, ""))
-    assert crd_defaults == b.DEFAULTS
+    assert crd_defaults == DEFAULTS
 
 
 def test_variable_prefix_airflow_would_mask_is_refused(example):
     example["spec"]["airflow"]["variablePrefix"] = "shop_secret_"
     with pytest.raises(SpecError, match=r"spec\.airflow\.variablePrefix: .*'secret'"):
-        b.validate(example["spec"])
+        b.validate(parse(example["spec"]))

@@ -1,69 +1,20 @@
-"""The reconcile pass against in-memory stand-ins of the two clients (no server): what it writes, and when not."""
+"""The reconcile pass with the real Airbyte client against the Airbyte fake (in-process, loopback) and an
+in-memory stand-in of the Airflow client: what it writes, and when not."""
 
 from __future__ import annotations
 
-import copy
-import itertools
 import json
 
 import pytest
 from retailflow_operator import builders as b
+from retailflow_operator.airbyte_client import AirbyteClient
 from retailflow_operator.reconcile import Peers, Pipeline, Reconciler
+from retailflow_operator.spec_model import parse
 from retailflow_operator.status import conditions, merge_diff
 
-_ids = itertools.count()
+from support.airbyte_fake import AirbyteFake
 
-
-class MemoryAirbyte:
-    """An in-memory stand-in for AirbyteClient: stores what is sent, masks secrets like Airbyte."""
-
-    def __init__(self):
-        self.store = {"source": {}, "destination": {}, "connection": {}}
-        self.writes: list[tuple[str, str, str]] = []
-
-    def _masked(self, res):
-        res = copy.deepcopy(res)
-        if "configuration" in res:
-            res["configuration"] = {
-                k: ("**********" if b.is_secret_key(k) else v) for k, v in res["configuration"].items()
-            }
-        return res
-
-    def list_sources(self, ws):
-        return [self._masked(r) for r in self.store["source"].values()]
-
-    def list_destinations(self, ws):
-        return [self._masked(r) for r in self.store["destination"].values()]
-
-    def list_connections(self, ws):
-        return [self._masked(r) for r in self.store["connection"].values()]
-
-    def add(self, kind, body):
-        rid = f"{kind}-{next(_ids)}"
-        self.store[kind][rid] = body | {f"{kind}Id": rid}
-        return self.store[kind][rid]
-
-    def create_actor(self, actor, ws):
-        self.writes.append(("create", actor.kind, actor.name))
-        return self.add(actor.kind, {"name": actor.name, "configuration": actor.config})
-
-    def patch_actor(self, actor, rid):
-        self.writes.append(("patch", actor.kind, actor.name))
-        self.store[actor.kind][rid]["configuration"] = actor.config
-        return self.store[actor.kind][rid]
-
-    def delete(self, kind, rid):
-        self.writes.append(("delete", kind, self.store[kind][rid]["name"]))
-        del self.store[kind][rid]
-
-    def create_connection(self, req):
-        self.writes.append(("create", "connection", req.name))
-        return self.add("connection", b.dump(req))
-
-    def patch_connection(self, rid, req):
-        self.writes.append(("patch", "connection", req.name))
-        self.store["connection"][rid].update(b.dump(req))
-        return self.store["connection"][rid]
+KEY = b"k" * 32
 
 
 class MemoryAirflow:
@@ -87,57 +38,105 @@ class MemoryAirflow:
                 self.vars.pop(k, None)
 
 
+class Airbyte:
+    """The Airbyte fake plus the operator's real client, and the writes as (action, kind, name)."""
+
+    def __init__(self, fake: AirbyteFake) -> None:
+        self.fake = fake
+        self.client = AirbyteClient(fake.server_url, None, fake.client_id, fake.client_secret, 5)
+
+    @property
+    def writes(self) -> list[tuple[str, str, str]]:
+        return [w for w in self._writes()]
+
+    def _writes(self):
+        action = {"POST": "create", "PATCH": "patch", "DELETE": "delete"}
+        for method, path, status in self.fake.calls:
+            if method in action and status < 300 and not path.startswith("/applications"):
+                yield action[method], path.split("/")[1][:-1]
+
+    def clear(self) -> None:
+        self.fake.calls.clear()
+
+    def names(self, kind: str) -> set[str]:
+        return {r["name"] for r in self.fake.live(kind).values()}
+
+
 @pytest.fixture()
-def peers():
-    return Peers(airbyte=MemoryAirbyte(), airflow=MemoryAirflow())
+def fake():
+    """The Airbyte fake (tests/support/airbyte_fake.py), fresh per test."""
+    with AirbyteFake() as f:
+        yield f
+
+
+@pytest.fixture()
+def airbyte(fake):
+    return Airbyte(fake)
+
+
+@pytest.fixture()
+def peers(airbyte):
+    return Peers(airbyte=airbyte.client, airflow=MemoryAirflow())
+
+
+@pytest.fixture()
+def example(example, fake, secrets):
+    example["spec"]["airbyte"]["workspaceId"] = fake.workspace_id
+    secrets["airbyte"] = {"client_id": fake.client_id, "client_secret": fake.client_secret}
+    return example
 
 
 def run(example, secrets, peers, status=None, apply=True):
-    pipeline = Pipeline("retailflow", "retail", "uid-1", example["spec"], status or {})
-    result = Reconciler(pipeline, peers, secrets, "rf", apply=apply).run()
+    pipeline = Pipeline("retailflow", "retail", "uid-1", parse(example["spec"]), status or {})
+    result = Reconciler(pipeline, peers, secrets, "rf", apply=apply, hmac_key=KEY).run()
     new_status = {"airbyte": result.ids, "secretHashes": result.secret_hashes, "airflowVariables": result.variables}
     return result, new_status
 
 
-def test_second_pass_with_nothing_changed_writes_nothing(example, secrets, peers):
+def test_second_pass_with_nothing_changed_writes_nothing(example, secrets, peers, airbyte):
     _, status = run(example, secrets, peers)
-    assert len(peers.airbyte.writes) == 8 and peers.airflow.writes == 1
-    peers.airbyte.writes.clear()
+    assert len(airbyte.writes) == 8 and peers.airflow.writes == 1
+    airbyte.clear()
     peers.airflow.writes = 0
     result, _ = run(example, secrets, peers, status)
-    assert result.changes == [] and peers.airbyte.writes == [] and peers.airflow.writes == 0
+    assert result.changes == [] and airbyte.writes == [] and peers.airflow.writes == 0
 
 
-def test_plan_mode_lists_changes_and_writes_nothing(example, secrets, peers):
+def test_plan_mode_lists_changes_and_writes_nothing(example, secrets, peers, airbyte):
     result, _ = run(example, secrets, peers, apply=False)
     assert len(result.changes) == 8 + 6
-    assert peers.airbyte.writes == [] and peers.airflow.writes == 0
+    assert airbyte.writes == [] and peers.airflow.writes == 0
 
 
-def test_duplicate_left_by_a_lost_answer_is_removed_keeping_the_known_one(example, secrets, peers):
+def test_duplicate_left_by_a_lost_answer_is_removed_keeping_the_known_one(example, secrets, peers, airbyte, fake):
     _, status = run(example, secrets, peers)
     known = status["airbyte"]["sources"]["mysql"]
-    twin = peers.airbyte.add("source", copy.deepcopy(peers.airbyte.store["source"][known]) | {"sourceId": None})
-    peers.airbyte.writes.clear()
+    actor = b.build_airbyte("retailflow", "retail", parse(example["spec"]), secrets).actors[("source", "mysql")]
+    twin = airbyte.client.create_actor(actor, fake.workspace_id)  # as if its answer had been lost
+    airbyte.clear()
     result, status2 = run(example, secrets, peers, status)
-    assert peers.airbyte.writes == [("delete", "source", twin["name"])]
-    assert status2["airbyte"]["sources"]["mysql"] == known
+    assert airbyte.writes == [("delete", "source")]
+    assert [c.name for c in result.changes] == [twin.name]
+    assert status2["airbyte"]["sources"]["mysql"] == known and known in fake.live("sources")
 
 
-def test_rotated_secret_patches_only_its_resource(example, secrets, peers):
+def test_rotated_secret_patches_only_its_resource(example, secrets, peers, airbyte, fake):
     _, status = run(example, secrets, peers)
-    peers.airbyte.writes.clear()
+    airbyte.clear()
     secrets["mysql"]["password"] = "rotated"
-    run(example, secrets, peers, status)
-    assert peers.airbyte.writes == [("patch", "source", "rf/retailflow/retail/mysql")]
+    result, _ = run(example, secrets, peers, status)
+    assert airbyte.writes == [("patch", "source")]
+    assert [c.name for c in result.changes] == ["rf/retailflow/retail/mysql"]
+    assert fake.sources[status["airbyte"]["sources"]["mysql"]]["configuration"]["password"] == "rotated"
 
 
-def test_removed_store_locations_deletes_its_connections_then_source(example, secrets, peers):
+def test_removed_store_locations_deletes_its_connections_then_source(example, secrets, peers, airbyte):
     _, status = run(example, secrets, peers)
-    peers.airbyte.writes.clear()
+    airbyte.clear()
     del example["spec"]["storeLocations"]
     result, _ = run(example, secrets, peers, status)
-    assert [w[:2] for w in peers.airbyte.writes] == [("delete", "connection")] * 2 + [("delete", "source")]
+    assert airbyte.writes == [("delete", "connection")] * 2 + [("delete", "source")]
+    assert airbyte.names("sources") == {"rf/retailflow/retail/mysql"}
     assert ("delete", "variable", "retailflow_store_locations") in {
         (c.action, c.target, c.name) for c in result.changes
     }
@@ -203,3 +202,36 @@ def test_a_pass_that_ends_in_its_starting_phase_does_not_stay_reconciling():
     untouched = kopf.Patch()  # a pass that wrote nothing patches nothing
     handlers._apply(Outcome({"phase": "Ready", "observedGeneration": 1}), before, untouched, {})
     assert "status" not in untouched
+
+
+def test_forgetting_a_pipeline_during_a_pass_never_lets_a_second_pass_in():
+    """The finalizer forgets a pipeline while a drift pass may hold or wait for its lock."""
+    import threading
+    import time
+
+    from retailflow_operator import pipeline
+
+    inside, release = threading.Event(), threading.Event()
+    active, seen = [0], []
+
+    def one_pass() -> None:
+        with pipeline.lock("uid-lock"):
+            active[0] += 1
+            seen.append(active[0])
+            inside.set()
+            release.wait(5)
+            active[0] -= 1
+
+    first = threading.Thread(target=one_pass)
+    first.start()
+    assert inside.wait(5)
+    pipeline.forget("uid-lock")
+    second = threading.Thread(target=one_pass)
+    second.start()
+    time.sleep(0.3)
+    assert seen == [1]  # the second pass waits for the first, forgotten or not
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert seen == [1, 1]
+    assert "uid-lock" not in pipeline._locks  # and the entry goes once nobody uses it

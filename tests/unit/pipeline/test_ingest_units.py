@@ -81,15 +81,15 @@ def test_store_csv_checks(tmp_path):
     assert parsed.good.to_pylist() == [
         {"store_id": 1, "name": "A", "city": "Oslo", "region": "Europe", "country": "NO",
          "latitude": Decimal("59.900000"), "longitude": Decimal("10.700000"), "opened_at": "2020-01-01"},
-        {"store_id": 4, "name": None, "city": "Oslo", "region": "Europe", "country": "NO",
-         "latitude": Decimal("-90.000000"), "longitude": Decimal("-180.000000"),
-         "opened_at": "2020-02-28"},
     ]
     assert [(r.line_number, r.reason) for r in parsed.rejected] == [
         (3, "store_id 'x' is not an integer"),
+        (4, "empty row"),
         (5, "latitude 'north' is not a number"),
         (6, "opened_at '2020-02-30' is not a YYYY-MM-DD date"),
+        (7, "missing name"),
     ]
+    assert parsed.rows_read == 6 == parsed.good.num_rows + len(parsed.rejected)
 
 
 def test_store_csv_quoted_field_may_span_lines(tmp_path):
@@ -127,4 +127,4 @@ def test_cli_without_urls_explains_what_is_missing():
         timeout=60,
     )
     assert done.returncode == 2
-    assert "no source: pass --mysql-url or set RETAILFLOW_MYSQL_URL" in done.stderr
+    assert done.stderr == "retailflow-ingest: no source: set RETAILFLOW_MYSQL_URL (or pass --mysql-url)\n"

@@ -2,7 +2,9 @@
 
 The RetailPipeline CRD requires spec.airbyte.workspaceId, which Airbyte only creates when its
 bootloader first runs. This reads it from Airbyte's public API with the instance admin's
-application credentials, then server-side-applies /pipeline/retailpipeline.yaml with it.
+application credentials, then server-side-applies /pipeline/retailpipeline.yaml with it. First it
+labels the Secret Airbyte's bootloader wrote (the instance admin's credentials) with the label the
+operator requires before it reads a Secret (CREDENTIALS_LABEL, see operator/README.md).
 """
 
 import os
@@ -39,6 +41,12 @@ def workspace_id(api_url: str, token_url: str, client_id: str, client_secret: st
         time.sleep(10)
 
 
+def label_credentials_secret(core: "client.CoreV1Api", namespace: str, name: str, label: str) -> None:
+    key, _, value = label.partition("=")
+    core.patch_namespaced_secret(name, namespace, {"metadata": {"labels": {key: value}}})
+    print(f"Secret {namespace}/{name} labelled {key}={value}", flush=True)
+
+
 def main() -> int:
     with open("/pipeline/retailpipeline.yaml", encoding="utf-8") as handle:
         body = yaml.safe_load(handle)
@@ -50,6 +58,10 @@ def main() -> int:
     )
     config.load_incluster_config()
     namespace = body["metadata"]["namespace"]
+    if os.environ.get("CREDENTIALS_SECRET_NAME"):
+        label_credentials_secret(
+            client.CoreV1Api(), namespace, os.environ["CREDENTIALS_SECRET_NAME"], os.environ["CREDENTIALS_LABEL"]
+        )
     client.CustomObjectsApi().patch_namespaced_custom_object(
         group="retailflow.io",
         version="v1alpha1",

@@ -1,0 +1,280 @@
+"""Register RetailFlow in OpenMetadata: run the OpenMetadata ingestion workflows.
+
+The workflows are the chart's templates (``charts/retailflow/files/openmetadata/*.yaml``); each names
+its settings as ``$VARIABLES`` that ``metadata ingest`` expands from its environment. This module
+builds that environment from RetailFlow's own settings and runs the ``metadata`` CLI of
+OpenMetadata's ingestion framework (its own virtual environment: it cannot share Airflow's) once per
+workflow, in order:
+
+1. ``mysql``: the source database's tables, columns and keys;
+2. ``postgres``: the warehouse's raw, staging and marts schemas;
+3. ``dbt``: lineage raw -> staging -> marts, descriptions and tests, from dbt's artifacts;
+4. ``postgres-profiler`` (only with ``RETAILFLOW_OPENMETADATA_PROFILER=1``): table and column profiles;
+5. ``superset`` (when ``RETAILFLOW_SUPERSET_URL`` is set): dashboards and charts, linked to the marts;
+6. ``airflow`` (when ``RETAILFLOW_AIRFLOW_URL`` is set): the DAGs and their tasks.
+
+Environment:
+
+- ``RETAILFLOW_OPENMETADATA_URL`` (required; else :class:`NotConfigured`): the server, e.g.
+  ``http://openmetadata:8585`` (``/api`` is added when missing);
+- ``RETAILFLOW_OPENMETADATA_TOKEN``: a bot's JWT (the ingestion bot's, from OpenMetadata's settings);
+- ``RETAILFLOW_MYSQL_URL``, ``RETAILFLOW_WAREHOUSE_URL``: the databases (passwords come from them);
+- ``RETAILFLOW_DBT_TARGET_DIR``: dbt's artifacts (default ``dbt/target`` of the project);
+- ``RETAILFLOW_DBT_RUN_RESULTS``: the ``run_results.json`` of the last ``dbt build`` (default: the one in
+  the target directory; ``dbt docs generate`` overwrites that one with results that hold no tests);
+- ``RETAILFLOW_SUPERSET_URL``, ``RETAILFLOW_SUPERSET_USERNAME``, ``RETAILFLOW_SUPERSET_PASSWORD``;
+- ``RETAILFLOW_AIRFLOW_URL``, ``RETAILFLOW_AIRFLOW_USERNAME``, ``RETAILFLOW_AIRFLOW_PASSWORD``;
+- ``RETAILFLOW_OPENMETADATA_METADATA_BIN``: the ``metadata`` CLI (default ``.tools/openmetadata/bin/metadata``);
+- ``RETAILFLOW_OPENMETADATA_WORKFLOWS``: the folder of workflow templates (default: the chart's).
+
+Secrets travel only in the child process's environment; they are never written to a file or put on
+a command line. ``python -m retailflow_pipeline.governance [--check] [workflow ...]`` runs them
+(``--check`` only parses them with OpenMetadata's own parser, offline).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+#: This checkout (dags/retailflow_pipeline/ -> the repository), overridable for installed copies.
+REPO = Path(os.environ.get("RETAILFLOW_REPO_DIR") or Path(__file__).resolve().parents[2])
+#: The workflow templates the chart ships.
+DEFAULT_WORKFLOWS_DIR = REPO / "charts" / "retailflow" / "files" / "openmetadata"
+#: The `metadata` CLI of the OpenMetadata ingestion environment (`make openmetadata-env`).
+DEFAULT_METADATA_BIN = REPO / ".tools" / "openmetadata" / "bin" / "metadata"
+#: Every workflow in the order it must run (dbt attaches to the tables the postgres workflow made).
+ORDER = ("mysql", "postgres", "dbt", "postgres-profiler", "superset", "airflow")
+#: The `metadata` subcommand of a workflow: profiler workflows run under `metadata profile`.
+COMMAND = {"postgres-profiler": "profile"}
+
+
+class NotConfigured(Exception):
+    """OpenMetadata is not configured (no ``RETAILFLOW_OPENMETADATA_URL``): nothing to do."""
+
+
+class WorkflowFailed(RuntimeError):
+    """A ``metadata ingest`` run failed; the message ends with the tail of its output."""
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    path: Path
+
+
+def _url_parts(url: str, what: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    if not parts.hostname or not parts.username or not parts.path.strip("/"):
+        raise ValueError(f"{what} must look like scheme://user:password@host:port/database")
+    return {
+        "HOST": parts.hostname,
+        "PORT": str(parts.port or ""),
+        "USER": unquote(parts.username),
+        "PASSWORD": unquote(parts.password or ""),
+        "DATABASE": unquote(parts.path.strip("/")),
+    }
+
+
+def workflow_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables the workflow templates read, from RetailFlow's settings (no I/O)."""
+    url = env.get("RETAILFLOW_OPENMETADATA_URL", "").rstrip("/")
+    if not url:
+        raise NotConfigured("RETAILFLOW_OPENMETADATA_URL is not set: no OpenMetadata server to register in")
+    if not env.get("RETAILFLOW_OPENMETADATA_TOKEN"):
+        raise ValueError("RETAILFLOW_OPENMETADATA_TOKEN is not set: give a bot's JWT (Settings > Bots > ingestion-bot)")
+    out = {
+        "OPENMETADATA_HOST_PORT": url if url.endswith("/api") else f"{url}/api",
+        "OPENMETADATA_JWT_TOKEN": env["RETAILFLOW_OPENMETADATA_TOKEN"],
+        "DBT_TARGET_DIR": env.get("RETAILFLOW_DBT_TARGET_DIR") or str(REPO / "dbt" / "target"),
+    }
+    out["DBT_RUN_RESULTS"] = env.get("RETAILFLOW_DBT_RUN_RESULTS") or f"{out['DBT_TARGET_DIR']}/run_results.json"
+    if env.get("RETAILFLOW_MYSQL_URL"):
+        mysql = _url_parts(env["RETAILFLOW_MYSQL_URL"], "RETAILFLOW_MYSQL_URL")
+        mysql["PORT"] = mysql["PORT"] or "3306"
+        out |= {f"MYSQL_{k}": v for k, v in mysql.items()}
+    if env.get("RETAILFLOW_WAREHOUSE_URL"):
+        warehouse = _url_parts(env["RETAILFLOW_WAREHOUSE_URL"], "RETAILFLOW_WAREHOUSE_URL")
+        warehouse["PORT"] = warehouse["PORT"] or "5432"
+        out |= {f"WAREHOUSE_{k}": v for k, v in warehouse.items()}
+    for service in ("SUPERSET", "AIRFLOW"):
+        if env.get(f"RETAILFLOW_{service}_URL"):
+            out[f"{service}_URL"] = env[f"RETAILFLOW_{service}_URL"].rstrip("/")
+            out[f"{service}_USERNAME"] = env.get(f"RETAILFLOW_{service}_USERNAME", "admin")
+            out[f"{service}_PASSWORD"] = env.get(f"RETAILFLOW_{service}_PASSWORD", "")
+    return out
+
+
+def selected(env: Mapping[str, str], names: Sequence[str] | None = None) -> list[Workflow]:
+    """The workflows to run: ``names`` (in the canonical order), else those whose peers are configured."""
+    folder = Path(env.get("RETAILFLOW_OPENMETADATA_WORKFLOWS") or DEFAULT_WORKFLOWS_DIR)
+    if names:
+        unknown = sorted(set(names) - set(ORDER))
+        if unknown:
+            raise ValueError(f"unknown workflow(s) {', '.join(unknown)}; known: {', '.join(ORDER)}")
+        wanted = [n for n in ORDER if n in names]
+    else:
+        wanted = [n for n in ORDER if n in {"mysql", "postgres"}]
+        dbt_dir = Path(env.get("RETAILFLOW_DBT_TARGET_DIR") or REPO / "dbt" / "target")
+        if (dbt_dir / "manifest.json").exists():
+            wanted.append("dbt")
+        if env.get("RETAILFLOW_OPENMETADATA_PROFILER") in {"1", "true", "yes"}:
+            wanted.append("postgres-profiler")
+        wanted += [n for n in ("superset", "airflow") if env.get(f"RETAILFLOW_{n.upper()}_URL")]
+    missing = [n for n in wanted if not (folder / f"{n}.yaml").exists()]
+    if missing:
+        raise FileNotFoundError(f"no workflow template for {', '.join(missing)} in {folder}")
+    return [Workflow(n, folder / f"{n}.yaml") for n in wanted]
+
+
+def _metadata_bin(env: Mapping[str, str]) -> str:
+    binary = env.get("RETAILFLOW_OPENMETADATA_METADATA_BIN") or str(DEFAULT_METADATA_BIN)
+    if not Path(binary).exists():
+        raise FileNotFoundError(f"{binary} is missing: run `make openmetadata-env` (or set RETAILFLOW_OPENMETADATA_METADATA_BIN)")
+    return binary
+
+
+def _child_env(env: Mapping[str, str]) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}}
+    return keep | workflow_env(env)
+
+
+def run(env: Mapping[str, str] = os.environ, workflows: Sequence[str] | None = None, log=print) -> dict:
+    """Run the workflows against ``RETAILFLOW_OPENMETADATA_URL``; return a summary per workflow.
+
+    Raises :class:`NotConfigured` without a server URL and :class:`WorkflowFailed` when a run fails
+    (the runs before it stay done: OpenMetadata's PUTs are idempotent, a rerun is safe).
+    """
+    child_env = _child_env(env)  # raises NotConfigured first: without a server nothing else matters
+    binary = _metadata_bin(env)
+    summary: dict[str, dict] = {}
+    chosen = selected(env, workflows)
+    if any(w.name == "dbt" for w in chosen):
+        _warn_on_docs_run_results(Path(child_env["DBT_RUN_RESULTS"]), log)
+    for workflow in chosen:
+        command = COMMAND.get(workflow.name, "ingest")
+        log(f"governance: {workflow.name}: metadata {command} -c {workflow.path}")
+        started = time.monotonic()
+        proc = subprocess.run([binary, command, "-c", str(workflow.path)], env=child_env,
+                              capture_output=True, text=True, check=False)
+        seconds = round(time.monotonic() - started, 1)
+        output = proc.stdout + proc.stderr
+        if proc.returncode:
+            tail = "\n".join(output.strip().splitlines()[-60:])
+            raise WorkflowFailed(f"workflow {workflow.name} failed (exit {proc.returncode}) after {seconds} s:\n{tail}")
+        summary[workflow.name] = {"seconds": seconds, **_status(output)}
+        log(f"governance: {workflow.name}: done in {seconds} s {summary[workflow.name]}")
+    return {"server": child_env["OPENMETADATA_HOST_PORT"], "workflows": summary}
+
+
+def _warn_on_docs_run_results(path: Path, log) -> None:
+    """`dbt docs generate` overwrites run_results.json with results that hold no tests: say so."""
+    try:
+        which = json.loads(path.read_text()).get("args", {}).get("which")
+    except (OSError, ValueError):
+        return
+    if which not in {"build", "test"}:
+        command = "docs generate" if which == "generate" else which
+        log(f"governance: warning: {path} was written by `dbt {command}`, not a build: the dbt tests get no results "
+            "(set RETAILFLOW_DBT_RUN_RESULTS to a copy of the build's run_results.json)")
+
+
+_SUMMARY_LINE = re.compile(r"- (Processed records|Warnings|Errors): (\d+)\s*$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _status(output: str) -> dict:
+    """The counts of the CLI's closing summary of its source step (the first summary it prints)."""
+    counts: dict[str, int] = {}
+    for line in output.splitlines():
+        match = _SUMMARY_LINE.search(_ANSI.sub("", line))
+        if match:
+            key = {"Processed records": "records", "Warnings": "warnings", "Errors": "errors"}[match.group(1)]
+            counts.setdefault(key, int(match.group(2)))
+    return counts
+
+
+def check(env: Mapping[str, str] = os.environ, workflows: Sequence[str] | None = None) -> dict[str, str]:
+    """Parse each workflow with OpenMetadata's own parser, offline; return {name: "ok" or the error}."""
+    names = list(workflows) if workflows else list(ORDER)
+    return {Path(p).stem: r for p, r in check_files([w.path for w in selected(env, names)], env).items()}
+
+
+def check_files(paths: Sequence[Path], env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Parse workflow files in one run of OpenMetadata's environment; return {path: "ok" or the error}.
+
+    Settings that are not given are filled with examples of the right form (``CHECK_SAMPLE``): the
+    parser checks the templates' structure, keys and value types, not where a real run connects.
+    """
+    python = Path(_metadata_bin(env)).with_name("python")
+    sample = {**CHECK_SAMPLE, **{k: v for k, v in env.items() if v}}
+    proc = subprocess.run([str(python), "-c", _CHECK_SCRIPT, *map(str, paths)], env=_child_env(sample),
+                          capture_output=True, text=True, check=False)
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"workflow check could not run: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+#: Example settings for `check` (offline parsing), overridden by whatever the environment sets.
+CHECK_SAMPLE = {
+    "RETAILFLOW_OPENMETADATA_URL": "http://localhost:8585",
+    "RETAILFLOW_OPENMETADATA_TOKEN": "example.jwt.token",
+    "RETAILFLOW_MYSQL_URL": "mysql://retail:example@localhost:3306/retail",
+    "RETAILFLOW_WAREHOUSE_URL": "postgresql://warehouse:example@localhost:5432/warehouse",
+    "RETAILFLOW_SUPERSET_URL": "http://localhost:8088",
+    "RETAILFLOW_SUPERSET_PASSWORD": "example",
+    "RETAILFLOW_AIRFLOW_URL": "http://localhost:8080",
+    "RETAILFLOW_AIRFLOW_PASSWORD": "example",
+}
+
+
+# Runs in the OpenMetadata environment: load each file as `metadata ingest` does (env expansion
+# included) and parse it with the same graceful parser, which names a misspelt key precisely.
+_CHECK_SCRIPT = """
+import json, pathlib, sys, warnings
+warnings.simplefilter("ignore")
+from metadata.config.common import load_config_file
+from metadata.ingestion.api.parser import parse_workflow_config_gracefully
+results = {}
+for path in sys.argv[1:]:
+    try:
+        parse_workflow_config_gracefully(load_config_file(pathlib.Path(path)))
+        results[path] = "ok"
+    except Exception as exc:
+        results[path] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(results))
+sys.exit(0 if all(v == "ok" for v in results.values()) else 1)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    only_check = "--check" in args
+    names = [a for a in args if a != "--check"] or None
+    try:
+        if only_check:
+            results = check(os.environ, names)
+            for name, result in results.items():
+                print(f"{name}: {result}")
+            return 0 if all(r == "ok" for r in results.values()) else 1
+        summary = run(os.environ, names)
+    except NotConfigured as exc:
+        print(f"governance: {exc} (set OM_URL=… OM_TOKEN=… with make governance)", file=sys.stderr)
+        return 2
+    except (WorkflowFailed, FileNotFoundError, ValueError) as exc:
+        print(f"governance: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Defaults shared by the engine and its CLI (no heavy imports here: the CLI parses its arguments, and
+fails on bad ones, before it loads Arrow and the database drivers)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+#: how far before the saved cursor an incremental read starts; covers rows whose ``updated_at`` was
+#: set by a transaction that committed after a later one had already been read
+DEFAULT_LOOKBACK = timedelta(minutes=5)
+#: rows per Arrow batch read from MySQL (one lake file; COPY streams them without a break)
+DEFAULT_BATCH_ROWS = 50_000
+#: retention default of the CLI: the lake keeps the folders of the last N full loads of each stream
+DEFAULT_LAKE_KEEP = 5
+
+_CHECKOUT = Path(__file__).resolve().parents[3]
+#: default local lake: ``.lake/`` at the repository root (ignored by git), or in the working
+#: directory when the package is installed outside a checkout
+DEFAULT_LOCAL_DIR = (_CHECKOUT if (_CHECKOUT / "dags" / "pyproject.toml").is_file() else Path.cwd()) / ".lake"

@@ -1,0 +1,81 @@
+"""No secret in a repr, an error message (which becomes a condition and an Event) or a command line."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from retailflow_operator.airflow_client import AirflowClient
+from retailflow_operator.errors import PeerError
+from retailflow_operator.trust import REDACTED, redact
+
+REPO = Path(__file__).resolve().parents[3]
+PASSWORD = "hunter2-very-secret"
+
+
+@pytest.fixture
+def echoing_airflow():
+    """A stand-in for an Airflow API server whose errors echo the request body, as FastAPI's 422s do."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+            if self.path == "/auth/token":
+                self._answer(201, {"access_token": "t"})
+            else:
+                self._answer(422, {"detail": [{"msg": "invalid", "input": json.loads(body or "{}")}]})
+
+        do_PATCH = do_POST
+
+        def do_GET(self):
+            self._answer(500, {"detail": f"boom while reading {PASSWORD}"})
+
+        def _answer(self, status, payload):
+            raw = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_airflow_error_bodies_never_reach_the_message(echoing_airflow):
+    client = AirflowClient(echoing_airflow, "admin", PASSWORD, 5)
+    with pytest.raises(PeerError) as err:
+        client.upsert_variables([{"key": "retailflow_mysql", "value": PASSWORD, "description": "d"}])
+    assert "HTTP 422" in str(err.value) and PASSWORD not in str(err.value)
+    with pytest.raises(PeerError) as err:
+        client.list_variables("retailflow_")
+    assert "HTTP 500" in str(err.value) and PASSWORD not in str(err.value)
+    assert PASSWORD not in repr(client)
+
+
+def test_redaction_replaces_every_secret_value_but_not_names():
+    secrets = {"mysql": {"username": "retail", "password": PASSWORD}, "airbyte": {"client_id": "cid",
+                                                                                  "client_secret": "s3cr3t-value"}}
+    text = redact(f"Secret retail/mysql: {PASSWORD} and s3cr3t-value rejected", secrets)
+    assert PASSWORD not in text and "s3cr3t-value" not in text and text.count(REDACTED) == 2
+    assert "retail/mysql" in text
+
+
+def test_services_script_puts_no_password_on_a_command_line():
+    """`ps` shows every argument: passwords travel in the environment (MYSQL_PWD, PGPASSWORD) or on stdin."""
+    script = (REPO / "hack" / "services.sh").read_text()
+    code = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
+    offending = [line for line in code
+                 if re.search(r"\s-p\"?\$\w*pw", line)  # mysql -p"$pw"
+                 or re.search(r"-c\s+\"[^\"]*password '\$", line)]  # psql -c "... password '$pw'"
+    assert offending == []
+    assert any("MYSQL_PWD=" in line for line in code) and any("PGPASSWORD=" in line for line in code)

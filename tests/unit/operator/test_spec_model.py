@@ -1,0 +1,155 @@
+"""The typed spec model: parsed once at the handler's door, carrying the CRD's defaults, passed down as is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import pytest
+
+from retailflow_operator import builders as b
+from retailflow_operator import handlers, pipeline, spec_model
+from retailflow_operator.reconcile import Result
+from retailflow_operator.spec_model import AirbyteSpec, AirflowSpec, PipelineSpec, parse
+
+# CRD default path -> where the parsed model holds it.
+MODEL_AT = {
+    "engine": lambda m: m.engine,
+    "mysql.port": lambda m: m.mysql.port,
+    "mysql.credentialsSecretRef.usernameKey": lambda m: dict(m.mysql.credentials.keys)["username"],
+    "mysql.credentialsSecretRef.passwordKey": lambda m: dict(m.mysql.credentials.keys)["password"],
+    "mysql.streams.syncMode": lambda m: m.mysql.streams[0].sync_mode,
+    "warehouse.port": lambda m: m.warehouse.port,
+    "warehouse.schema": lambda m: m.warehouse.schema,
+    "warehouse.sslMode": lambda m: m.warehouse.ssl_mode,
+    "warehouse.credentialsSecretRef.usernameKey": lambda m: dict(m.warehouse.credentials.keys)["username"],
+    "warehouse.credentialsSecretRef.passwordKey": lambda m: dict(m.warehouse.credentials.keys)["password"],
+    "lake.prefix": lambda m: m.lake.prefix,
+    "lake.format": lambda m: m.lake.format,
+    "lake.region": lambda m: m.lake.region,
+    "lake.credentialsSecretRef.accessKeyIdKey": lambda m: dict(m.lake.credentials.keys)["access_key_id"],
+    "lake.credentialsSecretRef.secretAccessKeyKey": lambda m: dict(m.lake.credentials.keys)["secret_access_key"],
+    "airbyte.syncTrigger": lambda m: m.airbyte.sync_trigger,
+    "airbyte.credentialsSecretRef.clientIdKey": lambda m: dict(m.airbyte.credentials.keys)["client_id"],
+    "airbyte.credentialsSecretRef.clientSecretKey": lambda m: dict(m.airbyte.credentials.keys)["client_secret"],
+    "airflow.variablePrefix": lambda m: m.airflow.variable_prefix,
+    "airflow.connectionIds.airbyte": lambda m: m.airflow.connection_ids.airbyte,
+    "airflow.connectionIds.mysql": lambda m: m.airflow.connection_ids.mysql,
+    "airflow.connectionIds.warehouse": lambda m: m.airflow.connection_ids.warehouse,
+    "airflow.connectionIds.lake": lambda m: m.airflow.connection_ids.lake,
+    "airflow.credentialsSecretRef.usernameKey": lambda m: dict(m.airflow.credentials.keys)["username"],
+    "airflow.credentialsSecretRef.passwordKey": lambda m: dict(m.airflow.credentials.keys)["password"],
+    "schedule": lambda m: m.schedule,
+    "suspend": lambda m: m.suspend,
+    "deletionPolicy": lambda m: m.deletion_policy,
+}
+
+
+def crd_defaults(schema: dict) -> dict[str, Any]:
+    def walk(node, path):
+        if "default" in node:
+            yield path, node["default"]
+        for key, child in (node.get("properties") or {}).items():
+            yield from walk(child, f"{path}.{key}" if path else key)
+        if "items" in node:
+            yield from walk(node["items"], path)
+
+    return dict(walk(schema["properties"]["spec"], ""))
+
+
+def test_the_parsed_model_carries_every_crd_default(schema):
+    """A spec that sets nothing defaulted (as an API server that skips defaulting delivers it)."""
+    model = parse({"mysql": {"streams": [{"name": "orders"}], "port": None}, "lake": "not an object"})
+    defaults = crd_defaults(schema)
+    assert set(defaults) == set(MODEL_AT), "a CRD default the model does not carry (or the other way round)"
+    assert {path: MODEL_AT[path](model) for path in defaults} == defaults
+
+
+def test_set_fields_win_over_the_defaults(example):
+    example["spec"]["warehouse"]["port"] = 6543
+    example["spec"]["airflow"]["variablePrefix"] = "shop2_"
+    model = parse(example["spec"])
+    assert model.warehouse.port == 6543 and model.airflow.variable_prefix == "shop2_"
+    assert model.public_hash == b.digest({k: v for k, v in example["spec"].items() if k != "suspend"})
+
+
+class _Meta(dict):
+    """kopf's ``meta``: a mapping with ``annotations``."""
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return {}
+
+
+def test_a_pass_parses_once_and_no_layer_below_the_handler_sees_a_dict(example, secrets, monkeypatch):
+    parsed: list[PipelineSpec] = []
+    seen: dict[str, list[Any]] = {}
+    real_parse = spec_model.parse
+
+    def counting_parse(spec):
+        parsed.append(real_parse(spec))
+        return parsed[-1]
+
+    def spy(name, result=None, real=None):
+        def called(*args, **_):
+            seen.setdefault(name, []).append(args)
+            return real(*args) if real else result
+
+        return called
+
+    class RecordingReconciler:
+        def __init__(self, p, *_, **__):
+            seen.setdefault("Reconciler", []).append((p.spec,))
+
+        def run(self):
+            return Result()
+
+        def applied_status(self):
+            return {}
+
+    monkeypatch.setattr(spec_model, "parse", counting_parse)
+    monkeypatch.setattr(pipeline.b, "validate", spy("validate", real=b.validate))
+    monkeypatch.setattr(pipeline.b, "secret_refs", spy("secret_refs", real=b.secret_refs))
+    monkeypatch.setattr(pipeline.trust, "check_hosts", spy("check_hosts"))
+    monkeypatch.setattr(pipeline.kube, "read_secrets", spy("read_secrets", result=secrets))
+    monkeypatch.setattr(pipeline, "peers_for", spy("peers_for"))
+    monkeypatch.setattr(pipeline, "Reconciler", RecordingReconciler)
+
+    patch = kopf.Patch()
+    handlers.reconcile(
+        namespace="retailflow",
+        name="retail",
+        uid="uid-parse-once",
+        spec=example["spec"],
+        status={},
+        meta=_Meta(generation=1),
+        body={},
+        patch=patch,
+        retry=0,
+        reason="create",
+    )
+    pipeline.forget("uid-parse-once")
+
+    assert len(parsed) == 1
+    model = parsed[0]
+    assert [a[0] for a in seen["validate"]] == [model]
+    assert [a[0] for a in seen["secret_refs"]] == [model]
+    assert [a[0] for a in seen["check_hosts"]] == [model]
+    assert [a[0] for a in seen["Reconciler"]] == [model]
+    ((airbyte, airflow, *_),) = seen["peers_for"]
+    assert isinstance(airbyte, AirbyteSpec) and isinstance(airflow, AirflowSpec)
+    assert patch["status"]["phase"] == "Ready"
+    assert patch["status"]["specHash"] == model.public_hash
+
+
+@pytest.mark.parametrize("layer", ["validate", "secret_refs", "build_variables"])
+def test_the_builders_refuse_a_raw_dict(example, layer):
+    """A dict handed below the handler fails loudly instead of being read with fallbacks."""
+    call = {
+        "validate": lambda s: b.validate(s),
+        "secret_refs": lambda s: b.secret_refs(s),
+        "build_variables": lambda s: b.build_variables("n", "p", s),
+    }[layer]
+    call(parse(example["spec"]))  # the model works
+    with pytest.raises(AttributeError):
+        call(example["spec"])
