@@ -63,10 +63,13 @@ def airbyte(monkeypatch, tmp_path):
             assert resp.status_code == 200, resp.text
             return resp.json()
 
-        src = post("/sources", {"name": "mysql", "workspaceId": fake.workspace_id,
-                                "configuration": {"sourceType": "mysql"}})["sourceId"]
-        dst = post("/destinations", {"name": "warehouse", "workspaceId": fake.workspace_id,
-                                     "configuration": {"destinationType": "postgres"}})["destinationId"]
+        # Configurations the fake validates against the connectors' specs (required keys only).
+        src = post("/sources", {"name": "mysql", "workspaceId": fake.workspace_id, "configuration": {
+            "sourceType": "mysql", "host": "mysql", "port": 3306, "database": "retail", "username": "retail",
+            "replication_method": {"method": "STANDARD"}}})["sourceId"]
+        dst = post("/destinations", {"name": "warehouse", "workspaceId": fake.workspace_id, "configuration": {
+            "destinationType": "postgres", "host": "postgresql", "port": 5432, "username": "warehouse",
+            "database": "warehouse", "schema": "raw"}})["destinationId"]
         connections = {role: post("/connections", {"name": role, "sourceId": src, "destinationId": dst})["connectionId"]
                        for role in ROLES}
         ids = tmp_path / "ids.json"
