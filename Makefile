@@ -169,7 +169,7 @@ test-data: ## Ingestion engine and dbt tests (MariaDB + PostgreSQL).
 	$(WITH_ENV) $(UV) run --quiet --project dags $(PYTEST) tests/unit/pipeline tests/integration/pipeline
 
 .PHONY: test-dags
-test-dags: ## DAG tests: DagBag, runs on the local engine (MariaDB + PostgreSQL), Airbyte fake, local Airflow + Chromium.
+test-dags: dbt-manifest ## DAG tests: DagBag, runs on the local engine (MariaDB + PostgreSQL), Airbyte fake, local Airflow + Chromium.
 	$(WITH_ENV) $(UV) run --quiet --project dags $(PYTEST) tests/unit/dags tests/integration/dags
 
 .PHONY: test-operator
@@ -186,7 +186,7 @@ test-dashboards: sync sync-superset ## Dashboard tests: a real Superset, the bun
 	$(WITH_ENV) $(UV) run --quiet --project hack/envs/superset $(PYTEST) tests/integration/dashboards
 
 .PHONY: test-governance
-test-governance: openmetadata-env ## Governance tests: workflows parsed by OpenMetadata's parser, run for real against the OpenMetadata stand-in.
+test-governance: openmetadata-env dbt-manifest ## Governance tests: workflows parsed by OpenMetadata's parser, run for real against the OpenMetadata stand-in.
 	$(WITH_ENV) $(UV) run --quiet --project dags $(PYTEST) tests/unit/governance tests/integration/governance
 
 .PHONY: test-e2e
