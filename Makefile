@@ -75,6 +75,8 @@ demo: services sync ## Run the pipeline locally through Airflow: seed MySQL, a s
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt docs generate --quiet
 	$(MAKE) --no-print-directory report
 	@hack/airflow.sh --access
+	@# last, the dashboards' URLs and login (the running Superset is reused; the re-import changes nothing)
+	@if [[ "$(DEMO_DASHBOARDS)" != 0 ]]; then $(MAKE) --no-print-directory dashboards; fi
 	@echo "demo: the servers stay up (a second 'make demo' reuses them); 'make stop' stops them"
 
 .PHONY: seed
