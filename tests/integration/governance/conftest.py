@@ -24,29 +24,19 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
 from integration.pipeline.ingest_support import mysql, seed
 from support.openmetadata_standin import OpenMetadataStandIn
+from support.databases import env_url as _env_url, with_database as _with_database
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA_SQL = REPO / "generator" / "retailflow_generator" / "schema.sql"
 METADATA_BIN = REPO / ".tools" / "openmetadata" / "bin" / "metadata"
 
 
-def _env_url(name: str) -> str:
-    url = os.environ.get(name)
-    if not url:
-        pytest.skip(f"{name} is not set: run `make services` and the tests through `hack/with-env`")
-    return url
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
 @pytest.fixture(scope="session")

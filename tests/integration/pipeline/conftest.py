@@ -14,31 +14,22 @@ are absent. The ``retail`` user may create ``retail_%`` databases and the ``ware
 The helpers ``mysql_connect(url)`` and ``pg_connect(url)`` open a plain connection to such a URL.
 """
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pymysql
 import pytest
 
+from support.databases import env_url as _env_url, with_database as _with_database
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_SQL = REPO_ROOT / "generator" / "retailflow_generator" / "schema.sql"
 
 
-def _env_url(name: str) -> str:
-    url = os.environ.get(name)
-    if not url:
-        pytest.skip(f"{name} is not set: run `make services` and the tests through `hack/with-env`")
-    return url
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
 def mysql_connect(url: str, database: str | None = None, **kwargs) -> pymysql.connections.Connection:
