@@ -266,6 +266,7 @@ def run(
     # idle warehouse connections by kind (bulk: ADBC, light: psycopg), reused across streams
     idle: dict[bool, queue.SimpleQueue] = {True: queue.SimpleQueue(), False: queue.SimpleQueue()}
     opened: list = []
+    warming = _Warming(warehouse)
     snapshot: Snapshot | None = None
     try:
         # discovering the source and reading the warehouse's state are independent: both at once
@@ -288,13 +289,19 @@ def run(
             raise warehouse_error
         plans = _plan(wanted, discovered, found, full_refresh)
         lake_writer = Lake(lake) if lake is not None else None
+        # the streams' warehouse connections open while the snapshot is taken (an ADBC connection
+        # takes a few hundred milliseconds to open, as long as the snapshot itself)
+        bulk_streams = sum(p.full for p in plans.values())
+        warming.start({True: min(parallel, bulk_streams),
+                       False: min(parallel, len(wanted) - bulk_streams) - 1})
         # every peer is checked and nothing is written yet; the snapshot is the sync's moment
         snapshot = source.open_snapshot(
             {name: (p.stream, source.full_query(p.stream) if p.full else
                     source.incremental_query(p.stream, p.since, lookback)) for name, p in plans.items()},
             batch_rows,
         )
-        sync_id = warehouse.prepare(opened[0], [n for n in plans] if full_refresh else [])
+        sync_id = warehouse.prepare(opened[0], [n for n in plans] if full_refresh else [],
+                                    record=lake_writer is not None)
         if lake_writer is not None:
             lake_writer.start(sync_id)
             _recover_manifests(lake_writer, found)
@@ -312,7 +319,7 @@ def run(
             try:
                 conn = idle[bulk].get_nowait()
             except queue.Empty:
-                conn = warehouse.connect(bulk=bulk)
+                conn = warming.take(bulk) or warehouse.connect(bulk=bulk)
                 with active_lock:
                     opened.append(conn)
             with active_lock:
@@ -375,7 +382,7 @@ def run(
     finally:
         if snapshot is not None:
             snapshot.close()
-        for conn in opened:
+        for conn in [*opened, *warming.close()]:
             try:
                 conn.close()
             except Exception:  # a connection broken by a cancelled statement may refuse to close cleanly
@@ -385,6 +392,51 @@ def run(
     if failures:
         raise failures[0][1]
     return result
+
+
+class _Warming:
+    """Warehouse connections opened ahead, in background threads, for the streams to take."""
+
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+        self.futures: dict[bool, list] = {True: [], False: []}
+        self.lock = threading.Lock()
+        self.pool: ThreadPoolExecutor | None = None
+
+    def start(self, counts: dict[bool, int]) -> None:
+        total = sum(max(0, n) for n in counts.values())
+        if not total:
+            return
+        self.pool = ThreadPoolExecutor(max_workers=total, thread_name_prefix="connect")
+        for bulk, n in counts.items():
+            self.futures[bulk] = [self.pool.submit(self.warehouse.connect, bulk) for _ in range(max(0, n))]
+
+    def take(self, bulk: bool):
+        """A connection opened ahead, or None (none left, or it failed: the caller connects itself and
+        reports the failure)."""
+        with self.lock:
+            if not self.futures[bulk]:
+                return None
+            future = self.futures[bulk].pop()
+        try:
+            return future.result()
+        except Exception:
+            return None
+
+    def close(self) -> list:
+        """The connections never taken, to be closed."""
+        with self.lock:
+            left = self.futures[True] + self.futures[False]
+            self.futures = {True: [], False: []}
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        conns = []
+        for future in left:
+            try:
+                conns.append(future.result())
+            except Exception:  # never used: its error does not matter
+                pass
+        return conns
 
 
 def _cancel(active: dict, lock: threading.Lock) -> None:
@@ -413,13 +465,17 @@ def _recover_manifests(lake: Lake, found: Inspection) -> None:
 
 
 def _prune(conn, warehouse: Warehouse, lake: Lake, name: str, sync_id: int) -> None:
-    """Retention for one stream, after its commit. Folders left without a manifest are removed only
-    while this stream's lock is free: then no sync of it is writing files."""
+    """Retention for one stream, after its commit. A folder left without a manifest is removed at once
+    only if a sync of this warehouse and schema made it and this stream's lock is free (then none of
+    its syncs is writing files); the folders of other warehouses or schemas sharing the prefix are
+    theirs: committed ones are never counted or removed here, uncommitted ones only after the grace
+    period (``LakeConfig.uncommitted_grace``)."""
     try:
         with conn.cursor() as cur:
             cur.execute(f"select pg_try_advisory_xact_lock({warehouse.lock_key(name)})")
             free = bool(cur.fetchone()[0])
-            removed = lake.prune(name, before=sync_id, uncommitted=free)
+            removed = lake.prune(name, before=sync_id, owner=warehouse.owner(),
+                                 dead_ok=lambda ids: warehouse.own_syncs(cur, ids) if free else set())
         conn.commit()
     except Exception as exc:  # the sync committed; retention tries again next run
         conn.rollback()
@@ -443,12 +499,12 @@ def _in_transaction(conn, body: Callable[[object], StreamResult]) -> StreamResul
         raise
 
 
-def _manifest(lake: Lake, result: StreamResult, sync_id: int, files: list[tuple[str, int]]) -> dict:
+def _manifest(lake: Lake, result: StreamResult, sync_id: int, files: list[tuple[str, int]], owner: str) -> dict:
     return {
         "stream": result.stream, "sync_id": sync_id, "mode": result.mode, "generation_id": result.generation_id,
         "rows": sum(n for _, n in files), "files": [{"name": Path(f).name, "rows": n} for f, n in files],
         "high_water_mark": result.high_water_mark.isoformat() if result.high_water_mark else None,
-        "committed_at": datetime.now(UTC).isoformat(), "lake": lake.describe(),
+        "committed_at": datetime.now(UTC).isoformat(), "lake": lake.describe(), "owner": owner,
     }
 
 
@@ -514,7 +570,7 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
             cursor = (clock, 0)
         result.high_water_mark = cursor[0] if cursor else None
         result.rows_in_table = result.inserted + (0 if plan.full else state.rows_in_table)
-        manifest = _manifest(lake, result, sync_id, files) if lake is not None else None
+        manifest = _manifest(lake, result, sync_id, files, warehouse.owner()) if lake is not None else None
         warehouse.save_state(cur, stream.name, cursor, batch, result.rows_in_table, manifest)
         fault_hook(stream.name, "before_commit", stop)
         if stop.is_set():
@@ -525,7 +581,7 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
 
     result = _in_transaction(conn, body)
     if lake is not None:
-        lake.commit(stream.name, _manifest(lake, result, sync_id, files))
+        lake.commit(stream.name, _manifest(lake, result, sync_id, files, warehouse.owner()))
     result.seconds = max(result.seconds, 1e-9)
     log.info("%s: %s, %s rows read, %s inserted, %s updated, %s in table, %.2f s (%s rows/s)",
              stream.name, result.mode, f"{result.rows_read:,}", f"{result.inserted:,}", f"{result.updated:,}",
@@ -595,7 +651,7 @@ def _sync_stores(conn, warehouse: Warehouse, parsed: stores.ParsedStores, sync_i
         result.inserted = parsed.good.num_rows
         result.quarantined = len(parsed.rejected)
         result.rows_in_table = parsed.good.num_rows
-        manifest = _manifest(lake, result, sync_id, files) if lake is not None else None
+        manifest = _manifest(lake, result, sync_id, files, warehouse.owner()) if lake is not None else None
         warehouse.save_state(cur, stream.name, None, batch, result.rows_in_table, manifest)
         fault_hook(stream.name, "before_commit", stop)
         if stop.is_set():
@@ -606,7 +662,7 @@ def _sync_stores(conn, warehouse: Warehouse, parsed: stores.ParsedStores, sync_i
 
     result = _in_transaction(conn, body)
     if lake is not None:
-        lake.commit(stream.name, _manifest(lake, result, sync_id, files))
+        lake.commit(stream.name, _manifest(lake, result, sync_id, files, warehouse.owner()))
     for rejected in parsed.rejected:
         log.warning("store_locations: line %d quarantined: %s", rejected.line_number, rejected.reason)
     log.info("store_locations: %d rows read, %d loaded, %d quarantined (%s)", result.rows_read, result.inserted,

@@ -14,8 +14,11 @@ written before the warehouse commit and the manifest after it, so a folder witho
 to a sync that did not commit (or is still running) and readers skip it. A manifest missed by a crash
 right after the commit is written by the next run (the warehouse's state table keeps a copy). Sync ids
 are never reused (see ``warehouse.new_sync_id``) and no file is ever overwritten. Retention
-(``keep``) removes the folders older than the last ``keep`` full loads of each stream, and folders
-left without a manifest by syncs that died.
+(``keep``) removes the folders older than the last ``keep`` full loads of each stream (counting only
+the folders of its own warehouse and schema, named in each manifest), and folders left without a
+manifest by syncs that died: at once for syncs of its own warehouse and schema that are not running,
+after ``uncommitted_grace`` (default 24 hours) for others, which may be running syncs of another
+pipeline sharing the prefix.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ import json
 import os
 import re
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,13 +39,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retailflow_pipeline.ingest.errors import IngestError
-from retailflow_pipeline.ingest.settings import DEFAULT_LOCAL_DIR
+from retailflow_pipeline.ingest.settings import DEFAULT_LOCAL_DIR, DEFAULT_UNCOMMITTED_GRACE
 
 #: the file that marks a sync folder as committed
 MANIFEST = "_manifest.json"
 #: the lake's own README, written at ``<bucket>/<prefix>/README.md`` when it is missing
 README = Path(__file__).with_name("LAKE_README.md")
 _FOLDER = re.compile(r"^sync_id=(\d+)$")
+
+
+def sync_id_time(sync_id: int) -> float:
+    """The Unix time (seconds) a sync id was made (``warehouse.new_sync_id``: milliseconds << 11)."""
+    return (sync_id >> 11) / 1000
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,10 @@ class LakeConfig:
     secret_key: str | None = field(default=None, repr=False)
     region: str | None = None
     keep: int = 0
+    #: how old (by its sync id's time) a folder without a manifest must be before retention removes it
+    #: when no sync of this warehouse and schema made it (another pipeline sharing the prefix may still
+    #: be writing it)
+    uncommitted_grace: timedelta = DEFAULT_UNCOMMITTED_GRACE
 
     def describe(self) -> str:
         where = self.endpoint if self.endpoint else str(self.local_dir)
@@ -231,10 +246,14 @@ class Lake:
         for error in self._client.remove_objects(self.config.bucket, objects):
             raise IngestError(f"cannot remove {error.name} from the lake: {error.message}")
 
-    def prune(self, stream: str, *, before: int, uncommitted: bool) -> list[int]:
-        """Apply ``keep`` to one stream: remove committed folders older than its ``keep``-th newest full
-        load and, if ``uncommitted``, folders without a manifest older than sync ``before`` (the caller
-        makes sure no live sync of this stream is writing them). Returns the sync ids removed."""
+    def prune(self, stream: str, *, before: int, owner: str | None = None,
+              dead_ok: Callable[[list[int]], set[int]] = lambda ids: set(), now: float | None = None) -> list[int]:
+        """Apply ``keep`` to one stream, below sync ``before``: remove the committed folders of ``owner``
+        (manifests without an owner count as its own) older than its ``keep``-th newest full load, and
+        folders without a manifest that ``dead_ok`` names (the caller's own syncs that cannot be
+        running) or that are older than ``uncommitted_grace``. A folder without a manifest may belong to
+        a sync still running for another warehouse or schema sharing the prefix: it is left alone until
+        the grace period has passed. Returns the sync ids removed."""
         if self.config.keep <= 0:
             return []
         committed: dict[int, dict] = {}
@@ -246,7 +265,13 @@ class Lake:
             if body is None:
                 dead.append(sync_id)
             else:
-                committed[sync_id] = json.loads(body)
+                manifest = json.loads(body)
+                if manifest.get("owner") in (None, owner):
+                    committed[sync_id] = manifest
+        now = time.time() if now is None else now
+        grace = self.config.uncommitted_grace.total_seconds()
+        expired = {s for s in dead if now - sync_id_time(s) > grace}
+        dead = sorted(expired | (dead_ok(sorted(set(dead) - expired)) & set(dead)))
         fulls = sorted((s for s, m in committed.items() if m.get("mode") == "full"), reverse=True)
         current = self._read(f"{self.folder(stream, before)}/{MANIFEST}")
         if current is not None and json.loads(current).get("mode") == "full":
@@ -255,8 +280,7 @@ class Lake:
         if len(fulls) >= self.config.keep:
             oldest_kept = fulls[self.config.keep - 1]
             removed += [s for s in committed if s < oldest_kept]
-        if uncommitted:
-            removed += dead
+        removed += dead
         for sync_id in sorted(removed):
             self._remove_folder(stream, sync_id)
         return sorted(removed)

@@ -13,6 +13,9 @@ DEFAULT_LOOKBACK = timedelta(minutes=5)
 DEFAULT_BATCH_ROWS = 50_000
 #: retention default of the CLI: the lake keeps the folders of the last N full loads of each stream
 DEFAULT_LAKE_KEEP = 5
+#: lake retention leaves a folder without a manifest that no sync of its own warehouse and schema made
+#: (another pipeline sharing the prefix may still be writing it) until it is this old
+DEFAULT_UNCOMMITTED_GRACE = timedelta(hours=24)
 
 _CHECKOUT = Path(__file__).resolve().parents[3]
 #: default local lake: ``.lake/`` at the repository root (ignored by git), or in the working

@@ -40,6 +40,9 @@ META_COLUMNS = (
 STATE_TABLE = "_retailflow_ingest_state"
 #: full refreshes requested and not yet completed, one row per stream, deleted by the stream's commit
 PENDING_TABLE = "_retailflow_ingest_pending_refresh"
+#: the sync ids this schema handed out for runs that write the lake (committed before any lake file):
+#: lake retention removes a folder left without a manifest at once only if it is one of these
+SYNCS_TABLE = "_retailflow_ingest_syncs"
 #: the prefix of the table a full load builds before it is swapped in (never committed under it)
 LOAD_PREFIX = "_retailflow_load_"
 OLD_PREFIX = "_retailflow_old_"
@@ -123,9 +126,6 @@ def new_sync_id(previous: int = 0) -> int:
     return max((time.time_ns() // 1_000_000) << 11 | random.getrandbits(11), previous + 1)
 
 
-def sync_id_time(sync_id: int) -> float:
-    """The Unix time (seconds) a sync id was made."""
-    return (sync_id >> 11) / 1000
 
 
 def schema_changes(stream: Stream, existing: list[tuple[str, str]]) -> tuple[list, list[str]]:
@@ -200,9 +200,10 @@ class Warehouse:
         conn.commit()
         return found
 
-    def prepare(self, conn, refresh: list[str]) -> int:
+    def prepare(self, conn, refresh: list[str], record: bool = False) -> int:
         """Create the raw schema and state tables if needed, record the full refreshes requested (they
-        stay pending until each stream has completed one), and return this run's sync id."""
+        stay pending until each stream has completed one), and return this run's sync id (with
+        ``record``, kept in ``SYNCS_TABLE``: the run writes the lake)."""
         with conn.cursor() as cur:
             cur.execute(f"create schema if not exists {self.q_schema}")
             cur.execute(
@@ -222,6 +223,10 @@ class Warehouse:
             )
             cur.execute(f"select coalesce(max(sync_id), 0) from {self.table(STATE_TABLE)}")
             sync_id = new_sync_id(cur.fetchone()[0])
+            if record:
+                cur.execute(f"create table if not exists {self.table(SYNCS_TABLE)} (sync_id bigint primary key,"
+                            " started_at timestamp with time zone not null default now())")
+                cur.execute(f"insert into {self.table(SYNCS_TABLE)} (sync_id) values ({sync_id})")
             for stream in refresh:
                 cur.execute(
                     f"insert into {self.table(PENDING_TABLE)} (stream, requested_sync_id) values"
@@ -232,6 +237,20 @@ class Warehouse:
         return sync_id
 
     # --- inside a stream's transaction -------------------------------------------------------------
+
+    def own_syncs(self, cur, sync_ids: list[int]) -> set[int]:
+        """Which of ``sync_ids`` this schema handed out (``prepare(record=True)``)."""
+        if not sync_ids:
+            return set()
+        cur.execute(f"select to_regclass({literal(self.schema + '.' + SYNCS_TABLE)}) is not null")
+        if not cur.fetchone()[0]:
+            return set()
+        cur.execute(f"select sync_id from {self.table(SYNCS_TABLE)} where sync_id in ({', '.join(map(str, map(int, sync_ids)))})")
+        return {r[0] for r in cur.fetchall()}
+
+    def owner(self) -> str:
+        """Names the warehouse and schema whose syncs write a lake folder (kept in its manifest)."""
+        return f"{self.describe()}#{self.schema}"
 
     def lock_key(self, stream: str) -> str:
         return f"hashtext({literal(self.schema + '.' + stream)})"

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -283,6 +284,44 @@ def test_lake_marks_commits_and_retention_removes_old_and_uncommitted_folders(my
     assert incremental["high_water_mark"] == latest.streams["order_items"].high_water_mark.isoformat()
     readme = (tmp_path / "retailflow" / "raw" / "README.md").read_text()
     assert "Read only folders that hold a `_manifest.json`" in readme
+
+
+def test_retention_leaves_a_running_sync_of_another_schema_sharing_the_prefix_alone(mysql_url, warehouse_url,
+                                                                                     tmp_path):
+    seed(mysql_url, items=9000)
+    stream_dir = tmp_path / "retailflow" / "raw" / "order_items"
+    # another pipeline (its own raw schema, so its own state and locks) writes to the same lake prefix
+    # and is in the middle of its order_items sync: files written, manifest not yet
+    env = {**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url,
+           "RETAILFLOW_INGEST_FAULT": "order_items:before_commit"}
+    other = subprocess.Popen(
+        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--stores-csv", "none", "--lake-dir", str(tmp_path),
+         "--batch-rows", "4000", "--schema", "raw_other", "--streams", "order_items"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    watchdog = threading.Timer(90, other.kill)
+    watchdog.start()
+    try:
+        for line in other.stdout:
+            if "fault hook: order_items paused" in line:
+                break
+        (running,) = list(stream_dir.iterdir())
+        parts = ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+        assert sorted(p.name for p in running.iterdir()) == parts
+
+        lake = LakeConfig(local_dir=tmp_path, keep=1)
+        runs = [run(mysql_url, warehouse_url, stores_csv=None, streams=["order_items"], lake=lake, batch_rows=4000,
+                    full_refresh=True) for _ in range(2)]
+        assert sorted(p.name for p in running.iterdir()) == parts  # still being written by the other run
+        assert sorted(p.name for p in stream_dir.iterdir()) == sorted([running.name, f"sync_id={runs[1].sync_id}"])
+    finally:
+        watchdog.cancel()
+        other.kill()
+        other.wait(30)
+    # once the grace period is over the folder counts as dead, whoever made it
+    run(mysql_url, warehouse_url, stores_csv=None, streams=["order_items"], batch_rows=4000,
+        lake=LakeConfig(local_dir=tmp_path, keep=1, uncommitted_grace=timedelta(0)))
+    assert not running.exists()
 
 
 # --- 6. SIGINT and SIGTERM stop the engine ----------------------------------------------------------

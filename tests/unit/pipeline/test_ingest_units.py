@@ -128,3 +128,29 @@ def test_cli_without_urls_explains_what_is_missing():
     )
     assert done.returncode == 2
     assert done.stderr == "retailflow-ingest: no source: set RETAILFLOW_MYSQL_URL (or pass --mysql-url)\n"
+
+
+def test_lake_retention_counts_and_removes_only_its_own_committed_folders(tmp_path):
+    import json
+    import time
+
+    from retailflow_pipeline.ingest.lake import Lake, LakeConfig
+
+    lake = Lake(LakeConfig(local_dir=tmp_path, keep=1))
+    now_ms = int(time.time() * 1000)
+    mine_old, theirs_old, mine_new, theirs_dead, mine_now = (
+        (now_ms - minutes * 60_000) << 11 for minutes in (50, 40, 30, 20, 10))
+    for sync_id, owner in ((mine_old, "a"), (theirs_old, "b"), (mine_new, "a"), (mine_now, "a")):
+        lake.sync_id = sync_id
+        lake.put_bytes("orders", "part-00000.parquet", b"x")
+        lake.commit("orders", {"sync_id": sync_id, "mode": "full", "owner": owner})
+    lake.sync_id = theirs_dead
+    lake.put_bytes("orders", "part-00000.parquet", b"x")  # no manifest: maybe still running elsewhere
+
+    removed = lake.prune("orders", before=mine_now, owner="a")
+    assert removed == [mine_old, mine_new]  # b's folders are b's to keep or remove
+    assert lake.sync_folders("orders") == [theirs_old, theirs_dead, mine_now]
+    # past the grace period a folder without a manifest is dead, whoever made it
+    assert lake.prune("orders", before=mine_now, owner="a", now=time.time() + 25 * 3600) == [theirs_dead]
+    assert json.loads((tmp_path / "retailflow" / "raw" / "orders" / f"sync_id={theirs_old}" / "_manifest.json")
+                      .read_text())["owner"] == "b"
