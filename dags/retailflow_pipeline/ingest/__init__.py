@@ -56,13 +56,16 @@ Speed: connectorx decodes MySQL rows into Arrow in Rust and streams record batch
 casts them, adds record ids and writes the lake files while the previous batch is being written; a full
 load sends all batches through one binary ``COPY`` (ADBC) and builds the indexes afterwards;
 incremental syncs use psycopg (its connection opens several times faster) with a CSV COPY into a
-staging table. Two streams are written at once, the largest first.
+staging table. Two streams are written at once, the largest first; their warehouse connections open
+while the snapshot is taken.
 
 Crash safety: each stream is one PostgreSQL transaction (load, indexes or merge, state update,
 commit), and the commit waits for its WAL flush. Killed anywhere, a stream keeps its previous rows
 and cursor and the next run redoes it; a requested full refresh stays pending until each stream has
 committed one. Lake files are written before the commit and the folder's manifest after it; readers
-skip folders without one (``lake.py``).
+skip folders without one. Retention removes only its own warehouse and schema's committed folders, and
+folders without a manifest at once only when they are its own syncs' (``<schema>._retailflow_ingest_syncs``)
+and no sync of the stream runs; others after a grace period (``lake.py``).
 """
 
 from __future__ import annotations
