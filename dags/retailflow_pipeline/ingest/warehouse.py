@@ -381,7 +381,7 @@ class Warehouse:
         meta_values = ["gen_random_uuid()::varchar", batch.extracted_at_sql, batch.meta_sql, str(batch.generation_id)]
         meta_names = [ident(n) for n, _ in META_COLUMNS]
         assignments = ", ".join(
-            [f"{n} = {v}" for n, v in zip(meta_names, meta_values, strict=True)] + [f"{c} = d.{c}" for c in cols]
+            [f"{n} = {v}" for n, v in zip(meta_names, meta_values, strict=True)] + [f"{c} = p.{c}" for c in cols]
         )
         # a temporary table has no statistics: without them the planner guesses a size that makes it
         # scan the whole target instead of probing its primary-key index for the few staged keys
@@ -392,13 +392,20 @@ class Warehouse:
         if small:
             cur.execute("set local enable_mergejoin = off")
             cur.execute("set local enable_hashjoin = off")
+        # compiling the statement (its estimated cost passes jit_above_cost) takes longer than running it
+        cur.execute("set local jit = off")
+        cur.execute("set local work_mem = '64MB'")  # the dedup sort of a few 10k rows stays in memory
+        # one probe of the target per staged key: the row found (by its ctid) is updated if older, a key
+        # not found is inserted
         cur.execute(
             f"with deduped as (select distinct on ({pk}) * from {ident(stage)} order by {pk}, {cur_col} desc),"
-            f" updated as (update {target} as t set {assignments} from deduped d"
-            f"  where t.{pk} = d.{pk} and (t.{cur_col} is null or t.{cur_col} < d.{cur_col}) returning 1),"
+            f" probed as materialized (select d.*, t.ctid as _retailflow_tid, t.{cur_col} as _retailflow_cursor"
+            f"  from deduped d left join {target} t on t.{pk} = d.{pk}),"
+            f" updated as (update {target} as t set {assignments} from probed p where p._retailflow_tid is not null"
+            f"  and t.ctid = p._retailflow_tid and (p._retailflow_cursor is null or p._retailflow_cursor < p.{cur_col}) returning 1),"
             f" inserted as (insert into {target} ({', '.join(meta_names + cols)})"
-            f"  select {', '.join(meta_values + ['d.' + c for c in cols])} from deduped d"
-            f"  where not exists (select 1 from {target} t where t.{pk} = d.{pk}) returning 1)"
+            f"  select {', '.join(meta_values + ['p.' + c for c in cols])} from probed p"
+            "  where p._retailflow_tid is null returning 1)"
             " select (select count(*) from inserted), (select count(*) from updated)"
         )
         inserted, updated = cur.fetchone()
