@@ -1,7 +1,8 @@
 """retail_pipeline_schedules: triggers retail_pipeline on each RetailPipeline's spec.schedule.
 
-Every minute it reads the ``pipeline`` variable of each configured prefix
-(``$RETAILFLOW_PIPELINE_PREFIXES``, default ``retailflow_``) and triggers the run of the latest tick
+Every minute it reads the ``pipeline`` variable of each RetailPipeline's prefix (those the operator
+lists in the ``retailpipelines`` variable, and ``$RETAILFLOW_PIPELINE_PREFIXES``, default
+``retailflow_``) and triggers the run of the latest tick
 of that pipeline's cron expression, once (run id ``scheduled__<prefix>__<tick>``, logical date the
 tick, conf ``{"variable_prefix": …}``). Two pipelines with their own prefixes get their own runs; a
 schedule changed in the spec applies at the next minute, without a DAG reparse. Prefixes without

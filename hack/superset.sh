@@ -50,8 +50,10 @@ fi
 # ---------------------------------------------------------------- settings in .env.local
 [[ -n "$(env_get RETAILFLOW_SUPERSET_USERNAME)" ]] || env_set RETAILFLOW_SUPERSET_USERNAME admin
 env_ensure RETAILFLOW_SUPERSET_PASSWORD >/dev/null
+new_key=0
 if [[ -z "$(env_get RETAILFLOW_SUPERSET_SECRET_KEY)" ]]; then
   # Superset encrypts the stored warehouse password with it: generated once, kept.
+  new_key=1
   env_set RETAILFLOW_SUPERSET_SECRET_KEY "$(python3 -c 'import secrets; print(secrets.token_urlsafe(42))')"
 fi
 url="http://127.0.0.1:$PORT"
@@ -81,9 +83,22 @@ else
   if healthy; then
     die "port $PORT already answers, but not with the Superset of this checkout; stop it or set RETAILFLOW_SUPERSET_PORT"
   fi
+  # A metadata database written with another SECRET_KEY (a deleted .env.local, another checkout's
+  # Superset) fails every page with "Invalid decryption key". The database's comment records the
+  # fingerprint of the key that wrote it; on a mismatch it starts over: everything in it is derived
+  # here (the admin from .env.local, the dashboards from the bundle).
+  meta() { PGPASSWORD="$db_pw" psql -h 127.0.0.1 -U "$PG_ROLE" -d "$PG_DB" -v ON_ERROR_STOP=1 -qAtX "$@"; }
+  mark="retailflow-superset-key $(python3 -c 'import hashlib, os; print(hashlib.sha256(os.environ["SUPERSET_SECRET_KEY"].encode()).hexdigest()[:16])')"
+  recorded="$(meta -c "select coalesce(shobj_description(oid, 'pg_database'), '') from pg_database where datname = current_database()")"
+  if [[ "$(meta -c "select count(*) from pg_tables where schemaname = 'public' and tablename = 'dbs'")" != 0 ]] \
+     && { [[ -n "$recorded" && "$recorded" != "$mark" ]] || [[ -z "$recorded" && "$new_key" == 1 ]]; }; then
+    log "the metadata database '$PG_DB' was written with another secret key (RETAILFLOW_SUPERSET_SECRET_KEY): recreating its contents"
+    meta -c "drop owned by current_user" >/dev/null
+  fi
   log "preparing the metadata database and the admin (db upgrade, init; about a minute the first time)"
   python "$FILES/superset_setup.py" setup >>"$RUN/superset.log" 2>&1 \
     || die "superset setup failed (see ${RUN#"$ROOT"/}/superset.log)"
+  meta -c "comment on database $PG_DB is '$mark'" >/dev/null
   log "starting gunicorn ($WORKERS workers) on $url"
   cd "$ROOT"
   setsid "$VENV/bin/gunicorn" --workers "$WORKERS" --worker-class gthread --threads 4 --timeout 120 \

@@ -584,6 +584,32 @@ def variable_description(namespace: str, name: str) -> str:
     return f"{VARIABLE_OWNER_MARK}{owner(namespace, name)}; edits are reverted."
 
 
+#: One variable shared by every pipeline of an Airflow: ``{variable prefix: "namespace/name"}``. The
+#: ``retail_pipeline_schedules`` DAG reads it to find each RetailPipeline's variables (a task cannot
+#: list variables). Its key starts with no pipeline's default prefix, so no pipeline's listing sees it.
+REGISTRY_KEY = "retailpipelines"
+REGISTRY_DESCRIPTION = (
+    "Managed by retailflow-operator: the variablePrefix of every RetailPipeline using this Airflow "
+    "(retail_pipeline_schedules reads it); edits are reverted."
+)
+
+
+def registry_entries(raw: Any) -> dict[str, str]:
+    """The registry's ``prefix -> owner`` pairs; anything that is not such a JSON object counts as empty."""
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def registry_variable(entries: Mapping[str, str]) -> dict[str, str]:
+    return {"key": REGISTRY_KEY, "value": json.dumps(dict(sorted(entries.items())), indent=2),
+            "description": REGISTRY_DESCRIPTION}
+
+
 def variable_owner(description: str | None) -> str | None:
     if description and description.startswith(VARIABLE_OWNER_MARK):
         return description[len(VARIABLE_OWNER_MARK) :].split(";", 1)[0]

@@ -48,6 +48,19 @@ def _apply(outcome: pipeline.Outcome, status: Any, patch: kopf.Patch, body: kopf
         kopf.event(body, type=kind, reason=reason, message=message)
 
 
+def _pass(namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+          trigger: str) -> pipeline.Outcome:
+    """One reconcile pass, under the pipeline's lock (``pipeline.serialized``)."""
+    model = spec_model.parse(spec)
+    return pipeline.serialized(
+        uid,
+        status,
+        lambda st: pipeline.reconcile_once(
+            namespace, name, uid, meta.get("generation"), model, st, meta.annotations, trigger=trigger
+        ),
+    )
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile")
@@ -64,14 +77,7 @@ def reconcile(
     reason: str,
     **_: Any,
 ) -> None:
-    model = spec_model.parse(spec)
-    outcome = pipeline.serialized(
-        uid,
-        status,
-        lambda st: pipeline.reconcile_once(
-            namespace, name, uid, meta.get("generation"), model, st, meta.annotations, trigger=str(reason)
-        ),
-    )
+    outcome = _pass(namespace, name, uid, spec, status, meta, trigger=str(reason))
     _apply(outcome, status, patch, body)
     if isinstance(outcome.error, PeerError) and outcome.error.transient:
         raise kopf.TemporaryError(outcome.message, delay=pipeline.backoff(retry))
@@ -94,14 +100,7 @@ def drift(
     """Restores what was changed or deleted out of band, applies changed Secret content, heals after failures."""
     if meta.get("deletionTimestamp"):
         return
-    model = spec_model.parse(spec)
-    outcome = pipeline.serialized(
-        uid,
-        status,
-        lambda st: pipeline.reconcile_once(
-            namespace, name, uid, meta.get("generation"), model, st, meta.annotations, trigger="timer"
-        ),
-    )
+    outcome = _pass(namespace, name, uid, spec, status, meta, trigger="timer")
     if outcome.error and (status or {}).get("phase") == outcome.status.get("phase"):
         outcome.event = None  # already reported; a Warning per tick would bury the first one
     _apply(outcome, status, patch, body)

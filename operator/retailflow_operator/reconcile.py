@@ -8,6 +8,7 @@ so a lost status or a crash between "create" and "record the id" cannot produce 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -17,6 +18,8 @@ from .airflow_client import AirflowClient
 from .spec_model import AirbyteSpec, AirflowSpec, PipelineSpec
 
 PLACEHOLDER_ID = "<created on apply>"
+#: The registry variable is read, changed and written by every pipeline's pass: one at a time.
+_registry_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -288,13 +291,21 @@ class Reconciler:
                     stale.append(key)
         for key in sorted(set(stale)):
             self.result.changes.append(Change("delete", "variable", key, "no longer in the spec"))
-        if self.apply and (upserts or stale):
-            if not self._writing:
-                self._writing = True
-                if self.before_first_write:
-                    self.before_first_write()
-            af.upsert_variables(upserts)
-            af.delete_variables(sorted(set(stale)))
+        with _registry_lock:
+            found = af.list_variables(b.REGISTRY_KEY).get(b.REGISTRY_KEY)
+            current = b.registry_entries(found.get("value") if found else None)
+            wanted = {k: v for k, v in current.items() if v != me} | {prefix: me}
+            if found is None or wanted != current or found.get("description") != b.REGISTRY_DESCRIPTION:
+                reason = "missing" if found is None else f"does not list {prefix!r} for {me}" if wanted != current else "not yet owned"
+                self.result.changes.append(Change("upsert", "variable", b.REGISTRY_KEY, reason))
+                upserts.append(b.registry_variable(wanted))
+            if self.apply and (upserts or stale):
+                if not self._writing:
+                    self._writing = True
+                    if self.before_first_write:
+                        self.before_first_write()
+                af.upsert_variables(upserts)
+                af.delete_variables(sorted(set(stale)))
         self.result.variables = sorted(desired)
 
     def run(self) -> Result:
@@ -334,4 +345,14 @@ def finalize(pipeline: Pipeline, peers: Peers, prefix: str) -> list[str]:
     keys = sorted(k for k, v in existing.items() if b.variable_owner(v.get("description")) == me)
     af.delete_variables(keys)
     removed += [f"variable {k}" for k in keys]
+    with _registry_lock:
+        found = af.list_variables(b.REGISTRY_KEY).get(b.REGISTRY_KEY)
+        current = b.registry_entries(found.get("value") if found else None)
+        left = {k: v for k, v in current.items() if v != me}
+        if found is not None and left != current:
+            if left:
+                af.upsert_variables([b.registry_variable(left)])
+            else:
+                af.delete_variables([b.REGISTRY_KEY])
+            removed.append(f"{spec.airflow.variable_prefix!r} from variable {b.REGISTRY_KEY}")
     return removed

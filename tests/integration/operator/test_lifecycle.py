@@ -118,7 +118,8 @@ def test_plan_mode_reports_changes_and_applies_nothing(kube, airbyte, airflow, o
             for r in ("mysql-to-warehouse", "mysql-to-lake", "store-locations-to-warehouse", "store-locations-to-lake")
         ]
     )
-    assert len([c for c in plan if c["target"] == "variable" and c["action"] == "upsert"]) == 6
+    upserts = {c["name"] for c in plan if c["target"] == "variable" and c["action"] == "upsert"}
+    assert len(upserts - {"retailpipelines"}) == 6 and "retailpipelines" in upserts  # and its registry entry
     assert airbyte.writes == []
     assert owned_variables(airflow, prefix) == {}
 
@@ -136,3 +137,24 @@ def test_plan_mode_reports_changes_and_applies_nothing(kube, airbyte, airflow, o
     assert airbyte.writes == []
     lake_id = obj["status"]["airbyte"]["destinations"]["lake"]
     assert airbyte.destinations[lake_id]["configuration"]["format"]["format_type"] == "Parquet"
+
+
+def test_every_pipeline_is_listed_for_the_schedules_until_it_is_deleted(kube, airbyte, airflow, operator_run,
+                                                                        make_pipeline):
+    """The ``retailpipelines`` variable (what ``retail_pipeline_schedules`` reads) names each pipeline's
+    prefix, so a second RetailPipeline is scheduled without touching Airflow's environment."""
+    a, b = make_pipeline("shop-a"), make_pipeline("shop-b")
+    kube.apply_rp(a)
+    kube.apply_rp(b)
+    kube.wait_rp(NS, "shop-a", is_ready, timeout=30)
+    kube.wait_rp(NS, "shop-b", is_ready, timeout=30)
+    registry = json.loads(airflow.get_variable("retailpipelines"))
+    mine = {p: o for p, o in registry.items() if o in (f"{NS}/shop-a", f"{NS}/shop-b")}
+    assert mine == {a["spec"]["airflow"]["variablePrefix"]: f"{NS}/shop-a",
+                    b["spec"]["airflow"]["variablePrefix"]: f"{NS}/shop-b"}
+
+    kube.delete_rp(NS, "shop-a")
+    kube.wait_rp_gone(NS, "shop-a", timeout=30)
+    registry = json.loads(airflow.get_variable("retailpipelines"))
+    assert f"{NS}/shop-a" not in registry.values()
+    assert registry[b["spec"]["airflow"]["variablePrefix"]] == f"{NS}/shop-b"

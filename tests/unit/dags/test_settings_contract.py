@@ -138,3 +138,19 @@ def test_each_pipeline_gets_its_own_runs_on_its_own_schedule():
                               variables.get) == runs
     with pytest.raises(settings.SettingsError, match="not a cron expression"):
         schedules.latest_tick("every day", now)
+
+
+def test_pipelines_the_operator_registers_are_scheduled_without_configuring_their_prefixes():
+    """A second RetailPipeline needs no change to Airflow's environment: the operator lists every
+    prefix in the ``retailpipelines`` variable, and the schedules read it beside the default prefix."""
+    a = operator_variables("--engine", "direct", "--prefix", "shop_a_", "--set", "schedule=0 2 * * *")
+    b = operator_variables("--engine", "direct", "--prefix", "shop_b_", "--set", "schedule=*/15 * * * *")
+    variables = {k: json.dumps(v) for k, v in (a | b).items()}
+    variables[schedules.REGISTRY_KEY] = json.dumps({"shop_a_": "retail/a", "shop_b_": "retail/b"})
+    now = datetime(2026, 3, 4, 10, 7, 30, tzinfo=timezone.utc)
+    runs = schedules.due_runs(now, {}, variables.get)
+    assert [r["conf"]["variable_prefix"] for r in runs] == ["shop_a_", "shop_b_"]
+    assert runs[1]["trigger_run_id"] == "scheduled__shop_b__2026-03-04T10:00:00Z"
+    # a registry someone broke by hand schedules only what the environment names, and says why
+    variables[schedules.REGISTRY_KEY] = "[not, json"
+    assert schedules.due_runs(now, {"RETAILFLOW_PIPELINE_PREFIXES": "shop_b_"}, variables.get) == runs[1:]

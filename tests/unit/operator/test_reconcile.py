@@ -104,7 +104,7 @@ def test_second_pass_with_nothing_changed_writes_nothing(example, secrets, peers
 
 def test_plan_mode_lists_changes_and_writes_nothing(example, secrets, peers, airbyte):
     result, _ = run(example, secrets, peers, apply=False)
-    assert len(result.changes) == 8 + 6
+    assert len(result.changes) == 8 + 6 + 1  # and the registry entry
     assert airbyte.writes == [] and peers.airflow.writes == 0
 
 
@@ -158,9 +158,11 @@ def test_prefix_change_moves_the_variables_and_spares_another_pipelines(example,
     example["spec"]["airflow"]["variablePrefix"] = "shop_"
     _, status2 = run(example, secrets, peers, status)
     assert all(k.startswith("shop_") for k in status2["airflowVariables"])
-    assert set(peers.airflow.vars) == set(status2["airflowVariables"]) | {taken}
+    assert set(peers.airflow.vars) == set(status2["airflowVariables"]) | {taken, b.REGISTRY_KEY}
     assert b.variable_owner(peers.airflow.vars[taken]["description"]) == "other/p"
     assert not (old_keys - {taken}) & set(peers.airflow.vars)
+    # the schedules now find the pipeline under its new prefix only
+    assert b.registry_entries(peers.airflow.vars[b.REGISTRY_KEY]["value"]) == {"shop_": "retailflow/retail"}
 
 
 def test_hand_edited_variable_is_restored(example, secrets, peers):
