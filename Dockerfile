@@ -26,6 +26,24 @@ RUN pip install --no-cache-dir \
         "psycopg[binary]>=3.2" "connectorx>=0.4" "pyarrow>=17" \
         "adbc-driver-postgresql>=1.3" "adbc-driver-manager>=1.3"
 
+# OpenMetadata's ingestion framework (the `metadata` CLI the governance task runs) in its own virtual
+# environment, from the same lock file the tests run it from (hack/envs/openmetadata): it pins
+# SQLAlchemy and pydantic versions Airflow's environment cannot share. The workflow templates are
+# mounted from the chart's ConfigMap at RETAILFLOW_OPENMETADATA_WORKFLOWS; a copy ships here too.
+ENV RETAILFLOW_OPENMETADATA_METADATA_BIN=/opt/openmetadata/bin/metadata \
+    RETAILFLOW_OPENMETADATA_WORKFLOWS=/opt/retailflow/openmetadata/workflows \
+    RETAILFLOW_DBT_TARGET_DIR=/opt/retailflow/dbt/target
+COPY --chown=airflow:0 hack/envs/openmetadata/pyproject.toml hack/envs/openmetadata/uv.lock /tmp/build/openmetadata/
+USER root
+RUN mkdir -p /opt/openmetadata /opt/retailflow/openmetadata && chown -R airflow:0 /opt/openmetadata /opt/retailflow
+USER airflow
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "uv>=0.9" \
+    && UV_PROJECT_ENVIRONMENT=/opt/openmetadata UV_PYTHON_DOWNLOADS=never \
+       python -m uv sync --locked --no-dev --no-cache --project /tmp/build/openmetadata \
+    && /opt/openmetadata/bin/metadata --version \
+    && rm -rf /tmp/build/openmetadata
+COPY --chown=airflow:0 charts/retailflow/files/openmetadata/ /opt/retailflow/openmetadata/workflows/
+
 COPY --chown=airflow:0 generator/ /tmp/build/generator/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 # Tasks import the installed package; dags/.airflowignore (copied with the DAG files) tells the DAG

@@ -183,7 +183,7 @@ test-chart: tools ## Chart tests: helm lint, helm template, offline schema valid
 	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/unit/chart
 
 .PHONY: test-dashboards
-test-dashboards: sync sync-superset ## Dashboard tests: a real Superset, the bundle imported, chart data vs the marts, screenshots.
+test-dashboards: sync sync-superset openmetadata-env ## Dashboard tests: a real Superset, the bundle imported, chart data vs the marts, screenshots, OpenMetadata's Superset workflow on it.
 	$(WITH_ENV) $(UV) run --quiet --project dags pytest --junitxml=$(JUNIT_DIR)/$@-unit.xml tests/unit/dashboards
 	$(WITH_ENV) $(UV) run --quiet --project hack/envs/superset $(PYTEST) tests/integration/dashboards
 

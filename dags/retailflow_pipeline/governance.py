@@ -18,6 +18,12 @@ Environment:
 - ``RETAILFLOW_OPENMETADATA_URL`` (required; else :class:`NotConfigured`): the server, e.g.
   ``http://openmetadata:8585`` (``/api`` is added when missing);
 - ``RETAILFLOW_OPENMETADATA_TOKEN``: a bot's JWT (the ingestion bot's, from OpenMetadata's settings);
+  without it, ``RETAILFLOW_OPENMETADATA_ADMIN_PASSWORD`` (and ``…_ADMIN_EMAIL``, default
+  ``admin@open-metadata.org``): the run logs in as that basic-auth admin and reads the ingestion
+  bot's JWT, as the chart's ingestion Job does. With neither, nothing is configured
+  (:class:`NotConfigured`);
+- ``RETAILFLOW_OPENMETADATA_RUN_WORKFLOWS``: comma-separated workflows to run when none are named
+  (default: every workflow whose peer is configured, as listed above);
 - ``RETAILFLOW_MYSQL_URL``, ``RETAILFLOW_WAREHOUSE_URL``: the databases (passwords come from them);
 - ``RETAILFLOW_DBT_TARGET_DIR``: dbt's artifacts (default ``dbt/target`` of the project);
 - ``RETAILFLOW_DBT_RUN_RESULTS``: the ``run_results.json`` of the last ``dbt build`` (default: the one in
@@ -34,12 +40,15 @@ a command line. ``python -m retailflow_pipeline.governance [--check] [workflow .
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,16 +93,60 @@ def _url_parts(url: str, what: str) -> dict[str, str]:
     }
 
 
-def workflow_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The variables the workflow templates read, from RetailFlow's settings (no I/O)."""
+def _server(env: Mapping[str, str]) -> str:
+    """The server's API base (``…/api``); :class:`NotConfigured` without a URL or any credentials."""
     url = env.get("RETAILFLOW_OPENMETADATA_URL", "").rstrip("/")
     if not url:
         raise NotConfigured("RETAILFLOW_OPENMETADATA_URL is not set: no OpenMetadata server to register in")
-    if not env.get("RETAILFLOW_OPENMETADATA_TOKEN"):
-        raise ValueError("RETAILFLOW_OPENMETADATA_TOKEN is not set: give a bot's JWT (Settings > Bots > ingestion-bot)")
+    if not env.get("RETAILFLOW_OPENMETADATA_TOKEN") and not env.get("RETAILFLOW_OPENMETADATA_ADMIN_PASSWORD"):
+        raise NotConfigured("neither RETAILFLOW_OPENMETADATA_TOKEN nor RETAILFLOW_OPENMETADATA_ADMIN_PASSWORD is set: "
+                            "no credentials for OpenMetadata (give a bot's JWT: Settings > Bots > ingestion-bot)")
+    return url if url.endswith("/api") else f"{url}/api"
+
+
+def bot_token(env: Mapping[str, str], timeout: float = 30) -> str:
+    """``RETAILFLOW_OPENMETADATA_TOKEN``, else the ingestion bot's JWT, read as the basic-auth admin
+    (``POST /v1/users/login`` with the base64 password, then ``GET /v1/users/name/ingestion-bot``)."""
+    if env.get("RETAILFLOW_OPENMETADATA_TOKEN"):
+        return env["RETAILFLOW_OPENMETADATA_TOKEN"]
+    api = _server(env)
+    email = env.get("RETAILFLOW_OPENMETADATA_ADMIN_EMAIL") or "admin@open-metadata.org"
+    password = base64.b64encode(env["RETAILFLOW_OPENMETADATA_ADMIN_PASSWORD"].encode()).decode()
+    try:
+        login = _http_json("POST", f"{api}/v1/users/login", {"email": email, "password": password}, None, timeout)
+        bot = _http_json("GET", f"{api}/v1/users/name/ingestion-bot?fields=authenticationMechanism", None,
+                         login["accessToken"], timeout)
+        return bot["authenticationMechanism"]["config"]["JWTToken"]
+    except urllib.error.HTTPError as exc:
+        what = "the admin login was refused" if "/login" in exc.url else f"{exc.url} answered {exc.code}"
+        raise ValueError(f"OpenMetadata at {api}: {what} (HTTP {exc.code}); check "
+                         "RETAILFLOW_OPENMETADATA_ADMIN_PASSWORD or give RETAILFLOW_OPENMETADATA_TOKEN") from None
+    except urllib.error.URLError as exc:
+        raise ValueError(f"OpenMetadata at {api} does not answer: {exc.reason}") from None
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"OpenMetadata at {api}: the ingestion bot has no JWT ({exc!r})") from None
+
+
+def _http_json(method: str, url: str, body: dict | None, token: str | None, timeout: float) -> dict:
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=headers),
+                                timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def workflow_env(env: Mapping[str, str], token: str | None = None) -> dict[str, str]:
+    """The variables the workflow templates read, from RetailFlow's settings (no I/O: ``token``, the
+    bot's JWT, defaults to ``RETAILFLOW_OPENMETADATA_TOKEN``; :func:`bot_token` finds one)."""
+    api = _server(env)
+    token = token or env.get("RETAILFLOW_OPENMETADATA_TOKEN")
+    if not token:
+        raise ValueError("no bot JWT: set RETAILFLOW_OPENMETADATA_TOKEN (or let bot_token() read it as the admin)")
     out = {
-        "OPENMETADATA_HOST_PORT": url if url.endswith("/api") else f"{url}/api",
-        "OPENMETADATA_JWT_TOKEN": env["RETAILFLOW_OPENMETADATA_TOKEN"],
+        "OPENMETADATA_HOST_PORT": api,
+        "OPENMETADATA_JWT_TOKEN": token,
         "DBT_TARGET_DIR": env.get("RETAILFLOW_DBT_TARGET_DIR") or str(REPO / "dbt" / "target"),
     }
     out["DBT_RUN_RESULTS"] = env.get("RETAILFLOW_DBT_RUN_RESULTS") or f"{out['DBT_TARGET_DIR']}/run_results.json"
@@ -121,6 +174,8 @@ def selected(env: Mapping[str, str], names: Sequence[str] | None = None) -> list
         if unknown:
             raise ValueError(f"unknown workflow(s) {', '.join(unknown)}; known: {', '.join(ORDER)}")
         wanted = [n for n in ORDER if n in names]
+    elif env.get("RETAILFLOW_OPENMETADATA_RUN_WORKFLOWS"):
+        return selected(env, [n.strip() for n in env["RETAILFLOW_OPENMETADATA_RUN_WORKFLOWS"].split(",") if n.strip()])
     else:
         wanted = [n for n in ORDER if n in {"mysql", "postgres"}]
         dbt_dir = Path(env.get("RETAILFLOW_DBT_TARGET_DIR") or REPO / "dbt" / "target")
@@ -142,9 +197,9 @@ def _metadata_bin(env: Mapping[str, str]) -> str:
     return binary
 
 
-def _child_env(env: Mapping[str, str]) -> dict[str, str]:
+def _child_env(env: Mapping[str, str], token: str | None = None) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}}
-    return keep | workflow_env(env)
+    return keep | workflow_env(env, token)
 
 
 def run(env: Mapping[str, str] = os.environ, workflows: Sequence[str] | None = None, log=print) -> dict:
@@ -153,8 +208,9 @@ def run(env: Mapping[str, str] = os.environ, workflows: Sequence[str] | None = N
     Raises :class:`NotConfigured` without a server URL and :class:`WorkflowFailed` when a run fails
     (the runs before it stay done: OpenMetadata's PUTs are idempotent, a rerun is safe).
     """
-    child_env = _child_env(env)  # raises NotConfigured first: without a server nothing else matters
+    _server(env)  # raises NotConfigured first: without a server nothing else matters
     binary = _metadata_bin(env)
+    child_env = _child_env(env, bot_token(env))
     summary: dict[str, dict] = {}
     chosen = selected(env, workflows)
     if any(w.name == "dbt" for w in chosen):
@@ -216,7 +272,8 @@ def check_files(paths: Sequence[Path], env: Mapping[str, str] = os.environ) -> d
     """
     python = Path(_metadata_bin(env)).with_name("python")
     sample = {**CHECK_SAMPLE, **{k: v for k, v in env.items() if v}}
-    proc = subprocess.run([str(python), "-c", _CHECK_SCRIPT, *map(str, paths)], env=_child_env(sample),
+    proc = subprocess.run([str(python), "-c", _CHECK_SCRIPT, *map(str, paths)],
+                          env=_child_env(sample, sample["RETAILFLOW_OPENMETADATA_TOKEN"]),
                           capture_output=True, text=True, check=False)
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"workflow check could not run: {proc.stderr.strip()[-2000:]}")

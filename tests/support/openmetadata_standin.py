@@ -19,6 +19,18 @@ Written from the ``open-metadata/OpenMetadata`` repository (files and the commit
   quoted in its FQN (``svc."a.b"``); FQNs are the parent's FQN, a dot, the quoted name, except a
   dashboard data model's, ``<service>.model.<name>`` (the repository inserts ``model``; the
   client's ``fqn.build`` for ``DashboardDataModel`` builds the same).
+- ``openmetadata-service/.../jdbi3/ListFilter.java`` @ ca6ca2e2bd3c4cc76131487cda13f91b7c1f51af
+  (``getDatabaseSchemaCondition``, ``getTableNameRegexCondition``, ``getFqnRegexCondition``): the
+  list filters ``databaseRegex``, ``databaseSchemaRegex``, ``tableRegex`` with ``regexMode`` and
+  ``regexFilterByFqn``, which the profiler's table fetcher sends instead of filtering itself. The
+  field a regex is matched on (``<param>RegexField``) is bound by the resource; the stored
+  ``TableResource.java`` predates these filters, so the stand-in matches the parent's (or the
+  table's own) name, which is what the profiler's fetcher (``DatabaseFetcherStrategy``) expects.
+- ``openmetadata-service/.../resources/teams/UserResource.java`` @ 4cc1e7a47c40f15b064ec168facaa5ce6bfdb525
+  (``loginUserWithPassword``): ``POST /users/login`` with ``{email, password}``, the password base64
+  encoded (else 400), answers a ``JwtResponse`` ``{tokenType, accessToken, refreshToken,
+  expiryDuration}``; ``GET /users/name/ingestion-bot?fields=authenticationMechanism`` carries the
+  bot's JWT in ``authenticationMechanism.config.JWTToken``, readable by the admin only here.
 - ``openmetadata-service/.../resources/system/SystemResource.java`` @ 0029309d0a405b4bd1190a59fc85b606f5fe3d13
   and the ``/system/version`` answer ``{version, revision, timestamp}`` (the client compares
   major.minor only).
@@ -39,7 +51,7 @@ Endpoints served (under ``/api/v1``): ``system/version``, ``system/settings/prof
 ``COLLECTIONS`` (database, dashboard and pipeline services, databases, schemas, tables, stored
 procedures, charts, dashboards, dashboard data models, pipelines, classifications, tags, test
 definitions, suites and cases, queries, users, teams): ``PUT`` create-or-update, ``PUT …/bulk``,
-``GET ?<parent>=&limit=&after=&include=``, ``GET /name/{fqn}``, ``GET|PATCH|DELETE /{id}``,
+``GET ?<parent>=&limit=&after=&include=`` (and the regex filters above), ``GET /name/{fqn}``, ``GET|PATCH|DELETE /{id}``,
 ``DELETE …/deleteStale`` (soft-deletes what the connector did not see in the scope, as
 ``EntityResource.deleteStale`` does), ``PUT /tables/{id}/dataModel|tableProfile|tableProfilerConfig``;
 ``lineage`` (``PUT``, by id and by name, ``PATCH`` of an edge's details, ``getLineageEdge`` by id
@@ -57,12 +69,14 @@ shape (only ``hits.hits[]._source`` is read) and treat ``*`` in the value as a w
 search index does for dbt's lookups.
 
 Not covered (answered 404 and listed in ``unhandled``): authentication (any bearer token is
-accepted), authorization, entity versions history, soft-delete/restore, change events, the search
-engine's ranking and every endpoint the RetailFlow workflows do not call.
+accepted, except that only the admin's login token reads the bot's JWT), authorization, entity
+versions history, soft-delete/restore, change events, the search engine's ranking and every
+endpoint the RetailFlow workflows do not call.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import fnmatch
 import json
@@ -174,11 +188,17 @@ class OpenMetadataStandIn:
     usage: dict[str, list[dict]] = field(default_factory=dict)  # entity FQN -> daily counts
     requests: list[Recorded] = field(default_factory=list)
     unhandled: list[str] = field(default_factory=list)
+    #: the basic-auth admin (``POST /users/login``) and the ingestion bot's JWT it may read
+    admin_email: str = "admin@open-metadata.org"
+    admin_password: str = field(default_factory=lambda: f"Stand-in-{uuid.uuid4().hex}!")
+    bot_jwt: str = field(default_factory=lambda: f"stand-in.ingestion-bot.{uuid.uuid4().hex}")
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
         self._by_id: dict[str, tuple[str, str]] = {}
         self._server: ThreadingHTTPServer | None = None
+        self._admin_tokens: set[str] = set()
+        self._bearer: str | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> str:
@@ -191,7 +211,8 @@ class OpenMetadataStandIn:
             def _serve(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                status, payload = standin.handle(self.command, self.path, raw)
+                status, payload = standin.handle(self.command, self.path, raw,
+                                                 self.headers.get("Authorization", "").removeprefix("Bearer "))
                 body = b"" if payload is None else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -234,7 +255,7 @@ class OpenMetadataStandIn:
         return out
 
     # ---- dispatch ----------------------------------------------------------------------------
-    def handle(self, method: str, raw_path: str, raw_body: bytes) -> tuple[int, Any]:
+    def handle(self, method: str, raw_path: str, raw_body: bytes, bearer: str | None = None) -> tuple[int, Any]:
         parts = urlsplit(raw_path)
         path = parts.path
         query = parse_qs(parts.query)
@@ -245,11 +266,39 @@ class OpenMetadataStandIn:
             except ValueError:
                 return self._record(method, path, query, None, 400, {"code": 400, "message": "Invalid JSON"})
         with self._lock:
+            self._bearer = bearer
             try:
                 status, payload = self._route(method, path.removeprefix("/api/v1/").rstrip("/"), query, body)
             except _Error as err:
                 status, payload = err.status, {"code": err.status, "message": err.message}
         return self._record(method, path, query, body, status, payload)
+
+    # ---- basic auth: the admin's login and the ingestion bot ---------------------------------
+    def _login(self, body: dict) -> tuple[int, Any]:
+        """UserResource.loginUserWithPassword: the password arrives base64-encoded; a JwtResponse."""
+        try:
+            password = base64.b64decode(body.get("password") or "", validate=True).decode()
+        except ValueError:
+            raise _Error(400, "Password needs to be encoded in Base-64.") from None
+        if body.get("email") != self.admin_email or password != self.admin_password:
+            raise _Error(401, "You have entered an invalid username or password.")
+        token = f"stand-in.admin.{uuid.uuid4().hex}"
+        self._admin_tokens.add(token)
+        return 200, {"tokenType": "Bearer", "accessToken": token, "refreshToken": uuid.uuid4().hex,
+                     "expiryDuration": int(time.time() * 1000) + 3_600_000}
+
+    def _authorized(self, admin: bool) -> None:
+        """Only the admin's login token may read a bot's JWT (any bearer token passes elsewhere)."""
+        if admin and self._bearer not in self._admin_tokens:
+            raise _Error(403, "Principal: CatalogPrincipal{name='ingestion-bot'} operations [ViewAll] not allowed")
+
+    def _ingestion_bot(self) -> dict:
+        """The ingestion bot's user with ``fields=authenticationMechanism`` (entity/teams/user.json)."""
+        return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "ingestion-bot")), "name": "ingestion-bot",
+                "fullyQualifiedName": "ingestion-bot", "email": "ingestion-bot@open-metadata.org", "isBot": True,
+                "version": 0.1, "deleted": False,
+                "authenticationMechanism": {"authType": "JWT", "config": {"JWTToken": self.bot_jwt,
+                                                                          "JWTTokenExpiry": "Unlimited"}}}
 
     def _record(self, method, path, query, body, status, payload):
         self.requests.append(Recorded(method, path, query, status, redact(body)))
@@ -272,6 +321,11 @@ class OpenMetadataStandIn:
             return 200, {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, name)), "name": name, "fullyQualifiedName": name,
                          "description": f"`{name}` entity type", "nameSpace": "data", "category": "entity",
                          "schema": "{}", "customProperties": [], "version": 0.1}
+        if method == "POST" and path == "users/login":
+            return self._login(body or {})
+        if method == "GET" and path == "users/name/ingestion-bot":
+            self._authorized(admin=True)
+            return 200, self._ingestion_bot()
         if path.startswith("search/"):
             return self._search(path, query)
         match = re.fullmatch(r"usage/([A-Za-z]+)/([0-9a-f-]{36})", path)
@@ -342,7 +396,13 @@ class OpenMetadataStandIn:
                 entity[sub] = body
                 return 200, self._view(entity)
             if method == "PUT" and sub == "tableProfile":
+                # CreateTableProfile: the table's profile, and one profile per column, which the
+                # server keeps on the column (``columns[].profile`` in entity/data/table.json)
                 entity["profile"] = body.get("tableProfile")
+                by_name = {c["name"]: c for c in entity.get("columns", [])}
+                for profile in body.get("columnProfile") or []:
+                    if profile.get("name") in by_name:
+                        by_name[profile["name"]]["profile"] = profile
                 return 200, self._view(entity)
         if method == "DELETE" and rest == "deleteStale":
             return 200, self._delete_stale(etype, body)
@@ -481,6 +541,7 @@ class OpenMetadataStandIn:
             if key in query:
                 wanted = query[key][0]
                 items = [e for e in items if (e.get(key) or {}).get("fullyQualifiedName") == wanted]
+        items = [e for e in items if self._regex_filters_pass(e, query)]
         limit = int(query.get("limit", ["10"])[0])
         start = int(query.get("after", ["0"])[0] or 0)
         page = items[start:start + limit]
@@ -488,6 +549,24 @@ class OpenMetadataStandIn:
         if start + limit < len(items):  # the server sets `after` only when there is more
             paging["after"] = str(start + limit)
         return {"data": [self._view(e) for e in page], "paging": paging}
+
+    @staticmethod
+    def _regex_filters_pass(entity: dict, query: dict) -> bool:
+        """ListFilter's regex conditions: ``databaseRegex``, ``databaseSchemaRegex`` and ``tableRegex``
+        match the parent's / the entity's ``name`` (its ``fullyQualifiedName`` with
+        ``regexFilterByFqn=true``) with PostgreSQL's ``~`` (a search, not a full match), negated by
+        ``regexMode=exclude``; all given conditions must hold (ANDed)."""
+        by_fqn = query.get("regexFilterByFqn", ["false"])[0].lower() == "true"
+        exclude = query.get("regexMode", ["include"])[0].lower() == "exclude"
+        field_name = "fullyQualifiedName" if by_fqn else "name"
+        for param, of in (("databaseRegex", "database"), ("databaseSchemaRegex", "databaseSchema"),
+                          ("tableRegex", None)):
+            if not query.get(param, [""])[0]:
+                continue
+            value = (entity if of is None else (entity.get(of) or {})).get(field_name) or ""
+            if bool(re.search(query[param][0], value)) == exclude:
+                return False
+        return True
 
     # ---- search ------------------------------------------------------------------------------
     def _search(self, path: str, query: dict) -> tuple[int, Any]:

@@ -7,11 +7,12 @@ OpenMetadata: the tables and their columns, the lineage graph, the descriptions 
 from __future__ import annotations
 
 import json
-import os
+import shutil
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+import yaml
 
 from retailflow_pipeline import governance
 from support.openmetadata_standin import OpenMetadataStandIn
@@ -30,7 +31,8 @@ def _env(om_env: dict, **urls: str) -> dict:
 
 def _run(standin: OpenMetadataStandIn, env: dict, workflows: list[str]) -> dict:
     summary = governance.run(env, workflows, log=lambda _line: None)
-    print(f"stand-in after {'+'.join(workflows)}: {standin.counts()}")  # shown with -s, and on failures
+    seconds = {name: w["seconds"] for name, w in summary["workflows"].items()}
+    print(f"stand-in after {'+'.join(workflows)}: {standin.counts()} (seconds: {seconds})")  # shown with -s
     assert not standin.unhandled, f"the workflows called endpoints the stand-in does not serve: {standin.unhandled}"
     return summary
 
@@ -132,25 +134,57 @@ class TestPostgresWorkflow:
         assert {"_airbyte_raw_id", "_airbyte_extracted_at"} <= {c["name"] for c in raw["columns"]}
 
 
+#: The metrics the test's profiler run computes: the ones a user reads first on a table's profile
+#: page, each one query per column. The shipped workflow computes OpenMetadata's default set (20,
+#: with median, quartiles and unique counts: several queries per column), minutes on 2 cores.
+TEST_PROFILER_METRICS = ["rowCount", "columnCount", "columnNames", "valuesCount", "nullCount", "distinctCount",
+                         "min", "max"]
+
+
 @pytest.fixture(scope="module")
-def profiled(warehouse_catalog):
-    """The profiler workflow on the registered warehouse: minutes of CPU on a loaded 2-core machine
-    (it computes every metric of every mart column), so it runs only with RETAILFLOW_GOVERNANCE_PROFILER=1."""
-    if os.environ.get("RETAILFLOW_GOVERNANCE_PROFILER") != "1":
-        pytest.skip("the profiler workflow costs minutes of CPU: run with RETAILFLOW_GOVERNANCE_PROFILER=1")
+def profiled(warehouse_catalog, tmp_path_factory):
+    """The shipped profiler workflow (the marts schema) on the registered warehouse, with a modest
+    metric set (``TEST_PROFILER_METRICS``) in a copy of the workflow folder; all else is the chart's file."""
     standin, _, database = warehouse_catalog
-    _run(standin, standin.env, ["postgres-profiler"])
-    return standin, database
+    folder = tmp_path_factory.mktemp("workflows")
+    for template in governance.DEFAULT_WORKFLOWS_DIR.glob("*.yaml"):
+        shutil.copy(template, folder / template.name)
+    workflow = yaml.safe_load((folder / "postgres-profiler.yaml").read_text())
+    workflow["source"]["sourceConfig"]["config"]["metrics"] = TEST_PROFILER_METRICS
+    (folder / "postgres-profiler.yaml").write_text(yaml.safe_dump(workflow, sort_keys=False))
+    summary = _run(standin, standin.env | {"RETAILFLOW_OPENMETADATA_WORKFLOWS": str(folder)}, ["postgres-profiler"])
+    return standin, database, summary
 
 
 class TestProfilerWorkflow:
-    def test_the_marts_get_row_counts_equal_to_the_warehouse(self, profiled, warehouse):
-        standin, database = profiled
+    def test_every_mart_gets_its_real_row_count(self, profiled, warehouse):
+        standin, database, summary = profiled
+        assert summary["workflows"]["postgres-profiler"].get("errors", 0) == 0, summary
         with psycopg.connect(warehouse.url) as conn:
-            rows = conn.execute("select count(*) from marts.top_customers").fetchone()[0]
+            real = {m: conn.execute(f"select count(*) from marts.{m}").fetchone()[0] for m in MARTS}
+        profiles = {m: (_table(standin, f"retailflow_warehouse.{database}.marts.{m}").get("profile") or {})
+                    for m in MARTS}
+        assert {m: p.get("rowCount") for m, p in profiles.items()} == real
+        assert all(rows > 0 for rows in real.values())
         top = _table(standin, f"retailflow_warehouse.{database}.marts.top_customers")
-        assert rows > 0 and top["profile"]["rowCount"] == rows
-        assert not any(".staging." in fqn and t.get("profile") for fqn, t in standin.of_type("table").items())
+        assert profiles["top_customers"]["columnCount"] == len(top["columns"])
+
+    def test_column_profiles_match_the_warehouse(self, profiled, warehouse):
+        standin, database, _ = profiled
+        with psycopg.connect(warehouse.url) as conn:
+            low, high, distinct = conn.execute("select min(lifetime_revenue), max(lifetime_revenue), "
+                                               "count(distinct customer_id) from marts.top_customers").fetchone()
+        top = _table(standin, f"retailflow_warehouse.{database}.marts.top_customers")
+        columns = {c["name"]: c.get("profile") or {} for c in top["columns"]}
+        assert float(columns["lifetime_revenue"]["min"]) == pytest.approx(float(low))
+        assert float(columns["lifetime_revenue"]["max"]) == pytest.approx(float(high))
+        assert columns["customer_id"]["distinctCount"] == distinct
+        assert columns["customer_id"]["nullCount"] == 0
+
+    def test_only_the_marts_are_profiled(self, profiled):
+        standin, _, _ = profiled
+        profiled_schemas = {fqn.split(".")[2] for fqn, t in standin.of_type("table").items() if t.get("profile")}
+        assert profiled_schemas == {"marts"}
 
 
 class TestDbtWorkflow:

@@ -54,7 +54,7 @@ class TestAirflowWiring:
     def test_metadata_and_admin_secrets_are_rendered(self, defaults, values):
         rendered = secrets(defaults)
         assert "connection" in rendered[values["airflow"]["data"]["metadataSecretName"]]
-        (volume,) = values["airflow"]["volumes"]
+        (volume,) = [v for v in values["airflow"]["volumes"] if "secret" in v]
         assert "passwords.json" in rendered[volume["secret"]["secretName"]]
         assert values["airflow"]["postgresql"]["enabled"] is False
 

@@ -79,9 +79,18 @@ class TestWorkflowEnvironment:
         with pytest.raises(governance.NotConfigured, match="RETAILFLOW_OPENMETADATA_URL"):
             governance.run({"RETAILFLOW_MYSQL_URL": "mysql://u:p@h:3306/retail"})
 
-    def test_a_server_without_a_token_is_a_clear_error(self):
-        with pytest.raises(ValueError, match="RETAILFLOW_OPENMETADATA_TOKEN"):
-            governance.workflow_env({"RETAILFLOW_OPENMETADATA_URL": "http://om:8585"})
+    def test_a_server_without_any_credentials_is_not_configured(self):
+        # the DAG's task then skips, saying why (a cluster without OpenMetadata has no Secret to read)
+        with pytest.raises(governance.NotConfigured, match="RETAILFLOW_OPENMETADATA_TOKEN"):
+            governance.run({"RETAILFLOW_OPENMETADATA_URL": "http://om:8585"})
+
+    def test_workflows_to_run_can_be_named_in_the_environment(self, tmp_path):
+        base = {"RETAILFLOW_OPENMETADATA_URL": "http://om", "RETAILFLOW_DBT_TARGET_DIR": str(tmp_path),
+                "RETAILFLOW_AIRFLOW_URL": "http://af"}
+        chosen = governance.selected(base | {"RETAILFLOW_OPENMETADATA_RUN_WORKFLOWS": "airflow, dbt,postgres"})
+        assert [w.name for w in chosen] == ["postgres", "dbt", "airflow"]
+        with pytest.raises(ValueError, match="unknown workflow"):
+            governance.selected(base | {"RETAILFLOW_OPENMETADATA_RUN_WORKFLOWS": "postgres,dbtt"})
 
     def test_database_urls_become_the_templates_settings(self):
         env = governance.workflow_env({

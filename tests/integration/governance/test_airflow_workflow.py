@@ -1,15 +1,14 @@
-"""The Airflow and Superset workflows, run for real against the OpenMetadata stand-in.
+"""The Airflow workflow, run for real against the OpenMetadata stand-in (the Superset workflow runs in
+the dashboards suite, see below).
 
 - Airflow: a real Airflow 3.3 API server (``support.airflow_server``, SQLite metadata) serving the
   repository's DAGs, serialized by ``airflow dags reserialize``; OpenMetadata's Airflow connector
   reads them over the REST API (v2). Skipped, with the reason, while ``dags/retail_pipeline.py`` is
   not in the checkout. ``RETAILFLOW_GOVERNANCE_DAGS_DIR`` and ``RETAILFLOW_AIRFLOW_BIN`` point it at
   other DAG files and another Airflow environment.
-- Superset: a running Superset with RetailFlow's dashboards imported, over a warehouse built by dbt.
-  Starting one costs minutes (Superset's migrations), more than this suite's budget, so the test
-  takes one that is running: ``RETAILFLOW_GOVERNANCE_SUPERSET_URL``, ``…_USERNAME``, ``…_PASSWORD``
-  and ``RETAILFLOW_GOVERNANCE_SUPERSET_WAREHOUSE_URL`` (the warehouse its datasets read, for the
-  tables lineage attaches to). Skipped, with the reason, without them.
+- Superset: the workflow needs a running Superset with RetailFlow's dashboards imported; starting one
+  costs minutes, so it runs in the dashboards suite against that suite's Superset
+  (``tests/integration/dashboards/test_governance_superset.py``, ``make test-dashboards``).
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
 DAGS_DIR = Path(os.environ.get("RETAILFLOW_GOVERNANCE_DAGS_DIR") or REPO / "dags")
-DASHBOARDS = {"Sales performance by region", "Top 10 customers", "Best-selling products"}
 
 
 def _run(standin: OpenMetadataStandIn, env: dict, workflows: list[str]) -> dict:
@@ -69,27 +67,6 @@ def airflow_catalog(metadata_bin):
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def superset_catalog(metadata_bin):
-    names = ["URL", "USERNAME", "PASSWORD", "WAREHOUSE_URL"]
-    given = {n: os.environ.get(f"RETAILFLOW_GOVERNANCE_SUPERSET_{n}") for n in names}
-    if not all(given.values()):
-        pytest.skip("no running Superset given: set RETAILFLOW_GOVERNANCE_SUPERSET_URL, _USERNAME, _PASSWORD and "
-                    "_WAREHOUSE_URL (a Superset with RetailFlow's dashboards imported, and the warehouse they read)")
-    standin = OpenMetadataStandIn()
-    url = standin.start()
-    env = {
-        "RETAILFLOW_OPENMETADATA_URL": url, "RETAILFLOW_OPENMETADATA_TOKEN": "stand-in.jwt",
-        "RETAILFLOW_OPENMETADATA_METADATA_BIN": str(metadata_bin),
-        "RETAILFLOW_WAREHOUSE_URL": given["WAREHOUSE_URL"], "RETAILFLOW_SUPERSET_URL": given["URL"],
-        "RETAILFLOW_SUPERSET_USERNAME": given["USERNAME"], "RETAILFLOW_SUPERSET_PASSWORD": given["PASSWORD"],
-    }
-    try:
-        yield standin, _run(standin, env, ["postgres", "superset"])
-    finally:
-        standin.stop()
-
-
 class TestAirflowWorkflow:
     def test_the_retail_pipeline_dag_is_registered_with_its_tasks(self, airflow_catalog):
         standin, _ = airflow_catalog
@@ -110,28 +87,3 @@ class TestAirflowWorkflow:
         put = next(r for r in standin.requests if r.method == "PUT" and r.path.endswith("/services/pipelineServices"))
         assert put.body["connection"]["config"]["connection"]["authConfig"]["password"] == "<redacted>"
         assert "retail_pipeline" in standin.of_type("pipeline")["retailflow_airflow.retail_pipeline"]["sourceUrl"]
-
-
-class TestSupersetWorkflow:
-    def test_the_three_dashboards_are_registered_with_their_charts(self, superset_catalog):
-        standin, _ = superset_catalog
-        dashboards = {d["displayName"]: d for d in standin.of_type("dashboard").values()}
-        assert set(dashboards) == DASHBOARDS
-        charts = standin.of_type("chart")
-        for dashboard in dashboards.values():
-            assert dashboard["charts"], dashboard["displayName"]
-            assert all(ref["fullyQualifiedName"] in charts for ref in dashboard["charts"])
-
-    def test_every_dashboard_reads_a_mart_table_through_its_datasets(self, superset_catalog):
-        standin, _ = superset_catalog
-        upstream: dict[str, set[str]] = {}
-        for src, dst in standin.lineage_edges():
-            upstream.setdefault(dst, set()).add(src)
-        for dashboard in standin.of_type("dashboard").values():
-            models = upstream.get(dashboard["fullyQualifiedName"], set())
-            assert models and all(".model." in m for m in models), dashboard["displayName"]
-            tables = set().union(*(upstream.get(m, set()) for m in models))
-            assert any(".marts." in t for t in tables), (dashboard["displayName"], tables)
-        top = next(d for d in standin.of_type("dashboard").values() if d["displayName"] == "Top 10 customers")
-        (model,) = upstream[top["fullyQualifiedName"]]
-        assert {t.rsplit(".", 1)[1] for t in upstream[model]} == {"top_customers"}
