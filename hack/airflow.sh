@@ -75,19 +75,7 @@ else
     if ! PGPASSWORD="$db_pw" psql -h 127.0.0.1 -U "$AF_ROLE" -d "$AF_DB" -qAtXc 'select 1' >/dev/null 2>&1; then
       [[ "$(id -u)" == 0 ]] || die "cannot create the PostgreSQL role '$AF_ROLE' and database '$AF_DB' without root; create them, or put RETAILFLOW_AIRFLOW_DB_URL=postgresql://USER:PW@HOST:5432/DB in .env.local"
       log "creating PostgreSQL role '$AF_ROLE' and database '$AF_DB' for Airflow's metadata"
-      # The password goes through stdin, never on a command line.
-      runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAtX -d postgres <<SQL >/dev/null
-do \$\$ begin
-  if exists (select 1 from pg_roles where rolname = '$AF_ROLE') then
-    alter role "$AF_ROLE" login password '$db_pw';
-  else
-    create role "$AF_ROLE" login password '$db_pw';
-  end if;
-end \$\$;
-SQL
-      if [[ -z "$(runuser -u postgres -- psql -qAtX -d postgres -c "select 1 from pg_database where datname = '$AF_DB'")" ]]; then
-        runuser -u postgres -- psql -qAtX -d postgres -c "create database \"$AF_DB\" owner \"$AF_ROLE\"" >/dev/null
-      fi
+      pg_ensure_role_db "$AF_ROLE" "$AF_DB" "$db_pw"
     fi
   fi
   rest="${db_url#*://}"

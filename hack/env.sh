@@ -1,6 +1,6 @@
 # Helpers for .env.local, the git-ignored file (mode 600) that keeps the local services' generated
-# settings and passwords. Sourced, not run. Each writer changes only its own keys, so the services,
-# Airflow and Superset scripts can share the file.
+# settings and passwords, and for the PostgreSQL roles those passwords belong to. Sourced, not run.
+# Each writer changes only its own keys, so the services, Airflow and Superset scripts can share the file.
 #   env_get KEY          prints the value (empty if unset)
 #   env_set KEY VALUE    sets or replaces KEY, keeping every other line
 #   env_ensure KEY       prints KEY's value, generating a random password first if it is unset
@@ -29,4 +29,20 @@ env_ensure() {
     env_set "$key" "$value"
   fi
   printf '%s\n' "$value"
+}
+
+# pg_ensure_role_db ROLE DB PASSWORD [ATTRIBUTES]  (root only: runs psql as the postgres user)
+#   creates the PostgreSQL login role, or sets its password, and the database it owns if missing;
+#   the password goes through psql's standard input, never a command line
+pg_ensure_role_db() {
+  local role="$1" db="$2" pw="$3" attrs="${4:-}"
+  pg_as_postgres() { (cd / && runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAtX -d postgres "$@"); }
+  if [[ -z "$(pg_as_postgres -c "select 1 from pg_roles where rolname = '$role'")" ]]; then
+    pg_as_postgres <<<"create role \"$role\" login $attrs password '$pw'" >/dev/null
+  else
+    pg_as_postgres <<<"alter role \"$role\" login $attrs password '$pw'" >/dev/null
+  fi
+  if [[ -z "$(pg_as_postgres -c "select 1 from pg_database where datname = '$db'")" ]]; then
+    pg_as_postgres -c "create database \"$db\" owner \"$role\"" >/dev/null
+  fi
 }

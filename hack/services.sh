@@ -86,10 +86,6 @@ if ! mysql_alive; then
 fi
 
 # ---------------------------------------------------------------- start PostgreSQL
-pg_super() {
-  is_root || die "cannot create the PostgreSQL role and database without root; create role '$PG_USER' (login createdb) and database '$PG_DB', or set RETAILFLOW_WAREHOUSE_URL"
-  runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAtX "$@"
-}
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   is_root || die "PostgreSQL is installed but not running; start it (e.g. sudo pg_ctlcluster $(pg_version) main start) and run again"
   ver="$(pg_version)"
@@ -128,15 +124,9 @@ SQL
 fi
 
 if ! PGPASSWORD="$pg_pw" psql -h 127.0.0.1 -U "$PG_USER" -d "$PG_DB" -qAtXc 'select 1' >/dev/null 2>&1; then
+  is_root || die "cannot create the PostgreSQL role and database without root; create role '$PG_USER' (login createdb) and database '$PG_DB', or set RETAILFLOW_WAREHOUSE_URL"
   log "creating PostgreSQL database '$PG_DB' and role '$PG_USER' (or setting its password)"
-  if [[ -z "$(pg_super -c "select 1 from pg_roles where rolname = '$PG_USER'")" ]]; then
-    pg_super <<<"create role $PG_USER login createdb password '$pg_pw'"
-  else
-    pg_super <<<"alter role $PG_USER login createdb password '$pg_pw'"
-  fi
-  if [[ -z "$(pg_super -c "select 1 from pg_database where datname = '$PG_DB'")" ]]; then
-    pg_super -c "create database $PG_DB owner $PG_USER"
-  fi
+  pg_ensure_role_db "$PG_USER" "$PG_DB" "$pg_pw" createdb
 fi
 
 mysql_url="mysql://$MYSQL_USER:$mysql_pw@127.0.0.1:3306/$MYSQL_DB"

@@ -35,16 +35,7 @@ if ! PGPASSWORD="$db_pw" psql -h 127.0.0.1 -U "$PG_ROLE" -d "$PG_DB" -qAtXc 'sel
   [[ "$(id -u)" == 0 ]] || die "cannot log in to PostgreSQL as '$PG_ROLE' and cannot create the role without root:
   create role $PG_ROLE (login) with the password RETAILFLOW_SUPERSET_DB_PASSWORD of .env.local and database $PG_DB owned by it"
   log "creating PostgreSQL database '$PG_DB' and role '$PG_ROLE' (or setting its password)"
-  pg_super() { (cd / && runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAtX "$@"); }
-  # the password goes through psql's standard input, not its command line
-  if [[ -z "$(pg_super -c "select 1 from pg_roles where rolname = '$PG_ROLE'")" ]]; then
-    pg_super <<<"create role $PG_ROLE login password '$db_pw';"
-  else
-    pg_super <<<"alter role $PG_ROLE login password '$db_pw';"
-  fi
-  if [[ -z "$(pg_super -c "select 1 from pg_database where datname = '$PG_DB'")" ]]; then
-    pg_super -c "create database $PG_DB owner $PG_ROLE"
-  fi
+  pg_ensure_role_db "$PG_ROLE" "$PG_DB" "$db_pw"
 fi
 
 # ---------------------------------------------------------------- settings in .env.local
