@@ -94,36 +94,37 @@ def ingestion_group(settings) -> TaskGroup:
     return group
 
 
-def dashboards_task():
+def _optional_task(task_id: str, module: str, function: str, what: str, doc: str, **task_args: Any):
+    """A task that calls ``retailflow_pipeline.<module>.<function>``, skipped (with the reason logged)
+    where that step is not configured (``tasks.optional_step``)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    @task(task_id="refresh_dashboards", retries=2, retry_delay=timedelta(minutes=1),
-          execution_timeout=timedelta(minutes=10))
-    def refresh_dashboards() -> dict[str, Any]:
-        """Import the dashboards bundle into Superset (retailflow_pipeline.dashboards), if configured."""
+    def step() -> dict[str, Any]:
         try:
-            return tasks.optional_step("dashboards", "refresh")
+            return tasks.optional_step(module, function)
         except tasks.StepSkipped as exc:
-            log.info("dashboards refresh skipped: %s", exc)
+            log.info("%s skipped: %s", what, exc)
             raise AirflowSkipException(str(exc)) from None
 
-    return refresh_dashboards()
+    step.__doc__ = doc
+    return task(task_id=task_id, **task_args)(step)()
+
+
+def dashboards_task():
+    return _optional_task(
+        "refresh_dashboards", "dashboards", "refresh", "dashboards refresh",
+        "Import the dashboards bundle into Superset (retailflow_pipeline.dashboards), if configured.",
+        retries=2, retry_delay=timedelta(minutes=1), execution_timeout=timedelta(minutes=10),
+    )
 
 
 def governance_task():
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    @task(task_id="governance", retries=1, retry_delay=timedelta(minutes=2), execution_timeout=timedelta(minutes=30),
-          trigger_rule="none_failed")
-    def governance() -> dict[str, Any]:
-        """Run the OpenMetadata workflows (retailflow_pipeline.governance), if configured."""
-        try:
-            return tasks.optional_step("governance", "run")
-        except tasks.StepSkipped as exc:
-            log.info("governance skipped: %s", exc)
-            raise AirflowSkipException(str(exc)) from None
-
-    return governance()
+    return _optional_task(
+        "governance", "governance", "run", "governance",
+        "Run the OpenMetadata workflows (retailflow_pipeline.governance), if configured.",
+        retries=1, retry_delay=timedelta(minutes=2), execution_timeout=timedelta(minutes=30),
+        trigger_rule="none_failed",
+    )
 
 
 def reconcile_task(settings, trigger_rule: str = "none_failed"):
