@@ -23,8 +23,7 @@ RUN pip install --no-cache-dir \
         "apache-airflow-providers-airbyte>=6.2,<7" "astronomer-cosmos>=1.15,<1.16" \
         "dbt-core>=1.11,<1.12" "dbt-postgres>=1.11,<1.12" \
         "faker>=37" "pymysql>=1.1" "minio>=7.2" "numpy>=1.26" \
-        "psycopg[binary]>=3.2" "connectorx>=0.4" "pyarrow>=17" \
-        "adbc-driver-postgresql>=1.3" "adbc-driver-manager>=1.3"
+        "psycopg[binary]>=3.2" "connectorx>=0.4" "pyarrow>=17" "pgpq>=0.12,<0.13"
 
 # OpenMetadata's ingestion framework (the `metadata` CLI the governance task runs) in its own virtual
 # environment, from the same lock file the tests run it from (hack/envs/openmetadata): it pins

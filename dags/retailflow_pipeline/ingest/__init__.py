@@ -14,8 +14,7 @@ as read in airbytehq/airbyte ``destination-postgres`` (``PostgresColumnUtils``, 
   ``_airbyte_generation_id bigint``; then the stream's columns, same names, all nullable;
 - type mapping: integers → ``bigint``, decimals → ``decimal`` (unconstrained numeric), ``datetime`` →
   ``timestamp`` (no time zone), ``timestamp`` → ``timestamp with time zone``, ``date`` → ``date``,
-  strings, chars and enums → ``varchar``; decimals are stored without trailing fractional zeros
-  (``9.90`` as ``9.9``: equal values, the way a JSON number carries them);
+  strings, chars and enums → ``varchar``; decimals keep the scale MySQL gives them (``9.90``);
 - ``incremental_deduped_history``: one row per primary key, the latest by cursor; a newer version
   replaces the row (new ``_airbyte_raw_id``, ``_airbyte_extracted_at`` and ``_airbyte_meta``), an
   older or equal one leaves it untouched (Airbyte's upsert compares the cursor the same way);
@@ -54,9 +53,9 @@ unchanged cursor are no-ops in the merge. The saved cursor (the high-water mark,
 
 Speed: connectorx decodes MySQL rows into Arrow in Rust and streams record batches; a reader thread
 casts them, adds record ids and writes the lake files while the previous batch is being written; a full
-load sends all batches through one binary ``COPY`` (ADBC) and builds the indexes afterwards;
-incremental syncs use psycopg (its connection opens several times faster) with a CSV COPY into a
-staging table. Two streams are written at once, the largest first; their warehouse connections open
+load sends all batches through one binary ``COPY`` (encoded by pgpq, rows written frozen) and builds
+the indexes afterwards; an incremental sync copies its rows the same way into a staging table and
+merges them. Two streams are written at once, the largest first; their warehouse connections open
 while the snapshot is taken.
 
 Crash safety: each stream is one PostgreSQL transaction (load, indexes or merge, state update,

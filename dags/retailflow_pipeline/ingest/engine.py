@@ -263,8 +263,8 @@ def run(
     started = time.monotonic()
     source = MySQLSource(mysql_url)
     warehouse = Warehouse(warehouse_url, schema)
-    # idle warehouse connections by kind (bulk: ADBC, light: psycopg), reused across streams
-    idle: dict[bool, queue.SimpleQueue] = {True: queue.SimpleQueue(), False: queue.SimpleQueue()}
+    # idle warehouse connections, reused across streams
+    idle: queue.SimpleQueue = queue.SimpleQueue()
     opened: list = []
     warming = _Warming(warehouse)
     snapshot: Snapshot | None = None
@@ -273,7 +273,7 @@ def run(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="discover") as ahead:
             discovering = ahead.submit(source.discover)
             try:
-                opened.append(warehouse.connect(bulk=False))
+                opened.append(warehouse.connect())
                 found, warehouse_error = warehouse.inspect(opened[0]), None
             except IngestError as exc:
                 found, warehouse_error = None, exc
@@ -289,11 +289,8 @@ def run(
             raise warehouse_error
         plans = _plan(wanted, discovered, found, full_refresh)
         lake_writer = Lake(lake) if lake is not None else None
-        # the streams' warehouse connections open while the snapshot is taken (an ADBC connection
-        # takes a few hundred milliseconds to open, as long as the snapshot itself)
-        bulk_streams = sum(p.full for p in plans.values())
-        warming.start({True: min(parallel, bulk_streams),
-                       False: min(parallel, len(wanted) - bulk_streams) - 1})
+        # the streams' warehouse connections open while the snapshot is taken
+        warming.start(min(parallel, len(wanted)) - 1)
         # every peer is checked and nothing is written yet; the snapshot is the sync's moment
         snapshot = source.open_snapshot(
             {name: (p.stream, source.full_query(p.stream) if p.full else
@@ -301,11 +298,11 @@ def run(
             batch_rows,
         )
         sync_id = warehouse.prepare(opened[0], [n for n in plans] if full_refresh else [],
-                                    record=lake_writer is not None)
+                                    record=lake_writer is not None, found=found)
         if lake_writer is not None:
             lake_writer.start(sync_id)
             _recover_manifests(lake_writer, found)
-        idle[False].put(opened[0])
+        idle.put(opened[0])
         result = IngestResult(sync_id)
         log.info("sync %d: %s → %s schema %s%s", sync_id, source.describe(), warehouse.describe(), schema,
                  f", lake {lake_writer.describe()}" if lake_writer else "")
@@ -315,11 +312,10 @@ def run(
         def sync(name: str) -> StreamResult | None:
             if stop.is_set():
                 return None
-            bulk = name != STORES and plans[name].full
             try:
-                conn = idle[bulk].get_nowait()
+                conn = idle.get_nowait()
             except queue.Empty:
-                conn = warming.take(bulk) or warehouse.connect(bulk=bulk)
+                conn = warming.take() or warehouse.connect()
                 with active_lock:
                     opened.append(conn)
             with active_lock:
@@ -335,7 +331,7 @@ def run(
             finally:
                 with active_lock:
                     active.pop(name, None)
-            idle[bulk].put(conn)  # only after success: a failed stream's connection may be broken
+            idle.put(conn)  # only after success: a failed stream's connection may be broken
             return done
 
         # streams are independent transactions: while one builds its indexes or merges (one PostgreSQL
@@ -399,25 +395,23 @@ class _Warming:
 
     def __init__(self, warehouse: Warehouse):
         self.warehouse = warehouse
-        self.futures: dict[bool, list] = {True: [], False: []}
+        self.futures: list = []
         self.lock = threading.Lock()
         self.pool: ThreadPoolExecutor | None = None
 
-    def start(self, counts: dict[bool, int]) -> None:
-        total = sum(max(0, n) for n in counts.values())
-        if not total:
+    def start(self, count: int) -> None:
+        if count <= 0:
             return
-        self.pool = ThreadPoolExecutor(max_workers=total, thread_name_prefix="connect")
-        for bulk, n in counts.items():
-            self.futures[bulk] = [self.pool.submit(self.warehouse.connect, bulk) for _ in range(max(0, n))]
+        self.pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="connect")
+        self.futures = [self.pool.submit(self.warehouse.connect) for _ in range(count)]
 
-    def take(self, bulk: bool):
+    def take(self):
         """A connection opened ahead, or None (none left, or it failed: the caller connects itself and
         reports the failure)."""
         with self.lock:
-            if not self.futures[bulk]:
+            if not self.futures:
                 return None
-            future = self.futures[bulk].pop()
+            future = self.futures.pop()
         try:
             return future.result()
         except Exception:
@@ -426,8 +420,7 @@ class _Warming:
     def close(self) -> list:
         """The connections never taken, to be closed."""
         with self.lock:
-            left = self.futures[True] + self.futures[False]
-            self.futures = {True: [], False: []}
+            left, self.futures = self.futures, []
         if self.pool is not None:
             self.pool.shutdown(wait=True)
         conns = []
@@ -446,10 +439,7 @@ def _cancel(active: dict, lock: threading.Lock) -> None:
         conns = list(active.values())
     for conn in conns:
         try:
-            if hasattr(conn, "adbc_cancel"):
-                conn.adbc_cancel()
-            else:
-                conn.cancel()
+            conn.cancel()
         except Exception:  # the statement may have just finished; its stream sees the stop flag anyway
             pass
 
@@ -538,9 +528,7 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
                 high = max_cursor(chunk, stream)
                 if high is not None and (top[0] is None or high > top[0]):
                     top[0] = high
-                if plan.full:
-                    chunk = chunk.add_column(0, "_airbyte_raw_id", uuid4_array(chunk.num_rows, rng))
-                yield chunk
+                yield chunk.add_column(0, "_airbyte_raw_id", uuid4_array(chunk.num_rows, rng))
 
         def counted() -> Iterator[pa.Table]:
             for chunk in _prefetch(prepared(), stop):
@@ -590,29 +578,11 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
 
 
 def _copy_stream(cur, warehouse: Warehouse, table: str, chunks: Iterator[pa.Table], stream: Stream) -> None:
-    """One COPY for the whole stream, fed batch by batch while the reader thread fetches the next."""
-    failure: list[BaseException] = []
+    """One COPY for the whole stream, fed batch by batch while the reader thread fetches the next; the
+    table is new in this transaction, so its rows are written frozen."""
     schema = pa.schema([("_airbyte_raw_id", pa.string())] + list(stream.arrow_schema))
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        try:
-            for chunk in chunks:
-                yield from chunk.to_batches()
-        except BaseException as exc:  # kept: ADBC reports it only as a failed stream
-            failure.append(exc)
-            raise
-
-    if hasattr(cur, "adbc_ingest"):
-        try:
-            cur.adbc_ingest(table, pa.RecordBatchReader.from_batches(schema, batches()), mode="append",
-                            db_schema_name=warehouse.schema)
-        except Exception:
-            if failure:
-                raise failure[0] from None
-            raise
-    else:
-        for chunk in chunks:
-            warehouse.ingest(cur, table, chunk)
+    batches = (batch for chunk in chunks for batch in chunk.to_batches())
+    warehouse.copy_batches(cur, table, schema, batches, freeze=True)
 
 
 def _sync_stores(conn, warehouse: Warehouse, parsed: stores.ParsedStores, sync_id: int,
@@ -633,7 +603,7 @@ def _sync_stores(conn, warehouse: Warehouse, parsed: stores.ParsedStores, sync_i
         good = parsed.good.add_column(
             0, "_airbyte_raw_id", uuid4_array(parsed.good.num_rows, np.random.default_rng())
         )
-        warehouse.ingest(cur, loaded, good)
+        warehouse.ingest_text(cur, loaded, good)
         warehouse.finish_full_load(cur, stream, loaded)
         quarantine = warehouse.table(stores.QUARANTINE_TABLE)
         cur.execute(

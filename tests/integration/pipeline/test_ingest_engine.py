@@ -131,10 +131,9 @@ def test_incremental_sync_keeps_latest_version_per_key(mysql_url, warehouse_url)
     # re-read by the lookback window, unchanged: left as they were
     assert (second.streams["customers"].inserted, second.streams["customers"].updated) == (0, 0)
     assert query(warehouse_url, "select count(*), count(distinct order_id) from raw.orders") == [(1020, 1020)]
-    # full loads (binary COPY) and incremental merges (CSV COPY) store decimals alike: 4.50 as 4.5
-    assert query(warehouse_url, "select unit_price::text, count(*) from raw.order_items group by 1 order by 1") == [
-        ("4.5", 20), ("9.99", 3000),
-    ]
+    # incremental merges keep MySQL's decimal scale (4.50 stays 4.50), as full loads do (below)
+    prices = "select unit_price::text, count(*) from raw.order_items group by 1 order by 1"
+    assert query(warehouse_url, prices) == [("4.50", 20), ("9.99", 3000)]
     # rows written by this sync carry its sync_id; untouched rows keep the first one
     by_sync = dict(query(
         warehouse_url, "select (_airbyte_meta->>'sync_id')::bigint, count(*) from raw.orders group by 1"
@@ -147,6 +146,23 @@ def test_incremental_sync_keeps_latest_version_per_key(mysql_url, warehouse_url)
     third = run(mysql_url, warehouse_url, stores_csv=None)
     assert sum(r.inserted + r.updated for r in third.streams.values()) == 0
     assert_same_as_source(mysql_url, warehouse_url)
+
+    run(mysql_url, warehouse_url, stores_csv=None, streams=["order_items"], full_refresh=True)
+    assert query(warehouse_url, prices) == [("4.50", 20), ("9.99", 3000)]
+
+
+def test_full_load_writes_its_rows_frozen(mysql_url, warehouse_url):
+    """A full load's COPY freezes its rows (the table is new in its transaction): every page is
+    all-visible from the commit on, so readers set no hint bits, index-only scans skip the heap, and
+    vacuum has nothing to freeze later. Without FREEZE no page is all-visible until a vacuum."""
+    seed(mysql_url)
+    for refresh in (False, True):  # the first load creates the tables; a full refresh builds new ones
+        run(mysql_url, warehouse_url, stores_csv=None, streams=["order_items"], full_refresh=refresh)
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute("analyze raw.order_items")  # refreshes relallvisible from the visibility map
+            pages, visible = conn.execute(
+                "select relpages, relallvisible from pg_class where oid = 'raw.order_items'::regclass").fetchone()
+        assert pages > 0 and visible == pages
 
 
 def test_full_refresh_starts_new_generation_and_keeps_dependent_views(mysql_url, warehouse_url):
