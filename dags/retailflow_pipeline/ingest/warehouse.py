@@ -306,9 +306,6 @@ class Warehouse:
         self._drop_defaults(cur, self.table(loaded))
         # sorting a million keys in memory instead of spilling to disk: the default 64MB is too small
         cur.execute("set local maintenance_work_mem = '256MB'")
-        # no parallel workers: the other stream already keeps the second core busy, and a parallel
-        # build sorts into temporary files that the leader merges (more CPU for the same index)
-        cur.execute("set local max_parallel_maintenance_workers = 0")
         self.create_indexes(cur, stream, loaded)
         if loaded != stream.name:
             self._swap(cur, stream, loaded)
