@@ -156,7 +156,7 @@ def main() -> int:
     ap.add_argument("--no-dbt", action="store_true", help="skip the dbt build timing")
     ap.add_argument("--customers", type=int, default=50_000)
     ap.add_argument("--products", type=int, default=2_000)
-    ap.add_argument("--rounds", type=int, default=2, help="full loads of each side, alternating (default %(default)s)")
+    ap.add_argument("--rounds", type=int, default=3, help="full loads of each side, alternating (default %(default)s)")
     args = ap.parse_args()
     configure_logging()
     base_mysql = os.environ.get("RETAILFLOW_MYSQL_URL")
