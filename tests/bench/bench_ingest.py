@@ -25,6 +25,10 @@ database, both dropped at the end. Prints ``bench: <name> <value>`` lines:
 - ``dbt_build_seconds``: ``python -m retailflow_pipeline.dbt build`` on the tables the engine wrote
   (skipped with ``--no-dbt``).
 
+Before each timed load or sync the benchmark calls ``sync(2)``: the kernel writes back the previous
+load's files (hundreds of MB of table and WAL pages) instead of doing it, with its CPU and I/O, during
+whichever measurement comes next.
+
 The engine syncs two streams at once (``parallel=2``, its default); the pipe copies one table after
 the other, as ``mysql | psql`` does.
 
@@ -55,6 +59,11 @@ REPO = Path(__file__).resolve().parents[2]
 TABLES = ("customers", "products", "orders", "order_items")
 PRIMARY_KEYS = {"customers": "customer_id", "products": "product_id", "orders": "order_id",
                 "order_items": "order_item_id"}
+
+
+def settle() -> None:
+    """Flush the page cache's dirty pages now, so the next measurement starts on a quiet disk."""
+    os.sync()
 
 
 def bench(name: str, value: float | str) -> None:
@@ -210,18 +219,21 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
     pipe_times, shaped_times, engine_runs, lake_runs = [], [], [], []
     for _ in range(args.rounds):
         pipe.prepare(ddl)
+        settle()
         start = time.monotonic()
         for t in TABLES:
             pipe.copy(t)
         pipe_times.append(time.monotonic() - start)
         # like for like: the same pipe into the engine's table shape, then the engine's indexes
         pipe.prepare_airbyte_shape(ddl)
+        settle()
         start = time.monotonic()
         for t in TABLES:
             pipe.copy(t, ", ".join(f'"{c}"' for c, _ in typed[t]))
             pipe.index(t, PRIMARY_KEYS[t])
         shaped_times.append(time.monotonic() - start)
         pipe.psql("drop schema pipe cascade")
+        settle()
         engine_runs.append(engine_full_load(mysql_url, wh_url))
         print(f"round {len(pipe_times)}: raw pipe {rows / pipe_times[-1]:,.0f} rows/s ({pipe_times[-1]:.2f} s),"
               f" raw pipe into the engine's tables and indexes {rows / shaped_times[-1]:,.0f} rows/s"
@@ -229,6 +241,7 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
               f" ({engine_runs[-1]['seconds']:.2f} s), ratio {pipe_times[-1] / engine_runs[-1]['seconds']:.3f}"
               f" (like for like {shaped_times[-1] / engine_runs[-1]['seconds']:.3f})", flush=True)
     lake_dir = tmp / "lake"
+    settle()
     lake_runs.append(engine_full_load(mysql_url, wh_url, lake_dir))
     print(f"engine with a local lake: {rows / lake_runs[-1]['seconds']:,.0f} rows/s ({lake_runs[-1]['seconds']:.2f} s)",
           flush=True)
@@ -257,6 +270,7 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
     for tick in range(args.rounds + 1):
         subprocess.run([generator, "live", "--iterations", "1", "--interval", "1", "--rate", str(max(1, rows // 380)),
                         "--seed", str(7 + tick), "--mysql-url", mysql_url], check=True)
+        settle()
         incremental = run(mysql_url, wh_url, stores_csv=None, streams=list(TABLES))
         written = sum(s.inserted + s.updated for s in incremental.streams.values())
         print(f"incremental {tick + 1}: {written:,} rows new or changed ({written / rows:.2%} of {rows:,})"
