@@ -178,7 +178,8 @@ class Recorded:
 
 @dataclass
 class OpenMetadataStandIn:
-    """The OpenMetadata stand-in (see the module docstring); ``start()`` serves it on a free port."""
+    """The OpenMetadata stand-in (see the module docstring); ``start()`` serves it on a free port
+    (``with OpenMetadataStandIn() as standin:`` starts it, sets ``standin.url`` and stops it)."""
 
     version: str = SERVER_VERSION
     entities: dict[str, dict[str, dict]] = field(default_factory=dict)  # entity type -> FQN -> entity
@@ -192,6 +193,8 @@ class OpenMetadataStandIn:
     admin_email: str = "admin@open-metadata.org"
     admin_password: str = field(default_factory=lambda: f"Stand-in-{uuid.uuid4().hex}!")
     bot_jwt: str = field(default_factory=lambda: f"stand-in.ingestion-bot.{uuid.uuid4().hex}")
+    #: the API base (``http://127.0.0.1:<port>/api``) once started
+    url: str = ""
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
@@ -224,12 +227,20 @@ class OpenMetadataStandIn:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api"
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/api"
+        return self.url
 
     def stop(self) -> None:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
+
+    def __enter__(self) -> OpenMetadataStandIn:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
 
     # ---- what tests read ---------------------------------------------------------------------
     def of_type(self, entity_type: str) -> dict[str, dict]:

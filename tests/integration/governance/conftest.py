@@ -113,12 +113,8 @@ def warehouse(source_url: str, tmp_path_factory) -> Iterator[Warehouse]:
 @pytest.fixture
 def standin() -> Iterator[OpenMetadataStandIn]:
     """The OpenMetadata stand-in (a recording imitation of its REST API, not OpenMetadata)."""
-    server = OpenMetadataStandIn()
-    server.url = server.start()
-    try:
+    with OpenMetadataStandIn() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import psycopg
 from ingest_support import assert_same_as_source, mysql_exec, seed, source_rows
@@ -16,14 +17,17 @@ from ingest_support import assert_same_as_source, mysql_exec, seed, source_rows
 FAULT_ENV = "RETAILFLOW_INGEST_FAULT"
 
 
-def cli(mysql_url: str, warehouse_url: str, fault: str | None = None, *args: str) -> subprocess.Popen:
-    """The CLI in its own process; the URLs (with their passwords) go through the environment."""
+def cli(mysql_url: str, warehouse_url: str, fault: str | None = None, *args: str,
+        lake_dir: Path | None = None) -> subprocess.Popen:
+    """The CLI in its own process; the URLs (with their passwords) go through the environment. It
+    writes no lake unless ``lake_dir`` is given."""
     env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
     env.update(RETAILFLOW_MYSQL_URL=mysql_url, RETAILFLOW_WAREHOUSE_URL=warehouse_url)
     if fault:
         env[FAULT_ENV] = fault
+    lake = ["--no-lake"] if lake_dir is None else ["--lake-dir", str(lake_dir)]
     return subprocess.Popen(
-        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--stores-csv", "none", "--no-lake",
+        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--stores-csv", "none", *lake,
          "--batch-rows", "4000", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )

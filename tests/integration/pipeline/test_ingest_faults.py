@@ -257,13 +257,7 @@ def test_lake_marks_commits_and_retention_removes_old_and_uncommitted_folders(my
     seed(mysql_url, items=9000)
     stream_dir = tmp_path / "retailflow" / "raw" / "order_items"
     # a run killed before its order_items commit leaves data files and no manifest
-    env = {**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url,
-           "RETAILFLOW_INGEST_FAULT": "order_items:before_commit"}
-    killed = subprocess.Popen(
-        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--stores-csv", "none", "--lake-dir", str(tmp_path),
-         "--batch-rows", "4000", "--lake-keep", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
+    killed = cli(mysql_url, warehouse_url, "order_items:before_commit", "--lake-keep", "2", lake_dir=tmp_path)
     kill_at(killed, "fault hook: order_items paused")
     (dead,) = [p for p in stream_dir.iterdir()]
     assert sorted(p.name for p in dead.iterdir()) == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
@@ -292,13 +286,8 @@ def test_retention_leaves_a_running_sync_of_another_schema_sharing_the_prefix_al
     stream_dir = tmp_path / "retailflow" / "raw" / "order_items"
     # another pipeline (its own raw schema, so its own state and locks) writes to the same lake prefix
     # and is in the middle of its order_items sync: files written, manifest not yet
-    env = {**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url,
-           "RETAILFLOW_INGEST_FAULT": "order_items:before_commit"}
-    other = subprocess.Popen(
-        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--stores-csv", "none", "--lake-dir", str(tmp_path),
-         "--batch-rows", "4000", "--schema", "raw_other", "--streams", "order_items"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
+    other = cli(mysql_url, warehouse_url, "order_items:before_commit", "--schema", "raw_other",
+                "--streams", "order_items", lake_dir=tmp_path)
     watchdog = threading.Timer(90, other.kill)
     watchdog.start()
     try:

@@ -12,12 +12,8 @@ from support.openmetadata_standin import OpenMetadataStandIn
 
 @pytest.fixture
 def standin():
-    server = OpenMetadataStandIn()
-    server.url = server.start()
-    try:
+    with OpenMetadataStandIn() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_given_token_is_used_without_asking_the_server(standin):
