@@ -536,11 +536,7 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
                 progress.add(chunk.num_rows)
                 yield chunk
 
-        if plan.full:
-            _copy_stream(cur, warehouse, loaded, counted(), stream)
-        else:
-            for chunk in counted():
-                warehouse.ingest(cur, stage, chunk, temporary=True)
+        _copy_stream(cur, warehouse, loaded if plan.full else stage, counted(), stream, staging=not plan.full)
         fault_hook(stream.name, "after_copy", stop)
         if plan.full:
             warehouse.finish_full_load(cur, stream, loaded)
@@ -577,12 +573,14 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
     return result
 
 
-def _copy_stream(cur, warehouse: Warehouse, table: str, chunks: Iterator[pa.Table], stream: Stream) -> None:
-    """One COPY for the whole stream, fed batch by batch while the reader thread fetches the next; the
-    table is new in this transaction, so its rows are written frozen."""
+def _copy_stream(cur, warehouse: Warehouse, table: str, chunks: Iterator[pa.Table], stream: Stream, *,
+                 staging: bool) -> None:
+    """One COPY for the whole stream, fed batch by batch while the reader thread fetches the next: into
+    the full load's table, new in this transaction (so its rows are written frozen), or into the
+    temporary ``staging`` table of an incremental sync."""
     schema = pa.schema([("_airbyte_raw_id", pa.string())] + list(stream.arrow_schema))
     batches = (batch for chunk in chunks for batch in chunk.to_batches())
-    warehouse.copy_batches(cur, table, schema, batches, freeze=True)
+    warehouse.copy_batches(cur, table, schema, batches, temporary=staging, freeze=not staging)
 
 
 def _sync_stores(conn, warehouse: Warehouse, parsed: stores.ParsedStores, sync_id: int,

@@ -16,11 +16,10 @@ import json
 import random
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
-
-from collections.abc import Iterable
 
 import psycopg
 import pyarrow as pa
@@ -129,8 +128,6 @@ def new_sync_id(previous: int = 0) -> int:
     times 2048 plus 11 random bits (below 2^53, so JSON readers keep it exact until 2109), and above
     every id this schema has used. The time part also dates a lake folder without listing it."""
     return max((time.time_ns() // 1_000_000) << 11 | random.getrandbits(11), previous + 1)
-
-
 
 
 def schema_changes(stream: Stream, existing: list[tuple[str, str]]) -> tuple[list, list[str]]:
@@ -444,9 +441,9 @@ class Warehouse:
         )
         cur.execute(f"delete from {self.table(PENDING_TABLE)} where stream = {literal(stream)}")
 
-    def ingest(self, cur, table: str, data: pa.Table, *, temporary: bool = False) -> None:
+    def ingest(self, cur, table: str, data: pa.Table) -> None:
         """COPY an Arrow table into ``table`` (matching columns by name), inside the open transaction."""
-        self.copy_batches(cur, table, data.schema, data.to_batches(), temporary=temporary)
+        self.copy_batches(cur, table, data.schema, data.to_batches())
 
     def ingest_text(self, cur, table: str, data: pa.Table) -> None:
         """COPY an Arrow table in CSV form, decimals without trailing fractional zeros (the store CSV)."""
