@@ -138,6 +138,12 @@ def wait_for(predicate, timeout: float = 20, message: str = "condition") -> Any:
         time.sleep(0.05)
 
 
+def wait_for_event(kube: Any, reason: str, timeout: float = 10) -> None:
+    """Wait until an Event with ``reason`` is in the namespace: kopf posts events from a queue of its
+    own, after the status patch that a test may already have seen."""
+    wait_for(lambda: reason in {e.get("reason") for e in kube.events(NS)}, timeout, f"a {reason} event in {NS}")
+
+
 def airflow_variable_writes(airflow: Any) -> int:
     """Writes to variables recorded in Airflow's own audit log (every write endpoint is action-logged)."""
     res = airflow.api("GET", "/eventLogs", params={"event_pattern": "variable", "limit": 1})

@@ -18,6 +18,7 @@ from operator_runner import (
     phase_is,
     running_operator,
     wait_for,
+    wait_for_event,
 )
 
 __all__ = ["make_pipeline", "operator_run"]  # fixtures
@@ -59,7 +60,7 @@ def test_out_of_band_changes_are_restored_by_the_timer(kube, airbyte, airflow, o
     obj = kube.wait_rp(NS, "demo", lambda o: o["status"]["airbyte"]["connections"]["mysql-to-warehouse"] != deleted)
     new_id = obj["status"]["airbyte"]["connections"]["mysql-to-warehouse"]
     assert airbyte.connections[new_id]["name"] == f"rf/{NS}/demo/mysql-to-warehouse"
-    assert "DriftCorrected" in {e.get("reason") for e in kube.events(NS)}
+    wait_for_event(kube, "DriftCorrected")
     # the pass that repaired the drift showed Reconciling while it wrote; it must end Ready again
     kube.wait_rp(NS, "demo", lambda o: o["status"].get("phase") == "Ready", timeout=10)
 

@@ -7,7 +7,16 @@ import json
 import time
 
 import pytest
-from operator_runner import NS, PROJECT_STREAMS, is_ready, make_pipeline, operator_run, owned_variables, phase_is
+from operator_runner import (
+    NS,
+    PROJECT_STREAMS,
+    is_ready,
+    make_pipeline,
+    operator_run,
+    owned_variables,
+    phase_is,
+    wait_for_event,
+)
 
 __all__ = ["make_pipeline", "operator_run"]  # fixtures
 
@@ -40,7 +49,7 @@ def test_create_becomes_ready_with_the_connections_and_variables(kube, airbyte, 
     assert json.loads(variables[f"{prefix}airbyte"])["connections"] == st["airbyte"]["connections"]
     ready = next(c for c in st["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
-    assert "Reconciled" in {e.get("reason") for e in kube.events(NS)}
+    wait_for_event(kube, "Reconciled")
 
 
 def test_spec_change_patches_in_place_without_duplicates(kube, airbyte, airflow, operator_run, make_pipeline):

@@ -10,7 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-from operator_runner import CREDENTIALS_LABEL, NS, is_ready, make_pipeline, operator_run, phase_is, wait_for
+from operator_runner import (
+    CREDENTIALS_LABEL,
+    NS,
+    is_ready,
+    make_pipeline,
+    operator_run,
+    phase_is,
+    wait_for,
+    wait_for_event,
+)
 
 __all__ = ["make_pipeline", "operator_run"]  # fixtures
 
@@ -82,7 +91,7 @@ def test_a_secret_that_is_not_utf8_fails_and_is_never_left_reconciling(kube, air
     kube.apply_rp(body)
     obj = kube.wait_rp(NS, "demo", phase_is("Failed"), timeout=30)
     assert condition(obj, "Ready")["reason"] == "SecretNotText"
-    assert "SecretNotText" in {e.get("reason") for e in kube.events(NS)}
+    wait_for_event(kube, "SecretNotText")
     never_reconciling(kube)
 
 
@@ -100,7 +109,7 @@ def test_an_unexpected_error_in_a_pass_degrades_with_a_condition_and_an_event(ku
         obj = kube.wait_rp(NS, "demo", phase_is("Degraded"), timeout=30)
         ready = condition(obj, "Ready")
         assert ready["reason"] == "InternalError" and "unexpected" in ready["message"]
-        assert "InternalError" in {e.get("reason") for e in kube.events(NS)}
+        wait_for_event(kube, "InternalError")
         never_reconciling(kube)
     finally:
         airbyte._connection_view = original
