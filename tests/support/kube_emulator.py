@@ -12,6 +12,16 @@ write/read semantics with the ones kopf relies on:
 - PATCH as JSON merge patch (RFC 7386; strategic merge is treated the same) or JSON patch
   (RFC 6902, via ``jsonpatch``); a failed ``test`` op answers 422. PUT replaces. A no-op patch
   changes nothing (same resourceVersion, no watch event), as on a real API server.
+- Server-side apply (PATCH ``application/apply-patch+yaml``), approximated: ``fieldManager`` is required
+  (422 without it, as ``ValidatePatchOptions``), an apply that finds no object creates it (201, the
+  ``forceAllowCreate`` of apiserver ``handlers/patch.go``), and otherwise it is a JSON merge patch.
+  Field ownership is not emulated: no ``managedFields``, no conflicts between managers (``force`` is
+  ignored), and fields a manager stops applying are not removed; lists are replaced whole.
+- RBAC, when given an ``RBAC`` (``support.kube_rbac``; off by default): bearer tokens authenticate
+  (401 otherwise), every request is authorised with the API server's request-to-verb mapping and RBAC
+  rule matching (403 ``Forbidden`` with the API server's message), an apply that creates is also
+  authorised as ``create``, and every decision is recorded. See ``kube_rbac``'s docstring for the
+  sources (file and commit) and for what it does not emulate.
 - The status subresource: ``/status`` writes only change ``.status``; main-resource writes and
   creation ignore ``.status``.
 - Deletion honouring finalizers: DELETE sets ``deletionTimestamp`` while finalizers remain; the object
@@ -35,7 +45,9 @@ write/read semantics with the ones kopf relies on:
   CEL is available (not the Kubernetes extension libraries such as ``split`` or ``lowerAscii``).
 - ``x-kubernetes-list-type: map`` key uniqueness (422 ``Duplicate value``).
 
-Not emulated: CEL transition rules (``oldSelf``), ``messageExpression``, ``format`` checks, RBAC, garbage collection (ownerReferences), server-side apply, chunked lists
+Not emulated: CEL transition rules (``oldSelf``), ``messageExpression``, ``format`` checks, serving RBAC
+objects (they are loaded into ``RBAC``, not created through the API), garbage collection
+(ownerReferences), server-side apply's field management (above), chunked lists
 (``limit``/``continue``), ``410 Gone`` for expired resourceVersions, and every built-in resource
 other than the ones listed above.
 
@@ -74,6 +86,8 @@ import kmock
 import requests
 import yaml
 from kmock._internal import rendering
+
+from support.kube_rbac import ADMIN_TOKEN, RBAC, Attributes, request_attributes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO_ROOT / "charts" / "retailflow-operator" / "crds" / "retailpipelines.yaml"
@@ -264,7 +278,10 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
         self.watchers: dict[kmock.resource, set[asyncio.Queue[dict[str, Any] | None]]] = defaultdict(set)
         self.state_lock = threading.RLock()
         self._params: dict[str, str] | None = None
+        self._attrs: Attributes | None = None
         self._warnings: list[str] = []
+        #: RBAC enforcement (``support.kube_rbac``); None (the default) lets every request through.
+        self.rbac: RBAC | None = None
         for key, info in CORE_RESOURCES.items():
             self.declare(key, **info)
         self.store_object("v1/namespaces", None, {"metadata": {"name": "default"}})
@@ -315,6 +332,16 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
     # -- request routing --------------------------------------------------------------------------
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        attrs: Attributes | None = None
+        if self.rbac is not None:
+            # The API server's filter order: authentication (401), then authorisation (403), then the handler.
+            user = self.rbac.authenticate(raw_request.headers.get("Authorization"))
+            if user is None:
+                return self._status(ApiStatus(401, "Unauthorized", "Unauthorized"))
+            attrs = request_attributes(user, raw_request.method, raw_request.path, raw_request.query)
+            denied = self.rbac.authorize(attrs)
+            if denied is not None:
+                return self._status(ApiStatus(403, "Forbidden", denied))
         # kmock's own URL parser cannot read the namespace collection (/api/v1/namespaces), so
         # resource URLs are parsed here; discovery and other paths go through kmock unchanged.
         ref = ResourceRef.parse(raw_request.path)
@@ -344,11 +371,11 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
             if watching:
                 return await self._watch(request, ref)
             with self.state_lock:
-                self._params, self._warnings = request.params, []
+                self._params, self._attrs, self._warnings = request.params, attrs, []
                 try:
                     status, payload = self._serve(method, ref, request.params, request)
                 finally:
-                    warnings, self._params, self._warnings = self._warnings, None, []
+                    warnings, self._params, self._attrs, self._warnings = self._warnings, None, None, []
             await self._flush()
             response = aiohttp.web.json_response(payload, status=status)
             for warning in warnings:
@@ -380,12 +407,41 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
             return 200, self._get(ref)
         if method == "PATCH":
             ctype = request.headers.get("Content-Type", "application/merge-patch+json").split(";")[0].strip()
+            if ctype == "application/apply-patch+yaml":
+                return self._apply(ref, request)
             return 200, self._update(ref, patch=request.data, ctype=ctype)
         if method == "PUT":
             return 200, self._update(ref, patch=request.data, ctype="replace")
         if method == "DELETE":
             return 200, self._delete(ref)
         raise ApiStatus(405, "MethodNotAllowed", f"{method} is not supported")
+
+    def _apply(self, ref: ResourceRef, request: rendering.Request) -> tuple[int, Any]:
+        """Server-side apply, approximated: create when missing (201), else a merge patch (200).
+
+        As in the API server (handlers/patch.go), ``fieldManager`` is required, and an apply that finds
+        no object is authorised a second time, as ``create`` of that name (``forceAllowCreate``)."""
+        if not request.params.get("fieldManager"):
+            raise ApiStatus(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: "
+                                            "is required for apply patch")
+        try:
+            body = yaml.safe_load(request.text) if request.text else None
+        except yaml.YAMLError as exc:
+            raise ApiStatus(400, "BadRequest", f"error decoding YAML: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ApiStatus(400, "BadRequest", "an apply patch must be an object")
+        assert ref.name is not None
+        if (body.get("metadata") or {}).get("name") not in (None, ref.name):
+            raise ApiStatus(400, "BadRequest", "the name of the object does not match the name on the URL")
+        if self._current(ref, ref.name) is not None or ref.subresource is not None:
+            return 200, self._update(ref, patch=body, ctype="application/merge-patch+json")
+        if self.rbac is not None and self._attrs is not None:
+            denied = self.rbac.authorize_create_on_apply(self._attrs)
+            if denied is not None:
+                raise ApiStatus(403, "Forbidden", denied)
+        body = copy.deepcopy(body)
+        body.setdefault("metadata", {})["name"] = ref.name
+        return 201, self._create(ref, body)
 
     def _status(self, exc: ApiStatus) -> aiohttp.web.Response:
         return aiohttp.web.json_response({
@@ -718,9 +774,12 @@ class RealisticKubernetesEmulator(kmock.KubernetesEmulator):
 class EmulatedKubernetesAPI:
     """The emulated Kubernetes API on loopback, in a background thread, with a kubeconfig and helpers."""
 
-    def __init__(self, crd_path: str | os.PathLike[str] | None = CRD_PATH, *, set_env: bool = True) -> None:
+    def __init__(self, crd_path: str | os.PathLike[str] | None = CRD_PATH, *, set_env: bool = True,
+                 rbac: RBAC | None = None) -> None:
         self.crd_path = Path(crd_path) if crd_path else None
         self.set_env = set_env
+        #: RBAC enforcement, off (None) by default; the helpers below authenticate as ``system:admin``.
+        self.rbac = rbac
         self.emulator: RealisticKubernetesEmulator | None = None
         self.url = ""
         self.kubeconfig = ""
@@ -733,11 +792,13 @@ class EmulatedKubernetesAPI:
         self._saved_env: str | None = None
         self._saved_default: str | None = None
         self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> "EmulatedKubernetesAPI":
         self.emulator = RealisticKubernetesEmulator()
+        self.emulator.rbac = self.rbac
         if self.crd_path is not None:
             self.emulator.load_crd(self.crd_path)
         self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
@@ -750,7 +811,7 @@ class EmulatedKubernetesAPI:
             "apiVersion": "v1", "kind": "Config", "current-context": "emulated",
             "clusters": [{"name": "emulated", "cluster": {"server": self.url}}],
             "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "emulated", "namespace": "default"}}],
-            "users": [{"name": "emulated", "user": {"token": "emulated"}}],
+            "users": [{"name": "emulated", "user": {"token": ADMIN_TOKEN}}],
         }))
         if self.set_env:
             self._saved_env = os.environ.get("KUBECONFIG")
@@ -809,6 +870,21 @@ class EmulatedKubernetesAPI:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+    def kubeconfig_for(self, namespace: str, service_account: str) -> str:
+        """A kubeconfig whose user is the ServiceAccount (a bearer token issued by ``rbac``), as a pod of
+        that ServiceAccount would be; its context's namespace is the ServiceAccount's."""
+        if self.rbac is None or self._dir is None:
+            raise RuntimeError("kubeconfig_for needs a started API with rbac=RBAC(...)")
+        token = self.rbac.issue_token(namespace, service_account)
+        path = os.path.join(self._dir.name, f"kubeconfig-{namespace}-{service_account}")
+        Path(path).write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+            "clusters": [{"name": "emulated", "cluster": {"server": self.url}}],
+            "contexts": [{"name": "sa", "context": {"cluster": "emulated", "user": "sa", "namespace": namespace}}],
+            "users": [{"name": "sa", "user": {"token": token}}],
+        }))
+        return path
 
     # -- plain-HTTP helpers ----------------------------------------------------------------------
 
