@@ -16,6 +16,8 @@ import yaml
 from kubernetes import client, config
 
 DEADLINE = time.monotonic() + float(os.environ.get("AIRBYTE_WAIT_S", "1500"))
+# The ConfigMap's mount in the Job; a test runs this script outside a pod with another path.
+PIPELINE_FILE = os.environ.get("RETAILPIPELINE_FILE", "/pipeline/retailpipeline.yaml")
 
 
 def workspace_id(api_url: str, token_url: str, client_id: str, client_secret: str) -> str:
@@ -48,7 +50,7 @@ def label_credentials_secret(core: "client.CoreV1Api", namespace: str, name: str
 
 
 def main() -> int:
-    with open("/pipeline/retailpipeline.yaml", encoding="utf-8") as handle:
+    with open(PIPELINE_FILE, encoding="utf-8") as handle:
         body = yaml.safe_load(handle)
     airbyte = body["spec"]["airbyte"]
     api_url = airbyte["apiUrl"]
