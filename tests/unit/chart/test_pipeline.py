@@ -91,11 +91,14 @@ class TestPipelineBootstrapJob:
 
     def test_role_is_limited_to_the_one_pipeline_and_airbytes_secret(self, defaults):
         rule, secret_rule = defaults.get("Role", "retailflow-pipeline")["rules"]
+        # A server-side apply that creates the object is authorised as `create` (apiserver handlers/patch.go),
+        # with the object's name; what the script uses is proven by running it as this Role
+        # (tests/integration/chart/test_authorisation.py).
         assert rule == {"apiGroups": ["retailflow.io"], "resources": ["retailpipelines"],
-                        "resourceNames": ["retail"], "verbs": ["get", "patch"]}
+                        "resourceNames": ["retail"], "verbs": ["create", "patch"]}
         # Only to add the label the operator requires to the Secret Airbyte's bootloader writes.
         assert secret_rule == {"apiGroups": [""], "resources": ["secrets"],
-                               "resourceNames": ["airbyte-auth-secrets"], "verbs": ["get", "patch"]}
+                               "resourceNames": ["airbyte-auth-secrets"], "verbs": ["patch"]}
         env = {e["name"]: e.get("value") for e in containers(defaults.get("Job", "retailflow-pipeline"))[0]["env"]}
         assert env["CREDENTIALS_SECRET_NAME"] == "airbyte-auth-secrets"
         assert env["CREDENTIALS_LABEL"] == "retailflow.io/credentials=true"
