@@ -3,7 +3,9 @@
 `helm template` refuses to render a chart whose Chart.yaml lists dependencies missing from its
 charts/ folder, even when they are disabled, and `helm dependency build` needs the internet. So
 the sandbox gets the local operator chart (the `file://` dependency) plus, for each remote
-dependency, an empty stand-in chart with the same name and version. The stand-ins render nothing
+dependency, the real chart when it sits in charts/retailflow/charts/ (`<name>-<version>.tgz` or an
+unpacked `<name>/` of that version, fetched by hand and never committed: see `REAL_SUBCHARTS`), else
+an empty stand-in chart with the same name and version. The stand-ins render nothing
 of the upstream chart; one of them (Airflow) renders only the values that the real chart
 passes through `tpl`, so that the umbrella's tpl wiring is checked too. Every stand-in document
 carries the label `retailflow.test/stand-in` and is kept apart from the chart's own documents.
@@ -60,10 +62,33 @@ def _helm_binary() -> str:
 HELM = _helm_binary()
 
 
+def _real_subchart(name: str, version: str) -> pathlib.Path | None:
+    """The real upstream chart of this version in charts/retailflow/charts/, if one was put there."""
+    archive = UMBRELLA / "charts" / f"{name}-{version}.tgz"
+    if archive.exists():
+        return archive
+    unpacked = UMBRELLA / "charts" / name / "Chart.yaml"
+    if unpacked.exists() and str(yaml.safe_load(unpacked.read_text()).get("version")) == str(version):
+        return unpacked.parent
+    return None
+
+
+def _remote_dependencies() -> list[dict]:
+    deps = yaml.safe_load((UMBRELLA / "Chart.yaml").read_text())["dependencies"]
+    return [d for d in deps if not d["repository"].startswith("file://")]
+
+
+#: The remote dependencies rendered from their real charts (the others are stand-ins).
+REAL_SUBCHARTS = sorted(d["name"] for d in _remote_dependencies() if _real_subchart(d["name"], d["version"]))
+
+
 def _build_sandbox(root: pathlib.Path) -> pathlib.Path:
     """Copy charts/ (symlinks resolved, as `helm package` would) and add the dependencies."""
     for chart in (UMBRELLA, OPERATOR):
-        shutil.copytree(chart, root / chart.name, symlinks=False)
+        # the chart's own charts/ (dependencies, maybe fetched by hand) is rebuilt below
+        top = str(chart)
+        shutil.copytree(chart, root / chart.name, symlinks=False,
+                        ignore=lambda folder, names, top=top: ["charts"] if folder == top else [])
     umbrella = root / UMBRELLA.name
     deps = yaml.safe_load((umbrella / "Chart.yaml").read_text())["dependencies"]
     (umbrella / "charts").mkdir(exist_ok=True)
@@ -71,6 +96,13 @@ def _build_sandbox(root: pathlib.Path) -> pathlib.Path:
         target = umbrella / "charts" / dep["name"]
         if dep["repository"].startswith("file://"):
             shutil.copytree(OPERATOR, target, symlinks=False)
+            continue
+        real = _real_subchart(dep["name"], dep["version"])
+        if real is not None and real.is_file():
+            shutil.copy(real, umbrella / "charts" / real.name)
+            continue
+        if real is not None:
+            shutil.copytree(real, target, symlinks=False)
             continue
         (target / "templates").mkdir(parents=True)
         (target / "Chart.yaml").write_text(
@@ -175,6 +207,8 @@ VARIANTS: dict[str, dict] = {
     "remote-subcharts-disabled": {
         "airbyte": {"enabled": False}, "airflow": {"enabled": False}, "superset": {"enabled": False},
         "openmetadata": {"enabled": False}, "opensearch": {"enabled": False},
+        # without this release's Airbyte, the workspace is the user's to give
+        "pipeline": {"workspaceId": UUID},
     },
     "existing-secrets": {
         "global": {

@@ -156,6 +156,48 @@ Superset and the chart), the drivers volume, and the Secret's settings.
 {{- end }}
 {{- end -}}
 
+{{/*
+Waits, declared once. A workload that needs servers lists them as URLs (tcp://, pg://, http://,
+see files/scripts/wait_for.py); "retailflow.waitFor.container" renders the init container that waits
+for them, bounded by jobs.waitFor.timeoutSeconds, and "retailflow.waitFor.annotation" the
+`retailflow.io/waits-for` annotation that tests/unit/chart/test_install_order.py reads (together with
+`inCode`: services the workload's own code waits for, bounded, such as Airbyte for the pipeline Job).
+Both take (dict "ctx" $ "image" "<image>" "urls" (list ...) "inCode" (list ...)).
+*/}}
+{{- define "retailflow.waitFor.annotation" -}}
+{{- $targets := list -}}
+{{- range .urls }}{{ $targets = append $targets (printf "service/%s" (urlParse .).hostname) }}{{ end -}}
+{{- range .inCode }}{{ $targets = append $targets (printf "service/%s" .) }}{{ end -}}
+retailflow.io/waits-for: {{ $targets | uniq | join "," | quote }}
+{{- end -}}
+
+{{- define "retailflow.waitFor.container" -}}
+{{- if .urls }}
+- name: wait-for
+  image: {{ .image | quote }}
+  imagePullPolicy: IfNotPresent
+  command: [python, /wait-for/wait_for.py, --timeout, {{ .ctx.Values.jobs.waitFor.timeoutSeconds | quote }}]
+  args:
+    {{- range .urls }}
+    - {{ printf "%s=%s" (urlParse .).hostname . | quote }}
+    {{- end }}
+  resources:
+    {{- toYaml .ctx.Values.jobs.waitFor.resources | nindent 4 }}
+  securityContext:
+    allowPrivilegeEscalation: false
+    readOnlyRootFilesystem: true
+    capabilities: {drop: [ALL]}
+  volumeMounts:
+    - {name: wait-for, mountPath: /wait-for, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "retailflow.waitFor.volume" -}}
+- name: wait-for
+  configMap:
+    name: {{ include "retailflow.fullname" . }}-wait-for
+{{- end -}}
+
 {{/* Pod-level settings shared by the chart's own Jobs. */}}
 {{- define "retailflow.jobSpec" -}}
 backoffLimit: {{ .backoffLimit | default 6 }}
@@ -189,6 +231,9 @@ ttlSecondsAfterFinished: {{ .ctx.Values.jobs.ttlSecondsAfterFinished }}
 {{- end -}}
 {{- if and .Values.pipeline.enabled (not .Values.operator.enabled) -}}
 {{- fail "pipeline.enabled=true needs operator.enabled=true: nothing would reconcile the RetailPipeline (and its CRD would be missing)" -}}
+{{- end -}}
+{{- if and .Values.pipeline.enabled (not .Values.airbyte.enabled) (not .Values.pipeline.workspaceId) -}}
+{{- fail "airbyte.enabled=false: set pipeline.workspaceId (your Airbyte's workspace) and pipeline.spec.airbyte.apiUrl, or pipeline.enabled=false; the pipeline Job reads the workspace from this release's Airbyte only" -}}
 {{- end -}}
 {{- if and .Values.pipeline.workspaceId (not (regexMatch "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" .Values.pipeline.workspaceId)) -}}
 {{- fail (printf "pipeline.workspaceId must be a lowercase UUID, not %q" .Values.pipeline.workspaceId) -}}

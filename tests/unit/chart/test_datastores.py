@@ -112,6 +112,6 @@ class TestMinio(_StatefulStore):
         rendered = render(values=VARIANTS[variant])
         assert "retailflow-minio" not in rendered.names("StatefulSet") | rendered.names("Service")
         job = rendered.get("Job", "retailflow-lake-buckets")
-        env = env_of(containers(job)[0])
+        env = env_of(next(c for c in containers(job) if c["name"] == "buckets"))
         assert env["LAKE_ENDPOINT"]["value"] == "https://seaweedfs.storage.svc:8333"
         assert env["LAKE_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "seaweed-keys"

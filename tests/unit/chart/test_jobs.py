@@ -43,7 +43,9 @@ class TestSeedJob(_Job):
 
     def test_schema_is_applied_before_the_seed(self, defaults):
         spec = pod_spec(defaults.get("Job", self.name))
-        (init,) = spec["initContainers"]
+        wait, init = spec["initContainers"]
+        assert wait["name"] == "wait-for" and wait["args"] == [
+            "retailflow-mysql=tcp://retailflow-mysql:3306", "retailflow-minio=tcp://retailflow-minio:9000"]
         script = init["command"][-1]
         assert "< /schema/retail-schema.sql" in script
         assert env_of(init)["MYSQL_PWD"]["valueFrom"]["secretKeyRef"]["key"] == "password"
@@ -72,9 +74,10 @@ class TestLakeBucketsJob(_Job):
     name = "retailflow-lake-buckets"
 
     def test_creates_the_lake_and_airbyte_buckets(self, defaults):
-        env = env_of(containers(defaults.get("Job", self.name))[0])
+        (buckets,) = pod_spec(defaults.get("Job", self.name))["containers"]
+        env = env_of(buckets)
         assert set(env["LAKE_BUCKETS"]["value"].split()) == {"retail-lake", "airbyte-storage"}
-        assert "mc mb --ignore-existing" in containers(defaults.get("Job", self.name))[0]["command"][-1]
+        assert "mc mb --ignore-existing" in buckets["command"][-1]
 
     def test_runs_before_airbyte_when_minio_is_an_early_hook(self, defaults):
         phase, weight = hook(defaults.get("Job", self.name))
@@ -94,7 +97,8 @@ class TestOpenmetadataIngestionJob(_Job):
         assert '"metadata", command, "-c"' in script and 'COMMAND = {"postgres-profiler": "profile"}' in script
 
     def test_credentials_from_secrets(self, defaults):
-        env = env_of(containers(defaults.get("Job", self.name))[0])
+        (ingest,) = pod_spec(defaults.get("Job", self.name))["containers"]
+        env = env_of(ingest)
         for var in ("MYSQL_PASSWORD", "WAREHOUSE_PASSWORD", "OPENMETADATA_ADMIN_PASSWORD", "SUPERSET_PASSWORD",
                     "OPENMETADATA_JWT_TOKEN"):
             assert "secretKeyRef" in env[var]["valueFrom"], var

@@ -26,7 +26,8 @@ def _data(doc: dict) -> dict[str, str]:
 
 
 def _env(rendered) -> dict[str, dict]:
-    return {e["name"]: e for e in containers(rendered.get("Job", JOB))[0]["env"]}
+    (ingest,) = pod_spec(rendered.get("Job", JOB))["containers"]
+    return {e["name"]: e for e in ingest["env"]}
 
 
 class TestOpenmetadataSecret:
@@ -95,6 +96,7 @@ class TestIngestionJob:
     def test_no_workflow_file_is_written_with_secrets(self, defaults):
         script = defaults.get("ConfigMap", "retailflow-openmetadata-ingest")["data"]["openmetadata_ingest.py"]
         assert "expandvars" not in script and "NamedTemporaryFile" not in script
-        mounts = {m["name"]: m for m in containers(defaults.get("Job", JOB))[0]["volumeMounts"]}
+        (ingest,) = pod_spec(defaults.get("Job", JOB))["containers"]
+        mounts = {m["name"]: m for m in ingest["volumeMounts"]}
         assert mounts["workflows"]["readOnly"] is True
         assert pod_spec(defaults.get("Job", JOB))["restartPolicy"] == "Never"

@@ -88,20 +88,39 @@ class TestDeployment:
         assert web["command"][-1] == "superset.app:create_app()"
 
     def test_secrets_only_by_reference(self, deployment):
-        # every container but the driver install, which runs no Superset code
-        for container in [c for c in containers(deployment) if c["name"] != "drivers"]:
+        # every container but the driver install and the wait, which run no Superset code
+        for container in [c for c in containers(deployment) if c["name"] not in ("drivers", "wait-for")]:
             env = env_of(container)
             assert secret_ref(env, "SUPERSET_SECRET_KEY") == {"name": SECRET, "key": "SUPERSET_SECRET_KEY"}
             assert secret_ref(env, "SUPERSET_DATABASE_URI") == {"name": SECRET, "key": "SUPERSET_DATABASE_URI"}
             assert env["SUPERSET_CONFIG_PATH"]["value"] == "/app/retailflow/superset_config.py"
             assert all("value" not in e or "PASSWORD" not in e["name"] for e in env.values())
 
-    def test_waits_for_the_init_job_and_installs_the_driver_first(self, deployment):
-        drivers, wait = pod_spec(deployment)["initContainers"]
+    def test_installs_the_driver_waits_for_postgresql_then_migrates_itself(self, deployment):
+        drivers, wait, setup = pod_spec(deployment)["initContainers"]
         assert "--target /app/drivers 'psycopg2-binary==2.9.10'" in drivers["args"][0]
-        assert "superset_setup.py ready" in wait["args"][0]
+        assert wait["args"] == ["retailflow-postgresql=pg://retailflow-postgresql:5432"]
+        assert deployment["metadata"]["annotations"]["retailflow.io/waits-for"] == "service/retailflow-postgresql"
+        assert setup["command"] == ["python", "/app/retailflow/superset_setup.py", "setup"]
         (web,) = pod_spec(deployment)["containers"]
         assert env_of(web)["PYTHONPATH"]["value"] == "/app/drivers"
+        assert env_of(setup)["PYTHONPATH"]["value"] == "/app/drivers"
+
+    def test_the_setup_creates_the_admin_from_the_secret_in_turn(self, deployment, values):
+        (setup,) = [c for c in pod_spec(deployment)["initContainers"] if c["name"] == "setup"]
+        assert "--password" not in " ".join(setup["command"]) and "create-admin" not in " ".join(setup["command"])
+        script = (FILES / "superset_setup.py").read_text()
+        body = script[script.index("def setup()"):script.index("def ensure_admin")]
+        # what `superset db upgrade` and `superset init` run, then the admin, under the lock
+        assert body.index("pg_advisory_lock") < body.index("_setup(app)") < body.index("ensure_admin(app)")
+        assert body.index("upgrade()") < body.index("sync_role_definitions()")
+        env = env_of(setup)
+        assert secret_ref(env, "RETAILFLOW_SUPERSET_USERNAME") == {"name": SECRET, "key": "ADMIN_USERNAME"}
+        assert secret_ref(env, "RETAILFLOW_SUPERSET_PASSWORD") == {"name": SECRET, "key": "ADMIN_PASSWORD"}
+        assert setup["resources"] == values["superset"]["init"]["resources"]
+
+    def test_no_hook_is_left_for_superset_to_wait_on(self, defaults):
+        assert not [d for d in defaults.of_kind("Job") if "superset-init" in d["metadata"]["name"]]
 
     def test_probes_on_health(self, deployment):
         (web,) = pod_spec(deployment)["containers"]
@@ -123,7 +142,7 @@ class TestDeployment:
 
     def test_an_image_with_drivers_needs_no_install(self):
         deployment = render(values={"superset": {"drivers": []}}).get("Deployment", self.name)
-        assert [c["name"] for c in pod_spec(deployment)["initContainers"]] == ["wait-for-init"]
+        assert [c["name"] for c in pod_spec(deployment)["initContainers"]] == ["wait-for", "setup"]
         assert "PYTHONPATH" not in env_of(pod_spec(deployment)["containers"][0])
 
 
@@ -134,34 +153,6 @@ class TestService:
         assert service["spec"]["ports"] == [{"name": "http", "port": 8088, "targetPort": "http"}]
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= labels.items()
-
-
-class TestInitJob:
-    name = "retailflow-superset-init"
-
-    def test_migrates_initialises_and_creates_the_admin_from_the_secret(self, defaults):
-        (init,) = pod_spec(defaults.get("Job", self.name))["containers"]
-        script = init["args"][0]
-        assert "python /app/retailflow/superset_setup.py setup" in script
-        assert "--password" not in script and "create-admin" not in script
-        setup = (FILES / "superset_setup.py").read_text()
-        body = setup[setup.index("def setup()"):setup.index("def ensure_admin")]
-        # what `superset db upgrade` and `superset init` run, then the admin
-        assert body.index("upgrade()") < body.index("sync_role_definitions()") < body.index("ensure_admin(app)")
-        env = env_of(init)
-        assert secret_ref(env, "RETAILFLOW_SUPERSET_USERNAME") == {"name": SECRET, "key": "ADMIN_USERNAME"}
-        assert secret_ref(env, "RETAILFLOW_SUPERSET_PASSWORD") == {"name": SECRET, "key": "ADMIN_PASSWORD"}
-
-    def test_runs_on_install_and_upgrade_before_the_import(self, defaults):
-        init_phase, init_weight = hook(defaults.get("Job", self.name))
-        import_phase, import_weight = hook(defaults.get("Job", "retailflow-superset-dashboards"))
-        assert init_phase == import_phase == "post-install,post-upgrade"
-        assert init_weight < import_weight
-
-    def test_resources_on_every_container(self, defaults, values):
-        for container in containers(defaults.get("Job", self.name)):
-            assert container["resources"]["limits"]["memory"]
-        assert pod_spec(defaults.get("Job", self.name))["containers"][0]["resources"] == values["superset"]["init"]["resources"]
 
 
 class TestDashboardsJob:
@@ -188,7 +179,7 @@ class TestDashboardsJob:
 
     def test_mounts_every_bundle_file_at_its_path(self, defaults):
         config_map = defaults.get("ConfigMap", "retailflow-superset-bundle")
-        (volume,) = pod_spec(defaults.get("Job", self.name))["volumes"]
+        (volume,) = [v for v in pod_spec(defaults.get("Job", self.name))["volumes"] if v["name"] == "bundle"]
         assert volume["configMap"]["name"] == "retailflow-superset-bundle"
         items = {i["path"]: i["key"] for i in volume["configMap"]["items"]}
         assert set(items) == bundle_files() and "metadata.yaml" in items

@@ -1,15 +1,16 @@
 """Prepare Superset's metadata database and its admin, with the admin from the environment,
 never from a command line.
 
-Run with Superset's Python; the local Superset (hack/superset.sh), the chart's init Job and the
-dashboard tests all call it:
+Run with Superset's Python; the local Superset (hack/superset.sh), the `setup` init container of
+the chart's Superset pods and the dashboard tests all call it:
 
     python superset_setup.py setup        # `superset db upgrade`, `superset init` and `admin`, in one process
     python superset_setup.py admin        # create the admin, or reset its password to the given one
-    python superset_setup.py ready        # exit 0 once the database is migrated and initialised
 
 ``setup`` does in one Superset start what the three CLI calls do in three (each start imports all
-of Superset: seconds on an idle machine, a minute on a busy one).
+of Superset: seconds on an idle machine, a minute on a busy one). In the cluster every Superset pod
+runs it before it serves; on PostgreSQL the pods take turns through an advisory lock, so two pods
+of one rollout never migrate at once.
 
 The admin comes from ``RETAILFLOW_SUPERSET_USERNAME`` and ``RETAILFLOW_SUPERSET_PASSWORD`` (in the
 cluster, the chart's admin Secret): ``superset fab create-admin --password …`` would put the
@@ -28,28 +29,26 @@ def _app():
     return create_app()
 
 
-def needs_init(app=None) -> int:
-    app = app or _app()
-    with app.app_context():
-        from superset import security_manager
-
-        role = security_manager.find_role("Admin")
-        # `superset init` gives the Admin role its permissions; before it, there is nothing to log in to.
-        return 0 if role is None or not role.permissions else 1
-
-
-def ready() -> int:
-    """For the web pods' init container: wait until the init Job has migrated and initialised
-    the metadata database (any error, such as missing tables, counts as not ready)."""
-    try:
-        return 1 if needs_init() == 0 else 0
-    except Exception as exc:  # noqa: BLE001 (an unmigrated database fails in many ways)
-        print(f"superset_setup: not ready: {type(exc).__name__}", file=sys.stderr)
-        return 1
+#: The PostgreSQL advisory lock key that serialises `setup` between pods ("RFSS" in ASCII).
+SETUP_LOCK_KEY = 0x52465353
 
 
 def setup() -> int:
     app = _app()
+    with app.app_context():
+        from superset import db
+
+        with db.engine.connect() as lock:
+            if db.engine.dialect.name == "postgresql":
+                from sqlalchemy import text
+
+                print("superset_setup: waiting for the setup lock", flush=True)
+                lock.execute(text("select pg_advisory_lock(:key)"), {"key": SETUP_LOCK_KEY})
+            _setup(app)
+            return ensure_admin(app)
+
+
+def _setup(app) -> None:
     with app.app_context():
         from flask_migrate import upgrade
 
@@ -61,7 +60,6 @@ def setup() -> int:
         appbuilder.add_permissions(update_perms=True)
         security_manager.sync_role_definitions()
         db.session.commit()
-    return ensure_admin(app)
 
 
 def ensure_admin(app=None) -> int:
@@ -98,7 +96,7 @@ def ensure_admin(app=None) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"setup": setup, "admin": ensure_admin, "ready": ready}
+    commands = {"setup": setup, "admin": ensure_admin}
     if len(argv) != 1 or argv[0] not in commands:
         print(f"usage: python superset_setup.py {{{'|'.join(commands)}}}", file=sys.stderr)
         return 2

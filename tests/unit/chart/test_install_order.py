@@ -1,0 +1,171 @@
+"""Install order: `helm install --wait` and `helm upgrade --wait` played over the rendered release
+(support.helm_install, written from Helm 4's install, hooks and wait code).
+
+Runs on the full render when the real upstream charts sit in charts/retailflow/charts/ (fetched by
+hand, never committed), and on the stand-ins otherwise; the report header says which.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from support import helm_install
+from support.helm_install import UPSTREAM, declared_waits, own_workloads, play, servers_referenced, wait_loops
+from support.helm_render import REAL_SUBCHARTS, RELEASE, REPO, VARIANTS, render
+
+UPSTREAM_CHARTS = ("airbyte", "airflow", "openmetadata", "opensearch")
+
+
+def enabled_upstream(values: dict) -> set[str]:
+    return {c for c in UPSTREAM_CHARTS if (values.get(c) or {}).get("enabled", True)}
+
+
+def user_secrets(values: object) -> frozenset[str]:
+    """The Secrets a variant's values name as the user's own (created before the install)."""
+    found = set()
+    if isinstance(values, dict):
+        for key, value in values.items():
+            if key in ("existingSecret", "secretName", "secretRef") and isinstance(value, str):
+                found.add(f"secret/{value}")
+            found |= user_secrets(value)
+    return frozenset(found)
+
+
+def module_source() -> dict[str, str]:
+    """`python -m <module>` of our images, read from the repository's packages."""
+    sources = {}
+    for project in ("dags", "generator", "operator"):
+        for path in (REPO / project).glob("*/**/*.py"):
+            if ".venv" in path.parts:
+                continue
+            module = ".".join(path.relative_to(REPO / project).with_suffix("").parts)
+            sources[module.removesuffix(".__main__")] = path.read_text()
+    return sources
+
+
+def services_of(docs: list[dict], upstream: set[str]) -> set[str]:
+    names = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    for up in UPSTREAM:
+        if up.chart in upstream:
+            names |= {s.format(release=RELEASE) for s in up.serves}
+    return names
+
+
+def test_which_render(record_property):
+    mode = f"real charts: {', '.join(REAL_SUBCHARTS)}" if REAL_SUBCHARTS else "stand-ins for every upstream chart"
+    record_property("render", mode)
+    print(f"install order checked on: {mode}")
+    assert set(REAL_SUBCHARTS) <= set(UPSTREAM_CHARTS)
+
+
+@pytest.mark.parametrize("wait_for_jobs", [False, True], ids=["wait", "wait-for-jobs"])
+@pytest.mark.parametrize("action", ["install", "upgrade"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_helm_completes(variant, action, wait_for_jobs):
+    values = VARIANTS[variant]
+    outcome = play(render(values=values).docs, release=RELEASE, upstream=enabled_upstream(values),
+                   action=action, wait_for_jobs=wait_for_jobs, existing=user_secrets(values))
+    assert not outcome.problems, "\n".join(outcome.problems + ["", "sequence:"] + outcome.steps)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_job_waits_for_the_servers_it_needs(variant):
+    values = VARIANTS[variant]
+    docs = render(values=values).docs
+    services = services_of(docs, enabled_upstream(values))
+    missing = {}
+    for job in [d for d in own_workloads(docs) if d["kind"] == "Job"]:
+        needed = {f"service/{s}" for s in servers_referenced(job, docs, services)}
+        if needed - declared_waits(job):
+            missing[job["metadata"]["name"]] = sorted(needed - declared_waits(job))
+    assert not missing, f"Jobs that use a server without waiting for it (retailflow.waitFor): {missing}"
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_wait_loop_is_declared(variant):
+    docs = render(values=VARIANTS[variant]).docs
+    sources = module_source()
+    undeclared = {}
+    for workload in own_workloads(docs):
+        loops = wait_loops(workload, docs, sources)
+        if loops and not declared_waits(workload):
+            undeclared[f"{workload['kind']} {workload['metadata']['name']}"] = loops
+    assert not undeclared, f"wait loops without a {helm_install.WAITS_FOR} annotation: {undeclared}"
+
+
+def test_the_waits_are_where_the_chart_readme_says(defaults):
+    """The chart README's install-order table names every hook and every waiting workload."""
+    readme = (REPO / "charts" / "retailflow" / "README.md").read_text()
+    table = readme.split("## Install order", 1)[1].split("\n## ", 1)[0]
+    for doc in defaults.docs:
+        annotations = doc["metadata"].get("annotations") or {}
+        if doc["kind"] in ("Job", "Deployment", "StatefulSet") and (
+                "helm.sh/hook" in annotations or helm_install.WAITS_FOR in annotations):
+            name = doc["metadata"]["name"].replace(RELEASE, "<release>", 1)
+            assert f"`{name}`" in table, f"{doc['kind']} {name} is missing from the README's install-order table"
+
+
+# The model itself, on small releases that carry each of the install blockers it exists to find.
+
+def _job(name: str, hook: str | None = None, weight: int = 0, waits: str = "", **spec) -> dict:
+    annotations = {}
+    if hook:
+        annotations |= {"helm.sh/hook": hook, "helm.sh/hook-weight": str(weight)}
+    if waits:
+        annotations[helm_install.WAITS_FOR] = waits
+    return {"kind": "Job", "metadata": {"name": name, "annotations": annotations,
+                                        "labels": {"helm.sh/chart": "retailflow-0.1.0"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "main", **spec}]}}}}
+
+
+def _served(kind: str, name: str, hook: str | None = None, weight: int = 0, waits: str = "") -> list[dict]:
+    labels = {"app": name}
+    annotations = {"helm.sh/hook": hook, "helm.sh/hook-weight": str(weight)} if hook else {}
+    if waits:
+        annotations[helm_install.WAITS_FOR] = waits
+    return [
+        {"kind": kind, "metadata": {"name": name, "annotations": annotations},
+         "spec": {"template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "main"}]}}}},
+        {"kind": "Service", "metadata": {"name": name, "annotations": dict(annotations) if hook else {}},
+         "spec": {"selector": labels}},
+    ]
+
+
+def test_the_model_finds_a_deployment_that_waits_for_a_post_install_hook():
+    docs = _served("Deployment", "superset", waits="job/superset-init") + [
+        _job("superset-init", "post-install,post-upgrade")]
+    (problem,) = play(docs, release="r", upstream=set()).problems
+    assert problem.startswith("deadlock: helm install --wait waits for Deployment superset")
+    assert "Job superset-init (a post-install,post-upgrade hook (weight 0)) does not exist yet" in problem
+
+
+def test_the_model_finds_the_database_race_before_airbyte_bootloader():
+    datastores = _served("StatefulSet", "retailflow-postgresql", "pre-install", -15) + _served(
+        "StatefulSet", "retailflow-minio", "pre-install", -15)
+    problems = play(datastores, release="r", upstream={"airbyte"}).problems
+    assert [p.split(" ready when")[0] for p in problems] == [
+        "race: Pod r-airbyte-bootloader (a pre-install,pre-upgrade hook (weight 0)) needs service/retailflow-minio",
+        "race: Pod r-airbyte-bootloader (a pre-install,pre-upgrade hook (weight 0)) needs service/retailflow-postgresql",
+    ]
+    guarded = datastores + [_job("datastores-ready", "pre-install,pre-upgrade", -10,
+                                 waits="service/retailflow-postgresql,service/retailflow-minio")]
+    assert play(guarded, release="r", upstream={"airbyte"}).problems == []
+
+
+def test_the_model_finds_a_hook_that_waits_for_a_server_created_after_it():
+    docs = _served("Deployment", "superset") + [_job("early", "pre-install", 0, waits="service/superset")]
+    (problem,) = play(docs, release="r", upstream=set()).problems
+    assert problem.startswith("deadlock: Helm waits for Job early (a pre-install hook (weight 0)) to finish")
+
+
+def test_the_checks_find_an_undeclared_loop_and_an_unwaited_server():
+    job = _job("seed", "post-install", command=["sh", "-c", "until mysql -h db; do sleep 5; done"],
+               env=[{"name": "HOST", "value": "db"}])
+    assert wait_loops(job, [job], {}) == ["main: until mysql -h db; do sleep 5; done"]
+    assert servers_referenced(job, [job], {"db", "d"}) == {"db"}
+    assert declared_waits(job) == set()
+
+
+def test_module_sources_cover_the_modules_the_jobs_run():
+    sources = module_source()
+    assert "while" in sources["retailflow_pipeline.dashboards"]  # it waits for Superset itself
