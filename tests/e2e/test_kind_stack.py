@@ -1,4 +1,7 @@
-"""The whole stack on a real kind cluster: `make up`, a RetailPipeline reaching Ready, UIs healthy.
+"""The whole stack on a real kind cluster: `make up` from an empty cluster (`helm upgrade --install
+--wait`, which must complete: see the chart README's install order), the default RetailPipeline
+Ready, UIs healthy, a green `retail_pipeline` run with its reconciliation passed, and a `helm upgrade`
+with no change completing.
 
 Needs a Docker engine and kind (and the internet for images and upstream charts); skipped with the
 reason otherwise. Takes 20-40 minutes. RETAILFLOW_E2E_KEEP=1 keeps the cluster afterwards.
@@ -153,3 +156,19 @@ def test_retail_pipeline_run_fills_the_marts_and_reconciles(cluster):
     rows = cluster.kubectl("-n", NAMESPACE, "exec", f"statefulset/{RELEASE}-postgresql", "--", "psql", "-U", user,
                            "-d", "warehouse", "-qAtc", "select count(*) from marts.orders")
     assert int(rows.strip()) > 0
+
+
+def test_helm_upgrade_without_change_completes(cluster):
+    """`make up` again on the installed release: the same `helm upgrade --install --wait`, now an
+    upgrade; its pre-upgrade and post-upgrade hooks rerun and every pod stays Ready."""
+    env = {**os.environ, "KIND_CLUSTER": CLUSTER, "KUBECONFIG": str(cluster.kubeconfig_path.resolve()),
+           "NAMESPACE": NAMESPACE, "RELEASE": RELEASE}
+    before = json.loads(subprocess.run(
+        [str(REPO / ".tools" / "bin" / "helm"), "status", RELEASE, "-n", NAMESPACE, "-o", "json"],
+        env=env, capture_output=True, text=True, check=True).stdout)["version"]
+    subprocess.run(["make", "up", f"KIND_CLUSTER={CLUSTER}"], cwd=REPO, env=env, check=True, timeout=3600)
+    status = json.loads(subprocess.run(
+        [str(REPO / ".tools" / "bin" / "helm"), "status", RELEASE, "-n", NAMESPACE, "-o", "json"],
+        env=env, capture_output=True, text=True, check=True).stdout)
+    assert status["version"] == before + 1 and status["info"]["status"] == "deployed"
+    assert wait_ready(cluster, "retail", 600)["status"]["phase"] == "Ready"

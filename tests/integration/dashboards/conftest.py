@@ -162,7 +162,7 @@ class _SupersetStarter:
             "RETAILFLOW_SUPERSET_USERNAME": self.username,
             "RETAILFLOW_SUPERSET_PASSWORD": self.password,
         }
-        # db upgrade, init and the admin, as the chart's init Job and hack/superset.sh run them
+        # db upgrade, init and the admin, as the chart's Superset pods (setup init container) and hack/superset.sh run them
         self.setup = subprocess.Popen([sys.executable, str(SUPERSET_FILES / "superset_setup.py"), "setup"],
                                       env=self.env, cwd=workdir, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
 
