@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make up`: kind cluster, images, chart dependencies, the release, then waits for the default
+# `make up`: chart dependencies, kind cluster, images, the release, then waits for the default
 # RetailPipeline to be Ready and prints how to reach each UI. Safe to run again: every step is
 # create-or-update.
 set -euo pipefail
@@ -8,6 +8,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 preflight docker kind
 "$ROOT/hack/tools.sh"
 preflight helm kubectl
+
+log "fetching chart dependencies"
+# Before the cluster and the images, so that a pin that cannot be fetched costs seconds, not minutes:
+# adds each chart repository, checks every pin against its index.yaml, then `helm dependency build`.
+# A chart that cannot be fetched stops `make up` here, with one line naming it, its version and
+# repository.
+"$ROOT/hack/chart-deps.sh" "$CHART"
 
 if cluster_exists; then
     log "kind cluster $KIND_CLUSTER exists"
@@ -18,15 +25,6 @@ fi
 kubectl config use-context "kind-$KIND_CLUSTER" >/dev/null
 
 "$ROOT/hack/images.sh"
-
-log "fetching chart dependencies"
-# helm resolves https dependencies only through repositories it knows by name.
-python3 - "$CHART/Chart.yaml" <<'PY' | while read -r name url; do helm repo add --force-update "$name" "$url" >/dev/null; done
-import re, sys
-for url in dict.fromkeys(re.findall(r"repository:\s*(https?://\S+)", open(sys.argv[1]).read())):
-    print(re.sub(r"[^a-z0-9]+", "-", url.split("//", 1)[1].lower()).strip("-"), url)
-PY
-helm dependency build "$CHART"
 
 log "installing release $RELEASE in namespace $NAMESPACE (first install takes 10-20 minutes)"
 # shellcheck disable=SC2086  # HELM_EXTRA_ARGS is a list of flags

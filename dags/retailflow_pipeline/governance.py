@@ -27,7 +27,9 @@ Environment:
 - ``RETAILFLOW_MYSQL_URL``, ``RETAILFLOW_WAREHOUSE_URL``: the databases (passwords come from them);
 - ``RETAILFLOW_DBT_TARGET_DIR``: dbt's artifacts (default ``dbt/target`` of the project);
 - ``RETAILFLOW_DBT_RUN_RESULTS``: the ``run_results.json`` of the last ``dbt build`` (default: the one in
-  the target directory; ``dbt docs generate`` overwrites that one with results that hold no tests);
+  the target directory; ``dbt docs generate`` overwrites that one with results that hold no tests).
+  The dbt workflow reads a temporary copy in which passing tests carry a message, which the 1.13
+  client needs to record their results (see :func:`_run_results_with_messages`);
 - ``RETAILFLOW_SUPERSET_URL``, ``RETAILFLOW_SUPERSET_USERNAME``, ``RETAILFLOW_SUPERSET_PASSWORD``;
 - ``RETAILFLOW_AIRFLOW_URL``, ``RETAILFLOW_AIRFLOW_USERNAME``, ``RETAILFLOW_AIRFLOW_PASSWORD``;
 - ``RETAILFLOW_OPENMETADATA_METADATA_BIN``: the ``metadata`` CLI (default ``.tools/openmetadata/bin/metadata``);
@@ -46,6 +48,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -213,8 +216,16 @@ def run(env: Mapping[str, str] = os.environ, workflows: Sequence[str] | None = N
     child_env = _child_env(env, bot_token(env))
     summary: dict[str, dict] = {}
     chosen = selected(env, workflows)
-    if any(w.name == "dbt" for w in chosen):
-        _warn_on_docs_run_results(Path(child_env["DBT_RUN_RESULTS"]), log)
+    with tempfile.TemporaryDirectory(prefix="retailflow-governance-") as scratch:
+        if any(w.name == "dbt" for w in chosen):
+            _warn_on_docs_run_results(Path(child_env["DBT_RUN_RESULTS"]), log)
+            child_env["DBT_RUN_RESULTS"] = str(_run_results_with_messages(Path(child_env["DBT_RUN_RESULTS"]),
+                                                                           Path(scratch)))
+        _run_each(binary, chosen, child_env, summary, log)
+    return {"server": child_env["OPENMETADATA_HOST_PORT"], "workflows": summary}
+
+
+def _run_each(binary: str, chosen: Sequence[Workflow], child_env: dict[str, str], summary: dict, log) -> None:
     for workflow in chosen:
         command = COMMAND.get(workflow.name, "ingest")
         log(f"governance: {workflow.name}: metadata {command} -c {workflow.path}")
@@ -228,7 +239,32 @@ def run(env: Mapping[str, str] = os.environ, workflows: Sequence[str] | None = N
             raise WorkflowFailed(f"workflow {workflow.name} failed (exit {proc.returncode}) after {seconds} s:\n{tail}")
         summary[workflow.name] = {"seconds": seconds, **_status(output)}
         log(f"governance: {workflow.name}: done in {seconds} s {summary[workflow.name]}")
-    return {"server": child_env["OPENMETADATA_HOST_PORT"], "workflows": summary}
+
+
+#: dbt statuses of a test that was executed (``success`` is a node that was only compiled, by ``dbt run``)
+_EXECUTED_TEST_STATUSES = {"pass", "fail", "warn", "error"}
+
+
+def _run_results_with_messages(path: Path, scratch: Path) -> Path:
+    """A copy of dbt's run_results.json in which every executed test has a ``message``.
+
+    dbt leaves ``message`` null on a passing test, and openmetadata-ingestion 1.13's dbt source
+    (``DbtSource.add_dbt_test_result``) skips every result whose message is empty as "compiled-only",
+    so no passing test would get a result. 2.0 narrowed that to ``status == success`` (upstream issue
+    open-metadata/OpenMetadata#29824). The copy sets the message to the status on executed tests only,
+    which is 2.0's rule; ``path`` is returned untouched when it cannot be read.
+    """
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return path
+    for result in results.get("results") or []:
+        if (str(result.get("unique_id", "")).startswith("test.") and result.get("message") is None
+                and result.get("status") in _EXECUTED_TEST_STATUSES):
+            result["message"] = result["status"]
+    copy = scratch / "run_results.json"
+    copy.write_text(json.dumps(results))
+    return copy
 
 
 def _warn_on_docs_run_results(path: Path, log) -> None:

@@ -2,7 +2,7 @@
 
 No OpenMetadata server can run here (a Java server plus a search engine, shipped as images), so the
 governance tests point the real ingestion framework (``metadata ingest``, openmetadata-ingestion
-2.0.7) at this stand-in. It stores entities by fully qualified name, keeps every request (with
+1.13.1.1, the client of the 1.13.1 server the chart deploys) at this stand-in. It stores entities by fully qualified name, keeps every request (with
 secrets redacted) and answers the way the server does, so a test can assert on what a real server
 would have received and what a user would then see.
 
@@ -32,8 +32,18 @@ Written from the ``open-metadata/OpenMetadata`` repository (files and the commit
   expiryDuration}``; ``GET /users/name/ingestion-bot?fields=authenticationMechanism`` carries the
   bot's JWT in ``authenticationMechanism.config.JWTToken``, readable by the admin only here.
 - ``openmetadata-service/.../resources/system/SystemResource.java`` @ 0029309d0a405b4bd1190a59fc85b606f5fe3d13
-  and the ``/system/version`` answer ``{version, revision, timestamp}`` (the client compares
-  major.minor only).
+  and the ``/system/version`` answer ``{version, revision, timestamp}``. The version is the server's
+  release the chart deploys: ``open-metadata/openmetadata-helm-charts`` ``charts/openmetadata/Chart.yaml``
+  @ 039a208f0b9f2c40f6ce68d87e1e39b1d0819a57 (tag openmetadata-1.13.1), ``appVersion: 1.13.1``.
+  The client compares major.minor only and refuses anything else: ``ingestion/src/metadata/__version__.py``
+  (``get_server_version_from_string`` keeps the leading major.minor.patch, ``match_versions``) and
+  ``…/ingestion/ometa/mixins/server_mixin.py`` (``validate_versions`` raises ``VersionMismatchException``
+  "Server version is 2.0.7 vs. Client version 1.13.1.1. Major and minor versions should match."),
+  read in the openmetadata-ingestion 1.13.1.1 wheel from PyPI (the OpenMetadata repository itself is
+  too large to fetch here). Moving from the 2.0.7 client changed nothing else the stand-in answers:
+  the two 1.13 differences the suite met are in the client (its bulk sink flushes tables after it
+  resolves foreign keys; its dbt source drops passing tests' results) and are handled in
+  ``files/openmetadata/mysql.yaml`` and ``retailflow_pipeline.governance``.
 - ``openmetadata-service/src/main/resources/json/data/testConnections/database/mysql.json``
   @ bd89be67ca3327509de404b348ec4e0710e205f3, ``.../database/postgres.json`` @ 18ef684a9791c79e609e0e3799dfd60d1bc36b8b,
   ``.../dashboard/superset.json`` @ 1a80a12538dc107dddde6be1edad1a122b3820b6: the test-connection
@@ -89,7 +99,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-SERVER_VERSION = "2.0.7"
+#: the OpenMetadata server the chart deploys (Chart.yaml `openmetadata` 1.13.1, appVersion 1.13.1)
+SERVER_VERSION = "1.13.1"
 PASSWORD_MASK = "*********"
 _SECRET_KEY = re.compile(r"(?i)(password|secret|token|jwt|apikey|api_key|privatekey)")
 

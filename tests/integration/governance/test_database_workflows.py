@@ -1,5 +1,5 @@
 """The MySQL, PostgreSQL and dbt workflows, run for real (`metadata ingest` of openmetadata-ingestion
-2.0.7 against a real MariaDB, a real PostgreSQL built by dbt, and dbt's own artifacts), each sending
+1.13.1.1 against a real MariaDB, a real PostgreSQL built by dbt, and dbt's own artifacts), each sending
 what it found to the OpenMetadata stand-in. The assertions are what a user would then see in
 OpenMetadata: the tables and their columns, the lineage graph, the descriptions and the tests.
 """
