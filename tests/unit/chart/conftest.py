@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from support.helm_render import CRD_FILE, UMBRELLA, Rendered, render
+from support.helm_render import CRD_FILE, REAL_SUBCHARTS, UMBRELLA, Rendered, render
+
+
+def pytest_report_header() -> str:
+    real = ", ".join(REAL_SUBCHARTS) or "none: every upstream chart is a stand-in"
+    return f"chart render: real upstream charts in charts/retailflow/charts/: {real}"
 
 
 @pytest.fixture(scope="session")
