@@ -8,7 +8,7 @@
 # helm resolves https dependencies only through repositories it knows by name, so each repository is
 # added first (`helm repo add` downloads its index.yaml), then each pin is looked up in that index
 # (`helm search repo`, offline against the cached index). Only when every pin is found does
-# `helm dependency build` download the archives. file:// dependencies are left to helm.
+# `helm dependency build` download the archives. file:// and oci:// dependencies are left to helm.
 set -euo pipefail
 chart="${1:?usage: hack/chart-deps.sh CHART_DIR}"
 helm="${HELM:-helm}"
