@@ -179,8 +179,8 @@ test-operator: ## Operator tests (emulated Kubernetes API, real Airflow API serv
 	$(WITH_ENV) $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/unit/operator tests/unit/support tests/integration/support tests/integration/operator
 
 .PHONY: test-chart
-test-chart: tools ## Chart tests: helm lint, helm template, offline schema validation, assertions.
-	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/unit/chart
+test-chart: tools sync ## Chart tests: helm lint, helm template, offline schema validation, assertions; the operator and the pipeline Job's script run as their rendered RBAC.
+	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/unit/chart tests/integration/chart
 
 .PHONY: test-dashboards
 test-dashboards: sync sync-superset openmetadata-env ## Dashboard tests: a real Superset, the bundle imported, chart data vs the marts, screenshots, OpenMetadata's Superset workflow on it.

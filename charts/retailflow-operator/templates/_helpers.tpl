@@ -87,16 +87,18 @@ finalizer and progress annotations) and their status, read the Secrets they refe
 Events. Nothing is created or deleted in Kubernetes itself.
 */}}
 {{- define "retailflow-operator.pipelineRules" -}}
+# kopf lists and watches, and patches (finalizer, progress annotations); it never reads one object.
 - apiGroups: [retailflow.io]
   resources: [retailpipelines]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 - apiGroups: [retailflow.io]
   resources: [retailpipelines/status]
-  verbs: [get, patch]
+  verbs: [patch]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-- apiGroups: ["", events.k8s.io]
+# kopf posts core v1 Events (never patches them, never uses events.k8s.io).
+- apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end -}}

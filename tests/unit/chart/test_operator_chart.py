@@ -86,15 +86,17 @@ class TestOperatorRbac:
         return out
 
     def test_namespaced_mode_uses_a_role_with_minimal_verbs(self):
+        # Exactly what the operator used when run as this Role (tests/integration/chart/test_authorisation.py).
         rendered = operator(namespace="shop")
         (role,) = rendered.of_kind("Role")
         assert role["metadata"]["namespace"] == "shop"
         assert self.verbs(role["rules"]) == {
-            "retailpipelines": {"get", "list", "watch", "patch"},
-            "retailpipelines/status": {"get", "patch"},
+            "retailpipelines": {"list", "watch", "patch"},
+            "retailpipelines/status": {"patch"},
             "secrets": {"get"},
-            "events": {"create", "patch"},
+            "events": {"create"},
         }
+        assert {g for rule in role["rules"] for g in rule["apiGroups"]} == {"retailflow.io", ""}
         (binding,) = rendered.of_kind("RoleBinding")
         assert binding["subjects"][0]["name"] == rendered.of_kind("ServiceAccount")[0]["metadata"]["name"]
 
@@ -106,9 +108,11 @@ class TestOperatorRbac:
                     assert not {"create", "update", "delete", "deletecollection"} & set(rule["verbs"]) or \
                         rule["resources"] == ["events"], rule
 
-    def test_cluster_scope_only_for_discovery_in_namespaced_mode(self):
+    def test_cluster_scope_only_for_kopfs_observation_in_namespaced_mode(self):
+        # kopf serving named namespaces observes CRDs and namespaces (kopf _core/reactor/observation.py).
         (cluster_role,) = operator().of_kind("ClusterRole")
-        assert self.verbs(cluster_role["rules"]) == {"customresourcedefinitions": {"list", "watch"}}
+        assert self.verbs(cluster_role["rules"]) == {"customresourcedefinitions": {"list", "watch"},
+                                                     "namespaces": {"list", "watch"}}
 
     def test_all_namespaces_mode_moves_rules_to_a_cluster_role(self):
         rendered = operator({"watch": {"allNamespaces": True}})
@@ -117,7 +121,8 @@ class TestOperatorRbac:
         for role in rendered.of_kind("ClusterRole"):
             for k, v in self.verbs(role["rules"]).items():
                 merged.setdefault(k, set()).update(v)
-        assert merged["namespaces"] == {"list", "watch"}
+        assert "namespaces" not in merged  # kopf -A never lists namespaces
+        assert merged["customresourcedefinitions"] == {"list", "watch"}
         assert merged["secrets"] == {"get"}
         assert len(rendered.of_kind("ClusterRoleBinding")) == 2
 

@@ -1,0 +1,265 @@
+"""Authorisation, proven by running our clients as their rendered ServiceAccounts.
+
+The emulated Kubernetes API (a stand-in: ``support.kube_emulator`` with ``support.kube_rbac``) enforces
+the RBAC objects of the rendered release: the Roles, ClusterRoles and bindings of the umbrella chart
+and of the operator chart (a real subchart in the render). Then:
+
+- the pipeline Job's script (``charts/retailflow/files/scripts/create_pipeline.py``, taken from the
+  rendered ConfigMap) runs as a subprocess with the rendered Job's environment, as the Job's
+  ServiceAccount (``in_pod.py`` gives it a kubeconfig with that ServiceAccount's token where the pod
+  would read its token file), against the Airbyte fake as Airbyte's API;
+- the operator (kopf, ``retailflow_operator``) runs with the rendered Deployment's arguments and
+  settings, as the operator's ServiceAccount, through create → Ready → update → delete.
+
+A 403 fails a test, and so does a permission granted and never used, except those in ``JUSTIFIED``
+(each with its reason, also given in the charts' READMEs).
+
+What is changed from the pod, and why: the in-cluster service URLs of Airbyte and Airflow in the
+rendered RetailPipeline point at the Airbyte fake and a real Airflow API server on loopback, so the
+operator's allowed hosts get loopback added; kopf's ``--liveness`` endpoint is left out (no probe
+runs here, and its port would be fixed); the operator's backoff and drift timings are shortened so
+the run takes seconds; the HMAC key is a temporary file where the pod mounts a Secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kopf.testing import KopfRunner
+
+from integration.operator.operator_runner import is_ready, load_operator
+from support.airbyte_fake import AirbyteFake
+from support.airflow_server import AirflowServer
+from support.helm_render import NAMESPACE, Rendered, containers, pod_spec, render
+from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
+from support.kube_rbac import RBAC, service_account_user
+
+IN_POD = Path(__file__).with_name("in_pod.py")
+JOB = "retailflow-pipeline"
+PIPELINE = "retail"
+AIRBYTE_SECRET = "airbyte-auth-secrets"
+
+#: Granted, never used by the runs below, and kept: (ServiceAccount, (apiGroup, resource, verb,
+#: resourceName)) -> why. The same reasons are in charts/retailflow-operator/README.md ("RBAC").
+JUSTIFIED: dict[tuple[str, tuple[str, str, str, str]], str] = {
+}
+
+
+def operator_sa(release: Rendered) -> str:
+    return pod_spec(release.get("Deployment", "retailflow-operator"))["serviceAccountName"]
+
+
+def job_sa(release: Rendered) -> str:
+    return pod_spec(release.get("Job", JOB))["serviceAccountName"]
+
+
+@pytest.fixture
+def kube(release: Rendered) -> Iterator[EmulatedKubernetesAPI]:
+    """The emulated Kubernetes API enforcing the release's Roles, ClusterRoles and bindings."""
+    with EmulatedKubernetesAPI(CRD_PATH, rbac=RBAC(release.docs)) as api:
+        api.ensure_namespace(NAMESPACE)
+        yield api
+
+
+def secret_value(kube: EmulatedKubernetesAPI, name: str, key: str) -> str:
+    resp = kube.request("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}")
+    assert resp.status_code == 200, resp.text
+    return base64.b64decode(resp.json()["data"][key]).decode()
+
+
+def bootloader_secret(kube: EmulatedKubernetesAPI, airbyte: AirbyteFake) -> None:
+    """The Secret Airbyte's bootloader writes (the instance admin's application), without our label."""
+    kube.create_secret(NAMESPACE, AIRBYTE_SECRET, {"instance-admin-client-id": airbyte.client_id,
+                                                   "instance-admin-client-secret": airbyte.client_secret})
+
+
+def release_secrets(kube: EmulatedKubernetesAPI, release: Rendered, airflow: AirflowServer) -> None:
+    """The release's Secrets, as Helm would create them; the Airflow admin's holds the test server's login."""
+    for doc in release.of_kind("Secret"):
+        body = {k: v for k, v in doc.items() if k != "metadata"} | {"metadata": {
+            "name": doc["metadata"]["name"], "labels": doc["metadata"].get("labels") or {}}}
+        if doc["metadata"]["name"] == "retailflow-airflow-admin":
+            body["stringData"] = {**body.get("stringData", {}), "username": airflow.username, "password": airflow.password}
+        resp = kube.request("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets", json=body)
+        assert resp.status_code == 201, resp.text
+
+
+def pipeline_files(release: Rendered, workdir: Path, airbyte: AirbyteFake, airflow_url: str | None = None,
+                   schedule: str | None = None) -> Path:
+    """The rendered ConfigMap's two files, as mounted at /pipeline; Airbyte's (and Airflow's) in-cluster
+    URLs replaced by the stand-ins'. ``schedule``: what a `helm upgrade` with another schedule renders."""
+    data = release.get("ConfigMap", JOB)["data"]
+    body = yaml.safe_load(data["retailpipeline.yaml"])
+    body["spec"]["airbyte"]["apiUrl"] = airbyte.server_url
+    body["spec"]["airbyte"].pop("tokenUrl", None)
+    if airflow_url:
+        body["spec"]["airflow"]["apiUrl"] = airflow_url
+    if schedule:
+        body["spec"]["schedule"] = schedule
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "retailpipeline.yaml").write_text(yaml.safe_dump(body))
+    (workdir / "create_pipeline.py").write_text(data["create_pipeline.py"])
+    return workdir
+
+
+def run_job(release: Rendered, kube: EmulatedKubernetesAPI, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """The Job's container: its script, its environment (secretKeyRefs read from the API), its ServiceAccount."""
+    (container,) = containers(release.get("Job", JOB), init=False)
+    assert container["command"] == ["python", "/pipeline/create_pipeline.py"]
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    for item in container["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = secret_value(kube, ref["name"], ref["key"])
+    env |= {"KUBECONFIG": kube.kubeconfig_for(NAMESPACE, job_sa(release)),
+            "RETAILPIPELINE_FILE": str(workdir / "retailpipeline.yaml"), "AIRBYTE_WAIT_S": "20",
+            "NO_PROXY": "127.0.0.1,localhost"}
+    return subprocess.run([sys.executable, str(IN_POD), str(workdir / "create_pipeline.py")], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def assert_least_privilege(kube: EmulatedKubernetesAPI, sa: str) -> None:
+    assert kube.rbac is not None
+    user = service_account_user(NAMESPACE, sa)
+    unused = kube.rbac.unused_grants(user, [NAMESPACE])
+    justified = {grant for (who, grant) in JUSTIFIED if who == sa}
+    assert unused - justified == set(), (
+        f"{user.name} is granted permissions its code never used (remove them, or justify them in JUSTIFIED "
+        f"and the README): {sorted(unused - justified)}; used: {sorted(kube.rbac.used[user.name])}")
+    assert justified <= unused, f"JUSTIFIED lists permissions that were used or are not granted: {sorted(justified - unused)}"
+
+
+def assert_no_denials(kube: EmulatedKubernetesAPI) -> None:
+    assert kube.rbac is not None
+    assert kube.rbac.denials == [], "\n".join(msg for _, msg in kube.rbac.denials)
+
+
+class TestPipelineJob:
+    def test_first_run_creates_the_pipeline_and_an_upgrade_patches_it(self, release, kube, airbyte, tmp_path):
+        bootloader_secret(kube, airbyte)
+        first = run_job(release, kube, pipeline_files(release, tmp_path / "install", airbyte))
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert_no_denials(kube)
+        created = kube.get_rp(NAMESPACE, PIPELINE)
+        assert created is not None and created["spec"]["airbyte"]["workspaceId"] == airbyte.workspace_id
+        labels = kube.request("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/{AIRBYTE_SECRET}").json()["metadata"]["labels"]
+        key, _, value = next(e["value"] for e in containers(release.get("Job", JOB))[0]["env"]
+                             if e["name"] == "CREDENTIALS_LABEL").partition("=")
+        assert labels == {key: value}
+
+        # `helm upgrade` runs the hook again, here with another schedule rendered: the apply patches.
+        second = run_job(release, kube, pipeline_files(release, tmp_path / "upgrade", airbyte, schedule="0 4 * * *"))
+        assert second.returncode == 0, second.stdout + second.stderr
+        updated = kube.get_rp(NAMESPACE, PIPELINE)
+        assert updated["metadata"]["uid"] == created["metadata"]["uid"]
+        assert updated["spec"]["schedule"] == "0 4 * * *" and updated["metadata"]["generation"] == 2
+        assert_no_denials(kube)
+        used = kube.rbac.used[service_account_user(NAMESPACE, job_sa(release)).name]
+        assert ("create", "retailflow.io", "retailpipelines", "", NAMESPACE, PIPELINE) in used
+        assert ("patch", "retailflow.io", "retailpipelines", "", NAMESPACE, PIPELINE) in used
+        assert_least_privilege(kube, job_sa(release))
+
+
+@contextmanager
+def as_service_account(kubeconfig: str) -> Iterator[None]:
+    """KUBECONFIG (and the kubernetes client's default, read at import) pointing at a ServiceAccount's kubeconfig."""
+    import kubernetes.config.kube_config as kube_config
+
+    saved_env, saved_default = os.environ.get("KUBECONFIG"), kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    os.environ["KUBECONFIG"] = kube_config.KUBE_CONFIG_DEFAULT_LOCATION = kubeconfig
+    try:
+        yield
+    finally:
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved_default
+        if saved_env is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = saved_env
+
+
+@contextmanager
+def rendered_operator(release: Rendered, kube: EmulatedKubernetesAPI) -> Iterator[KopfRunner]:
+    """The operator as the rendered Deployment runs it (see the module docstring for what differs)."""
+    (container,) = containers(release.get("Deployment", "retailflow-operator"), init=False)
+    assert container["command"][:2] == ["kopf", "run"]
+    args = [a for a in container["command"][1:] if not a.startswith("--liveness")]
+    env = dict(release.get("ConfigMap", "retailflow-operator")["data"])
+    env |= {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env["POD_NAMESPACE"] = NAMESPACE
+    env["RETAILFLOW_ALLOWED_HOSTS"] += ",127.0.0.1,localhost"
+    key_file = Path(tempfile.mkdtemp(prefix="rf-hmac-")) / "key"
+    key_file.write_text(uuid.uuid4().hex)
+    key_file.chmod(0o600)
+    env["RETAILFLOW_HMAC_KEY_FILE"] = str(key_file)
+    env |= {"RETAILFLOW_DRIFT_INTERVAL_S": "1", "RETAILFLOW_DRIFT_IDLE_S": "0.3", "RETAILFLOW_BACKOFF_S": "0.5",
+            "RETAILFLOW_BACKOFF_MAX_S": "2", "RETAILFLOW_HTTP_TIMEOUT_S": "5"}
+    saved = {k: os.environ.get(k) for k in env}
+    try:
+        with as_service_account(kube.kubeconfig_for(NAMESPACE, operator_sa(release))):
+            registry = load_operator(env)
+            with KopfRunner(args, registry=registry, timeout=60) as runner:
+                yield runner
+        assert runner.exception is None, runner.output[-4000:]
+        assert runner.exit_code == 0, runner.output[-4000:]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+    return value
+
+
+#: The operator's two watch modes: a Role in the release namespace (the default), or ClusterRoles with -A.
+WATCH_MODES = {"one-namespace": {}, "all-namespaces": {"operator": {"watch": {"allNamespaces": True}}}}
+
+
+class TestOperator:
+    @pytest.fixture(params=list(WATCH_MODES))
+    def release(self, request) -> Rendered:
+        return render(values=WATCH_MODES[request.param])
+
+    def test_lifecycle_as_its_service_account(self, release, kube, airbyte, airflow, tmp_path):
+        bootloader_secret(kube, airbyte)
+        release_secrets(kube, release, airflow)
+        job = run_job(release, kube, pipeline_files(release, tmp_path / "job", airbyte, airflow_url=airflow.url))
+        assert job.returncode == 0, job.stdout + job.stderr
+        with rendered_operator(release, kube) as runner:
+            ready = kube.wait_rp(NAMESPACE, PIPELINE, is_ready, timeout=60)
+            assert airbyte.live("connections") and airbyte.live("sources") and airbyte.live("destinations")
+            assert any(k.startswith("retailflow_") for k in airflow.variables())
+            time.sleep(2)  # a drift pass or two (timer every 1 s)
+
+            kube.patch_rp(NAMESPACE, PIPELINE, {"spec": {"schedule": "0 5 * * *"}})
+            kube.wait_rp(NAMESPACE, PIPELINE, lambda o: is_ready(o) and o["status"]["observedGeneration"] == 2,
+                         timeout=60)
+
+            kube.delete_rp(NAMESPACE, PIPELINE)
+            kube.wait_rp_gone(NAMESPACE, PIPELINE, timeout=60)
+            assert airbyte.live("connections") == {} and airbyte.live("sources") == {}
+        assert ready["status"]["phase"] == "Ready"
+        assert_no_denials(kube)
+        assert '" 403 ' not in runner.output and "Forbidden" not in runner.output, runner.output[-4000:]
+        assert_least_privilege(kube, operator_sa(release))
