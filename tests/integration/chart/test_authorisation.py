@@ -223,13 +223,18 @@ def rendered_operator(release: Rendered, kube: EmulatedKubernetesAPI) -> Iterato
                 os.environ[k] = v
 
 
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
+def wait_pipeline(kube: EmulatedKubernetesAPI, predicate: Any, what: str, timeout: float = 60) -> dict[str, Any] | None:
+    """Poll the RetailPipeline until ``predicate(obj or None)``; fail at once, with the API server's
+    messages, when a request was denied (kopf only logs a 403 and retries)."""
     deadline = time.monotonic() + timeout
-    while not (value := predicate()):
+    while True:
+        assert_no_denials(kube)
+        obj = kube.get_rp(NAMESPACE, PIPELINE)
+        if predicate(obj):
+            return obj
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last seen: {obj}")
         time.sleep(0.1)
-    return value
 
 
 #: The operator's two watch modes: a Role in the release namespace (the default), or ClusterRoles with -A.
@@ -247,17 +252,17 @@ class TestOperator:
         job = run_job(release, kube, pipeline_files(release, tmp_path / "job", airbyte, airflow_url=airflow.url))
         assert job.returncode == 0, job.stdout + job.stderr
         with rendered_operator(release, kube) as runner:
-            ready = kube.wait_rp(NAMESPACE, PIPELINE, is_ready, timeout=60)
+            ready = wait_pipeline(kube, lambda o: o and is_ready(o), "Ready")
             assert airbyte.live("connections") and airbyte.live("sources") and airbyte.live("destinations")
             assert any(k.startswith("retailflow_") for k in airflow.variables())
             time.sleep(2)  # a drift pass or two (timer every 1 s)
 
             kube.patch_rp(NAMESPACE, PIPELINE, {"spec": {"schedule": "0 5 * * *"}})
-            kube.wait_rp(NAMESPACE, PIPELINE, lambda o: is_ready(o) and o["status"]["observedGeneration"] == 2,
-                         timeout=60)
+            wait_pipeline(kube, lambda o: o and is_ready(o) and o["status"]["observedGeneration"] == 2,
+                          "Ready at generation 2")
 
             kube.delete_rp(NAMESPACE, PIPELINE)
-            kube.wait_rp_gone(NAMESPACE, PIPELINE, timeout=60)
+            wait_pipeline(kube, lambda o: o is None, "deletion (the finalizer removed)")
             assert airbyte.live("connections") == {} and airbyte.live("sources") == {}
         assert ready["status"]["phase"] == "Ready"
         assert_no_denials(kube)
