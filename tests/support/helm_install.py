@@ -72,6 +72,8 @@ class Upstream:
     #: what must be ready when it starts ("service/…"; "…?" when the release serves it, else it is
     #: the user's): it checks a bounded number of times only
     needs_at_start: tuple[str, ...] = ()
+    #: what it waits for, bounded, before it is ready (its init containers)
+    waits_for: tuple[str, ...] = ()
     #: what it creates at run time ("secret/…")
     creates: tuple[str, ...] = ()
     #: where this was read
@@ -80,23 +82,42 @@ class Upstream:
 
 #: The upstream workloads our chart talks to or depends on. With the real charts in the render
 #: their own documents are used, and these entries add only what a document cannot say
-#: (``needs_at_start``, ``creates``); with the stand-ins they are the whole of the upstream side.
+#: (``needs_at_start``, ``waits_for`` of their init containers, ``creates``); with the stand-ins
+#: they are the whole of the upstream side. Names and hooks read in the real charts at the pinned
+#: versions: airbytehq/charts 19fe173 (airbyte-2.2.0.tgz), the Airflow chart 1.22.0 tgz,
+#: open-metadata/openmetadata-helm-charts 039a208 (tag openmetadata-1.13.1), opensearch-project/
+#: helm-charts 72d1e74 (tag opensearch-3.3.2).
+_AIRFLOW_MIGRATIONS = ("job/{release}-run-airflow-migrations",)
 UPSTREAM = [
     Upstream(
-        "airbyte", "Pod", "{release}-airbyte-bootloader", "pre-install,pre-upgrade:0",
+        "airbyte", "Pod", "{release}-bootloader", "pre-install,pre-upgrade:0",
         needs_at_start=("service/retailflow-postgresql", "service/retailflow-minio?"),
         creates=("secret/airbyte-auth-secrets",),
-        source="Airbyte chart 2.2.0 templates/airbyte-bootloader (a hook Pod, restartPolicy Never, weight 0); "
-               "the bootloader checks the database a bounded number of times, then writes airbyte-auth-secrets",
+        source="airbyte 2.2.0 templates/airbyte-bootloader/pod.yaml:7,17-18,29: a hook Pod, weight 0, "
+               "restartPolicy Never; the bootloader checks the database a bounded number of times, then "
+               "writes airbyte-auth-secrets (templates/config/_auth.tpl:129)",
     ),
-    Upstream("airbyte", "Deployment", "{release}-airbyte-server", "resource", serves=("{release}-airbyte-server-svc",),
-             source="Airbyte chart 2.2.0 templates/airbyte-server"),
+    Upstream("airbyte", "Deployment", "{release}-server", "resource", serves=("{release}-airbyte-server-svc",),
+             source="airbyte 2.2.0 templates/airbyte-server/deployment.yaml:7, service.yaml:7"),
+    # Airflow's pods wait for the migration Job (init container wait-for-airflow-migrations,
+    # _helpers.yaml:799-804). The umbrella sets migrateDatabaseJob.useHelmHooks=false, so that Job is
+    # a release resource; with the chart's default (a post-install hook, migrate-database-job.yaml:46-48)
+    # the full render shows the deadlock.
     Upstream("airflow", "Deployment", "{release}-api-server", "resource", serves=("{release}-api-server",),
-             source="Airflow chart 1.22.0 templates/api-server"),
+             waits_for=_AIRFLOW_MIGRATIONS, source="airflow 1.22.0 templates/api-server/api-server-deployment.yaml:36,136"),
+    Upstream("airflow", "Deployment", "{release}-scheduler", "resource", waits_for=_AIRFLOW_MIGRATIONS,
+             source="airflow 1.22.0 templates/scheduler"),
+    Upstream("airflow", "Deployment", "{release}-dag-processor", "resource", waits_for=_AIRFLOW_MIGRATIONS,
+             source="airflow 1.22.0 templates/dag-processor"),
+    Upstream("airflow", "Deployment", "{release}-triggerer", "resource", waits_for=_AIRFLOW_MIGRATIONS,
+             source="airflow 1.22.0 templates/triggerer"),
+    Upstream("airflow", "Job", "{release}-run-airflow-migrations", "resource",
+             waits_for=("service/retailflow-postgresql",),
+             source="airflow 1.22.0 templates/jobs/migrate-database-job.yaml (useHelmHooks: false in our values)"),
     Upstream("openmetadata", "Deployment", "openmetadata", "resource", serves=("openmetadata",),
-             source="OpenMetadata chart 1.13.1 templates/deployment.yaml"),
+             source="openmetadata 1.13.1 templates/deployment.yaml:4, service.yaml:4 (fullnameOverride)"),
     Upstream("opensearch", "StatefulSet", "opensearch-cluster-master", "resource", serves=("opensearch-cluster-master",),
-             source="OpenSearch chart 3.3.2 templates/statefulset.yaml"),
+             source="opensearch 3.3.2 templates/statefulset.yaml:5"),
 ]
 
 
@@ -206,6 +227,7 @@ def build(docs: list[dict], release: str, upstream: set[str]) -> dict[str, Node]
         node.needs_at_start |= {n for n in optional if any(d["kind"] == "Service" and f"service/{d['metadata']['name']}" == n
                                                          for d in docs)}
         node.creates |= set(up.creates)
+        node.needs_wait |= {w.format(release=release) for w in up.waits_for}
         node.serves |= {s.format(release=release) for s in up.serves}
         node.upstream = up.source
         nodes[key] = node

@@ -145,8 +145,8 @@ def test_the_model_finds_the_database_race_before_airbyte_bootloader():
         "StatefulSet", "retailflow-minio", "pre-install", -15)
     problems = play(datastores, release="r", upstream={"airbyte"}).problems
     assert [p.split(" ready when")[0] for p in problems] == [
-        "race: Pod r-airbyte-bootloader (a pre-install,pre-upgrade hook (weight 0)) needs service/retailflow-minio",
-        "race: Pod r-airbyte-bootloader (a pre-install,pre-upgrade hook (weight 0)) needs service/retailflow-postgresql",
+        "race: Pod r-bootloader (a pre-install,pre-upgrade hook (weight 0)) needs service/retailflow-minio",
+        "race: Pod r-bootloader (a pre-install,pre-upgrade hook (weight 0)) needs service/retailflow-postgresql",
     ]
     guarded = datastores + [_job("datastores-ready", "pre-install,pre-upgrade", -10,
                                  waits="service/retailflow-postgresql,service/retailflow-minio")]
@@ -170,3 +170,14 @@ def test_the_checks_find_an_undeclared_loop_and_an_unwaited_server():
 def test_module_sources_cover_the_modules_the_jobs_run():
     sources = module_source()
     assert "while" in sources["retailflow_pipeline.dashboards"]  # it waits for Superset itself
+
+
+def test_the_model_finds_airflow_pods_waiting_for_a_post_install_migration_job():
+    """The Airflow chart's default (migrateDatabaseJob.useHelmHooks: true) under helm --wait."""
+    migrations = _job("r-run-airflow-migrations", "post-install,post-upgrade", 1)
+    release = [migrations, *_served("StatefulSet", "retailflow-postgresql")]
+    problems = play(release, release="r", upstream={"airflow"}).problems
+    assert len(problems) == 4 and all(p.startswith("deadlock: helm install --wait waits for Deployment r-") for p in problems)
+    assert "waits for job/r-run-airflow-migrations: Job r-run-airflow-migrations (a post-install,post-upgrade hook" in problems[0]
+    migrations["metadata"]["annotations"].clear()  # useHelmHooks: false, as our values set it
+    assert play(release, release="r", upstream={"airflow"}).problems == []
