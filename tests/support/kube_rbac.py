@@ -121,9 +121,8 @@ def request_attributes(user: User, method: str, path: str, query: Mapping[str, s
             return Attributes(user, verb, False, path=path)
         group, rest = rest[0], rest[1:]
     version, rest = rest[0], rest[1:]
-    via_prefix = False
-    if rest[0] in SPECIAL_VERBS:
-        verb, rest, via_prefix = rest[0], rest[1:], True
+    if rest[0] in SPECIAL_VERBS:  # the legacy /watch/... and /proxy/... path prefixes
+        verb, rest = rest[0], rest[1:]
     else:
         verb = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete"}.get(method.upper(), "")
@@ -148,7 +147,6 @@ def request_attributes(user: User, method: str, path: str, query: Mapping[str, s
                 if sep and key.strip() == "metadata.name" and value and "/" not in value and "!" not in key:
                     name = value.strip()
                     break
-    del via_prefix  # only matters for selector attributes, which are not emulated
     if not name and verb == "delete":
         verb = "deletecollection"
     return Attributes(user, verb, True, path=path, api_group=group, api_version=version, resource=resource,
