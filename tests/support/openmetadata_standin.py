@@ -41,9 +41,10 @@ Written from the ``open-metadata/OpenMetadata`` repository (files and the commit
   "Server version is 2.0.7 vs. Client version 1.13.1.1. Major and minor versions should match."),
   read in the openmetadata-ingestion 1.13.1.1 wheel from PyPI (the OpenMetadata repository itself is
   too large to fetch here). Moving from the 2.0.7 client changed nothing else the stand-in answers:
-  the two 1.13 differences the suite met are in the client (its bulk sink flushes tables after it
-  resolves foreign keys; its dbt source drops passing tests' results) and are handled in
-  ``files/openmetadata/mysql.yaml`` and ``retailflow_pipeline.governance``.
+  the 1.13 differences the suite met are in the client (its bulk sink sends tables, data models and
+  dashboards only after it has looked them up for foreign keys and lineage; its dbt source drops
+  passing tests' results) and are handled in ``files/openmetadata/mysql.yaml``, ``superset.yaml``
+  and ``retailflow_pipeline.governance``.
 - ``openmetadata-service/src/main/resources/json/data/testConnections/database/mysql.json``
   @ bd89be67ca3327509de404b348ec4e0710e205f3, ``.../database/postgres.json`` @ 18ef684a9791c79e609e0e3799dfd60d1bc36b8b,
   ``.../dashboard/superset.json`` @ 1a80a12538dc107dddde6be1edad1a122b3820b6: the test-connection

@@ -90,6 +90,17 @@ def test_each_data_model_carries_the_columns_of_the_mart_it_reads(superset_catal
     tables = standin.of_type("table")
     models = standin.of_type("dashboardDataModel")
     assert models
+    # openmetadata-ingestion 1.13's Superset API source derives lineage from a dataset's table only:
+    # the virtual (SQL) dataset gets no upstream table. 2.0 parses the dataset's SQL (its
+    # SupersetAPISource enriches the chart with the dataset's `sql`); 1.13's does not read it.
+    without_lineage = {model["displayName"] for fqn, model in models.items() if fqn not in upstream}
+    assert without_lineage == {"sales_by_region_last_12_months"}
     for fqn, model in models.items():
+        if fqn not in upstream:
+            continue
         (table,) = upstream[fqn]  # one dataset, one mart table
-        assert {c["name"] for c in tables[table]["columns"]} <= {c["name"] for c in model["columns"]}, fqn
+        # What OpenMetadata shows for a column: its displayName, else its name. openmetadata-ingestion
+        # 1.13's Superset source names a data model's columns by Superset's column id and puts the
+        # column's name in displayName (SupersetSourceMixin.get_column_info); 2.0 names them by name.
+        shown = {c.get("displayName") or c["name"] for c in model["columns"]}
+        assert {c["name"] for c in tables[table]["columns"]} <= shown, fqn
