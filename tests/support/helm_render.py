@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -127,6 +128,19 @@ class Rendered:
 
     docs: list[dict]
     stand_ins: list[dict] = field(default_factory=list)
+    #: the documents of the real upstream charts (empty when every one is a stand-in); also in docs
+    upstream: list[dict] = field(default_factory=list)
+
+    @property
+    def own(self) -> list[dict]:
+        """The documents of this repository's charts (the umbrella and the operator)."""
+        return [d for d in self.docs if not any(d is u for u in self.upstream)]
+
+    def own_of_kind(self, kind: str) -> list[dict]:
+        return [d for d in self.own if d["kind"] == kind]
+
+    def own_workloads(self) -> list[dict]:
+        return [d for d in self.own if d["kind"] in ("Deployment", "StatefulSet", "Job", "DaemonSet")]
 
     def of_kind(self, kind: str) -> list[dict]:
         return [d for d in self.docs if d["kind"] == kind]
@@ -164,9 +178,39 @@ def render(chart: str = "retailflow", values: dict | None = None, *, release: st
     stdout, stderr, code = _render_cached(chart, json.dumps(values or {}, sort_keys=True), release, namespace)
     if code:
         raise RenderError(stderr)
-    docs = [d for d in yaml.safe_load_all(stdout) if d]
-    own = [d for d in docs if STAND_IN_LABEL not in (d.get("metadata", {}).get("labels") or {})]
-    return Rendered(docs=own, stand_ins=[d for d in docs if d not in own])
+    docs, upstream = [], []
+    remote = {d["name"] for d in _remote_dependencies()}
+    chart = None  # a template that starts with its own `---` leaves its `# Source:` line alone
+    for chunk in re.split(r"^---\s*$", stdout, flags=re.M):
+        source = re.search(r"^# Source: [^/]+/(?:charts/([^/]+)/)?", chunk, flags=re.M)
+        if source:
+            chart = source.group(1)
+        doc = yaml.safe_load(chunk)
+        if not doc:
+            continue
+        docs.append(doc)
+        if chart in remote and STAND_IN_LABEL not in _labels(doc):
+            upstream.append(doc)
+    kept = [d for d in docs if STAND_IN_LABEL not in _labels(d)]
+    return Rendered(docs=kept, stand_ins=[d for d in docs if STAND_IN_LABEL in _labels(d)], upstream=upstream)
+
+
+def _labels(doc: dict) -> dict:
+    return (doc.get("metadata") or {}).get("labels") or {}
+
+
+def airflow_extra_env(rendered: Rendered) -> list[dict]:
+    """`airflow.extraEnv` as the Airflow chart renders it: the stand-in's ConfigMap, or (with the real
+    chart) the entries of the scheduler container's env that extraEnv names, in their rendered order."""
+    for doc in rendered.stand_ins:
+        if _labels(doc).get(STAND_IN_LABEL) == "airflow":
+            return yaml.safe_load(doc["data"]["extraEnv"]) or []
+    (scheduler,) = [d for d in rendered.upstream if d["kind"] == "Deployment"
+                    and d["metadata"]["name"].endswith("-scheduler")]
+    (container,) = [c for c in scheduler["spec"]["template"]["spec"]["containers"] if c["name"] == "scheduler"]
+    named = set(re.findall(r"^\s*- name: (\S+)", yaml.safe_load((UMBRELLA / "values.yaml").read_text())
+                                                      ["airflow"]["extraEnv"], flags=re.M))
+    return [e for e in container.get("env", []) if e["name"] in named]
 
 
 class RenderError(Exception):

@@ -62,7 +62,7 @@ def pod_request(spec: dict) -> float:
 
 def own_requests(rendered) -> dict[str, float]:
     out: dict[str, float] = {}
-    for doc in rendered.workloads():
+    for doc in rendered.own_workloads():
         replicas = doc["spec"].get("replicas", 1) if doc["kind"] != "Job" else 1
         component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
         out[component] = out.get(component, 0) + replicas * pod_request(pod_spec(doc))
@@ -89,7 +89,7 @@ class TestBudget:
                 assert millicores(resources["limits"]["cpu"]) >= millicores(resources["requests"]["cpu"]), path
 
     def test_own_pods_have_limits_at_or_above_requests(self, defaults):
-        for doc in defaults.workloads():
+        for doc in defaults.own_workloads():
             for container in pod_spec(doc).get("initContainers", []) + pod_spec(doc)["containers"]:
                 requests, limits = container["resources"]["requests"], container["resources"]["limits"]
                 assert mebibytes(limits["memory"]) >= mebibytes(requests["memory"]), doc["metadata"]["name"]

@@ -16,7 +16,7 @@ import sys
 import pytest
 import yaml
 
-from support.helm_render import REPO, UMBRELLA, render
+from support.helm_render import REPO, UMBRELLA, airflow_extra_env, render
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 WORKFLOWS = UMBRELLA / "files" / "openmetadata"
@@ -40,8 +40,7 @@ def _image_env() -> dict[str, str]:
 
 
 def _airflow_env(rendered) -> list[dict]:
-    (doc,) = [d for d in rendered.stand_ins if d["metadata"]["labels"]["retailflow.test/stand-in"] == "airflow"]
-    return yaml.safe_load(doc["data"]["extraEnv"])
+    return airflow_extra_env(rendered)
 
 
 def _task_env(rendered, secrets_present: bool = True) -> dict[str, str]:

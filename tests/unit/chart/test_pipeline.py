@@ -48,7 +48,7 @@ class TestRetailPipeline:
 
     def test_secret_keys_it_names_exist_in_the_rendered_secrets(self, defaults):
         spec = shipped_pipeline(defaults)["spec"]
-        secrets = {s["metadata"]["name"]: s["stringData"] for s in defaults.of_kind("Secret")}
+        secrets = {s["metadata"]["name"]: s["stringData"] for s in defaults.own_of_kind("Secret")}
         for section, keys in (("mysql", ("usernameKey", "passwordKey")), ("warehouse", ("usernameKey", "passwordKey")),
                               ("lake", ("accessKeyIdKey", "secretAccessKeyKey")), ("airflow", ("usernameKey", "passwordKey"))):
             ref = spec[section]["credentialsSecretRef"]
@@ -112,7 +112,7 @@ class TestPipelineBootstrapJob:
 
     def test_runs_last(self, defaults):
         weights = {d["metadata"]["name"]: int(d["metadata"]["annotations"].get("helm.sh/hook-weight", 0))
-                   for d in defaults.of_kind("Job") if "post-install" in d["metadata"]["annotations"]["helm.sh/hook"]}
+                   for d in defaults.own_of_kind("Job") if "post-install" in d["metadata"]["annotations"]["helm.sh/hook"]}
         assert weights["retailflow-pipeline"] == max(weights.values())
 
     @pytest.mark.parametrize("field", ["readOnlyRootFilesystem", "allowPrivilegeEscalation"])

@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from support.helm_render import UMBRELLA, VARIANTS, containers, render
+from support.helm_render import UMBRELLA, VARIANTS, airflow_extra_env, containers, render
 
 PASSWORD_ENV = re.compile(r"(PASSWORD|PWD|PASS|SECRET|SECRET_KEY|SECRET_ACCESS_KEY|TOKEN)$", re.IGNORECASE)
 GENERATED = ["retailflow-mysql", "retailflow-postgresql", "retailflow-lake", "retailflow-airflow-admin",
@@ -84,8 +84,9 @@ class TestSecrets:
         refs = {ref["name"] for ref in _secret_refs(rendered.docs)}
         assert {"my-mysql", "my-postgres", "my-lake"} <= refs
         assert not {"retailflow-mysql", "retailflow-postgresql", "retailflow-lake"} & refs
-        extra_env = rendered.stand_ins[0]["data"]["extraEnv"]
-        assert "my-mysql" in extra_env and "retailflow-mysql'" not in extra_env
+        extra_env = {ref["secretKeyRef"]["name"] for e in airflow_extra_env(rendered) if "valueFrom" in e
+                     for ref in [e["valueFrom"]]}
+        assert "my-mysql" in extra_env and "retailflow-mysql" not in extra_env
 
     @pytest.mark.parametrize("variant", sorted(VARIANTS))
     def test_no_password_is_inline_in_any_workload(self, variant):

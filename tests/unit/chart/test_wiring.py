@@ -13,16 +13,11 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from support.helm_render import notes, render
+from support.helm_render import airflow_extra_env, notes, render
 
 
 def secrets(rendered) -> dict[str, dict]:
-    return {s["metadata"]["name"]: s["stringData"] for s in rendered.of_kind("Secret")}
-
-
-def stand_in(rendered, name: str) -> dict:
-    (doc,) = [d for d in rendered.stand_ins if d["metadata"]["labels"]["retailflow.test/stand-in"] == name]
-    return doc["data"]
+    return {s["metadata"]["name"]: s["stringData"] for s in rendered.own_of_kind("Secret")}
 
 
 class TestAirbyteWiring:
@@ -49,7 +44,7 @@ class TestAirflowWiring:
     @pytest.fixture(scope="class")
     @classmethod
     def extra_env(cls, defaults) -> list[dict]:
-        return yaml.safe_load(stand_in(defaults, "airflow")["extraEnv"])
+        return airflow_extra_env(defaults)
 
     def test_metadata_and_admin_secrets_are_rendered(self, defaults, values):
         rendered = secrets(defaults)
