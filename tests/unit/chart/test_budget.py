@@ -29,7 +29,7 @@ UPSTREAM = {
                 ("global.jobs", 3)],
     "Airflow": [("airflow.apiServer", 1), ("airflow.scheduler", 1), ("airflow.dagProcessor", 1),
                 ("airflow.triggerer", 1), ("airflow.migrateDatabaseJob", 1)],
-    "OpenMetadata": [("openmetadata", 1), ("openmetadata.openmetadata.config.pipelineServiceClientConfig.k8s", 1)],
+    "OpenMetadata": [("openmetadata", 1)],
     "OpenSearch": [("opensearch", 1)],
 }
 

@@ -1,0 +1,161 @@
+"""Who may touch Secrets and exec into pods: per ServiceAccount of the release, against a short allowlist.
+
+With the real upstream charts in charts/retailflow/charts/ this reads every Role and binding of the
+full render (test ids `[full-render]`). With the stand-ins (CI) the upstream charts render nothing,
+so it checks this repository's own RBAC plus the values the umbrella hands the upstream charts that
+decide theirs (test ids `[stand-ins]`).
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from support.helm_render import REAL_SUBCHARTS, pod_spec, render
+
+WATCHED = ("secrets", "pods/exec")
+ALL = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
+
+#: ServiceAccount -> resource -> (verbs, resourceNames or None for any name), and why.
+ALLOWLIST: dict[str, dict[str, tuple[frozenset, frozenset | None]]] = {
+    # Reads the Secrets a RetailPipeline names (any name a user gives, so no resourceNames); only
+    # those labelled retailflow.io/credentials=true are used (operator/README.md, "Kubernetes access").
+    "retailflow-operator": {"secrets": (frozenset({"get"}), None)},
+    # Labels airbyte-auth-secrets for the operator once Airbyte's bootloader wrote it.
+    "retailflow-pipeline": {"secrets": (frozenset({"patch"}), frozenset({"airbyte-auth-secrets"}))},
+    # Airbyte's chart binds it to a fixed Role its values cannot narrow (README, Security): the
+    # bootloader writes airbyte-auth-secrets, the launcher creates connector pods. Only the Airbyte
+    # components in AIRBYTE_ADMIN_PODS run as it; connector pods and Temporal do not.
+    "airbyte-admin": {"secrets": (ALL, None), "pods/exec": (ALL, None)},
+}
+AIRBYTE_ADMIN_PODS = {"retailflow-bootloader", "retailflow-server", "retailflow-worker", "retailflow-workload-launcher",
+                      "retailflow-cron", "retailflow-workload-api-server"}
+MODE = "full-render" if {"airbyte", "airflow", "openmetadata"} <= set(REAL_SUBCHARTS) else "stand-ins"
+
+
+def _matches(values: list[str], wanted: str) -> bool:
+    return "*" in values or wanted in values
+
+
+def grants(docs: list[dict]) -> dict[str, dict[str, dict[str, set[str] | None]]]:
+    """ServiceAccount -> resource in WATCHED -> verb -> resourceNames (None: any)."""
+    roles = {(d["kind"], d["metadata"]["name"]): d for d in docs if d["kind"] in ("Role", "ClusterRole")}
+    out: dict = {}
+    for binding in (d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        role = roles.get((binding["roleRef"]["kind"], binding["roleRef"]["name"]))
+        for subject in binding.get("subjects") or []:
+            if subject["kind"] != "ServiceAccount":
+                continue
+            for rule in (role or {}).get("rules", []):
+                if not _matches(rule.get("apiGroups", []), ""):
+                    continue
+                for resource in WATCHED:
+                    if not _matches(rule.get("resources", []), resource):
+                        continue
+                    verbs = ALL if "*" in rule["verbs"] else set(rule["verbs"])
+                    for verb in verbs:
+                        names = out.setdefault(subject["name"], {}).setdefault(resource, {})
+                        new = set(rule["resourceNames"]) if rule.get("resourceNames") else None
+                        old = names.get(verb, set())
+                        names[verb] = None if new is None or old is None else old | new
+    return out
+
+
+def violations(found: dict) -> list[str]:
+    out = []
+    for account, resources in sorted(found.items()):
+        for resource, verbs in sorted(resources.items()):
+            allowed_verbs, allowed_names = ALLOWLIST.get(account, {}).get(resource, (frozenset(), frozenset()))
+            for verb, names in sorted(verbs.items()):
+                if verb not in allowed_verbs:
+                    out.append(f"{account}: {verb} {resource} (names: {sorted(names) if names else 'any'}) is not in the allowlist")
+                elif allowed_names is not None and (names is None or not names <= allowed_names):
+                    out.append(f"{account}: {verb} {resource} on {'any name' if names is None else sorted(names)}, "
+                               f"allowlist: only {sorted(allowed_names)}")
+    return out
+
+
+def pod_accounts(docs: list[dict]) -> dict[str, str]:
+    out = {}
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "StatefulSet", "Job", "DaemonSet"):
+            out[doc["metadata"]["name"]] = pod_spec(doc).get("serviceAccountName", "default")
+        elif doc["kind"] == "Pod":
+            out[doc["metadata"]["name"]] = doc["spec"].get("serviceAccountName", "default")
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    return render()
+
+
+class TestServiceAccounts:
+    @pytest.mark.parametrize("mode", [MODE])
+    def test_secret_and_exec_grants_are_in_the_allowlist(self, rendered, mode):
+        found = grants(rendered.docs)
+        print(f"[{mode}] Secret and pods/exec grants per ServiceAccount:")
+        for account, resources in sorted(found.items()):
+            print(f"  {account}: " + "; ".join(f"{r}: {', '.join(sorted(v))}" for r, v in sorted(resources.items())))
+        assert not violations(found), "\n".join(violations(found))
+        if mode == "full-render":
+            assert set(found) == set(ALLOWLIST), f"allowlist entries no longer needed: {set(ALLOWLIST) - set(found)}"
+
+    @pytest.mark.parametrize("mode", [MODE])
+    def test_only_airbyte_components_that_call_the_api_run_as_airbyte_admin(self, rendered, values, mode):
+        airbyte = values["airbyte"]
+        jobs_account = airbyte["global"]["serviceAccountName"]
+        assert jobs_account != "airbyte-admin"
+        account = rendered.get("ServiceAccount", jobs_account)
+        assert account["automountServiceAccountToken"] is False
+        if mode == "full-render":
+            runs_as_admin = {name for name, sa in pod_accounts(rendered.docs).items() if sa == "airbyte-admin"}
+            assert runs_as_admin <= AIRBYTE_ADMIN_PODS, runs_as_admin - AIRBYTE_ADMIN_PODS
+            (env,) = [d for d in rendered.upstream if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "retailflow-airbyte-env"]
+            assert env["data"]["JOB_KUBE_SERVICEACCOUNT"] == jobs_account, "connector pods run as airbyte-admin"
+            assert rendered.get("Deployment", "retailflow-temporal")["spec"]["template"]["spec"]["serviceAccountName"] == jobs_account
+        else:
+            admins = {k for k, v in airbyte.items() if isinstance(v, dict) and v.get("serviceAccountName") == "airbyte-admin"}
+            assert admins == {"server", "worker", "workloadLauncher", "cron", "workloadApiServer", "airbyteBootloader"}
+
+    @pytest.mark.parametrize("mode", [MODE])
+    def test_openmetadata_and_airflow_get_no_pod_or_secret_role(self, rendered, values, mode):
+        om = values["openmetadata"]
+        assert om["openmetadata"]["config"]["pipelineServiceClientConfig"]["enabled"] is False
+        assert om["automountServiceAccountToken"] is False
+        assert values["airflow"]["allowPodLaunching"] is False
+        assert values["airflow"]["apiServer"]["allowPodLogReading"] is False
+        if mode == "full-render":
+            found = grants(rendered.docs)
+            for account in ("openmetadata", "openmetadata-ingestion", "retailflow-airflow-scheduler",
+                            "retailflow-airflow-triggerer", "retailflow-airflow-api-server"):
+                assert account not in found, (account, found.get(account))
+            assert "openmetadata-ingestion" not in rendered.names("ServiceAccount")
+
+
+def test_the_checker_catches_a_wide_grant():
+    """The checker itself: the upstream OpenMetadata Role under pipelineServiceClientConfig.type k8s."""
+    docs = yaml.safe_load_all("""
+kind: Role
+metadata: {name: openmetadata-server-pipeline-manager}
+rules:
+  - {apiGroups: [""], resources: [secrets], verbs: [get, list, create, update, patch, delete]}
+---
+kind: RoleBinding
+metadata: {name: b}
+roleRef: {kind: Role, name: openmetadata-server-pipeline-manager}
+subjects: [{kind: ServiceAccount, name: openmetadata}]
+---
+kind: Role
+metadata: {name: p}
+rules:
+  - {apiGroups: [""], resources: [secrets], verbs: [patch], resourceNames: [airbyte-auth-secrets, retailflow-mysql]}
+---
+kind: RoleBinding
+metadata: {name: p}
+roleRef: {kind: Role, name: p}
+subjects: [{kind: ServiceAccount, name: retailflow-pipeline}]
+""")
+    found = violations(grants(list(docs)))
+    assert "openmetadata: get secrets (names: any) is not in the allowlist" in found
+    assert any(v.startswith("retailflow-pipeline: patch secrets on ['airbyte-auth-secrets', 'retailflow-mysql']") for v in found)
