@@ -130,6 +130,11 @@ OM_URL ?=
 OM_TOKEN ?=
 OM_WORKFLOWS ?=
 OPENMETADATA_ENV = $(CURDIR)/.tools/openmetadata
+CHECKOV_ENV = $(CURDIR)/.tools/checkov
+
+.PHONY: checkov-env
+checkov-env: uv ## Create checkov's environment (.tools/checkov) from its lock file (hack/envs/checkov).
+	@UV_PROJECT_ENVIRONMENT=$(CHECKOV_ENV) $(UV) sync --quiet --locked --project hack/envs/checkov
 
 .PHONY: openmetadata-env
 openmetadata-env: uv ## Create OpenMetadata's ingestion environment (.tools/openmetadata) from its lock file.
@@ -179,7 +184,7 @@ test-operator: ## Operator tests (emulated Kubernetes API, real Airflow API serv
 	$(WITH_ENV) $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/unit/operator tests/unit/support tests/integration/support tests/integration/operator
 
 .PHONY: test-chart
-test-chart: tools sync ## Chart tests: helm lint, helm template, offline schema validation, assertions; the operator and the pipeline Job's script run as their rendered RBAC.
+test-chart: tools sync checkov-env ## Chart tests: helm lint, helm template, offline schema validation, assertions; the operator and the pipeline Job's script run as their rendered RBAC; ServiceAccount grants, NetworkPolicies, checkov.
 	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/unit/chart tests/integration/chart
 
 .PHONY: test-dashboards

@@ -149,6 +149,7 @@ Superset and the chart), the drivers volume, and the Secret's settings.
       set -eu
       uv pip install --no-cache --target /app/drivers {{ range .Values.superset.drivers }}{{ . | squote }} {{ end }}\
         || pip install --no-cache-dir --target /app/drivers {{ range .Values.superset.drivers }}{{ . | squote }} {{ end }}
+  securityContext: {allowPrivilegeEscalation: false}
   resources:
     {{- toYaml .Values.superset.driversInstall.resources | nindent 4 }}
   volumeMounts:
