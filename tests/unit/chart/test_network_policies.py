@@ -94,7 +94,14 @@ DENIED = [
     ("openmetadata", "retailflow-mysql", 3306),
     ("opensearch-cluster-master", "retailflow-postgresql", 5432),
     ("retailflow-scheduler", "opensearch-cluster-master", 9200),
+    # OpenMetadata's built-in admin password lives until the ingestion Job's first login: only that
+    # Job, Airflow's scheduler and the server itself reach it (README, Security)
     (CONNECTOR, "openmetadata", 8585),
+    ("retailflow-superset", "openmetadata", 8585),
+    ("retailflow-operator", "openmetadata", 8585),
+    ("retailflow-api-server", "openmetadata", 8585),
+    ("retailflow-server", "openmetadata", 8585),
+    ("retailflow-seed", "openmetadata", 8585),
     (CONNECTOR, "retailflow-api-server", 8080),
     (CONNECTOR, "retailflow-operator", 8080),
     ("retailflow-temporal", "retailflow-api-server", 8080),

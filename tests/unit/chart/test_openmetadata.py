@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from support.helm_render import UMBRELLA, containers, pod_spec, render
+from support.helm_render import REAL_SUBCHARTS, UMBRELLA, containers, pod_spec, render
 
 JOB = "retailflow-openmetadata-ingestion"
 WORKFLOWS = UMBRELLA / "files" / "openmetadata"
@@ -100,3 +100,89 @@ class TestIngestionJob:
         mounts = {m["name"]: m for m in ingest["volumeMounts"]}
         assert mounts["workflows"]["readOnly"] is True
         assert pod_spec(defaults.get("Job", JOB))["restartPolicy"] == "Never"
+
+
+JWT_SECRET = "retailflow-openmetadata-jwt"
+JWT_SCRIPT = UMBRELLA / "files" / "scripts" / "openmetadata_jwt_keys.py"
+# What OpenMetadata's server does with the two files (JWTTokenGenerator: PKCS8EncodedKeySpec,
+# X509EncodedKeySpec, RS256), run by the JDK when one is installed.
+JAVA_CHECK = """
+import java.nio.file.*; import java.security.*; import java.security.interfaces.*; import java.security.spec.*;
+public class KeyCheck {
+  public static void main(String[] a) throws Exception {
+    KeyFactory kf = KeyFactory.getInstance("RSA");
+    RSAPrivateKey priv = (RSAPrivateKey) kf.generatePrivate(new PKCS8EncodedKeySpec(Files.readAllBytes(Paths.get(a[0]))));
+    RSAPublicKey pub = (RSAPublicKey) kf.generatePublic(new X509EncodedKeySpec(Files.readAllBytes(Paths.get(a[1]))));
+    Signature s = Signature.getInstance("SHA256withRSA"); s.initSign(priv); s.update("jwt".getBytes()); byte[] sig = s.sign();
+    Signature v = Signature.getInstance("SHA256withRSA"); v.initVerify(pub); v.update("jwt".getBytes());
+    System.out.println(v.verify(sig) ? "verified " + pub.getModulus().bitLength() : "MISMATCH");
+  }
+}
+"""
+
+
+class TestOpenmetadataHardening:
+    """Per-release JWT signing key, self-signup off, no Kubernetes access of its own."""
+
+    def test_the_jwt_key_is_generated_per_release_and_kept(self, defaults):
+        secret = defaults.get("Secret", JWT_SECRET)
+        pem = _data(secret)["private-key.pem"]
+        assert pem.startswith("-----BEGIN RSA PRIVATE KEY-----")
+        assert pem != _data(render(values={"jobs": {"ttlSecondsAfterFinished": 60}}).get("Secret", JWT_SECRET))["private-key.pem"]
+        # created before the server pod (a pre-install hook, like the passwords) and read back on upgrades
+        assert secret["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+        text = (UMBRELLA / "templates" / "openmetadata" / "jwt-keys.yaml").read_text()
+        assert f'lookup "v1" "Secret" .Release.Namespace $name' in text and "genPrivateKey" in text
+
+    def test_the_server_reads_the_release_key_not_the_images(self, defaults, values):
+        om = values["openmetadata"]
+        jwt = om["openmetadata"]["config"]["jwtTokenConfiguration"]
+        (init,) = [c for c in om["preMigrateInitContainers"] if c["name"] == "jwt-keys"]
+        out_dir = init["command"][-1]
+        assert jwt["rsaprivateKeyFilePath"] == f"{out_dir}/private_key.der"
+        assert jwt["rsapublicKeyFilePath"] == f"{out_dir}/public_key.der"
+        assert jwt["keyId"] != "Gb389a-9f76-gdjs-a92j-0242bk94356"  # the upstream default
+        mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+        assert mounts["jwt-der"] == out_dir and {"name": "jwt-der", "mountPath": out_dir, "readOnly": True} in om["extraVolumeMounts"]
+        volumes = {v["name"]: v for v in om["extraVolumes"]}
+        assert volumes["jwt-pem"]["secret"]["secretName"] == JWT_SECRET
+        script = defaults.get("ConfigMap", volumes["jwt-keys-script"]["configMap"]["name"])["data"]["openmetadata_jwt_keys.py"]
+        assert script.strip() == JWT_SCRIPT.read_text().strip()
+        assert init["image"] == f'{values["images"]["pipelineJob"]["repository"]}:{values["images"]["pipelineJob"]["tag"]}'
+        if "openmetadata" in REAL_SUBCHARTS:  # the real chart: the server container and its env
+            server = pod_spec(defaults.get("Deployment", "openmetadata"))
+            assert server["initContainers"][0]["name"] == "jwt-keys"
+            (main,) = server["containers"]
+            assert {"name": "jwt-der", "mountPath": out_dir, "readOnly": True} in main["volumeMounts"]
+            env = _data(defaults.get("Secret", "openmetadata-jwt-secret"))
+            assert env["RSA_PRIVATE_KEY_FILE_PATH"].strip('"') == jwt["rsaprivateKeyFilePath"]
+            assert env["RSA_PUBLIC_KEY_FILE_PATH"].strip('"') == jwt["rsapublicKeyFilePath"]
+
+    def test_self_signup_is_off(self, defaults, values):
+        assert values["openmetadata"]["openmetadata"]["config"]["authentication"]["enableSelfSignup"] is False
+        if "openmetadata" in REAL_SUBCHARTS:
+            env = _data(defaults.get("Secret", "openmetadata-authentication-secret"))
+            assert env["AUTHENTICATION_ENABLE_SELF_SIGNUP"] == '"false"'
+
+    def test_the_conversion_gives_the_files_openmetadata_loads(self, defaults, tmp_path):
+        import shutil
+        import subprocess
+        import sys
+        (tmp_path / "key.pem").write_text(_data(defaults.get("Secret", JWT_SECRET))["private-key.pem"])
+        subprocess.run([sys.executable, str(JWT_SCRIPT), str(tmp_path / "key.pem"), str(tmp_path)], check=True)
+        private, public = tmp_path / "private_key.der", tmp_path / "public_key.der"
+        checked = []
+        if shutil.which("openssl"):
+            derived = subprocess.run(["openssl", "pkey", "-inform", "DER", "-in", str(private), "-pubout", "-outform", "DER"],
+                                     capture_output=True, check=True).stdout
+            assert derived == public.read_bytes(), "the public key is not the private key's"
+            checked.append("openssl")
+        if shutil.which("java"):
+            (tmp_path / "KeyCheck.java").write_text(JAVA_CHECK)
+            proc = subprocess.run(["java", str(tmp_path / "KeyCheck.java"), str(private), str(public)],
+                                  capture_output=True, text=True, check=False)
+            assert proc.stdout.strip() == "verified 4096", (proc.stdout + proc.stderr)[-600:]
+            checked.append("java (PKCS8EncodedKeySpec, X509EncodedKeySpec, SHA256withRSA)")
+        if not checked:
+            pytest.skip("neither openssl nor java is installed: the DER files were written but not loaded")
+        print("loaded by: " + ", ".join(checked))
