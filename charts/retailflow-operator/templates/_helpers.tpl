@@ -94,9 +94,17 @@ Events. Nothing is created or deleted in Kubernetes itself.
 - apiGroups: [retailflow.io]
   resources: [retailpipelines/status]
   verbs: [patch]
+# The Secrets RetailPipelines name (read by name, used only when labelled: see operator/README.md);
+# rbac.secretNames narrows the grant to those names.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+  {{- with .Values.rbac.secretNames }}
+  resourceNames:
+    {{- range . }}
+    - {{ tpl . $ | quote }}
+    {{- end }}
+  {{- end }}
 # kopf posts core v1 Events (never patches them, never uses events.k8s.io).
 - apiGroups: [""]
   resources: [events]

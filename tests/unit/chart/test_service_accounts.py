@@ -18,9 +18,10 @@ ALL = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
 
 #: ServiceAccount -> resource -> (verbs, resourceNames or None for any name), and why.
 ALLOWLIST: dict[str, dict[str, tuple[frozenset, frozenset | None]]] = {
-    # Reads the Secrets a RetailPipeline names (any name a user gives, so no resourceNames); only
-    # those labelled retailflow.io/credentials=true are used (operator/README.md, "Kubernetes access").
-    "retailflow-operator": {"secrets": (frozenset({"get"}), None)},
+    # Reads the Secrets the default RetailPipeline names, by name (operator.rbac.secretNames), and
+    # uses them only when labelled retailflow.io/credentials=true (operator/README.md, "Trust model").
+    "retailflow-operator": {"secrets": (frozenset({"get"}), frozenset({
+        "retailflow-mysql", "retailflow-postgresql", "retailflow-lake", "retailflow-airflow-admin", "airbyte-auth-secrets"}))},
     # Labels airbyte-auth-secrets for the operator once Airbyte's bootloader wrote it.
     "retailflow-pipeline": {"secrets": (frozenset({"patch"}), frozenset({"airbyte-auth-secrets"}))},
     # Airbyte's chart binds it to a fixed Role its values cannot narrow (README, Security): the
