@@ -106,9 +106,9 @@ class TestServiceAccounts:
     def test_only_airbyte_components_that_call_the_api_run_as_airbyte_admin(self, rendered, values, mode):
         airbyte = values["airbyte"]
         jobs_account = airbyte["global"]["serviceAccountName"]
-        assert jobs_account != "airbyte-admin"
+        assert jobs_account != "airbyte-admin", "Airbyte's connector pods and Temporal run as airbyte-admin"
         account = rendered.get("ServiceAccount", jobs_account)
-        assert account["automountServiceAccountToken"] is False
+        assert account["automountServiceAccountToken"] is False, f"{jobs_account} mounts a token"
         if mode == "full-render":
             runs_as_admin = {name for name, sa in pod_accounts(rendered.docs).items() if sa == "airbyte-admin"}
             assert runs_as_admin <= AIRBYTE_ADMIN_PODS, runs_as_admin - AIRBYTE_ADMIN_PODS
@@ -122,10 +122,12 @@ class TestServiceAccounts:
     @pytest.mark.parametrize("mode", [MODE])
     def test_openmetadata_and_airflow_get_no_pod_or_secret_role(self, rendered, values, mode):
         om = values["openmetadata"]
-        assert om["openmetadata"]["config"]["pipelineServiceClientConfig"]["enabled"] is False
-        assert om["automountServiceAccountToken"] is False
-        assert values["airflow"]["allowPodLaunching"] is False
-        assert values["airflow"]["apiServer"]["allowPodLogReading"] is False
+        assert om["openmetadata"]["config"]["pipelineServiceClientConfig"]["enabled"] is False, \
+            "OpenMetadata's pipeline service client is on: its chart gives the server every verb on Secrets"
+        assert om["automountServiceAccountToken"] is False, "OpenMetadata's server mounts a token it never uses"
+        assert values["airflow"]["allowPodLaunching"] is False, \
+            "airflow.allowPodLaunching: the scheduler and triggerer get create on pods and pods/exec"
+        assert values["airflow"]["apiServer"]["allowPodLogReading"] is False, "airflow.apiServer.allowPodLogReading is on"
         if mode == "full-render":
             found = grants(rendered.docs)
             for account in ("openmetadata", "openmetadata-ingestion", "retailflow-airflow-scheduler",
