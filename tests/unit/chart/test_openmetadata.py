@@ -159,7 +159,8 @@ class TestOpenmetadataHardening:
             assert env["RSA_PUBLIC_KEY_FILE_PATH"].strip('"') == jwt["rsapublicKeyFilePath"]
 
     def test_self_signup_is_off(self, defaults, values):
-        assert values["openmetadata"]["openmetadata"]["config"]["authentication"]["enableSelfSignup"] is False
+        assert values["openmetadata"]["openmetadata"]["config"]["authentication"]["enableSelfSignup"] is False, \
+            "OpenMetadata self-signup is on: anyone who reaches the UI can register"
         if "openmetadata" in REAL_SUBCHARTS:
             env = _data(defaults.get("Secret", "openmetadata-authentication-secret"))
             assert env["AUTHENTICATION_ENABLE_SELF_SIGNUP"] == '"false"'
