@@ -215,6 +215,9 @@ class TestNetworkPolicies:
         for name, labels in UPSTREAM_PODS.items():
             assert name in real, f"{name} is not rendered by the real charts"
             assert labels.items() <= real[name].items(), (name, labels, real[name])
+        # the connector pods carry airbyte.global.jobs.kube.labels: Airbyte's launcher reads JOB_KUBE_LABELS
+        (env,) = [d for d in rendered.upstream if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "retailflow-airbyte-env"]
+        assert env["data"]["JOB_KUBE_LABELS"] == "retailflow.io/airbyte-connector=true"
 
     def test_off_renders_none(self):
         assert not render(values={"networkPolicies": {"enabled": False}}).of_kind("NetworkPolicy")
