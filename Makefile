@@ -118,6 +118,10 @@ dbt-manifest: ## Parse the dbt project into dbt/target/manifest.json (the DAGs' 
 airflow: services sync dbt-manifest ## Start a local Airflow (UI on :8080, metadata in PostgreSQL) in the background.
 	hack/airflow.sh
 
+.PHONY: audit
+audit: ## Audit the marts against MySQL (row counts, revenue) at the ingestion's high-water mark; exit 1 on a difference.
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.reconciliation
+
 .PHONY: report
 report: ## Print top customers, sales by region and best-selling products from the marts.
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.report

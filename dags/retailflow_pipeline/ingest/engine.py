@@ -61,6 +61,8 @@ class IngestResult:
     seconds: float = 0.0
     #: streams that did not commit in this run, and why ("rolled back", "not started", "failed: …")
     incomplete: dict[str, str] = field(default_factory=dict)
+    #: streams reloaded in full because their source table was replaced since the last sync, and why
+    reloaded: dict[str, str] = field(default_factory=dict)
 
     @property
     def rows_read(self) -> int:
@@ -76,6 +78,8 @@ class IngestResult:
             )
         for name, why in self.incomplete.items():
             lines.append(f"{name:<16} {why}")
+        for name, why in self.reloaded.items():
+            lines.append(f"{name:<16} reloaded in full: {why}")
         lines.append(f"sync {self.sync_id}: {self.rows_read:,} rows read in {self.seconds:.2f} s"
                      + (f", {len(self.incomplete)} stream(s) not committed" if self.incomplete else ""))
         return "\n".join(lines)
@@ -208,9 +212,49 @@ class _Plan:
     full: bool
     since: tuple[datetime, int] | None = None
     added: list = field(default_factory=list)
+    #: why the source table counts as replaced since the last sync (then ``full``), or None
+    replaced: str | None = None
+    #: the source table's identity, saved with the cursor
+    identity: str | None = None
 
 
-def _plan(wanted: list[str], discovered: dict[str, Stream], found: Inspection, full_refresh: bool) -> dict[str, _Plan]:
+def _cursor_rows_to_check(wanted: list[str], discovered: dict[str, Stream], found: Inspection,
+                          full_refresh: bool) -> dict[str, tuple[Stream, tuple[datetime, int]]]:
+    """The streams whose saved cursor points at a source row (an incremental run of a synced table)."""
+    if full_refresh:
+        return {}
+    return {name: (discovered[name], found.states[name].cursor) for name in wanted
+            if name != STORES and name in found.states and found.columns.get(name) and name not in found.pending
+            # a cursor capped at the source's clock carries no key (pk 0): no row to look at
+            and found.states[name].cursor is not None and found.states[name].cursor[1]}
+
+
+def replaced_since(stream: Stream, state, identity: str | None, at_cursor: datetime | None, checked: bool,
+                   same_shape: bool) -> str | None:
+    """Why a synced source table counts as replaced since its cursor was saved, or None.
+
+    - The row the cursor points at is gone, or its cursor value went back: a row's ``updated_at`` only
+      moves forward, so rows vanished below the high-water mark (a re-seed, a reload, deletes) and an
+      incremental read from the cursor would miss what replaced them.
+    - The table's identity changed (``RENAME TABLE`` of a new table into its place, ``TRUNCATE``, a
+      rebuild) while its columns stayed the same (an ``ALTER`` that adds or changes columns changes it
+      too, and is handled as a schema change)."""
+    if checked and state.cursor is not None:
+        value, pk = state.cursor
+        where = f"its row at the high-water mark ({stream.primary_key} {pk}, {stream.cursor} {value.isoformat(' ')})"
+        if at_cursor is None:
+            return f"{where} is gone from the source"
+        if at_cursor < value:
+            return f"{where} now has an older {stream.cursor} ({at_cursor.isoformat(' ')})"
+    if same_shape and identity and state.source_identity and identity != state.source_identity:
+        return f"the source table was re-created (created {identity}; {state.source_identity} at the last sync)"
+    return None
+
+
+def _plan(wanted: list[str], discovered: dict[str, Stream], found: Inspection, full_refresh: bool,
+          identities: dict[str, str | None] | None = None,
+          at_cursor: dict[str, datetime | None] | None = None) -> dict[str, _Plan]:
+    identities, at_cursor = identities or {}, at_cursor or {}
     plans, problems = {}, []
     for name in wanted:
         if name == STORES:
@@ -218,10 +262,16 @@ def _plan(wanted: list[str], discovered: dict[str, Stream], found: Inspection, f
         stream, state = discovered[name], found.states.get(name)
         table = found.columns.get(name)
         full = full_refresh or name in found.pending or state is None or not table
-        plan = _Plan(stream, full, None if full else state.cursor)
+        plan = _Plan(stream, full, None if full else state.cursor, identity=identities.get(name))
         if not full:
-            plan.added, issues = schema_changes(stream, table)
-            problems += [f"{name}: {issue}" for issue in issues]
+            added, issues = schema_changes(stream, table)
+            plan.replaced = replaced_since(stream, state, plan.identity, at_cursor.get(name), name in at_cursor,
+                                           same_shape=not added and not issues)
+            if plan.replaced:
+                plan.full, plan.since = True, None
+            else:
+                plan.added = added
+                problems += [f"{name}: {issue}" for issue in issues]
         plans[name] = plan
     if problems:
         streams = sorted({p.split(":")[0] for p in problems})
@@ -287,7 +337,12 @@ def run(
             )
         if warehouse_error is not None:
             raise warehouse_error
-        plans = _plan(wanted, discovered, found, full_refresh)
+        at_cursor = source.rows_at(_cursor_rows_to_check(wanted, discovered, found, full_refresh))
+        plans = _plan(wanted, discovered, found, full_refresh, source.identities, at_cursor)
+        replaced = {name: p.replaced for name, p in plans.items() if p.replaced}
+        for name, why in replaced.items():
+            log.warning("%s: %s; reloading it in full (a new generation) instead of reading on from the cursor",
+                        name, why)
         lake_writer = Lake(lake) if lake is not None else None
         # the streams' warehouse connections open while the snapshot is taken
         warming.start(min(parallel, len(wanted)) - 1)
@@ -297,13 +352,14 @@ def run(
                     source.incremental_query(p.stream, p.since, lookback)) for name, p in plans.items()},
             batch_rows,
         )
-        sync_id = warehouse.prepare(opened[0], [n for n in plans] if full_refresh else [],
+        # a reload of a replaced table is a full refresh like a requested one: remembered until it commits
+        sync_id = warehouse.prepare(opened[0], [n for n in plans] if full_refresh else list(replaced),
                                     record=lake_writer is not None, found=found)
         if lake_writer is not None:
             lake_writer.start(sync_id)
             _recover_manifests(lake_writer, found)
         idle.put(opened[0])
-        result = IngestResult(sync_id)
+        result = IngestResult(sync_id, reloaded=replaced)
         log.info("sync %d: %s → %s schema %s%s", sync_id, source.describe(), warehouse.describe(), schema,
                  f", lake {lake_writer.describe()}" if lake_writer else "")
         active: dict[str, object] = {}
@@ -555,7 +611,7 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
         result.high_water_mark = cursor[0] if cursor else None
         result.rows_in_table = result.inserted + (0 if plan.full else state.rows_in_table)
         manifest = _manifest(lake, result, sync_id, files, warehouse.owner()) if lake is not None else None
-        warehouse.save_state(cur, stream.name, cursor, batch, result.rows_in_table, manifest)
+        warehouse.save_state(cur, stream.name, cursor, batch, result.rows_in_table, manifest, plan.identity)
         fault_hook(stream.name, "before_commit", stop)
         if stop.is_set():
             raise _Cancelled()
