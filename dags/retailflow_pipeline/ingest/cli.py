@@ -67,7 +67,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", default=os.environ.get("RETAILFLOW_RAW_SCHEMA", "raw"),
                    help="raw schema in the warehouse (default $RETAILFLOW_RAW_SCHEMA or raw)")
     p.add_argument("--streams", nargs="+", metavar="STREAM",
-                   help="streams to sync (default: all MySQL tables and store_locations)")
+                   help="streams to sync (default: the pipeline's catalog, customers, products, orders and order_items,"
+                   " and store_locations; other tables are ignored, named in one line)")
     p.add_argument("--stores-csv", default="data/store_locations.csv",
                    help="store locations CSV (default data/store_locations.csv; 'none' to skip)")
     p.add_argument("--allow-empty-stores", action="store_true",

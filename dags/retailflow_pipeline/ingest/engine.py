@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from retailflow_pipeline.ingest import stores
+from retailflow_pipeline.settings import PRIMARY_KEYS
 from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
 from retailflow_pipeline.ingest.lake import Lake, LakeConfig
 from retailflow_pipeline.ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK
@@ -31,6 +32,8 @@ log = logging.getLogger("retailflow_pipeline.ingest")
 #: ``after_copy``, ``before_commit``) for ``seconds`` (default: an hour, i.e. until killed)
 FAULT_ENV = "RETAILFLOW_INGEST_FAULT"
 STORES = stores.STREAM.name
+#: the source tables a run syncs unless told otherwise: the pipeline's streams (local defaults)
+CATALOG = tuple(PRIMARY_KEYS)
 
 
 @dataclass
@@ -182,10 +185,20 @@ class _Progress:
                      f"{self.rows / (now - self.start):,.0f}")
 
 
-def resolve_streams(requested: list[str] | None, discovered: dict[str, Stream], stores_csv) -> list[str]:
+def resolve_streams(requested: list[str] | None, discovered: dict[str, Stream], stores_csv,
+                    catalog: Iterable[str] | None = None) -> list[str]:
+    """The streams a run syncs: those ``requested`` (any discovered table may be named), or else the
+    ``catalog``'s tables found in the source (default: the pipeline's, ``settings.PRIMARY_KEYS``), plus
+    the store CSV. Other source tables (a seed's ``__new`` shadows, a user's scratch table) are not
+    the pipeline's: they are ignored, in one line."""
     known = sorted(discovered) + [STORES]
     if requested is None:
-        return sorted(discovered) + ([STORES] if stores_csv is not None else [])
+        wanted = set(CATALOG if catalog is None else catalog)
+        stray = sorted(set(discovered) - wanted)
+        if stray:
+            log.info("ignored %d source table(s) outside the pipeline's catalog: %s (name one with --streams to"
+                     " ingest it)", len(stray), ", ".join(stray))
+        return sorted(wanted & set(discovered)) + ([STORES] if stores_csv is not None else [])
     unknown = [s for s in requested if s not in known]
     if unknown:
         raise IngestError(f"unknown stream(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -297,8 +310,8 @@ def run(
 ) -> IngestResult:
     """Sync MySQL tables (and the store locations CSV) into Airbyte-shaped typed tables in ``schema``.
 
-    ``streams``: names to sync (default: every discovered table, plus ``store_locations`` unless
-    ``stores_csv`` is None). ``lake``: where raw files go (None: no lake files). ``full_refresh``:
+    ``streams``: names to sync (default: the catalog's tables found in the source, ``CATALOG``, plus
+    ``store_locations`` unless ``stores_csv`` is None; other tables are ignored, in one line). ``lake``: where raw files go (None: no lake files). ``full_refresh``:
     reload everything and start a new ``_airbyte_generation_id``; the request is remembered until every
     stream has completed it, so a later plain run finishes an interrupted one. ``parallel``: streams
     written at once, each on its own connection. ``allow_empty_stores``: let a CSV with no loadable

@@ -111,3 +111,14 @@ def test_a_table_swapped_in_while_the_sync_starts_is_refused_in_one_line(mysql_u
     monkeypatch.setattr(MySQLSource, "rows_at", real_rows_at)
     result = run(mysql_url, warehouse_url, stores_csv=None)  # the next run reloads it
     assert result.streams["customers"].mode == "full"
+
+
+def test_an_interrupted_seeds_shadow_tables_are_not_ingested(mysql_url, warehouse_url):
+    seed(mysql_url)
+    mysql_exec(mysql_url, "create table orders__new like orders", "insert into orders__new select * from orders")
+
+    out = finish(cli(mysql_url, warehouse_url))
+
+    assert "ignored 1 source table(s) outside the pipeline's catalog: orders__new" in out
+    assert query(warehouse_url, "select count(*) from pg_tables where tablename like '%\\_\\_new'") == [(0,)]
+    assert_same_as_source(mysql_url, warehouse_url)
