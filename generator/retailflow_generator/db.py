@@ -108,6 +108,43 @@ def drop_tables(conn: pymysql.connections.Connection, suffix: str) -> None:
         cur.execute("drop table if exists " + ", ".join(f"`{t}{suffix}`" for t in reversed(TABLES)))
 
 
+def abandon(conn: pymysql.connections.Connection) -> None:
+    """Close a connection that may be broken: a Ctrl-C inside PyMySQL (pure Python) can land between
+    a packet's header and its body, after which every call on the connection fails in its own way
+    (``ValueError``, ``IndexError``, …). Nothing is sent; the server rolls its transaction back."""
+    try:
+        conn._force_close()
+    except Exception:  # already closed
+        pass
+
+
+def end_session(conn: pymysql.connections.Connection, thread_id: int, wait: float = 30.0) -> None:
+    """Kill the server session ``thread_id`` (one of this user's) and wait until it is gone, so that
+    its statement has finished or been rolled back and its locks are released."""
+    import time
+
+    with conn.cursor() as cur:
+        try:
+            cur.execute(f"kill {int(thread_id)}")
+        except pymysql.err.MySQLError:
+            pass  # already ended
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            cur.execute("select count(*) from information_schema.processlist where id = %s", (int(thread_id),))
+            if not cur.fetchone()[0]:
+                return
+            time.sleep(0.05)
+
+
+def leftover_tables(conn: pymysql.connections.Connection) -> dict[str, list[str]]:
+    """The seed's own tables with a suffix (``SHADOW``, ``RETIRED``) in the database, by suffix."""
+    names = {f"{t}{suffix}": suffix for t in TABLES for suffix in (SHADOW, RETIRED)}
+    with conn.cursor() as cur:
+        cur.execute("select table_name from information_schema.tables where table_schema = database()")
+        found = [r[0] for r in cur.fetchall() if r[0] in names]
+    return {suffix: sorted(n for n in found if names[n] == suffix) for suffix in (SHADOW, RETIRED)}
+
+
 def swap_in_shadow_tables(conn: pymysql.connections.Connection) -> bool:
     """Atomically replace the four tables by their shadows (one RENAME TABLE), then drop the old
     ones; True once swapped.
