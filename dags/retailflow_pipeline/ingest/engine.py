@@ -51,6 +51,8 @@ class StreamResult:
     #: None for streams without a cursor (store_locations) or with no rows yet
     high_water_mark: datetime | None = None
     generation_id: int = 0
+    #: warnings about the stream's data (store_locations: regions and countries new since the last load)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def rows_per_second(self) -> float:
@@ -66,6 +68,8 @@ class IngestResult:
     incomplete: dict[str, str] = field(default_factory=dict)
     #: streams reloaded in full because their source table was replaced since the last sync, and why
     reloaded: dict[str, str] = field(default_factory=dict)
+    #: warnings about the data loaded (a new region, orders naming a store that is not loaded)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rows_read(self) -> int:
@@ -83,6 +87,7 @@ class IngestResult:
             lines.append(f"{name:<16} {why}")
         for name, why in self.reloaded.items():
             lines.append(f"{name:<16} reloaded in full: {why}")
+        lines += [f"warning: {w}" for w in self.warnings]
         lines.append(f"sync {self.sync_id}: {self.rows_read:,} rows read in {self.seconds:.2f} s"
                      + (f", {len(self.incomplete)} stream(s) not committed" if self.incomplete else ""))
         return "\n".join(lines)
@@ -443,6 +448,11 @@ def run(
                 result.incomplete[name] = "not started"
             else:
                 result.streams[name] = done
+        result.warnings = [note for done in result.streams.values() for note in done.notes]
+        if {"orders", STORES} & set(result.streams):
+            result.warnings += _orders_without_store(warehouse, parsed)
+        for warning in result.warnings:
+            log.warning("%s", warning)
         result.seconds = time.monotonic() - started
     finally:
         if snapshot is not None:
@@ -652,6 +662,44 @@ def _copy_stream(cur, warehouse: Warehouse, table: str, chunks: Iterator[pa.Tabl
     warehouse.copy_batches(cur, table, schema, batches, temporary=staging, freeze=not staging)
 
 
+def _orders_without_store(warehouse: Warehouse, parsed: stores.ParsedStores | None) -> list[str]:
+    """Orders in the raw schema whose store is not in ``store_locations`` (its line quarantined, or
+    missing from the CSV): dbt's relationships test on ``stg_retail__orders.store_id`` fails on them and
+    the models downstream are skipped, so the ingest says so first. Best effort: never fails the run."""
+    try:
+        conn = warehouse.connect()
+    except IngestError:
+        return []
+    try:
+        with conn.cursor() as cur:
+            if not (warehouse.existing_columns(cur, "orders") and warehouse.existing_columns(cur, STORES)):
+                return []
+            cur.execute(
+                f"select o.store_id, count(*) from {warehouse.table('orders')} o where o.store_id is not null"
+                f" and not exists (select 1 from {warehouse.table(STORES)} s where s.store_id = o.store_id)"
+                " group by 1 order by 2 desc, 1"
+            )
+            missing = cur.fetchall()
+    except Exception as exc:  # a warning only: the sync itself has committed
+        log.warning("store_locations: cannot check the orders' stores: %s", exc)
+        return []
+    finally:
+        conn.close()
+    if not missing:
+        return []
+    quarantined = stores.quarantined_ids(parsed.rejected) if parsed is not None else {}
+    parts = []
+    for store_id, orders in missing[:5]:
+        why = quarantined.get(store_id)
+        where = (f"quarantined, line {why.line_number}: {why.reason}" if why else "not in the CSV")
+        parts.append(f"store {store_id} ({orders:,} orders; {where})")
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    total = sum(n for _, n in missing)
+    return [f"store_locations: {total:,} order(s) name a store that is not loaded: {'; '.join(parts)}{more}."
+            f" dbt's relationships test on stg_retail__orders.store_id will fail: fix the line(s) (see"
+            f" {warehouse.table(stores.QUARANTINE_TABLE)}) and ingest again"]
+
+
 def _sync_stores(conn, warehouse: Warehouse, parsed: stores.ParsedStores, sync_id: int,
                  lake: Lake | None, stop: threading.Event) -> StreamResult:
     """The CSV has no cursor: every run reloads it whole (Airbyte's full refresh | overwrite)."""
@@ -664,6 +712,10 @@ def _sync_stores(conn, warehouse: Warehouse, parsed: stores.ParsedStores, sync_i
         generation = 0 if state is None else state.generation_id
         batch = Batch(datetime.now(UTC), sync_id, generation)
         result = StreamResult(stream.name, "full", rows_read=parsed.rows_read, generation_id=generation)
+        if warehouse.existing_columns(cur, stream.name):
+            cur.execute(f"select distinct region, country from {warehouse.table(stream.name)}")
+            before = cur.fetchall()
+            result.notes = stores.new_places(parsed, {r for r, _ in before}, {c for _, c in before})
         if lake is not None:
             files.append((lake.put_bytes(stream.name, "store_locations.csv", parsed.raw), parsed.rows_read))
         loaded = warehouse.start_full_load(cur, stream, batch)
