@@ -110,6 +110,10 @@ def _seed(args: argparse.Namespace) -> str:
     from .seed import SeedRequest, default_end, default_start, print_progress_factory, run_seed
 
     end = args.end or default_end()
+    if args.start is None and default_start(end) > default_end():
+        # the default start is derived from --end: name what the user wrote
+        raise UsageError(f"--end {end} is too far in the future: the history's default start, two years before it"
+                         f" ({default_start(end)}), is after today (UTC); pass an earlier --end, or --start")
     request = SeedRequest(
         customers=args.customers,
         products=args.products,

@@ -44,14 +44,19 @@ class MySQLTarget:
         if not url:
             raise GeneratorError("no database: pass --mysql-url or set RETAILFLOW_MYSQL_URL")
         parts = urlsplit(url)
+        # a malformed URL is bad input (exit 2), refused before anything connects
+        try:
+            port = parts.port
+        except ValueError:
+            raise UsageError("the MySQL URL's port is not a number (mysql://USER:PASSWORD@HOST:PORT/DATABASE)") from None
         if parts.scheme not in ("mysql", "mysql+pymysql", "mariadb") or not parts.hostname:
-            raise GeneratorError("the MySQL URL must look like mysql://USER:PASSWORD@HOST:PORT/DATABASE")
+            raise UsageError("the MySQL URL must look like mysql://USER:PASSWORD@HOST:PORT/DATABASE")
         database = parts.path.lstrip("/")
         if not database:
-            raise GeneratorError("the MySQL URL names no database (mysql://USER:PASSWORD@HOST:PORT/DATABASE)")
+            raise UsageError("the MySQL URL names no database (mysql://USER:PASSWORD@HOST:PORT/DATABASE)")
         return cls(
             host=parts.hostname,
-            port=parts.port or 3306,
+            port=port or 3306,
             user=unquote(parts.username or ""),
             password=unquote(parts.password or ""),
             database=unquote(database),
