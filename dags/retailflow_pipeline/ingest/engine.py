@@ -22,7 +22,7 @@ from retailflow_pipeline.ingest import stores
 from retailflow_pipeline.settings import PRIMARY_KEYS
 from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
 from retailflow_pipeline.ingest.lake import Lake, LakeConfig
-from retailflow_pipeline.ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK
+from retailflow_pipeline.ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK, default_stores_csv
 from retailflow_pipeline.ingest.source import MySQLSource, Snapshot, Stream, StreamReader, max_cursor
 from retailflow_pipeline.ingest.warehouse import Batch, Inspection, Warehouse, schema_changes
 
@@ -32,6 +32,8 @@ log = logging.getLogger("retailflow_pipeline.ingest")
 #: ``after_copy``, ``before_commit``) for ``seconds`` (default: an hour, i.e. until killed)
 FAULT_ENV = "RETAILFLOW_INGEST_FAULT"
 STORES = stores.STREAM.name
+#: the store locations CSV a run reads unless told otherwise (``settings.default_stores_csv``)
+DEFAULT_STORES_CSV = default_stores_csv()
 #: the source tables a run syncs unless told otherwise: the pipeline's streams (local defaults)
 CATALOG = tuple(PRIMARY_KEYS)
 
@@ -304,7 +306,7 @@ def run(
     *,
     schema: str = "raw",
     streams: list[str] | None = None,
-    stores_csv: str | Path | None = "data/store_locations.csv",
+    stores_csv: str | Path | None = DEFAULT_STORES_CSV,
     lake: LakeConfig | None = None,
     full_refresh: bool = False,
     lookback: timedelta = DEFAULT_LOOKBACK,

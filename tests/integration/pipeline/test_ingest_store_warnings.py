@@ -43,3 +43,18 @@ def test_quarantined_stores_still_named_by_orders_and_new_regions_are_reported(m
     assert "100 order(s) name a store that is not loaded: store 3 (100 orders; quarantined, line 4:" in orphans
     assert '"raw"."store_locations_quarantine"' in orphans and "stg_retail__orders.store_id" in orphans
     assert "warning: store_locations: 100 order(s)" in second.summary()
+
+
+def test_the_cli_finds_the_store_csv_from_any_working_directory(mysql_url, warehouse_url, tmp_path):
+    """`retailflow-ingest` run from another folder read `data/store_locations.csv` relative to it."""
+    import os
+    import subprocess
+    import sys
+
+    seed(mysql_url)
+    env = {k: v for k, v in os.environ.items() if k != "RETAILFLOW_DATA_DIR"}
+    env.update(RETAILFLOW_MYSQL_URL=mysql_url, RETAILFLOW_WAREHOUSE_URL=warehouse_url)
+    done = subprocess.run([sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--no-lake"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "store_locations: " in done.stdout and "loaded" in done.stdout
