@@ -17,6 +17,8 @@ DEMO_SEED ?= 42
 INGEST_ARGS ?=
 # 0 skips Superset in `make demo` (the run's dashboards task then skips, saying why).
 DEMO_DASHBOARDS ?= 1
+# yes: make reset asks nothing
+CONFIRM ?=
 
 # uv must use the machine's Python (no interpreter downloads: only package registries are reachable).
 export UV_PYTHON_DOWNLOADS := never
@@ -108,6 +110,10 @@ dbt-build: ## Build and test the dbt models; generate dbt docs.
 dashboards: services sync sync-superset ## Start the local Superset in the background (:8088), import the dashboards, print their URLs.
 	hack/superset.sh
 
+.PHONY: reset
+reset: ## After a confirmation, drop RetailFlow's own data: the MySQL tables, the raw/staging/marts schemas, .lake/, dbt/target/, task logs (CONFIRM=yes: no question).
+	CONFIRM=$(CONFIRM) hack/reset.sh
+
 .PHONY: stop
 stop: ## Stop the background servers make started (by their pid files in .run/); databases stay up.
 	hack/stop.sh
@@ -123,6 +129,12 @@ airflow: services sync dbt-manifest ## Start a local Airflow (UI on :8080, metad
 .PHONY: audit
 audit: ## Audit the marts against MySQL (row counts, revenue) at the ingestion's high-water mark; exit 1 on a difference.
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.reconciliation
+
+LOCAL_SCHEDULE ?= 0 * * * *
+
+.PHONY: schedule
+schedule: airflow ## Run retail_pipeline in the local Airflow on a cron schedule, UTC (LOCAL_SCHEDULE, default hourly; LOCAL_SCHEDULE=off stops it).
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.schedules "$(LOCAL_SCHEDULE)"
 
 .PHONY: report
 report: ## Print top customers, sales by region and best-selling products from the marts.
