@@ -168,6 +168,11 @@ governance-check: openmetadata-env ## Parse every OpenMetadata workflow with Ope
 docs: ## Build dbt's docs site (catalog, lineage graph) from the warehouse; serve it on localhost:8081 (make stop ends it).
 	hack/docs.sh
 
+.PHONY: airflow-screenshot
+airflow-screenshot: dbt-manifest ## Photograph a fresh scheduler run of retail_pipeline in the Airflow UI (own throwaway Airflow and databases) into docs/.
+	RETAILFLOW_SCREENSHOT_DIR=$(CURDIR)/docs $(WITH_ENV) $(UV) run --quiet --project dags pytest -q \
+	  tests/integration/dags/test_airflow_ui.py -k scheduler_run_is_green
+
 .PHONY: docs-screenshot
 docs-screenshot: ## Photograph top_customers' lineage graph in the served docs (headless Chromium) into docs/.
 	hack/docs-screenshot.sh
