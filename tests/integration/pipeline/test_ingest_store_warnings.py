@@ -44,6 +44,12 @@ def test_quarantined_stores_still_named_by_orders_and_new_regions_are_reported(m
     assert '"raw"."store_locations_quarantine"' in orphans and "stg_retail__orders.store_id" in orphans
     assert "warning: store_locations: 100 order(s)" in second.summary()
 
+    # a store dropped from the file (not quarantined) is named too; the full file again: no store missing
+    third = run(mysql_url, warehouse_url, stores_csv=write(tmp_path / "c.csv", STORES[:4]))
+    assert any("store 5 (100 orders; not in the CSV)" in w for w in third.warnings), third.warnings
+    fourth = run(mysql_url, warehouse_url, stores_csv=write(tmp_path / "d.csv", STORES))
+    assert not any("not loaded" in w for w in fourth.warnings), fourth.warnings
+
 
 def test_the_cli_finds_the_store_csv_from_any_working_directory(mysql_url, warehouse_url, tmp_path):
     """`retailflow-ingest` run from another folder read `data/store_locations.csv` relative to it."""
