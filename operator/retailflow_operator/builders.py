@@ -119,6 +119,11 @@ def dump(model: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- naming
 
 
+#: Airbyte keeps actor and connection names in varchar(256) columns (airbytehq/airbyte-platform,
+#: airbyte-db/db-lib/src/main/resources/configs_database/schema_dump.txt: actor.name, connection.name)
+AIRBYTE_NAME_LIMIT = 256
+
+
 def owner(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
@@ -493,6 +498,14 @@ def build_airbyte(
             connections.append(Connection(role, nm(role), src.role, dst.role, cfg, schedule))
 
     actors = {("source", a.role): a for a in sources} | {("destination", a.role): a for a in destinations}
+    longest = max([*sources, *destinations, *connections], key=lambda r: len(r.name))
+    if len(longest.name) > AIRBYTE_NAME_LIMIT:
+        # the CRD's metadata.name limit covers the default prefix; a longer RETAILFLOW_RESOURCE_PREFIX may not fit
+        raise SpecError(
+            f"metadata.name: the Airbyte {longest.__class__.__name__.lower()} name {longest.name!r} is"
+            f" {len(longest.name)} characters, over Airbyte's {AIRBYTE_NAME_LIMIT}: use a name (or resource prefix)"
+            f" {len(longest.name) - AIRBYTE_NAME_LIMIT} characters shorter"
+        )
     return AirbyteState(tuple(sources), tuple(destinations), tuple(connections), actors)
 
 
