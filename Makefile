@@ -6,6 +6,9 @@ SHELL = /usr/bin/env bash -o pipefail
 
 KIND_CLUSTER ?= retailflow
 NAMESPACE ?= retailflow
+# `make up` profile: full (everything; a 16 GiB node) or lite (no Airbyte, OpenMetadata or OpenSearch;
+# an 8 GiB Docker Desktop). See charts/retailflow/README.md, "The lite profile".
+PROFILE ?= full
 # Demo scale: a few seconds to seed, well under 3 minutes end to end.
 DEMO_CUSTOMERS ?= 5000
 DEMO_PRODUCTS ?= 500
@@ -247,8 +250,8 @@ bench-operator: sync ## Operator time to Ready (p50/p95, 50 CRs) and no-op resyn
 ##@ Cluster (needs Docker, kind, helm, kubectl)
 
 .PHONY: up
-up: ## Create the kind cluster, build and load images, install the chart, wait for the pipeline.
-	KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) hack/kind-up.sh
+up: ## Create the kind cluster, build and load images, install the chart, wait for the pipeline (PROFILE=full|lite).
+	KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) PROFILE=$(PROFILE) hack/kind-up.sh
 
 .PHONY: images
 images: ## Build the Airflow and operator images and load them into the kind cluster.
