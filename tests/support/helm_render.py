@@ -32,6 +32,8 @@ CHARTS = REPO / "charts"
 UMBRELLA = CHARTS / "retailflow"
 OPERATOR = CHARTS / "retailflow-operator"
 CRD_FILE = OPERATOR / "crds" / "retailpipelines.yaml"
+#: The lite profile's values file (no Airbyte, OpenMetadata or OpenSearch; engine direct).
+LITE_VALUES = UMBRELLA / "values-lite.yaml"
 KUBERNETES_VERSION = "1.35.0"
 STAND_IN_LABEL = "retailflow.test/stand-in"
 RELEASE = "retailflow"
@@ -130,6 +132,8 @@ class Rendered:
     stand_ins: list[dict] = field(default_factory=list)
     #: the documents of the real upstream charts (empty when every one is a stand-in); also in docs
     upstream: list[dict] = field(default_factory=list)
+    #: the real upstream charts that rendered something
+    upstream_charts: set[str] = field(default_factory=set)
 
     @property
     def own(self) -> list[dict]:
@@ -162,23 +166,28 @@ def _run_helm(args: list[str]) -> subprocess.CompletedProcess:
 
 
 @functools.cache
-def _render_cached(chart: str, values_json: str, release: str, namespace: str) -> tuple[str, str, int]:
+def _render_cached(chart: str, values_json: str, release: str, namespace: str,
+                   is_upgrade: bool = False) -> tuple[str, str, int]:
     path = _sandbox() / chart
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(values_json)
     try:
-        proc = _run_helm(["template", release, str(path), "--namespace", namespace, "-f", handle.name])
+        proc = _run_helm(["template", release, str(path), "--namespace", namespace, "-f", handle.name,
+                          *(["--is-upgrade"] if is_upgrade else [])])
     finally:
         os.unlink(handle.name)
     return proc.stdout, proc.stderr, proc.returncode
 
 
 def render(chart: str = "retailflow", values: dict | None = None, *, release: str = RELEASE,
-           namespace: str = NAMESPACE) -> Rendered:
-    stdout, stderr, code = _render_cached(chart, json.dumps(values or {}, sort_keys=True), release, namespace)
+           namespace: str = NAMESPACE, is_upgrade: bool = False) -> Rendered:
+    """`helm template` with ``values`` as one values file; ``is_upgrade``: as `helm upgrade` renders
+    (``.Release.IsInstall`` false)."""
+    stdout, stderr, code = _render_cached(chart, json.dumps(values or {}, sort_keys=True), release, namespace,
+                                          is_upgrade)
     if code:
         raise RenderError(stderr)
-    docs, upstream = [], []
+    docs, upstream, charts = [], [], set()
     remote = {d["name"] for d in _remote_dependencies()}
     chart = None  # a template that starts with its own `---` leaves its `# Source:` line alone
     for chunk in re.split(r"^---\s*$", stdout, flags=re.M):
@@ -191,8 +200,10 @@ def render(chart: str = "retailflow", values: dict | None = None, *, release: st
         docs.append(doc)
         if chart in remote and STAND_IN_LABEL not in _labels(doc):
             upstream.append(doc)
+            charts.add(chart)
     kept = [d for d in docs if STAND_IN_LABEL not in _labels(d)]
-    return Rendered(docs=kept, stand_ins=[d for d in docs if STAND_IN_LABEL in _labels(d)], upstream=upstream)
+    return Rendered(docs=kept, stand_ins=[d for d in docs if STAND_IN_LABEL in _labels(d)], upstream=upstream,
+                    upstream_charts=charts)
 
 
 def _labels(doc: dict) -> dict:
@@ -211,6 +222,32 @@ def airflow_extra_env(rendered: Rendered) -> list[dict]:
     named = set(re.findall(r"^\s*- name: (\S+)", yaml.safe_load((UMBRELLA / "values.yaml").read_text())
                                                       ["airflow"]["extraEnv"], flags=re.M))
     return [e for e in container.get("env", []) if e["name"] in named]
+
+
+def merge_values(*layers: dict | None) -> dict:
+    """Values files layered as `helm -f a -f b` layers them: maps merge key by key, a later null
+    deletes the key, anything else (lists included) replaces."""
+    out: dict = {}
+    for layer in layers:
+        out = _merge(out, layer or {})
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def chart_values(*layers: dict | None) -> dict:
+    """The umbrella's effective values: values.yaml with ``layers`` on top."""
+    return merge_values(yaml.safe_load((UMBRELLA / "values.yaml").read_text()), *layers)
 
 
 class RenderError(Exception):
@@ -273,6 +310,8 @@ VARIANTS: dict[str, dict] = {
             "storage": {"secretName": "seaweed-keys", "minio": {"endpoint": "https://seaweedfs.storage.svc:8333"}},
         },
     },
+    # the lite profile, as `make up PROFILE=lite` installs it (-f values-lite.yaml)
+    "lite": yaml.safe_load(LITE_VALUES.read_text()),
     "subset-with-workspace": {
         "airbyte": {"enabled": False}, "superset": {"enabled": False},
         "openmetadata": {"enabled": False}, "opensearch": {"enabled": False},

@@ -44,6 +44,11 @@ HIGH = {
 OWN_HIGH_ACCEPTED = {
     ("CKV_K8S_38", "Deployment/retailflow-operator"): "the operator watches RetailPipelines and reads Secrets: it needs its token",
     ("CKV_K8S_38", "Job/retailflow-pipeline"): "the Job applies the RetailPipeline and labels airbyte-auth-secrets: it needs its token",
+    **{(check, f"{kind}/{name}"): "Airbyte's Role as its chart writes it, made here so that an upgrade adding Airbyte "
+       "creates it; given only to the Airbyte components that call the API (test_service_accounts.py, README Security)"
+       for check, kind in (("CKV_K8S_49", "Role"), ("CKV2_K8S_2", "RoleBinding"), ("CKV2_K8S_5", "RoleBinding"))
+       for name in ((f"airbyte-admin-{'role' if kind == 'Role' else 'binding'}"),
+                    (f"retailflow-airbyte-bootloader-{'role' if kind == 'Role' else 'binding'}"))},
 }
 
 

@@ -47,6 +47,7 @@ UPSTREAM_PODS: dict[str, dict] = {
 UPSTREAM_SERVICES = {"openmetadata": ("openmetadata", 8585), "retailflow-airbyte-server-svc": ("retailflow-server", 8001)}
 EXTERNAL = "outside the namespace"  # a wait for a host that is no Service of the release (an external S3)
 CONNECTOR = "airbyte-connector-pod"  # launched by Airbyte at run time, labelled by airbyte.global.jobs.kube.labels
+TASK_POD = "airflow-task-pod"  # with the KubernetesExecutor (README, scale-out): the Airflow chart's pod template labels
 
 #: (client, server, port) the release needs, besides the waits in `retailflow.io/waits-for`.
 NEEDED = [
@@ -72,6 +73,9 @@ NEEDED = [
     (CONNECTOR, "retailflow-postgresql", 5432),
     (CONNECTOR, "retailflow-minio", 9000),
     (CONNECTOR, "retailflow-workload-api-server", 8001),
+    *[(TASK_POD, server, port) for server, port in (("retailflow-postgresql", 5432), ("retailflow-mysql", 3306),
+      ("retailflow-minio", 9000), ("openmetadata", 8585), ("retailflow-superset", 8088), ("retailflow-server", 8001),
+      ("retailflow-api-server", 8080))],
     ("openmetadata", "retailflow-postgresql", 5432),
     ("openmetadata", "opensearch-cluster-master", 9200),
     ("openmetadata", "openmetadata", 8585),  # its own JWKS
@@ -105,6 +109,7 @@ DENIED = [
     (CONNECTOR, "retailflow-api-server", 8080),
     (CONNECTOR, "retailflow-operator", 8080),
     ("retailflow-temporal", "retailflow-api-server", 8080),
+    (TASK_POD, "opensearch-cluster-master", 9200),
 ]
 MODE = "full-render" if {"airbyte", "airflow", "openmetadata", "opensearch"} <= set(REAL_SUBCHARTS) else "stand-ins"
 
@@ -153,6 +158,7 @@ def pods(rendered, values) -> dict[str, dict]:
     if MODE == "stand-ins":
         out.update(UPSTREAM_PODS)
     out[CONNECTOR] = dict(values["airbyte"]["global"]["jobs"]["kube"]["labels"])
+    out[TASK_POD] = {"tier": "airflow", "component": "worker", "release": REL}
     return out
 
 

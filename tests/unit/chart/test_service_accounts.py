@@ -24,12 +24,16 @@ ALLOWLIST: dict[str, dict[str, tuple[frozenset, frozenset | None]]] = {
         "retailflow-mysql", "retailflow-postgresql", "retailflow-lake", "retailflow-airflow-admin", "airbyte-auth-secrets"}))},
     # Labels airbyte-auth-secrets for the operator once Airbyte's bootloader wrote it.
     "retailflow-pipeline": {"secrets": (frozenset({"patch"}), frozenset({"airbyte-auth-secrets"}))},
-    # Airbyte's chart binds it to a fixed Role its values cannot narrow (README, Security): the
-    # bootloader writes airbyte-auth-secrets, the launcher creates connector pods. Only the Airbyte
-    # components in AIRBYTE_ADMIN_PODS run as it; connector pods and Temporal do not.
+    # Airbyte's Role as its chart writes it (README, Security; made by templates/airbyte/ so that an
+    # upgrade adding Airbyte creates it): the launcher creates connector pods, and which of the other
+    # components need what could not be established here. Only the Airbyte components in
+    # AIRBYTE_ADMIN_PODS run as it; connector pods and Temporal do not.
     "airbyte-admin": {"secrets": (ALL, None), "pods/exec": (ALL, None)},
+    # The same rules for the bootloader (a hook pod, which runs before release resources exist):
+    # it writes airbyte-auth-secrets.
+    "retailflow-airbyte-bootloader": {"secrets": (ALL, None), "pods/exec": (ALL, None)},
 }
-AIRBYTE_ADMIN_PODS = {"retailflow-bootloader", "retailflow-server", "retailflow-worker", "retailflow-workload-launcher",
+AIRBYTE_ADMIN_PODS = {"retailflow-server", "retailflow-worker", "retailflow-workload-launcher",
                       "retailflow-cron", "retailflow-workload-api-server"}
 MODE = "full-render" if {"airbyte", "airflow", "openmetadata"} <= set(REAL_SUBCHARTS) else "stand-ins"
 
@@ -115,9 +119,15 @@ class TestServiceAccounts:
             (env,) = [d for d in rendered.upstream if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "retailflow-airbyte-env"]
             assert env["data"]["JOB_KUBE_SERVICEACCOUNT"] == jobs_account, "connector pods run as airbyte-admin"
             assert rendered.get("Deployment", "retailflow-temporal")["spec"]["template"]["spec"]["serviceAccountName"] == jobs_account
+            assert rendered.get("Pod", "retailflow-bootloader")["spec"]["serviceAccountName"] == "retailflow-airbyte-bootloader"
         else:
             admins = {k for k, v in airbyte.items() if isinstance(v, dict) and v.get("serviceAccountName") == "airbyte-admin"}
-            assert admins == {"server", "worker", "workloadLauncher", "cron", "workloadApiServer", "airbyteBootloader"}
+            assert admins == {"server", "worker", "workloadLauncher", "cron", "workloadApiServer"}
+        # Airbyte's chart makes its ServiceAccount as a pre-install hook only: ours are made here
+        assert airbyte["serviceAccount"]["create"] is False
+        for name in ("airbyte-admin", "retailflow-airbyte-jobs"):
+            assert not (rendered.get("ServiceAccount", name)["metadata"].get("annotations") or {}).get("helm.sh/hook"), \
+                f"{name} is a hook: Helm would recreate it on every upgrade (new UID: running pods' tokens rejected)"
 
     @pytest.mark.parametrize("mode", [MODE])
     def test_openmetadata_and_airflow_get_no_pod_or_secret_role(self, rendered, values, mode):
