@@ -1,0 +1,359 @@
+"""The release's own workloads, run from their rendered manifests (``support.workloads``).
+
+Each of our containers (the chart's Jobs, their init containers, the Superset pod's init containers
+and web server, the operator) runs as a local process with its rendered command, environment, Secret
+keys and mounted files, against local peers answering for the release's Services:
+
+- ``retailflow-mysql`` / ``retailflow-postgresql``: the machine's real MariaDB and PostgreSQL, in
+  throwaway databases (the render is given their names: ``global.retailflow.mysql.database``,
+  ``global.retailflow.postgresql.warehouseDatabase``);
+- ``retailflow-minio``: moto's S3 server, a stand-in for MinIO;
+- ``retailflow-airbyte-server-svc``: the Airbyte fake (``support.airbyte_fake``), a stand-in;
+- ``openmetadata``: the OpenMetadata stand-in (``support.openmetadata_standin``);
+- ``retailflow-api-server``: a real Airflow API server (``support.airflow_server``);
+- ``retailflow-superset``: the Superset this suite starts *from the Deployment's own containers*;
+- the Kubernetes API: the emulated API (a stand-in) enforcing the release's RBAC; the generated
+  Secrets are created there with exactly the keys the rendered ``secrets.yaml`` has, their values the
+  local peers' credentials, and Airbyte's ``airbyte-auth-secrets`` as its bootloader writes it.
+
+Each test asserts what a user would see (rows in MySQL, a CSV in the lake, an admin who can log in,
+three dashboards, the catalogue in OpenMetadata, a RetailPipeline that goes Ready).
+
+What it cannot show: kubelet semantics (restarts, backoff, volume ownership, ``runAsUser``,
+``readOnlyRootFilesystem``), probes, resource limits, image pulls and builds (the image's contents are
+``image-paths.yaml``'s mapping, checked against the Dockerfiles' COPY lines), DNS, and the upstream
+charts' own containers (Airbyte, Airflow's pods, OpenMetadata's server, the data stores' images).
+The lake-buckets Job's ``mc`` container cannot run at all: no reachable registry ships ``mc``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import requests
+
+from support.airbyte_fake import AirbyteFake
+from support.airflow_server import AirflowServer
+from support.helm_render import NAMESPACE, REPO, Rendered, render
+from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
+from support.kube_rbac import RBAC
+from support.openmetadata_standin import OpenMetadataStandIn
+from support.workloads import MissingKey, NotRunnable, Peers, Workloads, create_release_secrets
+
+SUFFIX = uuid.uuid4().hex[:8]
+MYSQL_DB, WAREHOUSE_DB, SUPERSET_DB = f"retail_wl_{SUFFIX}", f"warehouse_wl_{SUFFIX}", f"superset_wl_{SUFFIX}"
+#: Small enough for seconds (the chart's default seeds 50,000 orders); the command is still the rendered one.
+SEED_ARGS = ["seed", "--customers", "300", "--products", "40", "--orders", "1500",
+             "--start", "2025-01-01", "--end", "2025-06-30", "--truncate"]
+VALUES = {
+    "global": {"retailflow": {"mysql": {"database": MYSQL_DB},
+                              "postgresql": {"warehouseDatabase": WAREHOUSE_DB}}},
+    "jobs": {"seed": {"args": SEED_ARGS}},
+}
+#: Our containers that cannot run here, and why.
+NOT_RUNNABLE = {("Job", "retailflow-lake-buckets", "buckets"): "mc"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def admin_sql(server: str, sql: str, database: str = "") -> str:
+    """SQL as the server's administrator over the local socket (root for MariaDB, postgres for PostgreSQL)."""
+    if server == "mysql":
+        argv = ["mysql", "--batch", "--skip-column-names", "-e", sql, *([database] if database else [])]
+    else:
+        argv = ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-Atc", sql, database or "postgres"]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/")
+    if proc.returncode:
+        pytest.fail(f"{server} administration over the local socket failed (run as root after `make services`): "
+                    f"{proc.stderr.strip()}")
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def databases() -> Iterator[tuple[str, str]]:
+    """Throwaway databases, each with its own throwaway user, on the machine's real MariaDB and PostgreSQL
+    (made as their administrators over the local socket: the shared users' passwords belong to `make services`)."""
+    user, password = f"rf_wl_{SUFFIX}", secrets.token_hex(16)
+    admin_sql("mysql", f"create database `{MYSQL_DB}` character set utf8mb4; "
+                       f"create user '{user}'@'%' identified by '{password}'; "
+                       f"grant all on `{MYSQL_DB}`.* to '{user}'@'%'")
+    admin_sql("pg", f"create role {user} login password '{password}'")
+    for name in (WAREHOUSE_DB, SUPERSET_DB):
+        admin_sql("pg", f'create database "{name}" owner {user}')
+    yield f"mysql://{user}:{password}@127.0.0.1:3306/{MYSQL_DB}", f"postgresql://{user}:{password}@127.0.0.1:5432/{WAREHOUSE_DB}"
+    admin_sql("mysql", f"drop database if exists `{MYSQL_DB}`; drop user if exists '{user}'@'%'")
+    for name in (WAREHOUSE_DB, SUPERSET_DB):
+        admin_sql("pg", f'drop database if exists "{name}" with (force)')
+    admin_sql("pg", f"drop role if exists {user}")
+
+
+@pytest.fixture(scope="module")
+def release() -> Rendered:
+    return render(values=VALUES)
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    """moto's S3 server (``moto_server`` from the dags environment): the stand-in for MinIO."""
+    port = free_port()
+    log = open(os.devnull, "w")
+    proc = subprocess.Popen([str(REPO / "dags" / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(url, timeout=2)
+            break
+        except requests.RequestException:
+            assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
+            time.sleep(0.2)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def airbyte_fake() -> Iterator[AirbyteFake]:
+    """The Airbyte fake: a stateful stand-in for Airbyte's public API v1, for the whole module."""
+    with AirbyteFake() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def openmetadata() -> Iterator[OpenMetadataStandIn]:
+    """The OpenMetadata stand-in: a recording imitation of OpenMetadata's REST API."""
+    with OpenMetadataStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture(scope="module")
+def kube(release: Rendered) -> Iterator[EmulatedKubernetesAPI]:
+    """The emulated Kubernetes API (a stand-in) enforcing the release's RBAC."""
+    with EmulatedKubernetesAPI(CRD_PATH, rbac=RBAC(release.docs)) as api:
+        api.ensure_namespace(NAMESPACE)
+        yield api
+
+
+@pytest.fixture(scope="module")
+def cluster(release, databases, moto, airbyte_fake, openmetadata, airflow, kube) -> Workloads:
+    """The release's Secrets in the emulated API, and its Services mapped to the local peers."""
+    mysql_url, pg_url = databases
+    my, pg = urlsplit(mysql_url), urlsplit(pg_url)
+    pg_user, pg_password = unquote(pg.username or ""), unquote(pg.password or "")
+    create_release_secrets(kube, release, {
+        "retailflow-mysql": {"username": unquote(my.username or ""), "password": unquote(my.password or "")},
+        # the local server has one role for the warehouse: the suite's throwaway databases use it
+        "retailflow-postgresql": {"warehouse-username": pg_user, "warehouse-password": pg_password},
+        "retailflow-lake": {"accessKeyId": "standin-access-key", "secretAccessKey": "standin-secret-key"},
+        "retailflow-superset-env": {
+            "SUPERSET_DATABASE_URI": f"postgresql+psycopg2://{pg_user}:{requests.utils.quote(pg_password, safe='')}"
+                                     f"@retailflow-postgresql:5432/{SUPERSET_DB}?sslmode=disable"},
+        "retailflow-openmetadata": {"admin-password": openmetadata.admin_password},
+        "retailflow-airflow-admin": {"username": airflow.username, "password": airflow.password},
+    })
+    # What Airbyte's bootloader writes (not rendered by this chart): the instance admin's application.
+    kube.create_secret(NAMESPACE, "airbyte-auth-secrets", {
+        "instance-admin-client-id": airbyte_fake.client_id, "instance-admin-client-secret": airbyte_fake.client_secret})
+    peers = Peers()
+    peers.add("retailflow-mysql", 3306, my.port or 3306, "MariaDB (real)")
+    peers.add("retailflow-postgresql", 5432, pg.port or 5432, "PostgreSQL (real)")
+    peers.add("retailflow-minio", 9000, urlsplit(moto).port, "moto (stand-in for MinIO)")
+    peers.add("retailflow-airbyte-server-svc", 8001, urlsplit(airbyte_fake.url).port, "the Airbyte fake")
+    peers.add("openmetadata", 8585, urlsplit(openmetadata.url).port, "the OpenMetadata stand-in")
+    peers.add("retailflow-api-server", 8080, urlsplit(airflow.url).port, "a real Airflow API server")
+    peers.add("retailflow-superset", 8088, free_port(), "Superset, run from its Deployment")
+    return Workloads(release, peers, kube)
+
+
+def superset_port(cluster: Workloads) -> int:
+    return cluster.peers.services["retailflow-superset"].ports[8088]
+
+
+def secret(kube: EmulatedKubernetesAPI, name: str, key: str) -> str:
+    data = kube.request("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/{name}").json()["data"]
+    return base64.b64decode(data[key]).decode()
+
+
+@pytest.fixture(scope="module")
+def superset(cluster: Workloads, tmp_path_factory) -> Iterator[str]:
+    """Superset's pod, from its Deployment: the drivers, wait-for and setup init containers in order,
+    then the web server (gunicorn) on the port mapped to the Service."""
+    deployment = ("Deployment", "retailflow-superset")
+    for init in ("drivers", "wait-for", "setup"):
+        cluster.run(*deployment, init, timeout=600).check()
+    port = superset_port(cluster)
+    log = tmp_path_factory.mktemp("superset") / "gunicorn.log"
+    proc = cluster.start(*deployment, "superset", log, listen={8088: port})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        assert proc.poll() is None, log.read_text()[-4000:]
+        try:
+            if requests.get(f"{url}/health", timeout=3).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, f"Superset did not answer /health in 180 s:\n{log.read_text()[-4000:]}"
+        time.sleep(1)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def seeded(cluster: Workloads) -> Workloads:
+    for step in ("wait-for", "schema", "seed"):
+        cluster.run("Job", "retailflow-seed", step, timeout=300).check()
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def dashboards(cluster: Workloads, superset: str) -> str:
+    cluster.run("Job", "retailflow-superset-dashboards", "wait-for", timeout=60).check()
+    run = cluster.run("Job", "retailflow-superset-dashboards", "import", timeout=300).check()
+    return run.output
+
+
+def s3_keys(moto: str, bucket: str) -> list[str]:
+    import xml.etree.ElementTree as ET
+
+    resp = requests.get(f"{moto}/{bucket}?list-type=2", timeout=10)
+    assert resp.status_code == 200, resp.text
+    return [e.text for e in ET.fromstring(resp.content).iter() if e.tag.endswith("Key")]
+
+
+def lake_object(moto: str, bucket: str, key: str) -> str:
+    """An object's text, read with the lake's credentials (the minio client of the dags environment)."""
+    code = ("import sys; from minio import Minio; "
+            "c = Minio(sys.argv[1], 'standin-access-key', 'standin-secret-key', secure=False, region='us-east-1'); "
+            "sys.stdout.write(c.get_object(sys.argv[2], sys.argv[3]).read().decode())")
+    proc = subprocess.run([str(REPO / "dags" / ".venv" / "bin" / "python"), "-c", code, urlsplit(moto).netloc, bucket, key],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+class TestLakeBuckets:
+    def test_waits_for_the_lake_and_says_why_mc_cannot_run(self, cluster):
+        cluster.run("Job", "retailflow-lake-buckets", "wait-for", timeout=60).check()
+        with pytest.raises(NotRunnable, match="mc"):
+            cluster.prepare("Job", "retailflow-lake-buckets", "buckets")
+
+    def test_datastores_ready_job_passes_once_postgresql_and_the_lake_answer(self, cluster):
+        cluster.run("Job", "retailflow-datastores-ready", "wait-for", timeout=60).check()
+
+
+class TestSeedJob:
+    def test_mysql_gets_its_rows_and_the_lake_the_store_locations(self, seeded, databases, moto):
+        counts = admin_sql("mysql", "select (select count(*) from customers), (select count(*) from products), "
+                                      "(select count(*) from orders), (select count(*) from order_items)", MYSQL_DB)
+        customers, products, orders, items = map(int, counts.split())
+        assert (customers, products, orders) == (300, 40, 1500)
+        assert items >= orders
+        assert "store_locations/store_locations.csv" in s3_keys(moto, "retail-lake")
+        csv = lake_object(moto, "retail-lake", "store_locations/store_locations.csv")
+        assert csv.splitlines()[0].startswith("store_id") and len(csv.splitlines()) > 10
+
+
+class TestSuperset:
+    def test_setup_makes_the_secrets_admin_who_can_log_in(self, superset, kube):
+        login = requests.post(f"{superset}/api/v1/security/login", timeout=30, json={
+            "username": secret(kube, "retailflow-superset-env", "ADMIN_USERNAME"),
+            "password": secret(kube, "retailflow-superset-env", "ADMIN_PASSWORD"), "provider": "db"})
+        assert login.status_code == 200, login.text
+
+    def test_the_import_job_brings_the_three_dashboards(self, dashboards, superset, kube):
+        assert "imported 3 dashboards, 15 charts, 4 datasets" in dashboards, dashboards
+        token = requests.post(f"{superset}/api/v1/security/login", timeout=30, json={
+            "username": secret(kube, "retailflow-superset-env", "ADMIN_USERNAME"),
+            "password": secret(kube, "retailflow-superset-env", "ADMIN_PASSWORD"), "provider": "db"}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        titles = {d["dashboard_title"] for d in requests.get(f"{superset}/api/v1/dashboard/", headers=headers,
+                                                              timeout=30).json()["result"]}
+        assert {"Sales performance by region", "Top 10 customers", "Best-selling products"} <= titles
+        databases = requests.get(f"{superset}/api/v1/database/", headers=headers, timeout=30).json()["result"]
+        (warehouse,) = [d for d in databases if d["database_name"] == "RetailFlow warehouse"]
+        uri = requests.get(f"{superset}/api/v1/database/{warehouse['id']}/connection", headers=headers,
+                           timeout=30).json()["result"]["sqlalchemy_uri"]
+        assert uri.endswith(f"/{WAREHOUSE_DB}"), uri
+
+
+class TestOpenMetadataIngestionJob:
+    def test_the_catalogue_gets_mysql_the_warehouse_and_superset(self, seeded, dashboards, cluster, openmetadata):
+        cluster.run("Job", "retailflow-openmetadata-ingestion", "wait-for", timeout=60).check()
+        cluster.run("Job", "retailflow-openmetadata-ingestion", "ingest", timeout=600).check()
+        tables = set(openmetadata.of_type("table"))
+        for name in ("customers", "products", "orders", "order_items"):
+            assert any(fqn.endswith(f".{MYSQL_DB}.{name}") for fqn in tables), sorted(tables)
+        services = set(openmetadata.of_type("databaseService"))
+        assert len(services) == 2, services
+        dashboards_seen = {d["displayName"] for d in openmetadata.of_type("dashboard").values()}
+        assert {"Sales performance by region", "Top 10 customers", "Best-selling products"} <= dashboards_seen
+
+
+class TestPipelineAndOperator:
+    def test_the_job_creates_the_pipeline_and_the_operator_makes_it_ready(self, cluster, kube, airbyte_fake,
+                                                                         airflow, tmp_path):
+        cluster.run("Job", "retailflow-pipeline", "apply", timeout=120).check()
+        pipeline = kube.get_rp(NAMESPACE, "retail")
+        assert pipeline["spec"]["airbyte"]["workspaceId"] == airbyte_fake.workspace_id
+        assert kube.rbac.denials == []
+
+        port = free_port()
+        log = tmp_path / "operator.log"
+        proc = cluster.start("Deployment", "retailflow-operator", "operator", log, listen={8080: port})
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                obj = kube.get_rp(NAMESPACE, "retail")
+                status = (obj or {}).get("status") or {}
+                if status.get("phase") == "Ready":
+                    break
+                assert proc.poll() is None, log.read_text()[-6000:]
+                assert kube.rbac.denials == [], kube.rbac.denials
+                assert time.monotonic() < deadline, f"not Ready in 90 s: {status}\n{log.read_text()[-6000:]}"
+                time.sleep(0.5)
+            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        assert len(airbyte_fake.live("connections")) == 4
+        assert any(k.startswith("retailflow_") for k in airflow.variables())
+
+
+class TestRunner:
+    def test_a_missing_secret_key_names_the_container_and_the_key(self, cluster):
+        broken = copy.deepcopy(cluster.release)
+        seed = broken.get("Job", "retailflow-seed")
+        env = seed["spec"]["template"]["spec"]["containers"][0]["env"]
+        next(e for e in env if e["name"] == "RETAILFLOW_MYSQL_PASSWORD")["valueFrom"]["secretKeyRef"]["key"] = "passwd"
+        runner = Workloads(broken, cluster.peers, cluster.kube, root=cluster.root / "broken")
+        with pytest.raises(MissingKey, match=r"container retailflow-seed/seed: couldn't find key passwd in Secret "
+                                             r"retailflow/retailflow-mysql"):
+            runner.prepare("Job", "retailflow-seed", "seed")
+
+    def test_every_container_of_ours_is_run_here_or_says_why_not(self, release):
+        ours = {("Job", d["metadata"]["name"]) for d in release.of_kind("Job")}
+        ours |= {("Deployment", d["metadata"]["name"]) for d in release.of_kind("Deployment")}
+        run_here = {("Job", "retailflow-datastores-ready"), ("Job", "retailflow-lake-buckets"), ("Job", "retailflow-seed"),
+                    ("Job", "retailflow-superset-dashboards"), ("Job", "retailflow-openmetadata-ingestion"),
+                    ("Job", "retailflow-pipeline"), ("Deployment", "retailflow-superset"),
+                    ("Deployment", "retailflow-operator")}
+        assert ours == run_here, f"workloads not run by this suite: {sorted(ours - run_here)}"
