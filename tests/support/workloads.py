@@ -28,8 +28,9 @@ the cluster:
 - **Services: a rewrite too.** ``Peers`` maps a Service name (also ``<name>.<namespace>.svc…``) and
   port to a local peer: ``name:port`` becomes ``127.0.0.1:<peer port>`` and ``scheme://name``
   ``scheme://127.0.0.1``, in the same places; a bare name becomes ``127.0.0.1`` only where it is an
-  environment value, or an element of a comma-separated one (in a file, a bare word such as
-  ``authProvider: openmetadata`` is not a host). A bare port variable (``X_PORT``) is mapped when its
+  environment value, or an element of a comma-separated one, or in a file the value of a YAML key
+  named ``host`` or ``…Host`` (elsewhere in a file a bare word such as ``authProvider: openmetadata``
+  is not a host). A bare port variable (``X_PORT``) is mapped when its
   sibling ``X_HOST`` names a mapped Service. A listening address ``0.0.0.0:<containerPort>`` becomes
   ``127.0.0.1:<given port>``.
 - **ServiceAccount:** with an emulated API that enforces RBAC, a pod with ``serviceAccountName`` gets a
@@ -140,6 +141,9 @@ class Peers:
             text = re.sub(rf"(?<=://){host}(?![\w.:-])", peer.host, text)
             if whole_value:
                 text = ",".join(peer.host if re.fullmatch(host, part.strip()) else part for part in text.split(","))
+            else:  # YAML in a file: the value of a `host` key
+                text = re.sub(rf"(?m)^(\s*(?:-\s+)?\w*[hH]ost:\s*[\"']?){host}(?=[\"']?\s*(?:#.*)?$)",
+                              lambda m, peer=peer: m.group(1) + peer.host, text)
         return text
 
 
@@ -252,9 +256,13 @@ class Workloads:
 
     @staticmethod
     def _rewrite_paths(text: str, pairs: list[tuple[str, str]]) -> str:
-        for image_path, local in pairs:
-            text = re.sub(rf"(?<![\w./-]){re.escape(image_path)}(?=/|\b|$)", lambda _m, local=local: local, text)
-        return text
+        """One pass over all paths, longest first, so a replacement is never rewritten again (a pod that
+        mounts an emptyDir at /tmp, whose local folder is under /tmp too)."""
+        if not pairs:
+            return text
+        table = dict(pairs)
+        pattern = "|".join(re.escape(image_path) for image_path, _ in pairs)
+        return re.sub(rf"(?<![\w./-])({pattern})(?=/|\b|$)", lambda m: table[m.group(1)], text)
 
     def _rewrite(self, text: str, pairs: list[tuple[str, str]], listen: dict[int, int], *,
                  whole_value: bool = False) -> str:
