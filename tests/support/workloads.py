@@ -28,7 +28,8 @@ the cluster:
 - **Services: a rewrite too.** ``Peers`` maps a Service name (also ``<name>.<namespace>.svc…``) and
   port to a local peer: ``name:port`` becomes ``127.0.0.1:<peer port>`` and ``scheme://name``
   ``scheme://127.0.0.1``, in the same places; a bare name becomes ``127.0.0.1`` only where it is an
-  environment value, or an element of a comma-separated one, or in a file the value of a YAML key
+  environment value, or an element of a comma-separated one, or the ``host`` field of a JSON object
+  value (an Airflow connection, whose ``port`` is then mapped too), or in a file the value of a YAML key
   named ``host`` or ``…Host`` (elsewhere in a file a bare word such as ``authProvider: openmetadata``
   is not a host). A bare port variable (``X_PORT``) is mapped when its
   sibling ``X_HOST`` names a mapped Service. A listening address ``0.0.0.0:<containerPort>`` becomes
@@ -46,6 +47,7 @@ probes, resource requests and limits, image pulls and the images' real contents 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shlex
@@ -170,6 +172,13 @@ class Workloads:
         self.release, self.peers, self.kube, self.namespace = release, peers, kube, namespace
         self.root = Path(root or tempfile.mkdtemp(prefix="retailflow-workloads-"))
 
+    def add_pod(self, kind: str, name: str, pod: dict[str, Any]) -> None:
+        """A workload the release renders only in part (an upstream chart's pod carrying our values), given
+        as its pod spec: from then on it runs like a rendered one."""
+        self.release = Rendered(docs=[*self.release.docs, {"kind": kind, "metadata": {"name": name},
+                                                           "spec": {"template": {"spec": pod}}}],
+                                stand_ins=self.release.stand_ins)
+
     # -- what the pod has ------------------------------------------------------------------------
 
     def workload(self, kind: str, name: str) -> dict[str, Any]:
@@ -271,6 +280,22 @@ class Workloads:
         # Services first: the local folders that replace paths hold workload names (such as a Service's)
         return self._rewrite_paths(self.peers.rewrite(text, self.namespace, whole_value=whole_value), pairs)
 
+    def _rewrite_value(self, value: str, pairs: list[tuple[str, str]]) -> str:
+        """An environment value; a JSON object (an Airflow connection) has its ``host`` and ``port`` fields mapped."""
+        if value.lstrip().startswith("{"):
+            try:
+                data = json.loads(value)
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                peer = self.peers.services.get(str(data.get("host", "")).split(".")[0])
+                if peer is not None:
+                    data["host"] = peer.host
+                    if isinstance(data.get("port"), int):
+                        data["port"] = peer.ports.get(data["port"], data["port"])
+                return self._rewrite(json.dumps(data), pairs, {})
+        return self._rewrite(value, pairs, {}, whole_value=True)
+
     # -- running -----------------------------------------------------------------------------------
 
     def prepare(self, kind: str, name: str, container_name: str, *, listen: dict[int, int] | None = None,
@@ -338,7 +363,7 @@ class Workloads:
                 if value is None:  # optional and absent: the variable is not set
                     continue
             raw[item["name"]] = str(value)
-            env[item["name"]] = self._rewrite(str(value), pairs, {}, whole_value=True)
+            env[item["name"]] = self._rewrite_value(str(value), pairs)
         for key, value in list(raw.items()):  # X_PORT next to an X_HOST naming a mapped Service
             if key.endswith("_PORT") and value.isdigit():
                 host = raw.get(key[: -len("_PORT")] + "_HOST", "").split(".")[0]

@@ -43,6 +43,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
+import yaml
 
 from support.airbyte_fake import AirbyteFake
 from support.airflow_server import AirflowServer
@@ -336,6 +337,36 @@ class TestPipelineAndOperator:
             proc.wait(timeout=30)
         assert len(airbyte_fake.live("connections")) == 4
         assert any(k.startswith("retailflow_") for k in airflow.variables())
+
+
+#: What the `direct` task of retail_pipeline's ingestion group runs, for a pipeline without operator
+#: variables (settings.local_defaults: the retailflow_* connections and RETAILFLOW_LAKE_* of the pod).
+INGEST_DIRECT = ("import json; from retailflow_pipeline import settings, tasks; "
+                 "print(json.dumps(tasks.ingest_direct(settings.local_defaults().to_dict(), full_refresh=True), default=str))")
+
+
+def airflow_pod(release: Rendered) -> dict:
+    """The Airflow scheduler's pod as far as this chart writes it: the image built here, `airflow.extraEnv`
+    (rendered through the Airflow stand-in chart's tpl, as the real chart renders it), `airflow.volumes`
+    and `airflow.volumeMounts`; the command is the task's code. The rest of the pod is Airflow's chart's."""
+    values = yaml.safe_load((REPO / "charts" / "retailflow" / "values.yaml").read_text())
+    (extra,) = [d for d in release.stand_ins if d["metadata"]["name"] == "stand-in-airflow-extra-env"]
+    image = values["images"]["airflow"]
+    return {"containers": [{"name": "scheduler", "image": f"{image['repository']}:{image['tag']}",
+                            "command": ["python", "-c", INGEST_DIRECT], "env": yaml.safe_load(extra["data"]["extraEnv"]),
+                            "volumeMounts": values["airflow"]["volumeMounts"]}],
+            "volumes": values["airflow"]["volumes"]}
+
+
+class TestAirflowTask:
+    def test_ingestion_on_the_direct_engine_with_the_airflow_pods_environment(self, seeded, cluster, moto):
+        cluster.add_pod("Deployment", "retailflow-scheduler", airflow_pod(cluster.release))
+        run = cluster.run("Deployment", "retailflow-scheduler", "scheduler", timeout=300).check()
+        counts = admin_sql("pg", "select (select count(*) from raw.orders), (select count(*) from raw.customers), "
+                                 "(select count(*) from raw.store_locations)", WAREHOUSE_DB).split("|")
+        assert [int(c) for c in counts[:2]] == [1500, 300], run.output[-3000:]
+        assert int(counts[2]) > 10
+        assert any(k.startswith("raw/") and k.endswith(".parquet") for k in s3_keys(moto, "retail-lake")), run.output[-3000:]
 
 
 class TestRunner:
