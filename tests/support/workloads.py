@@ -296,6 +296,12 @@ class Workloads:
                 return self._rewrite(json.dumps(data), pairs, {})
         return self._rewrite(value, pairs, {}, whole_value=True)
 
+    def local_path(self, kind: str, name: str, container: str, path: str) -> Path:
+        """Where an absolute path of the container (a mount or an image path) is here."""
+        spec = self.container(kind, name, container)
+        pairs = self._path_map(image_entry(spec["image"]), self._mounts(kind, name, spec))
+        return Path(self._rewrite_paths(path, pairs))
+
     # -- running -----------------------------------------------------------------------------------
 
     def prepare(self, kind: str, name: str, container_name: str, *, listen: dict[int, int] | None = None,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import os
 import secrets
 import signal
@@ -167,7 +168,8 @@ def cluster(release, databases, moto, airbyte_fake, openmetadata, airflow, kube)
             "SUPERSET_DATABASE_URI": f"postgresql+psycopg2://{pg_user}:{requests.utils.quote(pg_password, safe='')}"
                                      f"@retailflow-postgresql:5432/{SUPERSET_DB}?sslmode=disable"},
         "retailflow-openmetadata": {"admin-password": openmetadata.admin_password},
-        "retailflow-airflow-admin": {"username": airflow.username, "password": airflow.password},
+        "retailflow-airflow-admin": {"username": airflow.username, "password": airflow.password,
+                                     "passwords.json": json.dumps({airflow.username: airflow.password})},
     })
     # What Airbyte's bootloader writes (not rendered by this chart): the instance admin's application.
     kube.create_secret(NAMESPACE, "airbyte-auth-secrets", {
@@ -367,6 +369,16 @@ class TestAirflowTask:
         assert [int(c) for c in counts[:2]] == [1500, 300], run.output[-3000:]
         assert int(counts[2]) > 10
         assert any(k.startswith("raw/") and k.endswith(".parquet") for k in s3_keys(moto, "retail-lake")), run.output[-3000:]
+
+    def test_the_simple_auth_managers_passwords_file_is_where_the_config_names_it(self, cluster, kube):
+        """The Airflow chart writes `airflow.config` into airflow.cfg; the file it names must be mounted."""
+        values = yaml.safe_load((REPO / "charts" / "retailflow" / "values.yaml").read_text())
+        path = values["airflow"]["config"]["core"]["simple_auth_manager_passwords_file"]
+        cluster.add_pod("Deployment", "retailflow-api-server", airflow_pod(cluster.release))
+        local = cluster.local_path("Deployment", "retailflow-api-server", "scheduler", path)
+        assert local.is_file(), f"{path} is not in any volume airflow.volumeMounts mounts"
+        assert json.loads(local.read_text()) == {secret(kube, "retailflow-airflow-admin", "username"):
+                                                 secret(kube, "retailflow-airflow-admin", "password")}
 
 
 class TestRunner:
