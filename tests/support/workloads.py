@@ -20,6 +20,10 @@ the cluster:
   NS/NAME``). ``fieldRef`` gives the namespace and the pod name.
 - **Files:** every ``configMap``, ``secret`` and ``emptyDir`` volume is materialised under a temporary
   root, at ``<root>/<workload>/<mountPath>`` (``items`` and ``defaultMode`` honoured).
+- **Who reads them:** the processes run as the test's user, but the runner models the container's
+  identity (``runAsUser``/``runAsGroup``/``fsGroup``/``supplementalGroups`` over the image's ``USER``)
+  and the kubelet's ownership of ConfigMap and Secret files, and raises ``Unreadable`` for a mounted
+  file its user could not read.
 - **Paths: a rewrite, not a chroot.** The code would look at the absolute mount paths and image paths;
   here every occurrence of a mount path or an image path (``image-paths.yaml``'s ``paths``) in the
   command, the args, the environment's values and the text of the materialised files is replaced by
@@ -39,7 +43,8 @@ the cluster:
   ``in_pod.py``, whose ``load_incluster_config`` reads it, as a pod reads its token file.
 
 What this cannot show: kubelet semantics (restart policies, backoff, init-container ordering beyond
-"run them in order", volume permissions and ownership, ``readOnlyRootFilesystem``, ``runAsUser``),
+"run them in order", writes under ``readOnlyRootFilesystem``, permissions of the image's own files; the
+user a process runs as is modelled for mounted files only),
 probes, resource requests and limits, image pulls and the images' real contents beyond the table
 (a build is not run), DNS, and every upstream chart's own containers.
 """
@@ -72,6 +77,10 @@ PASS_THROUGH = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
 
 class MissingKey(Exception):
     """A reference to a Secret or ConfigMap key that does not exist (the kubelet's CreateContainerConfigError)."""
+
+
+class Unreadable(Exception):
+    """A mounted file the container's user cannot read, given how the kubelet owns and modes volume files."""
 
 
 class NotRunnable(Exception):
@@ -258,6 +267,52 @@ class Workloads:
                 target.chmod(item.get("mode", ref.get("defaultMode", 0o644)))
         return mounts
 
+    def _identity(self, kind: str, name: str, container: dict[str, Any], entry: dict[str, Any]) -> tuple[int | None, set[int]]:
+        """The user and groups the container runs as: its securityContext over the pod's over the image's
+        USER (``image-paths.yaml``'s ``user``/``group``; None when the table does not know it)."""
+        pod = pod_spec(self.workload(kind, name)).get("securityContext") or {}
+        own = container.get("securityContext") or {}
+        uid = own.get("runAsUser", pod.get("runAsUser", entry.get("user")))
+        if uid is None:
+            return None, set()
+        default_group = entry.get("group", 0) if uid == entry.get("user") else 0
+        gid = own.get("runAsGroup", pod.get("runAsGroup", default_group))
+        groups = {gid, *pod.get("supplementalGroups", [])}
+        if pod.get("fsGroup") is not None:
+            groups.add(pod["fsGroup"])
+        return uid, groups
+
+    def _check_readable(self, kind: str, name: str, container: dict[str, Any], entry: dict[str, Any]) -> None:
+        """Every file of a mounted ConfigMap or Secret must be readable by the container's user. The kubelet
+        writes them owned by root:root with the item's mode or ``defaultMode`` (0644), or, with the pod's
+        ``fsGroup``, group-owned by it with 0440 added (``pkg/volume/volume_linux.go``,
+        ``SetVolumeOwnership``; kubernetes/kubernetes#57923). Only the identity is modelled, not run:
+        the processes here run as the test's user."""
+        uid, groups = self._identity(kind, name, container, entry)
+        if not uid:  # root, or unknown
+            return
+        spec = pod_spec(self.workload(kind, name))
+        fs_group = (spec.get("securityContext") or {}).get("fsGroup")
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for mount in container.get("volumeMounts", []):
+            source = volumes[mount["name"]].get("configMap") or volumes[mount["name"]].get("secret")
+            if source is None:
+                continue
+            local = self.root / name / "volumes" / mount["name"]
+            modes = {i["path"]: i["mode"] for i in source.get("items") or [] if "mode" in i}
+            for path in (p for p in local.rglob("*") if p.is_file()):
+                relative = str(path.relative_to(local))
+                mode = modes.get(relative, source.get("defaultMode", 0o644))
+                group = 0
+                if fs_group is not None:
+                    mode, group = mode | 0o440, fs_group
+                readable = mode & 0o040 if group in groups else mode & 0o004
+                if not readable:
+                    raise Unreadable(
+                        f"container {name}/{container['name']}: cannot read {mount['mountPath']}/{relative}: the kubelet "
+                        f"mounts it as root:{group} mode {mode:04o} and the container runs as uid {uid}, groups "
+                        f"{sorted(groups)} (give the pod an fsGroup, or the file a mode its user can read)")
+
     def _path_map(self, entry: dict[str, Any], mounts: dict[str, Path]) -> list[tuple[str, str]]:
         pairs = {**{k.rstrip("/"): str(REPO / v) for k, v in (entry.get("paths") or {}).items()},
                  **{k: str(v) for k, v in mounts.items()}}
@@ -314,6 +369,7 @@ class Workloads:
             raise NotRunnable(f"container {who}: {entry['missing']}")
         listen = listen or {}
         mounts = self._mounts(kind, name, container)
+        self._check_readable(kind, name, container, entry)
         pairs = self._path_map(entry, mounts)
         for local in mounts.values():  # the scripts and files the pod would read, paths and Services rewritten
             for path in local.rglob("*"):
@@ -332,7 +388,10 @@ class Workloads:
         env: dict[str, str] = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
         bins = [str(REPO / b) for b in entry.get("bin") or []]
         env["PATH"] = ":".join([*bins, SYSTEM_PATH])
-        env |= {k: self._rewrite(v, pairs, {}) for k, v in dockerfile_env(entry).items()}
+        for key, value in dockerfile_env(entry).items():  # ENV PATH=/app/.venv/bin:$PATH and the like
+            value = re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), m.group(0)), value)
+            env[key] = self._rewrite(value, pairs, {})
+        env["PATH"] = ":".join([*bins, *(p for p in env["PATH"].split(":") if p not in bins)])
         for source in container.get("envFrom", []):
             if "configMapRef" in source:
                 data = self._configmap(source["configMapRef"]["name"])

@@ -52,7 +52,7 @@ from support.helm_render import NAMESPACE, REPO, Rendered, render
 from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
 from support.kube_rbac import RBAC
 from support.openmetadata_standin import OpenMetadataStandIn
-from support.workloads import MissingKey, NotRunnable, Peers, Workloads, create_release_secrets
+from support.workloads import MissingKey, NotRunnable, Peers, Unreadable, Workloads, create_release_secrets
 
 SUFFIX = uuid.uuid4().hex[:8]
 MYSQL_DB, WAREHOUSE_DB, SUPERSET_DB = f"retail_wl_{SUFFIX}", f"warehouse_wl_{SUFFIX}", f"superset_wl_{SUFFIX}"
@@ -391,6 +391,14 @@ class TestRunner:
         with pytest.raises(MissingKey, match=r"container retailflow-seed/seed: couldn't find key passwd in Secret "
                                              r"retailflow/retailflow-mysql"):
             runner.prepare("Job", "retailflow-seed", "seed")
+
+    def test_a_secret_file_its_user_cannot_read_names_the_container_and_the_file(self, cluster):
+        broken = copy.deepcopy(cluster.release)
+        del broken.get("Deployment", "retailflow-operator")["spec"]["template"]["spec"]["securityContext"]["fsGroup"]
+        runner = Workloads(broken, cluster.peers, cluster.kube, root=cluster.root / "unreadable")
+        with pytest.raises(Unreadable, match=r"container retailflow-operator/operator: cannot read "
+                                             r"/etc/retailflow/hmac/key: .* mode 0400 .* uid 10001"):
+            runner.prepare("Deployment", "retailflow-operator", "operator")
 
     def test_every_container_of_ours_is_run_here_or_says_why_not(self, release):
         ours = {("Job", d["metadata"]["name"]) for d in release.of_kind("Job")}
