@@ -183,7 +183,7 @@ test-chart: tools sync ## Chart tests: helm lint, helm template, offline schema 
 	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/unit/chart tests/integration/chart
 
 .PHONY: test-workloads
-test-workloads: tools sync sync-superset openmetadata-env ## The chart's own containers run from the rendered manifests (Jobs, init containers, Superset, the operator, an Airflow task) against local peers.
+test-workloads: tools sync sync-superset openmetadata-env dbt-manifest ## The chart's own containers run from the rendered manifests (Jobs, init containers, Superset, the operator, two Airflow tasks) against local peers.
 	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/integration/workloads
 
 .PHONY: test-dashboards

@@ -19,7 +19,7 @@ keys and mounted files, against local peers answering for the release's Services
 
 Each test asserts what a user would see (rows in MySQL, a CSV in the lake, an admin who can log in,
 three dashboards, the catalogue in OpenMetadata, a RetailPipeline that goes Ready, raw tables and lake
-files after an ingestion).
+files after an ingestion, the warehouse and Airflow registered by the governance task).
 
 What it cannot show: kubelet semantics (restarts, backoff, init-container retries, writes under
 ``readOnlyRootFilesystem``; the container's user is modelled only for reading mounted ConfigMap and
@@ -363,7 +363,12 @@ INGEST_DIRECT = ("import json; from retailflow_pipeline import settings, tasks; 
                  "print(json.dumps(tasks.ingest_direct(settings.local_defaults().to_dict(), full_refresh=True), default=str))")
 
 
-def airflow_pod(release: Rendered) -> dict:
+#: What retail_pipeline's governance task runs (wiring.governance_task -> tasks.optional_step).
+GOVERNANCE = ("import json; from retailflow_pipeline import tasks; "
+              "print(json.dumps(tasks.optional_step('governance', 'run'), default=str))")
+
+
+def airflow_pod(release: Rendered, code: str = INGEST_DIRECT) -> dict:
     """The Airflow scheduler's pod as far as this chart writes it: the image built here, `airflow.extraEnv`
     (rendered through the Airflow stand-in chart's tpl, as the real chart renders it), `airflow.volumes`
     and `airflow.volumeMounts`; the command is the task's code. The rest of the pod is Airflow's chart's."""
@@ -371,7 +376,7 @@ def airflow_pod(release: Rendered) -> dict:
     (extra,) = [d for d in release.stand_ins if d["metadata"]["name"] == "stand-in-airflow-extra-env"]
     image = values["images"]["airflow"]
     return {"containers": [{"name": "scheduler", "image": f"{image['repository']}:{image['tag']}",
-                            "command": ["python", "-c", INGEST_DIRECT], "env": yaml.safe_load(extra["data"]["extraEnv"]),
+                            "command": ["python", "-c", code], "env": yaml.safe_load(extra["data"]["extraEnv"]),
                             "volumeMounts": values["airflow"]["volumeMounts"]}],
             "volumes": values["airflow"]["volumes"]}
 
@@ -385,6 +390,18 @@ class TestAirflowTask:
         assert [int(c) for c in counts[:2]] == [1500, 300], run.output[-3000:]
         assert int(counts[2]) > 10
         assert any(k.startswith("raw/") and k.endswith(".parquet") for k in s3_keys(moto, "retail-lake")), run.output[-3000:]
+
+    def test_the_governance_task_registers_the_warehouse_dbt_and_airflow(self, seeded, cluster, openmetadata, airflow):
+        """postgres, dbt and airflow workflows (RETAILFLOW_OPENMETADATA_RUN_WORKFLOWS), with the image's
+        `metadata` CLI and dbt artifacts, the mounted workflows ConfigMap and the Secret's admin password."""
+        if not (REPO / "dbt" / "target" / "manifest.json").exists():
+            pytest.fail("dbt/target/manifest.json is missing: run `make dbt-manifest` (make test-workloads does)")
+        cluster.add_pod("Deployment", "retailflow-governance", airflow_pod(cluster.release, GOVERNANCE))
+        run = cluster.run("Deployment", "retailflow-governance", "scheduler", timeout=400).check()
+        assert '"postgres"' in run.output and '"dbt"' in run.output and '"airflow"' in run.output, run.output[-3000:]
+        tables = set(openmetadata.of_type("table"))
+        assert any(f".{WAREHOUSE_DB}.raw.orders" in fqn for fqn in tables), sorted(tables)
+        assert openmetadata.of_type("pipelineService"), run.output[-3000:]
 
     def test_the_simple_auth_managers_passwords_file_is_where_the_config_names_it(self, cluster, kube):
         """The Airflow chart writes `airflow.config` into airflow.cfg; the file it names must be mounted."""
