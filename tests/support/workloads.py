@@ -38,13 +38,16 @@ the cluster:
   is not a host). A bare port variable (``X_PORT``) is mapped when its
   sibling ``X_HOST`` names a mapped Service. A listening address ``0.0.0.0:<containerPort>`` becomes
   ``127.0.0.1:<given port>``.
+- **``readOnlyRootFilesystem``:** the process runs in a private mount namespace (``unshare``, as root)
+  where ``/`` is read-only except the pod's writable ``emptyDir`` volumes (``read_only_root.sh``); a
+  volume at ``/tmp`` becomes ``TMPDIR``. Without root this is left out.
 - **ServiceAccount:** with an emulated API that enforces RBAC, a pod with ``serviceAccountName`` gets a
   kubeconfig with that ServiceAccount's token (``KUBECONFIG``), and Python programs are started through
   ``in_pod.py``, whose ``load_incluster_config`` reads it, as a pod reads its token file.
 
 What this cannot show: kubelet semantics (restart policies, backoff, init-container ordering beyond
-"run them in order", writes under ``readOnlyRootFilesystem``, permissions of the image's own files; the
-user a process runs as is modelled for mounted files only),
+"run them in order", permissions of the image's own files; the user a process runs as is modelled
+for mounted files only; a read-only root covers the machine's whole filesystem, not an image's),
 probes, resource requests and limits, image pulls and the images' real contents beyond the table
 (a build is not run), DNS, and every upstream chart's own containers.
 """
@@ -69,6 +72,7 @@ from support.helm_render import NAMESPACE, REPO, Rendered, pod_spec
 
 IMAGE_PATHS = REPO / "image-paths.yaml"
 IN_POD = Path(__file__).with_name("in_pod.py")
+READ_ONLY_ROOT = Path(__file__).with_name("read_only_root.sh")
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: Variables of the test process a local process needs to run at all (no cluster value).
 PASS_THROUGH = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
@@ -448,6 +452,17 @@ class Workloads:
             env["KUBECONFIG"] = self.kube.kubeconfig_for(self.namespace, account)
             if Path(program).name.startswith("python"):
                 argv.insert(1, str(IN_POD))
+        if "/tmp" in mounts:  # the pod's /tmp is a volume: temporary files go there
+            env["TMPDIR"] = str(mounts["/tmp"])
+        security = container.get("securityContext") or {}
+        if security.get("readOnlyRootFilesystem") and os.geteuid() == 0:
+            volumes = {v["name"]: v for v in pod_spec(self.workload(kind, name)).get("volumes", [])}
+            writable = [str(mounts[m["mountPath"].rstrip("/") or "/"]) for m in container.get("volumeMounts", [])
+                        if "emptyDir" in volumes[m["name"]] and not m.get("readOnly")]
+            if "/tmp" not in mounts:  # no writable temporary folder, as in the pod
+                env.pop("TMPDIR", None)
+            argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", str(READ_ONLY_ROOT),
+                    *writable, "--", *argv]
         workdir = entry.get("workdir")
         cwd = Path(self._rewrite_paths(workdir, pairs)) if workdir else self.root / name
         cwd.mkdir(parents=True, exist_ok=True)

@@ -433,6 +433,18 @@ class TestRunner:
                                              r"/etc/retailflow/hmac/key: .* mode 0400 .* uid 10001"):
             runner.prepare("Deployment", "retailflow-operator", "operator")
 
+    @pytest.mark.skipif(os.geteuid() != 0, reason="the read-only root needs a private mount namespace (root)")
+    def test_a_read_only_root_leaves_only_the_pods_writable_volumes(self, cluster):
+        """The operator's container: readOnlyRootFilesystem, with an emptyDir at /tmp."""
+        probe = copy.deepcopy(cluster.release)
+        (operator,) = probe.get("Deployment", "retailflow-operator")["spec"]["template"]["spec"]["containers"]
+        operator["command"] = ["python", "-c", "import sys, tempfile\ntempfile.TemporaryFile().write(b'ok')\n"
+                               "try:\n    open('/app/written', 'w')\nexcept OSError as exc:\n    sys.exit(str(exc))"]
+        runner = Workloads(probe, cluster.peers, cluster.kube, root=cluster.root / "read-only")
+        run = runner.run("Deployment", "retailflow-operator", "operator", timeout=60)
+        assert run.returncode == 1 and "Read-only file system" in run.output, run.output
+        assert not (REPO / "operator" / "written").exists()
+
     def test_every_container_of_ours_is_run_here_or_says_why_not(self, release):
         ours = {(d["kind"], d["metadata"]["name"]): {c["name"] for c in containers(d)}
                 for d in release.workloads() if d["kind"] in ("Job", "Deployment")}
