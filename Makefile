@@ -6,6 +6,9 @@ SHELL = /usr/bin/env bash -o pipefail
 
 KIND_CLUSTER ?= retailflow
 NAMESPACE ?= retailflow
+# `make up` profile: full (everything; a 16 GiB node) or lite (no Airbyte, OpenMetadata or OpenSearch;
+# an 8 GiB Docker Desktop). See charts/retailflow/README.md, "The lite profile".
+PROFILE ?= full
 # Demo scale: a few seconds to seed, well under 3 minutes end to end.
 DEMO_CUSTOMERS ?= 5000
 DEMO_PRODUCTS ?= 500
@@ -17,6 +20,8 @@ DEMO_SEED ?= 42
 INGEST_ARGS ?=
 # 0 skips Superset in `make demo` (the run's dashboards task then skips, saying why).
 DEMO_DASHBOARDS ?= 1
+# yes: make reset asks nothing
+CONFIRM ?=
 
 # uv must use the machine's Python (no interpreter downloads: only package registries are reachable).
 export UV_PYTHON_DOWNLOADS := never
@@ -72,7 +77,7 @@ demo: services sync ## Run the pipeline locally through Airflow: seed MySQL, a s
 	$(MAKE) --no-print-directory seed
 	@# the seed replaced the source rows (with historical timestamps), so the run reloads the warehouse
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.runs retail_pipeline --conf '{"full_refresh": true}'
-	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt docs generate --quiet
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt docs generate --quiet --no-compile
 	$(MAKE) --no-print-directory report
 	@hack/airflow.sh --access
 	@# last, the dashboards' URLs and login (the running Superset is reused; the re-import changes nothing)
@@ -100,11 +105,17 @@ ingest: ## Ingest MySQL and the store CSV into the warehouse's raw schema and th
 .PHONY: dbt-build
 dbt-build: ## Build and test the dbt models; generate dbt docs.
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt build
-	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt docs generate
+	@# --no-compile: the build's manifest serves the docs, and its run_results.json (the tests' results,
+	@# which make governance sends) is not overwritten by a compile's
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt docs generate --no-compile
 
 .PHONY: dashboards
 dashboards: services sync sync-superset ## Start the local Superset in the background (:8088), import the dashboards, print their URLs.
 	hack/superset.sh
+
+.PHONY: reset
+reset: ## After a confirmation, drop RetailFlow's own data: the MySQL tables, the raw/staging/marts schemas, .lake/, dbt/target/, task logs (CONFIRM=yes: no question).
+	CONFIRM=$(CONFIRM) hack/reset.sh
 
 .PHONY: stop
 stop: ## Stop the background servers make started (by their pid files in .run/); databases stay up.
@@ -117,6 +128,16 @@ dbt-manifest: ## Parse the dbt project into dbt/target/manifest.json (the DAGs' 
 .PHONY: airflow
 airflow: services sync dbt-manifest ## Start a local Airflow (UI on :8080, metadata in PostgreSQL) in the background.
 	hack/airflow.sh
+
+.PHONY: audit
+audit: ## Audit the marts against MySQL (row counts, revenue) at the ingestion's high-water mark; exit 1 on a difference.
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.reconciliation
+
+LOCAL_SCHEDULE ?= 0 * * * *
+
+.PHONY: schedule
+schedule: airflow ## Run retail_pipeline in the local Airflow on a cron schedule, UTC (LOCAL_SCHEDULE, default hourly; LOCAL_SCHEDULE=off stops it).
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.schedules "$(LOCAL_SCHEDULE)"
 
 .PHONY: report
 report: ## Print top customers, sales by region and best-selling products from the marts.
@@ -149,6 +170,11 @@ governance-check: openmetadata-env ## Parse every OpenMetadata workflow with Ope
 .PHONY: docs
 docs: ## Build dbt's docs site (catalog, lineage graph) from the warehouse; serve it on localhost:8081 (make stop ends it).
 	hack/docs.sh
+
+.PHONY: airflow-screenshot
+airflow-screenshot: dbt-manifest ## Photograph a fresh scheduler run of retail_pipeline in the Airflow UI (own throwaway Airflow and databases) into docs/.
+	RETAILFLOW_SCREENSHOT_DIR=$(CURDIR)/docs $(WITH_ENV) $(UV) run --quiet --project dags pytest -q \
+	  tests/integration/dags/test_airflow_ui.py -k scheduler_run_is_green
 
 .PHONY: docs-screenshot
 docs-screenshot: ## Photograph top_customers' lineage graph in the served docs (headless Chromium) into docs/.
@@ -228,8 +254,8 @@ bench-operator: sync ## Operator time to Ready (p50/p95, 50 CRs) and no-op resyn
 ##@ Cluster (needs Docker, kind, helm, kubectl)
 
 .PHONY: up
-up: ## Create the kind cluster, build and load images, install the chart, wait for the pipeline.
-	KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) hack/kind-up.sh
+up: ## Create the kind cluster, build and load images, install the chart, wait for the pipeline (PROFILE=full|lite).
+	KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) PROFILE=$(PROFILE) hack/kind-up.sh
 
 .PHONY: images
 images: ## Build the Airflow and operator images and load them into the kind cluster.

@@ -46,7 +46,7 @@ print_access() {
 airflow: UI and API at $URL
 airflow:   user:     $USERNAME
 airflow:   password: in ${ENV_FILE#"$ROOT"/}, key RETAILFLOW_AIRFLOW_ADMIN_PASSWORD (sed -n 's/^RETAILFLOW_AIRFLOW_ADMIN_PASSWORD=//p' ${ENV_FILE#"$ROOT"/})
-airflow:   logs:     ${RUN#"$ROOT"/}/airflow.log; stop with 'make stop'
+airflow:   logs:     servers in ${RUN#"$ROOT"/}/airflow.log, tasks in ${AIRFLOW_HOME#"$ROOT"/}/logs/dag_id=<dag>/run_id=<run>/; stop with 'make stop'
 EOF
 }
 

@@ -4,6 +4,11 @@
 # create-or-update.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+case "$PROFILE" in
+    full) profile_values=() ;;
+    lite) profile_values=(-f "$CHART/values-lite.yaml") ;;
+    *) die "PROFILE=$PROFILE: use full (the whole stack, a 16 GiB node) or lite (no Airbyte, OpenMetadata or OpenSearch; 8 GiB)" ;;
+esac
 # Docker and kind first: nothing is downloaded on a machine that could never run the cluster.
 preflight docker kind
 "$ROOT/hack/tools.sh"
@@ -26,18 +31,20 @@ kubectl config use-context "kind-$KIND_CLUSTER" >/dev/null
 
 "$ROOT/hack/images.sh"
 
-log "installing release $RELEASE in namespace $NAMESPACE (first install takes 10-20 minutes)"
+# Helm installs CRDs only on the first install and never upgrades them: keep the cluster's copy
+# current on every run, before the release, whose RetailPipeline the current CRD must admit (the lite
+# profile's has no spec.airbyte, which an older CRD requires).
+kubectl apply --server-side --force-conflicts -f "$ROOT/charts/retailflow-operator/crds/"
+
+log "installing release $RELEASE ($PROFILE profile) in namespace $NAMESPACE (first install takes 10-20 minutes)"
 # shellcheck disable=SC2086  # HELM_EXTRA_ARGS is a list of flags
 helm upgrade --install "$RELEASE" "$CHART" \
-    --namespace "$NAMESPACE" --create-namespace \
+    --namespace "$NAMESPACE" --create-namespace ${profile_values[@]+"${profile_values[@]}"} \
     --set-string "images.airflow.tag=${AIRFLOW_IMAGE##*:}" \
     --set-string "airflow.defaultAirflowTag=${AIRFLOW_IMAGE##*:}" \
     --set-string "operator.image.tag=${OPERATOR_IMAGE##*:}" \
     --set-string "images.pipelineJob.tag=${OPERATOR_IMAGE##*:}" \
     --wait --timeout "$HELM_TIMEOUT" $HELM_EXTRA_ARGS
-
-# Helm installs CRDs only on the first install; keep the cluster's copy current on every run.
-kubectl apply --server-side --force-conflicts -f "$ROOT/charts/retailflow-operator/crds/"
 
 pipeline="$(helm get values "$RELEASE" -n "$NAMESPACE" --all -o json | python3 -c 'import json,sys; v=json.load(sys.stdin)["pipeline"]; print(v["name"] if v["enabled"] else "")')"
 if [[ -n "$pipeline" ]]; then

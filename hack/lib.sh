@@ -14,6 +14,8 @@ OPERATOR_IMAGE="${OPERATOR_IMAGE:-retailflow/operator:$IMAGE_TAG}"
 HELM_TIMEOUT="${HELM_TIMEOUT:-45m}"
 PIPELINE_TIMEOUT="${PIPELINE_TIMEOUT:-20m}"
 HELM_EXTRA_ARGS="${HELM_EXTRA_ARGS:-}"
+# full: the whole stack (values.yaml); lite: charts/retailflow/values-lite.yaml on top of it.
+PROFILE="${PROFILE:-full}"
 
 log() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

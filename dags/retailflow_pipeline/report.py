@@ -2,7 +2,9 @@
 
 ``python -m retailflow_pipeline.report`` reads ``$RETAILFLOW_WAREHOUSE_URL`` and prints the top 10
 customers, sales by region over the last 12 months of data, the 10 best-selling products, and
-where the lake files and the dbt docs are.
+where the lake files (as that warehouse's ingestion recorded them) and the dbt docs are.
+
+Exit codes: 0 printed; 1 the warehouse is unreachable or holds no marts; 2 bad input (one line).
 """
 
 from __future__ import annotations
@@ -14,14 +16,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-#: The checkout root (dags/retailflow_pipeline/ → ../..): default home of .lake/ and dbt/.
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 TOP_CUSTOMERS_SQL = """
 select revenue_rank, customer_name, country, order_count, lifetime_revenue,
@@ -66,6 +64,16 @@ class Report:
     best_sellers: list[dict[str, Any]] = field(default_factory=list)
 
 
+#: the ingestion engine's per-stream state (``ingest.warehouse.STATE_TABLE``): its lake manifests name
+#: the lake each stream's last sync wrote
+STATE_TABLE = "_retailflow_ingest_state"
+
+
+def quote_ident(name: str) -> str:
+    """A schema name as one SQL identifier, whatever it holds."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def fetch(warehouse_url: str, *, schema: str = "marts", limit: int = 10) -> Report:
     """Read the three answers from the marts (built by ``python -m retailflow_pipeline.dbt build``)."""
     import psycopg
@@ -73,13 +81,30 @@ def fetch(warehouse_url: str, *, schema: str = "marts", limit: int = 10) -> Repo
 
     with psycopg.connect(_libpq_url(warehouse_url), row_factory=dict_row) as conn:
         def query(sql: str) -> list[dict[str, Any]]:
-            return conn.execute(sql.format(schema=schema), {"limit": limit}).fetchall()
+            return conn.execute(sql.format(schema=quote_ident(schema)), {"limit": limit}).fetchall()
 
         return Report(
             top_customers=query(TOP_CUSTOMERS_SQL),
             sales_by_region=query(SALES_BY_REGION_SQL),
             best_sellers=query(BEST_SELLERS_SQL),
         )
+
+
+def recorded_lakes(warehouse_url: str, raw_schema: str = "raw") -> list[str]:
+    """The lakes this warehouse's ingestion wrote (its state's lake manifests), none if it never ran
+    or wrote no lake."""
+    import psycopg
+
+    with psycopg.connect(_libpq_url(warehouse_url)) as conn:
+        table = f"{quote_ident(raw_schema)}.{quote_ident(STATE_TABLE)}"
+        if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None:
+            return []
+        if not conn.execute("select 1 from information_schema.columns where table_schema = %s and table_name = %s"
+                            " and column_name = 'lake_manifest'", (raw_schema, STATE_TABLE)).fetchone():
+            return []
+        rows = conn.execute(f"select distinct lake_manifest->>'lake' from {table} where lake_manifest is not null"
+                            " order by 1").fetchall()
+        return [r[0] for r in rows if r[0]]
 
 
 def _libpq_url(url: str) -> str:
@@ -154,20 +179,26 @@ def best_sellers_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def lake_location(env: Mapping[str, str] = os.environ, local_dir: Path | None = None) -> str:
-    """Where ``retailflow-ingest`` writes raw files, read from the same settings it reads: an S3
-    endpoint (``RETAILFLOW_LAKE_ENDPOINT``) selects the bucket, otherwise the local ``.lake/``."""
-    bucket = env.get("RETAILFLOW_LAKE_BUCKET") or "retailflow"
-    prefix = (env.get("RETAILFLOW_LAKE_PREFIX") or "raw").strip("/")
-    endpoint = env.get("RETAILFLOW_LAKE_ENDPOINT")
-    if endpoint:
-        return f"s3://{bucket}/{prefix}/ (endpoint {endpoint})"
-    lake_dir = local_dir or REPO_ROOT / ".lake"
-    if not lake_dir.exists():
-        return f"{lake_dir}/ (not written yet: run retailflow-ingest)"
-    files = [p for p in lake_dir.rglob("*") if p.is_file()]
-    size = sum(p.stat().st_size for p in files)
-    return f"{lake_dir}/ ({len(files):,} files, {size / 1e6:,.1f} MB)"
+def lake_location(lakes: list[str], raw_schema: str = "raw") -> str:
+    """Where the warehouse's own ingestion wrote raw files (``LakeConfig.describe()`` of each lake its
+    state records: an S3 endpoint with bucket and prefix, or a local folder, whose files are counted),
+    not a guess from this machine's settings: the report may read another warehouse."""
+    if not lakes:
+        return f"none recorded ({raw_schema}.{STATE_TABLE} names no lake: the ingestion has not run, or wrote none)"
+    out = []
+    for lake in lakes:
+        if lake.startswith(("http://", "https://")):
+            endpoint, _, rest = lake.partition("://")[2].partition("/")
+            out.append(f"s3://{rest}/ (endpoint {lake.partition('://')[0]}://{endpoint})")
+            continue
+        folder = Path(lake)
+        if not folder.exists():
+            out.append(f"{folder}/ (not on this machine)")
+            continue
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        size = sum(p.stat().st_size for p in files)
+        out.append(f"{folder}/ ({len(files):,} files, {size / 1e6:,.1f} MB)")
+    return "; ".join(out)
 
 
 def docs_location(project_dir: Path | None = None) -> str:
@@ -193,30 +224,56 @@ def render(report: Report, console: Console, *, lake: str, docs: str) -> None:
     console.print(f"dbt docs:   {docs}", soft_wrap=True)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors on one line (no usage block) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"report: {message} (see --help)\n")
+
+
+def _top_n(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 1000")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m retailflow_pipeline.report", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m retailflow_pipeline.report", description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse-url", default=os.environ.get("RETAILFLOW_WAREHOUSE_URL"),
                         help="postgresql://user:password@host:port/db (default $RETAILFLOW_WAREHOUSE_URL)")
     parser.add_argument("--schema", default="marts", help="schema of the dbt marts (default marts)")
-    parser.add_argument("--limit", type=int, default=10, help="rows in the top-N tables (default 10)")
+    parser.add_argument("--raw-schema", default=os.environ.get("RETAILFLOW_RAW_SCHEMA") or "raw",
+                        help="raw schema whose ingestion state names the lake (default $RETAILFLOW_RAW_SCHEMA or raw)")
+    parser.add_argument("--limit", type=_top_n, default=10, help="rows in the top-N tables, 1 to 1000 (default 10)")
     args = parser.parse_args(argv)
     if not args.warehouse_url:
         parser.error("no warehouse: set RETAILFLOW_WAREHOUSE_URL or pass --warehouse-url")
+    if not args.warehouse_url.partition("://")[0].startswith("postgres"):
+        parser.error("the warehouse URL must look like postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+                     f" (not {args.warehouse_url.partition('://')[0] or 'a bare word'}://…)")
 
     import psycopg
 
     try:
         report = fetch(args.warehouse_url, schema=args.schema, limit=args.limit)
-    except psycopg.errors.UndefinedTable as exc:
+        lakes = recorded_lakes(args.warehouse_url, args.raw_schema)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
         print(f"report: the marts are missing ({exc.diag.message_primary}); run "
               "`python -m retailflow_pipeline.dbt build` first", file=sys.stderr)
         return 1
     except psycopg.OperationalError as exc:
-        print(f"report: cannot reach the warehouse: {exc}", file=sys.stderr)
+        print(f"report: cannot reach the warehouse: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except psycopg.ProgrammingError as exc:  # an invalid URL option, a marts schema of another shape
+        print(f"report: cannot read the marts: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     # A pipe (make demo | tee) would get rich's 80-column default and wrap the tables.
     console = Console(width=None if sys.stdout.isatty() else 120)
-    render(report, console, lake=lake_location(), docs=docs_location())
+    render(report, console, lake=lake_location(lakes, args.raw_schema), docs=docs_location())
     return 0
 
 

@@ -23,6 +23,8 @@ from typing import Any
 import requests
 
 FINAL_RUN_STATES = {"success", "failed"}
+#: how long a DAG id may be missing while the Airflow serves other DAGs before it counts as unknown
+UNKNOWN_DAG_GRACE = 20.0
 
 
 class AirflowAPI:
@@ -59,9 +61,15 @@ class AirflowAPI:
             raise RuntimeError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}")
         return resp.json()
 
-    def wait_for_dag(self, dag_id: str, timeout: float = 300) -> dict[str, Any]:
-        """The DAG once the DAG processor has parsed it (fails early on its import error)."""
-        deadline = time.monotonic() + timeout
+    def wait_for_dag(self, dag_id: str, timeout: float = 300, *, grace: float | None = None,
+                     poll: float | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
+        """The DAG once the DAG processor has parsed it (fails early on its import error). While the
+        Airflow serves other DAGs but not this one for ``grace`` seconds, the id is taken as unknown
+        (``LookupError`` naming the DAGs it has) instead of waiting ``timeout`` for it."""
+        grace = UNKNOWN_DAG_GRACE if grace is None else grace
+        poll = min(2.0, grace / 4) if poll is None else poll
+        started = next_note = time.monotonic()
+        others_since: float | None = None
         while True:
             resp = self.call("GET", f"/dags/{dag_id}")
             if resp.status_code == 200:
@@ -70,9 +78,19 @@ class AirflowAPI:
             if errors:
                 text = "\n".join(f"{e['filename']}:\n{e['stack_trace'][-1500:]}" for e in errors)
                 raise RuntimeError(f"the DAG processor reports import errors:\n{text}")
-            if time.monotonic() > deadline:
+            known = sorted(d["dag_id"] for d in self.json("GET", "/dags", params={"limit": 100}).get("dags", []))
+            now = time.monotonic()
+            if known:
+                others_since = now if others_since is None else others_since
+                if now - others_since >= grace:
+                    raise LookupError(f"no DAG {dag_id!r} on {self.url}; its DAGs: {', '.join(known)}")
+            if now - started > timeout:
                 raise TimeoutError(f"DAG {dag_id} did not appear in {timeout:.0f} s (is the dag-processor running?)")
-            time.sleep(2)
+            if now >= next_note:  # never silent: a line at once, then every 30 s
+                echo(f"runs: waiting for the DAG processor to parse {dag_id} ({now - started:.0f} s of at most"
+                     f" {timeout:.0f} s)")
+                next_note = now + 30
+            time.sleep(poll)
 
     def trigger(self, dag_id: str, conf: dict[str, Any], *, run_id: str | None = None,
                 logical_date: str | None = None) -> dict[str, Any]:
@@ -166,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         api.wait_for_dag(args.dag_id)
         run = api.trigger(args.dag_id, conf)
+    except LookupError as exc:  # a DAG id this Airflow does not have: bad input
+        print(f"runs: {exc}", file=sys.stderr)
+        return 2
     except (requests.ConnectionError, RuntimeError, TimeoutError) as exc:
         print(f"runs: {exc}", file=sys.stderr)
         return 1

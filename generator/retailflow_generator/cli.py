@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from datetime import date
 from pathlib import Path
@@ -99,10 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ignore_sigint() -> None:
+    """From here on a Ctrl-C changes nothing (the outcome is decided): the process ignores it to its
+    end, so it neither lies about what was kept nor dies by the signal while it exits."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _seed(args: argparse.Namespace) -> str:
     from .seed import SeedRequest, default_end, default_start, print_progress_factory, run_seed
 
     end = args.end or default_end()
+    if args.start is None and default_start(end) > default_end():
+        # the default start is derived from --end: name what the user wrote
+        raise UsageError(f"--end {end} is too far in the future: the history's default start, two years before it"
+                         f" ({default_start(end)}), is after today (UTC); pass an earlier --end, or --start")
     request = SeedRequest(
         customers=args.customers,
         products=args.products,
@@ -117,7 +128,8 @@ def _seed(args: argparse.Namespace) -> str:
     target = MySQLTarget.from_url(args.mysql_url or env_url())
     bar = print_progress_factory(request.orders)
     try:
-        result = run_seed(request, target, progress=bar.update)
+        result = run_seed(request, target, progress=bar.update,
+                          settled=_ignore_sigint if args.own_process else None)
     finally:
         bar.close()
     return result.summary()
@@ -174,7 +186,13 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The command line (``argv`` None: this process is the command, ``sys.argv``)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    # only a process of its own may change how it handles signals (tests call main() in theirs)
+    args.own_process = argv is None
     handler = {"seed": _seed, "live": _live, "shape": _shape, "stores": _stores}[args.command]
     try:
         print(handler(args), flush=True)

@@ -44,14 +44,19 @@ class MySQLTarget:
         if not url:
             raise GeneratorError("no database: pass --mysql-url or set RETAILFLOW_MYSQL_URL")
         parts = urlsplit(url)
+        # a malformed URL is bad input (exit 2), refused before anything connects
+        try:
+            port = parts.port
+        except ValueError:
+            raise UsageError("the MySQL URL's port is not a number (mysql://USER:PASSWORD@HOST:PORT/DATABASE)") from None
         if parts.scheme not in ("mysql", "mysql+pymysql", "mariadb") or not parts.hostname:
-            raise GeneratorError("the MySQL URL must look like mysql://USER:PASSWORD@HOST:PORT/DATABASE")
+            raise UsageError("the MySQL URL must look like mysql://USER:PASSWORD@HOST:PORT/DATABASE")
         database = parts.path.lstrip("/")
         if not database:
-            raise GeneratorError("the MySQL URL names no database (mysql://USER:PASSWORD@HOST:PORT/DATABASE)")
+            raise UsageError("the MySQL URL names no database (mysql://USER:PASSWORD@HOST:PORT/DATABASE)")
         return cls(
             host=parts.hostname,
-            port=parts.port or 3306,
+            port=port or 3306,
             user=unquote(parts.username or ""),
             password=unquote(parts.password or ""),
             database=unquote(database),
@@ -106,6 +111,43 @@ def drop_tables(conn: pymysql.connections.Connection, suffix: str) -> None:
     """Drop `<table><suffix>` for the four tables if they exist (children first)."""
     with conn.cursor() as cur:
         cur.execute("drop table if exists " + ", ".join(f"`{t}{suffix}`" for t in reversed(TABLES)))
+
+
+def abandon(conn: pymysql.connections.Connection) -> None:
+    """Close a connection that may be broken: a Ctrl-C inside PyMySQL (pure Python) can land between
+    a packet's header and its body, after which every call on the connection fails in its own way
+    (``ValueError``, ``IndexError``, …). Nothing is sent; the server rolls its transaction back."""
+    try:
+        conn._force_close()
+    except Exception:  # already closed
+        pass
+
+
+def end_session(conn: pymysql.connections.Connection, thread_id: int, wait: float = 30.0) -> None:
+    """Kill the server session ``thread_id`` (one of this user's) and wait until it is gone, so that
+    its statement has finished or been rolled back and its locks are released."""
+    import time
+
+    with conn.cursor() as cur:
+        try:
+            cur.execute(f"kill {int(thread_id)}")
+        except pymysql.err.MySQLError:
+            pass  # already ended
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            cur.execute("select count(*) from information_schema.processlist where id = %s", (int(thread_id),))
+            if not cur.fetchone()[0]:
+                return
+            time.sleep(0.05)
+
+
+def leftover_tables(conn: pymysql.connections.Connection) -> dict[str, list[str]]:
+    """The seed's own tables with a suffix (``SHADOW``, ``RETIRED``) in the database, by suffix."""
+    names = {f"{t}{suffix}": suffix for t in TABLES for suffix in (SHADOW, RETIRED)}
+    with conn.cursor() as cur:
+        cur.execute("select table_name from information_schema.tables where table_schema = database()")
+        found = [r[0] for r in cur.fetchall() if r[0] in names]
+    return {suffix: sorted(n for n in found if names[n] == suffix) for suffix in (SHADOW, RETIRED)}
 
 
 def swap_in_shadow_tables(conn: pymysql.connections.Connection) -> bool:

@@ -15,9 +15,12 @@ transaction; every reference is to a row loaded or read in it).
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -33,9 +36,12 @@ from .db import (
     Loader,
     MySQLTarget,
     UsageError,
+    abandon,
     connect,
     drop_tables,
+    end_session,
     ensure_schema,
+    leftover_tables,
     load_data_sql,
     max_ids,
     row_counts,
@@ -459,15 +465,18 @@ def run_seed(
     request: SeedRequest,
     target: MySQLTarget,
     progress: Callable[[int], None] | None = None,
+    settled: Callable[[], None] | None = None,
 ) -> SeedResult:
     """Seed the database. On any failure (or Ctrl-C) nothing is half-written: a plain or `--append`
     seed rolls its one transaction back; a `--truncate` seed drops its shadow tables, so the
-    previous rows stay as they were."""
+    previous rows stay as they were. `settled` is called once the new rows are in for good (the
+    command line then ignores a late Ctrl-C: there is nothing left to stop)."""
     request.validate()
     started = time.perf_counter()
     conn = connect(target)
     result = SeedResult(where=target.describe())
-    shadow = swapped = False
+    shadow = swapped = renaming = False
+    session = conn.thread_id()
     try:
         try:
             ensure_schema(conn)
@@ -509,17 +518,22 @@ def run_seed(
             _write(conn, request, result, progress, SHADOW if shadow else "")
             conn.commit()
             if shadow:
+                renaming = True
                 swapped = swap_in_shadow_tables(conn)
+            if settled is not None:
+                settled()
         except pymysql.err.MySQLError as exc:
             kept = "the previous data is unchanged" if shadow else "nothing was kept"
             raise GeneratorError(f"writing to {target.describe()} failed, {kept}: {exc}") from exc
     except BaseException as exc:
-        try:
-            conn.rollback()
-            if shadow and not swapped:
-                drop_tables(conn, SHADOW)
-        except pymysql.err.MySQLError:
-            pass
+        with _sigint_ignored():  # the cleanup below runs to its end: a second Ctrl-C cannot break it
+            if shadow:
+                swapped = _clear_shadow_tables(conn, target, session, swapped, renaming)
+            else:
+                try:
+                    conn.rollback()
+                except Exception:  # a broken connection: closing it rolls back
+                    abandon(conn)
         if isinstance(exc, KeyboardInterrupt):
             if swapped:
                 kept = "the new data is in place (the old tables may be left as <table>__old until the next seed)"
@@ -533,6 +547,42 @@ def run_seed(
         conn.close()
     result.seconds = time.perf_counter() - started
     return result
+
+
+@contextmanager
+def _sigint_ignored():
+    """Ignore SIGINT inside the block (main thread only; elsewhere signals never arrive anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _clear_shadow_tables(conn, target: MySQLTarget, session: int, swapped: bool, renaming: bool) -> bool:
+    """After a failed or interrupted ``--truncate`` seed: end its session (its connection may be broken
+    mid-packet), then, on a new connection, drop the shadow tables if the swap did not happen, or the
+    retired ones if it did. Returns whether the new data is in place, as the server has it (a Ctrl-C
+    while waiting for RENAME TABLE's answer leaves the client unsure). Best effort: the next seed drops
+    whatever is left."""
+    abandon(conn)
+    try:
+        fresh = connect(target)
+    except GeneratorError:
+        return swapped
+    try:
+        end_session(fresh, session)
+        left = leftover_tables(fresh)
+        swapped = swapped or (renaming and not left[SHADOW])
+        drop_tables(fresh, RETIRED if swapped else SHADOW)
+    except pymysql.err.MySQLError:
+        pass
+    finally:
+        fresh.close()
+    return swapped
 
 
 def _write(conn, request: SeedRequest, result: SeedResult, progress, suffix: str) -> None:

@@ -118,8 +118,11 @@ def stores_csv(stores: list[Store]) -> str:
 
 def write_csv(path: str | Path, stores: list[Store]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(stores_csv(stores), encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(stores_csv(stores), encoding="utf-8")
+    except OSError as exc:
+        raise GeneratorError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 

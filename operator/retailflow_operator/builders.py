@@ -119,6 +119,11 @@ def dump(model: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- naming
 
 
+#: Airbyte keeps actor and connection names in varchar(256) columns (airbytehq/airbyte-platform,
+#: airbyte-db/db-lib/src/main/resources/configs_database/schema_dump.txt: actor.name, connection.name)
+AIRBYTE_NAME_LIMIT = 256
+
+
 def owner(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
@@ -185,6 +190,11 @@ def validate(spec: PipelineSpec) -> None:
         )
     if len(str(spec.schedule).split()) != 5:
         raise SpecError("spec.schedule: expected five cron fields (minute hour day-of-month month day-of-week)")
+    if spec.engine == "airbyte" and spec.airbyte is None:
+        raise SpecError(
+            "spec.airbyte: required with engine airbyte (the Airbyte API, workspace and credentials the "
+            "connections are created with); or set engine: direct"
+        )
     if spec.engine == "airbyte" and spec.airbyte.sync_trigger == "airbyte":
         quartz_cron(spec.schedule)  # only Airbyte runs the schedule as Quartz
 
@@ -236,22 +246,42 @@ class SecretRef:
     keys: dict[str, str]  # logical key -> key inside the Secret
 
 
-def secret_refs(spec: PipelineSpec) -> list[SecretRef]:
-    """Every Secret the spec references, with the keys read from it."""
+AIRBYTE_ID_KINDS = ("sources", "destinations", "connections")
+
+
+def airbyte_ids_in(status: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
+    """The Airbyte ids a pipeline's status lists (what it created there), without the empty kinds."""
+    ids = (status or {}).get("airbyte") or {}
+    return {kind: dict(ids[kind]) for kind in AIRBYTE_ID_KINDS if ids.get(kind)}
+
+
+def uses_airbyte(spec: PipelineSpec, status: Mapping[str, Any] | None) -> bool:
+    """Whether a pass talks to Airbyte at all: with engine airbyte, and with engine direct only while
+    the status still lists resources this pipeline created in Airbyte before (to remove them). Without
+    a spec.airbyte block there is no Airbyte to talk to (a lite install has none)."""
+    if spec.airbyte is None:
+        return False
+    return spec.engine == "airbyte" or bool(airbyte_ids_in(status))
+
+
+def secret_refs(spec: PipelineSpec, airbyte: bool = True) -> list[SecretRef]:
+    """Every Secret a pass reads, with the keys read from it; Airbyte's only when ``airbyte``
+    (``uses_airbyte``): with engine direct and nothing left in Airbyte, its Secret may not exist."""
 
     def ref(role: str, creds: CredentialsRef) -> SecretRef:
         if not creds.name:
             raise SpecError(f"spec.{role}.credentialsSecretRef.name: required")
         return SecretRef(role, creds.name, dict(creds.keys))
 
-    return [
+    refs = [
         ref("mysql", spec.mysql.credentials),
         ref("warehouse", spec.warehouse.credentials),
         ref("lake", spec.lake.credentials),
         ref("airflow", spec.airflow.credentials),
-        # Read even for engine=direct: the operator still needs Airbyte to remove what it owned before.
-        ref("airbyte", spec.airbyte.credentials),
     ]
+    if airbyte and spec.airbyte is not None:
+        refs.append(ref("airbyte", spec.airbyte.credentials))
+    return refs
 
 
 # ---------------------------------------------------------------- Airbyte desired state
@@ -493,6 +523,14 @@ def build_airbyte(
             connections.append(Connection(role, nm(role), src.role, dst.role, cfg, schedule))
 
     actors = {("source", a.role): a for a in sources} | {("destination", a.role): a for a in destinations}
+    longest = max([*sources, *destinations, *connections], key=lambda r: len(r.name))
+    if len(longest.name) > AIRBYTE_NAME_LIMIT:
+        # the CRD's metadata.name limit covers the default prefix; a longer RETAILFLOW_RESOURCE_PREFIX may not fit
+        raise SpecError(
+            f"metadata.name: the Airbyte {longest.__class__.__name__.lower()} name {longest.name!r} is"
+            f" {len(longest.name)} characters, over Airbyte's {AIRBYTE_NAME_LIMIT}: use a name (or resource prefix)"
+            f" {len(longest.name) - AIRBYTE_NAME_LIMIT} characters shorter"
+        )
     return AirbyteState(tuple(sources), tuple(destinations), tuple(connections), actors)
 
 

@@ -171,8 +171,9 @@ def _reconcile_once(
     try:
         b.validate(spec)
         trust.check_hosts(spec, cfg.allowed_hosts)
-        secrets = kube.read_secrets(namespace, b.secret_refs(spec), cfg.secret_label_pair)
-        peers = peers_for(spec.airbyte, spec.airflow, secrets, cfg.http_timeout_s)
+        airbyte = b.uses_airbyte(spec, status)
+        secrets = kube.read_secrets(namespace, b.secret_refs(spec, airbyte), cfg.secret_label_pair)
+        peers = peers_for(spec.airbyte if airbyte else None, spec.airflow, secrets, cfg.http_timeout_s)
         rec = Reconciler(
             pipeline,
             peers,
@@ -242,9 +243,21 @@ def _reconcile_once(
 
     conns = {k: v for k, v in result.ids["connections"].items() if v != PLACEHOLDER_ID}
     msg = f"{len(conns)} Airbyte connection(s) and {len(result.variables)} Airflow variable(s) match the spec"
+    ready = _ready_conditions(status, True, "Reconciled", msg)
+    # Engine direct without spec.airbyte while the status still lists what the pipeline created there:
+    # the pipeline runs (the DAGs ingest themselves), but those resources could not be removed.
+    left = {} if airbyte else b.airbyte_ids_in(status)
+    if left:
+        count = sum(len(ids) for ids in left.values())
+        msg = (
+            f"{len(result.variables)} Airflow variable(s) match the spec; {count} Airbyte resource(s) this "
+            "pipeline created before engine direct are left in Airbyte, because spec.airbyte was removed "
+            "before they were: add spec.airbyte back for one pass to remove them, or delete them in Airbyte"
+        )
+        ready = conditions(ready, {"Ready": ("True", "Reconciled", msg), "AirbyteSynced": ("False", "AirbyteResourcesLeft", msg)})
     new = base | {
         "phase": "Ready",
-        "conditions": _ready_conditions(status, True, "Reconciled", msg),
+        "conditions": ready,
         "airbyte": result.ids,
         "connectionCount": len(conns),
         "airflowVariables": result.variables,
@@ -259,6 +272,8 @@ def _reconcile_once(
         summary = "; ".join(f"{c['action']} {c['target']} {c['name']} ({c['reason']})" for c in changes[:20])
         reason = "DriftCorrected" if trigger == "timer" else "Reconciled"
         event = ("Normal", reason, f"{len(changes)} change(s) applied: {summary}"[:1000])
+    elif left and trigger != "timer":
+        event = ("Warning", "AirbyteResourcesLeft", msg)
     return Outcome(new, event=event, changes=changes, written=written)
 
 
@@ -269,6 +284,7 @@ def _applied_so_far(rec: Reconciler | None) -> dict[str, Any]:
 def finalize_once(namespace: str, name: str, uid: str, spec: PipelineSpec, status: Mapping[str, Any]) -> list[str]:
     """Remove what the pipeline owns; raises PeerError / SpecError like ``reconcile_once`` reports them."""
     trust.check_hosts(spec, cfg.allowed_hosts)
-    secrets = kube.read_secrets(namespace, b.secret_refs(spec), cfg.secret_label_pair)
-    peers = peers_for(spec.airbyte, spec.airflow, secrets, cfg.http_timeout_s)
+    airbyte = b.uses_airbyte(spec, status)
+    secrets = kube.read_secrets(namespace, b.secret_refs(spec, airbyte), cfg.secret_label_pair)
+    peers = peers_for(spec.airbyte if airbyte else None, spec.airflow, secrets, cfg.http_timeout_s)
     return finalize(Pipeline(namespace, name, uid, spec, dict(status or {})), peers, cfg.resource_prefix)

@@ -54,18 +54,21 @@ class Pipeline:
 
 @dataclass
 class Peers:
-    airbyte: AirbyteClient
+    #: None when the pass does not talk to Airbyte (``builders.uses_airbyte``)
+    airbyte: AirbyteClient | None
     airflow: AirflowClient
 
 
 def peers_for(
-    airbyte: AirbyteSpec, airflow: AirflowSpec, secrets: Mapping[str, Mapping[str, str]], timeout_s: float
+    airbyte: AirbyteSpec | None, airflow: AirflowSpec, secrets: Mapping[str, Mapping[str, str]], timeout_s: float
 ) -> Peers:
-    ab, af = secrets["airbyte"], secrets["airflow"]
-    return Peers(
-        airbyte=AirbyteClient(airbyte.api_url, airbyte.token_url, ab["client_id"], ab["client_secret"], timeout_s),
-        airflow=AirflowClient(airflow.api_url, af["username"], af["password"], timeout_s),
-    )
+    """The clients of one pass; no Airbyte client when ``airbyte`` is None (a pass without Airbyte)."""
+    af = secrets["airflow"]
+    ab_client = None
+    if airbyte is not None:
+        ab = secrets["airbyte"]
+        ab_client = AirbyteClient(airbyte.api_url, airbyte.token_url, ab["client_id"], ab["client_secret"], timeout_s)
+    return Peers(airbyte=ab_client, airflow=AirflowClient(airflow.api_url, af["username"], af["password"], timeout_s))
 
 
 def _owned(resources: list[Resource], prefix: str) -> dict[str, list[Resource]]:
@@ -170,6 +173,13 @@ class Reconciler:
 
     def airbyte(self) -> None:
         spec, status = self.p.spec, self.p.status
+        if self.peers.airbyte is None:
+            # No Airbyte this pass: nothing is read or written there. Ids the status still lists (engine
+            # direct after the spec.airbyte block was removed) are kept, so adding the block back
+            # removes those resources.
+            for kind, ids in b.airbyte_ids_in(status).items():
+                self.result.ids[kind] = ids
+            return
         desired = b.build_airbyte(self.p.namespace, self.p.name, spec, self.secrets, self.resource_prefix)
         ab = self.peers.airbyte
         ws = spec.airbyte.workspace_id
@@ -331,11 +341,10 @@ def finalize(pipeline: Pipeline, peers: Peers, prefix: str) -> list[str]:
     """Delete everything the pipeline owns (connections first); returns what was removed."""
     spec = pipeline.spec
     ab = peers.airbyte
-    ws = spec.airbyte.workspace_id
     owned_prefix = b.resource_prefix(prefix, pipeline.namespace, pipeline.name)
     removed: list[str] = []
-    for kind in ("connection", "source", "destination"):
-        for name, found in sorted(_owned(ab.list(kind, ws), owned_prefix).items()):
+    for kind in ("connection", "source", "destination") if ab is not None and spec.airbyte is not None else ():
+        for name, found in sorted(_owned(ab.list(kind, spec.airbyte.workspace_id), owned_prefix).items()):
             for res in found:
                 ab.delete(kind, res.id)
                 removed.append(f"{kind} {name}")

@@ -132,7 +132,7 @@ class PipelineSpec:
     store_locations: StoreLocationsSpec | None  # None when the spec lists no store file
     warehouse: WarehouseSpec
     lake: LakeSpec
-    airbyte: AirbyteSpec
+    airbyte: AirbyteSpec | None  # None without a spec.airbyte block (allowed with engine direct only)
     airflow: AirflowSpec
     schedule: str
     suspend: bool
@@ -212,7 +212,9 @@ def parse(spec: Mapping[str, Any]) -> PipelineSpec:
             workspace_id=_at(spec, "airbyte.workspaceId"),
             sync_trigger=_at(spec, "airbyte.syncTrigger"),
             credentials=_credentials(spec, "airbyte", (("client_id", "clientIdKey"), ("client_secret", "clientSecretKey"))),
-        ),
+        )
+        if isinstance(spec.get("airbyte"), Mapping)
+        else None,
         airflow=AirflowSpec(
             api_url=_at(spec, "airflow.apiUrl"),
             variable_prefix=_at(spec, "airflow.variablePrefix"),

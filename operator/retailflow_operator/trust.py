@@ -27,11 +27,12 @@ def credential_hosts(spec: PipelineSpec) -> dict[str, str]:
     """spec field -> host that receives credentials: directly (the operator calls Airbyte and
     Airflow with their credentials) or through Airbyte (which logs in to MySQL, the warehouse and
     the lake with the credentials the operator gives it)."""
-    hosts = {
-        "spec.airbyte.apiUrl": _host_of_url(spec.airbyte.api_url),
-        "spec.airbyte.tokenUrl": _host_of_url(spec.airbyte.token_url),
-        "spec.airflow.apiUrl": _host_of_url(spec.airflow.api_url),
-    }
+    hosts = {"spec.airflow.apiUrl": _host_of_url(spec.airflow.api_url)}
+    if spec.airbyte is not None:
+        hosts |= {
+            "spec.airbyte.apiUrl": _host_of_url(spec.airbyte.api_url),
+            "spec.airbyte.tokenUrl": _host_of_url(spec.airbyte.token_url),
+        }
     if spec.engine == "airbyte":
         hosts |= {
             "spec.mysql.host": str(spec.mysql.host or "").lower() or None,

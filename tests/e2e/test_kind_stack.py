@@ -1,7 +1,9 @@
 """The whole stack on a real kind cluster: `make up` from an empty cluster (`helm upgrade --install
 --wait`, which must complete: see the chart README's install order), the default RetailPipeline
 Ready, UIs healthy, a green `retail_pipeline` run with its reconciliation passed, and a `helm upgrade`
-with no change completing.
+with no change completing. In both profiles: `full` (`make up`) and `lite` (`make up PROFILE=lite`:
+no Airbyte, OpenMetadata or OpenSearch; the run ingests with the local engine, governance skips, and
+the pods' steady memory requests stay within 4 GiB), each on its own cluster.
 
 Needs a Docker engine and kind (and the internet for images and upstream charts); skipped with the
 reason otherwise. Takes 20-40 minutes. RETAILFLOW_E2E_KEEP=1 keeps the cluster afterwards.
@@ -42,20 +44,39 @@ pytestmark = [
 ]
 
 
+PROFILES = ("full", "lite")
+LITE_STEADY_MI = 4 * 1024
+
+
+def cluster_name(profile: str) -> str:
+    return CLUSTER if profile == "full" else f"{CLUSTER}-{profile}"
+
+
+def make_up(cluster, profile: str) -> None:
+    env = {**os.environ, "KIND_CLUSTER": cluster.name, "KUBECONFIG": str(cluster.kubeconfig_path.resolve()),
+           "NAMESPACE": NAMESPACE, "RELEASE": RELEASE}
+    subprocess.run(["make", "up", f"KIND_CLUSTER={cluster.name}", f"PROFILE={profile}"], cwd=REPO, env=env,
+                   check=True, timeout=3600)
+
+
+@pytest.fixture(scope="module", params=PROFILES)
+def profile(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def cluster():
-    """A kind cluster from kind-config.yaml (pytest-kind), with the stack installed by `make up`."""
+def cluster(profile):
+    """A kind cluster from kind-config.yaml (pytest-kind), with the stack installed by `make up PROFILE=…`."""
     from pytest_kind import KindCluster
 
     kubectl = REPO / ".tools" / "bin" / "kubectl"
     if not kubectl.exists():
         subprocess.run([str(REPO / "hack" / "tools.sh")], check=True)
-    kind_cluster = KindCluster(CLUSTER, kind_path=pathlib.Path(shutil.which("kind")), kubectl_path=kubectl)
+    kind_cluster = KindCluster(cluster_name(profile), kind_path=pathlib.Path(shutil.which("kind")),
+                               kubectl_path=kubectl)
     kind_cluster.create(config_file=REPO / "kind-config.yaml")
-    env = {**os.environ, "KIND_CLUSTER": CLUSTER, "KUBECONFIG": str(kind_cluster.kubeconfig_path.resolve()),
-           "NAMESPACE": NAMESPACE, "RELEASE": RELEASE}
     try:
-        subprocess.run(["make", "up", f"KIND_CLUSTER={CLUSTER}"], cwd=REPO, env=env, check=True, timeout=3600)
+        make_up(kind_cluster, profile)
         yield kind_cluster
     finally:
         if not os.environ.get("RETAILFLOW_E2E_KEEP"):
@@ -81,13 +102,35 @@ def wait_ready(cluster, name: str, timeout_s: int) -> dict:
         time.sleep(10)
 
 
-def test_default_pipeline_is_ready(cluster):
+def test_default_pipeline_is_ready(cluster, profile):
     body = wait_ready(cluster, "retail", 1200)
     assert body["status"]["phase"] == "Ready"
-    assert body["spec"]["airbyte"]["workspaceId"]
+    if profile == "full":
+        assert body["spec"]["airbyte"]["workspaceId"]
+    else:
+        assert body["spec"]["engine"] == "direct" and "airbyte" not in body["spec"]
+        assert body["status"]["connectionCount"] == 0
 
 
-def test_an_applied_pipeline_becomes_ready(cluster, tmp_path):
+def test_lite_installs_no_airbyte_openmetadata_or_opensearch_within_its_budget(cluster, profile):
+    if profile != "lite":
+        pytest.skip("the lite profile's own checks")
+    pods = kubectl_json(cluster, "get", "pods")["items"]
+    names = " ".join(p["metadata"]["name"] for p in pods)
+    assert "airbyte" not in names and "openmetadata" not in names and "opensearch" not in names, names
+    assert kubectl_json(cluster, "get", "secrets", "--field-selector", "metadata.name=airbyte-auth-secrets")["items"] == []
+    steady = [p for p in pods if p["status"].get("phase") == "Running"
+              and not any(o["kind"] == "Job" for o in p["metadata"].get("ownerReferences", []))]
+    requested = 0.0
+    for pod in steady:
+        for c in pod["spec"]["containers"]:
+            assert c["resources"].get("limits", {}).get("memory"), f"{pod['metadata']['name']}/{c['name']}: no limit"
+            quantity = c["resources"]["requests"]["memory"]
+            requested += float(quantity[:-2]) * {"Mi": 1, "Gi": 1024}[quantity[-2:]]
+    assert requested <= LITE_STEADY_MI, f"{requested} Mi requested by the running pods"
+
+
+def test_an_applied_pipeline_becomes_ready(cluster, profile, tmp_path):
     default = kubectl_json(cluster, "get", "retailpipeline", "retail")
     spec = default["spec"]
     spec["airflow"]["variablePrefix"] = "e2e_"
@@ -98,7 +141,7 @@ def test_an_applied_pipeline_becomes_ready(cluster, tmp_path):
     path.write_text(json.dumps(manifest))
     cluster.kubectl("apply", "-f", str(path))
     body = wait_ready(cluster, "retail-e2e", 900)
-    assert body["status"]["connectionCount"] >= 1
+    assert body["status"]["connectionCount"] >= (1 if profile == "full" else 0)
 
 
 def test_superset_health_through_port_forward(cluster):
@@ -118,7 +161,7 @@ def test_airflow_health_and_generated_login(cluster):
         assert token.status_code == 201 and token.json()["access_token"]
 
 
-def test_retail_pipeline_run_fills_the_marts_and_reconciles(cluster):
+def test_retail_pipeline_run_fills_the_marts_and_reconciles(cluster, profile):
     """Past Ready: trigger retail_pipeline through Airflow's REST API, wait, check marts and reconciliation."""
     password = secret_value(cluster, "retailflow-airflow-admin", "password")
     with cluster.port_forward(f"svc/{RELEASE}-api-server", 8080, "-n", NAMESPACE) as port:
@@ -148,6 +191,9 @@ def test_retail_pipeline_run_fills_the_marts_and_reconciles(cluster):
         states = {t["task_id"]: t["state"] for t in tis}
         assert state == "success", {k: v for k, v in states.items() if v != "success"}
         assert states["reconcile"] == "success"
+        if profile == "lite":
+            # the local engine ingested, in an Airflow task; without OpenMetadata, governance skipped
+            assert states["ingestion.direct"] == "success" and states["governance"] == "skipped"
         report = api.get(f"{base}/api/v2/dags/retail_pipeline/dagRuns/{run_id}/taskInstances/reconcile/xcomEntries/"
                          "return_value", params={"deserialize": "true"}, timeout=30).json()["value"]
         report = json.loads(report) if isinstance(report, str) else report
@@ -158,15 +204,15 @@ def test_retail_pipeline_run_fills_the_marts_and_reconciles(cluster):
     assert int(rows.strip()) > 0
 
 
-def test_helm_upgrade_without_change_completes(cluster):
+def test_helm_upgrade_without_change_completes(cluster, profile):
     """`make up` again on the installed release: the same `helm upgrade --install --wait`, now an
     upgrade; its pre-upgrade and post-upgrade hooks rerun and every pod stays Ready."""
-    env = {**os.environ, "KIND_CLUSTER": CLUSTER, "KUBECONFIG": str(cluster.kubeconfig_path.resolve()),
+    env = {**os.environ, "KIND_CLUSTER": cluster.name, "KUBECONFIG": str(cluster.kubeconfig_path.resolve()),
            "NAMESPACE": NAMESPACE, "RELEASE": RELEASE}
     before = json.loads(subprocess.run(
         [str(REPO / ".tools" / "bin" / "helm"), "status", RELEASE, "-n", NAMESPACE, "-o", "json"],
         env=env, capture_output=True, text=True, check=True).stdout)["version"]
-    subprocess.run(["make", "up", f"KIND_CLUSTER={CLUSTER}"], cwd=REPO, env=env, check=True, timeout=3600)
+    make_up(cluster, profile)
     status = json.loads(subprocess.run(
         [str(REPO / ".tools" / "bin" / "helm"), "status", RELEASE, "-n", NAMESPACE, "-o", "json"],
         env=env, capture_output=True, text=True, check=True).stdout)

@@ -64,6 +64,11 @@ Behaviours copied from the real server, with where each was read:
   resolved (``ConnectionReadMapper.from``): the stream's ``namespace``, the selected cursor and primary
   key (source-defined ones win), ``mappers: []``. A patch of a ``locked`` connection is 409.
 - Unknown ids answer 404; errors are ``application/problem+json`` documents.
+- **Null fields are left out of every answer** (``airbyte-server/src/main/resources/application.yml``,
+  ``jackson.serialization-inclusion: NON_ABSENT``, line 614 at the commit above): a field the server
+  has no value for is absent, never ``null`` (a file stream's ``namespace``, a connection without a
+  ``prefix``, …). Only the connector ``configuration`` objects keep their nulls: they are JSON trees
+  (``JsonNode``), which Jackson writes whole, whatever the inclusion (``omit_absent``).
 
 Discovery (what a real source connector would report, which no server code contains) is emulated from
 the project's own files: ``source-mysql`` discovers the tables of ``generator/retailflow_generator/schema.sql``
@@ -948,6 +953,18 @@ def problem(status: int, detail: str) -> dict[str, Any]:
             "status": status, "detail": detail}
 
 
+def omit_absent(value: Any, key: str | None = None) -> Any:
+    """``value`` as the server's Jackson writes it with ``NON_ABSENT``: object fields whose value is
+    null left out, at any depth, except inside a ``configuration`` (a JSON tree, written whole)."""
+    if key == "configuration":
+        return value
+    if isinstance(value, dict):
+        return {k: omit_absent(v, k) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [omit_absent(v) for v in value]
+    return value
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: AirbyteFake
     protocol_version = "HTTP/1.1"
@@ -967,7 +984,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif isinstance(payload, str):
             raw, ctype = payload.encode(), "text/plain"
         else:
-            raw = json.dumps(payload).encode()
+            raw = json.dumps(omit_absent(payload)).encode()
             ctype = "application/problem+json" if status >= 400 else "application/json"
         self.send_response(status)
         if ctype:

@@ -332,10 +332,12 @@ def _waited_by_helm(node: Node, wait_for_jobs: bool) -> bool:
 
 
 def play(docs: list[dict], *, release: str, upstream: set[str], action: str = "install",
-         wait_for_jobs: bool = False, existing: frozenset[str] = frozenset()) -> Outcome:
+         wait_for_jobs: bool = False, existing: frozenset[str] = frozenset(),
+         installed: tuple[list[dict], set[str]] | None = None) -> Outcome:
     """Play ``helm <action> --wait`` over the rendered documents; ``upgrade`` follows an install.
     ``upstream``: the upstream charts enabled in this render; ``existing``: what the user created
-    before (``secret/<name>`` of an ``existingSecret``)."""
+    before (``secret/<name>`` of an ``existingSecret``); ``installed``: for an upgrade from other
+    values (adding a component), the documents and upstream charts of the release as installed."""
     nodes = build(docs, release, upstream)
     state = _State(nodes)
     state.created |= existing
@@ -345,12 +347,20 @@ def play(docs: list[dict], *, release: str, upstream: set[str], action: str = "i
     if action == "upgrade":
         # The install happened: everything it made exists and was ready. An upgrade that changes an
         # image rolls every workload again, and reruns the hooks of the upgrade events.
-        install = play(docs, release=release, upstream=upstream, action="install", wait_for_jobs=wait_for_jobs,
-                       existing=existing)
+        before_docs, before_upstream = installed or (docs, upstream)
+        install = play(before_docs, release=release, upstream=before_upstream, action="install",
+                       wait_for_jobs=wait_for_jobs, existing=existing)
         problems += [f"(install) {p}" for p in install.problems]
+        before = build(before_docs, release, before_upstream) if installed else nodes
         rerun = {n.key for n in nodes.values() if {"pre-upgrade", "post-upgrade"} & set(n.events)}
         for node in nodes.values():
-            if node.events == ("resource",) or "pre-install" in node.events or "post-install" in node.events:
+            old = before.get(node.key)
+            # What the install made: its resources and the install hooks that ran. Something new in
+            # this upgrade does not exist yet; an install-only hook never runs on an upgrade; a
+            # release resource that became a hook left the manifest, so Helm deletes it.
+            if old is None or (old.events == ("resource",) and node.is_hook):
+                continue
+            if old.events == ("resource",) or "pre-install" in old.events or "post-install" in old.events:
                 if node.key not in rerun:
                     state.created.add(node.key)
                     state.created |= node.creates

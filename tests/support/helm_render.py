@@ -31,6 +31,8 @@ CHARTS = REPO / "charts"
 UMBRELLA = CHARTS / "retailflow"
 OPERATOR = CHARTS / "retailflow-operator"
 CRD_FILE = OPERATOR / "crds" / "retailpipelines.yaml"
+#: The lite profile's values file (no Airbyte, OpenMetadata or OpenSearch; engine direct).
+LITE_VALUES = UMBRELLA / "values-lite.yaml"
 KUBERNETES_VERSION = "1.35.0"
 STAND_IN_LABEL = "retailflow.test/stand-in"
 RELEASE = "retailflow"
@@ -148,25 +150,56 @@ def _run_helm(args: list[str]) -> subprocess.CompletedProcess:
 
 
 @functools.cache
-def _render_cached(chart: str, values_json: str, release: str, namespace: str) -> tuple[str, str, int]:
+def _render_cached(chart: str, values_json: str, release: str, namespace: str,
+                   is_upgrade: bool = False) -> tuple[str, str, int]:
     path = _sandbox() / chart
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(values_json)
     try:
-        proc = _run_helm(["template", release, str(path), "--namespace", namespace, "-f", handle.name])
+        proc = _run_helm(["template", release, str(path), "--namespace", namespace, "-f", handle.name,
+                          *(["--is-upgrade"] if is_upgrade else [])])
     finally:
         os.unlink(handle.name)
     return proc.stdout, proc.stderr, proc.returncode
 
 
 def render(chart: str = "retailflow", values: dict | None = None, *, release: str = RELEASE,
-           namespace: str = NAMESPACE) -> Rendered:
-    stdout, stderr, code = _render_cached(chart, json.dumps(values or {}, sort_keys=True), release, namespace)
+           namespace: str = NAMESPACE, is_upgrade: bool = False) -> Rendered:
+    """`helm template` with ``values`` as one values file; ``is_upgrade``: as `helm upgrade` renders
+    (``.Release.IsInstall`` false)."""
+    stdout, stderr, code = _render_cached(chart, json.dumps(values or {}, sort_keys=True), release, namespace,
+                                          is_upgrade)
     if code:
         raise RenderError(stderr)
     docs = [d for d in yaml.safe_load_all(stdout) if d]
     own = [d for d in docs if STAND_IN_LABEL not in (d.get("metadata", {}).get("labels") or {})]
     return Rendered(docs=own, stand_ins=[d for d in docs if d not in own])
+
+
+def merge_values(*layers: dict | None) -> dict:
+    """Values files layered as `helm -f a -f b` layers them: maps merge key by key, a later null
+    deletes the key, anything else (lists included) replaces."""
+    out: dict = {}
+    for layer in layers:
+        out = _merge(out, layer or {})
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def chart_values(*layers: dict | None) -> dict:
+    """The umbrella's effective values: values.yaml with ``layers`` on top."""
+    return merge_values(yaml.safe_load((UMBRELLA / "values.yaml").read_text()), *layers)
 
 
 class RenderError(Exception):
@@ -229,6 +262,8 @@ VARIANTS: dict[str, dict] = {
             "storage": {"secretName": "seaweed-keys", "minio": {"endpoint": "https://seaweedfs.storage.svc:8333"}},
         },
     },
+    # the lite profile, as `make up PROFILE=lite` installs it (-f values-lite.yaml)
+    "lite": yaml.safe_load(LITE_VALUES.read_text()),
     "subset-with-workspace": {
         "airbyte": {"enabled": False}, "superset": {"enabled": False},
         "openmetadata": {"enabled": False}, "opensearch": {"enabled": False},

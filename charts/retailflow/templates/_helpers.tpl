@@ -85,7 +85,7 @@ reason). When Airbyte is enabled they are therefore hooks too, created first and
 by Helm; see the README.
 */}}
 {{- define "retailflow.earlyHook" -}}
-{{- if .Values.airbyte.enabled }}
+{{- if and .Values.airbyte.enabled .Values.datastores.hooksWithAirbyte }}
 helm.sh/hook: pre-install
 helm.sh/hook-weight: {{ .weight | default "-15" | quote }}
 {{- end }}
@@ -229,16 +229,28 @@ ttlSecondsAfterFinished: {{ .ctx.Values.jobs.ttlSecondsAfterFinished }}
 {{- if and .Values.openmetadata.enabled (not .Values.opensearch.enabled) (eq .Values.openmetadata.openmetadata.config.elasticsearch.host "opensearch-cluster-master") -}}
 {{- fail "opensearch.enabled=false: point openmetadata.openmetadata.config.elasticsearch.host at your own search engine" -}}
 {{- end -}}
+{{- if and .Values.openmetadata.enabled (not $g.openmetadata.url) -}}
+{{- fail "openmetadata.enabled=true: set global.retailflow.openmetadata.url (its Service, default http://openmetadata:8585); it is empty only without OpenMetadata (values-lite.yaml)" -}}
+{{- end -}}
 {{- if and .Values.pipeline.enabled (not .Values.operator.enabled) -}}
 {{- fail "pipeline.enabled=true needs operator.enabled=true: nothing would reconcile the RetailPipeline (and its CRD would be missing)" -}}
 {{- end -}}
-{{- if and .Values.pipeline.enabled (not .Values.airbyte.enabled) (not .Values.pipeline.workspaceId) -}}
-{{- fail "airbyte.enabled=false: set pipeline.workspaceId (your Airbyte's workspace) and pipeline.spec.airbyte.apiUrl, or pipeline.enabled=false; the pipeline Job reads the workspace from this release's Airbyte only" -}}
+{{- $pipelineAirbyte := .Values.pipeline.spec.airbyte -}}
+{{- if and .Values.pipeline.enabled (not $pipelineAirbyte) (ne (.Values.pipeline.spec.engine | default "airbyte") "direct") -}}
+{{- fail "pipeline.spec.airbyte is empty: set pipeline.spec.engine=direct (the DAGs then ingest themselves, as values-lite.yaml does), or give the Airbyte block" -}}
+{{- end -}}
+{{- if and .Values.pipeline.enabled (not .Values.airbyte.enabled) $pipelineAirbyte (not .Values.pipeline.workspaceId) -}}
+{{- fail "airbyte.enabled=false: set pipeline.spec.engine=direct and pipeline.spec.airbyte=null (no Airbyte: values-lite.yaml), or pipeline.workspaceId (your Airbyte's workspace) and pipeline.spec.airbyte.apiUrl, or pipeline.enabled=false; the pipeline Job reads the workspace from this release's Airbyte only" -}}
+{{- end -}}
+{{- if and .Values.airbyte.enabled (not .Values.datastores.hooksWithAirbyte) .Release.IsInstall -}}
+{{- fail "datastores.hooksWithAirbyte=false keeps PostgreSQL and MinIO ordinary release resources, for a `helm upgrade` that adds Airbyte to a release installed without it (values-lite.yaml); a first install with Airbyte needs them as hooks, which Airbyte's pre-install bootloader can find: leave it true" -}}
 {{- end -}}
 {{- if and .Values.pipeline.workspaceId (not (regexMatch "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" .Values.pipeline.workspaceId)) -}}
 {{- fail (printf "pipeline.workspaceId must be a lowercase UUID, not %q" .Values.pipeline.workspaceId) -}}
 {{- end -}}
-{{- range $bucket := list $g.lake.bucket $.Values.global.storage.bucket.log $.Values.global.storage.bucket.state -}}
+{{- $buckets := list $g.lake.bucket -}}
+{{- if .Values.airbyte.enabled }}{{ $buckets = concat $buckets (list .Values.global.storage.bucket.log .Values.global.storage.bucket.state) }}{{ end -}}
+{{- range $bucket := $buckets -}}
 {{- if and $.Values.jobs.lakeBuckets.enabled (not (has $bucket $.Values.lake.buckets)) -}}
 {{- fail (printf "lake.buckets must list %q (the lake bucket and Airbyte's storage buckets are created from it)" $bucket) -}}
 {{- end -}}
@@ -248,8 +260,18 @@ ttlSecondsAfterFinished: {{ .ctx.Values.jobs.ttlSecondsAfterFinished }}
 {{/* The RetailPipeline spec, rendered with tpl so it can name this release's services. */}}
 {{- define "retailflow.pipeline.spec" -}}
 {{- $spec := tpl (toYaml .Values.pipeline.spec) . | fromYaml -}}
-{{- if .Values.pipeline.workspaceId -}}
+{{- if and .Values.pipeline.workspaceId $spec.airbyte -}}
 {{- $_ := set $spec.airbyte "workspaceId" .Values.pipeline.workspaceId -}}
 {{- end -}}
 {{- toYaml $spec -}}
+{{- end -}}
+
+
+{{/*
+"true" when the RetailPipeline is created by the post-install Job (`templates/pipeline/bootstrap.yaml`),
+which reads the workspace id from this release's Airbyte; empty when it is an ordinary release
+resource: its workspace id is given, or it names no Airbyte at all (engine direct, values-lite.yaml).
+*/}}
+{{- define "retailflow.pipeline.viaJob" -}}
+{{- if and .Values.pipeline.enabled (not .Values.pipeline.workspaceId) .Values.pipeline.spec.airbyte -}}true{{- end -}}
 {{- end -}}

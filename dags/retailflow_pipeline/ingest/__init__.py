@@ -1,8 +1,9 @@
 """The local ingestion engine: what Airbyte does in the cluster, small enough for a laptop and tests.
 
-``run(mysql_url, warehouse_url, ...)`` (and the ``retailflow-ingest`` CLI) syncs every MySQL table
-with a single-column primary key and an ``updated_at`` column, plus ``data/store_locations.csv``,
-into the warehouse's raw schema, and copies the raw rows to the lake.
+``run(mysql_url, warehouse_url, ...)`` (and the ``retailflow-ingest`` CLI) syncs the pipeline's MySQL
+tables (``engine.CATALOG``, or those named; each needs a single-column integer primary key and an
+``updated_at`` column), plus ``data/store_locations.csv``, into the warehouse's raw schema, and copies
+the raw rows to the lake. Other tables in the source are ignored, named in one log line.
 
 What matches Airbyte's Postgres destination 3.x (Direct Load, typed final tables, no raw tables),
 as read in airbytehq/airbyte ``destination-postgres`` (``PostgresColumnUtils``, ``PostgresDataType``,

@@ -17,7 +17,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
-from retailflow_pipeline.ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LAKE_KEEP, DEFAULT_LOCAL_DIR, DEFAULT_LOOKBACK
+from retailflow_pipeline.ingest.settings import (
+    DEFAULT_BATCH_ROWS,
+    DEFAULT_LAKE_KEEP,
+    DEFAULT_LOCAL_DIR,
+    DEFAULT_LOOKBACK,
+    default_stores_csv,
+)
 
 PROG = "retailflow-ingest"
 
@@ -67,9 +73,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", default=os.environ.get("RETAILFLOW_RAW_SCHEMA", "raw"),
                    help="raw schema in the warehouse (default $RETAILFLOW_RAW_SCHEMA or raw)")
     p.add_argument("--streams", nargs="+", metavar="STREAM",
-                   help="streams to sync (default: all MySQL tables and store_locations)")
-    p.add_argument("--stores-csv", default="data/store_locations.csv",
-                   help="store locations CSV (default data/store_locations.csv; 'none' to skip)")
+                   help="streams to sync (default: the pipeline's catalog, customers, products, orders and order_items,"
+                   " and store_locations; other tables are ignored, named in one line)")
+    p.add_argument("--stores-csv", default=None,
+                   help="store locations CSV (default $RETAILFLOW_DATA_DIR/store_locations.csv, else the checkout's"
+                   " data/store_locations.csv, from any working directory; 'none' to skip)")
     p.add_argument("--allow-empty-stores", action="store_true",
                    help="let a store locations CSV without a loadable row empty raw.store_locations (refused otherwise)")
     lake = p.add_mutually_exclusive_group()
@@ -150,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             warehouse_url,
             schema=args.schema,
             streams=args.streams,
-            stores_csv=None if args.stores_csv.lower() == "none" else args.stores_csv,
+            stores_csv=(default_stores_csv() if args.stores_csv is None
+                        else None if args.stores_csv.lower() == "none" else args.stores_csv),
             lake=lake,
             full_refresh=args.full_refresh,
             lookback=timedelta(seconds=args.lookback_seconds),

@@ -21,9 +21,10 @@ import pyarrow as pa
 from retailflow_pipeline.ingest import stores
 from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
 from retailflow_pipeline.ingest.lake import Lake, LakeConfig
-from retailflow_pipeline.ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK
+from retailflow_pipeline.ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK, default_stores_csv
 from retailflow_pipeline.ingest.source import MySQLSource, Snapshot, Stream, StreamReader, max_cursor
 from retailflow_pipeline.ingest.warehouse import Batch, Inspection, Warehouse, schema_changes
+from retailflow_pipeline.settings import PRIMARY_KEYS
 
 log = logging.getLogger("retailflow_pipeline.ingest")
 
@@ -31,6 +32,10 @@ log = logging.getLogger("retailflow_pipeline.ingest")
 #: ``after_copy``, ``before_commit``) for ``seconds`` (default: an hour, i.e. until killed)
 FAULT_ENV = "RETAILFLOW_INGEST_FAULT"
 STORES = stores.STREAM.name
+#: the store locations CSV a run reads unless told otherwise (``settings.default_stores_csv``)
+DEFAULT_STORES_CSV = default_stores_csv()
+#: the source tables a run syncs unless told otherwise: the pipeline's streams (local defaults)
+CATALOG = tuple(PRIMARY_KEYS)
 
 
 @dataclass
@@ -48,6 +53,10 @@ class StreamResult:
     #: None for streams without a cursor (store_locations) or with no rows yet
     high_water_mark: datetime | None = None
     generation_id: int = 0
+    #: warnings about the stream's data (store_locations: regions and countries new since the last load)
+    notes: list[str] = field(default_factory=list)
+    #: store_locations: lines were quarantined or stores left the table, so orders may name a missing one
+    stores_lost: bool = False
 
     @property
     def rows_per_second(self) -> float:
@@ -61,6 +70,10 @@ class IngestResult:
     seconds: float = 0.0
     #: streams that did not commit in this run, and why ("rolled back", "not started", "failed: …")
     incomplete: dict[str, str] = field(default_factory=dict)
+    #: streams reloaded in full because their source table was replaced since the last sync, and why
+    reloaded: dict[str, str] = field(default_factory=dict)
+    #: warnings about the data loaded (a new region, orders naming a store that is not loaded)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rows_read(self) -> int:
@@ -76,6 +89,9 @@ class IngestResult:
             )
         for name, why in self.incomplete.items():
             lines.append(f"{name:<16} {why}")
+        for name, why in self.reloaded.items():
+            lines.append(f"{name:<16} reloaded in full: {why}")
+        lines += [f"warning: {w}" for w in self.warnings]
         lines.append(f"sync {self.sync_id}: {self.rows_read:,} rows read in {self.seconds:.2f} s"
                      + (f", {len(self.incomplete)} stream(s) not committed" if self.incomplete else ""))
         return "\n".join(lines)
@@ -178,10 +194,20 @@ class _Progress:
                      f"{self.rows / (now - self.start):,.0f}")
 
 
-def resolve_streams(requested: list[str] | None, discovered: dict[str, Stream], stores_csv) -> list[str]:
+def resolve_streams(requested: list[str] | None, discovered: dict[str, Stream], stores_csv,
+                    catalog: Iterable[str] | None = None) -> list[str]:
+    """The streams a run syncs: those ``requested`` (any discovered table may be named), or else the
+    ``catalog``'s tables found in the source (default: the pipeline's, ``settings.PRIMARY_KEYS``), plus
+    the store CSV. Other source tables (a seed's ``__new`` shadows, a user's scratch table) are not
+    the pipeline's: they are ignored, in one line."""
     known = sorted(discovered) + [STORES]
     if requested is None:
-        return sorted(discovered) + ([STORES] if stores_csv is not None else [])
+        wanted = set(CATALOG if catalog is None else catalog)
+        stray = sorted(set(discovered) - wanted)
+        if stray:
+            log.info("ignored %d source table(s) outside the pipeline's catalog: %s (name one with --streams to"
+                     " ingest it)", len(stray), ", ".join(stray))
+        return sorted(wanted & set(discovered)) + ([STORES] if stores_csv is not None else [])
     unknown = [s for s in requested if s not in known]
     if unknown:
         raise IngestError(f"unknown stream(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -208,9 +234,49 @@ class _Plan:
     full: bool
     since: tuple[datetime, int] | None = None
     added: list = field(default_factory=list)
+    #: why the source table counts as replaced since the last sync (then ``full``), or None
+    replaced: str | None = None
+    #: the source table's identity, saved with the cursor
+    identity: str | None = None
 
 
-def _plan(wanted: list[str], discovered: dict[str, Stream], found: Inspection, full_refresh: bool) -> dict[str, _Plan]:
+def _cursor_rows_to_check(wanted: list[str], discovered: dict[str, Stream], found: Inspection,
+                          full_refresh: bool) -> dict[str, tuple[Stream, tuple[datetime, int]]]:
+    """The streams whose saved cursor points at a source row (an incremental run of a synced table)."""
+    if full_refresh:
+        return {}
+    return {name: (discovered[name], found.states[name].cursor) for name in wanted
+            if name != STORES and name in found.states and found.columns.get(name) and name not in found.pending
+            # a cursor capped at the source's clock carries no key (pk 0): no row to look at
+            and found.states[name].cursor is not None and found.states[name].cursor[1]}
+
+
+def replaced_since(stream: Stream, state, identity: str | None, at_cursor: datetime | None, checked: bool,
+                   same_shape: bool) -> str | None:
+    """Why a synced source table counts as replaced since its cursor was saved, or None.
+
+    - The row the cursor points at is gone, or its cursor value went back: a row's ``updated_at`` only
+      moves forward, so rows vanished below the high-water mark (a re-seed, a reload, deletes) and an
+      incremental read from the cursor would miss what replaced them.
+    - The table's identity changed (``RENAME TABLE`` of a new table into its place, ``TRUNCATE``, a
+      rebuild) while its columns stayed the same (an ``ALTER`` that adds or changes columns changes it
+      too, and is handled as a schema change)."""
+    if checked and state.cursor is not None:
+        value, pk = state.cursor
+        where = f"its row at the high-water mark ({stream.primary_key} {pk}, {stream.cursor} {value.isoformat(' ')})"
+        if at_cursor is None:
+            return f"{where} is gone from the source"
+        if at_cursor < value:
+            return f"{where} now has an older {stream.cursor} ({at_cursor.isoformat(' ')})"
+    if same_shape and identity and state.source_identity and identity != state.source_identity:
+        return f"the source table was re-created (created {identity}; {state.source_identity} at the last sync)"
+    return None
+
+
+def _plan(wanted: list[str], discovered: dict[str, Stream], found: Inspection, full_refresh: bool,
+          identities: dict[str, str | None] | None = None,
+          at_cursor: dict[str, datetime | None] | None = None) -> dict[str, _Plan]:
+    identities, at_cursor = identities or {}, at_cursor or {}
     plans, problems = {}, []
     for name in wanted:
         if name == STORES:
@@ -218,10 +284,16 @@ def _plan(wanted: list[str], discovered: dict[str, Stream], found: Inspection, f
         stream, state = discovered[name], found.states.get(name)
         table = found.columns.get(name)
         full = full_refresh or name in found.pending or state is None or not table
-        plan = _Plan(stream, full, None if full else state.cursor)
+        plan = _Plan(stream, full, None if full else state.cursor, identity=identities.get(name))
         if not full:
-            plan.added, issues = schema_changes(stream, table)
-            problems += [f"{name}: {issue}" for issue in issues]
+            added, issues = schema_changes(stream, table)
+            plan.replaced = replaced_since(stream, state, plan.identity, at_cursor.get(name), name in at_cursor,
+                                           same_shape=not added and not issues)
+            if plan.replaced:
+                plan.full, plan.since = True, None
+            else:
+                plan.added = added
+                problems += [f"{name}: {issue}" for issue in issues]
         plans[name] = plan
     if problems:
         streams = sorted({p.split(":")[0] for p in problems})
@@ -236,7 +308,7 @@ def run(
     *,
     schema: str = "raw",
     streams: list[str] | None = None,
-    stores_csv: str | Path | None = "data/store_locations.csv",
+    stores_csv: str | Path | None = DEFAULT_STORES_CSV,
     lake: LakeConfig | None = None,
     full_refresh: bool = False,
     lookback: timedelta = DEFAULT_LOOKBACK,
@@ -247,8 +319,8 @@ def run(
 ) -> IngestResult:
     """Sync MySQL tables (and the store locations CSV) into Airbyte-shaped typed tables in ``schema``.
 
-    ``streams``: names to sync (default: every discovered table, plus ``store_locations`` unless
-    ``stores_csv`` is None). ``lake``: where raw files go (None: no lake files). ``full_refresh``:
+    ``streams``: names to sync (default: the catalog's tables found in the source, ``CATALOG``, plus
+    ``store_locations`` unless ``stores_csv`` is None; other tables are ignored, in one line). ``lake``: where raw files go (None: no lake files). ``full_refresh``:
     reload everything and start a new ``_airbyte_generation_id``; the request is remembered until every
     stream has completed it, so a later plain run finishes an interrupted one. ``parallel``: streams
     written at once, each on its own connection. ``allow_empty_stores``: let a CSV with no loadable
@@ -287,7 +359,12 @@ def run(
             )
         if warehouse_error is not None:
             raise warehouse_error
-        plans = _plan(wanted, discovered, found, full_refresh)
+        at_cursor = source.rows_at(_cursor_rows_to_check(wanted, discovered, found, full_refresh))
+        plans = _plan(wanted, discovered, found, full_refresh, source.identities, at_cursor)
+        replaced = {name: p.replaced for name, p in plans.items() if p.replaced}
+        for name, why in replaced.items():
+            log.warning("%s: %s; reloading it in full (a new generation) instead of reading on from the cursor",
+                        name, why)
         lake_writer = Lake(lake) if lake is not None else None
         # the streams' warehouse connections open while the snapshot is taken
         warming.start(min(parallel, len(wanted)) - 1)
@@ -297,13 +374,14 @@ def run(
                     source.incremental_query(p.stream, p.since, lookback)) for name, p in plans.items()},
             batch_rows,
         )
-        sync_id = warehouse.prepare(opened[0], [n for n in plans] if full_refresh else [],
+        # a reload of a replaced table is a full refresh like a requested one: remembered until it commits
+        sync_id = warehouse.prepare(opened[0], [n for n in plans] if full_refresh else list(replaced),
                                     record=lake_writer is not None, found=found)
         if lake_writer is not None:
             lake_writer.start(sync_id)
             _recover_manifests(lake_writer, found)
         idle.put(opened[0])
-        result = IngestResult(sync_id)
+        result = IngestResult(sync_id, reloaded=replaced)
         log.info("sync %d: %s → %s schema %s%s", sync_id, source.describe(), warehouse.describe(), schema,
                  f", lake {lake_writer.describe()}" if lake_writer else "")
         active: dict[str, object] = {}
@@ -374,6 +452,12 @@ def run(
                 result.incomplete[name] = "not started"
             else:
                 result.streams[name] = done
+        result.warnings = [note for done in result.streams.values() for note in done.notes]
+        # only when this load may have lost a store: a query over every order is not free on each run
+        if STORES in result.streams and result.streams[STORES].stores_lost:
+            result.warnings += _orders_without_store(warehouse, parsed)
+        for warning in result.warnings:
+            log.warning("%s", warning)
         result.seconds = time.monotonic() - started
     finally:
         if snapshot is not None:
@@ -555,7 +639,7 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
         result.high_water_mark = cursor[0] if cursor else None
         result.rows_in_table = result.inserted + (0 if plan.full else state.rows_in_table)
         manifest = _manifest(lake, result, sync_id, files, warehouse.owner()) if lake is not None else None
-        warehouse.save_state(cur, stream.name, cursor, batch, result.rows_in_table, manifest)
+        warehouse.save_state(cur, stream.name, cursor, batch, result.rows_in_table, manifest, plan.identity)
         fault_hook(stream.name, "before_commit", stop)
         if stop.is_set():
             raise _Cancelled()
@@ -583,6 +667,44 @@ def _copy_stream(cur, warehouse: Warehouse, table: str, chunks: Iterator[pa.Tabl
     warehouse.copy_batches(cur, table, schema, batches, temporary=staging, freeze=not staging)
 
 
+def _orders_without_store(warehouse: Warehouse, parsed: stores.ParsedStores | None) -> list[str]:
+    """Orders in the raw schema whose store is not in ``store_locations`` (its line quarantined, or
+    missing from the CSV): dbt's relationships test on ``stg_retail__orders.store_id`` fails on them and
+    the models downstream are skipped, so the ingest says so first. Best effort: never fails the run."""
+    try:
+        conn = warehouse.connect()
+    except IngestError:
+        return []
+    try:
+        with conn.cursor() as cur:
+            if not (warehouse.existing_columns(cur, "orders") and warehouse.existing_columns(cur, STORES)):
+                return []
+            cur.execute(
+                f"select o.store_id, count(*) from {warehouse.table('orders')} o where o.store_id is not null"
+                f" and not exists (select 1 from {warehouse.table(STORES)} s where s.store_id = o.store_id)"
+                " group by 1 order by 2 desc, 1"
+            )
+            missing = cur.fetchall()
+    except Exception as exc:  # a warning only: the sync itself has committed
+        log.warning("store_locations: cannot check the orders' stores: %s", exc)
+        return []
+    finally:
+        conn.close()
+    if not missing:
+        return []
+    quarantined = stores.quarantined_ids(parsed.rejected) if parsed is not None else {}
+    parts = []
+    for store_id, orders in missing[:5]:
+        why = quarantined.get(store_id)
+        where = (f"quarantined, line {why.line_number}: {why.reason}" if why else "not in the CSV")
+        parts.append(f"store {store_id} ({orders:,} orders; {where})")
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    total = sum(n for _, n in missing)
+    return [f"store_locations: {total:,} order(s) name a store that is not loaded: {'; '.join(parts)}{more}."
+            f" dbt's relationships test on stg_retail__orders.store_id will fail: fix the line(s) (see"
+            f" {warehouse.table(stores.QUARANTINE_TABLE)}) and ingest again"]
+
+
 def _sync_stores(conn, warehouse: Warehouse, parsed: stores.ParsedStores, sync_id: int,
                  lake: Lake | None, stop: threading.Event) -> StreamResult:
     """The CSV has no cursor: every run reloads it whole (Airbyte's full refresh | overwrite)."""
@@ -595,6 +717,12 @@ def _sync_stores(conn, warehouse: Warehouse, parsed: stores.ParsedStores, sync_i
         generation = 0 if state is None else state.generation_id
         batch = Batch(datetime.now(UTC), sync_id, generation)
         result = StreamResult(stream.name, "full", rows_read=parsed.rows_read, generation_id=generation)
+        result.stores_lost = bool(parsed.rejected)
+        if warehouse.existing_columns(cur, stream.name):
+            cur.execute(f"select store_id, region, country from {warehouse.table(stream.name)}")
+            before = cur.fetchall()
+            result.notes = stores.new_places(parsed, {r for _, r, _ in before}, {c for _, _, c in before})
+            result.stores_lost |= bool({i for i, _, _ in before} - set(parsed.good.column("store_id").to_pylist()))
         if lake is not None:
             files.append((lake.put_bytes(stream.name, "store_locations.csv", parsed.raw), parsed.rows_read))
         loaded = warehouse.start_full_load(cur, stream, batch)

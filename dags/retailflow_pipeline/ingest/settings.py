@@ -3,6 +3,7 @@ fails on bad ones, before it loads Arrow and the database drivers)."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,3 +22,14 @@ _CHECKOUT = Path(__file__).resolve().parents[3]
 #: default local lake: ``.lake/`` at the repository root (ignored by git), or in the working
 #: directory when the package is installed outside a checkout
 DEFAULT_LOCAL_DIR = (_CHECKOUT if (_CHECKOUT / "dags" / "pyproject.toml").is_file() else Path.cwd()) / ".lake"
+
+
+def default_stores_csv() -> Path:
+    """The store locations CSV read unless told otherwise: ``$RETAILFLOW_DATA_DIR/store_locations.csv``
+    (the image sets it), else the checkout's ``data/`` whatever the working directory (a relative
+    ``data/…`` failed from any other folder), else ``./data/`` outside a checkout."""
+    data = os.environ.get("RETAILFLOW_DATA_DIR")
+    if data:
+        return Path(data) / "store_locations.csv"
+    root = _CHECKOUT if (_CHECKOUT / "dags" / "pyproject.toml").is_file() else Path.cwd()
+    return root / "data" / "store_locations.csv"

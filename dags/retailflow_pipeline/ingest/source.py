@@ -116,6 +116,8 @@ class MySQLSource:
         self.database = unquote(parts.path.lstrip("/"))
         self.cx_url = urlunsplit(("mysql", parts.netloc, parts.path, "", ""))
         self.estimated_rows: dict[str, int] = {}
+        #: each table's identity at discovery (``identity``), saved with its cursor
+        self.identities: dict[str, str | None] = {}
 
     def describe(self) -> str:
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
@@ -146,12 +148,15 @@ class MySQLSource:
                     (self.database,),
                 )
                 columns = cur.fetchall()
-                # InnoDB's row estimates, to start the largest tables first
+                # InnoDB's row estimates, to start the largest tables first, and each table's identity
                 cur.execute(
-                    "select table_name, table_rows from information_schema.tables where table_schema = %s",
+                    f"select table_name, table_rows, {IDENTITY_SQL} from information_schema.tables"
+                    " where table_schema = %s",
                     (self.database,),
                 )
-                self.estimated_rows = {name: rows or 0 for name, rows in cur.fetchall()}
+                found = cur.fetchall()
+                self.estimated_rows = {name: rows or 0 for name, rows, _ in found}
+                self.identities = {name: identity for name, _, identity in found}
         finally:
             conn.close()
         by_table: dict[str, list[ColumnType]] = {}
@@ -177,6 +182,26 @@ class MySQLSource:
                 continue
             streams[table] = Stream(table, pk[0], tuple(cols))
         return streams
+
+    def rows_at(self, cursors: dict[str, tuple[Stream, tuple[datetime, int]]]) -> dict[str, datetime | None]:
+        """The source's ``updated_at`` now of the row each saved cursor points at (its primary key), or
+        None where that row is gone: one indexed lookup per stream."""
+        if not cursors:
+            return {}
+        conn = self.connect()
+        found = {}
+        try:
+            with conn.cursor() as cur:
+                for name, (stream, cursor) in cursors.items():
+                    cur.execute(f"select `{stream.cursor}` from `{stream.name}` where `{stream.primary_key}` = %s",
+                                (int(cursor[1]),))
+                    row = cur.fetchone()
+                    found[name] = row[0] if row else None
+        except pymysql.MySQLError as exc:
+            raise IngestError(f"cannot read the source {self.describe()}: {exc.args[-1]}") from exc
+        finally:
+            conn.close()
+        return found
 
     def full_query(self, stream: Stream) -> str:
         """The whole table: a clustered-index scan, the cheapest full read."""
@@ -220,6 +245,7 @@ class MySQLSource:
             with conn.cursor() as cur:
                 self._lock_tables(cur, [stream.name for stream, _ in queries.values()])
                 try:
+                    self._check_identities(cur, [stream.name for stream, _ in queries.values()])
                     cur.execute("select utc_timestamp(6)")
                     snapshot.clock = cur.fetchone()[0]
                     # all readers start at once (each connects and prepares its query; the calls
@@ -239,6 +265,17 @@ class MySQLSource:
         finally:
             conn.close()
         return snapshot
+
+    def _check_identities(self, cur, tables: list[str]) -> None:
+        """Under the snapshot's lock: every table is still the one discovery saw (and the plan was made
+        for). A table swapped in between (``RENAME TABLE``) is refused: a plain run then reloads it."""
+        cur.execute(f"select table_name, {IDENTITY_SQL} from information_schema.tables where table_schema = %s",
+                    (self.database,))
+        now = dict(cur.fetchall())
+        changed = [t for t in tables if t in self.identities and now.get(t) != self.identities[t]]
+        if changed:
+            raise IngestError(f"{', '.join(changed)}: replaced in the source while this sync started"
+                              " (nothing was written); run again")
 
     def _lock_tables(self, cur, tables: list[str]) -> None:
         """``LOCK TABLES … READ NOWAIT``, retried: it never waits while holding a lock, so it cannot form
@@ -267,6 +304,11 @@ class MySQLSource:
         return StreamReader(stream, reader, self.describe())
 
 
+#: a table's identity as information_schema shows it without extra privileges: its creation time,
+#: which a new table swapped in by ``RENAME TABLE`` (what ``seed --truncate`` does), a ``TRUNCATE`` or
+#: a rebuild changes (InnoDB's own table id needs the PROCESS privilege). Seconds only: the engine
+#: also checks the row at the saved cursor (``rows_at``).
+IDENTITY_SQL = "cast(create_time as char)"
 #: the reader connections' session: one snapshot each, read-only, started before the query runs
 SNAPSHOT_SESSION = (
     "set session transaction isolation level repeatable read",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -58,6 +58,8 @@ class ParsedStores:
     raw: bytes
     good: pa.Table
     rejected: list[Rejected]
+    #: the line number of each good row, in order
+    lines: list[int] = field(default_factory=list)
 
     @property
     def rows_read(self) -> int:
@@ -92,6 +94,7 @@ def parse(path: str | Path) -> ParsedStores:
     columns: dict[str, list] = {c: [] for c in HEADER}
     rejected: list[Rejected] = []
     first_seen: dict[int, int] = {}
+    good_lines: list[int] = []
     end = reader.line_num
     for fields in reader:
         number, end = end + 1, reader.line_num
@@ -123,6 +126,7 @@ def parse(path: str | Path) -> ParsedStores:
             rejected.append(Rejected(number, line, str(exc)))
             continue
         first_seen[store_id] = number
+        good_lines.append(number)
         for key, value in (
             ("store_id", store_id), ("latitude", latitude), ("longitude", longitude), ("opened_at", opened_at.isoformat())
         ):
@@ -130,7 +134,32 @@ def parse(path: str | Path) -> ParsedStores:
         for key in ("name", "city", "region", "country"):
             columns[key].append(record[key])
     good = pa.table({c.name: pa.array(columns[c.name], type=c.arrow_type) for c in STREAM.columns})
-    return ParsedStores(raw, good, rejected)
+    return ParsedStores(raw, good, rejected, good_lines)
+
+
+def new_places(parsed: ParsedStores, known_regions: set[str], known_countries: set[str]) -> list[str]:
+    """A line per region or country the last load did not have (its first line): each adds a bar to
+    the "sales by region" dashboard, which a typo ("Eurpe") or a test row ("Atlantis") should not."""
+    notes, seen = [], set()
+    for kind, known in (("region", known_regions), ("country", known_countries)):
+        for value, line in zip(parsed.good.column(kind).to_pylist(), parsed.lines, strict=True):
+            if value not in known and (kind, value) not in seen:
+                seen.add((kind, value))
+                notes.append(f"store_locations: line {line}: {kind} {value!r} is new (not in the last load);"
+                             " it adds a bar to the sales-by-region dashboard")
+    return notes
+
+
+def quarantined_ids(rejected: list[Rejected]) -> dict[int, Rejected]:
+    """The store ids that quarantined lines start with (a truncated line usually keeps its id)."""
+    found = {}
+    for r in rejected:
+        first = next(csv.reader([r.raw_line.splitlines()[0] if r.raw_line else ""]), [""])
+        try:
+            found.setdefault(int(first[0].strip()), r)
+        except (ValueError, IndexError):
+            continue
+    return found
 
 
 def quarantine_table(rejected: list[Rejected]) -> pa.Table:

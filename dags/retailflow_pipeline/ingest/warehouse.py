@@ -109,6 +109,8 @@ class State:
     sync_id: int
     rows_in_table: int
     lake_manifest: dict | None = None
+    #: the source table's identity when the cursor was saved (``source.IDENTITY_SQL``; None: unknown)
+    source_identity: str | None = None
 
 
 @dataclass
@@ -177,15 +179,17 @@ class Warehouse:
             has_state, has_pending = cur.fetchone()
             if has_state:
                 cur.execute(f"select * from {self.table(STATE_TABLE)} limit 0")
-                manifest = "lake_manifest" in [d[0] for d in cur.description]
-                found.ready = manifest and has_pending
+                names = [d[0] for d in cur.description]
+                manifest, identity = "lake_manifest" in names, "source_identity" in names
+                found.ready = manifest and identity and has_pending
                 cur.execute(
                     "select stream, cursor_value, cursor_pk, generation_id, sync_id, rows_in_table,"
-                    f" {'lake_manifest' if manifest else 'null'}::text from {self.table(STATE_TABLE)}"
+                    f" {'lake_manifest' if manifest else 'null'}::text,"
+                    f" {'source_identity' if identity else 'null'}::text from {self.table(STATE_TABLE)}"
                 )
-                for stream, value, pk, generation, sync_id, rows, lake in cur.fetchall():
+                for stream, value, pk, generation, sync_id, rows, lake, source in cur.fetchall():
                     found.states[stream] = State(None if value is None else (value, pk), generation, sync_id,
-                                                 rows or 0, json.loads(lake) if lake else None)
+                                                 rows or 0, json.loads(lake) if lake else None, source)
             if has_pending:
                 cur.execute(f"select stream from {self.table(PENDING_TABLE)}")
                 found.pending = {r[0] for r in cur.fetchall()}
@@ -222,6 +226,7 @@ class Warehouse:
                 " synced_at timestamp with time zone not null default now())"
             )
             cur.execute(f"alter table {self.table(STATE_TABLE)} add column if not exists lake_manifest jsonb")
+            cur.execute(f"alter table {self.table(STATE_TABLE)} add column if not exists source_identity varchar")
             cur.execute(
                 f"create table if not exists {self.table(PENDING_TABLE)} (stream varchar primary key,"
                 " requested_sync_id bigint not null, requested_at timestamp with time zone not null default now())"
@@ -424,20 +429,23 @@ class Warehouse:
         return inserted, updated
 
     def save_state(self, cur, stream: str, cursor: tuple[datetime, int] | None, batch: Batch, rows: int,
-                   lake_manifest: dict | None = None) -> None:
-        """The stream's new cursor (its high-water mark), generation and lake manifest; a pending full
-        refresh of it is done. Called last in the stream's transaction."""
+                   lake_manifest: dict | None = None, source_identity: str | None = None) -> None:
+        """The stream's new cursor (its high-water mark), generation, lake manifest and the identity of
+        the source table it was read from; a pending full refresh of it is done. Called last in the
+        stream's transaction."""
         cursor_sql = ("null", "null") if cursor is None else (literal(cursor[0].isoformat()), str(int(cursor[1])))
         manifest_sql = "null" if lake_manifest is None else literal(json.dumps(lake_manifest)) + "::jsonb"
+        identity_sql = "null" if source_identity is None else literal(source_identity)
         cur.execute(
             f"insert into {self.table(STATE_TABLE)} as s"
-            " (stream, cursor_value, cursor_pk, generation_id, sync_id, rows_in_table, synced_at, lake_manifest)"
+            " (stream, cursor_value, cursor_pk, generation_id, sync_id, rows_in_table, synced_at, lake_manifest,"
+            " source_identity)"
             f" values ({literal(stream)}, {cursor_sql[0]}, {cursor_sql[1]}, {batch.generation_id}, {batch.sync_id},"
-            f" {rows}, now(), {manifest_sql})"
+            f" {rows}, now(), {manifest_sql}, {identity_sql})"
             " on conflict (stream) do update set cursor_value = excluded.cursor_value,"
             " cursor_pk = excluded.cursor_pk, generation_id = excluded.generation_id, sync_id = excluded.sync_id,"
             " rows_in_table = excluded.rows_in_table, synced_at = excluded.synced_at,"
-            " lake_manifest = excluded.lake_manifest"
+            " lake_manifest = excluded.lake_manifest, source_identity = excluded.source_identity"
         )
         cur.execute(f"delete from {self.table(PENDING_TABLE)} where stream = {literal(stream)}")
 

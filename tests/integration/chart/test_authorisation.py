@@ -24,6 +24,8 @@ the run takes seconds; the HMAC key is a temporary file where the pod mounts a S
 from __future__ import annotations
 
 import base64
+import copy
+import json
 import os
 import subprocess
 import sys
@@ -42,7 +44,7 @@ from kopf.testing import KopfRunner
 from integration.operator.operator_runner import is_ready, load_operator
 from support.airbyte_fake import AirbyteFake
 from support.airflow_server import AirflowServer
-from support.helm_render import NAMESPACE, Rendered, containers, pod_spec, render
+from support.helm_render import NAMESPACE, VARIANTS, Rendered, containers, pod_spec, render
 from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
 from support.kube_rbac import RBAC, service_account_user
 
@@ -265,6 +267,38 @@ class TestOperator:
             wait_pipeline(kube, lambda o: o is None, "deletion (the finalizer removed)")
             assert airbyte.live("connections") == {} and airbyte.live("sources") == {}
         assert ready["status"]["phase"] == "Ready"
+        assert_no_denials(kube)
+        assert '" 403 ' not in runner.output and "Forbidden" not in runner.output, runner.output[-4000:]
+        assert_least_privilege(kube, operator_sa(release))
+
+
+class TestOperatorLite:
+    """The lite profile (values-lite.yaml): no Airbyte in the release, so no pipeline Job and no
+    ``airbyte-auth-secrets``; the RetailPipeline is a release resource that Helm applies (here: as the
+    API's admin, the installing user), and the operator runs it as its ServiceAccount."""
+
+    @pytest.fixture
+    def release(self) -> Rendered:
+        return render(values=VARIANTS["lite"])
+
+    def test_lifecycle_as_its_service_account(self, release, kube, airflow):
+        assert JOB not in release.names("Job")
+        release_secrets(kube, release, airflow)
+        assert AIRBYTE_SECRET not in {d["metadata"]["name"] for d in release.of_kind("Secret")}
+        body = copy.deepcopy(release.get("RetailPipeline", PIPELINE))
+        body["spec"]["airflow"]["apiUrl"] = airflow.url  # the in-cluster API server's URL, replaced
+        kube.apply_rp(body)
+        with rendered_operator(release, kube) as runner:
+            ready = wait_pipeline(kube, lambda o: o and is_ready(o), "Ready")
+            variables = json.loads(airflow.get_variable("retailflow_pipeline"))
+            assert variables["engine"] == "direct"
+            kube.patch_rp(NAMESPACE, PIPELINE, {"spec": {"schedule": "0 5 * * *"}})
+            wait_pipeline(kube, lambda o: o and is_ready(o) and o["status"]["observedGeneration"] == 2,
+                          "Ready at generation 2")
+            kube.delete_rp(NAMESPACE, PIPELINE)
+            wait_pipeline(kube, lambda o: o is None, "deletion (the finalizer removed)")
+            assert not [k for k in airflow.variables() if k.startswith("retailflow_")]
+        assert ready["status"]["connectionCount"] == 0
         assert_no_denials(kube)
         assert '" 403 ' not in runner.output and "Forbidden" not in runner.output, runner.output[-4000:]
         assert_least_privilege(kube, operator_sa(release))

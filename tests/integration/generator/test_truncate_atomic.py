@@ -4,6 +4,7 @@ previous rows as they were, says so truthfully, and leaves no file behind."""
 import os
 import signal
 import subprocess
+import threading
 import time
 from datetime import date
 
@@ -14,7 +15,7 @@ from retailflow_generator import db as db_module
 from retailflow_generator import seed as seed_module
 from retailflow_generator.db import GeneratorError, MySQLTarget
 from retailflow_generator.seed import SeedRequest, run_seed
-from test_seed import ARGS, checksums, seed_in_process
+from test_seed import ARGS, TABLES, checksums, seed_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -112,3 +113,90 @@ def test_a_failed_truncate_keeps_the_previous_data(database, monkeypatch, failur
     assert checksums(database) == before
     assert tables(database) == ["customers", "order_items", "orders", "products"]
     assert scalar(database, "select count(*) from orders") == 3000
+
+
+TINY = ["--customers", "60", "--products", "20", "--orders", "200", "--start", "2025-01-01",
+        "--end", "2025-03-31"]
+
+
+def test_ctrl_c_at_any_point_of_a_truncate_seed_exits_130_keeps_one_truth_and_no_shadow_tables(
+        database, monkeypatch, capsys):
+    """A Ctrl-C lands wherever the main thread is; in PyMySQL (pure Python) that can be between a
+    packet's header and its body, after which the connection answers the rollback with a ValueError
+    or an IndexError. Here the interrupt is raised after each of the seed's reads from the server in
+    turn (every point one seed has), and each time: exit 130, one line, no shadow table left, and the
+    line says what the tables hold."""
+    from retailflow_generator import cli
+
+    watcher = connect(database)  # one connection for every look (each new one costs a TLS setup)
+
+    def checksums(_url):
+        with watcher.cursor() as cur:
+            cur.execute("checksum table " + ", ".join(TABLES))
+            return {name.rpartition(".")[2]: value for name, value in cur.fetchall()}
+
+    def tables(_url):
+        with watcher.cursor() as cur:
+            cur.execute("select table_name from information_schema.tables where table_schema = database()")
+            return sorted(r[0] for r in cur.fetchall())
+
+    assert cli.main(["seed", *TINY, "--seed", "2", "--mysql-url", database]) == 0
+    new = checksums(database)
+    assert cli.main(["seed", *TINY, "--seed", "1", "--truncate", "--mysql-url", database]) == 0
+    old = checksums(database)
+    args = ["seed", *TINY, "--seed", "2", "--truncate", "--mysql-url", database]
+    real_read = pymysql.connections.Connection._read_bytes
+    fault = {"reads": 0, "at": 0}
+
+    def read_then_interrupt(self, n):
+        data = real_read(self, n)
+        if threading.current_thread() is threading.main_thread():
+            fault["reads"] += 1
+            if fault["reads"] == fault["at"]:
+                raise KeyboardInterrupt  # as a Ctrl-C does, right after this read
+        return data
+
+    monkeypatch.setattr(pymysql.connections.Connection, "_read_bytes", read_then_interrupt)
+    outcomes = set()
+    for at in range(1, 500):
+        before = checksums(database)
+        fault.update(reads=0, at=at)
+        capsys.readouterr()
+        code = cli.main(args)
+        out, err = capsys.readouterr()
+        if fault["reads"] < at:  # the seed made fewer reads than that: every point was tried
+            assert code == 0
+            break
+        assert code == 130, (at, err)
+        assert err.count("\n") == 1 and "Traceback" not in err, (at, err)
+        assert tables(database) == ["customers", "order_items", "orders", "products"], at
+        if "the previous data is unchanged" in err or "nothing was committed" in err:
+            assert checksums(database) == before, (at, err)
+        else:
+            assert "the new data is in place" in err and checksums(database) == new, (at, err)
+        outcomes.add(err.split("; ", 1)[1].split(" (")[0].strip())
+        if checksums(database) == new:  # swapped: back to the old rows for the next point
+            monkeypatch.setattr(pymysql.connections.Connection, "_read_bytes", real_read)
+            assert cli.main(["seed", *TINY, "--seed", "1", "--truncate", "--mysql-url", database]) == 0
+            assert checksums(database) == old
+            monkeypatch.setattr(pymysql.connections.Connection, "_read_bytes", read_then_interrupt)
+    else:
+        pytest.fail("the seed never ran to its end")
+    assert outcomes >= {"the previous data is unchanged", "the new data is in place"}, outcomes
+
+
+def test_ctrl_c_in_a_loop_always_exits_130_without_traceback_or_shadow_tables(database, tmp_path):
+    """Real SIGINTs at points spread over a `seed --truncate` process's life (what `make seed` runs)."""
+    seed_in_process(database, *ARGS)
+    args = [GENERATOR, "seed", *BIG[:5], "40000", *BIG[6:], "--mysql-url", database]
+    for delay in (0.5, 1.0, 1.4, 1.8, 2.2):
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        if proc.returncode == 0:  # it had finished: its summary says so
+            assert out.startswith("seed: wrote ") and err == "", (delay, err)
+        else:
+            assert proc.returncode == 130 and "Traceback" not in err, (delay, proc.returncode, err)
+            assert err.strip().splitlines()[-1].startswith("retailflow-generator seed: interrupted; ")
+        assert tables(database) == ["customers", "order_items", "orders", "products"], delay

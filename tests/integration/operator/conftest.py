@@ -5,26 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.airbyte_fake import AirbyteFake
-from support.airflow_server import DEFAULT_AIRFLOW_BIN, AirflowServer
+from support.peer_fixtures import airbyte, airflow  # noqa: F401 (fixtures)
 from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
-
-
-@pytest.fixture(scope="session")
-def airflow() -> Iterator[AirflowServer]:
-    """A real Airflow API server (``airflow api-server`` from ``dags/.venv``, SQLite metadata, Simple auth
-    manager with generated credentials), shared by the whole session and stopped at its end."""
-    if not DEFAULT_AIRFLOW_BIN.exists():
-        pytest.skip(f"{DEFAULT_AIRFLOW_BIN} is missing: run `uv sync --project dags` to get Airflow")
-    with AirflowServer() as server:
-        yield server
-
-
-@pytest.fixture
-def airbyte() -> Iterator[AirbyteFake]:
-    """The Airbyte fake: a stateful stand-in for Airbyte's public API v1 on loopback, fresh per test."""
-    with AirbyteFake() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -138,7 +138,20 @@ def assert_same_answers(expected: dict, actual: dict) -> None:
     assert actual["product_sales"] == expected["product_sales"]
 
 
-def test_marts_match_mysql_after_seed_and_after_live_changes(mysql_url, warehouse_url, tmp_path):
+def audit(mysql_url: str, warehouse_url: str, monkeypatch, capsys) -> tuple[int, str, str]:
+    """``make audit`` (``python -m retailflow_pipeline.reconciliation``): (exit code, stdout, stderr)."""
+    from retailflow_pipeline import reconciliation
+
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", mysql_url)
+    monkeypatch.setenv("RETAILFLOW_WAREHOUSE_URL", warehouse_url)
+    capsys.readouterr()
+    code = reconciliation.main([])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_marts_match_mysql_after_seed_and_after_live_changes(mysql_url, warehouse_url, tmp_path, monkeypatch,
+                                                            capsys):
     generator(
         "seed", "--customers", "400", "--products", "80", "--orders", "4000", "--start", "2024-01-01",
         "--end", "2025-12-31", "--seed", "11", "--mysql-url", mysql_url,
@@ -154,3 +167,18 @@ def test_marts_match_mysql_after_seed_and_after_live_changes(mysql_url, warehous
     assert changed != seeded, "live mode changed nothing: the second comparison would prove nothing"
     ingest_and_build(mysql_url, warehouse_url, tmp_path)
     assert_same_answers(changed, mart_answers(warehouse_url))
+
+    # the same audit the DAG runs, by hand: agreeing, then a mart that lost an order
+    code, out, err = audit(mysql_url, warehouse_url, monkeypatch, capsys)
+    assert (code, err) == (0, ""), out
+    assert "orders rows: MySQL orders = " in out and "audit: ok" in out
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("delete from marts.orders where order_id = (select min(order_id) from marts.orders)")
+    code, out, err = audit(mysql_url, warehouse_url, monkeypatch, capsys)
+    assert code == 1 and "orders rows: " in out and "[MISMATCH]" in out
+    assert err.startswith("audit: ") and "checks differ" in err
+    # no marts at all: one line, exit 2
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("drop schema marts cascade")
+    code, out, err = audit(mysql_url, warehouse_url, monkeypatch, capsys)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1 and "run the pipeline" in err, err

@@ -18,6 +18,8 @@ from retailflow_pipeline import report
 
 pytestmark = pytest.mark.integration
 
+MAKEFILE = Path(__file__).resolve().parents[3] / "Makefile"
+
 AIRBYTE_COLUMNS = """
     _airbyte_raw_id varchar not null default gen_random_uuid()::varchar,
     _airbyte_extracted_at timestamptz not null default now(),
@@ -118,7 +120,26 @@ def test_build_docs_freshness_and_report(raw_warehouse, dbt_dirs, capsys, monkey
     assert any("total" in line and "587.00" in line and "195.67" in line for line in lines)
     rain_jacket = next(line for line in lines if "Rain Jacket" in line)
     assert "300.00" in rain_jacket and " 2 " in rain_jacket  # the cancelled 9 jackets are not sales
-    assert "Lake files:" in out and "dbt docs:" in out
+    assert "Lake files: none recorded (raw._retailflow_ingest_state names no lake" in out and "dbt docs:" in out
+    # --schema is one identifier, never SQL: a schema of that odd name does not exist
+    assert report.main(["--schema", "marts.top_customers; select 1 --"]) == 1
+    assert "the marts are missing" in capsys.readouterr().err
+
+
+def test_docs_after_a_build_keep_the_builds_test_results(raw_warehouse, tmp_path):
+    """make dbt-build generates the docs after the build; a compile there rewrote run_results.json
+    with no test in it, so make governance never saw the tests' results."""
+    dirs = (tmp_path, tmp_path / "logs")
+    assert dbt(["build"], raw_warehouse, dirs) == 0
+    lines = MAKEFILE.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("dbt-build:"))
+    recipe = lines[start + 1 : lines.index("", start)]
+    [docs] = [line for line in recipe if "retailflow_pipeline.dbt docs generate" in line]
+    args = docs.split("retailflow_pipeline.dbt ", 1)[1].split()  # what `make dbt-build` runs
+    assert dbt(args, raw_warehouse, dirs) == 0
+    results = json.loads((tmp_path / "run_results.json").read_text())["results"]
+    assert any(r["unique_id"].startswith("test.") and r["status"] == "pass" for r in results), args
+    assert (tmp_path / "catalog.json").exists() and (tmp_path / "index.html").exists()
 
 
 def test_stale_source_fails_freshness(raw_warehouse, dbt_dirs):

@@ -16,7 +16,7 @@ import sys
 import pytest
 import yaml
 
-from support.helm_render import REPO, UMBRELLA, render
+from support.helm_render import REPO, UMBRELLA, VARIANTS, render
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 WORKFLOWS = UMBRELLA / "files" / "openmetadata"
@@ -130,6 +130,13 @@ class TestTaskEnvironment:
         for workflow in chosen:
             text = "\n".join(l for l in workflow.path.read_text().splitlines() if not l.lstrip().startswith("#"))
             assert set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", text)) <= provided, workflow.name
+
+    def test_in_the_lite_profile_the_task_skips_saying_no_server_is_configured(self):
+        governance = _governance()
+        rendered = render(values=VARIANTS["lite"])
+        assert "retailflow-openmetadata" not in rendered.names("Secret")
+        with pytest.raises(governance.NotConfigured, match="RETAILFLOW_OPENMETADATA_URL is not set"):
+            governance.run(_task_env(rendered, secrets_present=False))
 
     def test_without_openmetadata_the_task_skips(self):
         governance = _governance()

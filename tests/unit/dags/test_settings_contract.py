@@ -154,3 +154,17 @@ def test_pipelines_the_operator_registers_are_scheduled_without_configuring_thei
     # a registry someone broke by hand schedules only what the environment names, and says why
     variables[schedules.REGISTRY_KEY] = "[not, json"
     assert schedules.due_runs(now, {"RETAILFLOW_PIPELINE_PREFIXES": "shop_b_"}, variables.get) == runs[1:]
+
+
+def test_local_mode_runs_on_the_schedule_make_schedule_sets():
+    """Without a RetailPipeline nothing is scheduled, unless `make schedule` wrote the local cron."""
+    now = datetime(2026, 3, 4, 10, 7, 30, tzinfo=timezone.utc)
+    assert schedules.due_runs(now, {}, {}.get) == []
+    local = {schedules.LOCAL_SCHEDULE_KEY: "0 * * * *"}
+    assert schedules.due_runs(now, {}, local.get) == [
+        {"trigger_run_id": "scheduled__retailflow__2026-03-04T10:00:00Z",
+         "logical_date": "2026-03-04T10:00:00+00:00", "conf": {"variable_prefix": "retailflow_"}}]
+    # a RetailPipeline's own schedule wins over the local one
+    written = {k: json.dumps(v) for k, v in operator_variables("--engine", "direct", "--set", "schedule=0 2 * * *").items()}
+    runs = schedules.due_runs(now, {}, (written | local).get)
+    assert [r["trigger_run_id"] for r in runs] == ["scheduled__retailflow__2026-03-04T02:00:00Z"]

@@ -191,3 +191,27 @@ def test_missing_url_is_a_clear_error(capsys, monkeypatch):
     monkeypatch.delenv("RETAILFLOW_MYSQL_URL", raising=False)
     assert cli.main(["live", "--iterations", "1"]) == 1
     assert "RETAILFLOW_MYSQL_URL" in capsys.readouterr().err
+
+
+def test_an_end_far_in_the_future_is_named_not_a_start_never_given(capsys, monkeypatch):
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", "mysql://nobody:x@127.0.0.1:1/none")
+    code = cli.main(["seed", "--customers", "1", "--products", "20", "--orders", "1", "--end", "2999-01-01"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "--end 2999-01-01 is too far in the future" in err and "--start 2997" not in err
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:p@h:5432/retail", "mysql://u:p@h:port/retail", "mysql://u:p@h:3306/",
+                                 "mysql:///retail"])
+def test_a_malformed_mysql_url_is_bad_input_exit_2(url, capsys):
+    code = cli.main(["live", "--iterations", "1", "--mysql-url", url])
+    err = capsys.readouterr().err
+    assert code == 2 and "the MySQL URL" in err and "Traceback" not in err
+
+
+def test_an_unwritable_stores_csv_is_one_line_exit_1(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = cli.main(["stores", "--out", str(blocker / "x.csv")])  # a folder that is a file
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("retailflow-generator stores: error: cannot write ") and "Traceback" not in err

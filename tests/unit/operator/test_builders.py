@@ -153,6 +153,30 @@ class TestSecretsNeverCompared:
                 assert str(value) not in text
             assert "configuration" not in text
 
+    @pytest.mark.parametrize("shape", ["present", "null", "absent"])
+    def test_answers_match_whether_a_field_is_absent_or_null(self, example, secrets, shape):
+        """The real server leaves out fields it has no value for (Jackson NON_ABSENT in airbyte-server's
+        application.yml); the fake did answer null. Either way, a connection as answered matches what the
+        operator wants (no patch on every resync), and liveness reads the same."""
+        from retailflow_operator.airbyte_client import Resource
+        from retailflow_operator.reconcile import Inventory, _streams_sorted
+
+        for conn in airbyte(example, secrets).connections:
+            answer = json.loads(json.dumps(conn.comparable()))
+            for stream in answer["configurations"]["streams"]:
+                if shape == "present":
+                    stream.update(namespace="retail", mappers=[])
+                elif shape == "null":
+                    stream.update({k: None for k in ("namespace", "selectedFields", "mappers")})
+            answer = {k: v for k, v in answer.items() if v is not None} if shape == "absent" else answer
+            if shape == "null":
+                answer.update(namespaceFormat=None, dataResidency=None)
+            assert b.is_subset(_streams_sorted(conn.comparable()), _streams_sorted(b.answer_comparable(answer))), (
+                conn.role, shape)
+            assert Inventory._alive(Resource("connection", "c-1", conn.name, {
+                **answer, **({"status": None} if shape == "null" else {})}))
+        assert not Inventory._alive(Resource("source", "s-1", "x", {} if shape == "absent" else {"configuration": None}))
+
     def test_masked_answer_still_matches_desired_public_config(self, example, secrets):
         actor = airbyte(example, secrets).destinations[0]
         answer = dict(actor.config, password="**********", extra_default=True)

@@ -59,10 +59,22 @@ def crd_defaults(schema: dict) -> dict[str, Any]:
 
 def test_the_parsed_model_carries_every_crd_default(schema):
     """A spec that sets nothing defaulted (as an API server that skips defaulting delivers it)."""
-    model = parse({"mysql": {"streams": [{"name": "orders"}], "port": None}, "lake": "not an object"})
+    model = parse({"mysql": {"streams": [{"name": "orders"}], "port": None}, "lake": "not an object", "airbyte": {}})
     defaults = crd_defaults(schema)
     assert set(defaults) == set(MODEL_AT), "a CRD default the model does not carry (or the other way round)"
     assert {path: MODEL_AT[path](model) for path in defaults} == defaults
+
+
+def test_a_spec_without_an_airbyte_block_has_no_airbyte(example):
+    """engine direct may leave spec.airbyte out (a lite install has no Airbyte): the model says so,
+    instead of an Airbyte of defaults that every layer below would try to reach."""
+    example["spec"]["engine"] = "direct"
+    del example["spec"]["airbyte"]
+    model = parse(example["spec"])
+    assert model.airbyte is None
+    assert "airbyte" not in {ref.role for ref in b.secret_refs(model)}
+    b.validate(model)
+    assert b.build_variables("ns", "p", model)["retailflow_pipeline"]["sync_trigger"] == "airflow"
 
 
 def test_set_fields_win_over_the_defaults(example):

@@ -138,6 +138,14 @@ class TestProject:
                 if column.endswith("_id") and not col["description"].startswith("Primary key"):
                     assert ("relationships", column) in tests, f"{name}.{column}"
 
+    def test_a_failing_store_reference_points_to_the_store_quarantine(self, manifest):
+        """dbt prints only a failing test's name: the one on orders' store_id names where a store line
+        that failed to load went (the ingest itself also counts the orders affected)."""
+        names = [node["name"] for node in manifest["nodes"].values()
+                 if node["resource_type"] == "test" and node.get("attached_node") == "model.retailflow.stg_retail__orders"
+                 and node.get("column_name") == "store_id" and node["test_metadata"]["name"] == "relationships"]
+        assert len(names) == 1 and "raw_store_locations_quarantine" in names[0], names
+
     def test_status_and_channel_have_accepted_values(self, manifest):
         for model in ("stg_retail__orders", "orders"):
             tests = {(t, c) for t, c, _ in attached_tests(manifest, model)}

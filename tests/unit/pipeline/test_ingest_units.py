@@ -66,6 +66,19 @@ def test_stream_selection():
         resolve_streams(["store_locations"], found, None)
 
 
+def test_only_the_catalogs_tables_are_ingested_and_stray_ones_named_in_one_line(caplog):
+    """An interrupted seed's shadow tables, or any table of the user's, are not the pipeline's streams."""
+    found = {name: Stream(name, "id", ()) for name in
+             ("orders", "customers", "orders__new", "customers__new", "scratch")}
+    with caplog.at_level("INFO", logger="retailflow_pipeline.ingest"):
+        assert resolve_streams(None, found, None) == ["customers", "orders"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "ignored 3 source table(s) outside the pipeline's catalog: customers__new, orders__new, scratch"
+        " (name one with --streams to ingest it)"]
+    # named, a table outside the catalog is synced
+    assert resolve_streams(["scratch"], found, None) == ["scratch"]
+
+
 def test_store_csv_checks(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text(

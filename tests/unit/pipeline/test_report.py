@@ -65,20 +65,19 @@ def test_empty_marts_say_what_to_run():
     assert "Top" not in text
 
 
-def test_lake_location_is_the_bucket_when_an_endpoint_is_set(tmp_path):
-    env = {"RETAILFLOW_LAKE_BUCKET": "lake", "RETAILFLOW_LAKE_PREFIX": "/retailflow/",
-           "RETAILFLOW_LAKE_ENDPOINT": "http://minio:9000"}
-    assert report.lake_location(env, tmp_path) == "s3://lake/retailflow/ (endpoint http://minio:9000)"
-    # the ingestion engine's defaults
-    assert report.lake_location({"RETAILFLOW_LAKE_ENDPOINT": "http://minio:9000"}).startswith("s3://retailflow/raw/ ")
+def test_lake_location_is_what_the_warehouses_ingestion_recorded(tmp_path):
+    """Not this checkout's .lake/ whatever warehouse the report reads: the lakes its state names."""
+    assert report.lake_location(["http://minio:9000/lake/retailflow"]) == "s3://lake/retailflow/ (endpoint http://minio:9000)"
+    assert report.lake_location([], "landing") == (
+        "none recorded (landing._retailflow_ingest_state names no lake: the ingestion has not run, or wrote none)")
+    assert report.lake_location([str(tmp_path / "elsewhere")]) == f"{tmp_path}/elsewhere/ (not on this machine)"
 
 
 def test_lake_location_counts_local_files(tmp_path):
-    assert "not written yet" in report.lake_location({}, tmp_path / "missing")
     (tmp_path / "orders").mkdir()
     (tmp_path / "orders" / "part-0.parquet").write_bytes(b"x" * 2_000_000)
     (tmp_path / "customers.parquet").write_bytes(b"y" * 500_000)
-    assert report.lake_location({}, tmp_path) == f"{tmp_path}/ (2 files, 2.5 MB)"
+    assert report.lake_location([str(tmp_path)]) == f"{tmp_path}/ (2 files, 2.5 MB)"
 
 
 def test_docs_location_tells_how_to_generate_them(tmp_path):
@@ -94,3 +93,23 @@ def test_missing_warehouse_is_a_usage_error(monkeypatch, capsys):
         report.main([])
     assert exc.value.code == 2
     assert "RETAILFLOW_WAREHOUSE_URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--limit", "-1"], "argument --limit: -1 is not between 1 and 1000"),
+    (["--limit", "0"], "argument --limit: 0 is not between 1 and 1000"),
+    (["--limit", "ten"], "argument --limit: 'ten' is not a whole number"),
+    (["--warehouse-url", "mysql://u:p@h:3306/retail"], "the warehouse URL must look like postgresql://"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, monkeypatch, capsys):
+    monkeypatch.setenv("RETAILFLOW_WAREHOUSE_URL", "postgresql://u:p@127.0.0.1:1/w")
+    with pytest.raises(SystemExit) as exc:
+        report.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_the_schema_is_one_quoted_identifier():
+    assert report.quote_ident('marts"; drop table x; --') == '"marts""; drop table x; --"'
+    sql = report.TOP_CUSTOMERS_SQL.format(schema=report.quote_ident("my marts"))
+    assert 'from "my marts".top_customers' in sql

@@ -80,6 +80,26 @@ REFUSED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "a port out of range": (_set("warehouse.port", 70000), "port"),
     "an unknown warehouse ssl mode": (_set("warehouse.sslMode", "verify-full"), "verify-full"),
     "a lake prefix with a leading slash": (_set("lake.prefix", "/raw"), "prefix"),
+    # fields the operator derives a remote URL, path or key from
+    "an Airbyte URL without the public API root": (
+        _set("airbyte.apiUrl", "http://retailflow-airbyte-server-svc:8001"), "must be Airbyte's public API root"),
+    "an Airbyte URL with a path the client appends": (
+        _set("airbyte.apiUrl", "http://retailflow-airbyte-server-svc:8001/api/public/v1/sources"),
+        "the operator appends /sources, /destinations, /connections and /applications/token itself"),
+    "an Airbyte URL with a query": (
+        _set("airbyte.apiUrl", "http://airbyte:8001/api/public/v1?workspace=x"), "ending in /api/public/v1 with no query"),
+    "an Airflow URL with /api/v2": (
+        _set("airflow.apiUrl", "http://retailflow-api-server:8080/api/v2"), "with no /api/v2, /auth or query"),
+    "an Airflow URL with the token path": (
+        _set("airflow.apiUrl", "http://retailflow-api-server:8080/auth/token"), "appends /api/v2/variables and /auth/token"),
+    "an s3Key that is a URL": (
+        _set("storeLocations.s3Key", "s3://retailflow-lake/store_locations/store_locations.csv"), "not a URL"),
+    "an s3Key that is a glob": (_set("storeLocations.s3Key", "store_locations/*.csv"), "remove the glob characters"),
+    "an s3Key that names the bucket": (
+        lambda s: s["storeLocations"].update(s3Key=s["lake"]["bucket"] + "/store_locations/store_locations.csv"),
+        "leave the bucket's name out"),
+    "an s3Key with a .. segment": (_set("storeLocations.s3Key", "store_locations/../stores.csv"), "no empty (//), . or .."),
+    "an s3Key with an empty segment": (_set("storeLocations.s3Key", "store_locations//stores.csv"), "plain key"),
 }
 
 
@@ -148,3 +168,64 @@ def test_the_stream_rules_match_the_mysql_schema() -> None:
         assert "updated_at" in info["columns"]
     assert Path(REPO_ROOT / "generator" / "retailflow_generator" / "schema.sql").read_text().count(
         "on update current_timestamp(6)") == len(tables)
+
+
+ADMITTED: dict[str, Callable[[dict[str, Any]], None]] = {
+    "an Airbyte behind a path prefix": _set("airbyte.apiUrl", "https://data.example.com/airbyte/api/public/v1"),
+    "an Airflow under a sub-path": _set("airflow.apiUrl", "https://data.example.com/airflow"),
+    "an Airflow host named api": _set("airflow.apiUrl", "http://api.airflow.svc:8080"),
+    "a nested s3Key": _set("storeLocations.s3Key", "store_locations/2026/stores v2.csv"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ADMITTED), ids=lambda c: c.replace(" ", "-"))
+def test_derived_fields_in_their_documented_form_are_admitted(kube: EmulatedKubernetesAPI, case: str) -> None:
+    body = spec_of(ADMITTED[case])
+    body["metadata"] = {"name": f"ok-{case.replace(' ', '-').lower()}", "namespace": "admission"}
+    resp = kube.post_rp(body)
+    assert resp.status_code == 201, resp.text
+
+
+def test_a_name_longer_than_airbytes_limit_allows_once_prefixed_is_refused(kube: EmulatedKubernetesAPI) -> None:
+    """Airbyte names are rf/<namespace>/<name>/<role>, at most 256 characters (its varchar(256)): with a
+    namespace of 63 characters and the longest role, a pipeline name may have 160."""
+    body = example()
+    body["metadata"] = {"name": "p" * 161, "namespace": "admission"}
+    resp = kube.post_rp(body)
+    assert resp.status_code == 422 and "metadata.name" in resp.json()["message"], resp.text
+    body["metadata"] = {"generateName": "p" * 156, "namespace": "admission"}
+    assert kube.post_rp(body).status_code == 422
+    body["metadata"] = {"name": "p" * 160, "namespace": "admission"}
+    assert kube.post_rp(body).status_code == 201
+
+
+def test_the_name_limit_is_exactly_what_the_operators_names_need() -> None:
+    """The CRD's metadata.name maxLength, the builder's naming and Airbyte's limit agree: the longest name
+    the operator derives (longest role, a 63-character namespace) is 256 characters at the limit."""
+    from retailflow_operator import builders
+    from retailflow_operator.errors import SpecError
+    from retailflow_operator.spec_model import parse
+
+    crd = yaml.safe_load(CRD_PATH.read_text())
+    limit = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["metadata"]["properties"]["name"][
+        "maxLength"]
+    secrets = {"mysql": {"username": "u", "password": "p"}, "warehouse": {"username": "u", "password": "p"},
+               "lake": {"access_key_id": "a", "secret_access_key": "s"}}
+    spec = parse(example()["spec"])
+    state = builders.build_airbyte("n" * 63, "p" * limit, spec, secrets)
+    longest = max(len(r.name) for r in (*state.sources, *state.destinations, *state.connections))
+    assert longest == builders.AIRBYTE_NAME_LIMIT == 256
+    # a longer resource prefix (RETAILFLOW_RESOURCE_PREFIX) no longer fits: the operator says so
+    with pytest.raises(SpecError, match=r"over Airbyte's 256: use a name \(or resource prefix\) 3 characters shorter"):
+        builders.build_airbyte("n" * 63, "p" * limit, spec, secrets, prefix="rf-eu")
+
+
+def test_variable_keys_fit_airflows_key_column() -> None:
+    """Airflow stores a variable's key in a String(250) column (airflow.models.base.ID_LEN): the longest
+    prefix the CRD admits plus the longest variable name fits."""
+    from retailflow_operator.builders import VARIABLE_NAMES
+
+    crd = yaml.safe_load(CRD_PATH.read_text())
+    prefix = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["airflow"][
+        "properties"]["variablePrefix"]
+    assert prefix["maxLength"] + max(len(n) for n in VARIABLE_NAMES) <= 250

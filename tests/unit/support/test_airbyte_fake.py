@@ -288,6 +288,32 @@ class TestStreams:
         assert conn.status_code == 200
         assert conn.json()["configurations"]["streams"][0]["cursorField"] == ["_ab_source_file_last_modified"]
 
+    def test_a_field_without_value_is_absent_never_null(self, rest: Rest, airbyte: AirbyteFake) -> None:
+        """NON_ABSENT (application.yml): the file stream has no namespace, so the key is not there."""
+        source = rest("POST", "/sources", {"name": "stores", "workspaceId": airbyte.workspace_id,
+                                           "configuration": {"sourceType": "file", "dataset_name": "store_locations",
+                                                             "format": "csv", "url": "http://x/s.csv",
+                                                             "provider": {"storage": "HTTPS"}}})
+        assert source.status_code == 200, source.text
+        dest = rest("POST", "/destinations", postgres_destination(airbyte)).json()
+        conn = rest("POST", "/connections", {"sourceId": source.json()["sourceId"],
+                                             "destinationId": dest["destinationId"],
+                                             "configurations": {"streams": [{"name": "store_locations"}]}})
+        assert conn.status_code == 200, conn.text
+        [stream] = conn.json()["configurations"]["streams"]
+        assert "namespace" not in stream
+
+        def nulls(value: Any, path: str = "") -> list[str]:
+            if isinstance(value, dict):
+                return [p for k, v in value.items() if k != "configuration"
+                        for p in ([f"{path}.{k}"] if v is None else nulls(v, f"{path}.{k}"))]
+            if isinstance(value, list):
+                return [p for i, v in enumerate(value) for p in nulls(v, f"{path}[{i}]")]
+            return []
+
+        for path in ("/sources", "/destinations", "/connections"):
+            assert nulls(rest("GET", path, workspaceIds=airbyte.workspace_id).json()) == [], path
+
 
 class TestJobs:
     """The jobs block (the DAG's sensor): create, poll, cancel."""

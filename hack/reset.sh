@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `make reset`: back to a clean local mode, after a confirmation. Drops only what RetailFlow made:
+#   - in MySQL ($RETAILFLOW_MYSQL_URL): the generator's four tables (and a seed's __new/__old leftovers);
+#   - in the warehouse ($RETAILFLOW_WAREHOUSE_URL): the raw schema ($RETAILFLOW_RAW_SCHEMA or raw) and
+#     dbt's staging and marts schemas;
+#   - files: .lake/ (the local lake), dbt/target/ and dbt/logs/, .airflow/logs/ (task logs).
+# It stops the background servers first (make stop). It keeps the databases themselves, their users
+# and .env.local (passwords), the installed environments, and Airflow's and Superset's own metadata.
+# CONFIRM=yes skips the question (for scripts); without a terminal and without it, nothing happens.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# RETAILFLOW_HOME: the checkout whose files are reset (tests point it at a scratch folder)
+ROOT="${RETAILFLOW_HOME:-$REPO}"
+# shellcheck source=hack/env.sh
+source "$REPO/hack/env.sh"
+
+die() { printf 'reset: error: %s\n' "$*" >&2; exit 1; }
+
+mysql_url="${RETAILFLOW_MYSQL_URL:-$(env_get RETAILFLOW_MYSQL_URL)}"
+warehouse_url="${RETAILFLOW_WAREHOUSE_URL:-$(env_get RETAILFLOW_WAREHOUSE_URL)}"
+raw_schema="${RETAILFLOW_RAW_SCHEMA:-raw}"
+[[ -n "$mysql_url" && -n "$warehouse_url" ]] || die "RETAILFLOW_MYSQL_URL / RETAILFLOW_WAREHOUSE_URL unset: nothing to reset (run 'make services' first)"
+python="$REPO/dags/.venv/bin/python"
+[[ -x "$python" ]] || die "$python not found: run 'make sync' first"
+where() { sed -E 's#^([a-z+]+://)([^:@/]+)(:[^@]*)?@#\1\2@#' <<<"$1"; }  # the URL without its password
+
+cat <<EOF
+reset: this drops
+  - MySQL $(where "$mysql_url"): tables customers, products, orders, order_items (and __new/__old leftovers)
+  - warehouse $(where "$warehouse_url"): schemas $raw_schema, staging, marts (with everything in them)
+  - files in ${ROOT}: .lake/, dbt/target/, dbt/logs/, .airflow/logs/
+  and stops the background servers. Kept: the databases and users, .env.local, the environments,
+  Airflow's and Superset's metadata.
+EOF
+if [[ "${CONFIRM:-}" != "yes" ]]; then
+  [[ -t 0 ]] || die "not confirmed: run 'make reset' in a terminal, or 'make reset CONFIRM=yes'"
+  read -r -p "reset: type 'reset' to go on: " answer
+  [[ "$answer" == "reset" ]] || { echo "reset: cancelled, nothing changed"; exit 1; }
+fi
+
+RETAILFLOW_RUN_DIR="$ROOT/.run" "$REPO/hack/stop.sh"
+RETAILFLOW_MYSQL_URL="$mysql_url" RETAILFLOW_WAREHOUSE_URL="$warehouse_url" RAW_SCHEMA="$raw_schema" "$python" - <<'PY'
+import os
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+import pymysql
+
+TABLES = ("order_items", "orders", "products", "customers")  # children first
+my = urlsplit(os.environ["RETAILFLOW_MYSQL_URL"])
+conn = pymysql.connect(host=my.hostname, port=my.port or 3306, user=unquote(my.username or ""),
+                       password=unquote(my.password or ""), database=unquote(my.path.lstrip("/")), autocommit=True)
+with conn, conn.cursor() as cur:
+    names = [f"`{t}{suffix}`" for suffix in ("", "__new", "__old") for t in TABLES]
+    cur.execute("set foreign_key_checks = 0")
+    cur.execute("drop table if exists " + ", ".join(names))
+print("reset: MySQL tables dropped")
+scheme, _, rest = os.environ["RETAILFLOW_WAREHOUSE_URL"].partition("://")
+with psycopg.connect("postgresql://" + rest, autocommit=True) as pg:
+    for schema in (os.environ["RAW_SCHEMA"], "staging", "marts"):
+        pg.execute(f'drop schema if exists "{schema}" cascade')
+print("reset: warehouse schemas dropped")
+PY
+rm -rf "$ROOT/.lake" "$ROOT/dbt/target" "$ROOT/dbt/logs" "$ROOT/.airflow/logs"
+echo "reset: done; 'make demo' (or make seed, make ingest, make dbt-build) starts again from nothing"
