@@ -354,6 +354,13 @@ class Workloads:
                 return self._rewrite(json.dumps(data), pairs, {})
         return self._rewrite(value, pairs, {}, whole_value=True)
 
+    def create(self, kind: str, name: str) -> dict[str, Any]:
+        """Create a rendered release resource in the emulated API, as Helm would, its Service names mapped
+        like a mounted file's (a RetailPipeline's hosts and URLs). Only RetailPipelines are supported."""
+        assert kind == "RetailPipeline", kind
+        body = yaml.safe_load(self.peers.rewrite(yaml.safe_dump(self.release.get(kind, name)), self.namespace))
+        return self.kube.apply_rp(body)
+
     def local_path(self, kind: str, name: str, container: str, path: str) -> Path:
         """Where an absolute path of the container (a mount or an image path) is here."""
         spec = self.container(kind, name, container)

@@ -19,7 +19,8 @@ keys and mounted files, against local peers answering for the release's Services
 
 Each test asserts what a user would see (rows in MySQL, a CSV in the lake, an admin who can log in,
 three dashboards, the catalogue in OpenMetadata, a RetailPipeline that goes Ready, raw tables and lake
-files after an ingestion, the warehouse and Airflow registered by the governance task).
+files after an ingestion, the warehouse and Airflow registered by the governance task; in the lite
+profile, the release's RetailPipeline Ready without Airbyte and the governance task skipping).
 
 What it cannot show: kubelet semantics (restarts, backoff, init-container retries, writes under
 ``readOnlyRootFilesystem``; the container's user is modelled only for reading mounted ConfigMap and
@@ -169,13 +170,15 @@ def kube(release: Rendered) -> Iterator[EmulatedKubernetesAPI]:
         yield api
 
 
-@pytest.fixture(scope="module")
-def cluster(release, databases, moto, airbyte_fake, openmetadata, airflow, kube) -> Workloads:
-    """The release's Secrets in the emulated API, and its Services mapped to the local peers."""
+def local_cluster(release: Rendered, kube: EmulatedKubernetesAPI, databases: tuple[str, str], moto: str,
+                  airflow, airbyte_fake: AirbyteFake | None = None,
+                  openmetadata: OpenMetadataStandIn | None = None) -> Workloads:
+    """The release's generated Secrets in the emulated API (exactly their rendered keys, the local peers'
+    credentials as values), and its Services mapped to the local peers."""
     mysql_url, pg_url = databases
     my, pg = urlsplit(mysql_url), urlsplit(pg_url)
     pg_user, pg_password = unquote(pg.username or ""), unquote(pg.password or "")
-    create_release_secrets(kube, release, {
+    credentials = {
         "retailflow-mysql": {"username": unquote(my.username or ""), "password": unquote(my.password or "")},
         # the local server has one role for the warehouse: the suite's throwaway databases use it
         "retailflow-postgresql": {"warehouse-username": pg_user, "warehouse-password": pg_password},
@@ -183,22 +186,30 @@ def cluster(release, databases, moto, airbyte_fake, openmetadata, airflow, kube)
         "retailflow-superset-env": {
             "SUPERSET_DATABASE_URI": f"postgresql+psycopg2://{pg_user}:{requests.utils.quote(pg_password, safe='')}"
                                      f"@retailflow-postgresql:5432/{SUPERSET_DB}?sslmode=disable"},
-        "retailflow-openmetadata": {"admin-password": openmetadata.admin_password},
         "retailflow-airflow-admin": {"username": airflow.username, "password": airflow.password,
                                      "passwords.json": json.dumps({airflow.username: airflow.password})},
-    })
-    # What Airbyte's bootloader writes (not rendered by this chart): the instance admin's application.
-    kube.create_secret(NAMESPACE, "airbyte-auth-secrets", {
-        "instance-admin-client-id": airbyte_fake.client_id, "instance-admin-client-secret": airbyte_fake.client_secret})
+    }
     peers = Peers()
     peers.add("retailflow-mysql", 3306, my.port or 3306, "MariaDB (real)")
     peers.add("retailflow-postgresql", 5432, pg.port or 5432, "PostgreSQL (real)")
     peers.add("retailflow-minio", 9000, urlsplit(moto).port, "moto (stand-in for MinIO)")
-    peers.add("retailflow-airbyte-server-svc", 8001, urlsplit(airbyte_fake.url).port, "the Airbyte fake")
-    peers.add("openmetadata", 8585, urlsplit(openmetadata.url).port, "the OpenMetadata stand-in")
     peers.add("retailflow-api-server", 8080, urlsplit(airflow.url).port, "a real Airflow API server")
     peers.add("retailflow-superset", 8088, free_port(), "Superset, run from its Deployment")
+    if openmetadata is not None:
+        credentials["retailflow-openmetadata"] = {"admin-password": openmetadata.admin_password}
+        peers.add("openmetadata", 8585, urlsplit(openmetadata.url).port, "the OpenMetadata stand-in")
+    if airbyte_fake is not None:
+        # What Airbyte's bootloader writes (not rendered by this chart): the instance admin's application.
+        kube.create_secret(NAMESPACE, "airbyte-auth-secrets", {
+            "instance-admin-client-id": airbyte_fake.client_id, "instance-admin-client-secret": airbyte_fake.client_secret})
+        peers.add("retailflow-airbyte-server-svc", 8001, urlsplit(airbyte_fake.url).port, "the Airbyte fake")
+    create_release_secrets(kube, release, credentials)
     return Workloads(release, peers, kube)
+
+
+@pytest.fixture(scope="module")
+def cluster(release, databases, moto, airbyte_fake, openmetadata, airflow, kube) -> Workloads:
+    return local_cluster(release, kube, databases, moto, airflow, airbyte_fake, openmetadata)
 
 
 def superset_port(cluster: Workloads) -> int:
@@ -412,6 +423,48 @@ class TestAirflowTask:
         assert local.is_file(), f"{path} is not in any volume airflow.volumeMounts mounts"
         assert json.loads(local.read_text()) == {secret(kube, "retailflow-airflow-admin", "username"):
                                                  secret(kube, "retailflow-airflow-admin", "password")}
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+class TestLiteProfile:
+    """`make up PROFILE=lite` (values-lite.yaml): no Airbyte and no OpenMetadata; the RetailPipeline is a
+    release resource with engine direct."""
+
+    def test_the_operator_makes_the_release_pipeline_ready_and_governance_skips(self, databases, moto, airflow, tmp_path):
+        lite = yaml.safe_load((REPO / "charts" / "retailflow" / "values-lite.yaml").read_text())
+        release = render(values=deep_merge(lite, VALUES))
+        assert "retailflow-openmetadata" not in release.names("Secret")
+        with EmulatedKubernetesAPI(CRD_PATH, rbac=RBAC(release.docs)) as kube:
+            kube.ensure_namespace(NAMESPACE)
+            cluster = local_cluster(release, kube, databases, moto, airflow)
+            cluster.root = tmp_path
+            cluster.create("RetailPipeline", "retail")
+            port = free_port()
+            log = tmp_path / "operator.log"
+            proc = cluster.start("Deployment", "retailflow-operator", "operator", log, listen={8080: port})
+            try:
+                deadline = time.monotonic() + 90
+                while ((kube.get_rp(NAMESPACE, "retail") or {}).get("status") or {}).get("phase") != "Ready":
+                    assert proc.poll() is None, log.read_text()[-6000:]
+                    assert kube.rbac.denials == [], kube.rbac.denials
+                    assert time.monotonic() < deadline, log.read_text()[-6000:]
+                    time.sleep(0.5)
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+            assert any('"direct"' in v for k, v in airflow.variables().items() if k.startswith("retailflow_")), \
+                airflow.variables()
+
+            cluster.add_pod("Deployment", "retailflow-governance", airflow_pod(release, GOVERNANCE))
+            run = cluster.run("Deployment", "retailflow-governance", "scheduler", timeout=120)
+            assert run.returncode == 1 and "StepSkipped" in run.output, run.output[-3000:]  # the DAG task skips on it
+            assert "RETAILFLOW_OPENMETADATA_URL is not set" in run.output, run.output[-3000:]
 
 
 class TestRunner:
