@@ -10,7 +10,8 @@ the cluster:
   project environments for the images built here, the Superset and OpenMetadata environments for the
   upstream images our scripts run in, the machine's ``mysql`` client for ``mysql:8.4``. An image with
   no local stand-in (``minio/mc``) raises ``NotRunnable``.
-- **Environment:** only what the pod has: the image's ``ENV`` (parsed from its Dockerfile), then the
+- **Environment:** only what the pod has (plus ``HOME``, ``LANG``, ``LC_ALL``, ``TMPDIR`` and ``TZ`` of the
+  test process, which a process needs to start): the image's ``ENV`` (parsed from its Dockerfile), then the
   container's ``envFrom`` and ``env`` in order, with ``$(VAR)`` expanded as the kubelet does.
   ``secretKeyRef`` and ``secretRef`` are read from the emulated Kubernetes API (where the test created
   the Secrets: for the ones the chart generates at install, with exactly the keys the rendered
@@ -19,7 +20,8 @@ the cluster:
   naming the container and the key, with the kubelet's message (``couldn't find key K in Secret
   NS/NAME``). ``fieldRef`` gives the namespace and the pod name.
 - **Files:** every ``configMap``, ``secret`` and ``emptyDir`` volume is materialised under a temporary
-  root, at ``<root>/<workload>/<mountPath>`` (``items`` and ``defaultMode`` honoured).
+  root, at ``<root>/<workload>/volumes/<volume>`` (``items`` and ``defaultMode`` honoured; shared by
+  the pod's containers, as an ``emptyDir`` is); ``subPath`` and other volume types are refused.
 - **Who reads them:** the processes run as the test's user, but the runner models the container's
   identity (``runAsUser``/``runAsGroup``/``fsGroup``/``supplementalGroups`` over the image's ``USER``)
   and the kubelet's ownership of ConfigMap and Secret files, and raises ``Unreadable`` for a mounted
@@ -35,8 +37,8 @@ the cluster:
   environment value, or an element of a comma-separated one, or the ``host`` field of a JSON object
   value (an Airflow connection, whose ``port`` is then mapped too), or in a file the value of a YAML key
   named ``host`` or ``…Host`` (elsewhere in a file a bare word such as ``authProvider: openmetadata``
-  is not a host). A bare port variable (``X_PORT``) is mapped when its
-  sibling ``X_HOST`` names a mapped Service. A listening address ``0.0.0.0:<containerPort>`` becomes
+  is not a host). A bare port variable (``X_PORT``) is mapped when its sibling ``X_HOST`` names a
+  mapped Service. A listening address ``0.0.0.0:<containerPort>`` becomes
   ``127.0.0.1:<given port>``.
 - **``readOnlyRootFilesystem``:** the process runs in a private mount namespace (``unshare``, as root)
   where ``/`` is read-only except the pod's writable ``emptyDir`` volumes (``read_only_root.sh``); a
