@@ -190,7 +190,7 @@ docs-screenshot: ## Photograph top_customers' lineage graph in the served docs (
 .PHONY: test
 test: services sync tools openmetadata-env ## Run every test suite (installs and starts what they need).
 	rm -rf $(JUNIT_DIR)
-	status=0; $(MAKE) --no-print-directory --keep-going test-generator test-data test-dags test-operator test-chart test-dashboards test-governance test-e2e || status=$$?; \
+	status=0; $(MAKE) --no-print-directory --keep-going test-generator test-data test-dags test-operator test-chart test-workloads test-dashboards test-governance test-e2e || status=$$?; \
 	  python3 hack/test-summary.py $(JUNIT_DIR); exit $$status
 
 .PHONY: test-generator
@@ -212,6 +212,10 @@ test-operator: ## Operator tests (emulated Kubernetes API, real Airflow API serv
 .PHONY: test-chart
 test-chart: tools sync checkov-env ## Chart tests: helm lint, helm template, offline schema validation, assertions; the operator and the pipeline Job's script run as their rendered RBAC; ServiceAccount grants, NetworkPolicies, checkov.
 	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/unit/chart tests/integration/chart
+
+.PHONY: test-workloads
+test-workloads: tools sync sync-superset openmetadata-env dbt-manifest ## The chart's own containers run from the rendered manifests (Jobs, init containers, Superset, the operator, two Airflow tasks) against local peers.
+	PATH="$(TOOLS_BIN):$$PATH" $(UV) run --quiet --project operator $(PYTEST_OPERATOR) tests/integration/workloads
 
 .PHONY: test-dashboards
 test-dashboards: sync sync-superset openmetadata-env ## Dashboard tests: a real Superset, the bundle imported, chart data vs the marts, screenshots, OpenMetadata's Superset workflow on it.

@@ -1,5 +1,5 @@
 """Pytest fixtures for the operator's peers, shared by the suites that run the operator
-(tests/integration/operator, tests/integration/chart): import them into a conftest.py."""
+(tests/integration/operator, tests/integration/chart, tests/integration/workloads): import them into a conftest.py."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ from support.helm_render import NAMESPACE, VARIANTS, Rendered, containers, pod_s
 from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
 from support.kube_rbac import RBAC, service_account_user
 
-IN_POD = Path(__file__).with_name("in_pod.py")
+IN_POD = Path(__file__).parents[2] / "support" / "in_pod.py"
 JOB = "retailflow-pipeline"
 PIPELINE = "retail"
 AIRBYTE_SECRET = "airbyte-auth-secrets"
