@@ -213,7 +213,7 @@ class TestNetworkPolicies:
     def test_dns_is_allowed_to_every_pod(self, rendered, values):
         (deny,) = [p for p in rendered.of_kind("NetworkPolicy") if p["spec"]["podSelector"] == {}]
         assert any({"protocol": "UDP", "port": 53} in (rule.get("ports") or []) and "to" not in rule
-                   for rule in deny["spec"]["egress"])
+                   for rule in deny["spec"]["egress"]), f"no DNS egress (UDP 53, any destination): {deny['spec']['egress']}"
 
     @pytest.mark.skipif(MODE != "full-render", reason="needs the real upstream charts in charts/retailflow/charts/")
     def test_upstream_pod_labels_are_the_real_charts(self, rendered):
