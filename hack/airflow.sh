@@ -106,6 +106,18 @@ else
   export AIRFLOW__API__SECRET_KEY="$(env_get RETAILFLOW_AIRFLOW_SECRET_KEY)"
   export AIRFLOW__API_AUTH__JWT_SECRET="$(env_get RETAILFLOW_AIRFLOW_JWT_SECRET)"
   export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
+  # The scheduler, worker and Cosmos settings the chart's Airflow runs with (airflow.config in
+  # charts/retailflow/values.yaml, where each is explained): the same per-run overhead here and there.
+  while IFS='=' read -r key value; do
+    [[ -n "${!key:-}" ]] || export "$key=$value"
+  done < <("$VENV/bin/python" - "$ROOT/charts/retailflow/values.yaml" <<'PY'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))["airflow"]["config"]
+for section in ("scheduler", "workers", "cosmos"):
+    for key, value in (config.get(section) or {}).items():
+        print(f"AIRFLOW__{section.upper()}__{key.upper()}={value}")
+PY
+)
   export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="${RETAILFLOW_AIRFLOW_WORKER_LOG_PORT:-8793}"
   export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="${RETAILFLOW_AIRFLOW_TRIGGER_LOG_PORT:-8794}"
   export AIRFLOW__COSMOS__ENABLE_TELEMETRY=False

@@ -48,6 +48,7 @@ def main() -> int:
     p.add_argument("--customers", type=int, default=5000)
     p.add_argument("--products", type=int, default=500)
     p.add_argument("--orders", type=int, default=50000)
+    p.add_argument("--keep", action="store_true", help="keep the databases and the work folder (for profiling)")
     args = p.parse_args()
     base_my, base_pg = os.environ["RETAILFLOW_MYSQL_URL"], os.environ["RETAILFLOW_WAREHOUSE_URL"]
     tag = uuid.uuid4().hex[:8]
@@ -145,15 +146,18 @@ def main() -> int:
     finally:
         if env:
             subprocess.run([str(REPO / "hack" / "stop.sh")], env=env, capture_output=True)
-        with admin.cursor() as cur:
-            cur.execute(f"drop database if exists `{my_db}`")
-        admin.close()
-        with pg_connect(base_pg) as pg:
-            for db in (pg_db, meta_db):
-                pg.execute(f'drop database if exists "{db}" with (force)')
-        import shutil
+        if args.keep:
+            print(f"kept: {work}, databases {my_db}, {pg_db}, {meta_db}", flush=True)
+        else:
+            with admin.cursor() as cur:
+                cur.execute(f"drop database if exists `{my_db}`")
+            admin.close()
+            with pg_connect(base_pg) as pg:
+                for db in (pg_db, meta_db):
+                    pg.execute(f'drop database if exists "{db}" with (force)')
+            import shutil
 
-        shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ def run_as(command: str) -> str:
         sys.argv = ["airflow", "{command}"]
         from retailflow_pipeline.preload import preload
         loaded = preload()
-        print(sorted(loaded), "dbt.cli.main" in sys.modules)
+        print(sorted(loaded), "dbt.cli.main" in sys.modules, "retailflow_pipeline.watcher" in sys.modules)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -22,8 +22,12 @@ def run_as(command: str) -> str:
 
 def test_the_scheduler_preloads_dbt_and_cosmos():
     line = run_as("scheduler")
-    assert line.endswith("True") and "'cosmos'" in line and "'dbt.cli.main'" in line
+    assert line.endswith("True False") and "'cosmos'" in line and "'dbt.cli.main'" in line
+
+
+def test_the_triggerer_preloads_the_dbt_sensors_trigger_only():
+    assert run_as("triggerer") == "['retailflow_pipeline.watcher'] False True"
 
 
 def test_other_airflow_processes_do_not():
-    assert run_as("api-server") == "[] False"
+    assert run_as("api-server") == "[] False False"
