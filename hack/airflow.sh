@@ -167,4 +167,12 @@ for i in $(seq 1 180); do
 done
 healthy || die "Airflow did not become healthy in 180 s (see ${RUN#"$ROOT"/}/airflow.log)"
 log "healthy after ${i} s"
+# The execution API (what task processes call) is slow on its first request: about 5 s that the
+# first task of the first run would otherwise wait for.
+python3 - "$URL" <<'PY' >&2 || true
+import sys, time, urllib.request
+started = time.monotonic()
+urllib.request.urlopen(sys.argv[1] + "/execution/health", timeout=120).read()
+print(f"airflow: execution API answered in {time.monotonic() - started:.1f} s")
+PY
 print_access

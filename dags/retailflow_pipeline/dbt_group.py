@@ -79,7 +79,8 @@ def dbt_task_group(group_id: str = "dbt", *, settings_task_id: str = "load_setti
         **kwargs,
     )
     if mode == ExecutionMode.WATCHER:
-        from retailflow_pipeline.watcher import start_in_triggerer
+        from retailflow_pipeline.watcher import push_final_node_events_only, start_in_triggerer
 
         start_in_triggerer(group)
+        push_final_node_events_only()
     return group

@@ -75,3 +75,30 @@ def test_it_serialises_as_itself():
     _, trigger = events("success")
     classpath, kwargs = trigger.serialize()
     assert classpath == "retailflow_pipeline.watcher.NodeTrigger" and kwargs["model_unique_id"] == NODE
+
+
+def test_the_producer_pushes_a_nodes_dbt_event_once_when_it_finishes():
+    import json
+
+    from cosmos.operators._watcher import base
+
+    from retailflow_pipeline.watcher import push_final_node_events_only
+
+    pushed: list[str] = []
+    ti = SimpleNamespace(xcom_push=lambda key, value: pushed.append(key))
+    node = {"unique_id": NODE, "node_status": "started", "node_started_at": "2026-12-05T11:00:00"}
+
+    def event(name: str) -> None:
+        base._process_dbt_log_event(ti, json.loads(json.dumps({"info": {"name": name}, "data": {"node_info": node}})))
+
+    saved = base._DBT_EVENT_ALLOWLIST
+    try:
+        push_final_node_events_only()
+        for name in ("NodeStart", "NodeCompiling", "NodeExecuting"):
+            event(name)
+        assert pushed == []
+        event("NodeFinished")
+        event("RunResultError")
+        assert pushed == ["model__retailflow__orders_dbt_event"] * 2
+    finally:
+        base._DBT_EVENT_ALLOWLIST = saved
