@@ -2,7 +2,8 @@
 
 - **Scheduler.** With the LocalExecutor the scheduler forks its workers and each worker forks a
   process per task, so a module the scheduler has imported is already loaded in every task: dbt
-  alone takes about 3.7 s to import, paid once here instead of once per dbt task.
+  alone takes about 3.7 s to import, paid once here instead of once per dbt task. With another
+  executor (the chart's KubernetesExecutor variant) the scheduler runs no task and preloads nothing.
 - **Triggerer.** Its trigger runner is a process it forks; the dbt sensors' trigger
   (``retailflow_pipeline.watcher``, Cosmos's watcher) takes about 3 s of CPU to import, which the
   runner would otherwise spend in its event loop when the first sensor starts, holding up every
@@ -31,10 +32,18 @@ def command(argv: list[str] | None = None) -> str | None:
     return argv[1] if len(argv) > 1 else None
 
 
+def forks_tasks() -> bool:
+    """Whether the scheduler runs tasks in processes it forks (LocalExecutor); with the
+    KubernetesExecutor it does not, and dbt preloaded there would only take its pod's memory."""
+    from airflow.configuration import conf
+
+    return "LocalExecutor" in conf.get("core", "executor", fallback="LocalExecutor")
+
+
 def preload(argv: list[str] | None = None) -> list[str]:
     name = command(argv)
     modules = PRELOADS.get(name or "", ())
-    if not modules:
+    if not modules or (name == "scheduler" and not forks_tasks()):
         return []
     import importlib
 
