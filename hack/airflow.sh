@@ -106,6 +106,18 @@ else
   export AIRFLOW__API__SECRET_KEY="$(env_get RETAILFLOW_AIRFLOW_SECRET_KEY)"
   export AIRFLOW__API_AUTH__JWT_SECRET="$(env_get RETAILFLOW_AIRFLOW_JWT_SECRET)"
   export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
+  # The scheduler, worker and Cosmos settings the chart's Airflow runs with (airflow.config in
+  # charts/retailflow/values.yaml, where each is explained): the same per-run overhead here and there.
+  while IFS='=' read -r key value; do
+    [[ -n "${!key:-}" ]] || export "$key=$value"
+  done < <("$VENV/bin/python" - "$ROOT/charts/retailflow/values.yaml" <<'PY'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))["airflow"]["config"]
+for section in ("scheduler", "workers", "cosmos"):
+    for key, value in (config.get(section) or {}).items():
+        print(f"AIRFLOW__{section.upper()}__{key.upper()}={value}")
+PY
+)
   export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="${RETAILFLOW_AIRFLOW_WORKER_LOG_PORT:-8793}"
   export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="${RETAILFLOW_AIRFLOW_TRIGGER_LOG_PORT:-8794}"
   export AIRFLOW__COSMOS__ENABLE_TELEMETRY=False
@@ -155,4 +167,12 @@ for i in $(seq 1 180); do
 done
 healthy || die "Airflow did not become healthy in 180 s (see ${RUN#"$ROOT"/}/airflow.log)"
 log "healthy after ${i} s"
+# The execution API (what task processes call) is slow on its first request: about 5 s that the
+# first task of the first run would otherwise wait for.
+python3 - "$URL" <<'PY' >&2 || true
+import sys, time, urllib.request
+started = time.monotonic()
+urllib.request.urlopen(sys.argv[1] + "/execution/health", timeout=120).read()
+print(f"airflow: execution API answered in {time.monotonic() - started:.1f} s")
+PY
 print_access

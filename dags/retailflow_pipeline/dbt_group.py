@@ -13,8 +13,10 @@
 - The raw schema the sources read is templated from the ``load_settings`` task's XCom
   (``RETAILFLOW_RAW_SCHEMA``, read by ``dbt/models/staging/_retail__sources.yml``).
 - Execution: ``ExecutionMode.WATCHER`` by default, one ``dbt build`` in a producer task with a
-  sensor per model and test reporting each node's result; ``$RETAILFLOW_DBT_EXECUTION_MODE=local``
-  runs one dbt process per node instead. ``dags/README.md`` has the measurements behind the default.
+  sensor per model and test reporting each node's result; the sensors start and, when their node
+  passed, end in the triggerer (``retailflow_pipeline.watcher``), without a worker process.
+  ``$RETAILFLOW_DBT_EXECUTION_MODE=local`` runs one dbt process per node instead. ``dags/README.md``
+  has the measurements behind the default.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def dbt_task_group(group_id: str = "dbt", *, settings_task_id: str = "load_setti
         raise FileNotFoundError(f"dbt manifest {manifest} not found: run `make dbt-manifest` (dbt parse) first")
     mode = {"watcher": ExecutionMode.WATCHER, "local": ExecutionMode.LOCAL}[execution_mode_name()]
     raw_schema = "{{ ti.xcom_pull(task_ids='%s')['raw_schema'] }}" % settings_task_id
-    return DbtTaskGroup(
+    group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(dbt_project_path=project_dir(), manifest_path=manifest,
                                      project_name="retailflow", install_dbt_deps=False,
@@ -76,3 +78,9 @@ def dbt_task_group(group_id: str = "dbt", *, settings_task_id: str = "load_setti
         },
         **kwargs,
     )
+    if mode == ExecutionMode.WATCHER:
+        from retailflow_pipeline.watcher import push_final_node_events_only, start_in_triggerer
+
+        start_in_triggerer(group)
+        push_final_node_events_only()
+    return group

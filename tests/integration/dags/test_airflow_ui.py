@@ -3,7 +3,8 @@
 ``hack/airflow.sh`` (what ``make airflow`` runs) starts the api-server, scheduler, dag-processor and
 triggerer on a free port, with its own env file, run folder, AIRFLOW_HOME and metadata database (a
 throwaway PostgreSQL database), pointed at this module's seeded databases. The scheduler runs
-retail_pipeline (Cosmos's default watcher mode: one ``dbt build`` and a sensor per node); then
+retail_pipeline (Cosmos's default watcher mode: one ``dbt build`` and a sensor per node, each started
+and ended in the triggerer); then
 headless Chromium logs in with the generated password, opens retail_pipeline and its run, and must
 show the run and its tasks as successful. The screenshot is kept under the test's tmp folder (and in
 ``$RETAILFLOW_SCREENSHOT_DIR`` when set).
@@ -83,9 +84,15 @@ def test_scheduler_run_is_green_and_the_ui_shows_it(airflow_stack, pipeline_dbs,
     run_id = api.trigger("retail_pipeline", {"full_refresh": True})["dag_run_id"]
     seen: list[str] = []
     final = follow(api, "retail_pipeline", run_id, timeout=1500, poll=3, echo=seen.append)
-    tis = {t["task_id"]: t["state"] for t in api.task_instances("retail_pipeline", run_id)}
+    instances = api.task_instances("retail_pipeline", run_id)
+    tis = {t["task_id"]: t["state"] for t in instances}
     assert final["state"] == "success", {k: v for k, v in tis.items() if v != "success"}
     assert tis["reconcile"] == "success" and tis["dbt.dbt_producer_watcher"] == "success"
+    # Each model's and test's sensor starts and ends in the triggerer: never on a worker (no host),
+    # and never retried (on a worker, a deferred sensor's late executor event could fail it).
+    sensors = [t for t in instances if t["task_id"].startswith("dbt.") and "producer" not in t["task_id"]]
+    assert len(sensors) >= 20 and all(t["state"] == "success" for t in sensors), sensors
+    assert [t["task_id"] for t in sensors if t.get("hostname") or t["try_number"] != 1] == []
     assert any("running" in line for line in seen), "the states were not followed while the run went on"
     with psycopg.connect(pipeline_dbs[1]) as conn:
         assert conn.execute("select count(*) from marts.top_customers").fetchone()[0] > 0

@@ -42,3 +42,19 @@ def test_the_image_ships_the_dag_files_and_hides_the_package_from_the_dag_proces
     dag_files = sorted(p.name for p in (REPO / "dags").glob("*.py"))
     assert dag_files == ["airbyte_ingestion.py", "retail_pipeline.py", "retail_pipeline_schedules.py",
                          "transformation.py"]
+
+
+def test_the_scheduler_and_triggerer_preload_what_tasks_and_sensors_import():
+    settings = VALUES["airflowLocalSettings"]
+    assert "from retailflow_pipeline.preload import preload" in settings and "preload()" in settings
+
+
+def test_the_local_airflow_reads_the_charts_overhead_settings():
+    """hack/airflow.sh takes the scheduler, worker and Cosmos sections from these values, so the local
+    Airflow and the chart's run with the same per-run overhead settings."""
+    config = VALUES["config"]
+    assert float(config["workers"]["min_heartbeat_interval"]) <= 1
+    assert float(config["scheduler"]["scheduler_idle_sleep_time"]) < 1
+    assert config["cosmos"]["enable_watcher_reliable_retry"] == "False"
+    script = (REPO / "hack" / "airflow.sh").read_text()
+    assert 'for section in ("scheduler", "workers", "cosmos")' in script and "values.yaml" in script
