@@ -131,6 +131,9 @@ log "cloning $(git -C "$ROOT" rev-parse --short "$FRESH_REF") into the root"
 git clone --quiet --no-hardlinks "$ROOT" "$RD/root/retailflow"
 git -C "$RD/root/retailflow" checkout --quiet --detach "$(git -C "$ROOT" rev-parse "$FRESH_REF")"
 
+# A machine's / is a mount point; a chroot's is not until it is bound onto itself. The workloads
+# suite's read-only root (tests/support/read_only_root.sh, in `unshare --propagation private`) needs one.
+mount --bind "$RD" "$RD"; mounted+=("$RD")
 for m in proc sys dev dev/pts; do
   mkdir -p "$RD/$m"
   case "$m" in
