@@ -76,8 +76,13 @@ IMAGE_PATHS = REPO / "image-paths.yaml"
 IN_POD = Path(__file__).with_name("in_pod.py")
 READ_ONLY_ROOT = Path(__file__).with_name("read_only_root.sh")
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
-#: Variables of the test process a local process needs to run at all (no cluster value).
-PASS_THROUGH = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
+#: Variables of the test process a local process needs to run at all (no cluster value), and the
+#: machine's proxy and package-index settings: Superset's drivers init container installs from a
+#: registry, which a pod reaches through the cluster's egress and a process here through these.
+PASS_THROUGH = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ",
+                "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+                "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL",
+                "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 
 class MissingKey(Exception):
