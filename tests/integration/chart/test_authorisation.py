@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
@@ -181,16 +182,9 @@ def as_service_account(kubeconfig: str) -> Iterator[None]:
     """KUBECONFIG (and the kubernetes client's default, read at import) pointing at a ServiceAccount's kubeconfig."""
     import kubernetes.config.kube_config as kube_config
 
-    saved_env, saved_default = os.environ.get("KUBECONFIG"), kube_config.KUBE_CONFIG_DEFAULT_LOCATION
-    os.environ["KUBECONFIG"] = kube_config.KUBE_CONFIG_DEFAULT_LOCATION = kubeconfig
-    try:
+    with mock.patch.dict(os.environ, {"KUBECONFIG": kubeconfig}), \
+            mock.patch.object(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", kubeconfig):
         yield
-    finally:
-        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved_default
-        if saved_env is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = saved_env
 
 
 @contextmanager
@@ -209,20 +203,13 @@ def rendered_operator(release: Rendered, kube: EmulatedKubernetesAPI) -> Iterato
     env["RETAILFLOW_HMAC_KEY_FILE"] = str(key_file)
     env |= {"RETAILFLOW_DRIFT_INTERVAL_S": "1", "RETAILFLOW_DRIFT_IDLE_S": "0.3", "RETAILFLOW_BACKOFF_S": "0.5",
             "RETAILFLOW_BACKOFF_MAX_S": "2", "RETAILFLOW_HTTP_TIMEOUT_S": "5"}
-    saved = {k: os.environ.get(k) for k in env}
-    try:
-        with as_service_account(kube.kubeconfig_for(NAMESPACE, operator_sa(release))):
-            registry = load_operator(env)
-            with KopfRunner(args, registry=registry, timeout=60) as runner:
-                yield runner
-        assert runner.exception is None, runner.output[-4000:]
-        assert runner.exit_code == 0, runner.output[-4000:]
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    # load_operator puts env into os.environ; patch.dict restores the environment afterwards
+    with mock.patch.dict(os.environ), as_service_account(kube.kubeconfig_for(NAMESPACE, operator_sa(release))):
+        registry = load_operator(env)
+        with KopfRunner(args, registry=registry, timeout=60) as runner:
+            yield runner
+    assert runner.exception is None, runner.output[-4000:]
+    assert runner.exit_code == 0, runner.output[-4000:]
 
 
 def wait_pipeline(kube: EmulatedKubernetesAPI, predicate: Any, what: str, timeout: float = 60) -> dict[str, Any] | None:
