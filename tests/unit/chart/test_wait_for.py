@@ -31,9 +31,11 @@ def free_port() -> int:
 
 
 class FakePostgres:
-    """A loopback stand-in for PostgreSQL's startup handshake only (protocol 3.0, as in PostgreSQL's
-    `src/backend/tcop/backend_startup.c`): it answers the startup packet with an ErrorResponse of
-    SQLSTATE 57P03 ("the database system is starting up") until `ready` is set, then with
+    """A loopback stand-in for PostgreSQL's startup handshake only (protocol 3.0), written from
+    postgres/postgres `src/backend/tcop/backend_startup.c` at 9d9b9d46f3c5: while the postmaster is
+    in CAC_STARTUP, `BackendInitialize` reads the startup packet, then reports FATAL with
+    ERRCODE_CANNOT_CONNECT_NOW (SQLSTATE 57P03, "the database system is starting up") before any
+    authentication. Like that, it answers with that ErrorResponse until `ready` is set, then with
     AuthenticationMD5Password ('R')."""
 
     def __init__(self) -> None:

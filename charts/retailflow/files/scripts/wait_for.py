@@ -10,7 +10,8 @@ Each target is ``name=scheme://host:port[/path]``:
 
 - ``tcp://``: a TCP connection is accepted (MySQL and MinIO listen only once they serve).
 - ``pg://``: PostgreSQL accepts a session. It listens before it serves ("the database system is
-  starting up", SQLSTATE 57P03), so this sends a protocol 3.0 startup packet and reads the answer:
+  starting up", SQLSTATE 57P03: postgres/postgres src/backend/tcop/backend_startup.c, CAC_STARTUP),
+  so this sends a protocol 3.0 startup packet and reads the answer:
   an authentication request, or any error other than 57P03, means the server is up.
 - ``http://`` / ``https://``: an HTTP answer below 500.
 
