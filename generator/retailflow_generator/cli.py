@@ -9,11 +9,11 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from .catalog import PORTS
 from .db import GeneratorError, MySQLTarget, UsageError, env_url
+from .limits import LIVE_LIMITS
 
 DEFAULT_STORES_CSV = Path("data/store_locations.csv")
-#: the largest `live` numbers accepted: a week of traffic, 10,000 orders a second, hour-long ticks
-LIVE_LIMITS = {"duration": 7 * 86_400.0, "rate": 10_000.0, "interval": 3_600.0}
 
 
 def _day(text: str) -> date:
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stores = sub.add_parser("stores", help="write the store-locations CSV (and upload it to the lake)")
     stores.add_argument("--out", type=Path, default=DEFAULT_STORES_CSV, help=f"CSV path (default {DEFAULT_STORES_CSV})")
-    stores.add_argument("--lake", metavar="URL", help="S3 endpoint (MinIO), e.g. http://127.0.0.1:9000; "
+    stores.add_argument("--lake", metavar="URL", help=f"S3 endpoint (MinIO), e.g. http://127.0.0.1:{PORTS['minio']}; "
                         "credentials from RETAILFLOW_LAKE_ACCESS_KEY / RETAILFLOW_LAKE_SECRET_KEY")
     stores.add_argument("--bucket", default="retailflow-lake", help="lake bucket (default retailflow-lake)")
     stores.add_argument("--prefix", default="raw/store_locations", help="object key prefix (default raw/store_locations)")

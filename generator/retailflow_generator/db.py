@@ -13,14 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 import pymysql
 
-TABLES = ("customers", "products", "orders", "order_items")
-#: primary key of each table
-PRIMARY_KEYS = {
-    "customers": "customer_id",
-    "products": "product_id",
-    "orders": "order_id",
-    "order_items": "order_item_id",
-}
+from .catalog import PORTS, PRIMARY_KEYS, TABLES
 
 
 class GeneratorError(RuntimeError):
@@ -56,7 +49,7 @@ class MySQLTarget:
             raise UsageError("the MySQL URL names no database (mysql://USER:PASSWORD@HOST:PORT/DATABASE)")
         return cls(
             host=parts.hostname,
-            port=port or 3306,
+            port=port or PORTS["mysql"],
             user=unquote(parts.username or ""),
             password=unquote(parts.password or ""),
             database=unquote(database),

@@ -19,6 +19,7 @@ import pymysql
 from . import shape
 from .db import GeneratorError, MySQLTarget, UsageError, connect, ensure_schema
 from .geography import countries
+from .limits import LIVE_LIMITS
 from .timezones import offset_now
 
 #: next status of an open order, and the chance it is cancelled instead
@@ -44,8 +45,6 @@ class LiveRequest:
 
     def validate(self) -> None:
         """Refuse numbers that are not finite, not positive or absurd (UsageError: exit code 2)."""
-        from .cli import LIVE_LIMITS
-
         if (self.duration is None) == (self.iterations is None):
             raise UsageError("pass exactly one of --duration and --iterations")
         checks = {"--duration": (self.duration, LIVE_LIMITS["duration"]), "--rate": (self.rate, LIVE_LIMITS["rate"]),

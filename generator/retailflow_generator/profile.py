@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from .catalog import TABLES
 from .db import MySQLTarget, connect
 from .geography import REGIONS, countries, places
 from .stores import build_stores
@@ -104,7 +105,7 @@ def _measure(conn) -> Shape:
     s.lines = _rows(conn, "select count(*) from order_items")[0][0]
     s.products = _rows(conn, "select count(*) from products")[0][0]
     s.last_update = max(x for x in (_rows(conn, f"select max(updated_at) from {t}")[0][0]
-                                    for t in ("customers", "products", "orders", "order_items")) if x)
+                                    for t in TABLES) if x)
     if not s.orders:
         return s
 

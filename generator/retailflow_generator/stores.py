@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from .catalog import STORE_CSV_HEADER
 from .db import GeneratorError
 from .geography import REGIONS, places
 
 STORE_COUNT = 40
-CSV_HEADER = ("store_id", "name", "city", "region", "country", "latitude", "longitude", "opened_at")
 #: fixed so that the committed CSV and the store ids in generated orders always agree
 _NETWORK_SEED = 20080415
 _FIRST_OPENING = date(2008, 3, 1)
@@ -99,7 +99,7 @@ def stores_csv(stores: list[Store]) -> str:
     """The CSV text (header + one line per store, `\\n` line endings)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
+    writer.writerow(STORE_CSV_HEADER)
     for s in stores:
         writer.writerow(
             (
