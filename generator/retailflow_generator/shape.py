@@ -113,11 +113,6 @@ def day_weights(start: date, end: date) -> np.ndarray:
     return np.where(closed, weights * 0.35, weights)
 
 
-def orders_per_day(rng: np.random.Generator, total: int, start: date, end: date) -> np.ndarray:
-    w = day_weights(start, end)
-    return rng.multinomial(total, w / w.sum())
-
-
 def hour_cdf(weights: np.ndarray) -> np.ndarray:
     """Knots (25 values, 0..1) of the cumulative share of a day's orders by local hour."""
     return np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])

@@ -14,9 +14,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-#: bounds of every UTC offset in use anywhere (UTC-12 .. UTC+14), in seconds
+#: the largest UTC offset in use anywhere (UTC+14), in seconds
 MAX_EAST = 14 * 3600
-MAX_WEST = 12 * 3600
 
 
 @lru_cache(maxsize=8)
