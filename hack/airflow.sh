@@ -10,10 +10,11 @@
 # - One process group, recorded in .run/airflow.pid (logs in .run/airflow.log, AIRFLOW_HOME in
 #   .airflow/); `make stop` ends it. A second run finds it healthy and reuses it.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_NAME=airflow
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=hack/env.sh
 source "$ROOT/hack/env.sh"
-RUN="${RETAILFLOW_RUN_DIR:-$ROOT/.run}"
 AIRFLOW_HOME="${RETAILFLOW_AIRFLOW_HOME:-$ROOT/.airflow}"
 VENV="$ROOT/dags/.venv"
 PORT="${RETAILFLOW_AIRFLOW_PORT:-$(env_get RETAILFLOW_AIRFLOW_PORT)}"
@@ -22,9 +23,6 @@ URL="http://127.0.0.1:$PORT"
 USERNAME=admin
 AF_DB="${RETAILFLOW_AIRFLOW_DB:-airflow}"
 AF_ROLE="${RETAILFLOW_AIRFLOW_DB_USER:-airflow}"
-
-log() { printf 'airflow: %s\n' "$*" >&2; }
-die() { printf 'airflow: error: %s\n' "$*" >&2; exit 1; }
 
 [[ -x "$VENV/bin/airflow" ]] || die "$VENV/bin/airflow not found: run 'make sync' first"
 mkdir -p "$RUN" "$AIRFLOW_HOME"
@@ -55,7 +53,7 @@ if [[ "${1:-}" == "--access" ]]; then  # print how to reach the UI, and nothing 
   exit 0
 fi
 
-pid=""; [[ -f "$RUN/airflow.pid" ]] && pid="$(tr -dc 0-9 <"$RUN/airflow.pid")"
+pid="$(pid_in "$RUN/airflow.pid")"
 if [[ -n "$pid" && -d "/proc/$pid" ]]; then
   if healthy; then
     log "already running (pid $pid), reusing it"

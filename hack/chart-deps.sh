@@ -10,6 +10,8 @@
 # (`helm search repo`, offline against the cached index). Only when every pin is found does
 # `helm dependency build` download the archives. file:// and oci:// dependencies are left to helm.
 set -euo pipefail
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 chart="${1:?usage: hack/chart-deps.sh CHART_DIR}"
 helm="${HELM:-helm}"
 [[ -f "$chart/Chart.yaml" ]] || { echo "error: no Chart.yaml in $chart" >&2; exit 2; }
@@ -43,11 +45,9 @@ done <<<"$deps"
 
 if ((${#failed[@]})); then
     joined="$(printf '%s; ' "${failed[@]}")"
-    echo "error: cannot fetch pinned chart(s) of $chart: ${joined%; }" >&2
-    exit 1
+    die "cannot fetch pinned chart(s) of $chart: ${joined%; }"
 fi
 
 if ! output="$("$helm" dependency build "$chart" 2>&1)"; then
-    echo "error: helm dependency build $chart failed: $(grep -i 'error' <<<"$output" | tail -n 1 || tail -n 1 <<<"$output")" >&2
-    exit 1
+    die "helm dependency build $chart failed: $(grep -i 'error' <<<"$output" | tail -n 1 || tail -n 1 <<<"$output")"
 fi

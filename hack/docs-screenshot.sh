@@ -3,14 +3,15 @@
 # `make docs` serves, with a real headless Chromium (fresh profile), into
 # docs/dbt-lineage-top_customers.png.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$ROOT/hack/env.sh"
 PORT="${RETAILFLOW_DOCS_PORT:-$(env_get RETAILFLOW_DOCS_PORT)}"
 PORT="${PORT:-8081}"
 OUT="${1:-$ROOT/docs/dbt-lineage-top_customers.png}"
 URL="http://127.0.0.1:$PORT/#!/model/model.retailflow.top_customers?g_v=1&g_i=%2Btop_customers%2B"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
-python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/catalog.json', timeout=5)" 2>/dev/null \
+url_answers "http://127.0.0.1:$PORT/catalog.json" 5 \
   || { echo "docs-screenshot: no docs server on port $PORT: run \`make docs\` first" >&2; exit 1; }
 profile="$(mktemp -d)"
 trap 'rm -rf "$profile"' EXIT

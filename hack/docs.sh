@@ -5,9 +5,9 @@
 # `make stop` stops it) and waits until the page answers. A docs server already running from this
 # checkout is replaced.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$ROOT/hack/env.sh"
-RUN="${RETAILFLOW_RUN_DIR:-$ROOT/.run}"
 UV="${UV:-$ROOT/.tools/bin/uv}"
 PORT="${RETAILFLOW_DOCS_PORT:-$(env_get RETAILFLOW_DOCS_PORT)}"
 PORT="${PORT:-8081}"
@@ -24,11 +24,11 @@ setsid "$ROOT/hack/with-env" "$UV" run --quiet --project "$ROOT/dags" python -m 
   docs serve --host 127.0.0.1 --port "$PORT" --no-browser >"$RUN/docs.log" 2>&1 </dev/null &
 echo $! >"$RUN/docs.pid"
 for _ in $(seq 1 120); do
-  if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$PORT/catalog.json', timeout=2)" 2>/dev/null; then
+  if url_answers "http://127.0.0.1:$PORT/catalog.json" 2; then
     echo "docs: dbt docs on http://127.0.0.1:$PORT (lineage of top_customers: http://127.0.0.1:$PORT/#!/model/model.retailflow.top_customers?g_v=1); make stop ends it"
     exit 0
   fi
-  if ! kill -0 "$(cat "$RUN/docs.pid")" 2>/dev/null; then
+  if ! kill -0 "$(pid_in "$RUN/docs.pid")" 2>/dev/null; then
     echo "docs: the docs server exited; see $RUN/docs.log" >&2
     tail -n 20 "$RUN/docs.log" >&2
     exit 1

@@ -1,10 +1,14 @@
 # Helpers for .env.local, the git-ignored file (mode 600) that keeps the local services' generated
-# settings and passwords, and for the PostgreSQL roles those passwords belong to. Sourced, not run.
+# settings and passwords, and for the PostgreSQL roles those passwords belong to. Sourced, not run,
+# after hack/lib.sh (ROOT).
 # Each writer changes only its own keys, so the services, Airflow and Superset scripts can share the file.
 #   env_get KEY          prints the value (empty if unset)
 #   env_set KEY VALUE    sets or replaces KEY, keeping every other line
 #   env_ensure KEY       prints KEY's value, generating a random password first if it is unset
-ENV_FILE="${RETAILFLOW_ENV_FILE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.env.local}"
+#   new_password         prints a new random password (32 hex digits)
+ENV_FILE="${RETAILFLOW_ENV_FILE:-$ROOT/.env.local}"
+
+new_password() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
 
 env_get() { [[ -f "$ENV_FILE" ]] && sed -n "s/^$1=//p" "$ENV_FILE" | tail -n 1 || true; }
 
@@ -25,7 +29,7 @@ env_ensure() {
   local key="$1" value
   value="$(env_get "$key")"
   if [[ -z "$value" ]]; then
-    value="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+    value="$(new_password)"
     env_set "$key" "$value"
   fi
   printf '%s\n' "$value"

@@ -19,7 +19,9 @@
 # FRESH_REF (what to clone, default HEAD), FRESH_COMMANDS (default "demo test").
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_NAME=fresh
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 FRESH_DIR="${FRESH_DIR:-$ROOT/.cache/fresh}"
 MIRROR="${FRESH_MIRROR:-http://deb.debian.org/debian}"
 FRESH_NET="${FRESH_NET:-netns}"
@@ -35,9 +37,6 @@ NS=retailflow-fresh
 HOST_IP=10.231.0.1
 NS_IP=10.231.0.2
 PROXY_PORT=3128
-
-log() { printf 'fresh: %s\n' "$*" >&2; }
-die() { printf 'fresh: error: %s\n' "$*" >&2; exit 1; }
 
 [[ "$(id -u)" == 0 ]] || die "run as root (debootstrap, chroot and network namespaces need it)"
 case "$FRESH_NET" in netns|host) ;; *) die "FRESH_NET must be netns or host, not '$FRESH_NET'" ;; esac

@@ -2,7 +2,8 @@
 # Builds the two images of this repository and loads them into the kind cluster:
 # the Airflow image (root Dockerfile; also runs the seed Job) and the operator (operator/Dockerfile).
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=hack/lib-kind.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-kind.sh"
 preflight docker kind
 
 log "building $AIRFLOW_IMAGE"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make status`: the release, its pods, the RetailPipelines and the node's memory requests.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=hack/lib-kind.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-kind.sh"
 preflight kind helm kubectl
 cluster_exists || die "no kind cluster $KIND_CLUSTER (run 'make up')"
 kubectl config use-context "kind-$KIND_CLUSTER" >/dev/null

@@ -3,7 +3,8 @@
 # RetailPipeline to be Ready and prints how to reach each UI. Safe to run again: every step is
 # create-or-update.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=hack/lib-kind.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-kind.sh"
 case "$PROFILE" in
     full) profile_values=() ;;
     lite) profile_values=(-f "$CHART/values-lite.yaml") ;;

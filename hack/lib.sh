@@ -1,45 +1,24 @@
-# Shared settings of the kind scripts; sourced, not run. Every name can be overridden from the
-# environment (the Makefile passes its own ?= variables through).
+# What the hack/ scripts share; sourced, not run (bash). It runs nothing but bash builtins and
+# dirname, so hack/uv.sh can source it on a fresh machine before anything else is installed.
+#   ROOT                 the checkout (the folder above hack/)
+#   RUN                  where background servers keep their .pid and .log files ($RETAILFLOW_RUN_DIR, default .run)
+#   log MESSAGE          progress: "$LOG_NAME: MESSAGE" on stderr, or "==> MESSAGE" on stdout when the
+#                        script sets no LOG_NAME (the kind scripts)
+#   die MESSAGE          "$LOG_NAME: error: MESSAGE" (or "error: MESSAGE") on stderr, then exit 1
+#   url_answers URL [S]  true when an HTTP GET of URL succeeds within S seconds (default 3); python3,
+#                        not curl: a minimal Debian has no curl
+#   pid_in FILE          the pid recorded in FILE (digits only; empty if FILE is missing)
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PATH="$ROOT/.tools/bin:$PATH"
-KIND_CLUSTER="${KIND_CLUSTER:-retailflow}"
-KIND_CONFIG="${KIND_CONFIG:-$ROOT/kind-config.yaml}"
-KIND_NODE_IMAGE="${KIND_NODE_IMAGE:-}"
-NAMESPACE="${NAMESPACE:-retailflow}"
-RELEASE="${RELEASE:-retailflow}"
-CHART="${CHART:-$ROOT/charts/retailflow}"
-IMAGE_TAG="${IMAGE_TAG:-0.1.0}"
-AIRFLOW_IMAGE="${AIRFLOW_IMAGE:-retailflow/airflow:$IMAGE_TAG}"
-OPERATOR_IMAGE="${OPERATOR_IMAGE:-retailflow/operator:$IMAGE_TAG}"
-HELM_TIMEOUT="${HELM_TIMEOUT:-45m}"
-PIPELINE_TIMEOUT="${PIPELINE_TIMEOUT:-20m}"
-HELM_EXTRA_ARGS="${HELM_EXTRA_ARGS:-}"
-# full: the whole stack (values.yaml); lite: charts/retailflow/values-lite.yaml on top of it.
-PROFILE="${PROFILE:-full}"
+RUN="${RETAILFLOW_RUN_DIR:-$ROOT/.run}"
 
-log() { printf '==> %s\n' "$*"; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+log() {
+  if [[ -n "${LOG_NAME:-}" ]]; then printf '%s: %s\n' "$LOG_NAME" "$*" >&2; else printf '==> %s\n' "$*"; fi
+}
+die() { printf '%serror: %s\n' "${LOG_NAME:+$LOG_NAME: }" "$*" >&2; exit 1; }
 
-# Names every missing tool at once, with where to get it.
-preflight() {
-    local missing=() tool
-    for tool in "$@"; do
-        command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-    done
-    if ((${#missing[@]})); then
-        for tool in "${missing[@]}"; do
-            case "$tool" in
-                docker) echo "missing: docker (a running Docker engine: https://docs.docker.com/engine/install/)" >&2 ;;
-                kind) echo "missing: kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)" >&2 ;;
-                helm|kubectl) echo "missing: $tool (run 'make tools' to put it in .tools/bin)" >&2 ;;
-                *) echo "missing: $tool" >&2 ;;
-            esac
-        done
-        exit 1
-    fi
-    if [[ " $* " == *" docker "* ]] && ! docker info >/dev/null 2>&1; then
-        die "docker is installed but no Docker engine answers (is the daemon running, may this user use it?)"
-    fi
+url_answers() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))' \
+    "$1" "${2:-3}" >/dev/null 2>&1
 }
 
-cluster_exists() { kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; }
+pid_in() { tr -dc 0-9 2>/dev/null <"$1" || true; }

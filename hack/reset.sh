@@ -8,19 +8,19 @@
 # and .env.local (passwords), the installed environments, and Airflow's and Superset's own metadata.
 # CONFIRM=yes skips the question (for scripts); without a terminal and without it, nothing happens.
 set -euo pipefail
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_NAME=reset
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # RETAILFLOW_HOME: the checkout whose files are reset (tests point it at a scratch folder)
-ROOT="${RETAILFLOW_HOME:-$REPO}"
+CHECKOUT="${RETAILFLOW_HOME:-$ROOT}"
 # shellcheck source=hack/env.sh
-source "$REPO/hack/env.sh"
-
-die() { printf 'reset: error: %s\n' "$*" >&2; exit 1; }
+source "$ROOT/hack/env.sh"
 
 mysql_url="${RETAILFLOW_MYSQL_URL:-$(env_get RETAILFLOW_MYSQL_URL)}"
 warehouse_url="${RETAILFLOW_WAREHOUSE_URL:-$(env_get RETAILFLOW_WAREHOUSE_URL)}"
 raw_schema="${RETAILFLOW_RAW_SCHEMA:-raw}"
 [[ -n "$mysql_url" && -n "$warehouse_url" ]] || die "RETAILFLOW_MYSQL_URL / RETAILFLOW_WAREHOUSE_URL unset: nothing to reset (run 'make services' first)"
-python="$REPO/dags/.venv/bin/python"
+python="$ROOT/dags/.venv/bin/python"
 [[ -x "$python" ]] || die "$python not found: run 'make sync' first"
 where() { sed -E 's#^([a-z+]+://)([^:@/]+)(:[^@]*)?@#\1\2@#' <<<"$1"; }  # the URL without its password
 
@@ -28,7 +28,7 @@ cat <<EOF
 reset: this drops
   - MySQL $(where "$mysql_url"): tables customers, products, orders, order_items (and __new/__old leftovers)
   - warehouse $(where "$warehouse_url"): schemas $raw_schema, staging, marts (with everything in them)
-  - files in ${ROOT}: .lake/, dbt/target/, dbt/logs/, .airflow/logs/
+  - files in ${CHECKOUT}: .lake/, dbt/target/, dbt/logs/, .airflow/logs/
   and stops the background servers. Kept: the databases and users, .env.local, the environments,
   Airflow's and Superset's metadata.
 EOF
@@ -38,7 +38,7 @@ if [[ "${CONFIRM:-}" != "yes" ]]; then
   [[ "$answer" == "reset" ]] || { echo "reset: cancelled, nothing changed"; exit 1; }
 fi
 
-RETAILFLOW_RUN_DIR="$ROOT/.run" "$REPO/hack/stop.sh"
+RETAILFLOW_RUN_DIR="$CHECKOUT/.run" "$ROOT/hack/stop.sh"
 RETAILFLOW_MYSQL_URL="$mysql_url" RETAILFLOW_WAREHOUSE_URL="$warehouse_url" RAW_SCHEMA="$raw_schema" "$python" - <<'PY'
 import os
 from urllib.parse import unquote, urlsplit
@@ -61,5 +61,5 @@ with psycopg.connect("postgresql://" + rest, autocommit=True) as pg:
         pg.execute(f'drop schema if exists "{schema}" cascade')
 print("reset: warehouse schemas dropped")
 PY
-rm -rf "$ROOT/.lake" "$ROOT/dbt/target" "$ROOT/dbt/logs" "$ROOT/.airflow/logs"
+rm -rf "$CHECKOUT/.lake" "$CHECKOUT/dbt/target" "$CHECKOUT/dbt/logs" "$CHECKOUT/.airflow/logs"
 echo "reset: done; 'make demo' (or make seed, make ingest, make dbt-build) starts again from nothing"

@@ -8,7 +8,9 @@
 # are: nothing is installed, started or written.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_NAME=services
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$ROOT/hack/env.sh"
 MYSQL_DB=retail
 MYSQL_USER=retail
@@ -17,9 +19,6 @@ PG_USER=warehouse
 # Every path below is absolute. Commands run as the postgres or mysql user start in the current
 # folder, which they may not be allowed to read (a checkout under /root): work from / instead.
 cd /
-
-log() { printf 'services: %s\n' "$*" >&2; }
-die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
 
 if [[ -n "${RETAILFLOW_MYSQL_URL:-}" && -n "${RETAILFLOW_WAREHOUSE_URL:-}" ]]; then
   log "using external servers from RETAILFLOW_MYSQL_URL and RETAILFLOW_WAREHOUSE_URL; nothing installed"
@@ -100,13 +99,12 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
 fi
 
 # ---------------------------------------------------------------- users, databases, env file
-gen_password() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
 url_password() { sed -E 's#^[a-z]+://[^:]+:([^@]*)@.*#\1#' <<<"$1"; }
 
 mysql_pw="$(url_password "$(env_get RETAILFLOW_MYSQL_URL)")"
 pg_pw="$(url_password "$(env_get RETAILFLOW_WAREHOUSE_URL)")"
-[[ -n "$mysql_pw" ]] || mysql_pw="$(gen_password)"
-[[ -n "$pg_pw" ]] || pg_pw="$(gen_password)"
+[[ -n "$mysql_pw" ]] || mysql_pw="$(new_password)"
+[[ -n "$pg_pw" ]] || pg_pw="$(new_password)"
 
 # Passwords never go on a command line (visible in ps): MYSQL_PWD / PGPASSWORD in the environment,
 # SQL on stdin.

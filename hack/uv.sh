@@ -5,15 +5,14 @@
 # .tools/bin/uv works.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_NAME=uv
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TOOLS="${TOOLS_DIR:-$ROOT/.tools}"
 BIN="$TOOLS/bin"
 VENV="$TOOLS/uv-venv"
 # uv's own releases follow semver; any 0.x from the last two years reads these lock files.
 UV_SPEC="${UV_SPEC:-uv>=0.5,<1}"
-
-log() { printf 'uv: %s\n' "$*" >&2; }
-die() { printf 'uv: error: %s\n' "$*" >&2; exit 1; }
 
 if [[ -x "$BIN/uv" ]] && "$BIN/uv" --version >/dev/null 2>&1; then
   exit 0

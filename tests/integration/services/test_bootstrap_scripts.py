@@ -25,7 +25,7 @@ def copy_hack(tmp_path: Path, *names: str) -> Path:
 
 
 def test_uv_is_bootstrapped_into_a_venv_of_its_own(tmp_path):
-    hack = copy_hack(tmp_path, "uv.sh")
+    hack = copy_hack(tmp_path, "uv.sh", "lib.sh")
     tools = tmp_path / "checkout" / ".tools"
     env = {**os.environ, "UV_BOOTSTRAP_FORCE": "1"}
     result = subprocess.run(["bash", str(hack / "uv.sh")], env=env, capture_output=True, text=True, timeout=300)
@@ -41,7 +41,7 @@ def test_uv_is_bootstrapped_into_a_venv_of_its_own(tmp_path):
 
 
 def test_without_the_venv_module_it_names_the_package(tmp_path):
-    hack = copy_hack(tmp_path, "uv.sh")
+    hack = copy_hack(tmp_path, "uv.sh", "lib.sh")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3").write_text(
@@ -59,7 +59,7 @@ def test_without_the_venv_module_it_names_the_package(tmp_path):
 
 
 def test_make_up_without_kind_downloads_nothing(tmp_path):
-    hack = copy_hack(tmp_path, "kind-up.sh", "lib.sh", "tools.sh", "uv.sh")
+    hack = copy_hack(tmp_path, "kind-up.sh", "lib-kind.sh", "lib.sh", "tools.sh", "uv.sh")
     shutil.copy2(REPO / "Makefile", hack.parent / "Makefile")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

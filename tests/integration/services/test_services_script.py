@@ -64,7 +64,7 @@ def user_script(shared_dir):
     under /root is private to root, as on a fresh machine."""
     hack = shared_dir / "checkout" / "hack"
     hack.mkdir(parents=True)
-    for name in ("services.sh", "env.sh"):
+    for name in ("services.sh", "lib.sh", "env.sh"):
         shutil.copy2(REPO / "hack" / name, hack / name)
     for folder in (hack.parent, hack):
         folder.chmod(0o755)
