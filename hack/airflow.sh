@@ -17,8 +17,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$ROOT/hack/env.sh"
 AIRFLOW_HOME="${RETAILFLOW_AIRFLOW_HOME:-$ROOT/.airflow}"
 VENV="$ROOT/dags/.venv"
-PORT="${RETAILFLOW_AIRFLOW_PORT:-$(env_get RETAILFLOW_AIRFLOW_PORT)}"
-PORT="${PORT:-8080}"
+PORT="$(env_setting RETAILFLOW_AIRFLOW_PORT "$(catalog_port airflow)")"
+PG_PORT="$(catalog_port postgresql)"
 URL="http://127.0.0.1:$PORT"
 USERNAME=admin
 AF_DB="${RETAILFLOW_AIRFLOW_DB:-airflow}"
@@ -69,9 +69,9 @@ else
   env_ensure RETAILFLOW_AIRFLOW_SECRET_KEY >/dev/null
   db_url="$(env_get RETAILFLOW_AIRFLOW_DB_URL)"
   if [[ -z "$db_url" ]]; then
-    db_url="postgresql://$AF_ROLE:$db_pw@127.0.0.1:5432/$AF_DB"
+    db_url="postgresql://$AF_ROLE:$db_pw@127.0.0.1:$PG_PORT/$AF_DB"
     if ! PGPASSWORD="$db_pw" psql -h 127.0.0.1 -U "$AF_ROLE" -d "$AF_DB" -qAtXc 'select 1' >/dev/null 2>&1; then
-      [[ "$(id -u)" == 0 ]] || die "cannot create the PostgreSQL role '$AF_ROLE' and database '$AF_DB' without root; create them, or put RETAILFLOW_AIRFLOW_DB_URL=postgresql://USER:PW@HOST:5432/DB in .env.local"
+      [[ "$(id -u)" == 0 ]] || die "cannot create the PostgreSQL role '$AF_ROLE' and database '$AF_DB' without root; create them, or put RETAILFLOW_AIRFLOW_DB_URL=postgresql://USER:PW@HOST:$PG_PORT/DB in .env.local"
       log "creating PostgreSQL role '$AF_ROLE' and database '$AF_DB' for Airflow's metadata"
       pg_ensure_role_db "$AF_ROLE" "$AF_DB" "$db_pw"
     fi
@@ -122,8 +122,8 @@ PY
   export DO_NOT_TRACK=1
   export RETAILFLOW_DBT_MANIFEST="${RETAILFLOW_DBT_MANIFEST:-$ROOT/dbt/target/manifest.json}"
   # The pipeline's connections, from the local services' URLs.
-  mysql_url="${RETAILFLOW_MYSQL_URL:-$(env_get RETAILFLOW_MYSQL_URL)}"
-  warehouse_url="${RETAILFLOW_WAREHOUSE_URL:-$(env_get RETAILFLOW_WAREHOUSE_URL)}"
+  mysql_url="$(env_setting RETAILFLOW_MYSQL_URL)"
+  warehouse_url="$(env_setting RETAILFLOW_WAREHOUSE_URL)"
   [[ -n "$mysql_url" && -n "$warehouse_url" ]] || die "RETAILFLOW_MYSQL_URL / RETAILFLOW_WAREHOUSE_URL unset: run 'make services' first"
   export AIRFLOW_CONN_RETAILFLOW_MYSQL="$mysql_url"
   export AIRFLOW_CONN_RETAILFLOW_WAREHOUSE="$warehouse_url"

@@ -6,8 +6,7 @@ set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$ROOT/hack/env.sh"
-PORT="${RETAILFLOW_DOCS_PORT:-$(env_get RETAILFLOW_DOCS_PORT)}"
-PORT="${PORT:-8081}"
+PORT="$(env_setting RETAILFLOW_DOCS_PORT "$(catalog_port dbt_docs)")"
 OUT="${1:-$ROOT/docs/dbt-lineage-top_customers.png}"
 URL="http://127.0.0.1:$PORT/#!/model/model.retailflow.top_customers?g_v=1&g_i=%2Btop_customers%2B"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"

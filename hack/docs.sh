@@ -9,8 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$ROOT/hack/env.sh"
 UV="${UV:-$ROOT/.tools/bin/uv}"
-PORT="${RETAILFLOW_DOCS_PORT:-$(env_get RETAILFLOW_DOCS_PORT)}"
-PORT="${PORT:-8081}"
+PORT="$(env_setting RETAILFLOW_DOCS_PORT "$(catalog_port dbt_docs)")"
 mkdir -p "$RUN"
 
 if [[ -f "$RUN/docs.pid" ]]; then

@@ -5,12 +5,19 @@
 #   env_get KEY          prints the value (empty if unset)
 #   env_set KEY VALUE    sets or replaces KEY, keeping every other line
 #   env_ensure KEY       prints KEY's value, generating a random password first if it is unset
+#   env_setting KEY [DEFAULT]  prints KEY from the environment, else from the file, else DEFAULT
 #   new_password         prints a new random password (32 hex digits)
 ENV_FILE="${RETAILFLOW_ENV_FILE:-$ROOT/.env.local}"
 
 new_password() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
 
 env_get() { [[ -f "$ENV_FILE" ]] && sed -n "s/^$1=//p" "$ENV_FILE" | tail -n 1 || true; }
+
+env_setting() {
+  local value="${!1:-}"
+  [[ -n "$value" ]] || value="$(env_get "$1")"
+  printf '%s\n' "${value:-${2:-}}"
+}
 
 env_set() {
   local key="$1" value="$2" tmp

@@ -16,8 +16,9 @@ CHECKOUT="${RETAILFLOW_HOME:-$ROOT}"
 # shellcheck source=hack/env.sh
 source "$ROOT/hack/env.sh"
 
-mysql_url="${RETAILFLOW_MYSQL_URL:-$(env_get RETAILFLOW_MYSQL_URL)}"
-warehouse_url="${RETAILFLOW_WAREHOUSE_URL:-$(env_get RETAILFLOW_WAREHOUSE_URL)}"
+mysql_url="$(env_setting RETAILFLOW_MYSQL_URL)"
+warehouse_url="$(env_setting RETAILFLOW_WAREHOUSE_URL)"
+tables="$(catalog_tables)"
 raw_schema="${RETAILFLOW_RAW_SCHEMA:-raw}"
 [[ -n "$mysql_url" && -n "$warehouse_url" ]] || die "RETAILFLOW_MYSQL_URL / RETAILFLOW_WAREHOUSE_URL unset: nothing to reset (run 'make services' first)"
 python="$ROOT/dags/.venv/bin/python"
@@ -26,7 +27,7 @@ where() { sed -E 's#^([a-z+]+://)([^:@/]+)(:[^@]*)?@#\1\2@#' <<<"$1"; }  # the U
 
 cat <<EOF
 reset: this drops
-  - MySQL $(where "$mysql_url"): tables customers, products, orders, order_items (and __new/__old leftovers)
+  - MySQL $(where "$mysql_url"): tables ${tables// /, } (and __new/__old leftovers)
   - warehouse $(where "$warehouse_url"): schemas $raw_schema, staging, marts (with everything in them)
   - files in ${CHECKOUT}: .lake/, dbt/target/, dbt/logs/, .airflow/logs/
   and stops the background servers. Kept: the databases and users, .env.local, the environments,
@@ -39,16 +40,17 @@ if [[ "${CONFIRM:-}" != "yes" ]]; then
 fi
 
 RETAILFLOW_RUN_DIR="$CHECKOUT/.run" "$ROOT/hack/stop.sh"
-RETAILFLOW_MYSQL_URL="$mysql_url" RETAILFLOW_WAREHOUSE_URL="$warehouse_url" RAW_SCHEMA="$raw_schema" "$python" - <<'PY'
+RETAILFLOW_MYSQL_URL="$mysql_url" RETAILFLOW_WAREHOUSE_URL="$warehouse_url" RAW_SCHEMA="$raw_schema" TABLES="$tables" \
+  MYSQL_PORT="$(catalog_port mysql)" "$python" - <<'PY'
 import os
 from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pymysql
 
-TABLES = ("order_items", "orders", "products", "customers")  # children first
+TABLES = os.environ["TABLES"].split()[::-1]  # children first
 my = urlsplit(os.environ["RETAILFLOW_MYSQL_URL"])
-conn = pymysql.connect(host=my.hostname, port=my.port or 3306, user=unquote(my.username or ""),
+conn = pymysql.connect(host=my.hostname, port=my.port or int(os.environ["MYSQL_PORT"]), user=unquote(my.username or ""),
                        password=unquote(my.password or ""), database=unquote(my.path.lstrip("/")), autocommit=True)
 with conn, conn.cursor() as cur:
     names = [f"`{t}{suffix}`" for suffix in ("", "__new", "__old") for t in TABLES]

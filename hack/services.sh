@@ -50,8 +50,8 @@ if ((${#missing[@]})); then
     die "missing packages: ${missing[*]}
   install them with:  sudo apt-get install -y ${missing[*]}
   or point RetailFlow at existing servers:
-    export RETAILFLOW_MYSQL_URL=mysql://USER:PASSWORD@HOST:3306/retail
-    export RETAILFLOW_WAREHOUSE_URL=postgresql://USER:PASSWORD@HOST:5432/warehouse"
+    export RETAILFLOW_MYSQL_URL=mysql://USER:PASSWORD@HOST:PORT/retail
+    export RETAILFLOW_WAREHOUSE_URL=postgresql://USER:PASSWORD@HOST:PORT/warehouse"
   fi
   command -v apt-get >/dev/null || die "no apt-get: install ${missing[*]} with your package manager"
   log "installing ${missing[*]} (apt)"
@@ -61,13 +61,17 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The servers' ports, from RetailFlow's catalog (python3 is there once the packages are)
+MYSQL_PORT="$(catalog_port mysql)"
+PG_PORT="$(catalog_port postgresql)"
+
 # ---------------------------------------------------------------- start MariaDB
 mysql_root() {
   is_root || die "cannot create the MySQL database and user without root; create database '$MYSQL_DB' and user '$MYSQL_USER', or set RETAILFLOW_MYSQL_URL"
   mysql --protocol=socket -uroot "$@"
 }
 # ping answers 0 whenever the server is up, even if this user may not log in
-mysql_alive() { mysqladmin --protocol=tcp -h127.0.0.1 ping >/dev/null 2>&1; }
+mysql_alive() { mysqladmin --protocol=tcp -h127.0.0.1 -P"$MYSQL_PORT" ping >/dev/null 2>&1; }
 if ! mysql_alive; then
   is_root || die "MariaDB is installed but not running; start it (e.g. sudo service mariadb start) and run again"
   log "starting MariaDB"
@@ -85,7 +89,7 @@ if ! mysql_alive; then
 fi
 
 # ---------------------------------------------------------------- start PostgreSQL
-if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+if ! pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then
   is_root || die "PostgreSQL is installed but not running; start it (e.g. sudo pg_ctlcluster $(pg_version) main start) and run again"
   ver="$(pg_version)"
   if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$ver main"; then
@@ -94,8 +98,8 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   fi
   log "starting PostgreSQL $ver"
   pg_ctlcluster "$ver" main start
-  for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
-  pg_isready -q -h 127.0.0.1 -p 5432 || die "PostgreSQL did not come up within 30 s"
+  for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break; sleep 0.5; done
+  pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || die "PostgreSQL did not come up within 30 s"
 fi
 
 # ---------------------------------------------------------------- users, databases, env file
@@ -108,7 +112,7 @@ pg_pw="$(url_password "$(env_get RETAILFLOW_WAREHOUSE_URL)")"
 
 # Passwords never go on a command line (visible in ps): MYSQL_PWD / PGPASSWORD in the environment,
 # SQL on stdin.
-if ! MYSQL_PWD="$mysql_pw" mysql --protocol=tcp -h127.0.0.1 -u"$MYSQL_USER" -e "use $MYSQL_DB" >/dev/null 2>&1; then
+if ! MYSQL_PWD="$mysql_pw" mysql --protocol=tcp -h127.0.0.1 -P"$MYSQL_PORT" -u"$MYSQL_USER" -e "use $MYSQL_DB" >/dev/null 2>&1; then
   log "creating MySQL database '$MYSQL_DB' and user '$MYSQL_USER' (or setting its password)"
   mysql_root <<SQL
 create database if not exists \`$MYSQL_DB\` character set utf8mb4;
@@ -121,14 +125,14 @@ flush privileges;
 SQL
 fi
 
-if ! PGPASSWORD="$pg_pw" psql -h 127.0.0.1 -U "$PG_USER" -d "$PG_DB" -qAtXc 'select 1' >/dev/null 2>&1; then
+if ! PGPASSWORD="$pg_pw" psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d "$PG_DB" -qAtXc 'select 1' >/dev/null 2>&1; then
   is_root || die "cannot create the PostgreSQL role and database without root; create role '$PG_USER' (login createdb) and database '$PG_DB', or set RETAILFLOW_WAREHOUSE_URL"
   log "creating PostgreSQL database '$PG_DB' and role '$PG_USER' (or setting its password)"
   pg_ensure_role_db "$PG_USER" "$PG_DB" "$pg_pw" createdb
 fi
 
-mysql_url="mysql://$MYSQL_USER:$mysql_pw@127.0.0.1:3306/$MYSQL_DB"
-pg_url="postgresql://$PG_USER:$pg_pw@127.0.0.1:5432/$PG_DB"
+mysql_url="mysql://$MYSQL_USER:$mysql_pw@127.0.0.1:$MYSQL_PORT/$MYSQL_DB"
+pg_url="postgresql://$PG_USER:$pg_pw@127.0.0.1:$PG_PORT/$PG_DB"
 if [[ "$(env_get RETAILFLOW_MYSQL_URL)" != "$mysql_url" || "$(env_get RETAILFLOW_WAREHOUSE_URL)" != "$pg_url" ]]; then
   log "writing ${ENV_FILE#"$ROOT"/} (generated passwords; git-ignored)"
   env_set RETAILFLOW_MYSQL_URL "$mysql_url"

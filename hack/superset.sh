@@ -19,7 +19,7 @@ source "$ROOT/hack/env.sh"
 VENV="$ROOT/hack/envs/superset/.venv"
 FILES="$ROOT/charts/retailflow/files/superset"
 UV="${UV:-$ROOT/.tools/bin/uv}"
-PORT="${RETAILFLOW_SUPERSET_PORT:-8088}"
+PORT="${RETAILFLOW_SUPERSET_PORT:-$(catalog_port superset)}"
 WORKERS="${RETAILFLOW_SUPERSET_WORKERS:-2}"
 PG_DB=superset
 PG_ROLE=superset
@@ -50,7 +50,7 @@ url="http://127.0.0.1:$PORT"
 
 export SUPERSET_CONFIG_PATH="$FILES/superset_config.py"
 export SUPERSET_SECRET_KEY="$(env_get RETAILFLOW_SUPERSET_SECRET_KEY)"
-export SUPERSET_DATABASE_URI="postgresql+psycopg2://$PG_ROLE:$db_pw@127.0.0.1:5432/$PG_DB"
+export SUPERSET_DATABASE_URI="postgresql+psycopg2://$PG_ROLE:$db_pw@127.0.0.1:$(catalog_port postgresql)/$PG_DB"
 export RETAILFLOW_SUPERSET_USERNAME="$(env_get RETAILFLOW_SUPERSET_USERNAME)"
 export RETAILFLOW_SUPERSET_PASSWORD="$(env_get RETAILFLOW_SUPERSET_PASSWORD)"
 export FLASK_APP=superset SUPERSET_LOG_LEVEL=warning

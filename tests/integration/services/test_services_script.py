@@ -66,7 +66,10 @@ def user_script(shared_dir):
     hack.mkdir(parents=True)
     for name in ("services.sh", "lib.sh", "env.sh"):
         shutil.copy2(REPO / "hack" / name, hack / name)
-    for folder in (hack.parent, hack):
+    catalog = hack.parent / "generator" / "retailflow_generator"
+    catalog.mkdir(parents=True)
+    shutil.copy2(REPO / "generator" / "retailflow_generator" / "catalog.json", catalog / "catalog.json")
+    for folder in (hack.parent, hack, hack.parent / "generator", catalog):
         folder.chmod(0o755)
     return hack / "services.sh"
 
