@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from .builders import SecretRef
+from .secret_refs import SecretRef
 from .errors import PeerError, SpecError
 
 GROUP, VERSION, PLURAL = "retailflow.io", "v1alpha1", "retailpipelines"

@@ -57,7 +57,7 @@ def all_ready(kube: EmulatedKubernetesAPI, names: set[str], timeout: float) -> N
 
 def baseline_direct_pass(airbyte: AirbyteFake, airflow: AirflowServer) -> float:
     """One reconcile pass of a fresh pipeline, called directly: the floor the operator adds to."""
-    from retailflow_operator.reconcile import Pipeline, Reconciler, peers_for
+    from retailflow_operator.converge import Converger, Pipeline, peers_for
     from retailflow_operator.spec_model import parse
 
     body = pipeline_body(NS, "baseline", airbyte, airflow, unique_prefix("baseline"))
@@ -71,7 +71,7 @@ def baseline_direct_pass(airbyte: AirbyteFake, airflow: AirflowServer) -> float:
     spec = parse(body["spec"])
     peers = peers_for(spec.airbyte, spec.airflow, secrets, 30)
     began = time.perf_counter()
-    Reconciler(Pipeline(NS, "baseline", "uid-baseline", spec, {}), peers, secrets, "rf", apply=True).run()
+    Converger(Pipeline(NS, "baseline", "uid-baseline", spec, {}), peers, secrets, "rf", apply=True).converge()
     return time.perf_counter() - began
 
 
