@@ -53,15 +53,16 @@ def _apply(outcome: passes.Outcome, status: Any, patch: kopf.Patch, body: kopf.B
         kopf.event(body, type=kind, reason=reason, message=message)
 
 
-def _one_pass(namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
-              trigger: str) -> passes.Outcome:
-    """One pass, under the pipeline's lock (``passes.serialized``)."""
-    model = spec_model.parse(spec)
+def _one_pass(body: kopf.Body, trigger: str) -> passes.Outcome:
+    """One pass over the object kopf handed in, under the pipeline's lock (``passes.serialized``)."""
+    meta = body.meta
+    model = spec_model.parse(body.spec)
     return passes.serialized(
-        uid,
-        status,
+        meta.uid,
+        body.status,
         lambda st: passes.run_pass(
-            passes.PassInput(namespace, name, uid, meta.get("generation"), model, st, meta.annotations, str(trigger))
+            passes.PassInput(meta.namespace, meta.name, meta.uid, meta.get("generation"), model, st, meta.annotations,
+                             trigger)
         ),
     )
 
@@ -69,21 +70,9 @@ def _one_pass(namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile")
-def handle_change(
-    namespace: str,
-    name: str,
-    uid: str,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    retry: int,
-    reason: str,
-    **_: Any,
-) -> None:
-    outcome = _one_pass(namespace, name, uid, spec, status, meta, trigger=str(reason))
-    _apply(outcome, status, patch, body)
+def handle_change(body: kopf.Body, patch: kopf.Patch, retry: int, reason: str, **_: Any) -> None:
+    outcome = _one_pass(body, trigger=str(reason))
+    _apply(outcome, body.status, patch, body)
     if isinstance(outcome.error, PeerError) and outcome.error.transient:
         raise kopf.TemporaryError(outcome.message, delay=passes.backoff(retry))
     if outcome.error:
@@ -91,24 +80,14 @@ def handle_change(
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="drift", interval=cfg.drift_interval_s, idle=cfg.drift_idle_s)
-def handle_drift(
-    namespace: str,
-    name: str,
-    uid: str,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    **_: Any,
-) -> None:
+def handle_drift(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Restores what was changed or deleted out of band, applies changed Secret content, heals after failures."""
-    if meta.get("deletionTimestamp"):
+    if body.meta.get("deletionTimestamp"):
         return
-    outcome = _one_pass(namespace, name, uid, spec, status, meta, trigger="timer")
-    if outcome.error and (status or {}).get("phase") == outcome.status.get("phase"):
+    outcome = _one_pass(body, trigger="timer")
+    if outcome.error and (body.status or {}).get("phase") == outcome.status.get("phase"):
         outcome.event = None  # already reported; a Warning per tick would bury the first one
-    _apply(outcome, status, patch, body)
+    _apply(outcome, body.status, patch, body)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="finalize")

@@ -85,14 +85,6 @@ def test_set_fields_win_over_the_defaults(example):
     assert model.public_hash == hashing.digest({k: v for k, v in example["spec"].items() if k != "suspend"})
 
 
-class _Meta(dict):
-    """kopf's ``meta``: a mapping with ``annotations``."""
-
-    @property
-    def annotations(self) -> dict[str, str]:
-        return {}
-
-
 def test_a_pass_parses_once_and_no_layer_below_the_handler_sees_a_dict(example, secrets, monkeypatch):
     parsed: list[PipelineSpec] = []
     seen: dict[str, list[Any]] = {}
@@ -129,13 +121,11 @@ def test_a_pass_parses_once_and_no_layer_below_the_handler_sees_a_dict(example, 
 
     patch = kopf.Patch()
     handlers.handle_change(
-        namespace="retailflow",
-        name="retail",
-        uid="uid-parse-once",
-        spec=example["spec"],
-        status={},
-        meta=_Meta(generation=1),
-        body={},
+        body=kopf.Body({
+            "metadata": {"namespace": "retailflow", "name": "retail", "uid": "uid-parse-once", "generation": 1},
+            "spec": example["spec"],
+            "status": {},
+        }),
         patch=patch,
         retry=0,
         reason="create",
