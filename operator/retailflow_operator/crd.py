@@ -16,6 +16,10 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 CRD: dict[str, Any] = yaml.load(resources.files(__package__).joinpath("retailpipelines.yaml").read_text(), _Loader)
 (_VERSION,) = CRD["spec"]["versions"]
+#: The API group, version and plural the operator watches and patches.
+GROUP: str = CRD["spec"]["group"]
+VERSION: str = _VERSION["name"]
+PLURAL: str = CRD["spec"]["names"]["plural"]
 #: The schema of ``spec``, as the API server validates it.
 SPEC_SCHEMA: dict[str, Any] = _VERSION["schema"]["openAPIV3Schema"]["properties"]["spec"]
 

@@ -193,7 +193,7 @@ def contract_json(value: Any, indent: int = 0) -> str:
 def render_readme(text: str) -> str:
     """``text`` (operator/README.md) with its contract block set to the catalog's ``airflow.variables``."""
     if not CONTRACT_BLOCK.search(text):
-        raise LookupError("operator/README.md has no <!-- contract:begin --> ```json ... ``` <!-- contract:end --> block")
+        raise LookupError("operator/README.md has no <!-- contract:begin --> ```json``` <!-- contract:end --> block")
     return CONTRACT_BLOCK.sub(lambda m: m.group(1) + contract_json(catalog.VARIABLES) + "\n" + m.group(3), text)
 
 
@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(path)
             if not args.check:
                 path.write_text(new)
-        print(f"{path}: {'differs from the catalog' if new != text and args.check else 'written' if new != text else 'current'}")
+        state = "current" if new == text else "differs from the catalog" if args.check else "written"
+        print(f"{path}: {state}")
     return 1 if args.check and stale else 0
 
 

@@ -17,10 +17,10 @@ import kopf
 
 from . import airbyte_client, kube, passes, spec_model
 from .config import settings as cfg
+from .crd import GROUP, PLURAL, VERSION
 from .errors import PeerError, SpecError
 from .status import merge_diff
 
-GROUP, VERSION, PLURAL = "retailflow.io", "v1alpha1", "retailpipelines"
 FINALIZER = "retailflow.io/finalizer"
 
 @kopf.on.startup()

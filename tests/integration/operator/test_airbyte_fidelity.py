@@ -13,13 +13,12 @@ import uuid
 from typing import Any
 
 import pytest
+from operator_runner import pipeline_body
 from retailflow_operator import airbyte_desired
 from retailflow_operator.airbyte_client import AirbyteClient
-from retailflow_operator.errors import PeerError
 from retailflow_operator.converge import Converger, Peers, Pipeline
+from retailflow_operator.errors import PeerError
 from retailflow_operator.spec_model import parse
-
-from operator_runner import pipeline_body
 from support.airbyte_fake import AirbyteFake
 
 NS, NAME, UID = "retail", "demo", "uid-fidelity"

@@ -7,12 +7,11 @@ import json
 
 import pytest
 from retailflow_operator import airbyte_desired, airflow_variables
-from retailflow_operator.errors import SpecError
 from retailflow_operator.airbyte_client import AirbyteClient
 from retailflow_operator.converge import Converger, Peers, Pipeline
+from retailflow_operator.errors import SpecError
 from retailflow_operator.spec_model import parse
 from retailflow_operator.status import conditions, merge_diff
-
 from support.airbyte_fake import AirbyteFake
 
 KEY = b"k" * 32

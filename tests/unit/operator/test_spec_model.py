@@ -6,9 +6,7 @@ from typing import Any
 
 import kopf
 import pytest
-
-from retailflow_operator import airflow_variables, hashing, secret_refs, validation
-from retailflow_operator import handlers, passes, spec_model
+from retailflow_operator import airflow_variables, handlers, hashing, passes, secret_refs, spec_model, validation
 from retailflow_operator.converge import Result
 from retailflow_operator.spec_model import AirbyteSpec, AirflowSpec, PipelineSpec, parse
 
