@@ -89,3 +89,12 @@ def test_the_operator_image_gets_the_real_catalog_and_crd():
     for context, source, dest in copied:
         assert (package / dest).is_symlink() and f"retailflow_operator/{dest}" in ignored
         assert (REPO / contexts[context] / source).resolve() == (package / dest).resolve()
+
+
+def test_the_readme_names_the_catalogs_defaults():
+    """The prose around the contract block names the default connection ids and the registry variable:
+    the catalog's."""
+    text = README.read_text()
+    listed = re.search(r"Default Airflow connection ids \(`spec.airflow.connectionIds`\): (.*?)\.\n\n", text, re.S)
+    assert sorted(re.findall(r"`([^`]+)`", listed.group(1))) == sorted(catalog.DEFAULT_CONNECTION_IDS.values())
+    assert f"shared by every pipeline of an Airflow: `{catalog.REGISTRY_VARIABLE}`" in text
