@@ -121,6 +121,10 @@ reset: ## After a confirmation, drop RetailFlow's own data: the MySQL tables, th
 stop: ## Stop the background servers make started (by their pid files in .run/); databases stay up.
 	hack/stop.sh
 
+.PHONY: crd
+crd: sync ## Rewrite what the catalog (generator/retailflow_generator/catalog.json) owns in the RetailPipeline CRD and operator/README.md's variables contract.
+	$(UV) run --quiet --project operator python -m retailflow_operator.generate
+
 .PHONY: dbt-manifest
 dbt-manifest: ## Parse the dbt project into dbt/target/manifest.json (the DAGs' Cosmos task groups read it).
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt parse --quiet

@@ -9,7 +9,10 @@ preflight docker kind
 log "building $AIRFLOW_IMAGE"
 docker build -t "$AIRFLOW_IMAGE" -f "$ROOT/Dockerfile" "$ROOT"
 log "building $OPERATOR_IMAGE"
-docker build -t "$OPERATOR_IMAGE" -f "$ROOT/operator/Dockerfile" "$ROOT/operator"
+# The operator's catalog.json and CRD are symlinks out of operator/: their folders are named contexts.
+docker build -t "$OPERATOR_IMAGE" -f "$ROOT/operator/Dockerfile" \
+    --build-context catalog="$ROOT/generator/retailflow_generator" \
+    --build-context crds="$ROOT/charts/retailflow-operator/crds" "$ROOT/operator"
 
 if cluster_exists; then
     log "loading the images into kind cluster $KIND_CLUSTER"

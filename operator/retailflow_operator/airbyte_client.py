@@ -1,6 +1,6 @@
 """Thin client of Airbyte's public API v1: list/get/create/patch/delete, errors sorted into transient and permanent.
 
-Request bodies are built with the official ``airbyte-api`` SDK's models (``builders``), so field names
+Request bodies are built with the official ``airbyte-api`` SDK's models (``airbyte_desired``), so field names
 and enums are Airbyte's own. They are sent, and answers read, with plain ``httpx`` because the SDK
 1.0.1 cannot parse what the real server answers: the server strips ``destinationType`` from every
 destination's configuration, and the SDK then raises ``ResponseValidationError`` after the
@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import httpx
 from airbyte_api import models
 
-from .builders import Actor, dump
+from .airbyte_desired import Actor, dump
 from .errors import PeerError
 
 PAGE = 100
@@ -127,7 +127,7 @@ class AirbyteClient:
         """Every live resource of ``kind`` in the workspace, each id once.
 
         Airbyte pages by offset over an unordered query, so a write between two pages can show one
-        resource twice (the later sighting wins) or hide one (callers confirm absence; see reconcile).
+        resource twice (the later sighting wins) or hide one (callers confirm absence; see ``converge.Inventory``).
         """
         path = f"/{KINDS[kind]}"
         seen: dict[str, Resource] = {}
@@ -190,7 +190,7 @@ def _detail(res: httpx.Response) -> str:
 
 
 def warm_up() -> None:
-    """Build the SDK's request models once, before the first reconcile needs them.
+    """Build the SDK's request models once, before the first pass needs them.
 
     The first use of a source/destination model builds validators for every connector the SDK
     knows (seconds); paying it at start keeps it off the first pipeline's path.

@@ -16,7 +16,7 @@ def _float(name: str, default: float) -> float:
 
 
 @dataclass(frozen=True)
-class Settings:
+class OperatorConfig:
     #: RETAILFLOW_DRIFT_INTERVAL_S: seconds between drift checks of each RetailPipeline.
     drift_interval_s: float = 300.0
     #: RETAILFLOW_DRIFT_IDLE_S: a drift check waits until the object has been unchanged this long.
@@ -27,7 +27,7 @@ class Settings:
     backoff_max_s: float = 300.0
     #: RETAILFLOW_HTTP_TIMEOUT_S: timeout of each Airbyte or Airflow HTTP call.
     http_timeout_s: float = 30.0
-    #: RETAILFLOW_MAX_WORKERS: threads running reconciles of different pipelines in parallel.
+    #: RETAILFLOW_MAX_WORKERS: threads running passes of different pipelines in parallel.
     max_workers: int = 16
     #: RETAILFLOW_RESOURCE_PREFIX: first part of every Airbyte resource name the operator owns.
     resource_prefix: str = "rf"
@@ -47,7 +47,7 @@ class Settings:
         return key, value
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> "OperatorConfig":
         return cls(
             drift_interval_s=_float("RETAILFLOW_DRIFT_INTERVAL_S", cls.drift_interval_s),
             drift_idle_s=_float("RETAILFLOW_DRIFT_IDLE_S", cls.drift_idle_s),
@@ -79,4 +79,4 @@ def _hmac_key(path: str) -> bytes:
     return secrets.token_bytes(32)
 
 
-settings = Settings.from_env()
+settings = OperatorConfig.from_env()

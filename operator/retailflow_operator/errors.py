@@ -1,4 +1,4 @@
-"""The two ways a reconcile can fail: the user must fix the spec, or a peer must come back."""
+"""The two ways a pass can fail: the user must fix the spec, or a peer must come back."""
 
 from __future__ import annotations
 

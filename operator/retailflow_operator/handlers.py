@@ -1,5 +1,10 @@
-"""kopf handlers only: each one parses the spec (``spec_model.parse``, once per call), calls ``pipeline``
-with the model and turns its outcome into status, Events and kopf errors."""
+"""kopf handlers only: each one handles a kopf event (change, drift timer, delete), parses the spec
+(``spec_model.parse``, once per call), runs one pass (``passes``) with the model and turns its outcome
+into status, Events and kopf errors.
+
+The kopf handler ids (``reconcile``, ``drift``, ``finalize``) are older than the function names: kopf
+writes them into each object's annotations while a handler retries, so they stay as they are.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,12 @@ from typing import Any
 
 import kopf
 
-from . import airbyte_client, kube, pipeline, spec_model
+from . import airbyte_client, kube, passes, spec_model
 from .config import settings as cfg
+from .crd import GROUP, PLURAL, VERSION
 from .errors import PeerError, SpecError
 from .status import merge_diff
 
-GROUP, VERSION, PLURAL = "retailflow.io", "v1alpha1", "retailpipelines"
 FINALIZER = "retailflow.io/finalizer"
 
 @kopf.on.startup()
@@ -39,7 +44,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     airbyte_client.warm_up()
 
 
-def _apply(outcome: pipeline.Outcome, status: Any, patch: kopf.Patch, body: kopf.Body) -> None:
+def _apply(outcome: passes.Outcome, status: Any, patch: kopf.Patch, body: kopf.Body) -> None:
     diff = merge_diff(dict(status or {}) | outcome.written, outcome.status)
     if diff:
         patch.setdefault("status", {}).update(diff)
@@ -48,15 +53,16 @@ def _apply(outcome: pipeline.Outcome, status: Any, patch: kopf.Patch, body: kopf
         kopf.event(body, type=kind, reason=reason, message=message)
 
 
-def _pass(namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
-          trigger: str) -> pipeline.Outcome:
-    """One reconcile pass, under the pipeline's lock (``pipeline.serialized``)."""
-    model = spec_model.parse(spec)
-    return pipeline.serialized(
-        uid,
-        status,
-        lambda st: pipeline.reconcile_once(
-            namespace, name, uid, meta.get("generation"), model, st, meta.annotations, trigger=trigger
+def _one_pass(body: kopf.Body, trigger: str) -> passes.Outcome:
+    """One pass over the object kopf handed in, under the pipeline's lock (``passes.serialized``)."""
+    meta = body.meta
+    model = spec_model.parse(body.spec)
+    return passes.serialized(
+        meta.uid,
+        body.status,
+        lambda st: passes.run_pass(
+            passes.PassInput(meta.namespace, meta.name, meta.uid, meta.get("generation"), model, st, meta.annotations,
+                             trigger)
         ),
     )
 
@@ -64,55 +70,33 @@ def _pass(namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf.Sta
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile")
-def reconcile(
-    namespace: str,
-    name: str,
-    uid: str,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    retry: int,
-    reason: str,
-    **_: Any,
-) -> None:
-    outcome = _pass(namespace, name, uid, spec, status, meta, trigger=str(reason))
-    _apply(outcome, status, patch, body)
+def handle_change(body: kopf.Body, patch: kopf.Patch, retry: int, reason: str, **_: Any) -> None:
+    outcome = _one_pass(body, trigger=str(reason))
+    _apply(outcome, body.status, patch, body)
     if isinstance(outcome.error, PeerError) and outcome.error.transient:
-        raise kopf.TemporaryError(outcome.message, delay=pipeline.backoff(retry))
+        raise kopf.TemporaryError(outcome.message, delay=passes.backoff(retry))
     if outcome.error:
         raise kopf.PermanentError(outcome.message)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="drift", interval=cfg.drift_interval_s, idle=cfg.drift_idle_s)
-def drift(
-    namespace: str,
-    name: str,
-    uid: str,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    **_: Any,
-) -> None:
+def handle_drift(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Restores what was changed or deleted out of band, applies changed Secret content, heals after failures."""
-    if meta.get("deletionTimestamp"):
+    if body.meta.get("deletionTimestamp"):
         return
-    outcome = _pass(namespace, name, uid, spec, status, meta, trigger="timer")
-    if outcome.error and (status or {}).get("phase") == outcome.status.get("phase"):
+    outcome = _one_pass(body, trigger="timer")
+    if outcome.error and (body.status or {}).get("phase") == outcome.status.get("phase"):
         outcome.event = None  # already reported; a Warning per tick would bury the first one
-    _apply(outcome, status, patch, body)
+    _apply(outcome, body.status, patch, body)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="finalize")
-def finalize(
+def handle_delete(
     namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf.Status, body: kopf.Body, retry: int, **_: Any
 ) -> None:
     model = spec_model.parse(spec)
     if model.deletion_policy == "Retain" or model.suspend:
-        pipeline.forget(uid)
+        passes.forget(uid)
         why = "deletionPolicy is Retain" if model.deletion_policy == "Retain" else "spec.suspend is true"
         kopf.event(
             body,
@@ -122,13 +106,13 @@ def finalize(
         )
         return
     try:
-        with pipeline.lock(uid):
-            removed = pipeline.finalize_once(namespace, name, uid, model, status)
-            pipeline.forget(uid)
+        with passes.lock(uid):
+            removed = passes.run_delete_pass(namespace, name, uid, model, status)
+            passes.forget(uid)
     except PeerError as exc:
         if exc.transient:
             kopf.event(body, type="Warning", reason=exc.reason, message=f"cleanup waits: {exc}")
-            raise kopf.TemporaryError(str(exc), delay=pipeline.backoff(retry)) from exc
+            raise kopf.TemporaryError(str(exc), delay=passes.backoff(retry)) from exc
         raise _give_up(body, exc) from exc
     except SpecError as exc:
         raise _give_up(body, exc) from exc

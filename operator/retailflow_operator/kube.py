@@ -12,10 +12,10 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from .builders import SecretRef
+from .crd import GROUP, PLURAL, VERSION
 from .errors import PeerError, SpecError
+from .secret_refs import SecretRef
 
-GROUP, VERSION, PLURAL = "retailflow.io", "v1alpha1", "retailpipelines"
 _api: kubernetes.client.ApiClient | None = None
 _lock = threading.Lock()
 

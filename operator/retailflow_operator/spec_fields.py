@@ -2,61 +2,19 @@
 
 An API server prunes fields its CRD does not declare, so a typo (``deletionPolicyy``) normally never
 arrives. It does arrive when the installed CRD is newer than this operator or preserves unknown fields;
-the operator then reports it in the ``KnownFields`` condition instead of silently ignoring it. A unit
-test keeps this tree equal to the CRD's schema.
+the operator then reports it in the ``KnownFields`` condition instead of silently ignoring it. The
+known fields are those of the CRD this operator was built with (``crd``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-LEAF = None
-_SECRET_REF_USER = {"name": LEAF, "usernameKey": LEAF, "passwordKey": LEAF}
+from .crd import SPEC_SCHEMA, field_tree
 
-#: field -> subtree (a dict), a one-element list holding the subtree of a list's items, or LEAF.
-SPEC_FIELDS: dict[str, Any] = {
-    "engine": LEAF,
-    "mysql": {
-        "host": LEAF,
-        "port": LEAF,
-        "database": LEAF,
-        "credentialsSecretRef": _SECRET_REF_USER,
-        "streams": [{"name": LEAF, "syncMode": LEAF, "cursorField": LEAF, "primaryKey": LEAF}],
-    },
-    "storeLocations": {"s3Key": LEAF, "url": LEAF},
-    "warehouse": {
-        "host": LEAF,
-        "port": LEAF,
-        "database": LEAF,
-        "schema": LEAF,
-        "sslMode": LEAF,
-        "credentialsSecretRef": _SECRET_REF_USER,
-    },
-    "lake": {
-        "endpoint": LEAF,
-        "bucket": LEAF,
-        "prefix": LEAF,
-        "format": LEAF,
-        "region": LEAF,
-        "credentialsSecretRef": {"name": LEAF, "accessKeyIdKey": LEAF, "secretAccessKeyKey": LEAF},
-    },
-    "airbyte": {
-        "apiUrl": LEAF,
-        "tokenUrl": LEAF,
-        "workspaceId": LEAF,
-        "syncTrigger": LEAF,
-        "credentialsSecretRef": {"name": LEAF, "clientIdKey": LEAF, "clientSecretKey": LEAF},
-    },
-    "airflow": {
-        "apiUrl": LEAF,
-        "variablePrefix": LEAF,
-        "connectionIds": {"airbyte": LEAF, "mysql": LEAF, "warehouse": LEAF, "lake": LEAF},
-        "credentialsSecretRef": _SECRET_REF_USER,
-    },
-    "schedule": LEAF,
-    "suspend": LEAF,
-    "deletionPolicy": LEAF,
-}
+#: field -> subtree (a dict), a one-element list holding the subtree of a list's items, or None (a leaf): the
+#: spec schema of the CRD shipped in this package.
+SPEC_FIELDS: dict[str, Any] = field_tree(SPEC_SCHEMA)
 
 
 def unknown_fields(value: Any, tree: Any = SPEC_FIELDS, path: str = "spec") -> list[str]:

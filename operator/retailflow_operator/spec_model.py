@@ -1,9 +1,10 @@
 """A RetailPipeline spec as a typed model: parsed once, at the kopf handler's door, with the CRD's defaults.
 
-Every layer below the handlers (``pipeline``, ``builders``, ``trust``, ``kube``, ``reconcile``, the
-clients) takes this model or one of its parts, never the raw ``spec`` dict. Parsing only reads and
-defaults; the semantic checks (streams, schedule, prefix) stay in ``builders.validate`` so a
-suspended pipeline is reported Suspended, not Failed, whatever its spec holds.
+Every layer below the handlers (``passes``, ``converge``, the desired-state builders, ``trust``,
+``kube``, the clients) takes this model or one of its parts, never the raw ``spec`` dict. Parsing only
+reads and defaults (the defaults are the CRD's, read from ``crd``); the semantic checks (streams,
+schedule, prefix) stay in ``validation.validate`` so a suspended pipeline is reported Suspended, not
+Failed, whatever its spec holds.
 """
 
 from __future__ import annotations
@@ -11,40 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from . import crd
+from .hashing import digest
 from .spec_fields import unknown_fields
 
-# Defaults mirror the CRD's openAPIV3Schema defaults (a unit test keeps them equal): the emulated and
-# some real API servers skip defaulting, so the operator never relies on it.
-DEFAULTS: dict[str, Any] = {
-    "engine": "airbyte",
-    "mysql.port": 3306,
-    "mysql.credentialsSecretRef.usernameKey": "username",
-    "mysql.credentialsSecretRef.passwordKey": "password",
-    "mysql.streams.syncMode": "incremental_deduped_history",
-    "warehouse.port": 5432,
-    "warehouse.schema": "raw",
-    "warehouse.sslMode": "disable",
-    "warehouse.credentialsSecretRef.usernameKey": "username",
-    "warehouse.credentialsSecretRef.passwordKey": "password",
-    "lake.prefix": "raw",
-    "lake.format": "parquet",
-    "lake.region": "us-east-1",
-    "lake.credentialsSecretRef.accessKeyIdKey": "accessKeyId",
-    "lake.credentialsSecretRef.secretAccessKeyKey": "secretAccessKey",
-    "airbyte.syncTrigger": "airflow",
-    "airbyte.credentialsSecretRef.clientIdKey": "clientId",
-    "airbyte.credentialsSecretRef.clientSecretKey": "clientSecret",
-    "airflow.variablePrefix": "retailflow_",
-    "airflow.connectionIds.airbyte": "retailflow_airbyte",
-    "airflow.connectionIds.mysql": "retailflow_mysql",
-    "airflow.connectionIds.warehouse": "retailflow_warehouse",
-    "airflow.connectionIds.lake": "retailflow_lake",
-    "airflow.credentialsSecretRef.usernameKey": "username",
-    "airflow.credentialsSecretRef.passwordKey": "password",
-    "schedule": "0 2 * * *",
-    "suspend": False,
-    "deletionPolicy": "Delete",
-}
+# The CRD's own openAPIV3Schema defaults, read from the copy shipped in this package: the emulated and
+# some real API servers skip defaulting, so the operator applies them itself and never relies on it.
+DEFAULTS: dict[str, Any] = crd.DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -57,7 +31,7 @@ class CredentialsRef:
 
 @dataclass(frozen=True)
 class StreamSpec:
-    """One ``spec.mysql.streams`` entry as written (the catalog fills the rest in ``builders.streams``)."""
+    """One ``spec.mysql.streams`` entry as written (the catalog fills the rest in ``streams.stream_requests``)."""
 
     name: Any
     sync_mode: str
@@ -175,9 +149,6 @@ def parse(spec: Mapping[str, Any]) -> PipelineSpec:
     """The typed, defaulted model of a RetailPipeline ``spec`` (a dict or kopf's view of one)."""
     spec = dict(spec or {})
     store = spec.get("storeLocations") or {}
-    # Local import: builders imports this module for the model's types.
-    from .builders import digest
-
     return PipelineSpec(
         engine=_at(spec, "engine"),
         mysql=MysqlSpec(

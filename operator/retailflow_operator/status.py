@@ -52,7 +52,3 @@ def merge_diff(old: Any, new: Any) -> Any:
             out[key] = value
     return out
 
-
-def same_conditions(a: list[Mapping[str, Any]] | None, b: list[Mapping[str, Any]] | None) -> bool:
-    strip = lambda cs: [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in cs or []]  # noqa: E731
-    return strip(a) == strip(b)

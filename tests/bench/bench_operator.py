@@ -2,7 +2,7 @@
 
 The real operator (kopf) runs against the emulated Kubernetes API, the Airbyte fake and a real
 Airflow 3 API server, all on loopback in this process (Airflow in its own). Baseline, measured in
-the same run: one reconcile pass called directly (same Airbyte/Airflow calls, no Kubernetes, no kopf).
+the same run: one converge pass called directly (same Airbyte/Airflow calls, no Kubernetes, no kopf).
 
 Run: uv run --project operator python tests/bench/bench_operator.py
 """
@@ -56,8 +56,8 @@ def all_ready(kube: EmulatedKubernetesAPI, names: set[str], timeout: float) -> N
 
 
 def baseline_direct_pass(airbyte: AirbyteFake, airflow: AirflowServer) -> float:
-    """One reconcile pass of a fresh pipeline, called directly: the floor the operator adds to."""
-    from retailflow_operator.reconcile import Pipeline, Reconciler, peers_for
+    """One converge pass of a fresh pipeline, called directly: the floor the operator adds to."""
+    from retailflow_operator.converge import Converger, Pipeline, peers_for
     from retailflow_operator.spec_model import parse
 
     body = pipeline_body(NS, "baseline", airbyte, airflow, unique_prefix("baseline"))
@@ -71,7 +71,7 @@ def baseline_direct_pass(airbyte: AirbyteFake, airflow: AirflowServer) -> float:
     spec = parse(body["spec"])
     peers = peers_for(spec.airbyte, spec.airflow, secrets, 30)
     began = time.perf_counter()
-    Reconciler(Pipeline(NS, "baseline", "uid-baseline", spec, {}), peers, secrets, "rf", apply=True).run()
+    Converger(Pipeline(NS, "baseline", "uid-baseline", spec, {}), peers, secrets, "rf", apply=True).converge()
     return time.perf_counter() - began
 
 
@@ -96,7 +96,7 @@ def main() -> None:
             report(
                 "operator_ready_baseline_direct_pass_s",
                 baseline_direct_pass(airbyte, airflow),
-                "one reconcile pass without Kubernetes or kopf",
+                "one converge pass without Kubernetes or kopf",
             )
             report("operator_ready_p50_s", statistics.median(samples), f"n={len(samples)}")
             report("operator_ready_p95_s", p95, "target < 2 s")

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "operator"))
-from retailflow_operator import builders  # noqa: E402
+from retailflow_operator import airflow_variables  # noqa: E402
 from retailflow_operator.spec_model import parse  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def main() -> None:
         node[leaf] = value
     ids = json.loads(Path(args.ids).read_text()) if args.ids else None
     meta = doc.get("metadata", {})
-    out = builders.build_variables(meta.get("namespace", "retailflow"), meta.get("name", "retail"), parse(spec), ids)
+    out = airflow_variables.build_variables(meta.get("namespace", "retailflow"), meta.get("name", "retail"), parse(spec), ids)
     print(json.dumps(out))
 
 

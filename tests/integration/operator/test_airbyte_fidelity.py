@@ -13,13 +13,12 @@ import uuid
 from typing import Any
 
 import pytest
-from retailflow_operator import builders as b
-from retailflow_operator.airbyte_client import AirbyteClient
-from retailflow_operator.errors import PeerError
-from retailflow_operator.reconcile import Peers, Pipeline, Reconciler
-from retailflow_operator.spec_model import parse
-
 from operator_runner import pipeline_body
+from retailflow_operator import airbyte_desired
+from retailflow_operator.airbyte_client import AirbyteClient
+from retailflow_operator.converge import Converger, Peers, Pipeline
+from retailflow_operator.errors import PeerError
+from retailflow_operator.spec_model import parse
 from support.airbyte_fake import AirbyteFake
 
 NS, NAME, UID = "retail", "demo", "uid-fidelity"
@@ -68,11 +67,11 @@ class Harness:
 
     def run(self) -> Any:
         pipeline = Pipeline(NS, NAME, UID, parse(self.spec), self.status)
-        rec = Reconciler(pipeline, self.peers, self.secrets, "rf", apply=True, hmac_key=WRITE_KEY)
+        rec = Converger(pipeline, self.peers, self.secrets, "rf", apply=True, hmac_key=WRITE_KEY)
         try:
-            result = rec.run()
+            result = rec.converge()
         except Exception:
-            self.status = self.status | rec.applied_status()  # as pipeline.reconcile_once records it
+            self.status = self.status | rec.applied_status()  # as passes.run_pass records it
             raise
         self.status = {"airbyte": result.ids, "secretHashes": result.secret_hashes, "airflowVariables": result.variables}
         return result
@@ -151,13 +150,13 @@ def _other_actors(fake: AirbyteFake, count: int) -> None:
     """Resources of other users of the same workspace: not owned by the pipeline."""
     h = Harness(fake)
     client = h.peers.airbyte
-    actors = b.build_airbyte("others", "x", parse(h.spec), h.secrets)
+    actors = airbyte_desired.build_airbyte("others", "x", parse(h.spec), h.secrets)
     mysql = actors.actors[("source", "mysql")]
     warehouse = actors.actors[("destination", "warehouse")]
     for i in range(count):
-        src = client.create_actor(b.Actor("source", "mysql", f"other/{i}/mysql", mysql.configuration), fake.workspace_id)
+        src = client.create_actor(airbyte_desired.Actor("source", "mysql", f"other/{i}/mysql", mysql.configuration), fake.workspace_id)
         dst = client.create_actor(
-            b.Actor("destination", "warehouse", f"other/{i}/wh", warehouse.configuration), fake.workspace_id
+            airbyte_desired.Actor("destination", "warehouse", f"other/{i}/wh", warehouse.configuration), fake.workspace_id
         )
         conn = actors.connections[0]
         req = conn.create_request(fake.workspace_id, src.id, dst.id)
@@ -259,7 +258,7 @@ def test_a_true_duplicate_is_deleted_and_the_known_one_kept(airbyte):
     h = Harness(airbyte)
     h.run()
     known = h.status["airbyte"]["sources"]["mysql"]
-    actor = b.build_airbyte(NS, NAME, parse(h.spec), h.secrets).actors[("source", "mysql")]
+    actor = airbyte_desired.build_airbyte(NS, NAME, parse(h.spec), h.secrets).actors[("source", "mysql")]
     twin = h.peers.airbyte.create_actor(actor, airbyte.workspace_id)
     airbyte.reset_writes()
     result = h.run()

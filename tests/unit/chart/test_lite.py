@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from retailflow_operator import builders, spec_model, trust
+from retailflow_operator import secret_refs, spec_model, trust
 from support.helm_render import LITE_VALUES, VARIANTS, RenderError, chart_values, merge_values, pod_spec, render
 from support.kube_emulator import cel_violations
 
@@ -73,13 +73,13 @@ class TestTheRetailPipeline:
 
     def test_the_operator_calls_no_airbyte_and_reads_only_labelled_release_secrets(self, lite):
         spec = spec_model.parse(pipeline(lite)["spec"])
-        assert not builders.uses_airbyte(spec, {})
+        assert not secret_refs.uses_airbyte(spec, {})
         (container,) = pod_spec(lite.get("Deployment", "retailflow-operator"))["containers"]
         allowed = next(e["value"] for e in container["env"] if e["name"] == "RETAILFLOW_ALLOWED_HOSTS").split(",")
         assert not [h for h in allowed if "airbyte" in h]
         trust.check_hosts(spec, allowed)  # raises HostNotAllowed otherwise
         secrets = {d["metadata"]["name"]: d for d in lite.of_kind("Secret")}
-        for ref in builders.secret_refs(spec, builders.uses_airbyte(spec, {})):
+        for ref in secret_refs.secret_refs(spec, secret_refs.uses_airbyte(spec, {})):
             assert ref.name in secrets, ref
             assert secrets[ref.name]["metadata"]["labels"].get("retailflow.io/credentials") == "true", ref.name
             assert set(ref.keys.values()) <= set(secrets[ref.name].get("stringData") or secrets[ref.name].get("data"))

@@ -1,28 +1,26 @@
-"""The pure builders: RetailPipeline spec -> Airbyte requests and Airflow variables."""
+"""The pure desired-state builders: RetailPipeline spec -> Airbyte requests and Airflow variables."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 
 import pytest
-from retailflow_operator import builders as b
+from retailflow_operator import airbyte_desired, airflow_variables, catalog, hashing, naming, validation
+from retailflow_operator.cron import quartz_cron
 from retailflow_operator.errors import SpecError
 from retailflow_operator.spec_model import DEFAULTS, parse
 
 KEY = b"operator-held-key-of-32-bytes!!!"
 
-PROJECT_STREAMS = {
-    "customers": "customer_id",
-    "products": "product_id",
-    "orders": "order_id",
-    "order_items": "order_item_id",
-}
+#: stream -> primary key, as the catalog (generator/retailflow_generator/catalog.json) lists them
+PROJECT_STREAMS = {name: pk for name, (pk, _cursor) in catalog.SOURCE_TABLES.items()}
 
 
 def airbyte(example, secrets, **kw):
-    return b.build_airbyte("retailflow", "retail", parse(example["spec"]), secrets, **kw)
+    return airbyte_desired.build_airbyte("retailflow", "retail", parse(example["spec"]), secrets, **kw)
 
 
 class TestAirbyteRequests:
@@ -39,7 +37,7 @@ class TestAirbyteRequests:
 
     def test_warehouse_connection_carries_each_streams_mode_cursor_and_key(self, example, secrets):
         conn = next(c for c in airbyte(example, secrets).connections if c.role == "mysql-to-warehouse")
-        streams = {s["name"]: s for s in b.dump(conn.create_request("ws", "src", "dst"))["configurations"]["streams"]}
+        streams = {s["name"]: s for s in airbyte_desired.dump(conn.create_request("ws", "src", "dst"))["configurations"]["streams"]}
         assert set(streams) == set(PROJECT_STREAMS)
         for name, pk in PROJECT_STREAMS.items():
             assert streams[name]["syncMode"] == "incremental_deduped_history"
@@ -53,7 +51,7 @@ class TestAirbyteRequests:
 
     def test_connection_request_points_at_given_actors_in_workspace(self, example, secrets):
         conn = airbyte(example, secrets).connections[0]
-        body = b.dump(conn.create_request("ws-1", "src-1", "dst-1"))
+        body = airbyte_desired.dump(conn.create_request("ws-1", "src-1", "dst-1"))
         assert (body["sourceId"], body["destinationId"], body["name"]) == ("src-1", "dst-1", conn.name)
         assert body["schedule"] == {"scheduleType": "manual"}
 
@@ -61,7 +59,7 @@ class TestAirbyteRequests:
         example["spec"]["airbyte"]["syncTrigger"] = "airbyte"
         example["spec"]["schedule"] = "15 4 * * *"
         conn = airbyte(example, secrets).connections[0]
-        assert b.dump(conn.schedule) == {"scheduleType": "cron", "cronExpression": "0 15 4 * * ?"}
+        assert airbyte_desired.dump(conn.schedule) == {"scheduleType": "cron", "cronExpression": "0 15 4 * * ?"}
 
     def test_destinations_carry_warehouse_schema_and_lake_location(self, example, secrets):
         state = airbyte(example, secrets)
@@ -98,8 +96,8 @@ class TestAirbyteRequests:
         assert not state.sources and not state.destinations and not state.connections
 
     def test_names_are_deterministic_and_cannot_collide_across_namespaces(self, example, secrets):
-        a = b.resource_name("rf", "a-b", "c", "mysql")
-        c = b.resource_name("rf", "a", "b-c", "mysql")
+        a = naming.resource_name("rf", "a-b", "c", "mysql")
+        c = naming.resource_name("rf", "a", "b-c", "mysql")
         assert a != c
         first = [x.name for x in airbyte(example, secrets).sources]
         assert first == [x.name for x in airbyte(example, secrets).sources]
@@ -111,7 +109,7 @@ class TestSecretsNeverCompared:
         public = json.dumps([a.public_config for a in state.actors.values()])
         for role in secrets.values():
             for key, value in role.items():
-                if b.is_secret_key(key):
+                if hashing.is_secret_key(key):
                     assert value not in public
 
     def test_secret_hash_follows_secret_content_not_public_fields(self, example, secrets):
@@ -119,7 +117,7 @@ class TestSecretsNeverCompared:
         secrets["warehouse"]["password"] = "wh-pw-2"
         after = {a.name: a.secret_hash(KEY, "uid") for a in airbyte(example, secrets).actors.values()}
         changed = {n for n in before if before[n] != after[n]}
-        assert changed == {b.resource_name("rf", "retailflow", "retail", "warehouse")}
+        assert changed == {naming.resource_name("rf", "retailflow", "retail", "warehouse")}
         example["spec"]["warehouse"]["host"] = "elsewhere"
         moved = {a.name: a.secret_hash(KEY, "uid") for a in airbyte(example, secrets).actors.values()}
         assert moved == after
@@ -134,9 +132,9 @@ class TestSecretsNeverCompared:
         only the operator holds cannot be recomputed from them, unlike a hash salted with the uid."""
         actor = airbyte(example, secrets).sources[0]
         status_hash = actor.secret_hash(KEY, "uid-1")
-        material = b.canonical(b.secret_material(actor.config))
+        material = hashing.canonical(hashing.secret_material(actor.config))
         public_guesses = {
-            b.digest(b.secret_material(actor.config), salt="uid-1" + actor.name),  # the old scheme
+            hashing.digest(hashing.secret_material(actor.config), salt="uid-1" + actor.name),  # the old scheme
             hashlib.sha256(material.encode()).hexdigest(),
             actor.secret_hash(b"", "uid-1"),
             actor.secret_hash(b"another-key-of-32-bytes-xxxxxxxx", "uid-1"),
@@ -149,7 +147,7 @@ class TestSecretsNeverCompared:
         for actor in airbyte(example, secrets).actors.values():
             text = repr(actor) + str(actor)
             assert actor.name in text
-            for value in b.secret_material(actor.config).values():
+            for value in hashing.secret_material(actor.config).values():
                 assert str(value) not in text
             assert "configuration" not in text
 
@@ -159,7 +157,7 @@ class TestSecretsNeverCompared:
         application.yml); the fake did answer null. Either way, a connection as answered matches what the
         operator wants (no patch on every resync), and liveness reads the same."""
         from retailflow_operator.airbyte_client import Resource
-        from retailflow_operator.reconcile import Inventory, _streams_sorted
+        from retailflow_operator.converge import Inventory, _streams_sorted
 
         for conn in airbyte(example, secrets).connections:
             answer = json.loads(json.dumps(conn.comparable()))
@@ -171,7 +169,7 @@ class TestSecretsNeverCompared:
             answer = {k: v for k, v in answer.items() if v is not None} if shape == "absent" else answer
             if shape == "null":
                 answer.update(namespaceFormat=None, dataResidency=None)
-            assert b.is_subset(_streams_sorted(conn.comparable()), _streams_sorted(b.answer_comparable(answer))), (
+            assert airbyte_desired.is_subset(_streams_sorted(conn.comparable()), _streams_sorted(airbyte_desired.answer_comparable(answer))), (
                 conn.role, shape)
             assert Inventory._alive(Resource("connection", "c-1", conn.name, {
                 **answer, **({"status": None} if shape == "null" else {})}))
@@ -180,21 +178,21 @@ class TestSecretsNeverCompared:
     def test_masked_answer_still_matches_desired_public_config(self, example, secrets):
         actor = airbyte(example, secrets).destinations[0]
         answer = dict(actor.config, password="**********", extra_default=True)
-        assert b.is_subset(actor.public_config, answer)
+        assert airbyte_desired.is_subset(actor.public_config, answer)
         answer["schema"] = "public"
-        assert not b.is_subset(actor.public_config, answer)
+        assert not airbyte_desired.is_subset(actor.public_config, answer)
 
 
 class TestSpecErrors:
     def test_unknown_stream_is_named_with_the_known_ones(self, example, secrets):
         example["spec"]["mysql"]["streams"].append({"name": "invoices"})
         with pytest.raises(SpecError, match=r"spec\.mysql\.streams: unknown stream 'invoices'.*order_items"):
-            b.validate(parse(example["spec"]))
+            validation.validate(parse(example["spec"]))
 
     def test_both_store_location_sources_is_refused(self, example):
         example["spec"]["storeLocations"]["url"] = "https://example.com/s.csv"
         with pytest.raises(SpecError, match="exactly one of s3Key and url"):
-            b.validate(parse(example["spec"]))
+            validation.validate(parse(example["spec"]))
 
     def test_region_airbyte_does_not_know_is_refused(self, example, secrets):
         example["spec"]["lake"]["region"] = "mars-1"
@@ -212,18 +210,18 @@ class TestSpecErrors:
         ],
     )
     def test_unix_cron_becomes_quartz(self, cron, quartz):
-        assert b.quartz_cron(cron) == quartz
+        assert quartz_cron(cron) == quartz
 
     def test_cron_restricting_both_days_is_refused(self):
         with pytest.raises(SpecError, match="day-of-month and day-of-week"):
-            b.quartz_cron("0 2 1 * 1")
+            quartz_cron("0 2 1 * 1")
 
 
 class TestVariables:
     def test_default_example_variables(self, example):
         ids = {"connections": {"mysql-to-warehouse": "c1"}, "sources": {"mysql": "s1"}, "destinations": {}}
-        out = b.build_variables("retailflow", "retail", parse(example["spec"]), ids)
-        assert sorted(out) == [f"retailflow_{n}" for n in sorted(b.VARIABLE_NAMES)]
+        out = airflow_variables.build_variables("retailflow", "retail", parse(example["spec"]), ids)
+        assert sorted(out) == [f"retailflow_{n}" for n in sorted(catalog.VARIABLE_NAMES)]
         assert out["retailflow_airbyte"]["connections"] == {"mysql-to-warehouse": "c1"}
         assert out["retailflow_warehouse"]["engine"] == "postgres"
         assert out["retailflow_warehouse"]["schema"] == "raw"
@@ -238,22 +236,22 @@ class TestVariables:
 
     def test_prefix_is_applied_to_every_key(self, example):
         example["spec"]["airflow"]["variablePrefix"] = "shop2_"
-        assert all(k.startswith("shop2_") for k in b.build_variables("n", "p", parse(example["spec"])))
+        assert all(k.startswith("shop2_") for k in airflow_variables.build_variables("n", "p", parse(example["spec"])))
 
     def test_variables_hold_no_secret(self, example, secrets):
-        text = json.dumps(b.build_variables("n", "p", parse(example["spec"])))
-        secret_values = [v for role in secrets.values() for k, v in role.items() if b.is_secret_key(k)]
+        text = json.dumps(airflow_variables.build_variables("n", "p", parse(example["spec"])))
+        secret_values = [v for role in secrets.values() for k, v in role.items() if hashing.is_secret_key(k)]
         assert secret_values and not any(v in text for v in secret_values)
 
     def test_direct_engine_writes_no_airbyte_variable(self, example):
         example["spec"]["engine"] = "direct"
-        out = b.build_variables("n", "p", parse(example["spec"]))
+        out = airflow_variables.build_variables("n", "p", parse(example["spec"]))
         assert "retailflow_airbyte" not in out
         assert out["retailflow_pipeline"]["engine"] == "direct"
 
     def test_full_refresh_stream_has_no_cursor(self, example):
         example["spec"]["mysql"]["streams"] = [{"name": "products", "syncMode": "full_refresh_overwrite"}]
-        (stream,) = b.build_variables("n", "p", parse(example["spec"]))["retailflow_mysql"]["streams"]
+        (stream,) = airflow_variables.build_variables("n", "p", parse(example["spec"]))["retailflow_mysql"]["streams"]
         assert stream == {
             "name": "products",
             "sync_mode": "full_refresh_overwrite",
@@ -262,27 +260,59 @@ class TestVariables:
         }
 
     def test_owner_round_trips_through_the_description(self):
-        assert b.variable_owner(b.variable_description("ns", "p")) == "ns/p"
-        assert b.variable_owner("set by hand") is None
+        assert airflow_variables.variable_owner(airflow_variables.variable_description("ns", "p")) == "ns/p"
+        assert airflow_variables.variable_owner("set by hand") is None
 
 
-def test_builder_defaults_equal_the_crd_defaults(schema):
-    """The operator applies defaults itself (the emulated API server does not); both must agree."""
-    spec_schema = schema["properties"]["spec"]
+def _flat(value, out=None):
+    """Every leaf value of a parsed model (dataclasses, tuples), as a list."""
+    out = [] if out is None else out
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            if f.name != "public_hash":
+                _flat(getattr(value, f.name), out)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            _flat(item, out)
+    else:
+        out.append(value)
+    return out
 
-    def walk(node, path):
-        if "default" in node:
-            yield path, node["default"]
-        for key, child in (node.get("properties") or {}).items():
-            yield from walk(child, f"{path}.{key}" if path else key)
-        if "items" in node:
-            yield from walk(node["items"], path)
 
-    crd_defaults = dict(walk(spec_schema, ""))
-    assert crd_defaults == DEFAULTS
+def test_parse_applies_every_default_of_the_crd():
+    """The operator applies the CRD's defaults itself (the emulated API server does not): each default
+    the CRD declares is read by ``parse`` from that path, whatever is added to the CRD later."""
+    assert DEFAULTS, "no default read from the CRD"
+    minimal = {"engine": "airbyte", "mysql": {"streams": [{"name": "orders"}]}, "warehouse": {}, "lake": {},
+               "airbyte": {}, "airflow": {"connectionIds": {}}, "storeLocations": {"url": "https://x/s.csv"}}
+    base = _flat(parse(minimal))
+    for path, default in DEFAULTS.items():
+        sentinel = (not default) if isinstance(default, bool) else default + 1 if isinstance(default, int) else "zz9"
+        spec = json.loads(json.dumps(minimal))
+        node = spec
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            node = node[0] if isinstance(node, list) else node
+        node[leaf] = sentinel
+        changed = _flat(parse(spec))
+        assert base.count(default) > changed.count(default) and sentinel in changed, path
+
+
+def test_defaults_the_catalog_owns_reach_the_model(example):
+    """The ports and Airflow names of the catalog are the CRD's defaults (make crd), hence the model's."""
+    spec = example["spec"]
+    for section in ("mysql", "warehouse"):
+        spec[section].pop("port", None)
+    spec["airflow"].pop("variablePrefix", None)
+    spec["airflow"].pop("connectionIds", None)
+    model = parse(spec)
+    assert (model.mysql.port, model.warehouse.port) == (catalog.PORTS["mysql"], catalog.PORTS["postgresql"])
+    assert model.airflow.variable_prefix == catalog.DEFAULT_VARIABLE_PREFIX
+    assert dataclasses.asdict(model.airflow.connection_ids) == catalog.DEFAULT_CONNECTION_IDS
 
 
 def test_variable_prefix_airflow_would_mask_is_refused(example):
     example["spec"]["airflow"]["variablePrefix"] = "shop_secret_"
     with pytest.raises(SpecError, match=r"spec\.airflow\.variablePrefix: .*'secret'"):
-        b.validate(parse(example["spec"]))
+        validation.validate(parse(example["spec"]))

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from retailflow_operator import builders as b
+from retailflow_operator import airbyte_desired, airflow_variables
 from retailflow_operator.airbyte_client import AirbyteClient
-from retailflow_operator.reconcile import Peers, Pipeline, Reconciler
+from retailflow_operator.converge import Converger, Peers, Pipeline
+from retailflow_operator.errors import SpecError
 from retailflow_operator.spec_model import parse
 from retailflow_operator.status import conditions, merge_diff
-
 from support.airbyte_fake import AirbyteFake
 
 KEY = b"k" * 32
@@ -88,7 +88,7 @@ def example(example, fake, secrets):
 
 def run(example, secrets, peers, status=None, apply=True):
     pipeline = Pipeline("retailflow", "retail", "uid-1", parse(example["spec"]), status or {})
-    result = Reconciler(pipeline, peers, secrets, "rf", apply=apply, hmac_key=KEY).run()
+    result = Converger(pipeline, peers, secrets, "rf", apply=apply, hmac_key=KEY).converge()
     new_status = {"airbyte": result.ids, "secretHashes": result.secret_hashes, "airflowVariables": result.variables}
     return result, new_status
 
@@ -111,7 +111,7 @@ def test_plan_mode_lists_changes_and_writes_nothing(example, secrets, peers, air
 def test_duplicate_left_by_a_lost_answer_is_removed_keeping_the_known_one(example, secrets, peers, airbyte, fake):
     _, status = run(example, secrets, peers)
     known = status["airbyte"]["sources"]["mysql"]
-    actor = b.build_airbyte("retailflow", "retail", parse(example["spec"]), secrets).actors[("source", "mysql")]
+    actor = airbyte_desired.build_airbyte("retailflow", "retail", parse(example["spec"]), secrets).actors[("source", "mysql")]
     twin = airbyte.client.create_actor(actor, fake.workspace_id)  # as if its answer had been lost
     airbyte.clear()
     result, status2 = run(example, secrets, peers, status)
@@ -144,8 +144,8 @@ def test_removed_store_locations_deletes_its_connections_then_source(example, se
 
 
 def test_variable_owned_by_another_pipeline_is_refused(example, secrets, peers):
-    peers.airflow.vars["retailflow_mysql"] = {"value": "{}", "description": b.variable_description("other", "p")}
-    with pytest.raises(b.SpecError, match="belongs to RetailPipeline other/p"):
+    peers.airflow.vars["retailflow_mysql"] = {"value": "{}", "description": airflow_variables.variable_description("other", "p")}
+    with pytest.raises(SpecError, match="belongs to RetailPipeline other/p"):
         run(example, secrets, peers)
 
 
@@ -154,15 +154,15 @@ def test_prefix_change_moves_the_variables_and_spares_another_pipelines(example,
     old_keys = set(status["airflowVariables"])
     # since then another pipeline took over one of the old keys
     taken = "retailflow_lake"
-    peers.airflow.vars[taken] = {"value": "{}", "description": b.variable_description("other", "p")}
+    peers.airflow.vars[taken] = {"value": "{}", "description": airflow_variables.variable_description("other", "p")}
     example["spec"]["airflow"]["variablePrefix"] = "shop_"
     _, status2 = run(example, secrets, peers, status)
     assert all(k.startswith("shop_") for k in status2["airflowVariables"])
-    assert set(peers.airflow.vars) == set(status2["airflowVariables"]) | {taken, b.REGISTRY_KEY}
-    assert b.variable_owner(peers.airflow.vars[taken]["description"]) == "other/p"
+    assert set(peers.airflow.vars) == set(status2["airflowVariables"]) | {taken, airflow_variables.REGISTRY_KEY}
+    assert airflow_variables.variable_owner(peers.airflow.vars[taken]["description"]) == "other/p"
     assert not (old_keys - {taken}) & set(peers.airflow.vars)
     # the schedules now find the pipeline under its new prefix only
-    assert b.registry_entries(peers.airflow.vars[b.REGISTRY_KEY]["value"]) == {"shop_": "retailflow/retail"}
+    assert airflow_variables.registry_entries(peers.airflow.vars[airflow_variables.REGISTRY_KEY]["value"]) == {"shop_": "retailflow/retail"}
 
 
 def test_hand_edited_variable_is_restored(example, secrets, peers):
@@ -192,7 +192,7 @@ def test_a_pass_that_ends_in_its_starting_phase_does_not_stay_reconciling():
     """The pass marks Reconciling itself before its first write; its final patch must undo that."""
     import kopf
     from retailflow_operator import handlers
-    from retailflow_operator.pipeline import Outcome
+    from retailflow_operator.passes import Outcome
 
     before = {"phase": "Ready", "observedGeneration": 1}
     patch = kopf.Patch()
@@ -211,13 +211,13 @@ def test_forgetting_a_pipeline_during_a_pass_never_lets_a_second_pass_in():
     import threading
     import time
 
-    from retailflow_operator import pipeline
+    from retailflow_operator import passes
 
     inside, release = threading.Event(), threading.Event()
     active, seen = [0], []
 
     def one_pass() -> None:
-        with pipeline.lock("uid-lock"):
+        with passes.lock("uid-lock"):
             active[0] += 1
             seen.append(active[0])
             inside.set()
@@ -227,7 +227,7 @@ def test_forgetting_a_pipeline_during_a_pass_never_lets_a_second_pass_in():
     first = threading.Thread(target=one_pass)
     first.start()
     assert inside.wait(5)
-    pipeline.forget("uid-lock")
+    passes.forget("uid-lock")
     second = threading.Thread(target=one_pass)
     second.start()
     time.sleep(0.3)
@@ -236,4 +236,4 @@ def test_forgetting_a_pipeline_during_a_pass_never_lets_a_second_pass_in():
     first.join(5)
     second.join(5)
     assert seen == [1, 1]
-    assert "uid-lock" not in pipeline._locks  # and the entry goes once nobody uses it
+    assert "uid-lock" not in passes._locks  # and the entry goes once nobody uses it

@@ -6,10 +6,8 @@ from typing import Any
 
 import kopf
 import pytest
-
-from retailflow_operator import builders as b
-from retailflow_operator import handlers, pipeline, spec_model
-from retailflow_operator.reconcile import Result
+from retailflow_operator import airflow_variables, handlers, hashing, passes, secret_refs, spec_model, validation
+from retailflow_operator.converge import Result
 from retailflow_operator.spec_model import AirbyteSpec, AirflowSpec, PipelineSpec, parse
 
 # CRD default path -> where the parsed model holds it.
@@ -72,9 +70,9 @@ def test_a_spec_without_an_airbyte_block_has_no_airbyte(example):
     del example["spec"]["airbyte"]
     model = parse(example["spec"])
     assert model.airbyte is None
-    assert "airbyte" not in {ref.role for ref in b.secret_refs(model)}
-    b.validate(model)
-    assert b.build_variables("ns", "p", model)["retailflow_pipeline"]["sync_trigger"] == "airflow"
+    assert "airbyte" not in {ref.role for ref in secret_refs.secret_refs(model)}
+    validation.validate(model)
+    assert airflow_variables.build_variables("ns", "p", model)["retailflow_pipeline"]["sync_trigger"] == "airflow"
 
 
 def test_set_fields_win_over_the_defaults(example):
@@ -82,15 +80,7 @@ def test_set_fields_win_over_the_defaults(example):
     example["spec"]["airflow"]["variablePrefix"] = "shop2_"
     model = parse(example["spec"])
     assert model.warehouse.port == 6543 and model.airflow.variable_prefix == "shop2_"
-    assert model.public_hash == b.digest({k: v for k, v in example["spec"].items() if k != "suspend"})
-
-
-class _Meta(dict):
-    """kopf's ``meta``: a mapping with ``annotations``."""
-
-    @property
-    def annotations(self) -> dict[str, str]:
-        return {}
+    assert model.public_hash == hashing.digest({k: v for k, v in example["spec"].items() if k != "suspend"})
 
 
 def test_a_pass_parses_once_and_no_layer_below_the_handler_sees_a_dict(example, secrets, monkeypatch):
@@ -109,45 +99,43 @@ def test_a_pass_parses_once_and_no_layer_below_the_handler_sees_a_dict(example, 
 
         return called
 
-    class RecordingReconciler:
+    class RecordingConverger:
         def __init__(self, p, *_, **__):
-            seen.setdefault("Reconciler", []).append((p.spec,))
+            seen.setdefault("Converger", []).append((p.spec,))
 
-        def run(self):
+        def converge(self):
             return Result()
 
         def applied_status(self):
             return {}
 
     monkeypatch.setattr(spec_model, "parse", counting_parse)
-    monkeypatch.setattr(pipeline.b, "validate", spy("validate", real=b.validate))
-    monkeypatch.setattr(pipeline.b, "secret_refs", spy("secret_refs", real=b.secret_refs))
-    monkeypatch.setattr(pipeline.trust, "check_hosts", spy("check_hosts"))
-    monkeypatch.setattr(pipeline.kube, "read_secrets", spy("read_secrets", result=secrets))
-    monkeypatch.setattr(pipeline, "peers_for", spy("peers_for"))
-    monkeypatch.setattr(pipeline, "Reconciler", RecordingReconciler)
+    monkeypatch.setattr(passes, "validate", spy("validate", real=validation.validate))
+    monkeypatch.setattr(passes, "secret_refs", spy("secret_refs", real=secret_refs.secret_refs))
+    monkeypatch.setattr(passes.trust, "check_hosts", spy("check_hosts"))
+    monkeypatch.setattr(passes.kube, "read_secrets", spy("read_secrets", result=secrets))
+    monkeypatch.setattr(passes, "peers_for", spy("peers_for"))
+    monkeypatch.setattr(passes, "Converger", RecordingConverger)
 
     patch = kopf.Patch()
-    handlers.reconcile(
-        namespace="retailflow",
-        name="retail",
-        uid="uid-parse-once",
-        spec=example["spec"],
-        status={},
-        meta=_Meta(generation=1),
-        body={},
+    handlers.handle_change(
+        body=kopf.Body({
+            "metadata": {"namespace": "retailflow", "name": "retail", "uid": "uid-parse-once", "generation": 1},
+            "spec": example["spec"],
+            "status": {},
+        }),
         patch=patch,
         retry=0,
         reason="create",
     )
-    pipeline.forget("uid-parse-once")
+    passes.forget("uid-parse-once")
 
     assert len(parsed) == 1
     model = parsed[0]
     assert [a[0] for a in seen["validate"]] == [model]
     assert [a[0] for a in seen["secret_refs"]] == [model]
     assert [a[0] for a in seen["check_hosts"]] == [model]
-    assert [a[0] for a in seen["Reconciler"]] == [model]
+    assert [a[0] for a in seen["Converger"]] == [model]
     ((airbyte, airflow, *_),) = seen["peers_for"]
     assert isinstance(airbyte, AirbyteSpec) and isinstance(airflow, AirflowSpec)
     assert patch["status"]["phase"] == "Ready"
@@ -158,9 +146,9 @@ def test_a_pass_parses_once_and_no_layer_below_the_handler_sees_a_dict(example, 
 def test_the_builders_refuse_a_raw_dict(example, layer):
     """A dict handed below the handler fails loudly instead of being read with fallbacks."""
     call = {
-        "validate": lambda s: b.validate(s),
-        "secret_refs": lambda s: b.secret_refs(s),
-        "build_variables": lambda s: b.build_variables("n", "p", s),
+        "validate": lambda s: validation.validate(s),
+        "secret_refs": lambda s: secret_refs.secret_refs(s),
+        "build_variables": lambda s: airflow_variables.build_variables("n", "p", s),
     }[layer]
     call(parse(example["spec"]))  # the model works
     with pytest.raises(AttributeError):

@@ -200,9 +200,9 @@ def test_a_name_longer_than_airbytes_limit_allows_once_prefixed_is_refused(kube:
 
 
 def test_the_name_limit_is_exactly_what_the_operators_names_need() -> None:
-    """The CRD's metadata.name maxLength, the builder's naming and Airbyte's limit agree: the longest name
+    """The CRD's metadata.name maxLength, the operator's naming and Airbyte's limit agree: the longest name
     the operator derives (longest role, a 63-character namespace) is 256 characters at the limit."""
-    from retailflow_operator import builders
+    from retailflow_operator import airbyte_desired, naming
     from retailflow_operator.errors import SpecError
     from retailflow_operator.spec_model import parse
 
@@ -212,18 +212,18 @@ def test_the_name_limit_is_exactly_what_the_operators_names_need() -> None:
     secrets = {"mysql": {"username": "u", "password": "p"}, "warehouse": {"username": "u", "password": "p"},
                "lake": {"access_key_id": "a", "secret_access_key": "s"}}
     spec = parse(example()["spec"])
-    state = builders.build_airbyte("n" * 63, "p" * limit, spec, secrets)
+    state = airbyte_desired.build_airbyte("n" * 63, "p" * limit, spec, secrets)
     longest = max(len(r.name) for r in (*state.sources, *state.destinations, *state.connections))
-    assert longest == builders.AIRBYTE_NAME_LIMIT == 256
+    assert longest == naming.AIRBYTE_NAME_LIMIT == 256
     # a longer resource prefix (RETAILFLOW_RESOURCE_PREFIX) no longer fits: the operator says so
     with pytest.raises(SpecError, match=r"over Airbyte's 256: use a name \(or resource prefix\) 3 characters shorter"):
-        builders.build_airbyte("n" * 63, "p" * limit, spec, secrets, prefix="rf-eu")
+        airbyte_desired.build_airbyte("n" * 63, "p" * limit, spec, secrets, prefix="rf-eu")
 
 
 def test_variable_keys_fit_airflows_key_column() -> None:
     """Airflow stores a variable's key in a String(250) column (airflow.models.base.ID_LEN): the longest
     prefix the CRD admits plus the longest variable name fits."""
-    from retailflow_operator.builders import VARIABLE_NAMES
+    from retailflow_operator.catalog import VARIABLE_NAMES
 
     crd = yaml.safe_load(CRD_PATH.read_text())
     prefix = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["airflow"][

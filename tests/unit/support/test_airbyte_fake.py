@@ -11,7 +11,7 @@ import requests
 from airbyte_api import AirbyteAPI, api, errors, models
 
 from support.airbyte_fake import MASK, TOKEN_TTL_SECONDS, AirbyteFake
-from retailflow_operator.builders import dump
+from retailflow_operator.airbyte_desired import dump
 
 
 def mysql_source(fake: AirbyteFake, name: str = "orders", password: str = "mysql-pw") -> models.SourceCreateRequest:

@@ -1,5 +1,5 @@
-"""One reconcile pass: compare the desired Airbyte resources and Airflow variables with what exists,
-then apply the difference (or, in plan mode, only report it).
+"""Converge one pipeline's Airbyte resources and Airflow variables on their desired state: compare what
+is wanted with what exists, then apply the difference (or, in plan mode, only report it).
 
 Resources are matched by a deterministic name derived from namespace/name, never by a stored id alone,
 so a lost status or a crash between "create" and "record the id" cannot produce duplicates.
@@ -12,9 +12,21 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import builders as b
 from .airbyte_client import AirbyteClient, Resource
+from .airbyte_desired import answer_comparable, build_airbyte, is_subset
 from .airflow_client import AirflowClient
+from .airflow_variables import (
+    REGISTRY_DESCRIPTION,
+    REGISTRY_KEY,
+    build_variables,
+    registry_entries,
+    registry_variable,
+    variable_description,
+    variable_owner,
+)
+from .errors import SpecError
+from .naming import owner, resource_prefix
+from .secret_refs import airbyte_ids_in
 from .spec_model import AirbyteSpec, AirflowSpec, PipelineSpec
 
 PLACEHOLDER_ID = "<created on apply>"
@@ -54,7 +66,7 @@ class Pipeline:
 
 @dataclass
 class Peers:
-    #: None when the pass does not talk to Airbyte (``builders.uses_airbyte``)
+    #: None when the pass does not talk to Airbyte (``secret_refs.uses_airbyte``)
     airbyte: AirbyteClient | None
     airflow: AirflowClient
 
@@ -135,8 +147,8 @@ class Inventory:
         return bool(res.configuration)
 
 
-class Reconciler:
-    """Applies (or plans) one pipeline's desired state. ``apply=False`` makes no write call at all."""
+class Converger:
+    """Converges (or plans) one pipeline's desired state. ``apply=False`` makes no write call at all."""
 
     def __init__(
         self,
@@ -152,7 +164,7 @@ class Reconciler:
         self.hmac_key = hmac_key
         self.peers = peers
         self.secrets = secrets
-        self.prefix = b.resource_prefix(prefix, pipeline.namespace, pipeline.name)
+        self.prefix = resource_prefix(prefix, pipeline.namespace, pipeline.name)
         self.resource_prefix = prefix
         self.apply = apply
         self.before_first_write = before_first_write
@@ -163,24 +175,28 @@ class Reconciler:
         self.result.changes.append(change)
         if not self.apply or write is None:
             return None
+        self._starting_to_write()
+        return write()
+
+    def _starting_to_write(self) -> None:
+        """Calls ``before_first_write`` once, before the pass's first write call."""
         if not self._writing:
             self._writing = True
             if self.before_first_write:
                 self.before_first_write()
-        return write()
 
     # ------------------------------------------------------------ Airbyte
 
-    def airbyte(self) -> None:
+    def converge_airbyte(self) -> None:
         spec, status = self.p.spec, self.p.status
         if self.peers.airbyte is None:
             # No Airbyte this pass: nothing is read or written there. Ids the status still lists (engine
             # direct after the spec.airbyte block was removed) are kept, so adding the block back
             # removes those resources.
-            for kind, ids in b.airbyte_ids_in(status).items():
+            for kind, ids in airbyte_ids_in(status).items():
                 self.result.ids[kind] = ids
             return
-        desired = b.build_airbyte(self.p.namespace, self.p.name, spec, self.secrets, self.resource_prefix)
+        desired = build_airbyte(self.p.namespace, self.p.name, spec, self.secrets, self.resource_prefix)
         ab = self.peers.airbyte
         ws = spec.airbyte.workspace_id
         known = status.get("airbyte") or {}
@@ -213,7 +229,7 @@ class Reconciler:
                 continue
             ids[f"{kind}s"][role] = keep.id
             reasons = []
-            if not b.is_subset(actor.public_config, keep.configuration):
+            if not is_subset(actor.public_config, keep.configuration):
                 reasons.append("configuration differs")
             if old_hashes.get(hash_key) != secret_hash:
                 reasons.append("secret material changed")
@@ -248,7 +264,7 @@ class Reconciler:
                 ids["connections"][conn.role] = res.id if res else PLACEHOLDER_ID
                 continue
             ids["connections"][conn.role] = keep.id
-            if not b.is_subset(_streams_sorted(conn.comparable()), _streams_sorted(b.answer_comparable(keep.body))):
+            if not is_subset(_streams_sorted(conn.comparable()), _streams_sorted(answer_comparable(keep.body))):
                 self._change(
                     Change("patch", "connection", conn.name, "configuration differs"),
                     lambda c=conn, i=keep.id: ab.patch_connection(i, c.patch_request()),
@@ -262,11 +278,11 @@ class Reconciler:
 
     # ------------------------------------------------------------ Airflow
 
-    def airflow(self) -> None:
+    def converge_airflow(self) -> None:
         spec = self.p.spec
-        me = b.owner(self.p.namespace, self.p.name)
-        description = b.variable_description(self.p.namespace, self.p.name)
-        desired = b.build_variables(self.p.namespace, self.p.name, spec, self.result.ids)
+        me = owner(self.p.namespace, self.p.name)
+        description = variable_description(self.p.namespace, self.p.name)
+        desired = build_variables(self.p.namespace, self.p.name, spec, self.result.ids)
         af = self.peers.airflow
         prefix = spec.airflow.variable_prefix
         existing = af.list_variables(prefix)
@@ -274,9 +290,9 @@ class Reconciler:
         for key, value in desired.items():
             cur = existing.get(key)
             if cur is not None:
-                other = b.variable_owner(cur.get("description"))
+                other = variable_owner(cur.get("description"))
                 if other not in (None, me):
-                    raise b.SpecError(
+                    raise SpecError(
                         f"Airflow variable {key!r} belongs to RetailPipeline {other}; give this pipeline another "
                         f"spec.airflow.variablePrefix",
                         reason="VariableOwnedElsewhere",
@@ -293,34 +309,31 @@ class Reconciler:
             upserts.append(
                 {"key": key, "value": json.dumps(value, indent=2, sort_keys=True), "description": description}
             )
-        stale = [k for k, v in existing.items() if k not in desired and b.variable_owner(v.get("description")) == me]
+        stale = [k for k, v in existing.items() if k not in desired and variable_owner(v.get("description")) == me]
         for key in self.p.status.get("airflowVariables") or []:
             if key not in desired and key not in existing:  # the prefix changed: delete only what is still ours
                 found = af.list_variables(key).get(key)
-                if found and b.variable_owner(found.get("description")) == me:
+                if found and variable_owner(found.get("description")) == me:
                     stale.append(key)
         for key in sorted(set(stale)):
             self.result.changes.append(Change("delete", "variable", key, "no longer in the spec"))
         with _registry_lock:
-            found = af.list_variables(b.REGISTRY_KEY).get(b.REGISTRY_KEY)
-            current = b.registry_entries(found.get("value") if found else None)
+            found = af.list_variables(REGISTRY_KEY).get(REGISTRY_KEY)
+            current = registry_entries(found.get("value") if found else None)
             wanted = {k: v for k, v in current.items() if v != me} | {prefix: me}
-            if found is None or wanted != current or found.get("description") != b.REGISTRY_DESCRIPTION:
+            if found is None or wanted != current or found.get("description") != REGISTRY_DESCRIPTION:
                 reason = "missing" if found is None else f"does not list {prefix!r} for {me}" if wanted != current else "not yet owned"
-                self.result.changes.append(Change("upsert", "variable", b.REGISTRY_KEY, reason))
-                upserts.append(b.registry_variable(wanted))
+                self.result.changes.append(Change("upsert", "variable", REGISTRY_KEY, reason))
+                upserts.append(registry_variable(wanted))
             if self.apply and (upserts or stale):
-                if not self._writing:
-                    self._writing = True
-                    if self.before_first_write:
-                        self.before_first_write()
+                self._starting_to_write()
                 af.upsert_variables(upserts)
                 af.delete_variables(sorted(set(stale)))
         self.result.variables = sorted(desired)
 
-    def run(self) -> Result:
-        self.airbyte()
-        self.airflow()
+    def converge(self) -> Result:
+        self.converge_airbyte()
+        self.converge_airflow()
         return self.result
 
     def applied_status(self) -> dict[str, Any]:
@@ -337,31 +350,31 @@ class Reconciler:
         return {"airbyte": ids, "secretHashes": hashes}
 
 
-def finalize(pipeline: Pipeline, peers: Peers, prefix: str) -> list[str]:
+def remove_owned(pipeline: Pipeline, peers: Peers, prefix: str) -> list[str]:
     """Delete everything the pipeline owns (connections first); returns what was removed."""
     spec = pipeline.spec
     ab = peers.airbyte
-    owned_prefix = b.resource_prefix(prefix, pipeline.namespace, pipeline.name)
+    owned_prefix = resource_prefix(prefix, pipeline.namespace, pipeline.name)
     removed: list[str] = []
     for kind in ("connection", "source", "destination") if ab is not None and spec.airbyte is not None else ():
         for name, found in sorted(_owned(ab.list(kind, spec.airbyte.workspace_id), owned_prefix).items()):
             for res in found:
                 ab.delete(kind, res.id)
                 removed.append(f"{kind} {name}")
-    me = b.owner(pipeline.namespace, pipeline.name)
+    me = owner(pipeline.namespace, pipeline.name)
     af = peers.airflow
     existing = af.list_variables(spec.airflow.variable_prefix)
-    keys = sorted(k for k, v in existing.items() if b.variable_owner(v.get("description")) == me)
+    keys = sorted(k for k, v in existing.items() if variable_owner(v.get("description")) == me)
     af.delete_variables(keys)
     removed += [f"variable {k}" for k in keys]
     with _registry_lock:
-        found = af.list_variables(b.REGISTRY_KEY).get(b.REGISTRY_KEY)
-        current = b.registry_entries(found.get("value") if found else None)
+        found = af.list_variables(REGISTRY_KEY).get(REGISTRY_KEY)
+        current = registry_entries(found.get("value") if found else None)
         left = {k: v for k, v in current.items() if v != me}
         if found is not None and left != current:
             if left:
-                af.upsert_variables([b.registry_variable(left)])
+                af.upsert_variables([registry_variable(left)])
             else:
-                af.delete_variables([b.REGISTRY_KEY])
-            removed.append(f"{spec.airflow.variable_prefix!r} from variable {b.REGISTRY_KEY}")
+                af.delete_variables([REGISTRY_KEY])
+            removed.append(f"{spec.airflow.variable_prefix!r} from variable {REGISTRY_KEY}")
     return removed

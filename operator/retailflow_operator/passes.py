@@ -1,4 +1,5 @@
-"""One pass for one RetailPipeline: read its Secrets, reconcile (or plan), and say what the status becomes.
+"""One pass over one RetailPipeline: read its Secrets, converge its Airbyte resources and Airflow variables
+(or plan), and say what the status becomes.
 
 The kopf handlers only translate the returned ``Outcome`` into a status patch, an Event and, on
 failure, a kopf error; everything else lives here so it reads top to bottom.
@@ -13,14 +14,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
-from . import builders as b
 from . import kube, trust
 from .config import settings as cfg
+from .converge import PLACEHOLDER_ID, Converger, Pipeline, peers_for, remove_owned
 from .errors import PeerError, SpecError
-from .reconcile import PLACEHOLDER_ID, Pipeline, Reconciler, finalize, peers_for
+from .secret_refs import airbyte_ids_in, secret_refs, uses_airbyte
 from .spec_fields import known_fields_condition
 from .spec_model import PipelineSpec
 from .status import conditions, now
+from .validation import validate
 
 PLAN_ANNOTATION = "retailflow.io/plan"
 log = logging.getLogger(__name__)
@@ -119,34 +121,32 @@ def _ready_conditions(status: Mapping[str, Any], ok: bool, reason: str, message:
     return conditions(status.get("conditions"), updates)
 
 
-def reconcile_once(
-    namespace: str,
-    name: str,
-    uid: str,
-    generation: int | None,
-    spec: PipelineSpec,
-    status: Mapping[str, Any],
-    annotations: Mapping[str, str],
-    trigger: str,
-) -> Outcome:
+@dataclass(frozen=True)
+class PassInput:
+    """What one pass over a RetailPipeline works from: the object as the handler received it."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int | None
+    spec: PipelineSpec
+    status: Mapping[str, Any]
+    annotations: Mapping[str, str]
+    trigger: str  # kopf's reason (create, update, resume) or "timer"
+
+
+def run_pass(inp: PassInput) -> Outcome:
     """One pass; every outcome also says, in ``KnownFields``, which received fields were ignored."""
-    outcome = _reconcile_once(namespace, name, uid, generation, spec, status, annotations, trigger)
-    current = outcome.status.get("conditions") or (status or {}).get("conditions")
-    outcome.status["conditions"] = conditions(current, {"KnownFields": known_fields_condition(spec.unknown_fields)})
+    outcome = _converge_or_plan(inp)
+    current = outcome.status.get("conditions") or (inp.status or {}).get("conditions")
+    outcome.status["conditions"] = conditions(current, {"KnownFields": known_fields_condition(inp.spec.unknown_fields)})
     return outcome
 
 
-def _reconcile_once(
-    namespace: str,
-    name: str,
-    uid: str,
-    generation: int | None,
-    spec: PipelineSpec,
-    status: Mapping[str, Any],
-    annotations: Mapping[str, str],
-    trigger: str,
-) -> Outcome:
-    status = dict(status or {})
+def _converge_or_plan(inp: PassInput) -> Outcome:
+    namespace, name, uid, generation, spec = inp.namespace, inp.name, inp.uid, inp.generation, inp.spec
+    annotations, trigger = inp.annotations, inp.trigger
+    status = dict(inp.status or {})
     base: dict[str, Any] = {"observedGeneration": generation}
     if spec.suspend:
         msg = "spec.suspend is true: no changes are made to Airbyte or Airflow"
@@ -167,14 +167,14 @@ def _reconcile_once(
         written["phase"] = "Reconciling"
 
     secrets: dict[str, dict[str, str]] = {}
-    rec: Reconciler | None = None
+    rec: Converger | None = None
     try:
-        b.validate(spec)
+        validate(spec)
         trust.check_hosts(spec, cfg.allowed_hosts)
-        airbyte = b.uses_airbyte(spec, status)
-        secrets = kube.read_secrets(namespace, b.secret_refs(spec, airbyte), cfg.secret_label_pair)
+        airbyte = uses_airbyte(spec, status)
+        secrets = kube.read_secrets(namespace, secret_refs(spec, airbyte), cfg.secret_label_pair)
         peers = peers_for(spec.airbyte if airbyte else None, spec.airflow, secrets, cfg.http_timeout_s)
-        rec = Reconciler(
+        rec = Converger(
             pipeline,
             peers,
             secrets,
@@ -183,7 +183,7 @@ def _reconcile_once(
             before_first_write=mark_reconciling,
             hmac_key=cfg.hmac_key,
         )
-        result = rec.run()
+        result = rec.converge()
     except SpecError as exc:
         msg = trust.redact(str(exc), secrets)
         return Outcome(
@@ -246,7 +246,7 @@ def _reconcile_once(
     ready = _ready_conditions(status, True, "Reconciled", msg)
     # Engine direct without spec.airbyte while the status still lists what the pipeline created there:
     # the pipeline runs (the DAGs ingest themselves), but those resources could not be removed.
-    left = {} if airbyte else b.airbyte_ids_in(status)
+    left = {} if airbyte else airbyte_ids_in(status)
     if left:
         count = sum(len(ids) for ids in left.values())
         msg = (
@@ -277,14 +277,14 @@ def _reconcile_once(
     return Outcome(new, event=event, changes=changes, written=written)
 
 
-def _applied_so_far(rec: Reconciler | None) -> dict[str, Any]:
+def _applied_so_far(rec: Converger | None) -> dict[str, Any]:
     return rec.applied_status() if rec is not None else {}
 
 
-def finalize_once(namespace: str, name: str, uid: str, spec: PipelineSpec, status: Mapping[str, Any]) -> list[str]:
-    """Remove what the pipeline owns; raises PeerError / SpecError like ``reconcile_once`` reports them."""
+def run_delete_pass(namespace: str, name: str, uid: str, spec: PipelineSpec, status: Mapping[str, Any]) -> list[str]:
+    """Remove what the pipeline owns; raises PeerError / SpecError like ``run_pass`` reports them."""
     trust.check_hosts(spec, cfg.allowed_hosts)
-    airbyte = b.uses_airbyte(spec, status)
-    secrets = kube.read_secrets(namespace, b.secret_refs(spec, airbyte), cfg.secret_label_pair)
+    airbyte = uses_airbyte(spec, status)
+    secrets = kube.read_secrets(namespace, secret_refs(spec, airbyte), cfg.secret_label_pair)
     peers = peers_for(spec.airbyte if airbyte else None, spec.airflow, secrets, cfg.http_timeout_s)
-    return finalize(Pipeline(namespace, name, uid, spec, dict(status or {})), peers, cfg.resource_prefix)
+    return remove_owned(Pipeline(namespace, name, uid, spec, dict(status or {})), peers, cfg.resource_prefix)
