@@ -22,11 +22,20 @@ What each workload waits for is read from the release itself, never guessed from
 - ``retailflow.io/waits-for`` (the chart's own workloads): ``service/<name>``, ``job/<name>`` or
   ``secret/<name>``, waited for by the workload with a bounded loop (``files/scripts/wait_for.py``
   or its own code): it may come later, as long as nothing makes it wait on this workload's phase.
+- ``retailflow.io/creates`` (the chart's own workloads): what it writes at run time (``secret/<name>``,
+  in its own namespace), for the workloads that need it.
 - What a pod cannot start without: the Secrets and ConfigMaps its env, envFrom and volumes name
   (unless ``optional``), and its ServiceAccount.
 - ``UPSTREAM``: the upstream charts' workloads and what they need *when they start* (a bounded
   check, such as Airbyte's bootloader and its database), for both the real charts and the
   stand-ins of the offline render.
+
+**Namespaces.** A release may span two namespaces (Airbyte in its own, ``global.retailflow.airbyte.
+namespace``). Every object lives in its document's namespace (an upstream chart's stand-in workloads
+in ``upstream_namespaces``); a pod's Secrets, ConfigMaps and ServiceAccount are looked up in the pod's
+namespace, a Service serves only workloads of its own namespace, and a wait names another namespace
+as ``service/<name>.<namespace>.svc`` (a host) or ``secret/<namespace>/<name>``. Objects of the release
+namespace keep the short key ``<kind>/<name>``; the others are ``<kind>/<namespace>/<name>``.
 
 ``play`` reports two kinds of problem: a deadlock (Helm waits for something that waits for
 something only a later phase creates, or nothing creates) and a race (something needs another
@@ -40,6 +49,7 @@ import re
 from dataclasses import dataclass, field
 
 WAITS_FOR = "retailflow.io/waits-for"
+CREATES = "retailflow.io/creates"
 HOOK = "helm.sh/hook"
 HOOK_WEIGHT = "helm.sh/hook-weight"
 
@@ -74,8 +84,11 @@ class Upstream:
     needs_at_start: tuple[str, ...] = ()
     #: what it waits for, bounded, before it is ready (its init containers)
     waits_for: tuple[str, ...] = ()
-    #: what it creates at run time ("secret/…")
+    #: what it creates at run time ("secret/…"), in its own namespace
     creates: tuple[str, ...] = ()
+    #: Secrets its pods name in their env (in its own namespace; "{database_secret}", "{storage_secret}":
+    #: the names the umbrella hands Airbyte in global.database / global.storage)
+    start_secrets: tuple[str, ...] = ()
     #: where this was read
     source: str = ""
 
@@ -92,13 +105,16 @@ UPSTREAM = [
     Upstream(
         "airbyte", "Pod", "{release}-bootloader", "pre-install,pre-upgrade:0",
         needs_at_start=("service/retailflow-postgresql", "service/retailflow-minio?"),
-        creates=("secret/airbyte-auth-secrets",),
+        creates=("secret/airbyte-auth-secrets",), start_secrets=("{database_secret}",),
         source="airbyte 2.2.0 templates/airbyte-bootloader/pod.yaml:7,17-18,29: a hook Pod, weight 0, "
                "restartPolicy Never; the bootloader checks the database a bounded number of times, then "
-               "writes airbyte-auth-secrets (templates/config/_auth.tpl:129)",
+               "writes airbyte-auth-secrets (templates/config/_auth.tpl:129) in its own namespace; its env "
+               "reads global.database.secretName (pod.yaml:68, config/_database.tpl:90-121)",
     ),
     Upstream("airbyte", "Deployment", "{release}-server", "resource", serves=("{release}-airbyte-server-svc",),
-             source="airbyte 2.2.0 templates/airbyte-server/deployment.yaml:7, service.yaml:7"),
+             start_secrets=("{database_secret}", "{storage_secret}"),
+             source="airbyte 2.2.0 templates/airbyte-server/deployment.yaml:7,86,97 (database and storage env), "
+                    "service.yaml:7"),
     # Airflow's pods wait for the migration Job (init container wait-for-airflow-migrations,
     # _helpers.yaml:799-804). The umbrella sets migrateDatabaseJob.useHelmHooks=false, so that Job is
     # a release resource; with the chart's default (a post-install hook, migrate-database-job.yaml:46-48)
@@ -125,6 +141,8 @@ UPSTREAM = [
 class Node:
     kind: str
     name: str
+    #: its namespace ("" for the release namespace)
+    namespace: str
     #: "resource", or the hook events it runs on
     events: tuple[str, ...]
     weight: int
@@ -138,7 +156,7 @@ class Node:
 
     @property
     def key(self) -> str:
-        return f"{self.kind.lower()}/{self.name}"
+        return object_key(self.kind, self.name, self.namespace)
 
     @property
     def is_hook(self) -> bool:
@@ -146,7 +164,46 @@ class Node:
 
     def __str__(self) -> str:
         where = "a release resource" if not self.is_hook else f"a {','.join(self.events)} hook (weight {self.weight})"
-        return f"{self.kind} {self.name} ({where})"
+        name = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind} {name} ({where})"
+
+
+def object_key(kind: str, name: str, namespace: str = "") -> str:
+    """``<kind>/<name>`` in the release namespace (""), ``<kind>/<namespace>/<name>`` elsewhere."""
+    return f"{kind.lower()}/{namespace}/{name}" if namespace else f"{kind.lower()}/{name}"
+
+
+class _Namespaces:
+    """The release namespace and the others of the release; turns a reference into a key."""
+
+    def __init__(self, release_ns: str | None, others: set[str]) -> None:
+        self.release_ns = release_ns
+        self.others = {ns for ns in others if ns and ns != release_ns}
+
+    def of(self, doc_or_ns: dict | str | None) -> str:
+        """"" for the release namespace (and for documents without one), else the namespace."""
+        ns = doc_or_ns if isinstance(doc_or_ns, str) or doc_or_ns is None else \
+            ((doc_or_ns.get("metadata") or {}).get("namespace") or "")
+        if not ns or self.release_ns is None or ns == self.release_ns:
+            return ""
+        self.others.add(ns)
+        return ns
+
+    def ref(self, ref: str, namespace: str) -> str:
+        """A reference (``service/<host>``, ``secret/<name>``, ``secret/<ns>/<name>``) made by something
+        in ``namespace`` ("" the release's), as a key."""
+        kind, _, rest = ref.partition("/")
+        if rest.count("/") == 1:
+            ns, _, name = rest.partition("/")
+            return object_key(kind, name, self.of(ns))
+        if kind == "service" and "." in rest:
+            name, _, domain = rest.partition(".")
+            ns, _, tail = domain.partition(".")
+            known = {self.release_ns, *self.others} - {None}
+            if ns in known and tail in ("", "svc", "svc.cluster.local"):
+                return object_key(kind, name, self.of(ns))
+            return ref  # outside the cluster's namespaces of the release: the user's to run
+        return object_key(kind, rest, namespace)
 
 
 @dataclass
@@ -198,46 +255,58 @@ def _selected(selector: dict, labels: dict) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def build(docs: list[dict], release: str, upstream: set[str]) -> dict[str, Node]:
+def build(docs: list[dict], release: str, upstream: set[str], *, namespace: str | None = None,
+          upstream_namespaces: dict[str, str] | None = None, names: dict[str, str] | None = None) -> dict[str, Node]:
     """The release's nodes: its documents plus the upstream workloads of the enabled ``upstream``
-    charts that the stand-ins leave out."""
+    charts that the stand-ins leave out. ``namespace``: the release namespace (None: every document is
+    in it); ``upstream_namespaces``: chart -> namespace its workloads run in (default the release's);
+    ``names``: the values the Upstream entries name (``database_secret``, ``storage_secret``)."""
+    spaces = _Namespaces(namespace, set((upstream_namespaces or {}).values()))
     nodes: dict[str, Node] = {}
     for doc in docs:
         annotations = (doc.get("metadata") or {}).get("annotations") or {}
         hook = annotations.get(HOOK)
+        ns = spaces.of(doc)
         node = Node(
-            kind=doc["kind"], name=doc["metadata"]["name"],
+            kind=doc["kind"], name=doc["metadata"]["name"], namespace=ns,
             events=tuple(e.strip() for e in hook.split(",")) if hook else ("resource",),
             weight=int(annotations.get(HOOK_WEIGHT, "0")), doc=doc,
-            needs_wait=declared_waits(doc), needs_start=_start_needs(doc),
+            needs_wait={spaces.ref(w, ns) for w in declared_waits(doc)},
+            needs_start={spaces.ref(n, ns) for n in _start_needs(doc)},
+            creates={spaces.ref(c.strip(), ns) for c in annotations.get(CREATES, "").split(",") if c.strip()},
         )
         nodes[node.key] = node
+    fill = {"release": release, "database_secret": "", "storage_secret": "", **(names or {})}
     for up in UPSTREAM:
         if up.chart not in upstream:
             continue
-        key = f"{up.kind.lower()}/{up.name.format(release=release)}"
+        ns = spaces.of((upstream_namespaces or {}).get(up.chart))
+        key = object_key(up.kind, up.name.format(**fill), ns)
         phase, _, weight = up.phase.partition(":")
         node = nodes.get(key) or Node(
-            kind=up.kind, name=up.name.format(release=release),
+            kind=up.kind, name=up.name.format(**fill), namespace=ns,
             events=("resource",) if phase == "resource" else tuple(phase.split(",")),
             weight=int(weight or 0), doc=None,
         )
+        # needs_at_start name the release namespace's Services (Airbyte's database and lake are ours)
         node.needs_at_start |= {n.rstrip("?") for n in up.needs_at_start if not n.endswith("?")}
         optional = {n.rstrip("?") for n in up.needs_at_start if n.endswith("?")}
-        node.needs_at_start |= {n for n in optional if any(d["kind"] == "Service" and f"service/{d['metadata']['name']}" == n
-                                                         for d in docs)}
-        node.creates |= set(up.creates)
-        node.needs_wait |= {w.format(release=release) for w in up.waits_for}
-        node.serves |= {s.format(release=release) for s in up.serves}
+        node.needs_at_start |= {n for n in optional if any(d["kind"] == "Service" and not spaces.of(d)
+                                                         and f"service/{d['metadata']['name']}" == n for d in docs)}
+        node.creates |= {spaces.ref(c, ns) for c in up.creates}
+        node.needs_start |= {spaces.ref(f"secret/{s.format(**fill)}", ns) for s in up.start_secrets if s.format(**fill)}
+        node.needs_wait |= {spaces.ref(w.format(**fill), ns) for w in up.waits_for}
+        node.serves |= {object_key("service", s.format(**fill), ns).removeprefix("service/") for s in up.serves}
         node.upstream = up.source
         nodes[key] = node
-    # Services: served by the workloads whose pod labels their selector matches.
+    # Services: served by the workloads of their namespace whose pod labels their selector matches.
     for service in [n for n in nodes.values() if n.kind == "Service" and n.doc]:
         selector = service.doc.get("spec", {}).get("selector") or {}
         for node in nodes.values():
             spec_labels = (((node.doc or {}).get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels")
-            if node.kind in WORKLOADS and spec_labels and _selected(selector, spec_labels):
-                node.serves.add(service.name)
+            if node.kind in WORKLOADS and node.namespace == service.namespace and spec_labels \
+                    and _selected(selector, spec_labels):
+                node.serves.add(service.key.removeprefix("service/"))
     return nodes
 
 
@@ -333,12 +402,17 @@ def _waited_by_helm(node: Node, wait_for_jobs: bool) -> bool:
 
 def play(docs: list[dict], *, release: str, upstream: set[str], action: str = "install",
          wait_for_jobs: bool = False, existing: frozenset[str] = frozenset(),
-         installed: tuple[list[dict], set[str]] | None = None) -> Outcome:
+         installed: tuple[list[dict], set[str]] | None = None, namespace: str | None = None,
+         upstream_namespaces: dict[str, str] | None = None, names: dict[str, str] | None = None) -> Outcome:
     """Play ``helm <action> --wait`` over the rendered documents; ``upgrade`` follows an install.
     ``upstream``: the upstream charts enabled in this render; ``existing``: what the user created
-    before (``secret/<name>`` of an ``existingSecret``); ``installed``: for an upgrade from other
-    values (adding a component), the documents and upstream charts of the release as installed."""
-    nodes = build(docs, release, upstream)
+    before (``secret/<name>`` of an ``existingSecret``, ``secret/<ns>/<name>`` in another namespace);
+    ``installed``: for an upgrade from other values (adding a component), the documents and upstream
+    charts of the release as installed; ``namespace``, ``upstream_namespaces``, ``names``: see ``build``."""
+    where = {"namespace": namespace, "upstream_namespaces": upstream_namespaces, "names": names}
+    nodes = build(docs, release, upstream, **where)
+    spaces = _Namespaces(namespace, set((upstream_namespaces or {}).values()))
+    existing = frozenset(spaces.ref(e, "") for e in existing)
     state = _State(nodes)
     state.created |= existing
     state.guaranteed |= existing
@@ -349,9 +423,9 @@ def play(docs: list[dict], *, release: str, upstream: set[str], action: str = "i
         # image rolls every workload again, and reruns the hooks of the upgrade events.
         before_docs, before_upstream = installed or (docs, upstream)
         install = play(before_docs, release=release, upstream=before_upstream, action="install",
-                       wait_for_jobs=wait_for_jobs, existing=existing)
+                       wait_for_jobs=wait_for_jobs, existing=existing, **where)
         problems += [f"(install) {p}" for p in install.problems]
-        before = build(before_docs, release, before_upstream) if installed else nodes
+        before = build(before_docs, release, before_upstream, **where) if installed else nodes
         rerun = {n.key for n in nodes.values() if {"pre-upgrade", "post-upgrade"} & set(n.events)}
         for node in nodes.values():
             old = before.get(node.key)

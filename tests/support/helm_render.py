@@ -34,6 +34,8 @@ OPERATOR = CHARTS / "retailflow-operator"
 CRD_FILE = OPERATOR / "crds" / "retailpipelines.yaml"
 #: The lite profile's values file (no Airbyte, OpenMetadata or OpenSearch; engine direct).
 LITE_VALUES = UMBRELLA / "values-lite.yaml"
+#: Airbyte in a namespace of its own (for a release in NAMESPACE).
+AIRBYTE_NAMESPACE_VALUES = UMBRELLA / "values-airbyte-namespace.yaml"
 KUBERNETES_VERSION = "1.35.0"
 STAND_IN_LABEL = "retailflow.test/stand-in"
 RELEASE = "retailflow"
@@ -310,6 +312,8 @@ VARIANTS: dict[str, dict] = {
             "storage": {"secretName": "seaweed-keys", "minio": {"endpoint": "https://seaweedfs.storage.svc:8333"}},
         },
     },
+    # Airbyte in its own namespace, as the README's Security section installs it
+    "airbyte-namespace": yaml.safe_load(AIRBYTE_NAMESPACE_VALUES.read_text()),
     # the lite profile, as `make up PROFILE=lite` installs it (-f values-lite.yaml)
     "lite": yaml.safe_load(LITE_VALUES.read_text()),
     "subset-with-workspace": {

@@ -158,6 +158,42 @@ Superset and the chart), the drivers volume, and the Secret's settings.
 {{- end -}}
 
 {{/*
+Airbyte's namespace (global.retailflow.airbyte.namespace, else the release namespace) and the host
+names that cross between it and the release namespace. With Airbyte in the release namespace every
+name stays as it was; in a namespace of its own, a Service of the other namespace is named
+`<service>.<namespace>.svc`, which resolves from both. Defined on .Values.global and .Release only:
+Airflow's extraEnv and the operator chart's allowedHosts render them with tpl.
+*/}}
+{{- define "retailflow.airbyte.namespace" -}}
+{{- .Values.global.retailflow.airbyte.namespace | default .Release.Namespace -}}
+{{- end -}}
+{{- define "retailflow.airbyte.elsewhere" -}}
+{{- if ne (include "retailflow.airbyte.namespace" .) .Release.Namespace -}}true{{- end -}}
+{{- end -}}
+{{/* Airbyte's API server, as the release namespace reaches it. */}}
+{{- define "retailflow.airbyte.serverHost" -}}
+{{- $host := printf "%s-airbyte-server-svc" .Release.Name -}}
+{{- if include "retailflow.airbyte.elsewhere" . -}}
+{{- $host = printf "%s.%s.svc" $host (include "retailflow.airbyte.namespace" .) -}}
+{{- end -}}
+{{- $host -}}
+{{- end -}}
+{{/* A host of the release namespace as Airbyte's pods reach it; (dict "ctx" $ "host" "retailflow-mysql").
+A dotted host (qualified already, or outside the cluster) is kept. */}}
+{{- define "retailflow.airbyte.reach" -}}
+{{- if and (include "retailflow.airbyte.elsewhere" .ctx) (not (contains "." .host)) -}}
+{{- printf "%s.%s.svc" .host .ctx.Release.Namespace -}}
+{{- else -}}
+{{- .host -}}
+{{- end -}}
+{{- end -}}
+{{/* The same for a URL; (dict "ctx" $ "url" "http://retailflow-minio:9000"). */}}
+{{- define "retailflow.airbyte.reachUrl" -}}
+{{- $hostname := (urlParse .url).hostname -}}
+{{- replace (printf "//%s" $hostname) (printf "//%s" (include "retailflow.airbyte.reach" (dict "ctx" .ctx "host" $hostname))) .url -}}
+{{- end -}}
+
+{{/*
 Waits, declared once. A workload that needs servers lists them as URLs (tcp://, pg://, http://,
 see files/scripts/wait_for.py); "retailflow.waitFor.container" renders the init container that waits
 for them, bounded by jobs.waitFor.timeoutSeconds, and "retailflow.waitFor.annotation" the
@@ -210,8 +246,18 @@ ttlSecondsAfterFinished: {{ .ctx.Values.jobs.ttlSecondsAfterFinished }}
 {{- if and (not .Values.minio.enabled) (hasSuffix (printf "//%s:9000" "retailflow-minio") $g.lake.endpoint) -}}
 {{- fail "minio.enabled=false: set global.retailflow.lake.endpoint (and global.storage.minio.endpoint for Airbyte) to your S3-compatible endpoint" -}}
 {{- end -}}
-{{- if ne $g.lake.endpoint .Values.global.storage.minio.endpoint -}}
-{{- fail (printf "global.storage.minio.endpoint (%s, Airbyte's) must equal global.retailflow.lake.endpoint (%s)" .Values.global.storage.minio.endpoint $g.lake.endpoint) -}}
+{{- $airbyteLake := include "retailflow.airbyte.reachUrl" (dict "ctx" . "url" $g.lake.endpoint) -}}
+{{- if ne $airbyteLake .Values.global.storage.minio.endpoint -}}
+{{- fail (printf "global.storage.minio.endpoint (%s, Airbyte's) must equal global.retailflow.lake.endpoint as Airbyte's namespace reaches it (%s)" .Values.global.storage.minio.endpoint $airbyteLake) -}}
+{{- end -}}
+{{- if and .Values.airbyte.enabled (ne (toString .Values.airbyte.namespaceOverride) (toString $g.airbyte.namespace)) -}}
+{{- fail (printf "airbyte.namespaceOverride (%q, where Airbyte's chart puts its resources) must equal global.retailflow.airbyte.namespace (%q, where this chart puts Airbyte's Secrets and ServiceAccounts)" (toString .Values.airbyte.namespaceOverride) (toString $g.airbyte.namespace)) -}}
+{{- end -}}
+{{- if include "retailflow.airbyte.elsewhere" . -}}
+{{- $airbyteDb := include "retailflow.airbyte.reach" (dict "ctx" . "host" $g.postgresql.host) -}}
+{{- if ne $airbyteDb .Values.global.database.host -}}
+{{- fail (printf "Airbyte runs in namespace %s: set global.database.host=%s (Airbyte's chart reads it literally; the release's PostgreSQL is in namespace %s)" $g.airbyte.namespace $airbyteDb .Release.Namespace) -}}
+{{- end -}}
 {{- end -}}
 {{- if and $g.lake.existingSecret (ne $g.lake.existingSecret .Values.global.storage.secretName) -}}
 {{- fail (printf "global.retailflow.lake.existingSecret=%s: also set global.storage.secretName=%s (Airbyte reads that key)" $g.lake.existingSecret $g.lake.existingSecret) -}}

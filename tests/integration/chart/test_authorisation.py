@@ -9,7 +9,11 @@ and of the operator chart (a real subchart in the render). Then:
   ServiceAccount (``in_pod.py`` gives it a kubeconfig with that ServiceAccount's token where the pod
   would read its token file), against the Airbyte fake as Airbyte's API;
 - the operator (kopf, ``retailflow_operator``) runs with the rendered Deployment's arguments and
-  settings, as the operator's ServiceAccount, through create → Ready → update → delete.
+  settings, as the operator's ServiceAccount, through create → Ready → update → delete;
+- with Airbyte in its own namespace (the airbyte-namespace variant), the Job that copies
+  ``airbyte-auth-secrets`` from there into the release namespace
+  (``charts/retailflow/files/scripts/copy_airbyte_auth.py``) runs as its ServiceAccount, and the
+  pipeline Job after it reads the copy.
 
 A 403 fails a test, and so does a permission granted and never used, except those in ``JUSTIFIED``
 (each with its reason, also given in the charts' READMEs).
@@ -45,7 +49,7 @@ from kopf.testing import KopfRunner
 from integration.operator.operator_runner import is_ready, load_operator
 from support.airbyte_fake import AirbyteFake
 from support.airflow_server import AirflowServer
-from support.helm_render import NAMESPACE, VARIANTS, Rendered, containers, pod_spec, render
+from support.helm_render import NAMESPACE, VARIANTS, Rendered, chart_values, containers, pod_spec, render
 from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
 from support.kube_rbac import RBAC, service_account_user
 
@@ -121,6 +125,14 @@ def run_job(release: Rendered, kube: EmulatedKubernetesAPI, workdir: Path) -> su
     """The Job's container: its script, its environment (secretKeyRefs read from the API), its ServiceAccount."""
     (container,) = containers(release.get("Job", JOB), init=False)
     assert container["command"] == ["python", "/pipeline/create_pipeline.py"]
+    return run_in_pod(kube, container, job_sa(release), workdir / "create_pipeline.py",
+                      {"RETAILPIPELINE_FILE": str(workdir / "retailpipeline.yaml"), "AIRBYTE_WAIT_S": "20"})
+
+
+def run_in_pod(kube: EmulatedKubernetesAPI, container: dict, service_account: str, script: Path,
+               extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A container's script with its rendered environment (secretKeyRefs read from the release
+    namespace), as its pod's ServiceAccount (in the release namespace)."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     for item in container["env"]:
         if "value" in item:
@@ -128,10 +140,9 @@ def run_job(release: Rendered, kube: EmulatedKubernetesAPI, workdir: Path) -> su
         else:
             ref = item["valueFrom"]["secretKeyRef"]
             env[item["name"]] = secret_value(kube, ref["name"], ref["key"])
-    env |= {"KUBECONFIG": kube.kubeconfig_for(NAMESPACE, job_sa(release)),
-            "RETAILPIPELINE_FILE": str(workdir / "retailpipeline.yaml"), "AIRBYTE_WAIT_S": "20",
-            "NO_PROXY": "127.0.0.1,localhost"}
-    return subprocess.run([sys.executable, str(IN_POD), str(workdir / "create_pipeline.py")], env=env,
+    env |= {"KUBECONFIG": kube.kubeconfig_for(NAMESPACE, service_account), "NO_PROXY": "127.0.0.1,localhost",
+            **extra_env}
+    return subprocess.run([sys.executable, str(IN_POD), str(script)], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -289,3 +300,65 @@ class TestOperatorLite:
         assert_no_denials(kube)
         assert '" 403 ' not in runner.output and "Forbidden" not in runner.output, runner.output[-4000:]
         assert_least_privilege(kube, operator_sa(release))
+
+
+class TestAirbyteInItsOwnNamespace:
+    """global.retailflow.airbyte.namespace: Airbyte's bootloader writes airbyte-auth-secrets in Airbyte's
+    namespace; the copy Job brings it into the release namespace, as its own ServiceAccount (a `get`
+    of that one Secret there, a server-side apply of its copy here), and the pipeline Job reads it."""
+
+    COPY_JOB = "retailflow-airbyte-auth-copy"
+
+    @pytest.fixture
+    def release(self) -> Rendered:
+        return render(values=VARIANTS["airbyte-namespace"])
+
+    def run_copy(self, release: Rendered, kube: EmulatedKubernetesAPI, workdir: Path) -> subprocess.CompletedProcess[str]:
+        job = release.get("Job", self.COPY_JOB)
+        (container,) = containers(job, init=False)
+        assert container["command"] == ["python", "/scripts/copy_airbyte_auth.py"]
+        workdir.mkdir(parents=True, exist_ok=True)
+        script = workdir / "copy_airbyte_auth.py"
+        script.write_text(release.get("ConfigMap", self.COPY_JOB)["data"]["copy_airbyte_auth.py"])
+        return run_in_pod(kube, container, pod_spec(job)["serviceAccountName"], script, {})
+
+    def test_the_copy_follows_the_bootloaders_secret_and_the_pipeline_job_reads_it(self, release, kube, airbyte, tmp_path):
+        airbyte_ns = chart_values(VARIANTS["airbyte-namespace"])["global"]["retailflow"]["airbyte"]["namespace"]
+        written = {"instance-admin-client-id": airbyte.client_id, "instance-admin-client-secret": airbyte.client_secret,
+                   "instance-admin-password": uuid.uuid4().hex}
+        kube.create_secret(airbyte_ns, AIRBYTE_SECRET, written)  # what the bootloader writes there
+        kube.create_secret(airbyte_ns, "retailflow-postgresql", {"airbyte-password": uuid.uuid4().hex})
+        first = self.run_copy(release, kube, tmp_path / "install")
+        assert first.returncode == 0, first.stdout + first.stderr
+        copy_ = kube.request("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/{AIRBYTE_SECRET}").json()
+        assert {k: base64.b64decode(v).decode() for k, v in copy_["data"].items()} == written
+        label = next(e["value"] for e in containers(release.get("Job", self.COPY_JOB))[0]["env"]
+                     if e["name"] == "CREDENTIALS_LABEL")
+        key, _, value = label.partition("=")
+        assert copy_["metadata"]["labels"][key] == value, "the operator would refuse the copy"
+
+        # an upgrade reruns the hook: the copy follows the bootloader's Secret
+        written["instance-admin-client-secret"] = airbyte.client_secret
+        written["instance-admin-password"] = uuid.uuid4().hex
+        resp = kube.request("PATCH", f"/api/v1/namespaces/{airbyte_ns}/secrets/{AIRBYTE_SECRET}",
+                            json={"data": {"instance-admin-password": base64.b64encode(written["instance-admin-password"].encode()).decode()}},
+                            headers={"Content-Type": "application/merge-patch+json"})
+        assert resp.status_code == 200, resp.text
+        second = self.run_copy(release, kube, tmp_path / "upgrade")
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert secret_value(kube, AIRBYTE_SECRET, "instance-admin-password") == written["instance-admin-password"]
+        assert_no_denials(kube)
+
+        # its ServiceAccount used every grant it has, in both namespaces, and nothing else
+        user = service_account_user(NAMESPACE, pod_spec(release.get("Job", self.COPY_JOB))["serviceAccountName"])
+        assert kube.rbac.unused_grants(user, [NAMESPACE, airbyte_ns]) == set()
+        assert kube.rbac.used[user.name] == {
+            ("get", "", "secrets", "", airbyte_ns, AIRBYTE_SECRET),
+            ("create", "", "secrets", "", NAMESPACE, AIRBYTE_SECRET),
+            ("patch", "", "secrets", "", NAMESPACE, AIRBYTE_SECRET)}
+
+        # the pipeline Job (post-install) reads the copy in the release namespace
+        job = run_job(release, kube, pipeline_files(release, tmp_path / "job", airbyte))
+        assert job.returncode == 0, job.stdout + job.stderr
+        assert kube.get_rp(NAMESPACE, PIPELINE)["spec"]["airbyte"]["workspaceId"] == airbyte.workspace_id
+        assert_no_denials(kube)

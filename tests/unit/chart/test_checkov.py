@@ -1,7 +1,8 @@
 """checkov (Kubernetes framework) over the rendered release: a finding not in the committed baseline fails.
 
 The render is the full release when the real upstream charts sit in charts/retailflow/charts/ (test
-ids `[full-render]`), else the chart's own templates with stand-ins (`[stand-ins]`); the baseline
+ids `[full-render]`), else the chart's own templates with stand-ins (`[stand-ins]`), with its default
+values and with Airbyte in its own namespace (the airbyte-namespace variant, which adds a Job); the baseline
 holds both the upstream charts' findings and the accepted ones of our own templates, each entry with
 its reason (tests/unit/chart/checkov-baseline.yaml). checkov runs from its own environment
 (hack/envs/checkov, `make checkov-env`, which `make test-chart` runs first).
@@ -21,7 +22,7 @@ import tempfile
 import pytest
 import yaml
 
-from support.helm_render import NAMESPACE, REAL_SUBCHARTS, REPO, render
+from support.helm_render import NAMESPACE, REAL_SUBCHARTS, REPO, VARIANTS, render
 
 CHECKOV = REPO / ".tools" / "checkov" / "bin" / "checkov"
 BASELINE = pathlib.Path(__file__).with_name("checkov-baseline.yaml")
@@ -44,6 +45,8 @@ HIGH = {
 OWN_HIGH_ACCEPTED = {
     ("CKV_K8S_38", "Deployment/retailflow-operator"): "the operator watches RetailPipelines and reads Secrets: it needs its token",
     ("CKV_K8S_38", "Job/retailflow-pipeline"): "the Job applies the RetailPipeline and labels airbyte-auth-secrets: it needs its token",
+    ("CKV_K8S_38", "Job/retailflow-airbyte-auth-copy"): "the Job copies airbyte-auth-secrets across namespaces through the API: "
+                                                       "it needs its token",
     **{(check, f"{kind}/{name}"): "Airbyte's Role as its chart writes it, made here so that an upgrade adding Airbyte "
        "creates it; given only to the Airbyte components that call the API (test_service_accounts.py, README Security)"
        for check, kind in (("CKV_K8S_49", "Role"), ("CKV2_K8S_2", "RoleBinding"), ("CKV2_K8S_5", "RoleBinding"))
@@ -66,22 +69,29 @@ def _key(result: dict) -> tuple[str, str]:
     return result["check_id"], f"{kind}/{name}"
 
 
+#: The renders scanned: the defaults, and Airbyte in its own namespace (its copy Job and Roles).
+SCANNED = ("defaults", "airbyte-namespace")
+
+
 @pytest.fixture(scope="module")
 def scan() -> tuple[set[tuple[str, str]], set[str]]:
-    """(failed (check, Kind/name) pairs, our own Kind/name) of the default render."""
+    """(failed (check, Kind/name) pairs, our own Kind/name) of the renders in SCANNED, together."""
     if not CHECKOV.exists():
         pytest.fail("checkov is missing: run `make checkov-env` (hack/envs/checkov)")
-    rendered = render()
-    with tempfile.TemporaryDirectory() as folder:
-        path = pathlib.Path(folder) / "release.yaml"
-        path.write_text(_as_helm_installs([dict(d) for d in rendered.docs]))
-        proc = subprocess.run([str(CHECKOV), "--framework", "kubernetes", "-f", str(path), "-o", "json", "--quiet",
-                               "--compact", "--skip-download"], capture_output=True, text=True, check=False)
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]
-    report = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    report = report[0] if isinstance(report, list) else report
-    failed = {_key(r) for r in (report.get("results") or {}).get("failed_checks", [])}
-    own = {f"{d['kind']}/{d['metadata']['name']}" for d in rendered.own}
+    failed: set[tuple[str, str]] = set()
+    own: set[str] = set()
+    for variant in SCANNED:
+        rendered = render(values=VARIANTS[variant])
+        with tempfile.TemporaryDirectory() as folder:
+            path = pathlib.Path(folder) / "release.yaml"
+            path.write_text(_as_helm_installs([dict(d) for d in rendered.docs]))
+            proc = subprocess.run([str(CHECKOV), "--framework", "kubernetes", "-f", str(path), "-o", "json", "--quiet",
+                                   "--compact", "--skip-download"], capture_output=True, text=True, check=False)
+        assert proc.returncode in (0, 1), proc.stderr[-2000:]
+        report = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        report = report[0] if isinstance(report, list) else report
+        failed |= {_key(r) for r in (report.get("results") or {}).get("failed_checks", [])}
+        own |= {f"{d['kind']}/{d['metadata']['name']}" for d in rendered.own}
     return failed, own
 
 

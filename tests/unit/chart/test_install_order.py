@@ -11,7 +11,7 @@ import pytest
 
 from support import helm_install
 from support.helm_install import UPSTREAM, declared_waits, own_workloads, play, servers_referenced, wait_loops
-from support.helm_render import REAL_SUBCHARTS, RELEASE, REPO, VARIANTS, render
+from support.helm_render import NAMESPACE, REAL_SUBCHARTS, RELEASE, REPO, VARIANTS, chart_values, render
 
 UPSTREAM_CHARTS = ("airbyte", "airflow", "openmetadata", "opensearch")
 
@@ -29,6 +29,16 @@ def user_secrets(values: object) -> frozenset[str]:
                 found.add(f"secret/{value}")
             found |= user_secrets(value)
     return frozenset(found)
+
+
+def where(values: dict) -> dict:
+    """The model's namespace arguments for a variant: the release namespace, Airbyte's, and the Secret
+    names Airbyte's pods read (global.database / global.storage)."""
+    effective = chart_values(values)
+    return {"namespace": NAMESPACE,
+            "upstream_namespaces": {"airbyte": effective["global"]["retailflow"]["airbyte"]["namespace"] or NAMESPACE},
+            "names": {"database_secret": effective["global"]["database"]["secretName"],
+                      "storage_secret": effective["global"]["storage"]["secretName"]}}
 
 
 def module_source() -> dict[str, str]:
@@ -62,7 +72,7 @@ def test_real_subcharts_are_known_upstream_charts():
 def test_helm_completes(variant, action, wait_for_jobs):
     values = VARIANTS[variant]
     outcome = play(render(values=values).docs, release=RELEASE, upstream=enabled_upstream(values),
-                   action=action, wait_for_jobs=wait_for_jobs, existing=user_secrets(values))
+                   action=action, wait_for_jobs=wait_for_jobs, existing=user_secrets(values), **where(values))
     assert not outcome.problems, "\n".join(outcome.problems + ["", "sequence:"] + outcome.steps)
 
 
@@ -181,3 +191,26 @@ def test_the_model_finds_airflow_pods_waiting_for_a_post_install_migration_job()
     assert "waits for job/r-run-airflow-migrations: Job r-run-airflow-migrations (a post-install,post-upgrade hook" in problems[0]
     migrations["metadata"]["annotations"].clear()  # useHelmHooks: false, as our values set it
     assert play(release, release="r", upstream={"airflow"}).problems == []
+
+
+def test_the_model_looks_up_secrets_and_services_in_the_right_namespace():
+    """Airbyte in its own namespace: a Secret of the same name in the release namespace does not start
+    its pods, and a qualified host names the Service of that namespace only."""
+    def in_ns(doc: dict, ns: str) -> dict:
+        doc["metadata"]["namespace"] = ns
+        return doc
+
+    secret = in_ns({"kind": "Secret", "metadata": {"name": "db"}}, "app")
+    server, service = (in_ns(d, "ab") for d in _served("Deployment", "server"))
+    server["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}}]
+    client = in_ns(_job("client", "post-install", 0, waits="service/server.ab.svc"), "app")
+    problems = play([secret, server, service, client], release="r", upstream=set(), namespace="app").problems
+    assert problems[0].startswith("deadlock: helm install --wait waits for Deployment ab/server")
+    assert all("secret/ab/db: nothing in the release creates it" in p for p in problems), problems
+    assert play([secret, in_ns(dict(secret, metadata={"name": "db"}), "ab"), server, service, client],
+                release="r", upstream=set(), namespace="app").problems == []
+    wrong = in_ns(_job("client", "post-install", 0, waits="service/server"), "app")
+    (problem,) = play([secret, in_ns(dict(secret, metadata={"name": "db"}), "ab"), server, service, wrong],
+                      release="r", upstream=set(), namespace="app").problems
+    assert "service/server: nothing in the release serves it" in problem

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from support.helm_render import (CRD_FILE, KUBERNETES_VERSION, UMBRELLA, VARIANTS, RenderError, helm_lint,
-                                 render)
+                                 merge_values, render)
 
 CUSTOM_KINDS = {"RetailPipeline"}
 
@@ -89,6 +89,9 @@ class TestValuesSchema:
         assert not undocumented, f"values without a ## @param line: {undocumented}"
 
 
+AIRBYTE_NS = VARIANTS["airbyte-namespace"]
+
+
 class TestValidation:
     @pytest.mark.parametrize(
         ("values", "message"),
@@ -101,10 +104,18 @@ class TestValidation:
             ({"operator": {"enabled": False}}, "operator.enabled=true"),
             ({"pipeline": {"workspaceId": "not-a-uuid"}}, "workspaceId"),
             ({"lake": {"buckets": ["retail-lake"]}}, "airbyte-storage"),
+            # Airbyte in its own namespace: its chart must render there too, and reach the release's
+            # database and lake by qualified names (the values file for it, with one key removed)
+            (merge_values(AIRBYTE_NS, {"airbyte": {"namespaceOverride": None}}), "airbyte.namespaceOverride"),
+            (merge_values(AIRBYTE_NS, {"global": {"database": {"host": None}}}),
+             "global.database.host=retailflow-postgresql.retailflow.svc"),
+            (merge_values(AIRBYTE_NS, {"global": {"storage": None}}), "http://retailflow-minio.retailflow.svc:9000"),
+            ({"airbyte": {"namespaceOverride": "elsewhere"}}, "global.retailflow.airbyte.namespace"),
         ],
         ids=["minio-off-without-endpoint", "airbyte-endpoint-differs", "pg-existing-secret-half-set",
              "lake-existing-secret-half-set", "no-search-engine", "pipeline-without-operator", "bad-workspace",
-             "missing-airbyte-bucket"],
+             "missing-airbyte-bucket", "airbyte-namespace-without-override", "airbyte-namespace-short-db-host",
+             "airbyte-namespace-short-lake", "airbyte-override-alone"],
     )
     def test_inconsistent_values_fail_with_a_clear_message(self, values, message):
         with pytest.raises(RenderError) as error:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from support.helm_render import REAL_SUBCHARTS, pod_spec, render
+from support.helm_render import NAMESPACE, REAL_SUBCHARTS, VARIANTS, chart_values, pod_spec, render
+from support.kube_rbac import RBAC, Attributes, service_account_user
 
 WATCHED = ("secrets", "pods/exec")
 ALL = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
@@ -32,7 +33,12 @@ ALLOWLIST: dict[str, dict[str, tuple[frozenset, frozenset | None]]] = {
     # The same rules for the bootloader (a hook pod, which runs before release resources exist):
     # it writes airbyte-auth-secrets.
     "retailflow-airbyte-bootloader": {"secrets": (ALL, None), "pods/exec": (ALL, None)},
+    # Airbyte in its own namespace only: reads airbyte-auth-secrets there, applies its copy in the
+    # release namespace (create and patch of that name), for the operator, Airflow and the pipeline Job.
+    "retailflow-airbyte-auth-copy": {"secrets": (frozenset({"get", "create", "patch"}), frozenset({"airbyte-auth-secrets"}))},
 }
+#: Allowlist entries only the airbyte-namespace variant renders.
+SEPARATE_NAMESPACE_ONLY = {"retailflow-airbyte-auth-copy"}
 AIRBYTE_ADMIN_PODS = {"retailflow-server", "retailflow-worker", "retailflow-workload-launcher",
                       "retailflow-cron", "retailflow-workload-api-server"}
 MODE = "full-render" if {"airbyte", "airflow", "openmetadata"} <= set(REAL_SUBCHARTS) else "stand-ins"
@@ -96,15 +102,17 @@ def rendered():
 
 
 class TestServiceAccounts:
+    @pytest.mark.parametrize("variant", ["defaults", "airbyte-namespace"])
     @pytest.mark.parametrize("mode", [MODE])
-    def test_secret_and_exec_grants_are_in_the_allowlist(self, rendered, mode):
-        found = grants(rendered.docs)
-        print(f"[{mode}] Secret and pods/exec grants per ServiceAccount:")
+    def test_secret_and_exec_grants_are_in_the_allowlist(self, mode, variant):
+        found = grants(render(values=VARIANTS[variant]).docs)
+        print(f"[{mode}] [{variant}] Secret and pods/exec grants per ServiceAccount:")
         for account, resources in sorted(found.items()):
             print(f"  {account}: " + "; ".join(f"{r}: {', '.join(sorted(v))}" for r, v in sorted(resources.items())))
         assert not violations(found), "\n".join(violations(found))
         if mode == "full-render":
-            assert set(found) == set(ALLOWLIST), f"allowlist entries no longer needed: {set(ALLOWLIST) - set(found)}"
+            expected = set(ALLOWLIST) - (SEPARATE_NAMESPACE_ONLY if variant == "defaults" else set())
+            assert set(found) == expected, f"allowlist entries no longer needed: {expected - set(found)}"
 
     @pytest.mark.parametrize("mode", [MODE])
     def test_only_airbyte_components_that_call_the_api_run_as_airbyte_admin(self, rendered, values, mode):
@@ -172,3 +180,75 @@ subjects: [{kind: ServiceAccount, name: retailflow-pipeline}]
     found = violations(grants(list(docs)))
     assert "openmetadata: get secrets (names: any) is not in the allowlist" in found
     assert any(v.startswith("retailflow-pipeline: patch secrets on ['airbyte-auth-secrets', 'retailflow-mysql']") for v in found)
+
+
+SECRET_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
+
+
+def _may(rbac: RBAC, user, verb: str, resource: str, namespace: str, name: str = "", subresource: str = "") -> bool:
+    return rbac.authorize(Attributes(user, verb, True, api_group="", api_version="v1", resource=resource,
+                                     subresource=subresource, namespace=namespace, name=name)) is None
+
+
+@pytest.fixture(scope="module")
+def separate():
+    """The airbyte-namespace variant's render, and Airbyte's namespace."""
+    values = VARIANTS["airbyte-namespace"]
+    namespace = chart_values(values)["global"]["retailflow"]["airbyte"]["namespace"]
+    assert namespace and namespace != NAMESPACE
+    return render(values=values), namespace
+
+
+class TestAirbyteInItsOwnNamespace:
+    """global.retailflow.airbyte.namespace: airbyte-admin's rules (every verb on Secrets and pods/exec)
+    reach Airbyte's namespace only. Decided by Kubernetes' RBAC rules on the rendered Roles and
+    bindings (support.kube_rbac, the emulation written from the API server's authoriser)."""
+
+    def test_airbyte_service_accounts_reach_no_secret_of_the_release_namespace(self, separate):
+        rendered, airbyte_ns = separate
+        rbac = RBAC(rendered.docs)
+        accounts = {d["metadata"]["name"] for d in rendered.of_kind("ServiceAccount")
+                    if d["metadata"].get("namespace") == airbyte_ns}
+        # Airbyte's pods run as these (the chart's three, plus any the real chart's pods name)
+        accounts |= {sa for name, sa in pod_accounts([d for d in rendered.docs
+                                                      if d["metadata"].get("namespace") == airbyte_ns]).items()}
+        assert {"airbyte-admin", "retailflow-airbyte-bootloader", "retailflow-airbyte-jobs"} <= accounts
+        release_secrets = {d["metadata"]["name"] for d in rendered.of_kind("Secret")
+                           if d["metadata"].get("namespace") == NAMESPACE}
+        assert {"retailflow-postgresql", "retailflow-mysql", "retailflow-lake"} <= release_secrets
+        release_secrets |= {"airbyte-auth-secrets", ""}  # its copy, and requests without a name (list, create)
+        reachable = [f"{sa}: {verb} secrets/{name or '*'}" for sa in sorted(accounts) for name in sorted(release_secrets)
+                     for verb in SECRET_VERBS if _may(rbac, service_account_user(airbyte_ns, sa), verb, "secrets", NAMESPACE, name)]
+        reachable += [f"{sa}: {verb} pods/exec" for sa in sorted(accounts) for verb in ("create", "get")
+                      if _may(rbac, service_account_user(airbyte_ns, sa), verb, "pods", NAMESPACE, "retailflow-mysql-0", "exec")]
+        assert not reachable, "an Airbyte ServiceAccount reaches the release namespace:\n" + "\n".join(reachable)
+        # ...while airbyte-admin keeps its upstream rules in Airbyte's namespace (what the Role is for)
+        admin = service_account_user(airbyte_ns, "airbyte-admin")
+        assert _may(rbac, admin, "get", "secrets", airbyte_ns, "airbyte-auth-secrets")
+        assert _may(rbac, admin, "create", "pods", airbyte_ns, "connector", "exec")
+
+    def test_airbyte_namespace_holds_only_airbytes_own_credentials(self, separate):
+        rendered, airbyte_ns = separate
+        # this chart's Secrets (Airbyte's chart adds its own there, <release>-airbyte-secrets, with no password)
+        theirs = {d["metadata"]["name"]: d for d in rendered.own_of_kind("Secret") if d["metadata"].get("namespace") == airbyte_ns}
+        ours = {d["metadata"]["name"]: d for d in rendered.own_of_kind("Secret") if d["metadata"].get("namespace") == NAMESPACE}
+        database = theirs[chart_values(VARIANTS["airbyte-namespace"])["global"]["database"]["secretName"]]
+        assert set(database["stringData"]) == {"airbyte-username", "airbyte-password"}, \
+            "Airbyte's namespace gets other components' database passwords"
+        assert database["stringData"]["airbyte-password"] == ours["retailflow-postgresql"]["stringData"]["airbyte-password"]
+        lake = theirs[chart_values(VARIANTS["airbyte-namespace"])["global"]["storage"]["secretName"]]
+        assert lake["stringData"] == ours["retailflow-lake"]["stringData"]
+        assert set(theirs) == {database["metadata"]["name"], lake["metadata"]["name"], "retailflow-airbyte-keycloak"}
+
+    def test_the_copy_job_reads_one_secret_of_airbytes_namespace_and_writes_its_copy(self, separate):
+        rendered, airbyte_ns = separate
+        rbac = RBAC(rendered.docs)
+        job = rendered.get("Job", "retailflow-airbyte-auth-copy")
+        user = service_account_user(NAMESPACE, pod_spec(job)["serviceAccountName"])
+        assert _may(rbac, user, "get", "secrets", airbyte_ns, "airbyte-auth-secrets")
+        assert not _may(rbac, user, "get", "secrets", airbyte_ns, "retailflow-postgresql")
+        assert not _may(rbac, user, "list", "secrets", airbyte_ns)
+        assert _may(rbac, user, "create", "secrets", NAMESPACE, "airbyte-auth-secrets")
+        assert _may(rbac, user, "patch", "secrets", NAMESPACE, "airbyte-auth-secrets")
+        assert not _may(rbac, user, "get", "secrets", NAMESPACE, "retailflow-postgresql")
+        assert not _may(rbac, user, "patch", "secrets", NAMESPACE, "retailflow-postgresql")

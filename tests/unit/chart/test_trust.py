@@ -6,7 +6,7 @@ import yaml
 
 from retailflow_operator.spec_model import parse
 from retailflow_operator.trust import credential_hosts, host_allowed
-from support.helm_render import UMBRELLA, containers, pod_spec, render
+from support.helm_render import NAMESPACE, UMBRELLA, VARIANTS, airflow_extra_env, chart_values, containers, pod_spec, render
 
 LABEL = ("retailflow.io/credentials", "true")
 
@@ -33,6 +33,27 @@ class TestAllowedHosts:
         assert set(targets) >= {"spec.airbyte.apiUrl", "spec.airflow.apiUrl", "spec.mysql.host",
                                 "spec.warehouse.host", "spec.lake.endpoint"}
         assert [f for f, h in targets.items() if not host_allowed(h, allowed)] == []
+
+    def test_with_airbyte_in_its_own_namespace_hosts_cross_it_qualified(self):
+        """Airbyte's connectors run in Airbyte's namespace: the hosts the operator hands them name the
+        release namespace; everything in the release namespace names Airbyte's API in Airbyte's."""
+        values = VARIANTS["airbyte-namespace"]
+        rendered = render(values=values)
+        airbyte_ns = chart_values(values)["global"]["retailflow"]["airbyte"]["namespace"]
+        server = f"retailflow-airbyte-server-svc.{airbyte_ns}.svc"
+        allowed = operator_env(rendered)["RETAILFLOW_ALLOWED_HOSTS"]["value"].split(",")
+        assert allowed == [f"retailflow-mysql.{NAMESPACE}.svc", f"retailflow-postgresql.{NAMESPACE}.svc",
+                           f"retailflow-minio.{NAMESPACE}.svc", server, "retailflow-api-server"]
+        targets = credential_hosts(parse(shipped_pipeline(rendered)["spec"]))
+        assert {f: h for f, h in targets.items() if f != "spec.airflow.apiUrl"} == {
+            "spec.airbyte.apiUrl": server, "spec.mysql.host": f"retailflow-mysql.{NAMESPACE}.svc",
+            "spec.warehouse.host": f"retailflow-postgresql.{NAMESPACE}.svc",
+            "spec.lake.endpoint": f"retailflow-minio.{NAMESPACE}.svc"}
+        assert [f for f, h in targets.items() if not host_allowed(h, allowed)] == []
+        (conn,) = [e["value"] for e in airflow_extra_env(rendered) if e["name"] == "AIRFLOW_CONN_RETAILFLOW_AIRBYTE"]
+        assert f"http://{server}:8001/api/public/v1" in conn, conn
+        job = rendered.get("Job", "retailflow-pipeline")
+        assert f"service/{server}" in job["metadata"]["annotations"]["retailflow.io/waits-for"]
 
     def test_the_operator_chart_alone_allows_nothing_but_what_it_is_given(self):
         rendered = render("retailflow-operator", {"allowedHosts": ["airbyte.data.svc", "*.shop.internal"]},
