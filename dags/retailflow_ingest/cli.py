@@ -16,8 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
-from retailflow_pipeline.ingest.settings import (
+from retailflow_ingest.errors import IngestCancelled, IngestError
+from retailflow_ingest.settings import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_LAKE_KEEP,
     DEFAULT_LOCAL_DIR,
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: no warehouse: set RETAILFLOW_WAREHOUSE_URL (or pass --warehouse-url)", file=sys.stderr)
         return 2
     # the engine (Arrow, the drivers) loads only once the arguments are known to be good
-    from retailflow_pipeline.ingest.engine import configure_logging, run
-    from retailflow_pipeline.ingest.lake import LakeConfig
+    from retailflow_ingest.engine import configure_logging, run
+    from retailflow_ingest.lake import LakeConfig
 
     if args.no_lake:
         lake = None
