@@ -28,7 +28,7 @@ from retailflow_ingest.settings import (
 PROG = "retailflow-ingest"
 
 
-class _Parser(argparse.ArgumentParser):
+class _IngestParser(argparse.ArgumentParser):
     """argparse, with errors on one line (no usage block) and exit 2."""
 
     def error(self, message: str):
@@ -59,7 +59,7 @@ def _seconds(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = _IngestParser(
         prog=PROG,
         description="Sync the MySQL orders database and the store locations CSV into the warehouse's raw "
         "schema, in the same tables Airbyte's Postgres destination writes, and copy the raw rows to the lake.",
