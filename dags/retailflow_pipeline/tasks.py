@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from retailflow_pipeline import connections, paths
-from retailflow_pipeline.catalog import DEFAULT_PREFIX
+from retailflow_pipeline.catalog import DEFAULT_PREFIX, STORE_LOCATIONS_STREAM
 from retailflow_pipeline.errors import NotConfigured
 from retailflow_pipeline.settings import PipelineSettings, load
 
@@ -103,7 +103,7 @@ def ingest_direct(settings: Mapping[str, Any], full_refresh: bool = False) -> di
         for names, full in ((reload, True), (incremental, False)):
             if not names:
                 continue
-            streams = names + (["store_locations"] if csv is not None and "store_locations" not in summary["streams"]
+            streams = names + ([STORE_LOCATIONS_STREAM] if csv is not None and STORE_LOCATIONS_STREAM not in summary["streams"]
                                else [])
             result = run(mysql_url, warehouse_url, schema=s.raw_schema, streams=streams, stores_csv=csv,
                          lake=lake, full_refresh=full)
