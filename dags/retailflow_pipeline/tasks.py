@@ -103,8 +103,8 @@ def ingest_direct(settings: Mapping[str, Any], full_refresh: bool = False) -> di
         for names, full in ((reload, True), (incremental, False)):
             if not names:
                 continue
-            streams = names + ([STORE_LOCATIONS_STREAM] if csv is not None and STORE_LOCATIONS_STREAM not in summary["streams"]
-                               else [])
+            with_stores = csv is not None and STORE_LOCATIONS_STREAM not in summary["streams"]
+            streams = names + ([STORE_LOCATIONS_STREAM] if with_stores else [])
             result = run(mysql_url, warehouse_url, schema=s.raw_schema, streams=streams, stores_csv=csv,
                          lake=lake, full_refresh=full)
             for line in result.summary().splitlines():
