@@ -2,8 +2,8 @@
 
 ``engine.run(mysql_url, warehouse_url, ...)`` (and the ``retailflow-ingest`` CLI, ``cli.py``) syncs the
 pipeline's MySQL tables (``engine.CATALOG``, the source tables of ``catalog.json``, or those named;
-each needs a single-column integer primary key and an ``updated_at`` column), plus ``data/store_locations.csv``, into the warehouse's raw schema, and copies
-the raw rows to the lake. Other tables in the source are ignored, named in one log line.
+each needs a single-column integer primary key and an ``updated_at`` column), plus
+``data/store_locations.csv``, into the warehouse's raw schema, and copies the raw rows to the lake. Other tables in the source are ignored, named in one log line.
 
 What matches Airbyte's Postgres destination 3.x (Direct Load, typed final tables, no raw tables),
 as read in airbytehq/airbyte ``destination-postgres`` (``PostgresColumnUtils``, ``PostgresDataType``,
