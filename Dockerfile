@@ -1,5 +1,5 @@
 # The Airflow image of RetailFlow: Apache's official Airflow 3 image plus this repository's DAGs,
-# pipeline package (dags/), dbt project (dbt/) and data generator (generator/). The chart runs
+# task and ingestion packages (dags/), dbt project (dbt/) and data generator (generator/). The chart runs
 # Airflow from it, and the seed Job (`retailflow-generator seed`) too.
 ARG AIRFLOW_VERSION=3.3.2
 ARG PYTHON_VERSION=3.11
@@ -45,8 +45,13 @@ COPY --chown=airflow:0 charts/retailflow/files/openmetadata/ /opt/retailflow/ope
 
 COPY --chown=airflow:0 generator/ /tmp/build/generator/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
-# Tasks import the installed package; dags/.airflowignore (copied with the DAG files) tells the DAG
-# processor to read only the DAG files, not the package's sources.
+# The catalog (source tables, store CSV header, Airflow-variables contract, ports) is one file in
+# generator/; in dags/ each package links to it. The links stay out of the context (.dockerignore:
+# here they would point nowhere) and the file itself takes their place.
+COPY --chown=airflow:0 generator/retailflow_generator/catalog.json /opt/airflow/dags/retailflow_pipeline/
+COPY --chown=airflow:0 generator/retailflow_generator/catalog.json /opt/airflow/dags/retailflow_ingest/
+# Tasks import the installed packages (retailflow_pipeline, retailflow_ingest); dags/.airflowignore
+# (copied with the DAG files) tells the DAG processor to read only the DAG files, not their sources.
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /tmp/build/generator /opt/airflow/dags \
     && rm -rf /tmp/build \
     && test -f /opt/airflow/dags/.airflowignore
@@ -61,5 +66,5 @@ RUN if [ -f /opt/retailflow/dbt/packages.yml ] || [ -f /opt/retailflow/dbt/depen
     && RETAILFLOW_DBT_USER=parse RETAILFLOW_DBT_DBNAME=parse DBT_SEND_ANONYMOUS_USAGE_STATS=false \
        dbt parse --project-dir /opt/retailflow/dbt --profiles-dir /opt/retailflow/dbt --quiet \
     && test -f /opt/retailflow/dbt/target/manifest.json \
-    && python -c "import retailflow_pipeline, retailflow_generator, airflow.providers.airbyte, cosmos" \
+    && python -c "import retailflow_pipeline.catalog, retailflow_ingest.catalog, retailflow_generator, airflow.providers.airbyte, cosmos" \
     && retailflow-generator --help >/dev/null

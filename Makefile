@@ -135,7 +135,7 @@ airflow: services sync dbt-manifest ## Start a local Airflow (UI on :8080, metad
 
 .PHONY: audit
 audit: ## Audit the marts against MySQL (row counts, revenue) at the ingestion's high-water mark; exit 1 on a difference.
-	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.reconciliation
+	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.audit
 
 LOCAL_SCHEDULE ?= 0 * * * *
 

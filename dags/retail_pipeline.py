@@ -1,7 +1,7 @@
 """retail_pipeline: the whole RetailFlow pipeline, one run per schedule tick of a RetailPipeline.
 
 ingestion (the local engine, or Airbyte syncs triggered and awaited) → dbt build (Cosmos: a task per
-model and test) → dashboards refresh → governance → reconciliation (row counts and revenue, MySQL
+model and test) → dashboards refresh → governance → audit (row counts and revenue, MySQL
 against the marts). Dashboards and governance skip, with the reason logged, where they are not
 configured.
 
@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag
 
 from retailflow_pipeline.dbt_group import dbt_task_group
-from retailflow_pipeline.wiring import (PARAMS, dashboards_task, governance_task, ingestion_group,
-                                        load_settings_task, reconcile_task)
+from retailflow_pipeline.wiring import (PARAMS, audit_task, dashboards_task, governance_task, ingestion_group,
+                                        load_settings_task)
 
 
 @dag(
@@ -38,8 +38,8 @@ def retail_pipeline():
     dbt = dbt_task_group("dbt")
     dashboards = dashboards_task()
     governance = governance_task()
-    reconciled = reconcile_task(settings)
-    settings >> ingested >> dbt >> dashboards >> governance >> reconciled
+    audited = audit_task(settings)
+    settings >> ingested >> dbt >> dashboards >> governance >> audited
 
 
 retail_pipeline()

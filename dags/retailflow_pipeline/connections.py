@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from retailflow_pipeline.catalog import PORTS
 from retailflow_pipeline.settings import Endpoint
 
 
@@ -50,11 +51,11 @@ def database_url(scheme: str, endpoint: Endpoint, conn: ConnectionFields, defaul
 
 
 def mysql_url(endpoint: Endpoint) -> str:
-    return database_url("mysql", endpoint, airflow_connection(endpoint.conn_id), 3306)
+    return database_url("mysql", endpoint, airflow_connection(endpoint.conn_id), PORTS["mysql"])
 
 
 def warehouse_url(endpoint: Endpoint) -> str:
-    return database_url("postgresql", endpoint, airflow_connection(endpoint.conn_id), 5432)
+    return database_url("postgresql", endpoint, airflow_connection(endpoint.conn_id), PORTS["postgresql"])
 
 
 def redact(url: str) -> str:

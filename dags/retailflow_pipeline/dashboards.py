@@ -18,7 +18,7 @@ Environment:
   Superset reaches it; ``RETAILFLOW_SUPERSET_WAREHOUSE_URL`` overrides it when Superset sees the
   warehouse at another address than this process does.
 - ``RETAILFLOW_SUPERSET_BUNDLE``: the bundle folder (default: ``charts/retailflow/files/superset/bundle``
-  of this checkout).
+  of ``$RETAILFLOW_HOME``, see ``paths``).
 
 ``python -m retailflow_pipeline.dashboards`` runs the same refresh and prints the dashboard URLs.
 """
@@ -40,16 +40,14 @@ from urllib.parse import quote, unquote, urlsplit
 import requests
 import yaml
 
-#: The bundle shipped in this repository, used when RETAILFLOW_SUPERSET_BUNDLE is unset.
-DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parents[2] / "charts" / "retailflow" / "files" / "superset" / "bundle"
+from retailflow_pipeline.catalog import PORTS
+from retailflow_pipeline.errors import NotConfigured
+from retailflow_pipeline.paths import superset_bundle_dir
+
 #: What Superset's exports put where a password was; the import then takes it from ``passwords``.
 PASSWORD_MASK = "X" * 10
 #: Folder name inside the zip (Superset strips the first path component of every entry).
 ZIP_ROOT = "retailflow_dashboards"
-
-
-class NotConfigured(Exception):
-    """No Superset to refresh: ``RETAILFLOW_SUPERSET_URL`` is unset."""
 
 
 class RefreshError(RuntimeError):
@@ -57,7 +55,7 @@ class RefreshError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Settings:
+class SupersetSettings:
     superset_url: str
     username: str
     password: str
@@ -67,7 +65,7 @@ class Settings:
     wait_seconds: float = 60.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
+    def from_env(cls, env: Mapping[str, str]) -> SupersetSettings:
         url = env.get("RETAILFLOW_SUPERSET_URL", "").rstrip("/")
         if not url:
             raise NotConfigured("RETAILFLOW_SUPERSET_URL is not set: no Superset to import the dashboards into")
@@ -77,7 +75,7 @@ class Settings:
             missing.append("RETAILFLOW_WAREHOUSE_URL")
         if missing:
             raise ValueError(f"Superset is configured ({url}) but {', '.join(missing)} is not set")
-        bundle = Path(env.get("RETAILFLOW_SUPERSET_BUNDLE") or DEFAULT_BUNDLE_DIR)
+        bundle = superset_bundle_dir(env)
         if not (bundle / "metadata.yaml").is_file():
             raise ValueError(f"no dashboard bundle at {bundle} (metadata.yaml missing); set RETAILFLOW_SUPERSET_BUNDLE")
         return cls(url, env["RETAILFLOW_SUPERSET_USERNAME"], env["RETAILFLOW_SUPERSET_PASSWORD"], warehouse, bundle,
@@ -95,7 +93,7 @@ def superset_uri(warehouse_url: str) -> tuple[str, str]:
     host = parts.hostname or "127.0.0.1"
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
-    netloc = f"{quote(unquote(parts.username), safe='')}:{PASSWORD_MASK}@{host}:{parts.port or 5432}"
+    netloc = f"{quote(unquote(parts.username), safe='')}:{PASSWORD_MASK}@{host}:{parts.port or PORTS['postgresql']}"
     query = f"?{parts.query}" if parts.query else ""
     return f"postgresql+psycopg2://{netloc}/{database}{query}", unquote(parts.password or "")
 
@@ -210,7 +208,7 @@ def refresh(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     Raises :class:`NotConfigured` when ``RETAILFLOW_SUPERSET_URL`` is unset, ``ValueError`` on
     incomplete settings and :class:`RefreshError` when Superset refuses the login or the import.
     """
-    settings = Settings.from_env(env)
+    settings = SupersetSettings.from_env(env)
     wait_healthy(settings.superset_url, settings.wait_seconds)
     bundle, passwords = build_bundle(settings.bundle_dir, settings.warehouse_url)
     client = SupersetClient(settings.superset_url, settings.username, settings.password)

@@ -12,7 +12,8 @@ Environment:
 - ``RETAILFLOW_WAREHOUSE_URL``: ``postgresql://user:password@host:5432/database`` (required unless
   the ``RETAILFLOW_DBT_*`` variables that ``dbt/profiles.yml`` reads are already set).
 - ``RETAILFLOW_RAW_SCHEMA``: schema of the raw tables the sources read (default ``raw``).
-- ``RETAILFLOW_DBT_PROJECT_DIR``: where the dbt project is (default: ``dbt/`` of this checkout).
+- ``RETAILFLOW_DBT_PROJECT_DIR``: where the dbt project is (default: ``dbt/`` of ``$RETAILFLOW_HOME``, see
+  ``paths``).
 - ``RETAILFLOW_DBT_THREADS``: dbt threads (default 4).
 - ``RETAILFLOW_DBT_WORK_MEM``: PostgreSQL ``work_mem`` of dbt's sessions (default 128MB; ignored when
   ``PGOPTIONS`` is set).
@@ -27,23 +28,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-#: The dbt project shipped in this repository (dags/retailflow_pipeline/ → ../../dbt).
-DEFAULT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
-
-#: Settings ``dbt/profiles.yml`` reads; the password variable carries dbt's secret prefix so dbt
-#: scrubs it from every log line.
-PROFILE_VARIABLES = (
-    "RETAILFLOW_DBT_HOST",
-    "RETAILFLOW_DBT_PORT",
-    "RETAILFLOW_DBT_USER",
-    "DBT_ENV_SECRET_RETAILFLOW_PASSWORD",
-    "RETAILFLOW_DBT_DBNAME",
-    "RETAILFLOW_DBT_SSLMODE",
-)
+from retailflow_pipeline import paths
+from retailflow_pipeline.catalog import PORTS
 
 
 def project_dir() -> Path:
-    return Path(os.environ.get("RETAILFLOW_DBT_PROJECT_DIR") or DEFAULT_PROJECT_DIR)
+    """``$RETAILFLOW_DBT_PROJECT_DIR``, else ``dbt/`` of ``$RETAILFLOW_HOME`` (``paths``)."""
+    return paths.dbt_project_dir()
 
 
 def profile_env(warehouse_url: str, raw_schema: str | None = None) -> dict[str, str]:
@@ -56,7 +47,7 @@ def profile_env(warehouse_url: str, raw_schema: str | None = None) -> dict[str, 
         raise ValueError("warehouse URL must name a user and a database: postgresql://user:pw@host:port/db")
     env = {
         "RETAILFLOW_DBT_HOST": parts.hostname or "127.0.0.1",
-        "RETAILFLOW_DBT_PORT": str(parts.port or 5432),
+        "RETAILFLOW_DBT_PORT": str(parts.port or PORTS["postgresql"]),
         "RETAILFLOW_DBT_USER": unquote(parts.username),
         "DBT_ENV_SECRET_RETAILFLOW_PASSWORD": unquote(parts.password or ""),
         "RETAILFLOW_DBT_DBNAME": database,

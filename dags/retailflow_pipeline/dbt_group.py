@@ -26,15 +26,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from retailflow_pipeline import paths
+from retailflow_pipeline.catalog import DEFAULT_CONN_IDS
 from retailflow_pipeline.dbt import project_dir
-from retailflow_pipeline.settings import DEFAULT_CONN_IDS
 
 #: dbt settings every dbt task runs with: no usage statistics, no version check (no internet)
 DBT_ENV = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false"}
 
 
 def manifest_path() -> Path:
-    return Path(os.environ.get("RETAILFLOW_DBT_MANIFEST") or project_dir() / "target" / "manifest.json")
+    return paths.dbt_manifest()
 
 
 def warehouse_conn_id() -> str:

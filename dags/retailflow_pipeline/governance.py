@@ -33,7 +33,9 @@ Environment:
 - ``RETAILFLOW_SUPERSET_URL``, ``RETAILFLOW_SUPERSET_USERNAME``, ``RETAILFLOW_SUPERSET_PASSWORD``;
 - ``RETAILFLOW_AIRFLOW_URL``, ``RETAILFLOW_AIRFLOW_USERNAME``, ``RETAILFLOW_AIRFLOW_PASSWORD``;
 - ``RETAILFLOW_OPENMETADATA_METADATA_BIN``: the ``metadata`` CLI (default ``.tools/openmetadata/bin/metadata``);
-- ``RETAILFLOW_OPENMETADATA_WORKFLOWS``: the folder of workflow templates (default: the chart's).
+- ``RETAILFLOW_OPENMETADATA_WORKFLOWS``: the folder of workflow templates (default: the chart's);
+
+the defaults are below ``$RETAILFLOW_HOME`` (``paths``).
 
 Secrets travel only in the child process's environment; they are never written to a file or put on
 a command line. ``python -m retailflow_pipeline.governance [--check] [workflow ...]`` runs them
@@ -57,20 +59,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-#: This checkout (dags/retailflow_pipeline/ -> the repository), overridable for installed copies.
-REPO = Path(os.environ.get("RETAILFLOW_REPO_DIR") or Path(__file__).resolve().parents[2])
-#: The workflow templates the chart ships.
-DEFAULT_WORKFLOWS_DIR = REPO / "charts" / "retailflow" / "files" / "openmetadata"
-#: The `metadata` CLI of the OpenMetadata ingestion environment (`make openmetadata-env`).
-DEFAULT_METADATA_BIN = REPO / ".tools" / "openmetadata" / "bin" / "metadata"
+from retailflow_pipeline.catalog import PORTS
+from retailflow_pipeline.errors import NotConfigured
+from retailflow_pipeline.paths import dbt_target_dir, openmetadata_metadata_bin, openmetadata_workflows_dir
+
 #: Every workflow in the order it must run (dbt attaches to the tables the postgres workflow made).
 ORDER = ("mysql", "postgres", "dbt", "postgres-profiler", "superset", "airflow")
 #: The `metadata` subcommand of a workflow: profiler workflows run under `metadata profile`.
 COMMAND = {"postgres-profiler": "profile"}
-
-
-class NotConfigured(Exception):
-    """OpenMetadata is not configured (no ``RETAILFLOW_OPENMETADATA_URL``): nothing to do."""
 
 
 class WorkflowFailed(RuntimeError):
@@ -150,16 +146,16 @@ def workflow_env(env: Mapping[str, str], token: str | None = None) -> dict[str, 
     out = {
         "OPENMETADATA_HOST_PORT": api,
         "OPENMETADATA_JWT_TOKEN": token,
-        "DBT_TARGET_DIR": env.get("RETAILFLOW_DBT_TARGET_DIR") or str(REPO / "dbt" / "target"),
+        "DBT_TARGET_DIR": env.get("RETAILFLOW_DBT_TARGET_DIR") or str(dbt_target_dir(env)),
     }
     out["DBT_RUN_RESULTS"] = env.get("RETAILFLOW_DBT_RUN_RESULTS") or f"{out['DBT_TARGET_DIR']}/run_results.json"
     if env.get("RETAILFLOW_MYSQL_URL"):
         mysql = _url_parts(env["RETAILFLOW_MYSQL_URL"], "RETAILFLOW_MYSQL_URL")
-        mysql["PORT"] = mysql["PORT"] or "3306"
+        mysql["PORT"] = mysql["PORT"] or str(PORTS["mysql"])
         out |= {f"MYSQL_{k}": v for k, v in mysql.items()}
     if env.get("RETAILFLOW_WAREHOUSE_URL"):
         warehouse = _url_parts(env["RETAILFLOW_WAREHOUSE_URL"], "RETAILFLOW_WAREHOUSE_URL")
-        warehouse["PORT"] = warehouse["PORT"] or "5432"
+        warehouse["PORT"] = warehouse["PORT"] or str(PORTS["postgresql"])
         out |= {f"WAREHOUSE_{k}": v for k, v in warehouse.items()}
     for service in ("SUPERSET", "AIRFLOW"):
         if env.get(f"RETAILFLOW_{service}_URL"):
@@ -171,7 +167,7 @@ def workflow_env(env: Mapping[str, str], token: str | None = None) -> dict[str, 
 
 def selected(env: Mapping[str, str], names: Sequence[str] | None = None) -> list[Workflow]:
     """The workflows to run: ``names`` (in the canonical order), else those whose peers are configured."""
-    folder = Path(env.get("RETAILFLOW_OPENMETADATA_WORKFLOWS") or DEFAULT_WORKFLOWS_DIR)
+    folder = openmetadata_workflows_dir(env)
     if names:
         unknown = sorted(set(names) - set(ORDER))
         if unknown:
@@ -181,7 +177,7 @@ def selected(env: Mapping[str, str], names: Sequence[str] | None = None) -> list
         return selected(env, [n.strip() for n in env["RETAILFLOW_OPENMETADATA_RUN_WORKFLOWS"].split(",") if n.strip()])
     else:
         wanted = [n for n in ORDER if n in {"mysql", "postgres"}]
-        dbt_dir = Path(env.get("RETAILFLOW_DBT_TARGET_DIR") or REPO / "dbt" / "target")
+        dbt_dir = dbt_target_dir(env)
         if (dbt_dir / "manifest.json").exists():
             wanted.append("dbt")
         if env.get("RETAILFLOW_OPENMETADATA_PROFILER") in {"1", "true", "yes"}:
@@ -194,7 +190,7 @@ def selected(env: Mapping[str, str], names: Sequence[str] | None = None) -> list
 
 
 def _metadata_bin(env: Mapping[str, str]) -> str:
-    binary = env.get("RETAILFLOW_OPENMETADATA_METADATA_BIN") or str(DEFAULT_METADATA_BIN)
+    binary = str(openmetadata_metadata_bin(env))
     if not Path(binary).exists():
         raise FileNotFoundError(f"{binary} is missing: run `make openmetadata-env` (or set RETAILFLOW_OPENMETADATA_METADATA_BIN)")
     return binary
@@ -318,13 +314,13 @@ def check_files(paths: Sequence[Path], env: Mapping[str, str] = os.environ) -> d
 
 #: Example settings for `check` (offline parsing), overridden by whatever the environment sets.
 CHECK_SAMPLE = {
-    "RETAILFLOW_OPENMETADATA_URL": "http://localhost:8585",
+    "RETAILFLOW_OPENMETADATA_URL": f"http://localhost:{PORTS['openmetadata']}",
     "RETAILFLOW_OPENMETADATA_TOKEN": "example.jwt.token",
-    "RETAILFLOW_MYSQL_URL": "mysql://retail:example@localhost:3306/retail",
-    "RETAILFLOW_WAREHOUSE_URL": "postgresql://warehouse:example@localhost:5432/warehouse",
-    "RETAILFLOW_SUPERSET_URL": "http://localhost:8088",
+    "RETAILFLOW_MYSQL_URL": f"mysql://retail:example@localhost:{PORTS['mysql']}/retail",
+    "RETAILFLOW_WAREHOUSE_URL": f"postgresql://warehouse:example@localhost:{PORTS['postgresql']}/warehouse",
+    "RETAILFLOW_SUPERSET_URL": f"http://localhost:{PORTS['superset']}",
     "RETAILFLOW_SUPERSET_PASSWORD": "example",
-    "RETAILFLOW_AIRFLOW_URL": "http://localhost:8080",
+    "RETAILFLOW_AIRFLOW_URL": f"http://localhost:{PORTS['airflow']}",
     "RETAILFLOW_AIRFLOW_PASSWORD": "example",
 }
 

@@ -224,7 +224,7 @@ def render(report: Report, console: Console, *, lake: str, docs: str) -> None:
     console.print(f"dbt docs:   {docs}", soft_wrap=True)
 
 
-class _Parser(argparse.ArgumentParser):
+class _ReportParser(argparse.ArgumentParser):
     """argparse, with errors on one line (no usage block) and exit 2."""
 
     def error(self, message: str):
@@ -242,7 +242,7 @@ def _top_n(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m retailflow_pipeline.report", description=__doc__.splitlines()[0])
+    parser = _ReportParser(prog="python -m retailflow_pipeline.report", description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse-url", default=os.environ.get("RETAILFLOW_WAREHOUSE_URL"),
                         help="postgresql://user:password@host:port/db (default $RETAILFLOW_WAREHOUSE_URL)")
     parser.add_argument("--schema", default="marts", help="schema of the dbt marts (default marts)")

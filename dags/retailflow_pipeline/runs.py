@@ -6,7 +6,7 @@ prints every task whose state changes while it waits, and exits 0 when the run s
 fails (naming the failed tasks and the end of their logs).
 
 Settings: ``--url`` (default ``$RETAILFLOW_AIRFLOW_URL`` or ``http://127.0.0.1:$RETAILFLOW_AIRFLOW_PORT``,
-port 8080), ``--username`` (default ``admin``) and the password from
+the catalog's Airflow port by default), ``--username`` (default ``admin``) and the password from
 ``$RETAILFLOW_AIRFLOW_ADMIN_PASSWORD`` (``.env.local``, through ``hack/with-env``).
 """
 
@@ -21,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
+
+from retailflow_pipeline.catalog import PORTS
 
 FINAL_RUN_STATES = {"success", "failed"}
 #: how long a DAG id may be missing while the Airflow serves other DAGs before it counts as unknown
@@ -160,7 +162,7 @@ def follow(api: AirflowAPI, dag_id: str, run_id: str, *, timeout: float = 3600, 
 
 
 def default_url() -> str:
-    return os.environ.get("RETAILFLOW_AIRFLOW_URL") or f"http://127.0.0.1:{os.environ.get('RETAILFLOW_AIRFLOW_PORT') or 8080}"
+    return os.environ.get("RETAILFLOW_AIRFLOW_URL") or f"http://127.0.0.1:{os.environ.get('RETAILFLOW_AIRFLOW_PORT') or PORTS['airflow']}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from retailflow_pipeline.settings import DEFAULT_PREFIX, SettingsError, load
+from retailflow_pipeline.catalog import DEFAULT_PREFIX, REGISTRY_VARIABLE
+from retailflow_pipeline.settings import SettingsError, load
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,11 @@ PIPELINE_DAG_ID = "retail_pipeline"
 SCHEDULES_DAG_ID = "retail_pipeline_schedules"
 #: local mode's schedule (no RetailPipeline writes one): a cron expression, set by ``make schedule``
 LOCAL_SCHEDULE_KEY = "retailflow_local_schedule"
-#: written by the operator (operator/README.md): ``{variable prefix: "namespace/name"}``
-REGISTRY_KEY = "retailpipelines"
 
 
 def registered(get: Callable[[str], Any]) -> list[str]:
     """The prefixes in the operator's ``retailpipelines`` variable; none if it is missing or unreadable."""
-    raw = get(REGISTRY_KEY)
+    raw = get(REGISTRY_VARIABLE)
     if raw is None:
         return []
     try:
@@ -48,7 +47,7 @@ def registered(get: Callable[[str], Any]) -> list[str]:
     except ValueError:
         value = None
     if not isinstance(value, dict):
-        log.warning("variable %s is not a JSON object of prefixes; ignored", REGISTRY_KEY)
+        log.warning("variable %s is not a JSON object of prefixes; ignored", REGISTRY_VARIABLE)
         return []
     return sorted(k for k in value if isinstance(k, str) and k)
 

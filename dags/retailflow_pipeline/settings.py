@@ -23,26 +23,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: prefix of the variables when a run does not name one (the operator's default ``variablePrefix``)
-DEFAULT_PREFIX = "retailflow_"
-#: the variables of one pipeline, without the prefix
-VARIABLE_NAMES = ("pipeline", "mysql", "warehouse", "lake", "store_locations", "airbyte")
-ENGINES = ("airbyte", "direct")
-SYNC_TRIGGERS = ("airflow", "airbyte")
-STREAM_NAMES = ("customers", "products", "orders", "order_items")
-SYNC_MODES = ("incremental_deduped_history", "incremental_append", "full_refresh_overwrite", "full_refresh_append")
-LAKE_FORMATS = ("parquet", "jsonl", "csv")
-#: the connection ids the operator's CRD defaults to (``spec.airflow.connectionIds``)
-DEFAULT_CONN_IDS = {
-    "mysql": "retailflow_mysql",
-    "warehouse": "retailflow_warehouse",
-    "lake": "retailflow_lake",
-    "airbyte": "retailflow_airbyte",
-}
-#: primary keys of the MySQL tables (generator/retailflow_generator/schema.sql)
-PRIMARY_KEYS = {"customers": "customer_id", "products": "product_id", "orders": "order_id",
-                "order_items": "order_item_id"}
-STORE_LOCATIONS_STREAM = "store_locations"
+from retailflow_pipeline.catalog import (CURSORS, DEFAULT_CONN_IDS, DEFAULT_PREFIX, PRIMARY_KEYS, STORE_LOCATIONS_STREAM,
+                                         STREAM_NAMES, VARIABLE_NAMES, VARIABLE_SHAPES)
+
+
+def _choices(shape: str) -> tuple[str, ...]:
+    """The options of a contract shape such as ``"airbyte | direct"``."""
+    return tuple(option.strip() for option in shape.split("|"))
+
+
+ENGINES = _choices(VARIABLE_SHAPES["pipeline"]["engine"])
+SYNC_TRIGGERS = _choices(VARIABLE_SHAPES["pipeline"]["sync_trigger"])
+SYNC_MODES = _choices(VARIABLE_SHAPES["mysql"]["streams"][0]["sync_mode"])
+LAKE_FORMATS = _choices(VARIABLE_SHAPES["lake"]["format"])
 
 
 class SettingsError(ValueError):
@@ -50,7 +43,9 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
-class Stream:
+class StreamSettings:
+    """One MySQL stream the pipeline syncs, as the operator describes it (``mysql.streams[i]``)."""
+
     name: str
     sync_mode: str
     cursor_field: str | None
@@ -68,7 +63,9 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
-class Lake:
+class LakeSettings:
+    """Where the pipeline writes its raw files (``lake``); credentials come from the Airflow connection."""
+
     conn_id: str
     endpoint: str | None
     bucket: str
@@ -105,10 +102,10 @@ class PipelineSettings:
     schedule: str | None
     sync_trigger: str
     mysql: Endpoint
-    streams: tuple[Stream, ...]
+    streams: tuple[StreamSettings, ...]
     warehouse: Endpoint
     raw_schema: str
-    lake: Lake | None
+    lake: LakeSettings | None
     store_locations: StoreLocations | None
     airbyte: Airbyte | None = None
 
@@ -125,8 +122,8 @@ class PipelineSettings:
         d = dict(data)
         d["mysql"] = Endpoint(**d["mysql"])
         d["warehouse"] = Endpoint(**d["warehouse"])
-        d["streams"] = tuple(Stream(**s) for s in d["streams"])
-        d["lake"] = Lake(**d["lake"]) if d.get("lake") else None
+        d["streams"] = tuple(StreamSettings(**s) for s in d["streams"])
+        d["lake"] = LakeSettings(**d["lake"]) if d.get("lake") else None
         d["store_locations"] = StoreLocations(**d["store_locations"]) if d.get("store_locations") else None
         d["airbyte"] = Airbyte(**d["airbyte"]) if d.get("airbyte") else None
         return cls(**d)
@@ -207,7 +204,7 @@ def parse(variables: Mapping[str, Any], prefix: str = DEFAULT_PREFIX, *, read: s
     streams = []
     for i, raw in enumerate(m.get("streams", "list")):
         s = _Reader(f"mysql.streams[{i}]", raw)
-        streams.append(Stream(
+        streams.append(StreamSettings(
             name=s.get("name", "string", choices=STREAM_NAMES),
             sync_mode=s.get("sync_mode", "string", choices=SYNC_MODES),
             cursor_field=s.get("cursor_field", "string", optional=True),
@@ -253,7 +250,7 @@ def parse(variables: Mapping[str, Any], prefix: str = DEFAULT_PREFIX, *, read: s
         warehouse=Endpoint(w.get("conn_id", "string"), w.get("host", "string"), w.get("port", "integer"),
                            w.get("database", "string")),
         raw_schema=w.get("schema", "string"),
-        lake=Lake(
+        lake=LakeSettings(
             conn_id=lk.get("conn_id", "string"),
             endpoint=lk.get("endpoint", "string"),
             bucket=lk.get("bucket", "string"),
@@ -282,10 +279,10 @@ def local_defaults(prefix: str = DEFAULT_PREFIX, env: Mapping[str, str] = os.env
         schedule=None,
         sync_trigger="airflow",
         mysql=Endpoint(DEFAULT_CONN_IDS["mysql"], None, None, None),
-        streams=tuple(Stream(n, "incremental_deduped_history", "updated_at", pk) for n, pk in PRIMARY_KEYS.items()),
+        streams=tuple(StreamSettings(n, "incremental_deduped_history", CURSORS[n], pk) for n, pk in PRIMARY_KEYS.items()),
         warehouse=Endpoint(DEFAULT_CONN_IDS["warehouse"], None, None, None),
         raw_schema=env.get("RETAILFLOW_RAW_SCHEMA") or "raw",
-        lake=Lake(
+        lake=LakeSettings(
             conn_id=DEFAULT_CONN_IDS["lake"],
             endpoint=endpoint or None,
             bucket=env.get("RETAILFLOW_LAKE_BUCKET") or "retailflow",

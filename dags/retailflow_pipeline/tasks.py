@@ -6,33 +6,28 @@ dict in XCom, never a secret) and returns a small JSON-safe summary for XCom and
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import shutil
 import tempfile
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from retailflow_pipeline import connections
-from retailflow_pipeline.settings import DEFAULT_PREFIX, PipelineSettings, load
+from retailflow_pipeline import connections, paths
+from retailflow_pipeline.catalog import DEFAULT_PREFIX, STORE_LOCATIONS_STREAM
+from retailflow_pipeline.errors import NotConfigured
+from retailflow_pipeline.settings import PipelineSettings, load
 
 log = logging.getLogger(__name__)
 
-#: the repository's data folder (store_locations.csv); the image sets RETAILFLOW_DATA_DIR
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 #: sync modes the local engine runs as a full reload
 FULL_REFRESH_MODES = {"full_refresh_overwrite", "full_refresh_append"}
 
 
 class StepSkipped(Exception):
     """The step has nothing to do here (not configured); the DAG turns it into a skip, logging why."""
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("RETAILFLOW_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
 def load_settings(prefix: str | None = None) -> dict[str, Any]:
@@ -51,7 +46,7 @@ def choose_engine(settings: Mapping[str, Any]) -> str:
 
 
 def _lake(settings: PipelineSettings):
-    from retailflow_pipeline.ingest import LakeConfig
+    from retailflow_ingest.lake import LakeConfig
 
     lake = settings.lake
     if lake is None:
@@ -80,18 +75,17 @@ def _store_csv(settings: PipelineSettings, workdir: Path) -> Path | None:
             shutil.copyfileobj(resp, out)
         return target
     if store.s3_key and settings.lake and settings.lake.endpoint:
-        from retailflow_pipeline.ingest.lake import Lake
+        from retailflow_ingest.lake import Lake
 
-        client = Lake._s3_client(_lake(settings))
         target = workdir / "store_locations.csv"
-        client.fget_object(settings.lake.bucket, store.s3_key, str(target))
+        Lake.download_object(_lake(settings), store.s3_key, target)
         return target
-    return data_dir() / "store_locations.csv"
+    return paths.stores_csv()
 
 
 def ingest_direct(settings: Mapping[str, Any], full_refresh: bool = False) -> dict[str, Any]:
     """The local ingestion engine: MySQL and the store CSV into the raw schema, raw files to the lake."""
-    from retailflow_pipeline.ingest import run
+    from retailflow_ingest.engine import run
 
     s = PipelineSettings.from_dict(settings)
     mysql_url = connections.mysql_url(s.mysql)
@@ -109,8 +103,8 @@ def ingest_direct(settings: Mapping[str, Any], full_refresh: bool = False) -> di
         for names, full in ((reload, True), (incremental, False)):
             if not names:
                 continue
-            streams = names + (["store_locations"] if csv is not None and "store_locations" not in summary["streams"]
-                               else [])
+            with_stores = csv is not None and STORE_LOCATIONS_STREAM not in summary["streams"]
+            streams = names + ([STORE_LOCATIONS_STREAM] if with_stores else [])
             result = run(mysql_url, warehouse_url, schema=s.raw_schema, streams=streams, stores_csv=csv,
                          lake=lake, full_refresh=full)
             for line in result.summary().splitlines():
@@ -157,37 +151,40 @@ def airbyte_waits(settings: Mapping[str, Any], job_ids: list[int | str]) -> list
 # ------------------------------------------------------------------- dashboards and governance
 
 
-def optional_step(module: str, function: str, env: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    """Run ``retailflow_pipeline.<module>.<function>(env)``; ``StepSkipped`` when the module is not
-    there or raises its ``NotConfigured``."""
-    name = f"retailflow_pipeline.{module}"
+def optional_step(step: Callable[[Mapping[str, str]], dict[str, Any]], env: Mapping[str, str]) -> dict[str, Any]:
+    """Run ``step(env)``; ``StepSkipped`` when it raises ``NotConfigured`` (its peer is not set up here)."""
     try:
-        mod = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        raise StepSkipped(f"{name} is not part of this installation") from None
-    not_configured = getattr(mod, "NotConfigured", None)
-    try:
-        return getattr(mod, function)(env)
-    except Exception as exc:
-        if not_configured is not None and isinstance(exc, not_configured):
-            raise StepSkipped(str(exc) or f"{name} is not configured") from None
-        raise
+        return step(env)
+    except NotConfigured as exc:
+        raise StepSkipped(str(exc) or f"{step.__module__}.{step.__name__} is not configured") from None
 
 
-# ----------------------------------------------------------------------------- reconciliation
+def refresh_dashboards(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Import the dashboard bundle into Superset (``dashboards.refresh``); skipped without a Superset."""
+    from retailflow_pipeline import dashboards
+
+    return optional_step(dashboards.refresh, env)
 
 
-def reconcile(settings: Mapping[str, Any], settle_seconds: float | None = None) -> dict[str, Any]:
+def run_governance(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Run the OpenMetadata workflows (``governance.run``); skipped without an OpenMetadata server."""
+    from retailflow_pipeline import governance
+
+    return optional_step(governance.run, env)
+
+
+# ------------------------------------------------------------------------------------- audit
+
+
+def run_audit(settings: Mapping[str, Any], settle_seconds: float | None = None) -> dict[str, Any]:
     """Compare MySQL with the marts at the ingestion's high-water mark; raises on any difference."""
     from datetime import timedelta
 
-    from retailflow_pipeline import reconciliation
+    from retailflow_pipeline import audit
 
     s = PipelineSettings.from_dict(settings)
     kwargs: dict[str, Any] = {"raw_schema": s.raw_schema}
     if settle_seconds is not None:
         kwargs["settle"] = timedelta(seconds=settle_seconds)
-    report = reconciliation.check(connections.mysql_url(s.mysql), connections.warehouse_url(s.warehouse), **kwargs)
+    report = audit.check(connections.mysql_url(s.mysql), connections.warehouse_url(s.warehouse), **kwargs)
     return report.to_dict()

@@ -5,21 +5,22 @@ Retries, retry delays and timeouts fit each task's work: reading variables is qu
 fast; an ingestion is crash-safe per stream (a rerun redoes only the unfinished streams) and may take
 long at scale; an Airbyte sync can run for hours, so its sensor frees its worker slot between pokes
 (``mode="reschedule"``), and a failed or cancelled job fails it at once (Airbyte retries attempts
-inside the job; re-poking a finished job cannot change it); a reconciliation mismatch fails at once (no retry: rerunning cannot fix the
-data), only a database error is retried.
+inside the job; re-poking a finished job cannot change it); an audit mismatch fails at once (no retry:
+rerunning cannot fix the data), only a database error is retried.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Param, TaskGroup, task
 
 from retailflow_pipeline import tasks
-from retailflow_pipeline.settings import DEFAULT_PREFIX
+from retailflow_pipeline.catalog import DEFAULT_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +95,14 @@ def ingestion_group(settings) -> TaskGroup:
     return group
 
 
-def _optional_task(task_id: str, module: str, function: str, what: str, doc: str, **task_args: Any):
-    """A task that calls ``retailflow_pipeline.<module>.<function>``, skipped (with the reason logged)
-    where that step is not configured (``tasks.optional_step``)."""
+def _optional_task(task_id: str, run: Callable[[], dict[str, Any]], what: str, doc: str, **task_args: Any):
+    """A task that calls ``run()``, skipped (with the reason logged) where its step is not configured
+    (``run`` raises ``tasks.StepSkipped``)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     def step() -> dict[str, Any]:
         try:
-            return tasks.optional_step(module, function)
+            return run()
         except tasks.StepSkipped as exc:
             log.info("%s skipped: %s", what, exc)
             raise AirflowSkipException(str(exc)) from None
@@ -112,7 +113,7 @@ def _optional_task(task_id: str, module: str, function: str, what: str, doc: str
 
 def dashboards_task():
     return _optional_task(
-        "refresh_dashboards", "dashboards", "refresh", "dashboards refresh",
+        "refresh_dashboards", tasks.refresh_dashboards, "dashboards refresh",
         "Import the dashboards bundle into Superset (retailflow_pipeline.dashboards), if configured.",
         retries=2, retry_delay=timedelta(minutes=1), execution_timeout=timedelta(minutes=10),
     )
@@ -120,26 +121,26 @@ def dashboards_task():
 
 def governance_task():
     return _optional_task(
-        "governance", "governance", "run", "governance",
+        "governance", tasks.run_governance, "governance",
         "Run the OpenMetadata workflows (retailflow_pipeline.governance), if configured.",
         retries=1, retry_delay=timedelta(minutes=2), execution_timeout=timedelta(minutes=30),
         trigger_rule="none_failed",
     )
 
 
-def reconcile_task(settings, trigger_rule: str = "none_failed"):
+def audit_task(settings, trigger_rule: str = "none_failed"):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from retailflow_pipeline.reconciliation import ReconciliationError
+    from retailflow_pipeline.audit import AuditFailed
 
-    @task(task_id="reconcile", retries=1, retry_delay=timedelta(seconds=30), execution_timeout=timedelta(minutes=15),
+    @task(task_id="audit", retries=1, retry_delay=timedelta(seconds=30), execution_timeout=timedelta(minutes=15),
           trigger_rule=trigger_rule)
-    def reconcile(settings: dict[str, Any]) -> dict[str, Any]:
+    def audit(settings: dict[str, Any]) -> dict[str, Any]:
         """Row counts and revenue, MySQL against the marts, at the ingestion's high-water mark."""
-        settle = os.environ.get("RETAILFLOW_RECONCILE_SETTLE_SECONDS")
+        settle = os.environ.get("RETAILFLOW_AUDIT_SETTLE_SECONDS")
         try:
-            return tasks.reconcile(settings, float(settle) if settle else None)
-        except ReconciliationError as exc:
+            return tasks.run_audit(settings, float(settle) if settle else None)
+        except AuditFailed as exc:
             raise AirflowFailException(str(exc)) from None
 
-    return reconcile(settings)
+    return audit(settings)

@@ -4,7 +4,7 @@ called directly, and the freshness of an order through an incremental run.
 Prints:
 
 - ``bench: dag_steps_direct_s`` the steps without Airflow, one after the other (the baseline): local
-  ingestion (full refresh), ``dbt build``, reconciliation;
+  ingestion (full refresh), ``dbt build``, the audit;
 - ``bench: dag_run_s`` the same work as a retail_pipeline run on the local Airflow (``hack/airflow.sh``:
   scheduler, LocalExecutor, Cosmos tasks), from the trigger to the run's success;
 - ``bench: dag_overhead_s`` the second minus the first (target <= 20 s at demo scale), and
@@ -66,7 +66,7 @@ def run_phases(meta_url: str, run_id: str) -> list[tuple[str, float, str]]:
          "the producer task: one dbt build (the direct steps' own dbt build is most of dag_steps_direct_s)"),
         ("dag_dbt_sensor_tail_s", (dbt_end - producer[1]).total_seconds(),
          "producer end -> last dbt sensor end: sensors walking the model graph behind the build"),
-        ("dag_after_dbt_s", (run_end - dbt_end).total_seconds(), "dashboards, governance (skipped), reconcile"),
+        ("dag_after_dbt_s", (run_end - dbt_end).total_seconds(), "dashboards, governance (skipped), audit"),
         ("dag_worker_processes", on_workers, "task instances that ran on a worker (sensors end in the triggerer)"),
     ]
 
@@ -113,9 +113,9 @@ def main() -> int:
         tasks.ingest_direct(settings, full_refresh=True)
         assert dbt.run(["build", "--quiet"], warehouse_url=warehouse_url, target_path=work / "dbt-direct",
                        log_path=work / "dbt-logs") == 0
-        tasks.reconcile(settings)
+        tasks.run_audit(settings)
         direct = time.monotonic() - began
-        bench("dag_steps_direct_s", direct, "ingest (full) + dbt build + reconcile, called directly")
+        bench("dag_steps_direct_s", direct, "ingest (full) + dbt build + audit, called directly")
 
         # ---------------------------------------------------------------- the same through Airflow
         env_file = work / "env.local"

@@ -27,7 +27,7 @@ import psycopg
 import pymysql
 
 from retailflow_pipeline import dbt as runner
-from retailflow_pipeline.ingest import run as ingest
+from retailflow_ingest.engine import run as ingest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GENERATOR = Path(sys.executable).with_name("retailflow-generator")

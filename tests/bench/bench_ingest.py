@@ -52,13 +52,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import psycopg
 import pymysql
 
-from retailflow_pipeline.ingest import run
-from retailflow_pipeline.ingest.engine import configure_logging
+from retailflow_ingest.catalog import PRIMARY_KEYS
+from retailflow_ingest.engine import configure_logging, run
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = ("customers", "products", "orders", "order_items")
-PRIMARY_KEYS = {"customers": "customer_id", "products": "product_id", "orders": "order_id",
-                "order_items": "order_item_id"}
+TABLES = tuple(PRIMARY_KEYS)
 
 
 def settle() -> None:
@@ -139,7 +137,8 @@ class RawPipe:
 
 ENGINE_FULL_LOAD = """
 import json, os, resource, sys
-from retailflow_pipeline.ingest import LakeConfig, run
+from retailflow_ingest.engine import run
+from retailflow_ingest.lake import LakeConfig
 lake = LakeConfig(local_dir=sys.argv[2]) if len(sys.argv) > 2 else None
 result = run(os.environ["RETAILFLOW_MYSQL_URL"], os.environ["RETAILFLOW_WAREHOUSE_URL"], stores_csv=None,
              streams=sys.argv[1].split(","), full_refresh=True, lake=lake)

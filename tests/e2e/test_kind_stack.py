@@ -1,6 +1,6 @@
 """The whole stack on a real kind cluster: `make up` from an empty cluster (`helm upgrade --install
 --wait`, which must complete: see the chart README's install order), the default RetailPipeline
-Ready, UIs healthy, a green `retail_pipeline` run with its reconciliation passed, and a `helm upgrade`
+Ready, UIs healthy, a green `retail_pipeline` run with its audit passed, and a `helm upgrade`
 with no change completing. In both profiles: `full` (`make up`) and `lite` (`make up PROFILE=lite`:
 no Airbyte, OpenMetadata or OpenSearch; the run ingests with the local engine, governance skips, and
 the pods' steady memory requests stay within 4 GiB), each on its own cluster.
@@ -161,8 +161,8 @@ def test_airflow_health_and_generated_login(cluster):
         assert token.status_code == 201 and token.json()["access_token"]
 
 
-def test_retail_pipeline_run_fills_the_marts_and_reconciles(cluster, profile):
-    """Past Ready: trigger retail_pipeline through Airflow's REST API, wait, check marts and reconciliation."""
+def test_retail_pipeline_run_fills_the_marts_and_passes_the_audit(cluster, profile):
+    """Past Ready: trigger retail_pipeline through Airflow's REST API, wait, check marts and the audit."""
     password = secret_value(cluster, "retailflow-airflow-admin", "password")
     with cluster.port_forward(f"svc/{RELEASE}-api-server", 8080, "-n", NAMESPACE) as port:
         base = f"http://127.0.0.1:{port}"
@@ -190,11 +190,11 @@ def test_retail_pipeline_run_fills_the_marts_and_reconciles(cluster, profile):
                       params={"limit": 200}, timeout=30).json()["task_instances"]
         states = {t["task_id"]: t["state"] for t in tis}
         assert state == "success", {k: v for k, v in states.items() if v != "success"}
-        assert states["reconcile"] == "success"
+        assert states["audit"] == "success"
         if profile == "lite":
             # the local engine ingested, in an Airflow task; without OpenMetadata, governance skipped
             assert states["ingestion.direct"] == "success" and states["governance"] == "skipped"
-        report = api.get(f"{base}/api/v2/dags/retail_pipeline/dagRuns/{run_id}/taskInstances/reconcile/xcomEntries/"
+        report = api.get(f"{base}/api/v2/dags/retail_pipeline/dagRuns/{run_id}/taskInstances/audit/xcomEntries/"
                          "return_value", params={"deserialize": "true"}, timeout=30).json()["value"]
         report = json.loads(report) if isinstance(report, str) else report
         assert report["ok"] is True and all(c["ok"] for c in report["checks"])

@@ -94,7 +94,7 @@ class AirflowUI:
         page.goto(f"{self.url}/dags/{dag_id}/runs/{run_id}")
         self._translated()
         page.get_by_text("Task Instances").first.wait_for()
-        page.get_by_text("reconcile").first.wait_for()
+        page.get_by_text("audit", exact=True).first.wait_for()  # not the "Audit Log" tab
         page.wait_for_load_state("networkidle")
         if screenshot:
             page.screenshot(path=str(screenshot), full_page=True)

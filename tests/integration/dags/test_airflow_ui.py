@@ -87,7 +87,7 @@ def test_scheduler_run_is_green_and_the_ui_shows_it(airflow_stack, pipeline_dbs,
     instances = api.task_instances("retail_pipeline", run_id)
     tis = {t["task_id"]: t["state"] for t in instances}
     assert final["state"] == "success", {k: v for k, v in tis.items() if v != "success"}
-    assert tis["reconcile"] == "success" and tis["dbt.dbt_producer_watcher"] == "success"
+    assert tis["audit"] == "success" and tis["dbt.dbt_producer_watcher"] == "success"
     # Each model's and test's sensor starts and ends in the triggerer: never on a worker (no host),
     # and never retried (on a worker, a deferred sensor's late executor event could fail it).
     sensors = [t for t in instances if t["task_id"].startswith("dbt.") and "producer" not in t["task_id"]]
@@ -103,7 +103,7 @@ def test_scheduler_run_is_green_and_the_ui_shows_it(airflow_stack, pipeline_dbs,
         ui.dag("retail_pipeline")
         page = ui.run("retail_pipeline", run_id, shot)
     assert page.run_state == "Success", page.text[:2000]
-    assert page.task_states.get("reconcile") == "Success", page.task_states
+    assert page.task_states.get("audit") == "Success", page.task_states
     assert page.task_states.get("refresh_dashboards") == "Skipped"
     listed = {k: v for k, v in page.task_states.items() if k in tis}
     assert len(listed) >= 10 and set(listed.values()) <= {"Success", "Skipped"}, listed

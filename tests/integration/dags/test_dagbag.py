@@ -67,8 +67,8 @@ def test_retail_pipeline_runs_its_steps_in_order(dagbag):
     before_dashboards = upstream_closure("refresh_dashboards")
     assert {"dbt.top_customers.test", "dbt.sales_by_region.test", "dbt.product_sales.test"} <= before_dashboards
     assert "refresh_dashboards" in upstream_closure("governance")
-    assert {"governance", "ingestion.done", "load_settings"} <= upstream_closure("reconcile")
-    assert dag.task_dict["reconcile"].downstream_task_ids == set()
+    assert {"governance", "ingestion.done", "load_settings"} <= upstream_closure("audit")
+    assert dag.task_dict["audit"].downstream_task_ids == set()
 
 
 def test_cosmos_renders_each_model_and_its_tests_from_the_manifest(dagbag):
@@ -86,7 +86,7 @@ def test_cosmos_renders_each_model_and_its_tests_from_the_manifest(dagbag):
 def test_tasks_have_retries_and_timeouts_for_their_work(dagbag):
     t = dagbag.dags["retail_pipeline"].task_dict
     assert t["ingestion.direct"].retries >= 1 and t["ingestion.direct"].execution_timeout.total_seconds() >= 3600
-    assert t["reconcile"].execution_timeout.total_seconds() <= 3600
+    assert t["audit"].execution_timeout.total_seconds() <= 3600
     assert t["load_settings"].execution_timeout.total_seconds() <= 300
     assert t["dbt.orders.run"].retries >= 1 and t["dbt.orders.run"].execution_timeout is not None
     sensor = t["ingestion.wait_for_sync"]

@@ -1,8 +1,8 @@
 """Runs of retail_pipeline on the local engine (``dag.test()``) against the real MariaDB and PostgreSQL.
 
 One module-scoped history: a first run (full refresh) must end green with the marts filled and the
-reconciliation passed; a second, incremental run while ``retailflow-generator live`` keeps writing
-must stay green; a tampered mart must fail the reconciliation, naming the table and both figures.
+audit passed; a second, incremental run while ``retailflow-generator live`` keeps writing
+must stay green; a tampered mart must fail the audit, naming the table and both figures.
 """
 
 from __future__ import annotations
@@ -43,16 +43,16 @@ def first_run(dagbag, pipeline_dbs):
     return dagbag.dags["retail_pipeline"].test(run_conf={"full_refresh": True})
 
 
-def test_first_run_is_green_with_marts_filled_and_reconciled(first_run, pipeline_dbs):
+def test_first_run_is_green_with_marts_filled_and_audited(first_run, pipeline_dbs):
     _, warehouse_url = pipeline_dbs
     got = states(first_run)
     assert first_run.state == "success", {k: v for k, v in got.items() if v != "success"}
     assert got["ingestion.direct"] == "success" and got["ingestion.trigger_sync"] == "skipped"
     # Not configured here (no Superset, no OpenMetadata): skipped, not failed.
     assert got["refresh_dashboards"] == "skipped" and got["governance"] == "skipped"
-    assert got["reconcile"] == "success"
+    assert got["audit"] == "success"
     assert mart_count(warehouse_url, "orders") > 2900 and mart_count(warehouse_url, "top_customers") > 0
-    report = return_value(first_run, "reconcile")
+    report = return_value(first_run, "audit")
     assert report["ok"] is True
     figures = {c["name"]: (c["mysql"], c["marts"]) for c in report["checks"]}
     assert set(figures) == {"orders rows", "order_items rows", "customers rows", "products rows", "revenue"}
@@ -78,26 +78,26 @@ def test_incremental_run_while_live_traffic_writes_stays_green(first_run, dagbag
     ingested = return_value(run, "ingestion.direct")
     assert ingested["streams"]["orders"]["mode"] == "incremental"
     assert ingested["streams"]["orders"]["inserted"] > 0, "live traffic wrote no order before the sync"
-    report = return_value(run, "reconcile")
+    report = return_value(run, "audit")
     assert report["ok"] is True
     assert mart_count(warehouse_url, "orders") > before
 
 
-def test_tampered_mart_fails_reconciliation_naming_the_table(first_run, dagbag, pipeline_dbs, capfd):
+def test_tampered_mart_fails_the_audit_naming_the_table(first_run, dagbag, pipeline_dbs, capfd):
     _, warehouse_url = pipeline_dbs
     assert first_run.state == "success"
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         total = conn.execute("select count(*) from marts.customers").fetchone()[0]
         conn.execute("delete from marts.customers where customer_id in"
                      " (select customer_id from marts.customers order by customer_id limit 3)")
-    dag = dagbag.dags["retail_pipeline"].partial_subset(["load_settings", "reconcile"], include_upstream=False,
+    dag = dagbag.dags["retail_pipeline"].partial_subset(["load_settings", "audit"], include_upstream=False,
                                                         include_downstream=False)
     run = dag.test()
     assert run.state == "failed"
-    assert states(run)["reconcile"] == "failed"
+    assert states(run)["audit"] == "failed"
     out = capfd.readouterr()
     log = out.out + out.err
-    assert "reconciliation failed" in log
+    assert "audit failed" in log
     found = re.search(r"customers rows: MySQL customers = ([\d,]+), marts\.customers = ([\d,]+) \[MISMATCH\]", log)
     assert found, log[-3000:]
     mysql, marts = (int(g.replace(",", "")) for g in found.groups())

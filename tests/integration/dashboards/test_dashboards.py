@@ -15,11 +15,11 @@ import requests
 import yaml
 
 from conftest import query
-from retailflow_pipeline import dashboards
+from retailflow_pipeline import dashboards, paths
 
 pytestmark = pytest.mark.integration
 
-BUNDLE = dashboards.DEFAULT_BUNDLE_DIR
+BUNDLE = paths.superset_bundle_dir()
 ASSETS = dashboards.bundle_assets(BUNDLE)
 CHART_UUIDS = {c["slice_name"]: str(c["uuid"]) for c in ASSETS["charts"]}
 

@@ -81,7 +81,7 @@ class Warehouse:
 def warehouse(source_url: str, tmp_path_factory) -> Iterator[Warehouse]:
     """A throwaway warehouse, ingested from ``source_url`` and built by dbt (with docs)."""
     from retailflow_pipeline import dbt as dbt_runner
-    from retailflow_pipeline.ingest import run as ingest
+    from retailflow_ingest.engine import run as ingest
 
     base = _env_url("RETAILFLOW_WAREHOUSE_URL")
     name = f"warehouse_test_{uuid.uuid4().hex[:10]}"

@@ -72,11 +72,11 @@ class TestAirflowWorkflow:
         standin, _ = airflow_catalog
         pipeline = standin.of_type("pipeline")["retailflow_airflow.retail_pipeline"]
         tasks = {t["name"] for t in pipeline["tasks"]}
-        assert {"load_settings", "governance", "reconcile"} <= tasks
+        assert {"load_settings", "governance", "audit"} <= tasks
         assert any(t.startswith("dbt.") and t.endswith(".run") for t in tasks), sorted(tasks)
         assert any(t.startswith("ingestion.") for t in tasks), sorted(tasks)
         downstream = {t["name"]: set(t.get("downstreamTasks") or []) for t in pipeline["tasks"]}
-        assert "reconcile" in downstream["governance"]
+        assert "audit" in downstream["governance"]
 
     def test_the_service_points_at_the_airflow_ui(self, airflow_catalog):
         standin, _ = airflow_catalog

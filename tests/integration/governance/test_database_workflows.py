@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import yaml
 
-from retailflow_pipeline import governance
+from retailflow_pipeline import governance, paths
 from support.openmetadata_standin import OpenMetadataStandIn
 
 pytestmark = pytest.mark.integration
@@ -147,7 +147,7 @@ def profiled(warehouse_catalog, tmp_path_factory):
     metric set (``TEST_PROFILER_METRICS``) in a copy of the workflow folder; all else is the chart's file."""
     standin, _, database = warehouse_catalog
     folder = tmp_path_factory.mktemp("workflows")
-    for template in governance.DEFAULT_WORKFLOWS_DIR.glob("*.yaml"):
+    for template in paths.openmetadata_workflows_dir().glob("*.yaml"):
         shutil.copy(template, folder / template.name)
     workflow = yaml.safe_load((folder / "postgres-profiler.yaml").read_text())
     workflow["source"]["sourceConfig"]["config"]["metrics"] = TEST_PROFILER_METRICS

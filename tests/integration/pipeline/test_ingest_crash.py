@@ -27,7 +27,7 @@ def cli(mysql_url: str, warehouse_url: str, fault: str | None = None, *args: str
         env[FAULT_ENV] = fault
     lake = ["--no-lake"] if lake_dir is None else ["--lake-dir", str(lake_dir)]
     return subprocess.Popen(
-        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--stores-csv", "none", *lake,
+        [sys.executable, "-m", "retailflow_ingest.cli", "--stores-csv", "none", *lake,
          "--batch-rows", "4000", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 from ingest_support import STREAMS, assert_same_as_source, mysql_exec, seed, source_rows, warehouse_rows
 
-from retailflow_pipeline.ingest import IngestError, run
+from retailflow_ingest.engine import run
+from retailflow_ingest.errors import IngestError
 
 REPO = Path(__file__).resolve().parents[3]
 STORES_CSV = REPO / "data" / "store_locations.csv"
@@ -200,7 +201,7 @@ def test_late_commit_with_older_cursor_is_picked_up_by_lookback(mysql_url, wareh
 def test_store_locations_csv_quarantines_bad_rows(mysql_url, warehouse_url, stores_csv):
     env = {"RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url, "PATH": ""}
     done = subprocess.run(
-        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--streams", "store_locations",
+        [sys.executable, "-m", "retailflow_ingest.cli", "--streams", "store_locations",
          "--stores-csv", str(stores_csv), "--no-lake"],
         capture_output=True, text=True, env=env, timeout=120,
     )
@@ -263,7 +264,7 @@ def test_bad_input_fails_clearly_before_writing(mysql_url, warehouse_url, tmp_pa
 
     env = {"RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url, "PATH": ""}
     done = subprocess.run(
-        [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--streams", "nope"],
+        [sys.executable, "-m", "retailflow_ingest.cli", "--streams", "nope"],
         capture_output=True, text=True, timeout=60, env=env,
     )
     assert done.returncode == 2

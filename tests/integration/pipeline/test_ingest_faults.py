@@ -21,7 +21,10 @@ import pytest
 from ingest_support import STREAMS, assert_same_as_source, mysql, mysql_exec, seed, source_rows
 from test_ingest_crash import cli, finish, kill_at
 
-from retailflow_pipeline.ingest import IngestError, LakeConfig, engine, run
+from retailflow_ingest import engine
+from retailflow_ingest.engine import run
+from retailflow_ingest.errors import IngestError
+from retailflow_ingest.lake import LakeConfig
 
 HEADER = "store_id,name,city,region,country,latitude,longitude,opened_at\n"
 
@@ -363,7 +366,7 @@ def test_store_csv_without_rows_never_replaces_the_table(mysql_url, warehouse_ur
     csv.write_text(HEADER + "1,Central,Zürich,Europe,CH,47.37,8.54,2019-04-01\n2,Harbour,Hamburg,Europe,DE,53.55,9.99,2020-06-15\n")
     run(mysql_url, warehouse_url, streams=["store_locations"], stores_csv=csv)
     env = {"RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url, "PATH": ""}
-    command = [sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--streams", "store_locations",
+    command = [sys.executable, "-m", "retailflow_ingest.cli", "--streams", "store_locations",
                "--stores-csv", str(csv), "--no-lake"]
     for text in (HEADER, HEADER + "\n,,,,,,,\n"):
         csv.write_text(text)
@@ -426,7 +429,7 @@ def test_bad_input_and_down_peers_give_one_line_and_exit_2(mysql_url, warehouse_
         "missing CSV": (["--stores-csv", str(tmp_path / "nope.csv")], {}),
     }
     procs = {
-        name: subprocess.Popen([sys.executable, "-m", "retailflow_pipeline.ingest.cli", *args],
+        name: subprocess.Popen([sys.executable, "-m", "retailflow_ingest.cli", *args],
                                env={**base, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for name, (args, env) in cases.items()
     }

@@ -14,7 +14,8 @@ from ingest_support import seed, source_rows
 from minio import Minio
 from moto.server import ThreadedMotoServer
 
-from retailflow_pipeline.ingest import LakeConfig, run
+from retailflow_ingest.engine import run
+from retailflow_ingest.lake import LakeConfig
 
 STORES_CSV = Path(__file__).resolve().parents[3] / "data" / "store_locations.csv"
 

@@ -11,8 +11,9 @@ import pytest
 from ingest_support import STREAMS, assert_same_as_source, mysql_exec, seed
 from test_ingest_crash import cli, finish
 
-from retailflow_pipeline.ingest import IngestError, run
-from retailflow_pipeline.ingest.source import MySQLSource
+from retailflow_ingest.engine import run
+from retailflow_ingest.errors import IngestError
+from retailflow_ingest.source import MySQLSource
 from retailflow_generator import cli as generator
 
 pytestmark = pytest.mark.integration

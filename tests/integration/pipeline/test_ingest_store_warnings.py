@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ingest_support import seed
 
-from retailflow_pipeline.ingest import run
+from retailflow_ingest.engine import run
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ def test_the_cli_finds_the_store_csv_from_any_working_directory(mysql_url, wareh
     seed(mysql_url)
     env = {k: v for k, v in os.environ.items() if k != "RETAILFLOW_DATA_DIR"}
     env.update(RETAILFLOW_MYSQL_URL=mysql_url, RETAILFLOW_WAREHOUSE_URL=warehouse_url)
-    done = subprocess.run([sys.executable, "-m", "retailflow_pipeline.ingest.cli", "--no-lake"], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", "retailflow_ingest.cli", "--no-lake"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "store_locations: " in done.stdout and "loaded" in done.stdout

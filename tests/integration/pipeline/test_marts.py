@@ -126,7 +126,7 @@ def generator(*args: str) -> None:
 
 
 def ingest_and_build(mysql_url: str, warehouse_url: str, target: Path) -> None:
-    from retailflow_pipeline.ingest import run as ingest
+    from retailflow_ingest.engine import run as ingest
 
     ingest(mysql_url, warehouse_url, stores_csv=STORES_CSV)
     assert runner.run(["build"], warehouse_url=warehouse_url, target_path=target, log_path=target) == 0
@@ -139,13 +139,13 @@ def assert_same_answers(expected: dict, actual: dict) -> None:
 
 
 def audit(mysql_url: str, warehouse_url: str, monkeypatch, capsys) -> tuple[int, str, str]:
-    """``make audit`` (``python -m retailflow_pipeline.reconciliation``): (exit code, stdout, stderr)."""
-    from retailflow_pipeline import reconciliation
+    """``make audit`` (``python -m retailflow_pipeline.audit``): (exit code, stdout, stderr)."""
+    from retailflow_pipeline import audit
 
     monkeypatch.setenv("RETAILFLOW_MYSQL_URL", mysql_url)
     monkeypatch.setenv("RETAILFLOW_WAREHOUSE_URL", warehouse_url)
     capsys.readouterr()
-    code = reconciliation.main([])
+    code = audit.main([])
     out, err = capsys.readouterr()
     return code, out, err
 

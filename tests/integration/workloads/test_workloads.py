@@ -374,9 +374,9 @@ INGEST_DIRECT = ("import json; from retailflow_pipeline import settings, tasks; 
                  "print(json.dumps(tasks.ingest_direct(settings.local_defaults().to_dict(), full_refresh=True), default=str))")
 
 
-#: What retail_pipeline's governance task runs (wiring.governance_task -> tasks.optional_step).
+#: What retail_pipeline's governance task runs (wiring.governance_task -> tasks.run_governance).
 GOVERNANCE = ("import json; from retailflow_pipeline import tasks; "
-              "print(json.dumps(tasks.optional_step('governance', 'run'), default=str))")
+              "print(json.dumps(tasks.run_governance(), default=str))")
 
 
 def airflow_pod(release: Rendered, code: str = INGEST_DIRECT) -> dict:

@@ -9,7 +9,7 @@ Secrets. The Airflow chart itself is a stand-in here (it renders only ``extraEnv
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import re
 import sys
 
@@ -23,12 +23,14 @@ WORKFLOWS = UMBRELLA / "files" / "openmetadata"
 
 
 def _governance():
-    """retailflow_pipeline.governance, loaded by path (standard library only; the dags venv is not this one)."""
-    spec = importlib.util.spec_from_file_location("governance", REPO / "dags" / "retailflow_pipeline" / "governance.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("governance", module)  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
+    """retailflow_pipeline.governance from the checkout's dags/ (it and the modules of the package it
+    imports, catalog, errors and paths, use the standard library only; the dags venv is not this one)."""
+    dags = str(REPO / "dags")
+    sys.path.insert(0, dags)
+    try:
+        return importlib.import_module("retailflow_pipeline.governance")
+    finally:
+        sys.path.remove(dags)
 
 
 def _image_env() -> dict[str, str]:

@@ -1,13 +1,14 @@
-"""The DAGs read exactly the Airflow variables the operator writes (operator/README.md's contract).
+"""The DAGs read exactly the Airflow variables the operator writes (the contract: ``airflow.variables``
+of the catalog, ``generator/retailflow_generator/catalog.json``).
 
-Both sides: the documented contract block is parsed (as the operator's own contract test does) and
-every documented key must be read by ``retailflow_pipeline.settings.parse``; and the variables that
-the operator's builder produces, run in the operator's own environment, parse into the settings the
-spec describes.
+Both sides: every key of the catalog's contract must be read by ``retailflow_pipeline.settings.parse``,
+and nothing else; and the variables that the operator's builder produces, run in the operator's own
+environment, parse into the settings the spec describes.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -17,19 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from retailflow_pipeline import schedules, settings
+from retailflow_pipeline import catalog, schedules, settings
 
 REPO = Path(__file__).resolve().parents[3]
-README = REPO / "operator" / "README.md"
 OPERATOR_PYTHON = REPO / "operator" / ".venv" / "bin" / "python"
 EXAMPLE = REPO / "operator" / "examples" / "retailpipeline.yaml"
 HELPER = REPO / "tests" / "integration" / "dags" / "operator_variables.py"
 
 
 def documented_contract() -> dict:
-    block = re.search(r"<!-- contract:begin -->\s*```json\n(.*?)```\s*<!-- contract:end -->", README.read_text(), re.S)
-    assert block, "operator/README.md has no contract block"
-    return json.loads(block.group(1))
+    return copy.deepcopy(catalog.VARIABLE_SHAPES)
 
 
 def leaf_paths(shape, prefix: str) -> set[str]:
@@ -146,13 +144,13 @@ def test_pipelines_the_operator_registers_are_scheduled_without_configuring_thei
     a = operator_variables("--engine", "direct", "--prefix", "shop_a_", "--set", "schedule=0 2 * * *")
     b = operator_variables("--engine", "direct", "--prefix", "shop_b_", "--set", "schedule=*/15 * * * *")
     variables = {k: json.dumps(v) for k, v in (a | b).items()}
-    variables[schedules.REGISTRY_KEY] = json.dumps({"shop_a_": "retail/a", "shop_b_": "retail/b"})
+    variables[schedules.REGISTRY_VARIABLE] = json.dumps({"shop_a_": "retail/a", "shop_b_": "retail/b"})
     now = datetime(2026, 3, 4, 10, 7, 30, tzinfo=timezone.utc)
     runs = schedules.due_runs(now, {}, variables.get)
     assert [r["conf"]["variable_prefix"] for r in runs] == ["shop_a_", "shop_b_"]
     assert runs[1]["trigger_run_id"] == "scheduled__shop_b__2026-03-04T10:00:00Z"
     # a registry someone broke by hand schedules only what the environment names, and says why
-    variables[schedules.REGISTRY_KEY] = "[not, json"
+    variables[schedules.REGISTRY_VARIABLE] = "[not, json"
     assert schedules.due_runs(now, {"RETAILFLOW_PIPELINE_PREFIXES": "shop_b_"}, variables.get) == runs[1:]
 
 

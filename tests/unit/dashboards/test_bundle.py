@@ -10,9 +10,9 @@ import zipfile
 import pytest
 import yaml
 
-from retailflow_pipeline import dashboards
+from retailflow_pipeline import dashboards, paths
 
-BUNDLE = dashboards.DEFAULT_BUNDLE_DIR
+BUNDLE = paths.superset_bundle_dir()
 WAREHOUSE = "postgresql://warehouse:s3cr%40t@db.example:6543/warehouse"
 
 
@@ -23,7 +23,7 @@ def test_refresh_without_superset_url_is_not_configured():
 
 def test_incomplete_settings_name_what_is_missing():
     with pytest.raises(ValueError, match="RETAILFLOW_SUPERSET_PASSWORD, RETAILFLOW_WAREHOUSE_URL"):
-        dashboards.Settings.from_env({"RETAILFLOW_SUPERSET_URL": "http://s:8088", "RETAILFLOW_SUPERSET_USERNAME": "a"})
+        dashboards.SupersetSettings.from_env({"RETAILFLOW_SUPERSET_URL": "http://s:8088", "RETAILFLOW_SUPERSET_USERNAME": "a"})
 
 
 def test_a_bundle_folder_without_metadata_is_refused(tmp_path):
@@ -31,7 +31,7 @@ def test_a_bundle_folder_without_metadata_is_refused(tmp_path):
            "RETAILFLOW_SUPERSET_PASSWORD": "b", "RETAILFLOW_WAREHOUSE_URL": WAREHOUSE,
            "RETAILFLOW_SUPERSET_BUNDLE": str(tmp_path)}
     with pytest.raises(ValueError, match="metadata.yaml"):
-        dashboards.Settings.from_env(env)
+        dashboards.SupersetSettings.from_env(env)
 
 
 def test_the_zip_points_at_the_warehouse_and_carries_no_password():

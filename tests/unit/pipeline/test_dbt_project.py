@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from retailflow_pipeline import dbt as runner
+from retailflow_pipeline import paths
 
 # `dbt parse` renders the profile but never connects, so an unreachable address is fine here.
 OFFLINE_URL = "postgresql://dbt_user:not-used@127.0.0.1:1/warehouse"
@@ -172,5 +173,5 @@ class TestProject:
 
     def test_builds_offline(self):
         # hub.getdbt.com is out of reach here and in CI: the project must need no `dbt deps`.
-        assert not (runner.DEFAULT_PROJECT_DIR / "packages.yml").exists()
-        assert not (runner.DEFAULT_PROJECT_DIR / "dependencies.yml").exists()
+        assert not (paths.dbt_project_dir() / "packages.yml").exists()
+        assert not (paths.dbt_project_dir() / "dependencies.yml").exists()

@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from retailflow_pipeline.ingest import IngestError
-from retailflow_pipeline.ingest.engine import resolve_streams, uuid4_array
-from retailflow_pipeline.ingest.source import Stream, max_cursor, mysql_type
-from retailflow_pipeline.ingest.stores import parse
+from retailflow_ingest.engine import resolve_streams, uuid4_array
+from retailflow_ingest.errors import IngestError
+from retailflow_ingest.source import Stream, max_cursor, mysql_type
+from retailflow_ingest.stores import parse
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,7 @@ def test_only_the_catalogs_tables_are_ingested_and_stray_ones_named_in_one_line(
     """An interrupted seed's shadow tables, or any table of the user's, are not the pipeline's streams."""
     found = {name: Stream(name, "id", ()) for name in
              ("orders", "customers", "orders__new", "customers__new", "scratch")}
-    with caplog.at_level("INFO", logger="retailflow_pipeline.ingest"):
+    with caplog.at_level("INFO", logger="retailflow_ingest"):
         assert resolve_streams(None, found, None) == ["customers", "orders"]
     assert [r.getMessage() for r in caplog.records] == [
         "ignored 3 source table(s) outside the pipeline's catalog: customers__new, orders__new, scratch"
@@ -136,7 +136,7 @@ def test_store_csv_with_wrong_header_or_missing_is_refused(tmp_path):
 
 def test_cli_without_urls_explains_what_is_missing():
     done = subprocess.run(
-        [sys.executable, "-m", "retailflow_pipeline.ingest.cli"], capture_output=True, text=True, env={"PATH": ""},
+        [sys.executable, "-m", "retailflow_ingest.cli"], capture_output=True, text=True, env={"PATH": ""},
         timeout=60,
     )
     assert done.returncode == 2
@@ -147,7 +147,7 @@ def test_lake_retention_counts_and_removes_only_its_own_committed_folders(tmp_pa
     import json
     import time
 
-    from retailflow_pipeline.ingest.lake import Lake, LakeConfig
+    from retailflow_ingest.lake import Lake, LakeConfig
 
     lake = Lake(LakeConfig(local_dir=tmp_path, keep=1))
     now_ms = int(time.time() * 1000)

@@ -16,8 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
-from retailflow_pipeline.ingest.settings import (
+from retailflow_ingest.errors import IngestCancelled, IngestError
+from retailflow_ingest.settings import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_LAKE_KEEP,
     DEFAULT_LOCAL_DIR,
@@ -28,7 +28,7 @@ from retailflow_pipeline.ingest.settings import (
 PROG = "retailflow-ingest"
 
 
-class _Parser(argparse.ArgumentParser):
+class _IngestParser(argparse.ArgumentParser):
     """argparse, with errors on one line (no usage block) and exit 2."""
 
     def error(self, message: str):
@@ -59,7 +59,7 @@ def _seconds(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = _IngestParser(
         prog=PROG,
         description="Sync the MySQL orders database and the store locations CSV into the warehouse's raw "
         "schema, in the same tables Airbyte's Postgres destination writes, and copy the raw rows to the lake.",
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: no warehouse: set RETAILFLOW_WAREHOUSE_URL (or pass --warehouse-url)", file=sys.stderr)
         return 2
     # the engine (Arrow, the drivers) loads only once the arguments are known to be good
-    from retailflow_pipeline.ingest.engine import configure_logging, run
-    from retailflow_pipeline.ingest.lake import LakeConfig
+    from retailflow_ingest.engine import configure_logging, run
+    from retailflow_ingest.lake import LakeConfig
 
     if args.no_lake:
         lake = None

@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from retailflow_pipeline.ingest import stores
-from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
-from retailflow_pipeline.ingest.lake import Lake, LakeConfig
-from retailflow_pipeline.ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK, default_stores_csv
-from retailflow_pipeline.ingest.source import MySQLSource, Snapshot, Stream, StreamReader, max_cursor
-from retailflow_pipeline.ingest.warehouse import Batch, Inspection, Warehouse, schema_changes
-from retailflow_pipeline.settings import PRIMARY_KEYS
+from retailflow_ingest import stores
+from retailflow_ingest.catalog import PRIMARY_KEYS
+from retailflow_ingest.errors import IngestCancelled, IngestError
+from retailflow_ingest.lake import Lake, LakeConfig
+from retailflow_ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK, default_stores_csv
+from retailflow_ingest.source import MySQLSource, Snapshot, Stream, StreamReader, max_cursor
+from retailflow_ingest.warehouse import Batch, Inspection, Warehouse, schema_changes
 
-log = logging.getLogger("retailflow_pipeline.ingest")
+log = logging.getLogger("retailflow_ingest")
 
 #: fault injection for crash tests: ``<stream>:<point>[:<seconds>]`` pauses the stream there (points:
 #: ``after_copy``, ``before_commit``) for ``seconds`` (default: an hour, i.e. until killed)
@@ -197,7 +197,7 @@ class _Progress:
 def resolve_streams(requested: list[str] | None, discovered: dict[str, Stream], stores_csv,
                     catalog: Iterable[str] | None = None) -> list[str]:
     """The streams a run syncs: those ``requested`` (any discovered table may be named), or else the
-    ``catalog``'s tables found in the source (default: the pipeline's, ``settings.PRIMARY_KEYS``), plus
+    ``catalog``'s tables found in the source (default: the catalog's source tables, ``catalog.PRIMARY_KEYS``), plus
     the store CSV. Other source tables (a seed's ``__new`` shadows, a user's scratch table) are not
     the pipeline's: they are ignored, in one line."""
     known = sorted(discovered) + [STORES]
@@ -582,6 +582,30 @@ def _manifest(lake: Lake, result: StreamResult, sync_id: int, files: list[tuple[
     }
 
 
+def _end_transaction(cur, warehouse: Warehouse, result: StreamResult, cursor: tuple[datetime, int] | None,
+                     batch: Batch, source_identity: str | None, lake: Lake | None, files: list[tuple[str, int]],
+                     started: float, stop: threading.Event) -> StreamResult:
+    """The last steps of a stream's transaction, before its commit: the new state (cursor, generation,
+    lake manifest) saved, the ``before_commit`` fault point, a requested stop honoured."""
+    manifest = _manifest(lake, result, batch.sync_id, files, warehouse.owner()) if lake is not None else None
+    warehouse.save_state(cur, result.stream, cursor, batch, result.rows_in_table, manifest, source_identity)
+    fault_hook(result.stream, "before_commit", stop)
+    if stop.is_set():
+        raise _Cancelled()
+    result.seconds = time.monotonic() - started
+    result.lake_files = [f for f, _ in files]
+    return result
+
+
+def _commit(conn, body: Callable[[object], StreamResult], warehouse: Warehouse, sync_id: int, lake: Lake | None,
+            files: list[tuple[str, int]]) -> StreamResult:
+    """Run a stream's transaction; once it has committed, its lake folder's manifest is written."""
+    result = _in_transaction(conn, body)
+    if lake is not None:
+        lake.commit(result.stream, _manifest(lake, result, sync_id, files, warehouse.owner()))
+    return result
+
+
 def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, clock: datetime | None,
                 sync_id: int, lake: Lake | None, stop: threading.Event) -> StreamResult:
     stream = plan.stream
@@ -638,18 +662,9 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
             cursor = (clock, 0)
         result.high_water_mark = cursor[0] if cursor else None
         result.rows_in_table = result.inserted + (0 if plan.full else state.rows_in_table)
-        manifest = _manifest(lake, result, sync_id, files, warehouse.owner()) if lake is not None else None
-        warehouse.save_state(cur, stream.name, cursor, batch, result.rows_in_table, manifest, plan.identity)
-        fault_hook(stream.name, "before_commit", stop)
-        if stop.is_set():
-            raise _Cancelled()
-        result.seconds = time.monotonic() - started
-        result.lake_files = [f for f, _ in files]
-        return result
+        return _end_transaction(cur, warehouse, result, cursor, batch, plan.identity, lake, files, started, stop)
 
-    result = _in_transaction(conn, body)
-    if lake is not None:
-        lake.commit(stream.name, _manifest(lake, result, sync_id, files, warehouse.owner()))
+    result = _commit(conn, body, warehouse, sync_id, lake, files)
     result.seconds = max(result.seconds, 1e-9)
     log.info("%s: %s, %s rows read, %s inserted, %s updated, %s in table, %.2f s (%s rows/s)",
              stream.name, result.mode, f"{result.rows_read:,}", f"{result.inserted:,}", f"{result.updated:,}",
@@ -747,18 +762,9 @@ def _sync_stores(conn, warehouse: Warehouse, parsed: stores.ParsedStores, sync_i
         result.inserted = parsed.good.num_rows
         result.quarantined = len(parsed.rejected)
         result.rows_in_table = parsed.good.num_rows
-        manifest = _manifest(lake, result, sync_id, files, warehouse.owner()) if lake is not None else None
-        warehouse.save_state(cur, stream.name, None, batch, result.rows_in_table, manifest)
-        fault_hook(stream.name, "before_commit", stop)
-        if stop.is_set():
-            raise _Cancelled()
-        result.seconds = time.monotonic() - started
-        result.lake_files = [f for f, _ in files]
-        return result
+        return _end_transaction(cur, warehouse, result, None, batch, None, lake, files, started, stop)
 
-    result = _in_transaction(conn, body)
-    if lake is not None:
-        lake.commit(stream.name, _manifest(lake, result, sync_id, files, warehouse.owner()))
+    result = _commit(conn, body, warehouse, sync_id, lake, files)
     for rejected in parsed.rejected:
         log.warning("store_locations: line %d quarantined: %s", rejected.line_number, rejected.reason)
     log.info("store_locations: %d rows read, %d loaded, %d quarantined (%s)", result.rows_read, result.inserted,

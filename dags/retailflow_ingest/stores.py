@@ -20,26 +20,25 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from retailflow_pipeline.ingest.errors import IngestError
-from retailflow_pipeline.ingest.source import ColumnType, Stream
+from retailflow_ingest.catalog import STORES_CSV_HEADER, STORES_PRIMARY_KEY, STORES_STREAM
+from retailflow_ingest.errors import IngestError
+from retailflow_ingest.source import ColumnType, Stream
 
-HEADER = ("store_id", "name", "city", "region", "country", "latitude", "longitude", "opened_at")
+#: the columns the file must have, in order (the catalog's ``store_locations.csv_header``)
+HEADER = STORES_CSV_HEADER
 #: types as Airbyte's CSV type inference (boolean, integer, number, string) → Postgres destination gives
-#: them: no CSV column is inferred as a date, so opened_at lands as text (validated here, cast in staging)
+#: them: no CSV column is inferred as a date, so opened_at lands as text (validated here, cast in staging);
+#: a column not named here is text
+_TYPES = {
+    "store_id": ("bigint", pa.int64()),
+    "latitude": ("decimal", pa.decimal128(12, 6)),
+    "longitude": ("decimal", pa.decimal128(12, 6)),
+}
 STREAM = Stream(
-    name="store_locations",
-    primary_key="store_id",
+    name=STORES_STREAM,
+    primary_key=STORES_PRIMARY_KEY,
     cursor=None,
-    columns=(
-        ColumnType("store_id", "bigint", pa.int64()),
-        ColumnType("name", "varchar", pa.string()),
-        ColumnType("city", "varchar", pa.string()),
-        ColumnType("region", "varchar", pa.string()),
-        ColumnType("country", "varchar", pa.string()),
-        ColumnType("latitude", "decimal", pa.decimal128(12, 6)),
-        ColumnType("longitude", "decimal", pa.decimal128(12, 6)),
-        ColumnType("opened_at", "varchar", pa.string()),
-    ),
+    columns=tuple(ColumnType(c, *_TYPES.get(c, ("varchar", pa.string()))) for c in HEADER),
 )
 QUARANTINE_TABLE = "store_locations_quarantine"
 #: fields that must not be empty

@@ -3,9 +3,12 @@ fails on bad ones, before it loads Arrow and the database drivers)."""
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
+
+# The one module that knows where RetailFlow's files are (stdlib only, no task code): the engine's
+# local-mode defaults come from the same home as the DAG tasks' paths.
+from retailflow_pipeline import paths
 
 #: how far before the saved cursor an incremental read starts; covers rows whose ``updated_at`` was
 #: set by a transaction that committed after a later one had already been read
@@ -18,18 +21,12 @@ DEFAULT_LAKE_KEEP = 5
 #: (another pipeline sharing the prefix may still be writing it) until it is this old
 DEFAULT_UNCOMMITTED_GRACE = timedelta(hours=24)
 
-_CHECKOUT = Path(__file__).resolve().parents[3]
-#: default local lake: ``.lake/`` at the repository root (ignored by git), or in the working
-#: directory when the package is installed outside a checkout
-DEFAULT_LOCAL_DIR = (_CHECKOUT if (_CHECKOUT / "dags" / "pyproject.toml").is_file() else Path.cwd()) / ".lake"
+#: default local lake: ``.lake/`` in ``$RETAILFLOW_HOME`` (the checkout by default; ignored by git)
+DEFAULT_LOCAL_DIR = paths.local_lake_dir()
 
 
 def default_stores_csv() -> Path:
     """The store locations CSV read unless told otherwise: ``$RETAILFLOW_DATA_DIR/store_locations.csv``
-    (the image sets it), else the checkout's ``data/`` whatever the working directory (a relative
-    ``data/…`` failed from any other folder), else ``./data/`` outside a checkout."""
-    data = os.environ.get("RETAILFLOW_DATA_DIR")
-    if data:
-        return Path(data) / "store_locations.csv"
-    root = _CHECKOUT if (_CHECKOUT / "dags" / "pyproject.toml").is_file() else Path.cwd()
-    return root / "data" / "store_locations.csv"
+    (the image sets it), else ``data/`` of ``$RETAILFLOW_HOME`` (the checkout, whatever the working
+    directory: a relative ``data/…`` failed from any other folder)."""
+    return paths.stores_csv()

@@ -27,8 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from pgpq import ArrowToPostgresBinaryEncoder
 
-from retailflow_pipeline.ingest.errors import IngestError
-from retailflow_pipeline.ingest.source import Stream
+from retailflow_ingest.catalog import POSTGRESQL_PORT
+from retailflow_ingest.errors import IngestError
+from retailflow_ingest.source import Stream
 
 #: Airbyte's meta columns, in the order and with the types destination-postgres 3.x declares them
 #: (PostgresColumnUtils.DEFAULT_COLUMNS); they come before the stream's own columns.
@@ -155,7 +156,7 @@ class Warehouse:
         self.url = url
         self.schema = schema
         self.q_schema = ident(schema)
-        self._where = f"postgresql://{parts.username}@{parts.hostname}:{parts.port or 5432}{parts.path}"
+        self._where = f"postgresql://{parts.username}@{parts.hostname}:{parts.port or POSTGRESQL_PORT}{parts.path}"
 
     def describe(self) -> str:
         return self._where

@@ -38,8 +38,8 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from retailflow_pipeline.ingest.errors import IngestError
-from retailflow_pipeline.ingest.settings import DEFAULT_LOCAL_DIR, DEFAULT_UNCOMMITTED_GRACE
+from retailflow_ingest.errors import IngestError
+from retailflow_ingest.settings import DEFAULT_LOCAL_DIR, DEFAULT_UNCOMMITTED_GRACE
 
 #: the file that marks a sync folder as committed
 MANIFEST = "_manifest.json"
@@ -125,6 +125,11 @@ class Lake:
             raise IngestError(f"cannot use the lake bucket {config.bucket!r} at {config.endpoint}: "
                               f"{str(reason).splitlines()[0][:300]}") from exc
         return client
+
+    @classmethod
+    def download_object(cls, config: LakeConfig, key: str, target: Path) -> None:
+        """Copy one object of the S3 lake's bucket, any key (not only the engine's folders), to ``target``."""
+        cls._s3_client(config).fget_object(config.bucket, key, str(target))
 
     def describe(self) -> str:
         return self.config.describe()

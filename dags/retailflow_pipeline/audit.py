@@ -1,4 +1,4 @@
-"""Reconciliation: the marts must hold what MySQL holds, at the ingestion's high-water mark.
+"""The audit: the marts must hold what MySQL holds, at the ingestion's high-water mark.
 
 Checked, MySQL (the source) against the dbt marts:
 
@@ -37,12 +37,12 @@ STREAMS = ("orders", "order_items", "customers", "products")
 STATE_TABLE = "_retailflow_ingest_state"
 
 
-class ReconciliationError(AssertionError):
+class AuditFailed(AssertionError):
     """MySQL and the marts disagree; ``str()`` names each table and both figures."""
 
-    def __init__(self, report: "Reconciliation"):
+    def __init__(self, report: "AuditReport"):
         self.report = report
-        lines = [f"reconciliation failed ({len(report.mismatches)} of {len(report.checks)} checks):"]
+        lines = [f"audit failed ({len(report.mismatches)} of {len(report.checks)} checks):"]
         lines += [f"  {c.describe()}" for c in report.mismatches]
         lines.append(f"  compared as of {report.describe_marks()}")
         super().__init__("\n".join(lines))
@@ -68,7 +68,7 @@ class Check:
 
 
 @dataclass
-class Reconciliation:
+class AuditReport:
     checks: list[Check] = field(default_factory=list)
     #: stream -> (high-water mark, where it came from); the comparison cut-off is mark - settle
     marks: dict[str, tuple[datetime | None, str]] = field(default_factory=dict)
@@ -153,7 +153,7 @@ def high_water_marks(pg, raw_schema: str) -> dict[str, tuple[datetime | None, st
     return marks
 
 
-def reconcile(
+def compare(
     mysql_url: str,
     warehouse_url: str,
     *,
@@ -161,14 +161,14 @@ def reconcile(
     marts_schema: str = "marts",
     settle: timedelta = DEFAULT_SETTLE,
     statuses: Sequence[str] | None = None,
-) -> Reconciliation:
+) -> AuditReport:
     """Compare MySQL with the marts; returns the figures (``.ok``), raises nothing on a mismatch."""
     import psycopg
 
-    from retailflow_pipeline.ingest.source import MySQLSource
+    from retailflow_ingest.source import MySQLSource
 
     statuses = list(statuses or revenue_statuses())
-    report = Reconciliation(settle_seconds=settle.total_seconds())
+    report = AuditReport(settle_seconds=settle.total_seconds())
     with psycopg.connect(_libpq(warehouse_url), autocommit=True) as pg:
         report.marks = high_water_marks(pg, raw_schema)
         # Far in the past when nothing was ingested: every MySQL row is then in flight.
@@ -239,18 +239,18 @@ def _libpq(url: str) -> str:
     return f"postgresql://{rest}" if scheme.startswith("postgres") else url
 
 
-def check(mysql_url: str, warehouse_url: str, **kwargs: Any) -> Reconciliation:
-    """``reconcile()``, logging every figure; raises ``ReconciliationError`` on any mismatch."""
-    report = reconcile(mysql_url, warehouse_url, **kwargs)
+def check(mysql_url: str, warehouse_url: str, **kwargs: Any) -> AuditReport:
+    """``compare()``, logging every figure; raises ``AuditFailed`` on any mismatch."""
+    report = compare(mysql_url, warehouse_url, **kwargs)
     for line in report.summary().splitlines():
         log.info("%s", line)
     if not report.ok:
-        raise ReconciliationError(report)
+        raise AuditFailed(report)
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m retailflow_pipeline.reconciliation`` (``make audit``): the pipeline's audit by hand.
+    """``python -m retailflow_pipeline.audit`` (``make audit``): the pipeline's audit by hand.
 
     Exit codes: 0 MySQL and the marts agree; 1 they differ (each mismatch named); 2 bad input or a
     peer that cannot be read (one line)."""
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     parser = argparse.ArgumentParser(
-        prog="python -m retailflow_pipeline.reconciliation",
+        prog="python -m retailflow_pipeline.audit",
         description="Audit the marts against MySQL (row counts and revenue) at the ingestion's high-water mark.")
     parser.add_argument("--raw-schema", default=os.environ.get("RETAILFLOW_RAW_SCHEMA", "raw"),
                         help="raw schema holding the ingestion's state (default $RETAILFLOW_RAW_SCHEMA or raw)")
@@ -277,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: --settle-seconds must be 0 or more, not {args.settle_seconds:g}", file=sys.stderr)
         return 2
     try:
-        report = reconcile(mysql_url, warehouse_url, raw_schema=args.raw_schema, marts_schema=args.marts_schema,
-                           settle=timedelta(seconds=args.settle_seconds))
+        report = compare(mysql_url, warehouse_url, raw_schema=args.raw_schema, marts_schema=args.marts_schema,
+                         settle=timedelta(seconds=args.settle_seconds))
     except Exception as exc:  # a peer down, a schema missing: one line, not a traceback
         first = " ".join(str(exc).split())[:300]
         hint = "; run the pipeline (make ingest dbt-build) first" if "does not exist" in first else ""

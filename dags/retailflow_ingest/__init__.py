@@ -1,9 +1,9 @@
 """The local ingestion engine: what Airbyte does in the cluster, small enough for a laptop and tests.
 
-``run(mysql_url, warehouse_url, ...)`` (and the ``retailflow-ingest`` CLI) syncs the pipeline's MySQL
-tables (``engine.CATALOG``, or those named; each needs a single-column integer primary key and an
-``updated_at`` column), plus ``data/store_locations.csv``, into the warehouse's raw schema, and copies
-the raw rows to the lake. Other tables in the source are ignored, named in one log line.
+``engine.run(mysql_url, warehouse_url, ...)`` (and the ``retailflow-ingest`` CLI, ``cli.py``) syncs the
+pipeline's MySQL tables (``engine.CATALOG``, the source tables of ``catalog.json``, or those named;
+each needs a single-column integer primary key and an ``updated_at`` column), plus
+``data/store_locations.csv``, into the warehouse's raw schema, and copies the raw rows to the lake. Other tables in the source are ignored, named in one log line.
 
 What matches Airbyte's Postgres destination 3.x (Direct Load, typed final tables, no raw tables),
 as read in airbytehq/airbyte ``destination-postgres`` (``PostgresColumnUtils``, ``PostgresDataType``,
@@ -70,22 +70,9 @@ and no sync of the stream runs; others after a grace period (``lake.py``).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+from retailflow_ingest.errors import IngestCancelled, IngestError
 
-from retailflow_pipeline.ingest.errors import IngestCancelled, IngestError
-
-if TYPE_CHECKING:
-    from retailflow_pipeline.ingest.engine import IngestResult, StreamResult, run
-    from retailflow_pipeline.ingest.lake import LakeConfig
-
-__all__ = ["IngestCancelled", "IngestError", "IngestResult", "LakeConfig", "StreamResult", "run"]
-_LAZY = {"IngestResult": "engine", "StreamResult": "engine", "run": "engine", "LakeConfig": "lake"}
-
-
-def __getattr__(name: str):
-    # the engine's modules load Arrow and the database drivers: only when first used (the CLI checks
-    # its arguments first)
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"retailflow_pipeline.ingest.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Only the errors here: the engine's modules load Arrow and the database drivers, so callers import
+# what they call from its module (``retailflow_ingest.engine.run``, ``retailflow_ingest.lake.LakeConfig``)
+# and the CLI checks its arguments before loading them.
+__all__ = ["IngestCancelled", "IngestError"]

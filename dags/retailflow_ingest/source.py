@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pymysql
 
-from retailflow_pipeline.ingest.errors import IngestError
+from retailflow_ingest.catalog import MYSQL_PORT
+from retailflow_ingest.errors import IngestError
 
 #: the cursor column every incremental stream carries (schema.sql)
 CURSOR = "updated_at"
@@ -110,7 +111,7 @@ class MySQLSource:
         if parts.scheme not in ("mysql", "mysql+pymysql", "mariadb") or not parts.hostname or len(parts.path) < 2:
             raise IngestError("the MySQL URL must look like mysql://USER:PASSWORD@HOST:PORT/DATABASE")
         self.host = parts.hostname
-        self.port = parts.port or 3306
+        self.port = parts.port or MYSQL_PORT
         self.user = unquote(parts.username or "")
         self.password = unquote(parts.password or "")
         self.database = unquote(parts.path.lstrip("/"))
