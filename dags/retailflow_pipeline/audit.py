@@ -28,12 +28,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from retailflow_pipeline.catalog import CURSORS, STREAM_NAMES
+
 log = logging.getLogger(__name__)
 
 #: how far below each stream's high-water mark the comparison is made
 DEFAULT_SETTLE = timedelta(seconds=30)
-#: the raw streams whose cursors bound the comparison
-STREAMS = ("orders", "order_items", "customers", "products")
+#: the raw streams whose cursors bound the comparison: the catalog's source tables
+STREAMS = STREAM_NAMES
 STATE_TABLE = "_retailflow_ingest_state"
 
 
@@ -148,8 +150,9 @@ def high_water_marks(pg, raw_schema: str) -> dict[str, tuple[datetime | None, st
         if table is None:
             marks[stream] = (None, "no raw table")
             continue
-        top = pg.execute(f"select max(updated_at) from {_ident(raw_schema)}.{_ident(stream)}").fetchone()[0]
-        marks[stream] = (top, "max updated_at of the raw table")
+        cursor = CURSORS[stream]
+        top = pg.execute(f"select max({_ident(cursor)}) from {_ident(raw_schema)}.{_ident(stream)}").fetchone()[0]
+        marks[stream] = (top, f"max {cursor} of the raw table")
     return marks
 
 
