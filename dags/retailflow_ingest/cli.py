@@ -8,6 +8,7 @@ printed); 1 a stream failed for another reason (the others committed).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -180,5 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def entry() -> None:
+    """The console script: ``main``, then out at once. By then every connection is closed and every
+    stream committed or rolled back; what is left is the interpreter's teardown of Arrow, numpy and
+    the drivers (about 50 ms, a tenth of a small sync's wall time), which only frees memory."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -36,7 +36,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from retailflow_ingest.errors import IngestError
 from retailflow_ingest.settings import DEFAULT_LOCAL_DIR, DEFAULT_UNCOMMITTED_GRACE
@@ -210,6 +209,8 @@ class Lake:
                 pass  # another run wrote it meanwhile
 
     def put_table(self, stream: str, part: int, table: pa.Table) -> tuple[str, int]:
+        import pyarrow.parquet as pq  # loaded by runs that write the lake only
+
         buf = io.BytesIO()
         pq.write_table(table, buf)
         return self.put_bytes(stream, f"part-{part:05d}.parquet", buf.getvalue()), table.num_rows

@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 from pgpq import ArrowToPostgresBinaryEncoder
 
 from retailflow_ingest.catalog import POSTGRESQL_PORT
@@ -456,6 +455,8 @@ class Warehouse:
 
     def ingest_text(self, cur, table: str, data: pa.Table) -> None:
         """COPY an Arrow table in CSV form, decimals without trailing fractional zeros (the store CSV)."""
+        import pyarrow.csv as pa_csv  # loaded by runs that load the store CSV only
+
         buf = io.BytesIO()
         pa_csv.write_csv(_trim_decimals(data), buf, pa_csv.WriteOptions(include_header=False))
         columns = ", ".join(ident(c) for c in data.column_names)

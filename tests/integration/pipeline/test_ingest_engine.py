@@ -4,6 +4,7 @@ deduplicated syncs, late commits, the store locations CSV and its quarantine, an
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -271,3 +272,21 @@ def test_bad_input_fails_clearly_before_writing(mysql_url, warehouse_url, tmp_pa
     assert "retailflow-ingest: unknown stream(s) nope" in done.stderr
     assert "Traceback" not in done.stderr
     assert tables_in(warehouse_url) == []
+
+
+def test_the_command_prints_its_whole_summary_before_it_exits(mysql_url, warehouse_url):
+    """``retailflow-ingest`` (its console script) leaves without the interpreter's teardown: what it
+    printed into a pipe (block-buffered: no PYTHONUNBUFFERED here) must still arrive, every line."""
+    seed(mysql_url)
+    command = [str(Path(sys.executable).with_name("retailflow-ingest")), "--no-lake", "--stores-csv", "none"]
+    env = {"RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url, "PATH": ""}
+    for mode in ("full", "incremental"):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        # the summary table: one line per stream, then the sync's line, last
+        assert sorted(line.split()[:2] for line in lines if line.split()[:1] in ([s] for s in STREAMS)) == sorted(
+            [s, mode] for s in STREAMS
+        )
+        assert re.fullmatch(r"sync \d+: [\d,]+ rows read in [\d.]+ s", lines[-1])
+    assert_same_as_source(mysql_url, warehouse_url)

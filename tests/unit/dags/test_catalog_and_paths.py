@@ -40,7 +40,7 @@ def test_the_wheel_installs_the_ingestion_engine_as_its_own_package_with_its_cli
     assert {"retailflow_ingest/cli.py", "retailflow_ingest/engine.py", "retailflow_ingest/LAKE_README.md"} <= names
     assert not any(n.startswith("retailflow_pipeline/ingest/") for n in names)
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
-    assert "retailflow-ingest = retailflow_ingest.cli:main" in wheel.read(entry_points).decode()
+    assert "retailflow-ingest = retailflow_ingest.cli:entry" in wheel.read(entry_points).decode()
 
 
 @pytest.mark.parametrize("package", PACKAGES)
