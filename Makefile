@@ -252,6 +252,18 @@ bench-ingest: services sync ## Ingestion rows/s vs the raw mysql|psql pipe, incr
 bench-dags: services sync ## retail_pipeline through Airflow vs its steps called directly; order-to-mart freshness.
 	$(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_dags.py
 
+# sizes of `make bench-scale`, of 10k, 100k, 1M, 10M (10M: hours on 2 cores)
+SCALES ?= 10k,100k,1M
+
+.PHONY: bench-scale
+bench-scale: services sync ## The pipeline at 10k, 100k, 1M orders (SCALES=...,10M): seconds and peak RSS per step, warehouse size; CSV in .bench/, plot.
+	SCALES=$(SCALES) $(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_scale.py
+	$(MAKE) --no-print-directory bench-scale-plot
+
+.PHONY: bench-scale-plot
+bench-scale-plot: sync ## Draw docs/bench-scale.png from .bench/scale.csv (log-log: seconds and memory against orders).
+	$(UV) run --quiet --project generator python tests/bench/plot_scale.py
+
 .PHONY: bench-operator
 bench-operator: sync ## Operator time to Ready (p50/p95, 50 CRs) and no-op resync writes.
 	$(WITH_ENV) $(UV) run --quiet --project operator python tests/bench/bench_operator.py
