@@ -152,10 +152,15 @@ OM_TOKEN ?=
 OM_WORKFLOWS ?=
 OPENMETADATA_ENV = $(CURDIR)/.tools/openmetadata
 CHECKOV_ENV = $(CURDIR)/.tools/checkov
+PEERS_ENV = $(CURDIR)/.tools/peers
 
 .PHONY: checkov-env
 checkov-env: uv ## Create checkov's environment (.tools/checkov) from its lock file (hack/envs/checkov).
 	@UV_PROJECT_ENVIRONMENT=$(CHECKOV_ENV) $(UV) sync --quiet --locked --project hack/envs/checkov
+
+.PHONY: peers-env
+peers-env: uv ## Create the peer ingestion tools' environment (.tools/peers: dlt, ConnectorX, Sling) from its lock file (hack/envs/peers).
+	@UV_PROJECT_ENVIRONMENT=$(PEERS_ENV) $(UV) sync --quiet --locked --project hack/envs/peers
 
 .PHONY: openmetadata-env
 openmetadata-env: uv ## Create OpenMetadata's ingestion environment (.tools/openmetadata) from its lock file.
@@ -263,6 +268,11 @@ bench-scale: services sync ## The pipeline at 10k, 100k, 1M orders (SCALES=...,1
 .PHONY: bench-scale-plot
 bench-scale-plot: sync ## Draw docs/bench-scale.png from .bench/scale.csv (log-log: seconds and memory against orders).
 	$(UV) run --quiet --project generator python tests/bench/plot_scale.py
+
+.PHONY: bench-peers
+bench-peers: services sync peers-env ## The engine beside the raw pipe, dlt, Sling and pgloader (apt, as root): full and 1% incremental loads of ~1M order lines, 3 interleaved rounds.
+	@command -v pgloader >/dev/null || { echo "bench-peers: installing Debian's pgloader (apt, as root)"; apt-get install -y -qq pgloader >/dev/null; }
+	$(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_peers.py
 
 .PHONY: bench-operator
 bench-operator: sync ## Operator time to Ready (p50/p95, 50 CRs) and no-op resync writes.
