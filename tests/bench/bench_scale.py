@@ -108,8 +108,24 @@ class TreeMemory:
         self._thread.join()
 
 
-def measure_size(size: str, orders: int, work: Path, airflow: bool) -> dict:
-    row: dict = {"size": size, "orders": orders, "load_before": load_average()}
+class Row(dict):
+    """A size's figures; each is printed as a ``bench:`` line as soon as it is known (a long size
+    that is stopped still leaves what it measured)."""
+
+    def __setitem__(self, key: str, value) -> None:
+        super().__setitem__(key, value)
+        if key not in ("size", "load_before", "load_after"):
+            bench(f"scale_{self['size']}_{key}", f"{value:.2f}" if isinstance(value, float) else value)
+
+    def update(self, other: dict) -> None:
+        for key, value in other.items():
+            self[key] = value
+
+
+def measure_size(size: str, orders: int, work: Path, airflow: bool, save) -> dict:
+    row = Row(size=size)
+    row["orders"] = orders
+    row["load_before"] = load_average()
     with throwaway_databases(f"scale_{size.lower()}", extra_pg=["airflow"]) as dbs:
         env = {**os.environ, "RETAILFLOW_MYSQL_URL": dbs.mysql_url, "RETAILFLOW_WAREHOUSE_URL": dbs.warehouse_url}
         gen = generator_command()
@@ -151,6 +167,7 @@ def measure_size(size: str, orders: int, work: Path, airflow: bool) -> dict:
         print(f"{size}: dbt build {step.seconds:.1f} s; warehouse {row['warehouse_mb']:.0f} MB", flush=True)
 
         if airflow:
+            save(row)  # the steps so far, in case the long Airflow run is stopped
             row.update(dag_run(size, work, dbs))
     row["load_after"] = load_average()
     return row
@@ -212,12 +229,9 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="retailflow-bench-scale-") as tmp:
         for size in sizes:
-            row = measure_size(size, SIZES[size], Path(tmp), airflow=not args.no_airflow)
+            row = measure_size(size, SIZES[size], Path(tmp), airflow=not args.no_airflow,
+                               save=lambda partial: write_csv(args.csv, [partial]))
             rows.append(row)
-            for key in COLUMNS[1:]:
-                if key in row and not key.startswith("load"):
-                    value = row[key]
-                    bench(f"scale_{size}_{key}", f"{value:.2f}" if isinstance(value, float) else value)
             bench(f"scale_{size}_load_average", f"'{row['load_before']}' -> '{row['load_after']}'",
                   "1, 5, 15 min, before and after the size")
             write_csv(args.csv, [row])
