@@ -12,8 +12,8 @@ loaded in full into one throwaway warehouse database, each tool into a schema of
 - ``pgloader``: Debian's pgloader, one ``LOAD DATABASE`` of the four tables at its defaults, with the
   ``CAST`` MariaDB's ``current_timestamp(6)`` defaults need.
 
-Each tool runs in a process of its own (time: wall seconds, start-up included; memory: ``ru_maxrss``
-from ``os.wait4``, children included as a maximum). The tools run in ``--rounds`` interleaved rounds
+Each tool runs in a process of its own (time: wall seconds, start-up included; memory: the peak
+``ru_maxrss`` of the tool's process tree, children included as a maximum, see ``benchlib.measured``). The tools run in ``--rounds`` interleaved rounds
 (the order rotates each round); the best round of each counts, and the ratio to the pipe is taken
 within the same round. After every run the target is checked: the row count of each table against
 MySQL's (a tool that differs is reported as failed and not ranked), and the column types, printed

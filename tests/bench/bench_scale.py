@@ -17,8 +17,10 @@ of each step:
   machinery), from the trigger to success; it ingests (with a local lake) and builds again.
 
 Time is wall-clock seconds of the step's process, start-up included. Memory (``*_rss_mb``): each step
-runs in a fresh process, and ``os.wait4`` returns its ``ru_maxrss``, the largest resident set of the
-process or of any descendant it waited for (children included, but a maximum, not a sum). The Airflow
+runs in a fresh process, started by a small intermediate interpreter that reads
+``getrusage(RUSAGE_CHILDREN).ru_maxrss`` when it ends: the largest resident set of the step's process
+or of any descendant it waited for (children included, as a maximum, not a sum; see
+``benchlib.measured`` for why not ``wait4`` from this process). The Airflow
 run is polled instead (psutil, every 0.5 s): ``dag_rss_mb`` is the peak of the summed RSS of the
 Airflow process group (scheduler, API server, DAG processor, triggerer and the task processes), and
 ``dag_task_rss_mb`` the largest single process in it. The database servers' own memory is not counted.

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -132,21 +133,34 @@ class Step:
     stdout: str
 
 
+#: runs a step and writes the peak RSS of its process tree (KiB) to the file named in argv[1]; a small
+#: interpreter (no site packages) so that its own resident set, which a child inherits as a floor of
+#: ru_maxrss across fork and exec, stays a few MB
+_RUN_AND_MEASURE = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
+
 def measured(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None,
              quiet: bool = False) -> Step:
-    """Run one step in a process of its own: wall seconds, and the peak RSS from ``wait4``
-    (``ru_maxrss``: the largest resident set of the process and of every descendant it waited for)."""
-    started = time.monotonic()
-    proc = subprocess.Popen(list(cmd), env=env, cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL if quiet else None, text=True)
-    out = proc.stdout.read()
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        print(out[-3000:], file=sys.stderr)
-        raise subprocess.CalledProcessError(proc.returncode, cmd[:2])
-    return Step(seconds, usage.ru_maxrss / 1024, out)
+    """Run one step in a process of its own: wall seconds, and its peak RSS (children included, as a
+    maximum). The step is started by a small intermediate process that reads
+    ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` once the step ended: a child's ``ru_maxrss`` starts at its
+    parent's resident set at fork (the kernel keeps the pre-exec high-water mark), so measuring the
+    step as a direct child of this (large) process would floor every figure at this process's size."""
+    with tempfile.NamedTemporaryFile("r", prefix="bench-rss-") as peak:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-I", "-S", "-c", _RUN_AND_MEASURE, peak.name, *cmd], env=env,
+                              cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if quiet else None,
+                              text=True)
+        seconds = time.monotonic() - started
+        if done.returncode != 0:
+            print(done.stdout[-3000:], file=sys.stderr)
+            raise subprocess.CalledProcessError(done.returncode, list(cmd[:2]))
+        return Step(seconds, int(peak.read() or 0) / 1024, done.stdout)
 
 
 def row_counts(mysql_url: str) -> dict[str, int]:
