@@ -150,6 +150,8 @@ def main() -> int:
         bench("dag_steps_direct_s", direct, "ingest (full) + dbt build + reconcile, called directly")
 
         # ---------------------------------------------------------------- the same through Airflow
+        from retailflow_pipeline.runs import follow
+
         api, env = start_airflow(work, mysql_url, warehouse_url, _with_database(base_pg, meta_db), manifest)
         began = time.monotonic()
         run_id = api.trigger("retail_pipeline", {"full_refresh": True})["dag_run_id"]
