@@ -69,6 +69,8 @@ from .stores import build_stores
 ORDER_CHUNK = 50_000
 #: customers / products per file
 ROW_CHUNK = 100_000
+#: customers whose home stores are ranked at once (bounds the distance matrix; not part of the data)
+HOME_BLOCK = 20_000
 #: how far back customers may have signed up before the first order day
 SIGNUP_HISTORY_DAYS = 3 * 365
 #: share of customers who signed up before the date range starts
@@ -432,7 +434,12 @@ def build_customer_pool(
     codes = np.array([c.code for _r, c in pairs], dtype=object)[country]
     regions = np.array([r.name for r, _c in pairs], dtype=object)[country]
     lat, lon, zone = atlas.locate(country, city)
-    home = home_stores(stores, codes, regions, lat, lon)
+    # each customer's home stores depend on that customer alone: in blocks, so that the (customers x
+    # stores) distance and ranking matrices stay HOME_BLOCK rows high however many customers there are
+    home = np.concatenate(
+        [home_stores(stores, codes[lo:lo + HOME_BLOCK], regions[lo:lo + HOME_BLOCK], lat[lo:lo + HOME_BLOCK],
+                     lon[lo:lo + HOME_BLOCK]) for lo in range(0, len(lat), HOME_BLOCK)]
+    ) if len(lat) else home_stores(stores, codes, regions, lat, lon)
     pool = CustomerPool.build(rng, ids, signed_up, home, online_shares(rng, len(ids)), zone)
     return pool, stores, atlas
 
