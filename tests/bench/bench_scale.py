@@ -66,6 +66,8 @@ from benchlib import (  # noqa: E402
 
 SIZES = {"10k": 10_000, "100k": 100_000, "1M": 1_000_000, "10M": 10_000_000}
 DEFAULT_SCALES = "10k,100k,1M"
+#: the most new orders a second ``retailflow-generator live`` accepts
+LIVE_MAX_RATE = 10_000
 COLUMNS = ["size", "orders", "source_rows", "order_lines", "generator_s", "generator_rss_mb", "ingest_full_s",
            "ingest_full_rss_mb", "ingest_incr_s", "ingest_incr_rss_mb", "incr_rows", "dbt_build_s",
            "dbt_build_rss_mb", "warehouse_mb", "dag_run_s", "dag_rss_mb", "dag_task_rss_mb", "load_before",
@@ -147,9 +149,11 @@ def measure_size(size: str, orders: int, work: Path, airflow: bool, save) -> dic
             for t in ("customers", "products", "orders", "order_items"):
                 pg.execute(f"vacuum (analyze) raw.{t}")  # as autovacuum would between two scheduled syncs
 
-        measured([*gen, "live", "--iterations", "1", "--interval", "1", "--rate",
-                  str(max(1, row["source_rows"] // 380)), "--seed", "12", "--mysql-url", dbs.mysql_url],
-                 env=env, quiet=True)
+        # one tick of about 1% of the rows: rate x interval new orders (live takes at most 10,000 a second)
+        wanted = max(1, row["source_rows"] // 380)
+        interval = -(-wanted // LIVE_MAX_RATE)
+        measured([*gen, "live", "--iterations", "1", "--interval", str(interval), "--rate",
+                  str(-(-wanted // interval)), "--seed", "12", "--mysql-url", dbs.mysql_url], env=env, quiet=True)
         settle()
         step = measured([*ingest_command(), "--no-lake"], env=env)
         row["ingest_incr_s"], row["ingest_incr_rss_mb"] = step.seconds, step.peak_rss_mb
