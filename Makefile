@@ -159,6 +159,7 @@ OM_TOKEN ?=
 OM_WORKFLOWS ?=
 OPENMETADATA_ENV = $(CURDIR)/.tools/openmetadata
 CHECKOV_ENV = $(CURDIR)/.tools/checkov
+PEERS_ENV = $(CURDIR)/.tools/peers
 
 .PHONY: checkov-env
 checkov-env: uv ## Create checkov's environment (.tools/checkov) from its lock file (hack/envs/checkov).
@@ -244,7 +245,7 @@ test-fresh: ## The README's two commands in a minimal Debian bookworm root (debo
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-generator bench-ingest bench-dags bench-operator ## Run every benchmark (prints `bench: <name> <value>` lines).
+bench: bench-generator bench-ingest bench-dags bench-scale bench-peers bench-operator ## Run every benchmark (prints `bench: <name> <value>` lines; bench-peers installs pgloader as root).
 
 .PHONY: bench-generator
 bench-generator: services sync ## Generator rows/s vs LOAD DATA, peak memory.
@@ -258,6 +259,29 @@ bench-ingest: services sync ## Ingestion rows/s vs the raw mysql|psql pipe, incr
 .PHONY: bench-dags
 bench-dags: services sync ## retail_pipeline through Airflow vs its steps called directly; order-to-mart freshness.
 	$(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_dags.py
+
+# sizes of `make bench-scale`, of 10k, 100k, 1M, 10M (10M: hours on 2 cores)
+SCALES ?= 10k,100k,1M
+
+.PHONY: bench-scale
+bench-scale: services sync ## The pipeline at 10k, 100k, 1M orders (SCALES=...,10M): seconds and peak RSS per step, warehouse size; CSV in .bench/, plot.
+	SCALES=$(SCALES) $(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_scale.py
+	$(MAKE) --no-print-directory bench-scale-plot
+
+.PHONY: bench-scale-plot
+bench-scale-plot: sync ## Draw docs/bench-scale.png from .bench/scale.csv (log-log: seconds and memory against orders).
+	$(UV) run --quiet --project generator python tests/bench/plot_scale.py
+
+.PHONY: peers-env
+peers-env: uv ## Create the peer ingestion tools' environment (.tools/peers: dlt, ConnectorX, Sling) from its lock file (hack/envs/peers).
+	@UV_PROJECT_ENVIRONMENT=$(PEERS_ENV) $(UV) sync --quiet --locked --project hack/envs/peers
+
+.PHONY: bench-peers
+bench-peers: services sync peers-env ## The engine beside the raw pipe, dlt, Sling and pgloader (apt, as root): full and 1% incremental loads of ~1M order lines, 3 interleaved rounds.
+	@# Debian's pgloader, installed as root; without root the benchmark reports it as skipped
+	@command -v pgloader >/dev/null || [[ "$$(id -u)" != 0 ]] || { echo "bench-peers: installing Debian's pgloader (apt)"; \
+	  apt-get install -y -qq pgloader >/dev/null || { apt-get update -qq && apt-get install -y -qq pgloader >/dev/null; }; }
+	$(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_peers.py
 
 .PHONY: bench-operator
 bench-operator: sync ## Operator time to Ready (p50/p95, 50 CRs) and no-op resync writes.

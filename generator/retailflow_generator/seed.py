@@ -69,6 +69,8 @@ from .stores import build_stores
 ORDER_CHUNK = 50_000
 #: customers / products per file
 ROW_CHUNK = 100_000
+#: customers whose home stores are ranked at once (bounds the distance matrix; not part of the data)
+HOME_BLOCK = 20_000
 #: how far back customers may have signed up before the first order day
 SIGNUP_HISTORY_DAYS = 3 * 365
 #: share of customers who signed up before the date range starts
@@ -380,21 +382,12 @@ def order_chunk(
 
     lines = shape.lines_per_order(rng, count, min(shape.MAX_LINES, len(products.ids)))
     n_items = int(lines.sum())
-    owner = np.repeat(np.arange(count), lines)
-    product = distinct_products(rng, owner, lines, products)
-    quantity = np.minimum(rng.geometric(shape.QUANTITY_P[products.category[product]]), 10)
-    price = products.price[product]
-    promo = rng.random(n_items) < shape.PROMO_SHARE
-    discount = 1.0 - (0.10 + 0.20 * rng.random(n_items))
-    price = np.where(promo, np.round(price * discount).astype(np.int64), price)
-    item_ids = item_base + 1 + np.arange(n_items, dtype=np.int64)
-
     id_digits = digits_for(order_ids[-1])
-    store_text = uint_column(store, 4)
-    store_text[online] = _NULL_STORE  # online sales have no store: NULL
     ordered_text = datetime_column(ordered)
     orders_tsv = items_tsv = b""
     if "orders" in text:
+        store_text = uint_column(store, 4)
+        store_text[online] = _NULL_STORE  # online sales have no store: NULL
         orders_tsv = tsv_rows(
             [
                 uint_column(order_ids, id_digits),
@@ -406,17 +399,28 @@ def order_chunk(
                 datetime_column(updated),
             ]
         )
-    if "items" in text:
-        items_tsv = tsv_rows(
-            [
-                uint_column(item_ids, digits_for(item_ids[-1])),
-                uint_column(order_ids[owner], id_digits),
-                uint_column(products.ids[product], digits_for(products.ids.max())),
-                uint_column(quantity, 2),
-                cents_column(price),
-                ordered_text[owner],
-            ]
-        )
+    if "items" not in text:
+        # the lines' own draws come after everything the orders need: an orders-only pass stops
+        # here (what it leaves undrawn changes nothing it wrote)
+        return OrderChunk(orders_tsv, items_tsv, count, n_items)
+    owner = np.repeat(np.arange(count), lines)
+    product = distinct_products(rng, owner, lines, products)
+    quantity = np.minimum(rng.geometric(shape.QUANTITY_P[products.category[product]]), 10)
+    price = products.price[product]
+    promo = rng.random(n_items) < shape.PROMO_SHARE
+    discount = 1.0 - (0.10 + 0.20 * rng.random(n_items))
+    price = np.where(promo, np.round(price * discount).astype(np.int64), price)
+    item_ids = item_base + 1 + np.arange(n_items, dtype=np.int64)
+    items_tsv = tsv_rows(
+        [
+            uint_column(item_ids, digits_for(item_ids[-1])),
+            uint_column(order_ids[owner], id_digits),
+            uint_column(products.ids[product], digits_for(products.ids.max())),
+            uint_column(quantity, 2),
+            cents_column(price),
+            ordered_text[owner],
+        ]
+    )
     return OrderChunk(orders_tsv, items_tsv, count, n_items)
 
 
@@ -430,7 +434,12 @@ def build_customer_pool(
     codes = np.array([c.code for _r, c in pairs], dtype=object)[country]
     regions = np.array([r.name for r, _c in pairs], dtype=object)[country]
     lat, lon, zone = atlas.locate(country, city)
-    home = home_stores(stores, codes, regions, lat, lon)
+    # each customer's home stores depend on that customer alone: in blocks, so that the (customers x
+    # stores) distance and ranking matrices stay HOME_BLOCK rows high however many customers there are
+    home = np.concatenate(
+        [home_stores(stores, codes[lo:lo + HOME_BLOCK], regions[lo:lo + HOME_BLOCK], lat[lo:lo + HOME_BLOCK],
+                     lon[lo:lo + HOME_BLOCK]) for lo in range(0, len(lat), HOME_BLOCK)]
+    ) if len(lat) else home_stores(stores, codes, regions, lat, lon)
     pool = CustomerPool.build(rng, ids, signed_up, home, online_shares(rng, len(ids)), zone)
     return pool, stores, atlas
 

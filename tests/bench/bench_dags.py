@@ -71,6 +71,38 @@ def run_phases(meta_url: str, run_id: str) -> list[tuple[str, float, str]]:
     ]
 
 
+def start_airflow(work: Path, mysql_url: str, warehouse_url: str, meta_url: str, manifest: Path):
+    """A local Airflow of its own (``hack/airflow.sh``: own port, home, run folder and metadata database)
+    on the given databases, with retail_pipeline parsed: (its API client, its environment for
+    ``stop_airflow``). Its process group's leader is in ``<work>/run/airflow.pid``."""
+    env_file = work / "env.local"
+    env_file.write_text(f"RETAILFLOW_MYSQL_URL={mysql_url}\nRETAILFLOW_WAREHOUSE_URL={warehouse_url}\n"
+                        f"RETAILFLOW_AIRFLOW_DB_URL={meta_url}\n")
+    env_file.chmod(0o600)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RETAILFLOW_"))}
+    env.update(RETAILFLOW_ENV_FILE=str(env_file), RETAILFLOW_RUN_DIR=str(work / "run"),
+               RETAILFLOW_AIRFLOW_HOME=str(work / "home"), RETAILFLOW_AIRFLOW_PORT=str(port),
+               RETAILFLOW_AIRFLOW_WORKER_LOG_PORT=str(free_port()),
+               RETAILFLOW_AIRFLOW_TRIGGER_LOG_PORT=str(free_port()), RETAILFLOW_DBT_MANIFEST=str(manifest))
+    try:
+        subprocess.run([str(REPO / "hack" / "airflow.sh")], env=env, check=True)
+        password = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
+                        if line.startswith("RETAILFLOW_AIRFLOW_ADMIN_PASSWORD="))
+        from retailflow_pipeline.runs import AirflowAPI
+
+        api = AirflowAPI(f"http://127.0.0.1:{port}", "admin", password, timeout=60)
+        api.wait_for_dag("retail_pipeline", timeout=600)
+    except BaseException:
+        stop_airflow(env)
+        raise
+    return api, env
+
+
+def stop_airflow(env: dict[str, str]) -> None:
+    subprocess.run([str(REPO / "hack" / "stop.sh")], env=env, capture_output=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--customers", type=int, default=5000)
@@ -118,23 +150,9 @@ def main() -> int:
         bench("dag_steps_direct_s", direct, "ingest (full) + dbt build + audit, called directly")
 
         # ---------------------------------------------------------------- the same through Airflow
-        env_file = work / "env.local"
-        env_file.write_text(f"RETAILFLOW_MYSQL_URL={mysql_url}\nRETAILFLOW_WAREHOUSE_URL={warehouse_url}\n"
-                            f"RETAILFLOW_AIRFLOW_DB_URL={_with_database(base_pg, meta_db)}\n")
-        env_file.chmod(0o600)
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RETAILFLOW_"))}
-        env.update(RETAILFLOW_ENV_FILE=str(env_file), RETAILFLOW_RUN_DIR=str(work / "run"),
-                   RETAILFLOW_AIRFLOW_HOME=str(work / "home"), RETAILFLOW_AIRFLOW_PORT=str(port),
-                   RETAILFLOW_AIRFLOW_WORKER_LOG_PORT=str(free_port()),
-                   RETAILFLOW_AIRFLOW_TRIGGER_LOG_PORT=str(free_port()), RETAILFLOW_DBT_MANIFEST=str(manifest))
-        subprocess.run([str(REPO / "hack" / "airflow.sh")], env=env, check=True)
-        password = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
-                        if line.startswith("RETAILFLOW_AIRFLOW_ADMIN_PASSWORD="))
-        from retailflow_pipeline.runs import AirflowAPI, follow
+        from retailflow_pipeline.runs import follow
 
-        api = AirflowAPI(f"http://127.0.0.1:{port}", "admin", password, timeout=60)
-        api.wait_for_dag("retail_pipeline", timeout=600)
+        api, env = start_airflow(work, mysql_url, warehouse_url, _with_database(base_pg, meta_db), manifest)
         began = time.monotonic()
         run_id = api.trigger("retail_pipeline", {"full_refresh": True})["dag_run_id"]
         final = follow(api, "retail_pipeline", run_id, timeout=3600, poll=2, echo=lambda _: None)
@@ -175,7 +193,7 @@ def main() -> int:
         return 0
     finally:
         if env:
-            subprocess.run([str(REPO / "hack" / "stop.sh")], env=env, capture_output=True)
+            stop_airflow(env)
         if args.keep:
             print(f"kept: {work}, databases {my_db}, {pg_db}, {meta_db}", flush=True)
         else:

@@ -54,99 +54,32 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
-import pymysql
 
-from retailflow_ingest.catalog import PRIMARY_KEYS
-from retailflow_ingest.engine import configure_logging, run
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (  # noqa: E402
+    ENGINE_MODULE,
+    PRIMARY_KEYS,
+    REPO,
+    TABLES,
+    RawPipe,
+    bench,
+    engine_module,
+    mysql_conn,
+    settle,
+    with_database,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-TABLES = tuple(PRIMARY_KEYS)
-
-
-def settle() -> None:
-    """Flush the page cache's dirty pages now, so the next measurement starts on a quiet disk."""
-    os.sync()
-
-
-def bench(name: str, value: float | str) -> None:
-    print(f"bench: {name} {value}", flush=True)
-
-
-def with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, "", ""))
-
-
-def mysql_conn(url: str, database: str | None = None) -> pymysql.connections.Connection:
-    parts = urlsplit(url)
-    return pymysql.connect(host=parts.hostname, port=parts.port or 3306, user=unquote(parts.username or ""),
-                           password=unquote(parts.password or ""),
-                           database=parts.path.lstrip("/") if database is None else database or None,
-                           autocommit=True, local_infile=True)
-
-
-class RawPipe:
-    """``mysql --quick --batch | psql \\copy`` per table, credentials passed through a 0600 defaults
-    file and ``PGPASSWORD``, never on a command line."""
-
-    def __init__(self, mysql_url: str, warehouse_url: str, workdir: Path):
-        if not shutil.which("mysql") or not shutil.which("psql"):
-            sys.exit("bench_ingest: the raw pipe needs the mysql and psql clients")
-        m = urlsplit(mysql_url)
-        self.database = m.path.lstrip("/")
-        self.defaults = workdir / "my.cnf"
-        self.defaults.write_text(f"[client]\nuser={unquote(m.username)}\npassword={unquote(m.password)}\n"
-                                 f"host={m.hostname}\nport={m.port or 3306}\n")
-        self.defaults.chmod(0o600)
-        w = urlsplit(warehouse_url)
-        self.env = {**os.environ, "PGPASSWORD": unquote(w.password or ""),
-                    "PGOPTIONS": "-c client_min_messages=warning"}
-        self.pg_args = ["-h", w.hostname, "-p", str(w.port or 5432), "-U", unquote(w.username), "-d",
-                        w.path.lstrip("/"), "-v", "ON_ERROR_STOP=1", "-q"]
-
-    def psql(self, sql: str) -> None:
-        subprocess.run(["psql", *self.pg_args, "-c", sql], env=self.env, check=True)
-
-    def prepare(self, tables_ddl: dict[str, str]) -> None:
-        self.psql("drop schema if exists pipe cascade; create schema pipe; "
-                  + " ".join(f"create table pipe.{t} ({ddl});" for t, ddl in tables_ddl.items()))
-
-    def prepare_airbyte_shape(self, tables_ddl: dict[str, str]) -> None:
-        """The engine's table shape: Airbyte's four meta columns first (the record id from
-        ``gen_random_uuid()``, the others as defaults), then the stream's columns."""
-        meta = ("_airbyte_raw_id varchar not null default gen_random_uuid()::varchar,"
-                " _airbyte_extracted_at timestamp with time zone not null default now(),"
-                " _airbyte_meta jsonb not null default '{\"changes\": [], \"sync_id\": 1}'::jsonb,"
-                " _airbyte_generation_id bigint default 0, ")
-        self.psql("drop schema if exists pipe cascade; create schema pipe; "
-                  + " ".join(f"create table pipe.{t} ({meta}{ddl});" for t, ddl in tables_ddl.items()))
-
-    def index(self, table: str, primary_key: str) -> None:
-        """The indexes the engine builds after a full load: primary key, cursor, ``_airbyte_extracted_at``."""
-        self.psql("set maintenance_work_mem = '256MB';"
-                  f" create index on pipe.{table} ({primary_key}); create index on pipe.{table} (updated_at);"
-                  f" create index on pipe.{table} (_airbyte_extracted_at)")
-
-    def copy(self, table: str, columns: str = "") -> None:
-        reader = subprocess.Popen(
-            ["mysql", f"--defaults-extra-file={self.defaults}", "--quick", "--batch", "--skip-column-names",
-             self.database, "-e", f"select * from `{table}`"], stdout=subprocess.PIPE)
-        target = f"pipe.{table}" + (f" ({columns})" if columns else "")
-        subprocess.run(["psql", *self.pg_args, "-c", f"\\copy {target} from stdin with (null 'NULL')"],
-                       stdin=reader.stdout, env=self.env, check=True, stdout=subprocess.DEVNULL)
-        reader.stdout.close()
-        if reader.wait() != 0:
-            raise RuntimeError(f"mysql failed reading {table}")
+_engine = engine_module()
+run, configure_logging = _engine.run, _engine.configure_logging
 
 
 ENGINE_FULL_LOAD = """
-import json, os, resource, sys
-from retailflow_ingest.engine import run
-from retailflow_ingest.lake import LakeConfig
-lake = LakeConfig(local_dir=sys.argv[2]) if len(sys.argv) > 2 else None
+import importlib, json, os, resource, sys
+_engine = importlib.import_module(sys.argv[3])
+LakeConfig, run = _engine.LakeConfig, _engine.run
+lake = LakeConfig(local_dir=sys.argv[2]) if sys.argv[2] else None
 result = run(os.environ["RETAILFLOW_MYSQL_URL"], os.environ["RETAILFLOW_WAREHOUSE_URL"], stores_csv=None,
              streams=sys.argv[1].split(","), full_refresh=True, lake=lake)
 print(json.dumps({"seconds": result.seconds, "rows": result.rows_read,
@@ -158,7 +91,7 @@ def engine_full_load(mysql_url: str, wh_url: str, lake_dir: Path | None = None) 
     """One full load by the engine in a process of its own (URLs through the environment): its time as
     the engine reports it, and the process's peak RSS. With ``lake_dir`` it also writes the lake there."""
     done = subprocess.run([sys.executable, "-c", ENGINE_FULL_LOAD, ",".join(TABLES),
-                           *([str(lake_dir)] if lake_dir else [])], capture_output=True, text=True,
+                           str(lake_dir) if lake_dir else "", ENGINE_MODULE], capture_output=True, text=True,
                           env={**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": wh_url},
                           check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
