@@ -21,13 +21,14 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
-import pymysql
 
 from retailflow_pipeline import dbt as runner
 from retailflow_ingest.engine import run as ingest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import drop_warehouse, mysql_conn, with_database  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GENERATOR = Path(sys.executable).with_name("retailflow-generator")
@@ -35,21 +36,10 @@ GENERATOR = Path(sys.executable).with_name("retailflow-generator")
 SCALES = [("10k", 1_000, 100, 10_000), ("1m", 100_000, 10_000, 1_000_000)]
 
 
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-def mysql_admin(url: str) -> pymysql.connections.Connection:
-    parts = urlsplit(url)
-    return pymysql.connect(host=parts.hostname, port=parts.port or 3306, user=unquote(parts.username),
-                           password=unquote(parts.password or ""), autocommit=True)
-
-
 def measure(label: str, customers: int, products: int, orders: int, mysql_base: str, pg_base: str) -> float:
     suffix = f"bench_{label}_{uuid.uuid4().hex[:8]}"
     mysql_db, pg_db = f"retail_test_{suffix}", f"warehouse_test_{suffix}"
-    admin = mysql_admin(mysql_base)
+    admin = mysql_conn(mysql_base, database="")
     admin.cursor().execute(f"create database `{mysql_db}` character set utf8mb4")
     with psycopg.connect(pg_base, autocommit=True) as conn:
         conn.execute(f'create database "{pg_db}"')
@@ -77,19 +67,6 @@ def measure(label: str, customers: int, products: int, orders: int, mysql_base: 
         admin.cursor().execute(f"drop database if exists `{mysql_db}`")
         admin.close()
         drop_warehouse(pg_base, pg_db)
-
-
-def drop_warehouse(pg_base: str, name: str) -> None:
-    # Autovacuum may be analysing the fresh tables; its worker cannot be ended by a non-superuser
-    # (FORCE then fails), but it finishes within seconds.
-    for attempt in range(10):
-        try:
-            with psycopg.connect(pg_base, autocommit=True) as conn:
-                conn.execute(f'drop database if exists "{name}" with (force)')
-            return
-        except psycopg.errors.InsufficientPrivilege:
-            time.sleep(1 + attempt)
-    print(f"warning: could not drop database {name}", file=sys.stderr)
 
 
 def main() -> None:

@@ -66,7 +66,7 @@ def load_average() -> str:
 
 def with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
 def mysql_conn(url: str, database: str | None = None) -> pymysql.connections.Connection:
