@@ -25,7 +25,8 @@ well after the build had ended. What the edges also meant moves into :class:`Nod
   cleared run's earlier build are never read: Airflow clears them when the producer starts);
 - the producer will not run (its upstream failed, or it was removed): the sensor ends skipped; the
   run fails through the producer's upstream;
-- dbt skipped the node (a node it depends on failed): skipped; the producer failed, and with it the run;
+- a node dbt skipped because a node it depends on failed is reported failed by Cosmos, as a failed
+  node is (a node skipped for another reason ends skipped, in the triggerer);
 - a retry, or a skipped producer (Cosmos's producer skips its own retries), runs dbt for the node on
   a worker only after the sensor's upstream sensors passed, in the graph's order as the edges would
   have kept it; when one of them did not pass, the sensor fails and names it.
@@ -167,8 +168,7 @@ class NodeTrigger(WatcherTrigger):
                               "not run" if payload.get("reason") else "success")
                 yield TaskSuccessEvent()
             elif payload.get("status") == EventStatus.SKIPPED:
-                self.log.info("%s: skipped by the producer's dbt build (a node it depends on failed)",
-                              self.model_unique_id)
+                self.log.info("%s: skipped by the producer's dbt build", self.model_unique_id)
                 yield TaskSkippedEvent()
             else:
                 yield event
