@@ -257,8 +257,8 @@ bench-ingest: services sync ## Ingestion rows/s vs the raw mysql|psql pipe, incr
 	$(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_dbt.py
 
 .PHONY: bench-dags
-bench-dags: services sync ## retail_pipeline through Airflow vs its steps called directly; order-to-mart freshness.
-	$(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_dags.py
+bench-dags: services sync ## retail_pipeline through Airflow vs its steps called directly; order-to-mart freshness (ORDERS=1000000 for 1M).
+	ORDERS=$(ORDERS) $(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_dags.py
 
 # sizes of `make bench-scale`, of 10k, 100k, 1M, 10M (10M: hours on 2 cores)
 SCALES ?= 10k,100k,1M

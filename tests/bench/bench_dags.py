@@ -15,7 +15,9 @@ Prints:
 - ``bench: freshness_s`` from an order committed to MySQL to its revenue in ``marts.orders``, through
   an incremental run triggered right after the insert (target <= 60 s at demo scale).
 
-Demo scale by default (5,000 customers, 500 products, 50,000 orders); ``--orders N`` changes it. Uses
+Demo scale by default (5,000 customers, 500 products, 50,000 orders); ``--orders N`` (or ``$ORDERS``:
+``make bench-dags ORDERS=1000000`` for the 1M-order ratio) changes it, with customers and products
+scaled as ``make bench-scale`` scales them. Uses
 throwaway databases and its own Airflow (own port, home, metadata database), never the demo's.
 """
 
@@ -65,7 +67,7 @@ def run_phases(meta_url: str, run_id: str) -> list[tuple[str, float, str]]:
         ("dag_dbt_producer_s", (producer[1] - producer[0]).total_seconds(),
          "the producer task: one dbt build (the direct steps' own dbt build is most of dag_steps_direct_s)"),
         ("dag_dbt_sensor_tail_s", (dbt_end - producer[1]).total_seconds(),
-         "producer end -> last dbt sensor end: sensors walking the model graph behind the build"),
+         "producer end -> last dbt sensor end: the sensors reporting the build's last nodes"),
         ("dag_after_dbt_s", (run_end - dbt_end).total_seconds(), "dashboards, governance (skipped), audit"),
         ("dag_worker_processes", on_workers, "task instances that ran on a worker (sensors end in the triggerer)"),
     ]
@@ -105,11 +107,14 @@ def stop_airflow(env: dict[str, str]) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--customers", type=int, default=5000)
-    p.add_argument("--products", type=int, default=500)
-    p.add_argument("--orders", type=int, default=50000)
+    p.add_argument("--orders", type=int, default=int(os.environ.get("ORDERS") or 50_000),
+                   help="orders to seed (default $ORDERS or 50,000, demo scale)")
+    p.add_argument("--customers", type=int, help="default: orders / 10")
+    p.add_argument("--products", type=int, help="default: orders / 100, at least 500")
     p.add_argument("--keep", action="store_true", help="keep the databases and the work folder (for profiling)")
     args = p.parse_args()
+    args.customers = args.customers or args.orders // 10
+    args.products = args.products or max(500, args.orders // 100)
     base_my, base_pg = os.environ["RETAILFLOW_MYSQL_URL"], os.environ["RETAILFLOW_WAREHOUSE_URL"]
     tag = uuid.uuid4().hex[:8]
     my_db, pg_db, meta_db = f"retail_bench_{tag}", f"warehouse_bench_{tag}", f"airflow_bench_{tag}"

@@ -24,6 +24,10 @@ from conftest import REPO_ROOT, _free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+#: the sensors whose upstream is the ingestion (the others' upstream are sensors)
+ROOT_SENSORS = {f"dbt.stg_retail__{name}.run" for name in ("customers", "orders", "order_items", "products",
+                                                               "store_locations")}
+
 
 @pytest.fixture(scope="module")
 def airflow_stack(pipeline_dbs, tmp_path_factory):
@@ -93,6 +97,14 @@ def test_scheduler_run_is_green_and_the_ui_shows_it(airflow_stack, pipeline_dbs,
     sensors = [t for t in instances if t["task_id"].startswith("dbt.") and "producer" not in t["task_id"]]
     assert len(sensors) >= 20 and all(t["state"] == "success" for t in sensors), sensors
     assert [t["task_id"] for t in sensors if t.get("hostname") or t["try_number"] != 1] == []
+    # The sensors keep dbt's edges but do not wait on them: those behind other sensors (the deepest
+    # ten steps down the graph) were already waiting in the triggerer before the build ended, and
+    # report as their nodes finish instead of walking the graph one trigger hop at a time after it.
+    ended = {t["task_id"]: t["end_date"] for t in instances}
+    followers = [t for t in sensors if t["task_id"] not in ROOT_SENSORS]
+    assert len(followers) >= 15
+    late = [t["task_id"] for t in followers if t["start_date"] >= ended["dbt.dbt_producer_watcher"]]
+    assert late == [], late
     assert any("running" in line for line in seen), "the states were not followed while the run went on"
     with psycopg.connect(pipeline_dbs[1]) as conn:
         assert conn.execute("select count(*) from marts.top_customers").fetchone()[0] > 0
@@ -110,3 +122,33 @@ def test_scheduler_run_is_green_and_the_ui_shows_it(airflow_stack, pipeline_dbs,
     assert shot.stat().st_size > 20_000
     if os.environ.get("RETAILFLOW_SCREENSHOT_DIR"):
         shutil.copy(shot, Path(os.environ["RETAILFLOW_SCREENSHOT_DIR"]) / shot.name)
+
+
+def test_a_failed_dbt_test_fails_the_run_and_nothing_behind_it_passes(airflow_stack, pipeline_dbs):
+    """The sensors do not wait on their edges, so a failure must still stop the run: an order naming a
+    store that is not in the store file fails the staging relationship test in the producer's build.
+    That test's task fails; the nodes behind it, which dbt skipped, fail as Cosmos reports them (and
+    their retries, Cosmos's per-node dbt runs once the producer skipped its own retry, do not run
+    past a failed upstream); the audit does not run, and the run fails."""
+    from integration.pipeline.conftest import mysql_connect
+    from retailflow_pipeline.runs import AirflowAPI, follow
+
+    my = mysql_connect(pipeline_dbs[0])
+    with my.cursor() as cur:
+        cur.execute("update orders set store_id = 999999 where channel = 'store' order by order_id limit 1")
+        assert cur.rowcount == 1
+    my.commit()
+    my.close()
+    api = AirflowAPI(airflow_stack["url"], "admin", airflow_stack["password"], timeout=60)
+    run_id = api.trigger("retail_pipeline", {"full_refresh": True})["dag_run_id"]
+    final = follow(api, "retail_pipeline", run_id, timeout=1500, poll=3, echo=lambda line: None)
+    tis = {t["task_id"]: t["state"] for t in api.task_instances("retail_pipeline", run_id)}
+    assert final["state"] == "failed", tis
+    failed_test = "dbt.stg_retail__orders_store_id_names_a_loaded_store__see_raw_store_locations_quarantine_test"
+    assert tis[failed_test] == "failed", tis
+    assert tis["dbt.stg_retail__orders.run"] == "success" and tis["dbt.stg_retail__store_locations.test"] == "success"
+    behind = {k: v for k, v in tis.items()
+              if k.startswith(("dbt.customers.", "dbt.top_customers.", "dbt.sales_by_region.", "dbt.product_sales."))}
+    assert len(behind) == 8 and "success" not in behind.values(), behind
+    assert tis["audit"] == "upstream_failed" and tis["refresh_dashboards"] == "upstream_failed", tis
+    assert not {k for k, v in tis.items() if v in ("running", "deferred", "queued", "scheduled", "up_for_retry")}, tis

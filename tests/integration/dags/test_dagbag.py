@@ -93,3 +93,36 @@ def test_tasks_have_retries_and_timeouts_for_their_work(dagbag):
     assert sensor.partial_kwargs.get("mode") == "reschedule"
     for task_id, task in t.items():
         assert task.execution_timeout is not None or task_id.endswith(("done", "wait_for_sync", "_watcher_done")), task_id
+
+
+def test_watcher_sensors_keep_dbts_edges_and_report_as_their_nodes_finish(monkeypatch):
+    """In the default watcher mode every sensor starts in the triggerer; those whose upstream are all
+    sensors keep their edges (the UI's graph) but do not wait on them (``always``), and carry the
+    upstream their trigger waits on before a retry's dbt run, through the serialized DAG the scheduler reads."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    monkeypatch.setenv("RETAILFLOW_DBT_EXECUTION_MODE", "watcher")
+    for name in [m for m in sys.modules if m in ("retail_pipeline", "transformation")]:
+        monkeypatch.delitem(sys.modules, name)
+    bag = DagBag(dag_folder=str(DAGS_DIR))
+    assert bag.import_errors == {}
+    for dag_id in ("retail_pipeline", "dbt_transformation"):
+        dag = DagSerialization.from_dict(DagSerialization.to_dict(bag.dags[dag_id]))
+        sensors = {t.task_id: t for t in dag.tasks if t.task_id.startswith("dbt.") and "producer" not in t.task_id}
+        assert len(sensors) >= 20
+        followers = 0
+        for task_id, task in sensors.items():
+            args = task.start_trigger_args
+            kwargs = args.trigger_kwargs.get("__var", args.trigger_kwargs)  # as the scheduler stores them
+            assert task.start_from_trigger and args.trigger_cls == "retailflow_pipeline.watcher.NodeTrigger", task_id
+            if task.upstream_task_ids <= set(sensors):
+                followers += 1
+                assert task.trigger_rule == "always" and task.execution_timeout is None, task_id
+                assert kwargs["upstream_task_ids"] == sorted(task.upstream_task_ids), task_id
+            else:
+                assert task.trigger_rule == "all_success" and task.execution_timeout is not None, task_id
+                assert kwargs["upstream_task_ids"] == [], task_id
+        assert followers >= 15, dag_id
+    orders = bag.dags["retail_pipeline"].task_dict["dbt.orders.run"]
+    assert {"dbt.stg_retail__orders.test", "dbt.stg_retail__customers.test"} <= orders.upstream_task_ids
