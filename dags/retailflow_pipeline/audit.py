@@ -204,8 +204,8 @@ def compare(
                                      (cutoff["products"],))
                 # orders whose lines are in flight: a subquery the server materializes once
                 items_in_flight = "select order_id from order_items where updated_at > %s"
-                cur.execute(f"select count(*) from orders where updated_at <= %s and order_id not in ({items_in_flight})",
-                            (cutoff["orders"], cutoff["order_items"]))
+                cur.execute(f"select count(*) from orders where updated_at <= %s"
+                            f" and order_id not in ({items_in_flight})", (cutoff["orders"], cutoff["order_items"]))
                 (my_orders,) = cur.fetchone()
                 marks = ", ".join(["%s"] * len(statuses))
                 cur.execute(
