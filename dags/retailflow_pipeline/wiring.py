@@ -6,7 +6,10 @@ fast; an ingestion is crash-safe per stream (a rerun redoes only the unfinished 
 long at scale; an Airbyte sync can run for hours, so its sensor frees its worker slot between pokes
 (``mode="reschedule"``), and a failed or cancelled job fails it at once (Airbyte retries attempts
 inside the job; re-poking a finished job cannot change it); an audit mismatch fails at once (no retry:
-rerunning cannot fix the data), only a database error is retried.
+rerunning cannot fix the data), only a database error is retried. The audit's time limit is the direct
+ingestion's (2 h): it reads each source table once (see ``retailflow_pipeline.audit``), as the full
+ingestion does, and writes nothing, so data the ingestion can load in time the audit can check in
+time; a shorter limit would stop a large run after its data had landed (figures in dags/README.md).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from retailflow_pipeline.catalog import DEFAULT_PREFIX
 
 log = logging.getLogger(__name__)
 
+#: the direct ingestion's time limit; the audit's too (it reads what the ingestion reads, and writes nothing)
+INGESTION_TIMEOUT = AUDIT_TIMEOUT = timedelta(hours=2)
 #: seconds between two polls of an Airbyte job
 AIRBYTE_POKE_SECONDS = int(os.environ.get("RETAILFLOW_AIRBYTE_POKE_SECONDS") or 30)
 
@@ -62,7 +67,7 @@ def ingestion_group(settings) -> TaskGroup:
             log.info("engine: %s", engine)
             return "ingestion.direct" if engine == "direct" else "ingestion.airbyte_syncs"
 
-        @task(task_id="direct", retries=2, retry_delay=timedelta(seconds=30), execution_timeout=timedelta(hours=2))
+        @task(task_id="direct", retries=2, retry_delay=timedelta(seconds=30), execution_timeout=INGESTION_TIMEOUT)
         def direct(settings: dict[str, Any], params=None) -> dict[str, Any]:
             # From the params themselves: a templated "{{ params.full_refresh }}" would be the string "False".
             return tasks.ingest_direct(settings, full_refresh=bool((params or {}).get("full_refresh")))
@@ -133,7 +138,7 @@ def audit_task(settings, trigger_rule: str = "none_failed"):
 
     from retailflow_pipeline.audit import AuditFailed
 
-    @task(task_id="audit", retries=1, retry_delay=timedelta(seconds=30), execution_timeout=timedelta(minutes=15),
+    @task(task_id="audit", retries=1, retry_delay=timedelta(seconds=30), execution_timeout=AUDIT_TIMEOUT,
           trigger_rule=trigger_rule)
     def audit(settings: dict[str, Any]) -> dict[str, Any]:
         """Row counts and revenue, MySQL against the marts, at the ingestion's high-water mark."""

@@ -11,6 +11,7 @@ of each step:
 - ``ingest_incr``: one tick of ``retailflow-generator live`` that adds or changes about 1% of the rows
   (as in bench_ingest.py), then ``retailflow-ingest --no-lake``;
 - ``dbt_build``: ``python -m retailflow_pipeline.dbt build`` on what the engine wrote;
+- ``audit``: ``python -m retailflow_pipeline.audit`` (``make audit``: MySQL against the marts just built);
 - ``warehouse_mb``: ``pg_database_size`` of the warehouse database after the build (raw, staging and
   marts, with their indexes);
 - ``dag_run``: ``retail_pipeline`` (full refresh) through a local Airflow of its own (bench_dags.py's
@@ -70,10 +71,10 @@ DEFAULT_SCALES = "10k,100k,1M"
 LIVE_MAX_RATE = 10_000
 COLUMNS = ["size", "orders", "source_rows", "order_lines", "generator_s", "generator_rss_mb", "ingest_full_s",
            "ingest_full_rss_mb", "ingest_incr_s", "ingest_incr_rss_mb", "incr_rows", "dbt_build_s",
-           "dbt_build_rss_mb", "warehouse_mb", "dag_run_s", "dag_rss_mb", "dag_task_rss_mb", "load_before",
-           "load_after"]
+           "dbt_build_rss_mb", "audit_s", "audit_rss_mb", "warehouse_mb", "dag_run_s", "dag_rss_mb",
+           "dag_task_rss_mb", "load_before", "load_after"]
 #: steps whose time and memory the plot and the growth lines show
-STEPS = ("generator", "ingest_full", "ingest_incr", "dbt_build", "dag")
+STEPS = ("generator", "ingest_full", "ingest_incr", "dbt_build", "audit", "dag")
 
 
 class TreeMemory:
@@ -171,6 +172,11 @@ def measure_size(size: str, orders: int, work: Path, airflow: bool, save) -> dic
         with psycopg.connect(dbs.warehouse_url) as pg:
             row["warehouse_mb"] = pg.execute("select pg_database_size(current_database())").fetchone()[0] / 2**20
         print(f"{size}: dbt build {step.seconds:.1f} s; warehouse {row['warehouse_mb']:.0f} MB", flush=True)
+
+        settle()
+        step = measured([sys.executable, "-m", "retailflow_pipeline.audit"], env=env, cwd=REPO)
+        row["audit_s"], row["audit_rss_mb"] = step.seconds, step.peak_rss_mb
+        print(f"{size}: audit {step.seconds:.1f} s", flush=True)
 
         if airflow:
             save(row)  # the steps so far, in case the long Airflow run is stopped

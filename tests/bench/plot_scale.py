@@ -22,6 +22,7 @@ STEPS = [
     ("ingest_full", "ingestion, full"),
     ("ingest_incr", "ingestion, 1% incremental"),
     ("dbt_build", "dbt build"),
+    ("audit", "audit (MySQL against the marts)"),
     ("dag", "retail_pipeline in Airflow"),
 ]
 
@@ -36,8 +37,9 @@ def main() -> None:
     orders = [int(r["orders"]) for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     for prefix, label in STEPS:
-        seconds = [float(r[f"{prefix}_run_s" if prefix == "dag" else f"{prefix}_s"] or "nan") for r in rows]
-        memory = [float(r[f"{prefix}_rss_mb"] or "nan") for r in rows]
+        # .get: a CSV written before a step was measured has no column for it
+        seconds = [float(r.get(f"{prefix}_run_s" if prefix == "dag" else f"{prefix}_s") or "nan") for r in rows]
+        memory = [float(r.get(f"{prefix}_rss_mb") or "nan") for r in rows]
         left.plot(orders, seconds, marker="o", label=label)
         right.plot(orders, memory, marker="o", label=label + (" (summed RSS)" if prefix == "dag" else ""))
     right.plot(orders, [float(r["warehouse_mb"]) for r in rows], marker="s", linestyle="--", color="grey",

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from conftest import DAGS_DIR
@@ -86,7 +87,8 @@ def test_cosmos_renders_each_model_and_its_tests_from_the_manifest(dagbag):
 def test_tasks_have_retries_and_timeouts_for_their_work(dagbag):
     t = dagbag.dags["retail_pipeline"].task_dict
     assert t["ingestion.direct"].retries >= 1 and t["ingestion.direct"].execution_timeout.total_seconds() >= 3600
-    assert t["audit"].execution_timeout.total_seconds() <= 3600
+    # the audit reads what the ingestion reads: its limit must not stop a run whose data has landed
+    assert t["ingestion.direct"].execution_timeout <= t["audit"].execution_timeout <= timedelta(hours=6)
     assert t["load_settings"].execution_timeout.total_seconds() <= 300
     assert t["dbt.orders.run"].retries >= 1 and t["dbt.orders.run"].execution_timeout is not None
     sensor = t["ingestion.wait_for_sync"]
