@@ -34,7 +34,7 @@ from .timezones import MAX_EAST, offset_table
 
 #: orders drawn at once: bounds the plan's memory; part of the random streams' keys (changing it
 #: changes the data)
-BLOCK = 100_000
+BLOCK = 50_000
 #: draws per wanted order before a window is declared too narrow for the local days around it
 MAX_DRAWS_PER_ORDER = 40
 _SAFE_US = MAX_EAST * US_PER_SECOND  # a local time is never more than 14 h ahead of UTC
@@ -47,16 +47,17 @@ class CustomerPool:
     ids: np.ndarray
     signed_up: np.ndarray  #: µs, ascending
     cumulative: np.ndarray  #: running sum of spend weights, in sign-up order
-    home: np.ndarray  #: (n, K) home store rows (into the StoreTable), nearest first
+    home: np.ndarray  #: (n, K) home store rows (into the StoreTable), nearest first; int16
     online_share: np.ndarray
-    zone: np.ndarray  #: time zone index of the customer's city
+    zone: np.ndarray  #: time zone index of the customer's city; int16
 
     @classmethod
     def build(cls, rng, ids, signed_up, home, online_share, zone) -> CustomerPool:
         weights = shape.spend_weights(rng, len(ids))
         order = np.argsort(signed_up, kind="stable")
-        return cls(ids[order], signed_up[order], np.cumsum(weights[order]), home[order],
-                   online_share[order], zone[order])
+        # small integer types: this state grows with the customers (a few dozen stores and zones)
+        return cls(ids[order], signed_up[order], np.cumsum(weights[order]), home[order].astype(np.int16),
+                   online_share[order], zone[order].astype(np.int16))
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,8 @@ from .stores import build_stores
 
 #: orders per chunk; part of the random stream's key, so changing it changes the data
 ORDER_CHUNK = 50_000
-#: customers / products per file
-ROW_CHUNK = 100_000
+#: customers / products per file (up to four files wait in memory; not part of the data)
+ROW_CHUNK = 25_000
 #: customers whose home stores are ranked at once (bounds the distance matrix; not part of the data)
 HOME_BLOCK = 20_000
 #: how far back customers may have signed up before the first order day
@@ -242,8 +242,8 @@ def customer_text(request: SeedRequest, batch: CustomerBatch, pools: Pools) -> I
     n = len(batch.ids)
     u = rng.random((2, n))
     domains = rng.integers(0, len(EMAIL_DOMAINS), size=n)
-    stamps = datetime_column(batch.signed_up).view("S26").ravel() if n else np.array([], dtype="S26")
     for lo in range(0, n, ROW_CHUNK):
+        stamps = datetime_column(batch.signed_up[lo:lo + ROW_CHUNK]).view("S26").ravel()
         lines = []
         for i in range(lo, min(n, lo + ROW_CHUNK)):
             cp = pools.countries[batch.country[i]]
@@ -252,7 +252,7 @@ def customer_text(request: SeedRequest, batch: CustomerBatch, pools: Pools) -> I
             city = cp.cities[int(batch.city[i])]
             cid = int(batch.ids[i])
             email = f"{cp.first_slugs[fi]}.{cp.last_slugs[li]}{cid}@{EMAIL_DOMAINS[domains[i]]}"
-            ts = stamps[i].decode()
+            ts = stamps[i - lo].decode()
             lines.append(
                 "\t".join(
                     (str(cid), text_field(cp.first_names[fi]), text_field(cp.last_names[li]), email,
@@ -291,8 +291,8 @@ def product_text(request: SeedRequest, batch: ProductBatch, pools: Pools) -> Ite
     rng = np.random.default_rng([request.seed, _TABLE_KEY["products"], int(batch.ids[0]) if len(batch.ids) else 0, 1])
     n = len(batch.ids)
     u = rng.random((3, n))
-    stamps = datetime_column(batch.created).view("S26").ravel() if n else np.array([], dtype="S26")
     for lo in range(0, n, ROW_CHUNK):
+        stamps = datetime_column(batch.created[lo:lo + ROW_CHUNK]).view("S26").ravel()
         lines = []
         for i in range(lo, min(n, lo + ROW_CHUNK)):
             cat = shape.CATEGORIES[batch.category[i]]
@@ -303,7 +303,7 @@ def product_text(request: SeedRequest, batch: ProductBatch, pools: Pools) -> Ite
                 f"{cat.nouns[int(u[2, i] * len(cat.nouns))]}"
             )
             cents = int(batch.price[i])
-            ts = stamps[i].decode()
+            ts = stamps[i - lo].decode()
             lines.append(
                 "\t".join((str(pid), f"{cat.code}-{pid:07d}", text_field(name), cat.name,
                            f"{cents // 100}.{cents % 100:02d}", ts))
