@@ -10,12 +10,12 @@ so the edges keep the right shape). Order ids follow time.
 The plan is drawn in blocks, so its memory does not grow with the number of orders: first the
 number of orders of each local day (a multinomial over the day weights, O(days)); then the orders
 themselves, `BLOCK` at a time in day order, each block from its own random stream keyed by the
-seed, the round and the block's number. A local day's orders land within 14 h before and 12 h after
-it in UTC, so a block is sorted with what is left of the previous ones and only the orders earlier
+seed, the round and the block's number. A local day's orders land, in UTC, from 14 h before it begins to
+12 h after it ends, so a block is sorted with what is left of the previous ones and only the orders earlier
 than anything a later block can hold are handed on; the rest (about the last day and a half) waits.
 Only draws on the window's edge days can be refused: their blocks are drawn once to count what is
-kept, and the refused ones are drawn again as a further round over all days, exactly as drawing
-every order independently and keeping those inside the window would. Memory is about `BLOCK`
+kept, and the refused ones are drawn again as a further round over all days: the same distribution
+as drawing every order independently and keeping those inside the window. Memory is about `BLOCK`
 orders plus a day and a half of orders (a range of a few days with millions of orders holds them).
 """
 
