@@ -1,7 +1,7 @@
 """`seed`: bulk customers, products and orders over a date range that may end now.
 
-First an order plan is drawn for the whole range (when, who, online or which store; see `plan`),
-sorted by time so that order ids follow time. Then the rows are generated in fixed-size chunks of
+The order plan (when, who, online or which store; see `plan`) is drawn in bounded blocks and handed
+out in time order, so that order ids follow time. The rows are generated in fixed-size chunks of
 that plan, each from its own random stream keyed by (seed, table, first id, chunk number), so the
 output depends on nothing but the arguments (and, when the range reaches today, the moment the
 seed starts: nothing is stamped after it). Chunks are encoded as tab-separated rows in memory files
@@ -61,14 +61,14 @@ from .encode import (
 )
 from .geography import REGIONS, countries, country_weights
 from .homes import Atlas, StoreTable, home_stores, online_shares
-from .plan import CustomerPool, OrderPlan, WindowTooNarrow, order_plan
+from .plan import CustomerPool, OrderPlan, OrderPlanner, WindowTooNarrow
 from .pools import EMAIL_DOMAINS, Pools, build_pools
 from .stores import build_stores
 
 #: orders per chunk; part of the random stream's key, so changing it changes the data
 ORDER_CHUNK = 50_000
-#: customers / products per file
-ROW_CHUNK = 100_000
+#: customers / products per file (up to four files wait in memory; not part of the data)
+ROW_CHUNK = 25_000
 #: customers whose home stores are ranked at once (bounds the distance matrix; not part of the data)
 HOME_BLOCK = 20_000
 #: how far back customers may have signed up before the first order day
@@ -242,8 +242,8 @@ def customer_text(request: SeedRequest, batch: CustomerBatch, pools: Pools) -> I
     n = len(batch.ids)
     u = rng.random((2, n))
     domains = rng.integers(0, len(EMAIL_DOMAINS), size=n)
-    stamps = datetime_column(batch.signed_up).view("S26").ravel() if n else np.array([], dtype="S26")
     for lo in range(0, n, ROW_CHUNK):
+        stamps = datetime_column(batch.signed_up[lo:lo + ROW_CHUNK]).view("S26").ravel()
         lines = []
         for i in range(lo, min(n, lo + ROW_CHUNK)):
             cp = pools.countries[batch.country[i]]
@@ -252,7 +252,7 @@ def customer_text(request: SeedRequest, batch: CustomerBatch, pools: Pools) -> I
             city = cp.cities[int(batch.city[i])]
             cid = int(batch.ids[i])
             email = f"{cp.first_slugs[fi]}.{cp.last_slugs[li]}{cid}@{EMAIL_DOMAINS[domains[i]]}"
-            ts = stamps[i].decode()
+            ts = stamps[i - lo].decode()
             lines.append(
                 "\t".join(
                     (str(cid), text_field(cp.first_names[fi]), text_field(cp.last_names[li]), email,
@@ -291,8 +291,8 @@ def product_text(request: SeedRequest, batch: ProductBatch, pools: Pools) -> Ite
     rng = np.random.default_rng([request.seed, _TABLE_KEY["products"], int(batch.ids[0]) if len(batch.ids) else 0, 1])
     n = len(batch.ids)
     u = rng.random((3, n))
-    stamps = datetime_column(batch.created).view("S26").ravel() if n else np.array([], dtype="S26")
     for lo in range(0, n, ROW_CHUNK):
+        stamps = datetime_column(batch.created[lo:lo + ROW_CHUNK]).view("S26").ravel()
         lines = []
         for i in range(lo, min(n, lo + ROW_CHUNK)):
             cat = shape.CATEGORIES[batch.category[i]]
@@ -303,7 +303,7 @@ def product_text(request: SeedRequest, batch: ProductBatch, pools: Pools) -> Ite
                 f"{cat.nouns[int(u[2, i] * len(cat.nouns))]}"
             )
             cents = int(batch.price[i])
-            ts = stamps[i].decode()
+            ts = stamps[i - lo].decode()
             lines.append(
                 "\t".join((str(pid), f"{cat.code}-{pid:07d}", text_field(name), cat.name,
                            f"{cents // 100}.{cents % 100:02d}", ts))
@@ -366,16 +366,14 @@ def order_chunk(
     products: ProductPool,
     text: tuple[str, ...] = ("orders", "items"),
 ) -> OrderChunk:
-    """Orders chunk*ORDER_CHUNK.. of the plan and their lines; ids follow order time.
+    """Orders chunk*ORDER_CHUNK.. and their lines, from that chunk of the plan; ids follow order time.
 
     `text` says which load files to encode (the rows are drawn either way, so both are the same)."""
     first = chunk * ORDER_CHUNK
-    count = min(ORDER_CHUNK, len(plan.ordered) - first)
+    count = len(plan.ordered)
     rng = np.random.default_rng([request.seed, _TABLE_KEY["orders"], order_base, chunk])
-    ordered = plan.ordered[first:first + count]
-    online = plan.online[first:first + count]
-    store = plan.store_id[first:first + count]
-    customer = customers.ids[plan.who[first:first + count]]
+    ordered, online, store = plan.ordered, plan.online, plan.store_id
+    customer = customers.ids[plan.who]
 
     status, updated = shape.order_lifecycle(rng, ordered, online, request.as_of)
     order_ids = order_base + first + 1 + np.arange(count, dtype=np.int64)
@@ -639,8 +637,8 @@ def _write_orders(request, result, progress, base, existing, customers, products
     customer_pool, stores, atlas = build_customer_pool(weights_rng, c_ids, c_signed, c_country, c_city)
     product_pool = ProductPool.build(weights_rng, p_ids, p_price, p_cat)
     try:
-        plan = order_plan(
-            np.random.default_rng([request.seed, _TABLE_KEY["plan"], base["orders"]]),
+        planner = OrderPlanner(
+            [request.seed, _TABLE_KEY["plan"], base["orders"]],
             request.orders, request.start, request.end, request.as_of, customer_pool, stores, atlas.zones,
         )
     except WindowTooNarrow as exc:
@@ -650,19 +648,19 @@ def _write_orders(request, result, progress, base, existing, customers, products
         ) from None
     orders_sql = load_data_sql("orders" + suffix, ORDER_COLUMNS, ORDER_SET)
     items_sql = load_data_sql("order_items" + suffix, ITEM_COLUMNS, ITEM_SET)
-    chunks = -(-request.orders // ORDER_CHUNK)
     # Two passes over the same chunks (same random streams, so the same rows): all orders, then all
     # lines. One table at a time keeps the server's working set small; interleaved, both tables'
     # indexes compete for the buffer pool and the load slows down by half at a few million lines.
+    # The plan is drawn again for the second pass (the same orders): kept, it would grow with them.
     item_bases = [base["order_items"]]
-    for chunk in range(chunks):
+    for chunk, plan in enumerate(planner.chunks(ORDER_CHUNK)):
         part = order_chunk(request, chunk, plan, base["orders"], item_bases[-1], customer_pool, product_pool,
                            text=("orders",))
         done = (lambda n=part.n_orders: progress(n / 2)) if progress else None
         loader.submit(orders_sql, part.orders, part.n_orders, on_done=done)
         item_bases.append(item_bases[-1] + part.n_items)
         result.written["orders"] += part.n_orders
-    for chunk in range(chunks):
+    for chunk, plan in enumerate(planner.chunks(ORDER_CHUNK)):
         part = order_chunk(request, chunk, plan, base["orders"], item_bases[chunk], customer_pool, product_pool,
                            text=("items",))
         done = (lambda n=part.n_orders: progress(n / 2)) if progress else None

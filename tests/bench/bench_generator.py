@@ -15,7 +15,7 @@
 Prints `bench: <name> <value>` lines. Targets: `generator_vs_load_data` (the baseline's seconds over
 the generator's, the same rows on both sides) >= 0.8: the generator loads chunk n on a background
 thread while it generates chunk n+1, so its time is the server's load plus what cannot overlap (the
-first chunk, the order plan, the commit); and peak RSS under 500 MB at 5M order lines
+first chunk with the plan's first block, the commit); and peak RSS under 500 MB at 5M order lines
 (`--order-lines 5000000`). `generator_vs_load_data_order_lines` keeps the earlier yardstick: the whole
 seed against a LOAD DATA of the order lines alone (the generator also writes the orders, about 40% of
 the server's work).

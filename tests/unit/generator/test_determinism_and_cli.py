@@ -35,7 +35,7 @@ def _all_text(request: SeedRequest) -> bytes:
     rng = np.random.default_rng([request.seed, 4])
     cpool, stores, atlas = build_customer_pool(rng, cust.ids, cust.signed_up, cust.country, cust.city)
     ppool = ProductPool.build(rng, prod.ids, prod.price, prod.category)
-    plan = order_plan(np.random.default_rng([request.seed, 3]), request.orders, request.start, request.end,
+    plan = order_plan([request.seed, 3], request.orders, request.start, request.end,
                       request.as_of, cpool, stores, atlas.zones)
     chunk = order_chunk(request, 0, plan, 0, 0, cpool, ppool)
     return out + chunk.orders + chunk.items
