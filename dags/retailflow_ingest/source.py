@@ -348,8 +348,7 @@ class StreamReader:
             return
         except (RuntimeError, OSError, pa.ArrowException) as exc:
             raise IngestError(f"reading {self.stream.name} from {self._where} failed: {exc}") from exc
-        if first.num_rows:
-            self.spool.put(first)
+        self.spool.put(first)  # even empty: a stream with no rows still yields one (empty) chunk
         self._drain = threading.Thread(target=drain, args=(self._reader, self.spool, self._started),
                                        name=f"drain-{self.stream.name}", daemon=True)
         self._drain.start()

@@ -44,6 +44,8 @@ class DecodingAhead:
         return pa.RecordBatch.from_arrays([ids, skus], names=["order_item_id", "sku"])
 
     def _decode(self) -> None:
+        if self.total == 0:  # connectorx ends a result without rows with one empty batch
+            self.queue.put(self.batch(0, self.pool).slice(0, 0))
         for i in range(self.total):
             if self.fail_after is not None and i == self.fail_after:
                 self.queue.put(FAILED)
@@ -130,3 +132,15 @@ def test_closing_a_reader_stops_its_drain_and_closes_the_query(tmp_path):
     assert not reader._drain.is_alive()
     assert source.closed
     assert list(reader.batches()) == []
+
+
+def test_a_query_without_rows_still_yields_its_one_empty_chunk(tmp_path):
+    """connectorx ends a query without rows with one empty batch; the stream passes it on as before
+    (the lake writes its file, the COPY its header), rather than yielding nothing."""
+    source = DecodingAhead(0, pa.default_memory_pool())
+    reader = StreamReader(STREAM, source, "a stand-in", spill_dir=str(tmp_path))
+    reader.wait_started()
+    chunks = list(reader.batches())
+    assert [c.num_rows for c in chunks] == [0]
+    assert chunks[0].schema == STREAM.arrow_schema
+    reader.close()
