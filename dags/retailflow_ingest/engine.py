@@ -97,6 +97,27 @@ class IngestResult:
         return "\n".join(lines)
 
 
+#: glibc's ``mallopt`` parameter ``M_MMAP_THRESHOLD`` and the value the engine fixes it at (glibc's
+#: own starting value)
+_M_MMAP_THRESHOLD, _MMAP_THRESHOLD = -3, 128 * 1024
+
+
+def _fix_mmap_threshold() -> None:
+    """Serve large blocks (connectorx's Arrow buffers, the spool's reads: 0.1-10 MB each) from
+    ``mmap``, so that each one goes back to the system when it is freed. By default glibc raises its
+    mmap threshold every time such a block is freed (up to 32 MB) and serves later ones from its
+    heaps, whose freed pages stay resident and fragment as a load goes on: after a 3M-order load the
+    process kept ~200 MB resident with no batch alive, and its peak came out 25-60 MB higher than at
+    1M orders. A fixed threshold also turns that adjustment off (``mallopt(3)``). Process-wide and
+    harmless to run twice; nothing happens where the C library is not glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    except (OSError, AttributeError):  # not glibc: its allocator has its own policy
+        pass
+
+
 class _Cancelled(Exception):
     """Raised inside a stream when the run is asked to stop; its transaction rolls back."""
 
@@ -331,6 +352,7 @@ def run(
     that fails leaves its table and cursor as they were.
     """
     check_options(batch_rows=batch_rows, parallel=parallel, lookback=lookback)
+    _fix_mmap_threshold()
     stop = stop if stop is not None else threading.Event()
     started = time.monotonic()
     source = MySQLSource(mysql_url)

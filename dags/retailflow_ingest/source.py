@@ -26,6 +26,7 @@ import pymysql
 
 from retailflow_ingest.catalog import MYSQL_PORT
 from retailflow_ingest.errors import IngestError
+from retailflow_ingest.spool import Spool, drain
 
 #: the cursor column every incremental stream carries (schema.sql)
 CURSOR = "updated_at"
@@ -323,45 +324,58 @@ LOCK_WAIT_SECONDS = 30
 
 class StreamReader:
     """One stream's rows, as Arrow record batches of at most ``batch_rows`` rows, from one query that
-    runs inside the sync's snapshot (connectorx decodes in Rust threads, ahead of the consumer)."""
+    runs inside the sync's snapshot. connectorx decodes in a Rust thread, ahead of the consumer and
+    without limit; once the query has started, a drain thread takes its batches out as they come into
+    a ``Spool`` that keeps ``memory_batches`` of them in memory and the rest on disk (``spool.py``), so
+    memory does not grow with the table, however far the COPY lags behind or however long the stream
+    waits for its turn."""
 
-    def __init__(self, stream: Stream, reader: pa.RecordBatchReader, where: str):
+    def __init__(self, stream: Stream, reader: pa.RecordBatchReader, where: str, memory_batches: int = 2,
+                 spill_dir: str | None = None):
         self.stream, self._reader, self._where = stream, reader, where
-        self._first: pa.RecordBatch | None = None
+        self._started = time.monotonic()
+        self.spool = Spool(memory_batches, spill_dir)
+        self._drain: threading.Thread | None = None
 
     def wait_started(self) -> None:
-        """Block until the query has run (its first batch, or its end, has arrived)."""
+        """Block until the query has run (its first batch, or its end, has arrived), then start the
+        drain."""
         try:
-            self._first = self._reader.read_next_batch()
+            first = self._reader.read_next_batch()
         except StopIteration:
-            self._first = None
+            self.spool.finish()
+            self._close_reader()
+            return
         except (RuntimeError, OSError, pa.ArrowException) as exc:
             raise IngestError(f"reading {self.stream.name} from {self._where} failed: {exc}") from exc
+        self.spool.put(first)  # even empty: a stream with no rows still yields one (empty) chunk
+        self._drain = threading.Thread(target=drain, args=(self._reader, self.spool, self._started),
+                                       name=f"drain-{self.stream.name}", daemon=True)
+        self._drain.start()
 
     def _typed(self, batch: pa.RecordBatch) -> pa.Table:
         return pa.Table.from_batches([batch]).select(self.stream.column_names).cast(self.stream.arrow_schema)
 
     def batches(self) -> Iterator[pa.Table]:
-        if self._first is None:
-            return
-        first, self._first = self._first, None
-        yield self._typed(first)
         while True:
             try:
-                batch = self._reader.read_next_batch()
-            except StopIteration:
-                return
+                batch = self.spool.get()
             except (RuntimeError, OSError, pa.ArrowException) as exc:
                 raise IngestError(f"reading {self.stream.name} from {self._where} failed: {exc}") from exc
-            if batch.num_rows:
-                yield self._typed(batch)
+            if batch is None:
+                return
+            yield self._typed(batch)
 
-    def close(self) -> None:
-        self._first = None
+    def _close_reader(self) -> None:
         try:
             self._reader.close()
         except Exception:  # closing is best effort: the connection ends with the process anyway
             pass
+
+    def close(self) -> None:
+        self.spool.close()
+        if self._drain is None:  # never started: no thread owns the reader
+            self._close_reader()
 
 
 @dataclass
