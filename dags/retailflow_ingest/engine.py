@@ -686,7 +686,12 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
         result.rows_in_table = result.inserted + (0 if plan.full else state.rows_in_table)
         return _end_transaction(cur, warehouse, result, cursor, batch, plan.identity, lake, files, started, stop)
 
-    result = _commit(conn, body, warehouse, sync_id, lake, files)
+    try:
+        result = _commit(conn, body, warehouse, sync_id, lake, files)
+    finally:
+        # a failed stream stops its reader now, not when the other streams are done: its drain would
+        # otherwise go on copying the rest of the table into the spool's file
+        reader.close()
     result.seconds = max(result.seconds, 1e-9)
     log.info("%s: %s, %s rows read, %s inserted, %s updated, %s in table, %.2f s (%s rows/s)",
              stream.name, result.mode, f"{result.rows_read:,}", f"{result.inserted:,}", f"{result.updated:,}",

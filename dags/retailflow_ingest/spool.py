@@ -54,6 +54,7 @@ class Spool:
         self._done = False
         self._error: BaseException | None = None
         self._closed = False
+        self._read_to_end = False  # set by close(): every batch had been taken
         #: batches written to the file so far, and the most it held at once (bytes)
         self.spilled = 0
         self.peak_spill_bytes = 0
@@ -100,11 +101,14 @@ class Spool:
             self._cond.notify_all()
 
     def get(self) -> pa.RecordBatch | None:
-        """The oldest batch, waiting for one; None at the end."""
+        """The oldest batch, waiting for one; None at the end. Raises when the spool was closed before
+        the stream ended: a reader that stops early must not look like a table read to its end."""
         with self._cond:
             while True:
                 if self._closed:
-                    return None
+                    if self._read_to_end:
+                        return None
+                    raise RuntimeError("the stream's spool was closed before the stream ended")
                 if self._memory:
                     return self._memory.popleft()
                 if self._spilled:
@@ -123,6 +127,8 @@ class Spool:
 
     def close(self) -> None:
         with self._cond:
+            if not self._closed:
+                self._read_to_end = self._done and self._error is None and not self._memory and not self._spilled
             self._closed = True
             self._memory.clear()
             self._spilled.clear()

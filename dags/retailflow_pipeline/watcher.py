@@ -27,14 +27,17 @@ well after the build had ended. What the edges also meant moves into :class:`Nod
   run fails through the producer's upstream;
 - a node dbt skipped because a node it depends on failed is reported failed by Cosmos, as a failed
   node is (a node skipped for another reason ends skipped, in the triggerer);
-- a retry, or a skipped producer (Cosmos's producer skips its own retries), runs dbt for the node on
-  a worker only after the sensor's upstream sensors passed, in the graph's order as the edges would
-  have kept it; when one of them did not pass, the sensor fails and names it.
+- a retry, or a skipped producer (Cosmos's producer skips its own retries; a sensor already waiting
+  sees it too), runs dbt for the node on a worker only after the sensor's upstream sensors passed, in
+  the graph's order as the edges would have kept it; when one of them failed, the sensor fails and
+  names it (skipped when one was skipped).
 
 Those sensors have no ``execution_timeout``: they wait from the run's start, through the ingestion
 (hours with Airbyte), and Airflow turns a deferred task's ``execution_timeout`` into its trigger's
-timeout. The producer's own timeout ends them (a failed producer fails every sensor still waiting),
-and so does the DAG's ``dagrun_timeout``. All the triggers of a run read the producer's state
+timeout. A producer that failed for good fails every sensor still waiting; one that failed with a
+retry left skips that retry (Cosmos), and the waiting sensors then run Cosmos's per-node fallback on
+workers, in the graph's order, which for these sensors is bounded only by the DAG's
+``dagrun_timeout`` (8 h), not by the 30 minutes the other dbt tasks have. All the triggers of a run read the producer's state
 through one cache in the triggerer process (at most one request per half poke), not one each.
 
 What a sensor ended in the triggerer does not do: push the node's compiled SQL into its rendered
@@ -132,7 +135,7 @@ class NodeTrigger(WatcherTrigger):
             await asyncio.sleep(self.poke_interval)
 
     async def run(self) -> AsyncIterator[Any]:
-        from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
+        from airflow.triggers.base import TaskSkippedEvent, TaskSuccessEvent
 
         ti = self.task_instance
         self.run_id = self.run_id or ti.run_id
@@ -147,19 +150,8 @@ class NodeTrigger(WatcherTrigger):
         if retry or producer == "skipped":
             # A retry, a task cleared in the UI, or a producer that skipped its own retry: Cosmos's
             # sensor then runs dbt for its node itself, on a worker; first its upstream sensors must pass.
-            not_passed = await self._upstream_not_passed()
-            failed = {t: s for t, s in not_passed.items() if s != "skipped"}
-            if failed:
-                self.log.error("%s: not run, upstream %s", self.model_unique_id,
-                               ", ".join(f"{t} is {s}" for t, s in sorted(failed.items())))
-                yield TaskFailedEvent()
-            elif not_passed:
-                self.log.info("%s: not run, upstream %s skipped", self.model_unique_id, ", ".join(sorted(not_passed)))
-                yield TaskSkippedEvent()
-            else:
-                self.log.info("try %s of %s: running dbt for it on a worker (Cosmos's retry)", ti.try_number,
-                              self.model_unique_id)
-                yield TriggerEvent({"status": EventStatus.FAILED, "reason": WatcherEventReason.PRODUCER_SKIPPED})
+            async for event in self._fallback(ti.try_number):
+                yield event
             return
         async for event in super().run():
             payload = event.payload if isinstance(event.payload, dict) else {}
@@ -170,9 +162,33 @@ class NodeTrigger(WatcherTrigger):
             elif payload.get("status") == EventStatus.SKIPPED:
                 self.log.info("%s: skipped by the producer's dbt build", self.model_unique_id)
                 yield TaskSkippedEvent()
+            elif payload.get("reason") == WatcherEventReason.PRODUCER_SKIPPED:
+                # The producer failed before this node's result and skipped its retry, while this
+                # sensor waited: the same fallback as a retry's, in the graph's order.
+                async for fallback in self._fallback(ti.try_number):
+                    yield fallback
             else:
                 yield event
             return
+
+    async def _fallback(self, try_number: int) -> AsyncIterator[Any]:
+        """Cosmos's fallback (dbt for this node, on a worker), once the upstream sensors passed: fails
+        the task when one of them failed, skips it when one was skipped."""
+        from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TriggerEvent
+
+        not_passed = await self._upstream_not_passed()
+        failed = {t: s for t, s in not_passed.items() if s != "skipped"}
+        if failed:
+            self.log.error("%s: not run, upstream %s", self.model_unique_id,
+                           ", ".join(f"{t} is {s}" for t, s in sorted(failed.items())))
+            yield TaskFailedEvent()
+        elif not_passed:
+            self.log.info("%s: not run, upstream %s skipped", self.model_unique_id, ", ".join(sorted(not_passed)))
+            yield TaskSkippedEvent()
+        else:
+            self.log.info("try %s of %s: running dbt for it on a worker (Cosmos's retry)", try_number,
+                          self.model_unique_id)
+            yield TriggerEvent({"status": EventStatus.FAILED, "reason": WatcherEventReason.PRODUCER_SKIPPED})
 
 
 def push_final_node_events_only() -> None:

@@ -63,6 +63,7 @@ def events(node_status: str | None, *, producer: str | list[str] = "running", tr
     out = asyncio.run(asyncio.wait_for(collect(), 10))
     assert all(run_id == "manual__1" for run_id, _ in asked), "the run id must come from the task instance"
     trigger.asked = [key for _, key in asked]  # type: ignore[attr-defined]
+    trigger.upstream_reads = upstream_reads  # type: ignore[attr-defined]
     return out, trigger
 
 
@@ -105,6 +106,18 @@ def test_a_retry_after_the_producer_ended_runs_dbt_on_a_worker_once_its_upstream
 def test_a_retry_waits_for_the_producer_to_end():
     out, _ = events("success", producer=["running", "running", "failed"], try_number=2)
     assert out[0].payload["reason"] == WatcherEventReason.PRODUCER_SKIPPED
+
+
+def test_a_waiting_sensor_whose_producer_skipped_its_retry_runs_dbt_only_after_its_upstream():
+    # The producer failed mid-build with a retry left and skipped that retry (Cosmos): a sensor
+    # already waiting for its node falls back to dbt on a worker, but not before its upstream passed.
+    out, trigger = events(None, producer=["running", "up_for_retry", "skipped"],
+                          upstream={"dbt.stg_retail__orders.test": ["running", "deferred", "success"]})
+    assert len(out) == 1 and out[0].payload["reason"] == WatcherEventReason.PRODUCER_SKIPPED
+    assert trigger.upstream_reads["dbt.stg_retail__orders.test"] == ["success"], "it did not wait for its upstream"
+    out, _ = events(None, producer=["running", "up_for_retry", "skipped"],
+                    upstream={"dbt.stg_retail__orders.test": ["running", "failed"]})
+    assert len(out) == 1 and isinstance(out[0], TaskFailedEvent)
 
 
 def test_a_retry_whose_upstream_failed_fails_without_running_dbt():

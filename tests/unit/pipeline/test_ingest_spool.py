@@ -131,6 +131,17 @@ def test_closing_a_reader_stops_its_drain_and_closes_the_query(tmp_path):
     reader._drain.join(10)
     assert not reader._drain.is_alive()
     assert source.closed
+    # what was not read is gone: reading on must fail, not end as if the table had been read whole
+    with pytest.raises(RuntimeError, match="closed before the stream ended"):
+        list(reader.batches())
+
+
+def test_a_reader_closed_after_its_last_batch_ends_cleanly(tmp_path):
+    source = DecodingAhead(3, pa.default_memory_pool())
+    reader = StreamReader(STREAM, source, "a stand-in", spill_dir=str(tmp_path))
+    reader.wait_started()
+    assert sum(c.num_rows for c in reader.batches()) > 0
+    reader.close()
     assert list(reader.batches()) == []
 
 
