@@ -36,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
+from benchlib import seed_shape  # noqa: E402
 from integration.pipeline.conftest import _with_database, mysql_connect, pg_connect  # noqa: E402
 
 
@@ -113,8 +114,9 @@ def main() -> int:
     p.add_argument("--products", type=int, help="default: orders / 100, at least 500")
     p.add_argument("--keep", action="store_true", help="keep the databases and the work folder (for profiling)")
     args = p.parse_args()
-    args.customers = args.customers or args.orders // 10
-    args.products = args.products or max(500, args.orders // 100)
+    customers, products = seed_shape(args.orders)
+    args.customers = args.customers or customers
+    args.products = args.products or products
     base_my, base_pg = os.environ["RETAILFLOW_MYSQL_URL"], os.environ["RETAILFLOW_WAREHOUSE_URL"]
     tag = uuid.uuid4().hex[:8]
     my_db, pg_db, meta_db = f"retail_bench_{tag}", f"warehouse_bench_{tag}", f"airflow_bench_{tag}"

@@ -63,6 +63,7 @@ from benchlib import (  # noqa: E402
     load_average,
     measured,
     row_counts,
+    seed_shape,
     settle,
     throwaway_databases,
 )
@@ -136,7 +137,8 @@ def measure_size(size: str, orders: int, work: Path, airflow: bool, save) -> dic
     with throwaway_databases(f"scale_{size.lower()}", extra_pg=["airflow"]) as dbs:
         env = {**os.environ, "RETAILFLOW_MYSQL_URL": dbs.mysql_url, "RETAILFLOW_WAREHOUSE_URL": dbs.warehouse_url}
         gen = generator_command()
-        step = measured([*gen, "seed", "--customers", str(orders // 10), "--products", str(max(500, orders // 100)),
+        customers, products = seed_shape(orders)
+        step = measured([*gen, "seed", "--customers", str(customers), "--products", str(products),
                          "--orders", str(orders), "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "11",
                          "--mysql-url", dbs.mysql_url], env=env)
         row["generator_s"], row["generator_rss_mb"] = step.seconds, step.peak_rss_mb

@@ -50,6 +50,12 @@ def generator_command() -> list[str]:
     return [shutil.which("retailflow-generator") or str(Path(sys.executable).with_name("retailflow-generator"))]
 
 
+def seed_shape(orders: int) -> tuple[int, int]:
+    """Customers and products of a seed of ``orders`` orders, as the sized benchmarks seed them
+    (orders / 10 customers, orders / 100 products, at least 500)."""
+    return orders // 10, max(500, orders // 100)
+
+
 def settle() -> None:
     """Flush the page cache's dirty pages now, so the next measurement starts on a quiet disk."""
     os.sync()
