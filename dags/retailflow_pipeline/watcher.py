@@ -150,8 +150,7 @@ class NodeTrigger(WatcherTrigger):
         if retry or producer == "skipped":
             # A retry, a task cleared in the UI, or a producer that skipped its own retry: Cosmos's
             # sensor then runs dbt for its node itself, on a worker; first its upstream sensors must pass.
-            async for event in self._fallback(ti.try_number):
-                yield event
+            yield await self._fallback(ti.try_number)
             return
         async for event in super().run():
             payload = event.payload if isinstance(event.payload, dict) else {}
@@ -165,15 +164,14 @@ class NodeTrigger(WatcherTrigger):
             elif payload.get("reason") == WatcherEventReason.PRODUCER_SKIPPED:
                 # The producer failed before this node's result and skipped its retry, while this
                 # sensor waited: the same fallback as a retry's, in the graph's order.
-                async for fallback in self._fallback(ti.try_number):
-                    yield fallback
+                yield await self._fallback(ti.try_number)
             else:
                 yield event
             return
 
-    async def _fallback(self, try_number: int) -> AsyncIterator[Any]:
-        """Cosmos's fallback (dbt for this node, on a worker), once the upstream sensors passed: fails
-        the task when one of them failed, skips it when one was skipped."""
+    async def _fallback(self, try_number: int) -> Any:
+        """The event of Cosmos's fallback (dbt for this node, on a worker), once the upstream sensors
+        passed; one that fails the task when one of them failed, skips it when one was skipped."""
         from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TriggerEvent
 
         not_passed = await self._upstream_not_passed()
@@ -181,14 +179,13 @@ class NodeTrigger(WatcherTrigger):
         if failed:
             self.log.error("%s: not run, upstream %s", self.model_unique_id,
                            ", ".join(f"{t} is {s}" for t, s in sorted(failed.items())))
-            yield TaskFailedEvent()
-        elif not_passed:
+            return TaskFailedEvent()
+        if not_passed:
             self.log.info("%s: not run, upstream %s skipped", self.model_unique_id, ", ".join(sorted(not_passed)))
-            yield TaskSkippedEvent()
-        else:
-            self.log.info("try %s of %s: running dbt for it on a worker (Cosmos's retry)", try_number,
-                          self.model_unique_id)
-            yield TriggerEvent({"status": EventStatus.FAILED, "reason": WatcherEventReason.PRODUCER_SKIPPED})
+            return TaskSkippedEvent()
+        self.log.info("try %s of %s: running dbt for it on a worker (Cosmos's retry)", try_number,
+                      self.model_unique_id)
+        return TriggerEvent({"status": EventStatus.FAILED, "reason": WatcherEventReason.PRODUCER_SKIPPED})
 
 
 def push_final_node_events_only() -> None:
