@@ -3,7 +3,8 @@ few batches in memory and the rest in an unnamed temporary file, and the thread 
 
 Why it exists: connectorx's ``arrow_stream`` decodes a query's rows in a Rust thread of its own and
 sends each batch into an unbounded channel (``std::sync::mpsc::channel`` in its ``arrowstream``
-destination) that never waits for the reader. Whatever the COPY into PostgreSQL has not taken yet
+destination, ``connectorx/src/destinations/arrowstream/mod.rs``, sfu-db/connector-x@6ec2229) that
+never waits for the reader. Whatever the COPY into PostgreSQL has not taken yet
 piles up there, in memory: the part of a table read faster than it is written, and the whole of a
 table whose stream waits for its turn (``parallel``). That made a full load's peak memory grow with
 the data. The drain below takes the batches out of connectorx as they come; past ``memory_batches``

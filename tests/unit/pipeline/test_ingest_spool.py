@@ -28,7 +28,10 @@ class DecodingAhead:
     """Stand-in for connectorx's ``arrow_stream`` reader: a thread decodes every batch of the result
     as fast as it can into an unbounded queue (connectorx's ``mpsc::channel``), whether or not anyone
     reads; ``read_next_batch`` takes the oldest. Its batches are allocated from ``pool``, so the
-    bytes still held anywhere (its queue, the spool, the consumer) can be counted."""
+    bytes still held anywhere (its queue, the spool, the consumer) can be counted. Written from
+    connectorx's ``connectorx/src/destinations/arrowstream/mod.rs`` (sfu-db/connector-x@6ec2229,
+    0.4.6-alpha.1; the project pins 0.4.6): the destination creates ``std::sync::mpsc::channel()``,
+    unbounded, and its partition writers send each finished batch into it without waiting."""
 
     def __init__(self, batches: int, pool: pa.MemoryPool, fail_after: int | None = None):
         self.pool, self.total, self.fail_after = pool, batches, fail_after
