@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -85,14 +85,25 @@ class Browser:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def login(self, username: str, password: str) -> None:
+    def login(self, username: str, password: str, timeout: float = 120) -> None:
+        """Sign in through Superset's login form. On a loaded machine a click can land before the
+        form is live and nothing is sent: a form still showing after 20 s is loaded and filled
+        again (a wrong password fails the same way each time, and ends in a timeout)."""
         d = self.driver
-        d.get(f"{self.base_url}/login/")
-        WebDriverWait(d, 60).until(lambda d: d.find_elements(By.ID, "username"))
-        d.find_element(By.ID, "username").send_keys(username)
-        d.find_element(By.ID, "password").send_keys(password)
-        d.find_element(By.XPATH, "//button[normalize-space()='Sign in']").click()
-        WebDriverWait(d, 60).until(lambda d: "/login" not in d.current_url)
+        deadline = time.monotonic() + timeout
+        while True:
+            d.get(f"{self.base_url}/login/")
+            WebDriverWait(d, 60).until(lambda d: d.find_elements(By.ID, "username"))
+            d.find_element(By.ID, "username").send_keys(username)
+            d.find_element(By.ID, "password").send_keys(password)
+            d.find_element(By.XPATH, "//button[normalize-space()='Sign in']").click()
+            try:
+                WebDriverWait(d, min(20.0, max(1.0, deadline - time.monotonic()))).until(
+                    lambda d: "/login" not in d.current_url)
+                return
+            except TimeoutException:
+                if time.monotonic() >= deadline:
+                    raise TimeoutException(f"still on Superset's login page after {timeout:.0f} s") from None
 
     def _states(self) -> list[ChartState]:
         states = []
