@@ -36,6 +36,8 @@ import pyarrow as pa
 WAITED = 0.002
 #: the drain checks the decoder's pace at least this often (one read that may wait)
 MEASURE_EVERY = 1.0
+#: the fewest batches between two measures for their interval alone to give the pace
+MEASURE_BATCHES = 4
 #: how long the drain sleeps between two rounds of reads that should not wait
 PACE = 0.02
 
@@ -183,12 +185,14 @@ def drain(reader, spool: Spool, started: float) -> None:
                 if waited > WAITED:  # the channel was empty: a moment to measure the decoder's pace at
                     at = time.monotonic()
                     # the channel is empty here as at every such moment: the decoder has made ``count``
-                    # batches since ``started``. A pace taken too low lets the channel fill until the
-                    # next measure, one taken too high only makes a read wait early (and measures
-                    # again): the higher of the whole stream's pace and the last interval's
-                    per_second = count / max(at - started, 1e-6)
-                    if anchor_at is not None and at > anchor_at:
-                        per_second = max(per_second, (count - anchor_count) / (at - anchor_at))
+                    # batches since ``started``. The pace of the interval since the last such moment
+                    # follows the decoder's changes, but over a batch or two it is mostly noise (a
+                    # pace taken too low lets the channel fill until the next measure): below
+                    # MEASURE_BATCHES, the whole stream's pace
+                    if anchor_at is not None and count - anchor_count >= MEASURE_BATCHES:
+                        per_second = (count - anchor_count) / (at - anchor_at)
+                    else:
+                        per_second = count / max(at - started, 1e-6)
                     anchor_at, anchor_count = at, count
                     break
     except BaseException as exc:  # handed to the consumer, which raises it in order

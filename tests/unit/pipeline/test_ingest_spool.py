@@ -115,7 +115,7 @@ def test_reads_slowed_by_other_threads_still_keep_connectorx_channel_short(tmp_p
     peak memory grew with the data); counted from before the query's start, its first pace was as
     far off. Paced by the channel's own wait from the first batch on, the backlog stays a few
     batches, and the rest goes to disk."""
-    source = DecodingAhead(150, pa.default_memory_pool(), every=0.01, gil=0.004, start=0.3)
+    source = DecodingAhead(150, pa.default_memory_pool(), every=0.02, gil=0.004, start=0.3)
     reader = StreamReader(STREAM, source, "a stand-in", spill_dir=str(tmp_path))
     reader.wait_started()
     assert source.decoded.wait(30)
