@@ -260,11 +260,11 @@ bench-ingest: services sync ## Ingestion rows/s vs the raw mysql|psql pipe, incr
 bench-dags: services sync ## retail_pipeline through Airflow vs its steps called directly; order-to-mart freshness (ORDERS=1000000 for 1M).
 	ORDERS=$(ORDERS) $(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_dags.py
 
-# sizes of `make bench-scale`, of 10k, 100k, 1M, 10M (10M: hours on 2 cores)
+# sizes of `make bench-scale`, of 10k, 100k, 1M, 3M, 10M (10M: hours on 2 cores)
 SCALES ?= 10k,100k,1M
 
 .PHONY: bench-scale
-bench-scale: services sync ## The pipeline at 10k, 100k, 1M orders (SCALES=...,10M): seconds and peak RSS per step, warehouse size; CSV in .bench/, plot.
+bench-scale: services sync ## The pipeline at 10k, 100k, 1M orders (SCALES=...,3M,10M): seconds and peak RSS per step, warehouse size; CSV in .bench/, plot.
 	SCALES=$(SCALES) $(WITH_ENV) $(UV) run --quiet --project dags python tests/bench/bench_scale.py
 	$(MAKE) --no-print-directory bench-scale-plot
 

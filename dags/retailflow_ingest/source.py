@@ -299,8 +299,7 @@ class MySQLSource:
 
     def _start_reader(self, stream: Stream, query: str, batch_rows: int) -> StreamReader:
         try:
-            reader = cx.read_sql(self.cx_url, query, return_type="arrow_stream", batch_size=batch_rows,
-                                 pre_execution_query=list(SNAPSHOT_SESSION))
+            reader = ArrowStream(self.cx_url, query, batch_rows, list(SNAPSHOT_SESSION))
         except (RuntimeError, OSError, pa.ArrowException) as exc:
             raise IngestError(f"reading {stream.name} from {self.describe()} failed: {exc}") from exc
         return StreamReader(stream, reader, self.describe())
@@ -322,6 +321,43 @@ SNAPSHOT_SESSION = (
 LOCK_WAIT_SECONDS = 30
 
 
+class ArrowStream:
+    """One query's rows as Arrow record batches from connectorx, as ``cx.read_sql(...,
+    return_type="arrow_stream")`` gives them, plus how long each read waited for connectorx's decoder.
+
+    ``read_sql`` wraps connectorx's batch iterator in a ``pyarrow.RecordBatchReader``, whose every read
+    releases the GIL and takes it back (twice): under load that alone can take several milliseconds,
+    so the time of a whole read cannot tell a batch that was waiting in connectorx's channel from one
+    that was not yet decoded. Here the iterator (``connectorx.read_sql``'s own steps: the native
+    ``_read_sql`` and ``reconstruct_arrow_rb``'s conversion, connectorx 0.4.6) is called directly:
+    its ``__next__`` holds the GIL from start to end, so ``waited`` is the time it spent on the channel
+    and nothing else. The drain (``spool.drain``) paces its reads by it."""
+
+    def __init__(self, url: str, query: str, batch_rows: int, pre_execution: list[str]):
+        url, protocol = cx.rewrite_conn(url)
+        self._results = cx._read_sql(url, "arrow_stream", queries=[query], protocol=protocol, partition_query=None,
+                                     pre_execution_queries=pre_execution, batch_size=batch_rows)
+        names, _ = self._results.schema_ptr()
+        self._names = names
+        #: seconds the last ``read_next_batch`` spent in connectorx's iterator (waiting for its decoder)
+        self.waited = 0.0
+
+    def read_next_batch(self) -> pa.RecordBatch:
+        if self._results is None:
+            raise StopIteration
+        began = time.monotonic()
+        try:
+            pointers = next(self._results)
+        finally:
+            self.waited = time.monotonic() - began
+        return pa.RecordBatch.from_arrays([pa.Array._import_from_c(*column) for column in pointers.to_ptrs()],
+                                          self._names)
+
+    def close(self) -> None:
+        """Drop the iterator: connectorx's decoder stops at its next send, and its connection closes."""
+        self._results = None
+
+
 class StreamReader:
     """One stream's rows, as Arrow record batches of at most ``batch_rows`` rows, from one query that
     runs inside the sync's snapshot. connectorx decodes in a Rust thread, ahead of the consumer and
@@ -330,10 +366,9 @@ class StreamReader:
     memory does not grow with the table, however far the COPY lags behind or however long the stream
     waits for its turn."""
 
-    def __init__(self, stream: Stream, reader: pa.RecordBatchReader, where: str, memory_batches: int = 2,
+    def __init__(self, stream: Stream, reader: ArrowStream, where: str, memory_batches: int = 2,
                  spill_dir: str | None = None):
         self.stream, self._reader, self._where = stream, reader, where
-        self._started = time.monotonic()
         self.spool = Spool(memory_batches, spill_dir)
         self._drain: threading.Thread | None = None
 
@@ -349,7 +384,9 @@ class StreamReader:
         except (RuntimeError, OSError, pa.ArrowException) as exc:
             raise IngestError(f"reading {self.stream.name} from {self._where} failed: {exc}") from exc
         self.spool.put(first)  # even empty: a stream with no rows still yields one (empty) chunk
-        self._drain = threading.Thread(target=drain, args=(self._reader, self.spool, self._started),
+        # the decoder's pace counts from its first batch: the time before it (connecting, the snapshot,
+        # the query's start) would make it look several times slower than it is
+        self._drain = threading.Thread(target=drain, args=(self._reader, self.spool, time.monotonic()),
                                        name=f"drain-{self.stream.name}", daemon=True)
         self._drain.start()
 

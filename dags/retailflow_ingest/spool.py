@@ -15,7 +15,11 @@ even after a crash.
 Reading from connectorx holds the GIL while it waits for its decoder (its ``__next__`` blocks on the
 channel without releasing it), which would stall the COPY's thread. So the drain reads only batches
 that should be ready by the decoder's measured pace, and waits for one (which may block) only when
-the COPY has nothing left in memory or about once a second, to measure the pace again.
+the COPY has nothing left in memory or about once a second, to measure the pace again. The pace is
+measured from the time each read spent on connectorx's channel (``source.ArrowStream.waited``), not
+from the whole read: a read that found its batch ready but then waited for the GIL looked like a
+wait for the decoder, and the pace measured there was the drain's own, however far the decoder was
+ahead; the channel then filled for as long as the table lasted.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import pyarrow as pa
 WAITED = 0.002
 #: the drain checks the decoder's pace at least this often (one read that may wait)
 MEASURE_EVERY = 1.0
+#: the fewest batches between two measures for their interval alone to give the pace
+MEASURE_BATCHES = 4
 #: how long the drain sleeps between two rounds of reads that should not wait
 PACE = 0.02
 
@@ -139,13 +145,15 @@ class Spool:
             self._cond.notify_all()
 
 
-def drain(reader: pa.RecordBatchReader, spool: Spool, started: float) -> None:
-    """Move every batch of ``reader`` (a connectorx stream, decoding since ``started``) into ``spool``,
-    then close the reader. Runs in a thread of its own until the end of the stream or ``spool.close()``.
+def drain(reader, spool: Spool, started: float) -> None:
+    """Move every batch of ``reader`` (a connectorx stream whose first batch arrived at ``started``)
+    into ``spool``, then close the reader. Runs in a thread of its own until the end of the stream or
+    ``spool.close()``.
 
     Reads are paced so that they do not wait for the decoder (see the module's docstring): the pace is
-    measured at reads that did wait, when connectorx's channel was empty; between two such moments
-    the drain takes as many batches as the decoder should have made since, minus one."""
+    measured at reads that did wait, when connectorx's channel was empty (by the reader's ``waited``,
+    the seconds its last read spent on the channel; a reader without it is timed whole); between two
+    such moments the drain takes as many batches as the decoder should have made since, minus one."""
     count = 0
     anchor_at, anchor_count, per_second = None, 0, 0.0
     try:
@@ -165,14 +173,23 @@ def drain(reader: pa.RecordBatchReader, spool: Spool, started: float) -> None:
                 except StopIteration:
                     spool.finish()
                     return
-                waited = time.monotonic() - began
+                # the reader's own measure of its wait when it has one (``source.ArrowStream``): the
+                # whole call also counts the time spent taking the GIL back, which under load often
+                # passes WAITED while batches are queued, and the pace, measured at such a moment, then
+                # stays as low as the drain's own rate while connectorx's channel fills
+                waited = getattr(reader, "waited", time.monotonic() - began)
                 count += 1
                 if batch.num_rows:
                     spool.put(batch)
                 batch = None  # an error kept for the consumer holds this frame: not the batch with it
                 if waited > WAITED:  # the channel was empty: a moment to measure the decoder's pace at
                     at = time.monotonic()
-                    if anchor_at is not None and at > anchor_at:
+                    # the channel is empty here as at every such moment: the decoder has made ``count``
+                    # batches since ``started``. The pace of the interval since the last such moment
+                    # follows the decoder's changes, but over a batch or two it is mostly noise (a
+                    # pace taken too low lets the channel fill until the next measure): below
+                    # MEASURE_BATCHES, the whole stream's pace
+                    if anchor_at is not None and count - anchor_count >= MEASURE_BATCHES:
                         per_second = (count - anchor_count) / (at - anchor_at)
                     else:
                         per_second = count / max(at - started, 1e-6)

@@ -1,8 +1,8 @@
 """How the pipeline's cost grows with the data: the same steps at 10k, 100k and 1M orders (10M on
 request), each size in throwaway databases.
 
-For each size (``--scales``, or ``$SCALES``: ``10k,100k,1M`` by default; ``10M`` is opt-in), one run
-of each step:
+For each size (``--scales``, or ``$SCALES``: ``10k,100k,1M`` by default; ``3M`` and ``10M`` are
+opt-in), one run of each step:
 
 - ``generator``: ``retailflow-generator seed`` (customers = orders / 10, products = orders / 100, at
   least 500; two years of history);
@@ -34,6 +34,7 @@ a size measured again replaces its row). ``make bench-scale-plot`` draws ``docs/
 it. Each size records the machine's load averages (1, 5, 15 min) before and after.
 
     make bench-scale                      # 10k, 100k, 1M
+    make bench-scale SCALES=1M,3M         # memory growth past 1M without the 10M seed
     make bench-scale SCALES=10M           # the large size alone (hours on 2 cores)
 """
 
@@ -68,7 +69,7 @@ from benchlib import (  # noqa: E402
     throwaway_databases,
 )
 
-SIZES = {"10k": 10_000, "100k": 100_000, "1M": 1_000_000, "10M": 10_000_000}
+SIZES = {"10k": 10_000, "100k": 100_000, "1M": 1_000_000, "3M": 3_000_000, "10M": 10_000_000}
 DEFAULT_SCALES = "10k,100k,1M"
 #: the most new orders a second ``retailflow-generator live`` accepts
 LIVE_MAX_RATE = 10_000

@@ -33,9 +33,16 @@ class DecodingAhead:
     0.4.6-alpha.1; the project pins 0.4.6): the destination creates ``std::sync::mpsc::channel()``,
     unbounded, and its partition writers send each finished batch into it without waiting."""
 
-    def __init__(self, batches: int, pool: pa.MemoryPool, fail_after: int | None = None):
+    def __init__(self, batches: int, pool: pa.MemoryPool, fail_after: int | None = None, every: float = 0.0,
+                 gil: float = 0.0, start: float = 0.0):
         self.pool, self.total, self.fail_after = pool, batches, fail_after
+        #: seconds before the first batch (the query's start), the decoder's seconds per batch, the
+        #: seconds each read spends beyond the channel (``gil``: what taking the GIL back costs a real
+        #: read under load), and how long the last read waited on the channel (``ArrowStream.waited``)
+        self.start, self.every, self.gil, self.waited = start, every, gil, 0.0
         self.queue: queue.Queue = queue.Queue()
+        #: the most batches that waited in the channel at once
+        self.peak_queued = 0
         self.decoded = threading.Event()
         self.closed = False
         threading.Thread(target=self._decode, daemon=True).start()
@@ -47,18 +54,26 @@ class DecodingAhead:
         return pa.RecordBatch.from_arrays([ids, skus], names=["order_item_id", "sku"])
 
     def _decode(self) -> None:
+        time.sleep(self.start)
         if self.total == 0:  # connectorx ends a result without rows with one empty batch
             self.queue.put(self.batch(0, self.pool).slice(0, 0))
         for i in range(self.total):
             if self.fail_after is not None and i == self.fail_after:
                 self.queue.put(FAILED)
                 break
+            if self.every:
+                time.sleep(self.every)
             self.queue.put(self.batch(i, self.pool))
+            self.peak_queued = max(self.peak_queued, self.queue.qsize())
         self.queue.put(END)
         self.decoded.set()
 
     def read_next_batch(self) -> pa.RecordBatch:
+        began = time.monotonic()
         item = self.queue.get()
+        self.waited = time.monotonic() - began
+        if self.gil:
+            time.sleep(self.gil)
         if item is END:
             raise StopIteration
         if item is FAILED:
@@ -91,6 +106,23 @@ def test_a_stream_decoded_far_ahead_holds_a_few_batches_in_memory_and_the_rest_o
     assert rows.schema == STREAM.arrow_schema
     reader.close()
     assert source.closed
+
+
+def test_reads_slowed_by_other_threads_still_keep_connectorx_channel_short(tmp_path):
+    """Under load each read also waits to take the GIL back, longer than a read that found its batch
+    ready should take. Paced by that, the drain took the decoder for slower than it was, read at its
+    own pace, and left connectorx's channel to fill for as long as the table lasted (the full load's
+    peak memory grew with the data); counted from before the query's start, its first pace was as
+    far off. Paced by the channel's own wait from the first batch on, the backlog stays a few
+    batches, and the rest goes to disk."""
+    source = DecodingAhead(150, pa.default_memory_pool(), every=0.02, gil=0.004, start=0.3)
+    reader = StreamReader(STREAM, source, "a stand-in", spill_dir=str(tmp_path))
+    reader.wait_started()
+    assert source.decoded.wait(30)
+    # a few batches, or a few more when this machine stalls the drain's thread; not the table
+    assert source.peak_queued <= 30, f"{source.peak_queued} of 150 batches waited in connectorx's channel at once"
+    assert sum(c.num_rows for c in reader.batches()) == 150 * ROWS
+    reader.close()
 
 
 def test_the_spool_is_first_in_first_out_across_memory_and_disk_and_empties_its_file(tmp_path):
