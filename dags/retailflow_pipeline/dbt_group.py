@@ -80,8 +80,9 @@ def dbt_task_group(group_id: str = "dbt", *, settings_task_id: str = "load_setti
         **kwargs,
     )
     if mode == ExecutionMode.WATCHER:
-        from retailflow_pipeline.watcher import push_final_node_events_only, start_in_triggerer
+        from retailflow_pipeline.watcher import push_final_node_events_only, start_in_triggerer, use_node_results_producer
 
         start_in_triggerer(group)
+        use_node_results_producer(group)
         push_final_node_events_only()
     return group

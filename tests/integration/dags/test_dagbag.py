@@ -114,6 +114,8 @@ def test_watcher_sensors_keep_dbts_edges_and_report_as_their_nodes_finish(monkey
     bag = DagBag(dag_folder=str(DAGS_DIR))
     assert bag.import_errors == {}
     for dag_id in ("retail_pipeline", "dbt_transformation"):
+        # the producer that also pushes all node results in one XCom, which the triggers read
+        assert type(bag.dags[dag_id].task_dict["dbt.dbt_producer_watcher"]).__name__ == "NodeResultsProducer", dag_id
         dag = DagSerialization.from_dict(DagSerialization.to_dict(bag.dags[dag_id]))
         sensors = {t.task_id: t for t in dag.tasks if t.task_id.startswith("dbt.") and "producer" not in t.task_id}
         assert len(sensors) >= 20
