@@ -57,6 +57,8 @@ trigger's) still names the node and its dbt status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -65,7 +67,8 @@ from asgiref.sync import sync_to_async
 from cosmos.listeners.dag_run_listener import EventStatus
 from cosmos.operators._watcher.aggregation import get_tests_status_xcom_key
 from cosmos.operators._watcher.base import BaseConsumerSensor
-from cosmos.operators._watcher.state import get_compiled_sql_xcom_key, get_status_xcom_key, is_dbt_node_status_failed
+from cosmos.operators._watcher.state import (get_compiled_sql_xcom_key, get_status_xcom_key, is_dbt_node_status_failed,
+                                             xcom_set_lock)
 from cosmos.operators._watcher.triggerer import WatcherEventReason, WatcherTrigger
 from cosmos.operators.watcher import DbtProducerWatcherOperator
 
@@ -285,28 +288,64 @@ class NodeTrigger(WatcherTrigger):
 
 class _NodeResultsBuffer(dict):
     """Cosmos's backup buffer of the producer's XComs (``ti._cosmos_xcom_backup_buffer``), which also
-    pushes the node results among them as one XCom, :data:`NODE_RESULTS_KEY`.
+    pushes the node results among them as one XCom, :data:`NODE_RESULTS_KEY`, from a thread of its own.
 
     Cosmos's ``safe_xcom_push`` (astronomer-cosmos 1.15.1, ``cosmos/operators/_watcher/state.py``)
     pushes every XCom of the producer, each node's result included (``store_dbt_resource_status_from_log``
     in ``base.py``, ``push_test_result_or_aggregate`` in ``aggregation.py``), then sets it in this
-    buffer, both under ``xcom_set_lock``, the lock its dbt threads take to push; so this push is
-    serialised with theirs, as Cosmos needs on Airflow 3. The results XCom is also kept in the buffer:
-    the buffer is what Cosmos writes to its backup Variable (``xcom.py``) and restores when the
-    producer's retry starts, so the results come back with the per-node XComs."""
+    buffer, both under ``xcom_set_lock``, the lock every dbt thread takes to push. Pushing the results
+    there, once per result, would hold dbt's threads another request each (about 50 per build); the
+    thread here pushes them when they changed, at most once per ``every`` seconds, under the same lock
+    (Cosmos serialises the producer's pushes on Airflow 3), and :meth:`close` pushes the last ones.
+    The results XCom is also kept in the buffer: the buffer is what Cosmos writes to its backup
+    Variable (``xcom.py``) and restores when the producer's retry starts, so the results come back
+    with the per-node XComs."""
 
-    def __init__(self, ti: Any, pushed: dict[str, Any]):
+    def __init__(self, ti: Any, pushed: dict[str, Any], every: float):
         super().__init__(pushed)
         self._ti = ti
+        self._every = every
         self._results = {key: value for key, value in pushed.items() if _is_node_result_key(key)}
+        self._version = 0  # results set so far (under xcom_set_lock, as Cosmos sets them)
+        self._changed = threading.Event()
+        self._closing = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._push_changes, name="node-results", daemon=True)
+        self._thread.start()
 
     def __setitem__(self, key: str, value: Any) -> None:
         super().__setitem__(key, value)
         if _is_node_result_key(key):
             self._results[key] = value
-            results = dict(self._results)
-            self._ti.xcom_push(key=NODE_RESULTS_KEY, value=results)
-            super().__setitem__(NODE_RESULTS_KEY, results)
+            self._version += 1
+            self._changed.set()
+
+    def _push_changes(self) -> None:
+        pushed = 0
+        try:
+            while True:
+                self._changed.wait()
+                self._changed.clear()
+                closing = self._closing.is_set()
+                with xcom_set_lock:
+                    if self._version != pushed:
+                        pushed = self._version
+                        results = dict(self._results)
+                        self._ti.xcom_push(key=NODE_RESULTS_KEY, value=results)
+                        super().__setitem__(NODE_RESULTS_KEY, results)
+                if closing:
+                    return
+                self._closing.wait(self._every)
+        except BaseException as exc:  # raised again by close(), in the producer's own thread
+            self._error = exc
+
+    def close(self) -> None:
+        """Push the results not pushed yet and stop; raise what the pushing thread raised."""
+        self._closing.set()
+        self._changed.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class NodeResultsProducer(DbtProducerWatcherOperator):
@@ -317,14 +356,24 @@ class NodeResultsProducer(DbtProducerWatcherOperator):
     Everything else is Cosmos's: the per-node XComs its own sensors, retries and fallbacks read
     (``<node>_status``, ``<model>_tests_status``, ``<node>_dbt_event``, ``<node>_compiled_sql``), the
     backup Variable and its restore, the skipped retry. Cosmos sets up its backup buffer in
-    ``execute`` before running dbt (``_init_xcom_backup``); this wraps it when dbt is run."""
+    ``execute`` before running dbt (``_init_xcom_backup``); this wraps it while dbt runs."""
+
+    #: seconds between two pushes of the results: the triggers read them once per half poke
+    results_push_seconds = POKE_SECONDS / 2
 
     def run_command(self, cmd: list[str], env: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
         ti = context["ti"]
-        buffer = getattr(ti, "_cosmos_xcom_backup_buffer", None)
-        if not isinstance(buffer, _NodeResultsBuffer):
-            ti._cosmos_xcom_backup_buffer = _NodeResultsBuffer(ti, buffer or {})
-        return super().run_command(cmd, env, context, *args, **kwargs)
+        buffer = _NodeResultsBuffer(ti, getattr(ti, "_cosmos_xcom_backup_buffer", None) or {},
+                                    self.results_push_seconds)
+        ti._cosmos_xcom_backup_buffer = buffer
+        try:
+            result = super().run_command(cmd, env, context, *args, **kwargs)
+        except BaseException:
+            with contextlib.suppress(Exception):  # dbt's error is the one to report
+                buffer.close()
+            raise
+        buffer.close()
+        return result
 
 
 def use_node_results_producer(group: Any) -> int:

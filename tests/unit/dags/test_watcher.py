@@ -5,6 +5,7 @@ read only of this run's build; a retry runs dbt for its node only after its upst
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -263,8 +264,10 @@ def test_a_passed_node_is_read_from_the_shared_results_only():
 
 def test_the_producer_pushes_every_node_result_so_far_in_one_xcom(monkeypatch):
     """Through Cosmos's own parser and push: each result a node's XCom gets is also in the results XCom,
-    rewritten as nodes finish; the producer's other XComs are not; the results XCom is in Cosmos's
-    backup buffer, which Cosmos restores when the producer's retry starts."""
+    rewritten as nodes finish but not once per result (results set within the push interval go in one
+    push, and the last ones are pushed when dbt ends, without waiting for the interval); the producer's
+    other XComs are not in it; it is in Cosmos's backup buffer, which Cosmos restores when the
+    producer's retry starts."""
     import json
 
     from cosmos.operators._watcher.base import store_dbt_resource_status_from_log
@@ -281,18 +284,28 @@ def test_the_producer_pushes_every_node_result_so_far_in_one_xcom(monkeypatch):
         return json.dumps({"info": {"name": "NodeFinished"}, "data": {"node_info": node}})
 
     def dbt_build(self: Any, cmd: list[str], env: Any, context: Any, *args: Any, **kwargs: Any) -> None:
-        for line in (finished(NODE, "success", "model"), finished(test_id, "pass", "test")):
+        lines = (finished(NODE, "success", "model"), finished("model.retailflow.customers", "success", "model"),
+                 finished(test_id, "pass", "test"))
+        for line in lines:
             store_dbt_resource_status_from_log(line, {"context": context}, tests_per_model={NODE: [test_id]},
                                                test_results_per_model={})
+            deadline = time.monotonic() + 5
+            while line == lines[0] and watcher.NODE_RESULTS_KEY not in dict(pushed) and time.monotonic() < deadline:
+                time.sleep(0.01)  # the first result is pushed at once; the next ones wait for the interval
         safe_xcom_push(task_instance=context["ti"], key="task_status", value="completed")
 
     monkeypatch.setattr(DbtProducerWatcherOperator, "run_command", dbt_build)
+    monkeypatch.setattr(watcher.NodeResultsProducer, "results_push_seconds", 30)
     producer = object.__new__(watcher.NodeResultsProducer)
+    started = time.monotonic()
     producer.run_command(["dbt", "build"], {}, {"ti": ti})
+    assert time.monotonic() - started < 10
 
     results = [value for key, value in pushed if key == watcher.NODE_RESULTS_KEY]
     model = {"status": "success", "outlet_uris": []}
-    assert results == [{STATUS_KEY: model}, {STATUS_KEY: model, "model__retailflow__orders_tests_status": "pass"}]
+    assert len(results) == 2 and results[0] == {STATUS_KEY: {"status": "success", "outlet_uris": []}}, results
+    assert results[-1] == {STATUS_KEY: model, "model__retailflow__customers_status": model,
+                           "model__retailflow__orders_tests_status": "pass"}
     assert {key for key, _ in pushed} >= {STATUS_KEY, "model__retailflow__orders_tests_status", "task_status"}
     assert ti._cosmos_xcom_backup_buffer[watcher.NODE_RESULTS_KEY] == results[-1]
     assert ti._cosmos_xcom_backup_buffer["dbt_producer_cmd_flags"] == []
