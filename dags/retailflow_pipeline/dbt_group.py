@@ -14,7 +14,8 @@
   (``RETAILFLOW_RAW_SCHEMA``, read by ``dbt/models/staging/_retail__sources.yml``).
 - Execution: ``ExecutionMode.WATCHER`` by default, one ``dbt build`` in a producer task with a
   sensor per model and test reporting each node's result; the sensors start and, when their node
-  passed, end in the triggerer (``retailflow_pipeline.watcher``), without a worker process.
+  passed, end in the triggerer (``retailflow_pipeline.watcher``), without a worker process, reading
+  the node results from one XCom the producer (``NodeResultsProducer``) rewrites as nodes finish.
   ``$RETAILFLOW_DBT_EXECUTION_MODE=local`` runs one dbt process per node instead. ``dags/README.md``
   has the measurements behind the default.
 """
