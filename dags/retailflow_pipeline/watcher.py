@@ -67,8 +67,8 @@ from asgiref.sync import sync_to_async
 from cosmos.listeners.dag_run_listener import EventStatus
 from cosmos.operators._watcher.aggregation import get_tests_status_xcom_key
 from cosmos.operators._watcher.base import BaseConsumerSensor
-from cosmos.operators._watcher.state import (get_compiled_sql_xcom_key, get_status_xcom_key, is_dbt_node_status_failed,
-                                             xcom_set_lock)
+from cosmos.operators._watcher.state import (get_compiled_sql_xcom_key, get_dbt_event_xcom_key, get_status_xcom_key,
+                                             is_dbt_node_status_failed, xcom_set_lock)
 from cosmos.operators._watcher.triggerer import WatcherEventReason, WatcherTrigger
 from cosmos.operators.watcher import DbtProducerWatcherOperator
 
@@ -348,10 +348,39 @@ class _NodeResultsBuffer(dict):
             raise self._error
 
 
+class _SensorNodeEvents:
+    """The producer's task instance as Cosmos's log parser sees it, pushing a ``<node>_dbt_event``
+    XCom only for the nodes a sensor watches: everything else goes to the task instance itself."""
+
+    def __init__(self, ti: Any, event_keys: frozenset[str]):
+        object.__setattr__(self, "_ti", ti)
+        object.__setattr__(self, "_event_keys", event_keys)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ti, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._ti, name, value)
+
+    def xcom_push(self, key: str, value: Any, **kwargs: Any) -> Any:
+        if key.endswith("_dbt_event") and key not in self._event_keys:
+            return None
+        return self._ti.xcom_push(key=key, value=value, **kwargs)
+
+
 class NodeResultsProducer(DbtProducerWatcherOperator):
     """Cosmos's watcher producer (``DbtProducerWatcherOperator``, astronomer-cosmos 1.15.1,
     ``cosmos/operators/watcher.py``) that also pushes every node result so far as one XCom,
-    :data:`NODE_RESULTS_KEY`, which the run's sensors' triggers read once per poke between them.
+    :data:`NODE_RESULTS_KEY`, which the run's sensors' triggers read once per poke between them, and
+    pushes a node's dbt event only when a sensor watches the node (:attr:`event_nodes`).
+
+    Cosmos pushes a ``<node>_dbt_event`` for every node dbt runs, each test included, and only a
+    sensor reads one, its own node's (``get_dbt_event_xcom_key(self.model_unique_id)`` in
+    ``base.py``, to log the node's times when it resumes on a worker): 81 of the 94 events of a build
+    of this project were for tests no sensor watches, each a request inside the lock every dbt thread
+    takes to push (4.8-7.5 s of API-server time in a 1M-order build). The log parser gets the task
+    instance through the context Cosmos hands it (``run_dbt_runner``, ``store_dbt_resource_status_from_log``);
+    :meth:`_make_parse_callable` hands it one that drops the other nodes' events.
 
     Everything else is Cosmos's: the per-node XComs its own sensors, retries and fallbacks read
     (``<node>_status``, ``<model>_tests_status``, ``<node>_dbt_event``, ``<node>_compiled_sql``), the
@@ -360,6 +389,28 @@ class NodeResultsProducer(DbtProducerWatcherOperator):
 
     #: seconds between two pushes of the results: the triggers read them once per half poke
     results_push_seconds = POKE_SECONDS / 2
+    #: the unique ids of the nodes the group's sensors watch (None: every node's event is pushed)
+    event_nodes: frozenset[str] | None = None
+
+    def _make_parse_callable(self) -> Callable[[str, Any], None]:
+        parse = super()._make_parse_callable()
+        if self.event_nodes is None:
+            return parse
+        event_keys = frozenset(get_dbt_event_xcom_key(node) for node in self.event_nodes)
+        contexts: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+        def parse_for_sensors(line: str, extra_kwargs: Any) -> None:
+            context = extra_kwargs.get("context") if extra_kwargs else None
+            if context is None or context.get("ti") is None:
+                return parse(line, extra_kwargs)
+            # one wrapped context per context Cosmos hands over (one per dbt command), not per line
+            wrapped = contexts.get(id(context))
+            if wrapped is None or wrapped[0] is not context:
+                wrapped = (context, {**context, "ti": _SensorNodeEvents(context["ti"], event_keys)})
+                contexts[id(context)] = wrapped
+            return parse(line, {**extra_kwargs, "context": wrapped[1]})
+
+        return parse_for_sensors
 
     def run_command(self, cmd: list[str], env: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
         ti = context["ti"]
@@ -380,11 +431,14 @@ def use_node_results_producer(group: Any) -> int:
     """Make the watcher producer of ``group`` (a Cosmos task group) a :class:`NodeResultsProducer`;
     returns how many producers. Cosmos picks the producer's class by name from its execution mode
     (``calculate_operator_class`` in ``cosmos/airflow/graph.py``, 1.15.1), with no setting for it: the
-    built task's class is swapped for the subclass, which adds no state of its own."""
-    producers = [task for task in group.dag.task_dict.values()
-                 if task.task_id.startswith(f"{group.group_id}.") and type(task) is DbtProducerWatcherOperator]
+    built task's class is swapped for the subclass, which adds no state of its own but the nodes the
+    group's sensors watch (:attr:`NodeResultsProducer.event_nodes`)."""
+    tasks = [task for task in group.dag.task_dict.values() if task.task_id.startswith(f"{group.group_id}.")]
+    producers = [task for task in tasks if type(task) is DbtProducerWatcherOperator]
+    watched = frozenset(task.model_unique_id for task in tasks if isinstance(task, BaseConsumerSensor))
     for task in producers:
         task.__class__ = NodeResultsProducer
+        task.event_nodes = watched
     return len(producers)
 
 

@@ -115,7 +115,11 @@ def test_watcher_sensors_keep_dbts_edges_and_report_as_their_nodes_finish(monkey
     assert bag.import_errors == {}
     for dag_id in ("retail_pipeline", "dbt_transformation"):
         # the producer that also pushes all node results in one XCom, which the triggers read
-        assert type(bag.dags[dag_id].task_dict["dbt.dbt_producer_watcher"]).__name__ == "NodeResultsProducer", dag_id
+        producer = bag.dags[dag_id].task_dict["dbt.dbt_producer_watcher"]
+        assert type(producer).__name__ == "NodeResultsProducer", dag_id
+        # it pushes dbt events only for the nodes the sensors watch, and for each of them
+        watched = {t.model_unique_id for t in bag.dags[dag_id].tasks if hasattr(t, "is_test_sensor")}
+        assert len(watched) >= 15 and producer.event_nodes == watched, dag_id
         dag = DagSerialization.from_dict(DagSerialization.to_dict(bag.dags[dag_id]))
         sensors = {t.task_id: t for t in dag.tasks if t.task_id.startswith("dbt.") and "producer" not in t.task_id}
         assert len(sensors) >= 20

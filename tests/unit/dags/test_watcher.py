@@ -311,6 +311,32 @@ def test_the_producer_pushes_every_node_result_so_far_in_one_xcom(monkeypatch):
     assert ti._cosmos_xcom_backup_buffer["dbt_producer_cmd_flags"] == []
 
 
+def test_the_producer_pushes_dbt_events_only_for_the_nodes_its_sensors_watch():
+    """A sensor reads its own node's dbt event (a model's, or a detached test's); the events of the
+    tests a model's test sensor aggregates are read by none, and are not pushed. Results still are."""
+    import json
+
+    child_test = "test.retailflow.not_null_orders_order_id.1a"
+    detached = "test.retailflow.relationships_orders_customer_id.2b"
+    pushed: list[str] = []
+    ti = SimpleNamespace(xcom_push=lambda key, value: pushed.append(key), xcom_pull=lambda **_: None)
+    producer = object.__new__(watcher.NodeResultsProducer)
+    state = {"tests_per_model": {NODE: [child_test]}, "test_results_per_model": {}, "_model_outlet_uris": {},
+             "_dataset_namespace": None, "_should_generate_model_uris": False,
+             "_upstream_failure_skipped_ids": set(), "event_nodes": frozenset({NODE, detached})}
+    for name, value in state.items():  # what Cosmos's __init__ and use_node_results_producer set
+        object.__setattr__(producer, name, value)
+    parse = producer._make_parse_callable()
+    context = {"ti": ti}
+    for unique_id, status, resource_type in ((NODE, "success", "model"), (child_test, "pass", "test"),
+                                             (detached, "pass", "test")):
+        node = {"unique_id": unique_id, "node_status": status, "resource_type": resource_type}
+        parse(json.dumps({"info": {"name": "NodeFinished"}, "data": {"node_info": node}}), {"context": context})
+    assert [key for key in pushed if key.endswith("_dbt_event")] == [
+        "model__retailflow__orders_dbt_event", "test__retailflow__relationships_orders_customer_id__2b_dbt_event"]
+    assert {STATUS_KEY, "model__retailflow__orders_tests_status"} <= set(pushed)
+
+
 def test_it_serialises_as_itself_with_its_upstream():
     _, trigger = events("success", upstream={"dbt.stg_retail__orders.test": ["success"]})
     classpath, kwargs = trigger.serialize()
