@@ -1,9 +1,10 @@
 """retail_pipeline: the whole RetailFlow pipeline, one run per schedule tick of a RetailPipeline.
 
 ingestion (the local engine, or Airbyte syncs triggered and awaited) → dbt build (Cosmos: a task per
-model and test) → dashboards refresh → governance → audit (row counts and revenue, MySQL
-against the marts). Dashboards and governance skip, with the reason logged, where they are not
-configured.
+model and test) → two branches side by side: dashboards refresh → governance (OpenMetadata reads the
+dashboards), and the audit (row counts and revenue, MySQL against the marts: it needs the marts
+only). A failed dbt node leaves all three not run (``upstream_failed``). Dashboards and governance
+skip, with the reason logged, where they are not configured.
 
 Which pipeline a run serves comes from its ``variable_prefix`` param: the operator's Airflow
 variables under that prefix (operator/README.md), or the local defaults when there are none. It has
@@ -39,7 +40,8 @@ def retail_pipeline():
     dashboards = dashboards_task()
     governance = governance_task()
     audited = audit_task(settings)
-    settings >> ingested >> dbt >> dashboards >> governance >> audited
+    settings >> ingested >> dbt >> [dashboards, audited]
+    dashboards >> governance
 
 
 retail_pipeline()

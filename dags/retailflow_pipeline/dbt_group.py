@@ -14,7 +14,8 @@
   (``RETAILFLOW_RAW_SCHEMA``, read by ``dbt/models/staging/_retail__sources.yml``).
 - Execution: ``ExecutionMode.WATCHER`` by default, one ``dbt build`` in a producer task with a
   sensor per model and test reporting each node's result; the sensors start and, when their node
-  passed, end in the triggerer (``retailflow_pipeline.watcher``), without a worker process.
+  passed, end in the triggerer (``retailflow_pipeline.watcher``), without a worker process, reading
+  the node results from one XCom the producer (``NodeResultsProducer``) rewrites as nodes finish.
   ``$RETAILFLOW_DBT_EXECUTION_MODE=local`` runs one dbt process per node instead. ``dags/README.md``
   has the measurements behind the default.
 """
@@ -80,8 +81,9 @@ def dbt_task_group(group_id: str = "dbt", *, settings_task_id: str = "load_setti
         **kwargs,
     )
     if mode == ExecutionMode.WATCHER:
-        from retailflow_pipeline.watcher import push_final_node_events_only, start_in_triggerer
+        from retailflow_pipeline.watcher import push_final_node_events_only, start_in_triggerer, use_node_results_producer
 
         start_in_triggerer(group)
+        use_node_results_producer(group)
         push_final_node_events_only()
     return group

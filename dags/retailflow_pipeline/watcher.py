@@ -22,7 +22,8 @@ graph's ten steps one trigger hop (2-3 s of the scheduler's and the triggerer's 
 well after the build had ended. What the edges also meant moves into :class:`NodeTrigger`:
 
 - it reads its node's result only once the producer runs this run's build (the results of a
-  cleared run's earlier build are never read: Airflow clears them when the producer starts);
+  cleared run's earlier build are never read: Airflow clears them when the producer starts, and a
+  shared read sent before the trigger saw the producer running is not taken);
 - the producer will not run (its upstream failed, or it was removed): the sensor ends skipped; the
   run fails through the producer's upstream;
 - a node dbt skipped because a node it depends on failed is reported failed by Cosmos, as a failed
@@ -37,8 +38,16 @@ Those sensors have no ``execution_timeout``: they wait from the run's start, thr
 timeout. A producer that failed for good fails every sensor still waiting; one that failed with a
 retry left skips that retry (Cosmos), and the waiting sensors then run Cosmos's per-node fallback on
 workers, in the graph's order, which for these sensors is bounded only by the DAG's
-``dagrun_timeout`` (8 h), not by the 30 minutes the other dbt tasks have. All the triggers of a run read the producer's state
-through one cache in the triggerer process (at most one request per half poke), not one each.
+``dagrun_timeout`` (8 h), not by the 30 minutes the other dbt tasks have.
+
+All the triggers of a run share their reads, in the triggerer process: at most one request per half
+poke for the producer's state, and one for the run's node results. Cosmos's producer pushes each
+node's result as an XCom of its own (``<node>_status``, ``<model>_tests_status``), which its trigger
+reads once a poke: 27 reads a second through the API server for the whole build, beside the
+producer's own requests. :class:`NodeResultsProducer` also pushes them all in one XCom
+(:data:`NODE_RESULTS_KEY`), rewritten as nodes finish, and the triggers read that one; a node missing
+from it once the producer ended is read from its own XCom (the producer may have pushed it after the
+shared read), as Cosmos's trigger reads it.
 
 What a sensor ended in the triggerer does not do: push the node's compiled SQL into its rendered
 fields and emit the model's dataset event (nothing in RetailFlow schedules on them); its log (the
@@ -48,14 +57,20 @@ trigger's) still names the node and its dbt status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from cosmos.listeners.dag_run_listener import EventStatus
+from cosmos.operators._watcher.aggregation import get_tests_status_xcom_key
 from cosmos.operators._watcher.base import BaseConsumerSensor
+from cosmos.operators._watcher.state import (get_compiled_sql_xcom_key, get_dbt_event_xcom_key, get_status_xcom_key,
+                                             is_dbt_node_status_failed, xcom_set_lock)
 from cosmos.operators._watcher.triggerer import WatcherEventReason, WatcherTrigger
+from cosmos.operators.watcher import DbtProducerWatcherOperator
 
 #: seconds between two reads of a node's result by its trigger (Cosmos's default is the sensor's 10 s)
 POKE_SECONDS = 1.0
@@ -68,9 +83,58 @@ ENDED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"}
 BUILDING = frozenset({"running", "success", "failed"})
 #: producer states in which it will not run this run's build
 NOT_RUN = frozenset({"upstream_failed", "removed"})
+#: producer states after which it pushes no more results
+BUILT = frozenset({"success", "failed"})
+#: the producer's XCom of every node result so far: ``{"<node>_status" | "<model>_tests_status": value}``
+NODE_RESULTS_KEY = "retailflow_node_results"
 
-#: (dag id, run id, task id) -> (monotonic time read, state): the triggers of one run share the reads
-_states: dict[tuple[str, str, str], tuple[float, str | None]] = {}
+
+def _is_node_result_key(key: str) -> bool:
+    """A node's result as Cosmos pushes it (``get_status_xcom_key``, ``get_tests_status_xcom_key``:
+    the node's unique id, dots as ``__``, then ``_status``), not the producer's own ``task_status``."""
+    return key.endswith("_status") and "__" in key
+
+
+class SharedReads:
+    """Reads the triggers of a run share in the triggerer's event loop: one request per key at a time,
+    its answer reused for ``max_age`` seconds. A caller may refuse an answer whose request started
+    before ``not_before`` (monotonic seconds); it then gets a new one, which later callers share."""
+
+    def __init__(self) -> None:
+        self._reads: dict[Any, tuple[float, asyncio.Future[tuple[float, Any]]]] = {}
+
+    def clear(self) -> None:
+        self._reads.clear()
+
+    async def read(self, key: Any, fetch: Callable[[], Awaitable[Any]], max_age: float,
+                   not_before: float = float("-inf")) -> tuple[float, Any]:
+        """(monotonic time the answer came back, the answer) of ``fetch()``, or of a shared one."""
+        now = time.monotonic()
+        loop = asyncio.get_running_loop()
+        got = self._reads.get(key)
+        if got is None or got[0] < not_before or now - got[0] >= max_age or got[1].get_loop() is not loop:
+
+            async def timed() -> tuple[float, Any]:
+                value = await fetch()
+                return time.monotonic(), value
+
+            got = (now, loop.create_task(timed()))
+            self._reads[key] = got
+            got[1].add_done_callback(lambda done, key=key, got=got: self._forget_failed(key, got, done))
+            for stale in [k for k, (at, read) in self._reads.items() if now - at > 60 and read.done()]:
+                del self._reads[stale]
+        # shielded: a trigger cancelled while it waits must not cancel the read the others wait on
+        return await asyncio.shield(got[1])
+
+    def _forget_failed(self, key: Any, got: tuple[float, Any], done: asyncio.Future[Any]) -> None:
+        if (done.cancelled() or done.exception() is not None) and self._reads.get(key) is got:
+            del self._reads[key]
+
+
+#: (dag id, run id, producer task id) -> the producer's state
+_states = SharedReads()
+#: (dag id, run id, producer task id, map index) -> the producer's NODE_RESULTS_KEY XCom
+_results = SharedReads()
 
 
 def _state_name(state: Any) -> str | None:
@@ -79,8 +143,9 @@ def _state_name(state: Any) -> str | None:
 
 class NodeTrigger(WatcherTrigger):
     """Cosmos's ``WatcherTrigger`` for a sensor started in the triggerer: the run id and map index
-    come from the task instance, it reads results only of this run's build, a passed node ends the
-    task here (``TaskSuccessEvent``), and so does a node dbt skipped (``TaskSkippedEvent``)."""
+    come from the task instance, it reads results only of this run's build, through the run's shared
+    read of the producer's :data:`NODE_RESULTS_KEY`, a passed node ends the task here
+    (``TaskSuccessEvent``), and so does a node dbt skipped (``TaskSkippedEvent``)."""
 
     def __init__(self, *args: Any, upstream_task_ids: Iterable[str] = (), **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -106,23 +171,56 @@ class NodeTrigger(WatcherTrigger):
         got = states.get(self.run_id, {})
         return {task_id: _state_name(got.get(task_id)) for task_id in task_ids}
 
+    async def _producer_state(self) -> tuple[float, str | None]:
+        """(monotonic time it was read, the producer's state), read at most once per half poke for all
+        the triggers of this run."""
+
+        async def fetch() -> str | None:
+            return (await self._task_states([self.producer_task_id]))[self.producer_task_id]
+
+        return await _states.read((self.dag_id, self.run_id, self.producer_task_id), fetch, self.poke_interval / 2)
+
     async def _get_producer_task_status(self) -> str | None:
-        """The producer's state, read at most once per half poke for all the triggers of this run."""
-        key = (self.dag_id, self.run_id, self.producer_task_id)
-        now = time.monotonic()
-        cached = _states.get(key)
-        if cached is not None and now - cached[0] < self.poke_interval / 2:
-            return cached[1]
-        state = (await self._task_states([self.producer_task_id]))[self.producer_task_id]
-        for stale in [k for k, (at, _) in _states.items() if now - at > 60]:
-            del _states[stale]
-        _states[key] = (time.monotonic(), state)
-        return state
+        return (await self._producer_state())[1]
 
     async def _producer_in(self, states: frozenset[str]) -> str:
-        while (state := await self._get_producer_task_status()) not in states:
+        while True:
+            read_at, state = await self._producer_state()
+            if state in states:
+                # Results are read only by requests sent after this answer: before it, the XComs
+                # may still be a cleared run's earlier build's.
+                self._results_not_before = read_at
+                return state
             await asyncio.sleep(self.poke_interval)
-        return state
+
+    async def _node_results(self) -> dict[str, Any]:
+        """The producer's :data:`NODE_RESULTS_KEY` XCom, read at most once per half poke for all the
+        triggers of this run, and only by requests sent once this trigger saw this run's build."""
+        _, results = await _results.read(
+            (self.dag_id, self.run_id, self.producer_task_id, self.map_index),
+            lambda: self.get_xcom_val(NODE_RESULTS_KEY), self.poke_interval / 2,
+            not_before=getattr(self, "_results_not_before", float("inf")))
+        return results if isinstance(results, dict) else {}
+
+    async def _parse_dbt_node_status_and_compiled_sql(self) -> tuple[str | None, str | None]:
+        """Cosmos's ``(status, compiled SQL)`` of the node (``WatcherTrigger``, astronomer-cosmos 1.15.1,
+        ``cosmos/operators/_watcher/triggerer.py``), its status from the run's shared read of the node
+        results. Cosmos's loop reads the producer's state before this: once the producer ended, a node
+        the shared read lacks is read from its own XCom, so that "ended and no result" (Cosmos: not
+        run, or the producer failed first) is never concluded from a read older than the end. The
+        compiled SQL is read only for a failed node: only that event resumes on a worker with it."""
+        key = (get_tests_status_xcom_key(self.model_unique_id) if self.is_test_sensor
+               else get_status_xcom_key(self.model_unique_id))
+        value = (await self._node_results()).get(key)
+        if value is None and await self._get_producer_task_status() in BUILT:
+            value = await self.get_xcom_val(key)
+        if isinstance(value, dict):
+            self._outlet_uris = value.get("outlet_uris", [])
+            value = value.get("status")
+        compiled_sql = None
+        if is_dbt_node_status_failed(value) and not self.is_test_sensor:
+            compiled_sql = await self.get_xcom_val(get_compiled_sql_xcom_key(self.model_unique_id))
+        return value, compiled_sql
 
     async def _upstream_not_passed(self) -> dict[str, str]:
         """Wait until the upstream sensors ended; those that did not pass, with their states."""
@@ -186,6 +284,162 @@ class NodeTrigger(WatcherTrigger):
         self.log.info("try %s of %s: running dbt for it on a worker (Cosmos's retry)", try_number,
                       self.model_unique_id)
         return TriggerEvent({"status": EventStatus.FAILED, "reason": WatcherEventReason.PRODUCER_SKIPPED})
+
+
+class _NodeResultsBuffer(dict):
+    """Cosmos's backup buffer of the producer's XComs (``ti._cosmos_xcom_backup_buffer``), which also
+    pushes the node results among them as one XCom, :data:`NODE_RESULTS_KEY`, from a thread of its own.
+
+    Cosmos's ``safe_xcom_push`` (astronomer-cosmos 1.15.1, ``cosmos/operators/_watcher/state.py``)
+    pushes every XCom of the producer, each node's result included (``store_dbt_resource_status_from_log``
+    in ``base.py``, ``push_test_result_or_aggregate`` in ``aggregation.py``), then sets it in this
+    buffer, both under ``xcom_set_lock``, the lock every dbt thread takes to push. Pushing the results
+    there, once per result, would hold dbt's threads another request each (about 50 per build); the
+    thread here pushes them when they changed, at most once per ``every`` seconds, under the same lock
+    (Cosmos serialises the producer's pushes on Airflow 3), and :meth:`close` pushes the last ones.
+    The results XCom is also kept in the buffer: the buffer is what Cosmos writes to its backup
+    Variable (``xcom.py``) and restores when the producer's retry starts, so the results come back
+    with the per-node XComs."""
+
+    def __init__(self, ti: Any, pushed: dict[str, Any], every: float):
+        super().__init__(pushed)
+        self._ti = ti
+        self._every = every
+        self._results = {key: value for key, value in pushed.items() if _is_node_result_key(key)}
+        self._version = 0  # results set so far (under xcom_set_lock, as Cosmos sets them)
+        self._changed = threading.Event()
+        self._closing = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._push_changes, name="node-results", daemon=True)
+        self._thread.start()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        if _is_node_result_key(key):
+            self._results[key] = value
+            self._version += 1
+            self._changed.set()
+
+    def _push_changes(self) -> None:
+        pushed = 0
+        try:
+            while True:
+                self._changed.wait()
+                self._changed.clear()
+                closing = self._closing.is_set()
+                with xcom_set_lock:
+                    if self._version != pushed:
+                        pushed = self._version
+                        results = dict(self._results)
+                        self._ti.xcom_push(key=NODE_RESULTS_KEY, value=results)
+                        super().__setitem__(NODE_RESULTS_KEY, results)
+                if closing:
+                    return
+                self._closing.wait(self._every)
+        except BaseException as exc:  # raised again by close(), in the producer's own thread
+            self._error = exc
+
+    def close(self) -> None:
+        """Push the results not pushed yet and stop; raise what the pushing thread raised."""
+        self._closing.set()
+        self._changed.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+class _SensorNodeEvents:
+    """The producer's task instance as Cosmos's log parser sees it, pushing a ``<node>_dbt_event``
+    XCom only for the nodes a sensor watches: everything else goes to the task instance itself."""
+
+    def __init__(self, ti: Any, event_keys: frozenset[str]):
+        object.__setattr__(self, "_ti", ti)
+        object.__setattr__(self, "_event_keys", event_keys)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ti, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._ti, name, value)
+
+    def xcom_push(self, key: str, value: Any, **kwargs: Any) -> Any:
+        if key.endswith("_dbt_event") and key not in self._event_keys:
+            return None
+        return self._ti.xcom_push(key=key, value=value, **kwargs)
+
+
+class NodeResultsProducer(DbtProducerWatcherOperator):
+    """Cosmos's watcher producer (``DbtProducerWatcherOperator``, astronomer-cosmos 1.15.1,
+    ``cosmos/operators/watcher.py``) that also pushes every node result so far as one XCom,
+    :data:`NODE_RESULTS_KEY`, which the run's sensors' triggers read once per poke between them, and
+    pushes a node's dbt event only when a sensor watches the node (:attr:`event_nodes`).
+
+    Cosmos pushes a ``<node>_dbt_event`` for every node dbt runs, each test included, and only a
+    sensor reads one, its own node's (``get_dbt_event_xcom_key(self.model_unique_id)`` in
+    ``base.py``, to log the node's times when it resumes on a worker): 81 of the 94 events of a build
+    of this project were for tests no sensor watches, each a request inside the lock every dbt thread
+    takes to push (4.8-7.5 s of API-server time in a 1M-order build). The log parser gets the task
+    instance through the context Cosmos hands it (``run_dbt_runner``, ``store_dbt_resource_status_from_log``);
+    :meth:`_make_parse_callable` hands it one that drops the other nodes' events.
+
+    Everything else is Cosmos's: the per-node XComs its own sensors, retries and fallbacks read
+    (``<node>_status``, ``<model>_tests_status``, ``<node>_dbt_event``, ``<node>_compiled_sql``), the
+    backup Variable and its restore, the skipped retry. Cosmos sets up its backup buffer in
+    ``execute`` before running dbt (``_init_xcom_backup``); this wraps it while dbt runs."""
+
+    #: seconds between two pushes of the results: the triggers read them once per half poke
+    results_push_seconds = POKE_SECONDS / 2
+    #: the unique ids of the nodes the group's sensors watch (None: every node's event is pushed)
+    event_nodes: frozenset[str] | None = None
+
+    def _make_parse_callable(self) -> Callable[[str, Any], None]:
+        parse = super()._make_parse_callable()
+        if self.event_nodes is None:
+            return parse
+        event_keys = frozenset(get_dbt_event_xcom_key(node) for node in self.event_nodes)
+        contexts: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+        def parse_for_sensors(line: str, extra_kwargs: Any) -> None:
+            context = extra_kwargs.get("context") if extra_kwargs else None
+            if context is None or context.get("ti") is None:
+                return parse(line, extra_kwargs)
+            # one wrapped context per context Cosmos hands over (one per dbt command), not per line
+            wrapped = contexts.get(id(context))
+            if wrapped is None or wrapped[0] is not context:
+                wrapped = (context, {**context, "ti": _SensorNodeEvents(context["ti"], event_keys)})
+                contexts[id(context)] = wrapped
+            return parse(line, {**extra_kwargs, "context": wrapped[1]})
+
+        return parse_for_sensors
+
+    def run_command(self, cmd: list[str], env: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
+        ti = context["ti"]
+        buffer = _NodeResultsBuffer(ti, getattr(ti, "_cosmos_xcom_backup_buffer", None) or {},
+                                    self.results_push_seconds)
+        ti._cosmos_xcom_backup_buffer = buffer
+        try:
+            result = super().run_command(cmd, env, context, *args, **kwargs)
+        except BaseException:
+            with contextlib.suppress(Exception):  # dbt's error is the one to report
+                buffer.close()
+            raise
+        buffer.close()
+        return result
+
+
+def use_node_results_producer(group: Any) -> int:
+    """Make the watcher producer of ``group`` (a Cosmos task group) a :class:`NodeResultsProducer`;
+    returns how many producers. Cosmos picks the producer's class by name from its execution mode
+    (``calculate_operator_class`` in ``cosmos/airflow/graph.py``, 1.15.1), with no setting for it: the
+    built task's class is swapped for the subclass, which adds no state of its own but the nodes the
+    group's sensors watch (:attr:`NodeResultsProducer.event_nodes`)."""
+    tasks = [task for task in group.dag.task_dict.values() if task.task_id.startswith(f"{group.group_id}.")]
+    producers = [task for task in tasks if type(task) is DbtProducerWatcherOperator]
+    watched = frozenset(task.model_unique_id for task in tasks if isinstance(task, BaseConsumerSensor))
+    for task in producers:
+        task.__class__ = NodeResultsProducer
+        task.event_nodes = watched
+    return len(producers)
 
 
 def push_final_node_events_only() -> None:

@@ -134,6 +134,8 @@ def governance_task():
 
 
 def audit_task(settings, trigger_rule: str = "none_failed"):
+    """The audit (call it downstream of the dbt group): ``none_failed`` runs it when every dbt node
+    passed or was skipped by dbt for its own reasons, not when one failed or the build did not run."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from retailflow_pipeline.audit import AuditFailed

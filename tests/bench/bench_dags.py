@@ -69,7 +69,7 @@ def run_phases(meta_url: str, run_id: str) -> list[tuple[str, float, str]]:
          "the producer task: one dbt build (the direct steps' own dbt build is most of dag_steps_direct_s)"),
         ("dag_dbt_sensor_tail_s", (dbt_end - producer[1]).total_seconds(),
          "producer end -> last dbt sensor end: the sensors reporting the build's last nodes"),
-        ("dag_after_dbt_s", (run_end - dbt_end).total_seconds(), "dashboards, governance (skipped), audit"),
+        ("dag_after_dbt_s", (run_end - dbt_end).total_seconds(), "the audit, beside dashboards -> governance (both skipped here)"),
         ("dag_worker_processes", on_workers, "task instances that ran on a worker (sensors end in the triggerer)"),
     ]
 

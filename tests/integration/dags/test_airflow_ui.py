@@ -12,6 +12,7 @@ show the run and its tasks as successful. The screenshot is kept under the test'
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -106,6 +107,15 @@ def test_scheduler_run_is_green_and_the_ui_shows_it(airflow_stack, pipeline_dbs,
     late = [t["task_id"] for t in followers if t["start_date"] >= ended["dbt.dbt_producer_watcher"]]
     assert late == [], late
     assert any("running" in line for line in seen), "the states were not followed while the run went on"
+    # The triggers read the nodes' results from one XCom the producer rewrites as nodes finish: it
+    # holds every model's result and every model's tests' result, all passed.
+    results = api.json("GET", f"/dags/retail_pipeline/dagRuns/{run_id}/taskInstances/dbt.dbt_producer_watcher/"
+                       "xcomEntries/retailflow_node_results", params={"deserialize": "true"})["value"]
+    results = json.loads(results) if isinstance(results, str) else results
+    models = {t["task_id"].split(".")[1] for t in sensors if t["task_id"].endswith(".run")}
+    assert len(models) >= 10 and {f"model__retailflow__{m}_status" for m in models} <= set(results), results
+    assert {f"model__retailflow__{m}_tests_status" for m in models} <= set(results), results
+    assert {v["status"] if isinstance(v, dict) else v for v in results.values()} <= {"success", "pass"}, results
     with psycopg.connect(pipeline_dbs[1]) as conn:
         assert conn.execute("select count(*) from marts.top_customers").fetchone()[0] > 0
 

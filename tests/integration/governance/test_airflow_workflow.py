@@ -76,7 +76,8 @@ class TestAirflowWorkflow:
         assert any(t.startswith("dbt.") and t.endswith(".run") for t in tasks), sorted(tasks)
         assert any(t.startswith("ingestion.") for t in tasks), sorted(tasks)
         downstream = {t["name"]: set(t.get("downstreamTasks") or []) for t in pipeline["tasks"]}
-        assert "audit" in downstream["governance"]
+        assert "governance" in downstream["refresh_dashboards"]
+        assert downstream["governance"] == set() and downstream["audit"] == set()
 
     def test_the_service_points_at_the_airflow_ui(self, airflow_catalog):
         standin, _ = airflow_catalog

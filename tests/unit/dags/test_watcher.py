@@ -5,6 +5,7 @@ read only of this run's build; a retry runs dbt for its node only after its upst
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,14 +22,18 @@ from retailflow_pipeline import watcher  # noqa: E402
 from retailflow_pipeline.watcher import NodeTrigger  # noqa: E402
 
 NODE = "model.retailflow.orders"
+STATUS_KEY = "model__retailflow__orders_status"
 STARTUP = [{"name": "MainReportVersion", "msg": "Running with dbt"}, {"name": "AdapterRegistered", "msg": "postgres"}]
 
 
 def events(node_status: str | None, *, producer: str | list[str] = "running", try_number: int = 1,
-           upstream: dict[str, list[str | None]] | None = None, stale: str | None = None) -> tuple[list[Any], NodeTrigger]:
+           upstream: dict[str, list[str | None]] | None = None, stale: str | None = None,
+           in_results: bool = True) -> tuple[list[Any], NodeTrigger]:
     """Run a NodeTrigger against stand-ins of the Task SDK's reads: ``producer`` (a state, or the states
-    of successive reads), the node's status XCom (``stale``: the status a cleared run's earlier build
-    left, returned until the producer has run), and the upstream sensors' states read after read."""
+    of successive reads), the node's status XCom and the producer's results XCom holding it (unless
+    ``in_results`` is false: a producer that pushes no results XCom; ``stale``: the status a cleared
+    run's earlier build left, returned until the producer has run), and the upstream sensors' states
+    read after read."""
     trigger = NodeTrigger(model_unique_id=NODE, producer_task_id="dbt.dbt_producer_watcher", dag_id="retail_pipeline",
                           run_id="", map_index=None, poke_interval=0.01, upstream_task_ids=list(upstream or {}))
     trigger.task_instance = SimpleNamespace(task_id="dbt.orders.run", run_id="manual__1", map_index=-1,
@@ -41,8 +46,9 @@ def events(node_status: str | None, *, producer: str | list[str] = "running", tr
     async def get_xcom_val(key: str) -> Any:
         asked.append((trigger.run_id, key))
         status = node_status if "running" in seen_producer or "success" in seen_producer else stale
-        xcoms = {"dbt_startup_events": STARTUP,
-                 "model__retailflow__orders_status": {"status": status, "outlet_uris": []} if status else None}
+        result = {"status": status, "outlet_uris": []} if status else None
+        xcoms = {"dbt_startup_events": STARTUP, STATUS_KEY: result,
+                 watcher.NODE_RESULTS_KEY: {STATUS_KEY: result} if result and in_results else {}}
         return xcoms.get(key)
 
     async def task_states(task_ids: list[str]) -> dict[str, str | None]:
@@ -56,6 +62,7 @@ def events(node_status: str | None, *, producer: str | list[str] = "running", tr
     trigger.get_xcom_val = get_xcom_val  # type: ignore[method-assign]
     trigger._task_states = task_states  # type: ignore[method-assign]
     watcher._states.clear()
+    watcher._results.clear()
 
     async def collect() -> list[Any]:
         return [e async for e in trigger.run()]
@@ -152,6 +159,182 @@ def test_the_triggers_of_a_run_share_their_reads_of_the_producer():
     watcher._states.clear()
     asyncio.run(both())
     assert reads == ["dbt.dbt_producer_watcher"]
+
+
+def test_the_triggers_of_a_run_share_one_read_of_the_node_results():
+    """Four sensors waiting at once: one request for the producer's state and one for the results XCom
+    serve them all, and each ends as its own node did (a model's and a model's tests' results)."""
+    results = {
+        "model__retailflow__orders_status": {"status": "success", "outlet_uris": []},
+        "model__retailflow__customers_status": {"status": "error", "outlet_uris": []},
+        "model__retailflow__orders_tests_status": "pass",
+        "model__retailflow__products_status": {"status": "skipped", "outlet_uris": []},
+    }
+    asked: list[str] = []
+    states_read: list[list[str]] = []
+
+    async def get_xcom_val(key: str) -> Any:
+        asked.append(key)
+        await asyncio.sleep(0.01)  # a request in flight while the other triggers ask
+        return {watcher.NODE_RESULTS_KEY: results, "model__retailflow__customers_compiled_sql": "select 1"}.get(key)
+
+    async def task_states(task_ids: list[str]) -> dict[str, str | None]:
+        states_read.append(task_ids)
+        await asyncio.sleep(0.01)
+        return {task_ids[0]: "running"}
+
+    def trigger(node: str, *, tests: bool = False) -> NodeTrigger:
+        made = NodeTrigger(model_unique_id=node, producer_task_id="dbt.dbt_producer_watcher", dag_id="retail_pipeline",
+                           run_id="", map_index=None, poke_interval=10, is_test_sensor=tests)
+        made.task_instance = SimpleNamespace(task_id="dbt.sensor", run_id="manual__1", map_index=-1, try_number=1)
+        made.get_xcom_val = get_xcom_val  # type: ignore[method-assign]
+        made._task_states = task_states  # type: ignore[method-assign]
+        return made
+
+    async def all_four() -> list[list[Any]]:
+        triggers = [trigger("model.retailflow.orders"), trigger("model.retailflow.customers"),
+                    trigger("model.retailflow.orders", tests=True), trigger("model.retailflow.products")]
+        return list(await asyncio.gather(*[asyncio.wait_for(collect(t), 10) for t in triggers]))
+
+    async def collect(t: NodeTrigger) -> list[Any]:
+        return [e async for e in t.run()]
+
+    watcher._states.clear()
+    watcher._results.clear()
+    orders, customers, orders_tests, products = asyncio.run(all_four())
+    assert isinstance(orders[0], TaskSuccessEvent) and isinstance(orders_tests[0], TaskSuccessEvent)
+    assert customers[0].payload["reason"] == WatcherEventReason.NODE_FAILED
+    assert customers[0].payload["compiled_sql"] == "select 1"  # what Cosmos's execute_complete shows
+    assert isinstance(products[0], TaskSkippedEvent)
+    assert len(states_read) == 1, states_read
+    assert asked == [watcher.NODE_RESULTS_KEY, "model__retailflow__customers_compiled_sql"], asked
+
+
+def test_a_results_read_sent_before_the_producer_ran_this_build_is_not_shared():
+    """A read of the results XCom made for this run just before its producer started (by a trigger of
+    the run before it was cleared) holds the earlier build's results: a trigger that then sees the
+    producer running does not take it, even while it is fresh."""
+    earlier = {"model__retailflow__orders_status": {"status": "success", "outlet_uris": []}}
+    now = {"model__retailflow__orders_status": {"status": "error", "outlet_uris": []}}
+
+    async def cleared_then_run() -> list[Any]:
+        async def earlier_build() -> Any:
+            return {watcher.NODE_RESULTS_KEY: earlier}.get(watcher.NODE_RESULTS_KEY)
+
+        key = ("retail_pipeline", "manual__1", "dbt.dbt_producer_watcher", -1)
+        await watcher._results.read(key, earlier_build, max_age=5)
+        trigger = NodeTrigger(model_unique_id=NODE, producer_task_id="dbt.dbt_producer_watcher",
+                              dag_id="retail_pipeline", run_id="", map_index=None, poke_interval=10)
+        trigger.task_instance = SimpleNamespace(task_id="dbt.orders.run", run_id="manual__1", map_index=-1,
+                                                try_number=1)
+
+        async def get_xcom_val(key: str) -> Any:
+            return {watcher.NODE_RESULTS_KEY: now}.get(key)
+
+        async def task_states(task_ids: list[str]) -> dict[str, str | None]:
+            return {task_ids[0]: "running"}
+
+        trigger.get_xcom_val = get_xcom_val  # type: ignore[method-assign]
+        trigger._task_states = task_states  # type: ignore[method-assign]
+        return [e async for e in trigger.run()]
+
+    watcher._states.clear()
+    watcher._results.clear()
+    out = asyncio.run(asyncio.wait_for(cleared_then_run(), 10))
+    assert len(out) == 1 and out[0].payload["reason"] == WatcherEventReason.NODE_FAILED, out
+
+
+def test_a_node_the_shared_read_lacks_is_read_itself_only_once_the_producer_ended():
+    """The results XCom may miss a node the producer pushed after the shared read (or a producer may
+    push none): once the producer ended, the node's own XCom decides, not "ended without a result"
+    (Cosmos's "not run" success); while the producer runs, only the shared read is made."""
+    out, trigger = events("error", producer=["running", "running", "running", "success"], in_results=False)
+    assert out[0].payload["reason"] == WatcherEventReason.NODE_FAILED, out
+    assert trigger.asked.count(STATUS_KEY) == 1, trigger.asked
+    assert trigger.asked.count(watcher.NODE_RESULTS_KEY) >= 2, trigger.asked
+    out, _ = events("error", producer=["running", "failed"], in_results=False)
+    assert out[0].payload["reason"] == WatcherEventReason.NODE_FAILED, out  # not "the producer failed first"
+
+
+def test_a_passed_node_is_read_from_the_shared_results_only():
+    out, trigger = events("success")
+    assert isinstance(out[0], TaskSuccessEvent)
+    assert trigger.asked == [watcher.NODE_RESULTS_KEY], trigger.asked
+
+
+def test_the_producer_pushes_every_node_result_so_far_in_one_xcom(monkeypatch):
+    """Through Cosmos's own parser and push: each result a node's XCom gets is also in the results XCom,
+    rewritten as nodes finish but not once per result (results set within the push interval go in one
+    push, and the last ones are pushed when dbt ends, without waiting for the interval); the producer's
+    other XComs are not in it; it is in Cosmos's backup buffer, which Cosmos restores when the
+    producer's retry starts."""
+    import json
+
+    from cosmos.operators._watcher.base import store_dbt_resource_status_from_log
+    from cosmos.operators._watcher.state import safe_xcom_push
+    from cosmos.operators.watcher import DbtProducerWatcherOperator
+
+    test_id = "test.retailflow.not_null_orders_order_id.1a"
+    pushed: list[tuple[str, Any]] = []
+    ti = SimpleNamespace(xcom_push=lambda key, value: pushed.append((key, value)), xcom_pull=lambda **_: None,
+                         _cosmos_xcom_backup_buffer={"dbt_producer_cmd_flags": []})  # as Cosmos's execute leaves it
+
+    def finished(unique_id: str, status: str, resource_type: str) -> str:
+        node = {"unique_id": unique_id, "node_status": status, "resource_type": resource_type}
+        return json.dumps({"info": {"name": "NodeFinished"}, "data": {"node_info": node}})
+
+    def dbt_build(self: Any, cmd: list[str], env: Any, context: Any, *args: Any, **kwargs: Any) -> None:
+        lines = (finished(NODE, "success", "model"), finished("model.retailflow.customers", "success", "model"),
+                 finished(test_id, "pass", "test"))
+        for line in lines:
+            store_dbt_resource_status_from_log(line, {"context": context}, tests_per_model={NODE: [test_id]},
+                                               test_results_per_model={})
+            deadline = time.monotonic() + 5
+            while line == lines[0] and watcher.NODE_RESULTS_KEY not in dict(pushed) and time.monotonic() < deadline:
+                time.sleep(0.01)  # the first result is pushed at once; the next ones wait for the interval
+        safe_xcom_push(task_instance=context["ti"], key="task_status", value="completed")
+
+    monkeypatch.setattr(DbtProducerWatcherOperator, "run_command", dbt_build)
+    monkeypatch.setattr(watcher.NodeResultsProducer, "results_push_seconds", 30)
+    producer = object.__new__(watcher.NodeResultsProducer)
+    started = time.monotonic()
+    producer.run_command(["dbt", "build"], {}, {"ti": ti})
+    assert time.monotonic() - started < 10
+
+    results = [value for key, value in pushed if key == watcher.NODE_RESULTS_KEY]
+    model = {"status": "success", "outlet_uris": []}
+    assert len(results) == 2 and results[0] == {STATUS_KEY: {"status": "success", "outlet_uris": []}}, results
+    assert results[-1] == {STATUS_KEY: model, "model__retailflow__customers_status": model,
+                           "model__retailflow__orders_tests_status": "pass"}
+    assert {key for key, _ in pushed} >= {STATUS_KEY, "model__retailflow__orders_tests_status", "task_status"}
+    assert ti._cosmos_xcom_backup_buffer[watcher.NODE_RESULTS_KEY] == results[-1]
+    assert ti._cosmos_xcom_backup_buffer["dbt_producer_cmd_flags"] == []
+
+
+def test_the_producer_pushes_dbt_events_only_for_the_nodes_its_sensors_watch():
+    """A sensor reads its own node's dbt event (a model's, or a detached test's); the events of the
+    tests a model's test sensor aggregates are read by none, and are not pushed. Results still are."""
+    import json
+
+    child_test = "test.retailflow.not_null_orders_order_id.1a"
+    detached = "test.retailflow.relationships_orders_customer_id.2b"
+    pushed: list[str] = []
+    ti = SimpleNamespace(xcom_push=lambda key, value: pushed.append(key), xcom_pull=lambda **_: None)
+    producer = object.__new__(watcher.NodeResultsProducer)
+    state = {"tests_per_model": {NODE: [child_test]}, "test_results_per_model": {}, "_model_outlet_uris": {},
+             "_dataset_namespace": None, "_should_generate_model_uris": False,
+             "_upstream_failure_skipped_ids": set(), "event_nodes": frozenset({NODE, detached})}
+    for name, value in state.items():  # what Cosmos's __init__ and use_node_results_producer set
+        object.__setattr__(producer, name, value)
+    parse = producer._make_parse_callable()
+    context = {"ti": ti}
+    for unique_id, status, resource_type in ((NODE, "success", "model"), (child_test, "pass", "test"),
+                                             (detached, "pass", "test")):
+        node = {"unique_id": unique_id, "node_status": status, "resource_type": resource_type}
+        parse(json.dumps({"info": {"name": "NodeFinished"}, "data": {"node_info": node}}), {"context": context})
+    assert [key for key in pushed if key.endswith("_dbt_event")] == [
+        "model__retailflow__orders_dbt_event", "test__retailflow__relationships_orders_customer_id__2b_dbt_event"]
+    assert {STATUS_KEY, "model__retailflow__orders_tests_status"} <= set(pushed)
 
 
 def test_it_serialises_as_itself_with_its_upstream():
