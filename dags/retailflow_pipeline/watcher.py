@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -71,6 +72,8 @@ from cosmos.operators._watcher.state import (get_compiled_sql_xcom_key, get_dbt_
                                              is_dbt_node_status_failed, xcom_set_lock)
 from cosmos.operators._watcher.triggerer import WatcherEventReason, WatcherTrigger
 from cosmos.operators.watcher import DbtProducerWatcherOperator
+
+log = logging.getLogger(__name__)
 
 #: seconds between two reads of a node's result by its trigger (Cosmos's default is the sensor's 10 s)
 POKE_SECONDS = 1.0
@@ -98,10 +101,16 @@ def _is_node_result_key(key: str) -> bool:
 class SharedReads:
     """Reads the triggers of a run share in the triggerer's event loop: one request per key at a time,
     its answer reused for ``max_age`` seconds. A caller may refuse an answer whose request started
-    before ``not_before`` (monotonic seconds); it then gets a new one, which later callers share."""
+    before ``not_before`` (monotonic seconds); it then gets a new one, which later callers share.
 
-    def __init__(self) -> None:
+    Every trigger waiting on a read gets its error, so a request that fails is tried ``attempts``
+    times (``retry_seconds`` apart, growing) before it is given to them: one transient error of the
+    execution API must not fail every sensor of the run at once (each would then retry on a worker
+    and run dbt for its node)."""
+
+    def __init__(self, attempts: int = 3, retry_seconds: float = 0.5) -> None:
         self._reads: dict[Any, tuple[float, asyncio.Future[tuple[float, Any]]]] = {}
+        self.attempts, self.retry_seconds = attempts, retry_seconds
 
     def clear(self) -> None:
         self._reads.clear()
@@ -115,8 +124,17 @@ class SharedReads:
         if got is None or got[0] < not_before or now - got[0] >= max_age or got[1].get_loop() is not loop:
 
             async def timed() -> tuple[float, Any]:
-                value = await fetch()
-                return time.monotonic(), value
+                for attempt in range(1, self.attempts + 1):
+                    try:
+                        value = await fetch()
+                        return time.monotonic(), value
+                    except Exception as exc:
+                        if attempt == self.attempts:
+                            raise
+                        log.warning("shared read %s failed (%s), trying again (%d of %d)", key, exc, attempt + 1,
+                                    self.attempts)
+                        await asyncio.sleep(self.retry_seconds * attempt)
+                raise AssertionError("unreachable")
 
             got = (now, loop.create_task(timed()))
             self._reads[key] = got

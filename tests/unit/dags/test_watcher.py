@@ -370,3 +370,33 @@ def test_the_producer_pushes_a_nodes_dbt_event_once_when_it_finishes():
         assert pushed == ["model__retailflow__orders_dbt_event"] * 2
     finally:
         base._DBT_EVENT_ALLOWLIST = saved
+
+
+def test_a_shared_read_tries_a_failed_request_again_before_failing_its_waiters():
+    """One transient error of the execution API must not reach every trigger waiting on the read;
+    an error that stays is given to each of them."""
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        await asyncio.sleep(0.01)
+        if len(calls) == 1:
+            raise ConnectionError("execution API: 503")
+        return "running"
+
+    async def always_failing() -> str:
+        calls.append(1)
+        raise ConnectionError("execution API: 503")
+
+    async def waiters(fetch: Any) -> list[Any]:
+        reads = watcher.SharedReads(retry_seconds=0.01)
+        return list(await asyncio.gather(*[reads.read("key", fetch, max_age=10) for _ in range(4)],
+                                         return_exceptions=True))
+
+    answers = asyncio.run(waiters(flaky))
+    assert [value for _, value in answers] == ["running"] * 4
+    assert len(calls) == 2  # one failed request, one that served all four
+    calls.clear()
+    failures = asyncio.run(waiters(always_failing))
+    assert all(isinstance(f, ConnectionError) for f in failures), failures
+    assert len(calls) == 3
