@@ -6,12 +6,18 @@ Prints:
 - ``bench: dag_steps_direct_s`` the steps without Airflow, one after the other (the baseline): local
   ingestion (full refresh), ``dbt build``, the audit;
 - ``bench: dag_run_s`` the same work as a retail_pipeline run on the local Airflow (``hack/airflow.sh``:
-  scheduler, LocalExecutor, Cosmos tasks), from the trigger to the run's success;
+  scheduler, LocalExecutor, Cosmos tasks), the first run after it started, from the run's
+  ``queued_at`` (set when it is triggered) to its ``end_date`` in Airflow's metadata database (the
+  benchmark's own polling, every 2 s, is not counted; the note gives what it saw);
 - ``bench: dag_overhead_s`` the second minus the first (target <= 20 s at demo scale), and
   ``bench: dag_overhead_ratio`` the second over the first;
 - ``bench: dag_before_dbt_s``, ``dag_dbt_producer_s``, ``dag_dbt_sensor_tail_s``, ``dag_after_dbt_s``:
   where the run's time went (from the task instances in Airflow's metadata database), and
   ``dag_worker_processes`` how many task instances ran on a worker;
+- the same lines prefixed ``dag_warm_`` for a second full-refresh run right after, in the same
+  Airflow: what a long-running Airflow's runs cost. The first run after a start also pays one-time
+  costs (the triggerer's first requests to its in-process execution API build that API; modules
+  imported on first use), which land during the ingestion;
 - ``bench: freshness_s`` from an order committed to MySQL to its revenue in ``marts.orders``, through
   an incremental run triggered right after the insert (target <= 60 s at demo scale).
 
@@ -72,6 +78,21 @@ def run_phases(meta_url: str, run_id: str) -> list[tuple[str, float, str]]:
         ("dag_after_dbt_s", (run_end - dbt_end).total_seconds(), "the audit, beside dashboards -> governance (both skipped here)"),
         ("dag_worker_processes", on_workers, "task instances that ran on a worker (sensors end in the triggerer)"),
     ]
+
+
+def timed_run(api, meta_url: str) -> tuple[str, float, float]:
+    """Trigger a full-refresh run and wait for its success: (run id, seconds from its queued_at to its
+    end_date in Airflow's metadata database, seconds until the benchmark saw it end)."""
+    from retailflow_pipeline.runs import follow
+
+    began = time.monotonic()
+    run_id = api.trigger("retail_pipeline", {"full_refresh": True})["dag_run_id"]
+    final = follow(api, "retail_pipeline", run_id, timeout=3600, poll=2, echo=lambda _: None)
+    observed = time.monotonic() - began
+    assert final["state"] == "success", f"run {run_id} {final['state']}"
+    with pg_connect(meta_url) as meta:
+        queued, ended = meta.execute("select queued_at, end_date from dag_run where run_id = %s", (run_id,)).fetchone()
+    return run_id, (ended - queued).total_seconds(), observed
 
 
 def start_airflow(work: Path, mysql_url: str, warehouse_url: str, meta_url: str, manifest: Path):
@@ -157,19 +178,19 @@ def main() -> int:
         bench("dag_steps_direct_s", direct, "ingest (full) + dbt build + audit, called directly")
 
         # ---------------------------------------------------------------- the same through Airflow
-        from retailflow_pipeline.runs import follow
-
         api, env = start_airflow(work, mysql_url, warehouse_url, _with_database(base_pg, meta_db), manifest)
-        began = time.monotonic()
-        run_id = api.trigger("retail_pipeline", {"full_refresh": True})["dag_run_id"]
-        final = follow(api, "retail_pipeline", run_id, timeout=3600, poll=2, echo=lambda _: None)
-        dag_run = time.monotonic() - began
-        assert final["state"] == "success", f"run {run_id} {final['state']}"
-        bench("dag_run_s", dag_run, "retail_pipeline, full refresh, from the trigger to success")
-        bench("dag_overhead_s", dag_run - direct, "dag_run_s - dag_steps_direct_s (target <= 20 s at demo scale)")
-        bench("dag_overhead_ratio", dag_run / direct, f"dag_run_s / dag_steps_direct_s; {dag_run:.1f} s / {direct:.1f} s")
-        for name, value, note in run_phases(_with_database(base_pg, meta_db), run_id):
-            bench(name, value, note)
+        meta_url = _with_database(base_pg, meta_db)
+        for prefix, label in (("dag", "the first run after Airflow started"),
+                              ("dag_warm", "a second run in the same Airflow (its processes warmed up)")):
+            run_id, dag_run, observed = timed_run(api, meta_url)
+            bench(f"{prefix}_run_s", dag_run, f"retail_pipeline, full refresh, {label}: queued -> ended, from Airflow's "
+                  f"metadata (the benchmark saw the success {observed:.1f} s after its trigger, polling every 2 s)")
+            bench(f"{prefix}_overhead_s", dag_run - direct, f"{prefix}_run_s - dag_steps_direct_s"
+                  + (" (target <= 20 s at demo scale)" if prefix == "dag" else ""))
+            bench(f"{prefix}_overhead_ratio", dag_run / direct,
+                  f"{prefix}_run_s / dag_steps_direct_s; {dag_run:.1f} s / {direct:.1f} s")
+            for name, value, note in run_phases(meta_url, run_id):
+                bench(name.replace("dag_", f"{prefix}_", 1), value, note)
 
         # ---------------------------------------------------------------- freshness of one order
         conn = mysql_connect(mysql_url)
@@ -194,6 +215,8 @@ def main() -> int:
                 if time.monotonic() - written > 1800:
                     raise TimeoutError("the new order did not reach marts.orders in 30 minutes")
                 time.sleep(0.5)
+        from retailflow_pipeline.runs import follow
+
         final = follow(api, "retail_pipeline", run_id, timeout=1800, poll=2, echo=lambda _: None)
         bench("freshness_s", fresh, f"an order written to MySQL -> its revenue in marts.orders, incremental run "
               f"(target <= 60 s; that run ended {final['state']})")
