@@ -337,14 +337,17 @@ class ArrowStream:
         url, protocol = cx.rewrite_conn(url)
         self._results = cx._read_sql(url, "arrow_stream", queries=[query], protocol=protocol, partition_query=None,
                                      pre_execution_queries=pre_execution, batch_size=batch_rows)
-        names, _ = self._results.schema_ptr()
+        names, chunks = self._results.schema_ptr()
+        # imported (and so released) as connectorx's reconstruct_arrow_rb imports them
+        for chunk in chunks:
+            pa.RecordBatch.from_arrays([pa.Array._import_from_c(*column) for column in chunk], names)
         self._names = names
         #: seconds the last ``read_next_batch`` spent in connectorx's iterator (waiting for its decoder)
         self.waited = 0.0
 
     def read_next_batch(self) -> pa.RecordBatch:
-        if self._results is None:
-            raise StopIteration
+        if self._results is None:  # not the end of the table: a reader closed before it
+            raise RuntimeError("read from a closed connectorx stream")
         began = time.monotonic()
         try:
             pointers = next(self._results)

@@ -21,9 +21,12 @@ node within a poke of the producer finishing it. Held back by the edges, the sen
 graph's ten steps one trigger hop (2-3 s of the scheduler's and the triggerer's loops) at a time,
 well after the build had ended. What the edges also meant moves into :class:`NodeTrigger`:
 
-- it reads its node's result only once the producer runs this run's build (the results of a
-  cleared run's earlier build are never read: Airflow clears them when the producer starts, and a
-  shared read sent before the trigger saw the producer running is not taken);
+- it reads its node's result only once the producer runs this run's build, and a shared read sent
+  before the trigger saw the producer running is not taken. A cleared producer runs a later try,
+  which Cosmos skips (after restoring its XComs from its backup), and a cleared sensor runs a later
+  try too, which takes the retry path below and never reads the results XCom; the XComs a cleared
+  run left are deleted by the producer's task process once it runs (Airflow 3's task runner), not
+  before;
 - the producer will not run (its upstream failed, or it was removed): the sensor ends skipped; the
   run fails through the producer's upstream;
 - a node dbt skipped because a node it depends on failed is reported failed by Cosmos, as a failed
@@ -57,7 +60,6 @@ trigger's) still names the node and its dbt status.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -86,8 +88,10 @@ ENDED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"}
 BUILDING = frozenset({"running", "success", "failed"})
 #: producer states in which it will not run this run's build
 NOT_RUN = frozenset({"upstream_failed", "removed"})
-#: producer states after which it pushes no more results
-BUILT = frozenset({"success", "failed"})
+#: producer states in which its per-node XComs hold all it will push in this try: ended, or waiting for
+#: its retry (whose start restores them from Cosmos's backup, then skips); Cosmos's trigger reads a
+#: node's own XCom in every state (``_get_node_status``, ``cosmos/operators/_watcher/triggerer.py``)
+BUILT = frozenset({"success", "failed", "skipped", "up_for_retry"})
 #: the producer's XCom of every node result so far: ``{"<node>_status" | "<model>_tests_status": value}``
 NODE_RESULTS_KEY = "retailflow_node_results"
 
@@ -319,51 +323,83 @@ class _NodeResultsBuffer(dict):
     Variable (``xcom.py``) and restores when the producer's retry starts, so the results come back
     with the per-node XComs."""
 
-    def __init__(self, ti: Any, pushed: dict[str, Any], every: float):
+    #: attempts of the last push, when dbt has ended
+    final_attempts = 3
+    #: seconds the producer waits for the last push when dbt has ended
+    join_seconds = 60.0
+
+    def __init__(self, ti: Any, pushed: dict[str, Any], every: float,
+                 dropped_events: Callable[[str], bool] | None = None):
         super().__init__(pushed)
         self._ti = ti
         self._every = every
+        self._dropped = dropped_events or (lambda key: False)
         self._results = {key: value for key, value in pushed.items() if _is_node_result_key(key)}
         self._version = 0  # results set so far (under xcom_set_lock, as Cosmos sets them)
         self._changed = threading.Event()
         self._closing = threading.Event()
-        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._push_changes, name="node-results", daemon=True)
         self._thread.start()
 
     def __setitem__(self, key: str, value: Any) -> None:
+        if self._dropped(key):  # an event no one reads: not pushed, so not backed up nor restored either
+            return
         super().__setitem__(key, value)
         if _is_node_result_key(key):
             self._results[key] = value
             self._version += 1
             self._changed.set()
 
+    def _push(self) -> int:
+        """Push the results if they changed since the last push that went through; the version pushed."""
+        with xcom_set_lock:
+            version, results = self._version, dict(self._results)
+            if version != self._pushed:
+                self._ti.xcom_push(key=NODE_RESULTS_KEY, value=results)
+                super().__setitem__(NODE_RESULTS_KEY, results)
+                self._pushed = version
+        return version
+
     def _push_changes(self) -> None:
-        pushed = 0
-        try:
-            while True:
-                self._changed.wait()
-                self._changed.clear()
-                closing = self._closing.is_set()
-                with xcom_set_lock:
-                    if self._version != pushed:
-                        pushed = self._version
-                        results = dict(self._results)
-                        self._ti.xcom_push(key=NODE_RESULTS_KEY, value=results)
-                        super().__setitem__(NODE_RESULTS_KEY, results)
-                if closing:
-                    return
-                self._closing.wait(self._every)
-        except BaseException as exc:  # raised again by close(), in the producer's own thread
-            self._error = exc
+        """Push at most once per ``every`` seconds while dbt runs, and once more when it ended. A push
+        that fails is tried again at the next tick (the results only grow, so the next push carries
+        them all); it never fails the build: each node's own XComs, which Cosmos pushes, are what the
+        sensors read once the producer ended."""
+        self._pushed = 0
+        failing = False
+        while True:
+            self._changed.wait()
+            self._changed.clear()
+            closing = self._closing.is_set()
+            for attempt in range(1, (self.final_attempts if closing else 1) + 1):
+                try:
+                    self._push()
+                    if failing:
+                        log.info("pushing %s works again", NODE_RESULTS_KEY)
+                    failing = False
+                    break
+                except Exception as exc:
+                    if not failing or closing:
+                        log.warning("pushing %s failed (%s)%s", NODE_RESULTS_KEY, exc,
+                                    f", attempt {attempt} of {self.final_attempts}" if closing
+                                    else "; trying again at the next tick")
+                    failing = True
+                    self._changed.set()  # not pushed: still to push
+                    if closing and attempt < self.final_attempts:
+                        time.sleep(self._every * attempt)
+            if closing:
+                return
+            self._closing.wait(self._every)
 
     def close(self) -> None:
-        """Push the results not pushed yet and stop; raise what the pushing thread raised."""
+        """Push the results not pushed yet and stop (the pushing thread logs a push that failed); a push
+        stuck on the task's connection is not waited for beyond ``join_seconds``."""
         self._closing.set()
         self._changed.set()
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+        self._thread.join(self.join_seconds)
+        if self._thread.is_alive():
+            log.warning("the last push of %s did not end within %.0f s; not waiting for it", NODE_RESULTS_KEY,
+                        self.join_seconds)
 
 
 class _SensorNodeEvents:
@@ -394,11 +430,12 @@ class NodeResultsProducer(DbtProducerWatcherOperator):
 
     Cosmos pushes a ``<node>_dbt_event`` for every node dbt runs, each test included, and only a
     sensor reads one, its own node's (``get_dbt_event_xcom_key(self.model_unique_id)`` in
-    ``base.py``, to log the node's times when it resumes on a worker): 81 of the 94 events of a build
-    of this project were for tests no sensor watches, each a request inside the lock every dbt thread
+    ``base.py``, to log the node's times when it resumes on a worker): 74 of the 94 event pushes of a
+    build of this project were for tests no sensor watches, each a request inside the lock every dbt thread
     takes to push (4.8-7.5 s of API-server time in a 1M-order build). The log parser gets the task
     instance through the context Cosmos hands it (``run_dbt_runner``, ``store_dbt_resource_status_from_log``);
-    :meth:`_make_parse_callable` hands it one that drops the other nodes' events.
+    :meth:`_make_parse_callable` hands it one that drops the other nodes' events, and the backup buffer
+    (:class:`_NodeResultsBuffer`) drops them too, so a retry's restore does not push them back.
 
     Everything else is Cosmos's: the per-node XComs its own sensors, retries and fallbacks read
     (``<node>_status``, ``<model>_tests_status``, ``<node>_dbt_event``, ``<node>_compiled_sql``), the
@@ -433,16 +470,18 @@ class NodeResultsProducer(DbtProducerWatcherOperator):
     def run_command(self, cmd: list[str], env: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
         ti = context["ti"]
         buffer = _NodeResultsBuffer(ti, getattr(ti, "_cosmos_xcom_backup_buffer", None) or {},
-                                    self.results_push_seconds)
+                                    self.results_push_seconds, self._dropped_event)
         ti._cosmos_xcom_backup_buffer = buffer
         try:
-            result = super().run_command(cmd, env, context, *args, **kwargs)
-        except BaseException:
-            with contextlib.suppress(Exception):  # dbt's error is the one to report
-                buffer.close()
-            raise
-        buffer.close()
-        return result
+            return super().run_command(cmd, env, context, *args, **kwargs)
+        finally:
+            buffer.close()
+
+    def _dropped_event(self, key: str) -> bool:
+        """Whether ``key`` is a dbt event of a node no sensor watches (neither pushed nor backed up)."""
+        if self.event_nodes is None or not key.endswith("_dbt_event"):
+            return False
+        return key not in {get_dbt_event_xcom_key(node) for node in self.event_nodes}
 
 
 def use_node_results_producer(group: Any) -> int:

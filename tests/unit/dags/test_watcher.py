@@ -400,3 +400,55 @@ def test_a_shared_read_tries_a_failed_request_again_before_failing_its_waiters()
     failures = asyncio.run(waiters(always_failing))
     assert all(isinstance(f, ConnectionError) for f in failures), failures
     assert len(calls) == 3
+
+
+def test_a_failed_results_push_is_tried_again_and_never_fails_the_build():
+    """A push of the results XCom that fails (a transient API error) is made again at the next tick
+    with every result so far, and the producer's close does not raise it: a build dbt finished
+    must not fail, nor send its sensors to Cosmos's per-node fallback, over this XCom."""
+    pushed: list[dict[str, Any]] = []
+    failures = [ConnectionError("execution API: 503")]
+
+    def xcom_push(key: str, value: Any) -> None:
+        if failures:
+            raise failures.pop()
+        pushed.append(dict(value))
+
+    buffer = watcher._NodeResultsBuffer(SimpleNamespace(xcom_push=xcom_push), {}, every=0.02)
+    model = {"status": "success", "outlet_uris": []}
+    buffer[STATUS_KEY] = model  # the first push fails
+    deadline = time.monotonic() + 5
+    while not pushed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pushed == [{STATUS_KEY: model}]  # tried again at the next tick
+    buffer["model__retailflow__customers_status"] = model
+    failures.append(ConnectionError("execution API: 503"))  # the last push fails once too
+    buffer.close()
+    assert pushed[-1] == {STATUS_KEY: model, "model__retailflow__customers_status": model}
+
+
+@pytest.mark.parametrize("ended", ["skipped", "up_for_retry"])
+def test_a_node_whose_producer_waits_for_or_skipped_its_retry_is_read_from_its_own_xcom(ended):
+    """The results XCom can lag the node's own XCom (a push that failed, a producer killed); a
+    producer's retry restores the per-node XComs and skips: a node that passed ends as success, as
+    Cosmos's trigger would end it, instead of running dbt again on a worker."""
+    out, trigger = events("success", producer=["running", ended], in_results=False)
+    assert isinstance(out[0], TaskSuccessEvent), out
+    assert STATUS_KEY in trigger.asked
+
+
+def test_the_backup_buffer_keeps_no_dbt_event_the_producer_does_not_push():
+    """Cosmos sets every pushed XCom in its backup buffer, which a producer retry pushes back: the
+    events of nodes no sensor watches stay out of it, the watched ones and every result stay in."""
+    detached = "test.retailflow.relationships_orders_customer_id.2b"
+    producer = object.__new__(watcher.NodeResultsProducer)
+    object.__setattr__(producer, "event_nodes", frozenset({NODE, detached}))
+    buffer = watcher._NodeResultsBuffer(SimpleNamespace(xcom_push=lambda key, value: None), {}, every=0.02,
+                                        dropped_events=producer._dropped_event)
+    keys = ["model__retailflow__orders_dbt_event", "test__retailflow__not_null_orders_order_id__1a_dbt_event",
+            "test__retailflow__relationships_orders_customer_id__2b_dbt_event", STATUS_KEY]
+    for key in keys:
+        buffer[key] = {}
+    buffer.close()
+    assert set(buffer) >= {keys[0], keys[2], STATUS_KEY}
+    assert keys[1] not in buffer
