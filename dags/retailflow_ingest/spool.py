@@ -152,8 +152,8 @@ def drain(reader, spool: Spool, started: float) -> None:
 
     Reads are paced so that they do not wait for the decoder (see the module's docstring): the pace is
     measured at reads that did wait, when connectorx's channel was empty (by the reader's ``waited``,
-    the seconds its last read spent on the channel; a reader without it is timed whole); between two
-    such moments the drain takes as many batches as the decoder should have made since, minus one."""
+    the seconds its last read spent on the channel); between two such moments the drain takes as many
+    batches as the decoder should have made since, minus one."""
     count = 0
     anchor_at, anchor_count, per_second = None, 0, 0.0
     try:
@@ -167,17 +167,16 @@ def drain(reader, spool: Spool, started: float) -> None:
             else:
                 ready = 1
             for _ in range(ready):
-                began = time.monotonic()
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
                     spool.finish()
                     return
-                # the reader's own measure of its wait when it has one (``source.ArrowStream``): the
-                # whole call also counts the time spent taking the GIL back, which under load often
-                # passes WAITED while batches are queued, and the pace, measured at such a moment, then
-                # stays as low as the drain's own rate while connectorx's channel fills
-                waited = getattr(reader, "waited", time.monotonic() - began)
+                # the reader's own measure of its wait (``source.ArrowStream``), not the whole call's:
+                # that also counts the time spent taking the GIL back, which under load often passes
+                # WAITED while batches are queued, and the pace, measured at such a moment, then stays
+                # as low as the drain's own rate while connectorx's channel fills
+                waited = reader.waited
                 count += 1
                 if batch.num_rows:
                     spool.put(batch)

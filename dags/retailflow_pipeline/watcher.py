@@ -336,6 +336,7 @@ class _NodeResultsBuffer(dict):
         self._dropped = dropped_events or (lambda key: False)
         self._results = {key: value for key, value in pushed.items() if _is_node_result_key(key)}
         self._version = 0  # results set so far (under xcom_set_lock, as Cosmos sets them)
+        self._pushed = 0  # the version the last push that went through carried
         self._changed = threading.Event()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._push_changes, name="node-results", daemon=True)
@@ -350,22 +351,20 @@ class _NodeResultsBuffer(dict):
             self._version += 1
             self._changed.set()
 
-    def _push(self) -> int:
-        """Push the results if they changed since the last push that went through; the version pushed."""
+    def _push(self) -> None:
+        """Push the results if they changed since the last push that went through."""
         with xcom_set_lock:
             version, results = self._version, dict(self._results)
             if version != self._pushed:
                 self._ti.xcom_push(key=NODE_RESULTS_KEY, value=results)
                 super().__setitem__(NODE_RESULTS_KEY, results)
                 self._pushed = version
-        return version
 
     def _push_changes(self) -> None:
         """Push at most once per ``every`` seconds while dbt runs, and once more when it ended. A push
         that fails is tried again at the next tick (the results only grow, so the next push carries
         them all); it never fails the build: each node's own XComs, which Cosmos pushes, are what the
         sensors read once the producer ended."""
-        self._pushed = 0
         failing = False
         while True:
             self._changed.wait()
@@ -406,9 +405,9 @@ class _SensorNodeEvents:
     """The producer's task instance as Cosmos's log parser sees it, pushing a ``<node>_dbt_event``
     XCom only for the nodes a sensor watches: everything else goes to the task instance itself."""
 
-    def __init__(self, ti: Any, event_keys: frozenset[str]):
+    def __init__(self, ti: Any, dropped: Callable[[str], bool]):
         object.__setattr__(self, "_ti", ti)
-        object.__setattr__(self, "_event_keys", event_keys)
+        object.__setattr__(self, "_dropped", dropped)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ti, name)
@@ -417,7 +416,7 @@ class _SensorNodeEvents:
         setattr(self._ti, name, value)
 
     def xcom_push(self, key: str, value: Any, **kwargs: Any) -> Any:
-        if key.endswith("_dbt_event") and key not in self._event_keys:
+        if self._dropped(key):
             return None
         return self._ti.xcom_push(key=key, value=value, **kwargs)
 
@@ -451,7 +450,7 @@ class NodeResultsProducer(DbtProducerWatcherOperator):
         parse = super()._make_parse_callable()
         if self.event_nodes is None:
             return parse
-        event_keys = frozenset(get_dbt_event_xcom_key(node) for node in self.event_nodes)
+        dropped = self._unwatched_events()
         contexts: dict[int, tuple[Any, dict[str, Any]]] = {}
 
         def parse_for_sensors(line: str, extra_kwargs: Any) -> None:
@@ -461,7 +460,7 @@ class NodeResultsProducer(DbtProducerWatcherOperator):
             # one wrapped context per context Cosmos hands over (one per dbt command), not per line
             wrapped = contexts.get(id(context))
             if wrapped is None or wrapped[0] is not context:
-                wrapped = (context, {**context, "ti": _SensorNodeEvents(context["ti"], event_keys)})
+                wrapped = (context, {**context, "ti": _SensorNodeEvents(context["ti"], dropped)})
                 contexts[id(context)] = wrapped
             return parse(line, {**extra_kwargs, "context": wrapped[1]})
 
@@ -470,18 +469,20 @@ class NodeResultsProducer(DbtProducerWatcherOperator):
     def run_command(self, cmd: list[str], env: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
         ti = context["ti"]
         buffer = _NodeResultsBuffer(ti, getattr(ti, "_cosmos_xcom_backup_buffer", None) or {},
-                                    self.results_push_seconds, self._dropped_event)
+                                    self.results_push_seconds, self._unwatched_events())
         ti._cosmos_xcom_backup_buffer = buffer
         try:
             return super().run_command(cmd, env, context, *args, **kwargs)
         finally:
             buffer.close()
 
-    def _dropped_event(self, key: str) -> bool:
-        """Whether ``key`` is a dbt event of a node no sensor watches (neither pushed nor backed up)."""
-        if self.event_nodes is None or not key.endswith("_dbt_event"):
-            return False
-        return key not in {get_dbt_event_xcom_key(node) for node in self.event_nodes}
+    def _unwatched_events(self) -> Callable[[str], bool]:
+        """Whether an XCom key is the dbt event of a node no sensor watches: neither pushed (the log
+        parser's task instance) nor backed up (the buffer). One test for both, its keys made once."""
+        if self.event_nodes is None:
+            return lambda key: False
+        watched = frozenset(get_dbt_event_xcom_key(node) for node in self.event_nodes)
+        return lambda key: key.endswith("_dbt_event") and key not in watched
 
 
 def use_node_results_producer(group: Any) -> int:

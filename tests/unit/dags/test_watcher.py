@@ -444,7 +444,7 @@ def test_the_backup_buffer_keeps_no_dbt_event_the_producer_does_not_push():
     producer = object.__new__(watcher.NodeResultsProducer)
     object.__setattr__(producer, "event_nodes", frozenset({NODE, detached}))
     buffer = watcher._NodeResultsBuffer(SimpleNamespace(xcom_push=lambda key, value: None), {}, every=0.02,
-                                        dropped_events=producer._dropped_event)
+                                        dropped_events=producer._unwatched_events())
     keys = ["model__retailflow__orders_dbt_event", "test__retailflow__not_null_orders_order_id__1a_dbt_event",
             "test__retailflow__relationships_orders_customer_id__2b_dbt_event", STATUS_KEY]
     for key in keys:
