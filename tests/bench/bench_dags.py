@@ -42,7 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from benchlib import seed_shape  # noqa: E402
+from benchlib import drop_warehouse, seed_shape  # noqa: E402
 from integration.pipeline.conftest import _with_database, mysql_connect, pg_connect  # noqa: E402
 
 
@@ -234,9 +234,8 @@ def main() -> int:
             with admin.cursor() as cur:
                 cur.execute(f"drop database if exists `{my_db}`")
             admin.close()
-            with pg_connect(base_pg) as pg:
-                for db in (pg_db, meta_db):
-                    pg.execute(f'drop database if exists "{db}" with (force)')
+            for db in (pg_db, meta_db):
+                drop_warehouse(base_pg, db)
             import shutil
 
             shutil.rmtree(work, ignore_errors=True)

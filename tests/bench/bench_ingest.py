@@ -65,6 +65,7 @@ from benchlib import (  # noqa: E402
     TABLES,
     RawPipe,
     bench,
+    drop_warehouse,
     engine_module,
     mysql_conn,
     settle,
@@ -124,8 +125,7 @@ def main() -> int:
     finally:
         admin.cursor().execute(f"drop database if exists `{mysql_db}`")
         admin.close()
-        with psycopg.connect(base_wh, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{wh_db}" with (force)')
+        drop_warehouse(base_wh, wh_db)
 
 
 def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
