@@ -63,6 +63,7 @@ import asyncio
 import logging
 import threading
 import time
+from functools import cached_property
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -329,11 +330,11 @@ class _NodeResultsBuffer(dict):
     join_seconds = 60.0
 
     def __init__(self, ti: Any, pushed: dict[str, Any], every: float,
-                 dropped_events: Callable[[str], bool] | None = None):
+                 unread: Callable[[str, Any], bool] | None = None):
         super().__init__(pushed)
         self._ti = ti
         self._every = every
-        self._dropped = dropped_events or (lambda key: False)
+        self._unread = unread or (lambda key, value: False)
         self._results = {key: value for key, value in pushed.items() if _is_node_result_key(key)}
         self._version = 0  # results set so far (under xcom_set_lock, as Cosmos sets them)
         self._pushed = 0  # the version the last push that went through carried
@@ -343,7 +344,7 @@ class _NodeResultsBuffer(dict):
         self._thread.start()
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if self._dropped(key):  # an event no one reads: not pushed, so not backed up nor restored either
+        if self._unread(key, value):  # an XCom no one reads: not pushed, so not backed up nor restored either
             return
         super().__setitem__(key, value)
         if _is_node_result_key(key):
@@ -401,13 +402,42 @@ class _NodeResultsBuffer(dict):
                         self.join_seconds)
 
 
-class _SensorNodeEvents:
-    """The producer's task instance as Cosmos's log parser sees it, pushing a ``<node>_dbt_event``
-    XCom only for the nodes a sensor watches: everything else goes to the task instance itself."""
+class _UnreadXComs:
+    """Which of the producer's XComs no one reads, for one build: the ``<node>_dbt_event`` of a node no
+    sensor watches, and the ``<model>_compiled_sql`` of a model that did not fail.
 
-    def __init__(self, ti: Any, dropped: Callable[[str], bool]):
+    A sensor reads a model's compiled SQL only when the model failed: its trigger hands it to the
+    worker the failed sensor resumes on (:meth:`NodeTrigger._parse_dbt_node_status_and_compiled_sql`);
+    a sensor whose model passed ends in the triggerer, and a retry runs dbt itself. Cosmos pushes a
+    model's result and then its compiled SQL, in one call under ``xcom_set_lock``
+    (``store_dbt_resource_status_from_log`` in ``cosmos/operators/_watcher/base.py``, 1.15.1): this
+    is fed every key in that order, by the log parser's task instance and by the backup buffer, and
+    remembers the failed models. ``watched_nodes`` None: nothing is dropped."""
+
+    def __init__(self, watched_nodes: frozenset[str] | None):
+        self._everything = watched_nodes is None
+        self._watched_events = frozenset(get_dbt_event_xcom_key(node) for node in watched_nodes or ())
+        self._failed_sql: set[str] = set()  # the compiled-SQL keys of the models that failed
+
+    def __call__(self, key: str, value: Any) -> bool:
+        if self._everything:
+            return False
+        if _is_node_result_key(key):
+            if is_dbt_node_status_failed(value.get("status") if isinstance(value, dict) else value):
+                self._failed_sql.add(key.removesuffix("_status") + "_compiled_sql")
+            return False
+        if key.endswith("_compiled_sql"):
+            return key not in self._failed_sql
+        return key.endswith("_dbt_event") and key not in self._watched_events
+
+
+class _SensorNodeEvents:
+    """The producer's task instance as Cosmos's log parser sees it, pushing only the XComs a sensor
+    reads (:class:`_UnreadXComs`): everything else goes to the task instance itself."""
+
+    def __init__(self, ti: Any, unread: Callable[[str, Any], bool]):
         object.__setattr__(self, "_ti", ti)
-        object.__setattr__(self, "_dropped", dropped)
+        object.__setattr__(self, "_unread", unread)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ti, name)
@@ -416,7 +446,7 @@ class _SensorNodeEvents:
         setattr(self._ti, name, value)
 
     def xcom_push(self, key: str, value: Any, **kwargs: Any) -> Any:
-        if self._dropped(key):
+        if self._unread(key, value):
             return None
         return self._ti.xcom_push(key=key, value=value, **kwargs)
 
@@ -425,7 +455,8 @@ class NodeResultsProducer(DbtProducerWatcherOperator):
     """Cosmos's watcher producer (``DbtProducerWatcherOperator``, astronomer-cosmos 1.15.1,
     ``cosmos/operators/watcher.py``) that also pushes every node result so far as one XCom,
     :data:`NODE_RESULTS_KEY`, which the run's sensors' triggers read once per poke between them, and
-    pushes a node's dbt event only when a sensor watches the node (:attr:`event_nodes`).
+    pushes only the per-node XComs a sensor reads (:class:`_UnreadXComs`): a node's dbt event only when
+    a sensor watches the node (:attr:`event_nodes`), a model's compiled SQL only when it failed.
 
     Cosmos pushes a ``<node>_dbt_event`` for every node dbt runs, each test included, and only a
     sensor reads one, its own node's (``get_dbt_event_xcom_key(self.model_unique_id)`` in
@@ -434,23 +465,26 @@ class NodeResultsProducer(DbtProducerWatcherOperator):
     takes to push (4.8-7.5 s of API-server time in a 1M-order build). The log parser gets the task
     instance through the context Cosmos hands it (``run_dbt_runner``, ``store_dbt_resource_status_from_log``);
     :meth:`_make_parse_callable` hands it one that drops the other nodes' events, and the backup buffer
-    (:class:`_NodeResultsBuffer`) drops them too, so a retry's restore does not push them back.
+    (:class:`_NodeResultsBuffer`) drops them too, so a retry's restore does not push them back. The
+    same goes for the models' compiled SQL, of which a build that passes reads none.
 
     Everything else is Cosmos's: the per-node XComs its own sensors, retries and fallbacks read
-    (``<node>_status``, ``<model>_tests_status``, ``<node>_dbt_event``, ``<node>_compiled_sql``), the
-    backup Variable and its restore, the skipped retry. Cosmos sets up its backup buffer in
+    (``<node>_status``, ``<model>_tests_status``, a watched node's ``<node>_dbt_event``, a failed
+    model's ``<node>_compiled_sql``), the backup Variable and its restore, the skipped retry. Cosmos sets up its backup buffer in
     ``execute`` before running dbt (``_init_xcom_backup``); this wraps it while dbt runs."""
 
-    #: seconds between two pushes of the results: the triggers read them once per half poke
-    results_push_seconds = POKE_SECONDS / 2
-    #: the unique ids of the nodes the group's sensors watch (None: every node's event is pushed)
+    #: seconds between two pushes of the results while dbt runs; the last ones are pushed when it ends.
+    #: A sensor turns green in the UI up to this long after its node: a push costs the API server a
+    #: request, and holds dbt's threads (under ``xcom_set_lock``); the run's end waits only on the last
+    results_push_seconds = 2.0
+    #: the unique ids of the nodes the group's sensors watch (None: every XCom Cosmos pushes is pushed)
     event_nodes: frozenset[str] | None = None
 
     def _make_parse_callable(self) -> Callable[[str, Any], None]:
         parse = super()._make_parse_callable()
         if self.event_nodes is None:
             return parse
-        dropped = self._unwatched_events()
+        unread = self._unread_xcoms
         contexts: dict[int, tuple[Any, dict[str, Any]]] = {}
 
         def parse_for_sensors(line: str, extra_kwargs: Any) -> None:
@@ -460,7 +494,7 @@ class NodeResultsProducer(DbtProducerWatcherOperator):
             # one wrapped context per context Cosmos hands over (one per dbt command), not per line
             wrapped = contexts.get(id(context))
             if wrapped is None or wrapped[0] is not context:
-                wrapped = (context, {**context, "ti": _SensorNodeEvents(context["ti"], dropped)})
+                wrapped = (context, {**context, "ti": _SensorNodeEvents(context["ti"], unread)})
                 contexts[id(context)] = wrapped
             return parse(line, {**extra_kwargs, "context": wrapped[1]})
 
@@ -469,20 +503,18 @@ class NodeResultsProducer(DbtProducerWatcherOperator):
     def run_command(self, cmd: list[str], env: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
         ti = context["ti"]
         buffer = _NodeResultsBuffer(ti, getattr(ti, "_cosmos_xcom_backup_buffer", None) or {},
-                                    self.results_push_seconds, self._unwatched_events())
+                                    self.results_push_seconds, self._unread_xcoms)
         ti._cosmos_xcom_backup_buffer = buffer
         try:
             return super().run_command(cmd, env, context, *args, **kwargs)
         finally:
             buffer.close()
 
-    def _unwatched_events(self) -> Callable[[str], bool]:
-        """Whether an XCom key is the dbt event of a node no sensor watches: neither pushed (the log
-        parser's task instance) nor backed up (the buffer). One test for both, its keys made once."""
-        if self.event_nodes is None:
-            return lambda key: False
-        watched = frozenset(get_dbt_event_xcom_key(node) for node in self.event_nodes)
-        return lambda key: key.endswith("_dbt_event") and key not in watched
+    @cached_property
+    def _unread_xcoms(self) -> _UnreadXComs:
+        """The XComs of this build no one reads (:class:`_UnreadXComs`): neither pushed (the log parser's
+        task instance) nor backed up (the buffer). One instance for both."""
+        return _UnreadXComs(self.event_nodes)
 
 
 def use_node_results_producer(group: Any) -> int:

@@ -444,7 +444,7 @@ def test_the_backup_buffer_keeps_no_dbt_event_the_producer_does_not_push():
     producer = object.__new__(watcher.NodeResultsProducer)
     object.__setattr__(producer, "event_nodes", frozenset({NODE, detached}))
     buffer = watcher._NodeResultsBuffer(SimpleNamespace(xcom_push=lambda key, value: None), {}, every=0.02,
-                                        dropped_events=producer._unwatched_events())
+                                        unread=producer._unread_xcoms)
     keys = ["model__retailflow__orders_dbt_event", "test__retailflow__not_null_orders_order_id__1a_dbt_event",
             "test__retailflow__relationships_orders_customer_id__2b_dbt_event", STATUS_KEY]
     for key in keys:
@@ -452,3 +452,37 @@ def test_the_backup_buffer_keeps_no_dbt_event_the_producer_does_not_push():
     buffer.close()
     assert set(buffer) >= {keys[0], keys[2], STATUS_KEY}
     assert keys[1] not in buffer
+
+
+def test_the_producer_pushes_a_models_compiled_sql_only_when_the_model_failed(tmp_path):
+    """Through Cosmos's own parser: a sensor reads a model's compiled SQL only when the model failed
+    (to show it on the worker the sensor resumes on). A passed model's is neither pushed nor kept in
+    the backup buffer a retry pushes back; a failed model's is both, and every result still is."""
+    import json
+
+    failed = "model.retailflow.customers"
+    for name in ("orders", "customers"):
+        path = tmp_path / "target" / "compiled" / "retailflow" / "models" / f"{name}.sql"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"select * from raw.{name}")
+    pushed: list[str] = []
+    producer = object.__new__(watcher.NodeResultsProducer)
+    state = {"tests_per_model": {}, "test_results_per_model": {}, "_model_outlet_uris": {},
+             "_dataset_namespace": None, "_should_generate_model_uris": False,
+             "_upstream_failure_skipped_ids": set(), "event_nodes": frozenset({NODE, failed})}
+    for name, value in state.items():  # what Cosmos's __init__ and use_node_results_producer set
+        object.__setattr__(producer, name, value)
+    ti = SimpleNamespace(xcom_push=lambda key, value: pushed.append(key), xcom_pull=lambda **_: None)
+    ti._cosmos_xcom_backup_buffer = watcher._NodeResultsBuffer(ti, {}, every=30, unread=producer._unread_xcoms)
+    parse = producer._make_parse_callable()
+    for unique_id, status, path in ((NODE, "success", "orders.sql"), (failed, "error", "customers.sql")):
+        node = {"unique_id": unique_id, "node_status": status, "resource_type": "model", "node_path": path}
+        parse(json.dumps({"info": {"name": "NodeFinished"}, "data": {"node_info": node}}),
+              {"context": {"ti": ti}, "project_dir": str(tmp_path)})
+    ti._cosmos_xcom_backup_buffer.close()
+    compiled = [key for key in pushed if key.endswith("_compiled_sql")]
+    assert compiled == ["model__retailflow__customers_compiled_sql"], pushed
+    assert {STATUS_KEY, "model__retailflow__customers_status"} <= set(pushed)
+    buffer = ti._cosmos_xcom_backup_buffer
+    assert "model__retailflow__customers_compiled_sql" in buffer and "model__retailflow__orders_compiled_sql" not in buffer
+    assert {STATUS_KEY, "model__retailflow__customers_status"} <= set(buffer)
