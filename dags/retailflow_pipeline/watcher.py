@@ -71,8 +71,9 @@ from asgiref.sync import sync_to_async
 from cosmos.listeners.dag_run_listener import EventStatus
 from cosmos.operators._watcher.aggregation import get_tests_status_xcom_key
 from cosmos.operators._watcher.base import BaseConsumerSensor
-from cosmos.operators._watcher.state import (get_compiled_sql_xcom_key, get_dbt_event_xcom_key, get_status_xcom_key,
-                                             is_dbt_node_status_failed, xcom_set_lock)
+from cosmos.operators._watcher.state import (DbtTestStatus, get_compiled_sql_xcom_key, get_dbt_event_xcom_key,
+                                             get_status_xcom_key, is_dbt_node_status_failed,
+                                             is_dbt_node_status_success, xcom_set_lock)
 from cosmos.operators._watcher.triggerer import WatcherEventReason, WatcherTrigger
 from cosmos.operators.watcher import DbtProducerWatcherOperator
 
@@ -329,12 +330,11 @@ class _NodeResultsBuffer(dict):
     #: seconds the producer waits for the last push when dbt has ended
     join_seconds = 60.0
 
-    def __init__(self, ti: Any, pushed: dict[str, Any], every: float,
-                 unread: Callable[[str, Any], bool] | None = None):
+    def __init__(self, ti: Any, pushed: dict[str, Any], every: float, unread: _UnreadXComs | None = None):
         super().__init__(pushed)
         self._ti = ti
         self._every = every
-        self._unread = unread or (lambda key, value: False)
+        self._unread = unread or _UnreadXComs(None)
         self._results = {key: value for key, value in pushed.items() if _is_node_result_key(key)}
         self._version = 0  # results set so far (under xcom_set_lock, as Cosmos sets them)
         self._pushed = 0  # the version the last push that went through carried
@@ -348,9 +348,21 @@ class _NodeResultsBuffer(dict):
             return
         super().__setitem__(key, value)
         if _is_node_result_key(key):
-            self._results[key] = value
-            self._version += 1
-            self._changed.set()
+            self._add_result(key, value)
+        elif (self._unread.watched_test_event(key) and isinstance(value, dict)
+              and is_dbt_node_status_success(value.get("status"))):
+            # A test a sensor of its own watches (a relationship test, detached from its two models):
+            # Cosmos counts its result only in its models' aggregates (``tests_per_model``), so the key
+            # its sensor reads (``get_tests_status_xcom_key`` of the test: like the event's key, the
+            # test's id with its dots as ``__``, then a suffix) is never pushed, and the sensor would
+            # report "not run" only once the producer ended. A passing result goes in the results XCom
+            # under that key; a failed one does not: the producer fails, and so does the sensor.
+            self._add_result(key.removesuffix("_dbt_event") + "_tests_status", DbtTestStatus.PASS.value)
+
+    def _add_result(self, key: str, value: Any) -> None:
+        self._results[key] = value
+        self._version += 1
+        self._changed.set()
 
     def _push(self) -> None:
         """Push the results if they changed since the last push that went through."""
@@ -418,6 +430,10 @@ class _UnreadXComs:
         self._everything = watched_nodes is None
         self._watched_events = frozenset(get_dbt_event_xcom_key(node) for node in watched_nodes or ())
         self._failed_sql: set[str] = set()  # the compiled-SQL keys of the models that failed
+
+    def watched_test_event(self, key: str) -> bool:
+        """Whether ``key`` is the dbt event of a test a sensor of its own watches."""
+        return key.startswith("test__") and key in self._watched_events
 
     def __call__(self, key: str, value: Any) -> bool:
         if self._everything:

@@ -486,3 +486,40 @@ def test_the_producer_pushes_a_models_compiled_sql_only_when_the_model_failed(tm
     buffer = ti._cosmos_xcom_backup_buffer
     assert "model__retailflow__customers_compiled_sql" in buffer and "model__retailflow__orders_compiled_sql" not in buffer
     assert {STATUS_KEY, "model__retailflow__customers_status"} <= set(buffer)
+
+
+def test_a_detached_tests_passing_result_is_in_the_results_xcom_while_dbt_runs():
+    """A relationship test has a sensor of its own, but Cosmos counts its result only in its two
+    models' test aggregates: the key its sensor reads is never pushed, and the sensor would end, as
+    "not run", only after the producer. Its passing result is in the results XCom as soon as dbt
+    reports it; a failed one is not (the sensor then fails with the producer, as Cosmos has it)."""
+    import json
+
+    passed = "test.retailflow.relationships_orders_customer_id__customer_id__ref_customers_.2b"
+    failed = "test.retailflow.relationships_orders_store_id__store_id__ref_stores_.3c"
+    pushed: list[tuple[str, Any]] = []
+    producer = object.__new__(watcher.NodeResultsProducer)
+    state = {"tests_per_model": {NODE: [passed, failed], "model.retailflow.customers": [passed]},
+             "test_results_per_model": {}, "_model_outlet_uris": {}, "_dataset_namespace": None,
+             "_should_generate_model_uris": False, "_upstream_failure_skipped_ids": set(),
+             "event_nodes": frozenset({NODE, passed, failed})}
+    for name, value in state.items():  # what Cosmos's __init__ and use_node_results_producer set
+        object.__setattr__(producer, name, value)
+    ti = SimpleNamespace(xcom_push=lambda key, value: pushed.append((key, value)), xcom_pull=lambda **_: None)
+    ti._cosmos_xcom_backup_buffer = watcher._NodeResultsBuffer(ti, {}, every=30, unread=producer._unread_xcoms)
+    parse = producer._make_parse_callable()
+    for unique_id, status in ((passed, "pass"), (failed, "fail")):
+        node = {"unique_id": unique_id, "node_status": status, "resource_type": "test"}
+        parse(json.dumps({"info": {"name": "NodeFinished"}, "data": {"node_info": node}}), {"context": {"ti": ti}})
+    ti._cosmos_xcom_backup_buffer.close()
+    results = [value for key, value in pushed if key == watcher.NODE_RESULTS_KEY][-1]
+    passed_key = "test__retailflow__relationships_orders_customer_id__customer_id__ref_customers___2b_tests_status"
+    assert results[passed_key] == "pass", results
+    assert not any(key.startswith("test__") for key in results if key != passed_key), results
+    assert results["model__retailflow__orders_tests_status"] == "fail"  # Cosmos's aggregates, unchanged
+    # the key the test's own sensor reads (Cosmos's DbtTestWatcherOperator: a test sensor of that id)
+    from cosmos.operators._watcher.aggregation import get_tests_status_xcom_key
+    assert get_tests_status_xcom_key(passed) == passed_key
+    # what Cosmos pushes is unchanged: no per-node XCom of a test's result, its models' aggregates
+    assert not any(key.startswith("test__") and key.endswith("_status") for key, _ in pushed)
+    assert ("model__retailflow__customers_tests_status", "pass") in pushed
