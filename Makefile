@@ -131,6 +131,8 @@ crd: sync ## Rewrite what the catalog (generator/retailflow_generator/catalog.js
 .PHONY: dbt-manifest
 dbt-manifest: ## Parse the dbt project into dbt/target/manifest.json (the DAGs' Cosmos task groups read it).
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.dbt parse --quiet
+	@# a running Airflow parses a changed DAG file at once, an unchanged one only every 300 s
+	touch dags/retail_pipeline.py dags/transformation.py
 
 .PHONY: airflow
 airflow: services sync dbt-manifest ## Start a local Airflow (UI on :8080, metadata in PostgreSQL) in the background.

@@ -104,14 +104,14 @@ else
   export AIRFLOW__API__SECRET_KEY="$(env_get RETAILFLOW_AIRFLOW_SECRET_KEY)"
   export AIRFLOW__API_AUTH__JWT_SECRET="$(env_get RETAILFLOW_AIRFLOW_JWT_SECRET)"
   export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
-  # The scheduler, worker and Cosmos settings the chart's Airflow runs with (airflow.config in
+  # The scheduler, DAG processor, worker and Cosmos settings the chart's Airflow runs with (airflow.config in
   # charts/retailflow/values.yaml, where each is explained): the same per-run overhead here and there.
   while IFS='=' read -r key value; do
     [[ -n "${!key:-}" ]] || export "$key=$value"
   done < <("$VENV/bin/python" - "$ROOT/charts/retailflow/values.yaml" <<'PY'
 import sys, yaml
 config = yaml.safe_load(open(sys.argv[1]))["airflow"]["config"]
-for section in ("scheduler", "workers", "cosmos"):
+for section in ("scheduler", "dag_processor", "workers", "cosmos"):
     for key, value in (config.get(section) or {}).items():
         print(f"AIRFLOW__{section.upper()}__{key.upper()}={value}")
 PY

@@ -52,11 +52,12 @@ def test_the_scheduler_and_triggerer_preload_what_tasks_and_sensors_import():
 
 
 def test_the_local_airflow_reads_the_charts_overhead_settings():
-    """hack/airflow.sh takes the scheduler, worker and Cosmos sections from these values, so the local
-    Airflow and the chart's run with the same per-run overhead settings."""
+    """hack/airflow.sh takes the scheduler, DAG processor, worker and Cosmos sections from these values,
+    so the local Airflow and the chart's run with the same per-run overhead settings."""
     config = VALUES["config"]
+    assert int(config["dag_processor"]["min_file_process_interval"]) >= 300
     assert float(config["workers"]["min_heartbeat_interval"]) <= 1
     assert float(config["scheduler"]["scheduler_idle_sleep_time"]) < 1
     assert config["cosmos"]["enable_watcher_reliable_retry"] == "False"
     script = (REPO / "hack" / "airflow.sh").read_text()
-    assert 'for section in ("scheduler", "workers", "cosmos")' in script and "values.yaml" in script
+    assert 'for section in ("scheduler", "dag_processor", "workers", "cosmos")' in script and "values.yaml" in script
