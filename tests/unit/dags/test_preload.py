@@ -1,6 +1,5 @@
 """The scheduler (with the LocalExecutor) preloads dbt and Cosmos for the task processes it forks, the
-triggerer the dbt sensors' trigger, the DAG processor what the DAG files import but the project's own
-code; nothing else preloads."""
+triggerer the dbt sensors' trigger; nothing else preloads."""
 
 from __future__ import annotations
 
@@ -35,25 +34,6 @@ def test_a_scheduler_that_forks_no_tasks_preloads_nothing():
 
 def test_the_triggerer_preloads_the_dbt_sensors_trigger_only():
     assert run_as("triggerer") == "['retailflow_pipeline.watcher'] False True"
-
-
-def test_the_dag_processor_preloads_what_the_dag_files_import_but_not_the_projects_own_code():
-    """Each parse (a process the DAG processor forks) finds Cosmos, the providers and what the project's
-    DAG-building modules import already loaded, and imports the project's own code from disk."""
-    code = textwrap.dedent("""
-        import sys
-        sys.argv = ["airflow", "dag-processor"]
-        from retailflow_pipeline.preload import preload
-        loaded = preload()
-        own = sorted(m for m in sys.modules if m.split(".")[0] == "retailflow_pipeline")
-        print(sorted(loaded), own, "asgiref.sync" in sys.modules, "dbt.cli.main" in sys.modules)
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    line = out.stdout.strip().splitlines()[-1]
-    assert "'cosmos'" in line and "'airflow.providers.airbyte.sensors.airbyte'" in line, line
-    # the watcher's own imports stay (asgiref), the project's modules are gone, dbt is not loaded
-    assert line.endswith("[] True False") and "retailflow_pipeline" not in line, line
 
 
 def test_other_airflow_processes_do_not():
