@@ -63,8 +63,8 @@ import asyncio
 import logging
 import threading
 import time
-from functools import cached_property
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from functools import cached_property
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -486,8 +486,9 @@ class NodeResultsProducer(DbtProducerWatcherOperator):
 
     Everything else is Cosmos's: the per-node XComs its own sensors, retries and fallbacks read
     (``<node>_status``, ``<model>_tests_status``, a watched node's ``<node>_dbt_event``, a failed
-    model's ``<node>_compiled_sql``), the backup Variable and its restore, the skipped retry. Cosmos sets up its backup buffer in
-    ``execute`` before running dbt (``_init_xcom_backup``); this wraps it while dbt runs."""
+    model's ``<node>_compiled_sql``), the backup Variable and its restore, the skipped retry. Cosmos
+    sets up its backup buffer in ``execute`` before running dbt (``_init_xcom_backup``); this wraps it
+    while dbt runs."""
 
     #: seconds between two pushes of the results while dbt runs; the last ones are pushed when it ends.
     #: A sensor turns green in the UI up to this long after its node: a push costs the API server a
