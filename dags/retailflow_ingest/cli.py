@@ -126,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     if not warehouse_url:
         print(f"{PROG}: no warehouse: set RETAILFLOW_WAREHOUSE_URL (or pass --warehouse-url)", file=sys.stderr)
         return 2
-    # the engine (Arrow, the drivers) loads only once the arguments are known to be good
+    # the engine (Arrow, the drivers) loads only once the arguments are known to be good. numpy's
+    # OpenBLAS would start a thread per core as it loads, which busy-waits for work: the engine does no
+    # linear algebra, and on a small machine that spin costs a short sync about 0.07 CPU-s
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from retailflow_ingest.engine import configure_logging, run
     from retailflow_ingest.lake import LakeConfig
 

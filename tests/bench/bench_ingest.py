@@ -12,6 +12,11 @@ database, both dropped at the end. Prints ``bench: <name> <value>`` lines:
   indexes. This second pipe copies into the engine's table shape (record id from
   ``gen_random_uuid()``, the other meta columns as defaults) and then builds the engine's three
   indexes per table; measured in the same rounds.
+- ``ingest_without_indexes_rows_per_s``, ``ingest_without_indexes_vs_raw_pipe`` and
+  ``ingest_index_builds_seconds``: the floor. The same full load with the engine's index builds
+  replaced by nothing (in the measuring process only; into an empty schema, so the tables are created
+  rather than swapped in), one per round, and the difference of the two best times: what the three
+  indexes per table of Airbyte's tables add to the load's wall time.
 - ``ingest_full_with_lake_rows_per_s``: one more full load that also writes the lake (Parquet files
   to a local folder, and the manifests), as the pipeline's DAG does; the figures above write none,
   like the pipe.
@@ -27,7 +32,9 @@ database, both dropped at the end. Prints ``bench: <name> <value>`` lines:
   connections, the sync and exit, as a scheduler (or a comparison with other tools) sees it; best of
   ``--rounds`` + 1. Each sync also re-reads the earlier ticks' rows (they are inside the 5-minute
   lookback window), so it reads more than 1%. ``ingest_cli_outside_sync_seconds``: the part of that
-  wall time outside the sync (interpreter start, imports, exit), best of the same runs.
+  wall time outside the sync (interpreter start, imports, exit), best of the same runs;
+  ``ingest_incremental_cli_cpu_seconds``: the CPU time (user + system) of that process, best of the
+  same runs (what it takes from a machine that runs other things).
 - ``dbt_build_seconds``: ``python -m retailflow_pipeline.dbt build`` on the tables the engine wrote
   (skipped with ``--no-dbt``).
 
@@ -47,6 +54,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -81,18 +89,25 @@ import importlib, json, os, resource, sys
 _engine = importlib.import_module(sys.argv[3])
 LakeConfig, run = _engine.LakeConfig, _engine.run
 lake = LakeConfig(local_dir=sys.argv[2]) if sys.argv[2] else None
-result = run(os.environ["RETAILFLOW_MYSQL_URL"], os.environ["RETAILFLOW_WAREHOUSE_URL"], stores_csv=None,
-             streams=sys.argv[1].split(","), full_refresh=True, lake=lake)
+if sys.argv[5] == "without-indexes":  # the floor measurement: the same load, its index builds left out
+    _engine.Warehouse.create_indexes = lambda *args, **kwargs: None
+result = run(os.environ["RETAILFLOW_MYSQL_URL"], os.environ["RETAILFLOW_WAREHOUSE_URL"], schema=sys.argv[4],
+             stores_csv=None, streams=sys.argv[1].split(","), full_refresh=True, lake=lake)
 print(json.dumps({"seconds": result.seconds, "rows": result.rows_read,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
-def engine_full_load(mysql_url: str, wh_url: str, lake_dir: Path | None = None) -> dict:
+def engine_full_load(mysql_url: str, wh_url: str, lake_dir: Path | None = None, *, schema: str = "raw",
+                     indexes: bool = True) -> dict:
     """One full load by the engine in a process of its own (URLs through the environment): its time as
-    the engine reports it, and the process's peak RSS. With ``lake_dir`` it also writes the lake there."""
+    the engine reports it, and the process's peak RSS. With ``lake_dir`` it also writes the lake there.
+    ``indexes=False``: the engine's index builds are replaced by nothing in that process (a measurement
+    of what they cost, not a mode of the engine); into an empty ``schema``, where the load creates its
+    tables (a swap would rename their indexes)."""
     done = subprocess.run([sys.executable, "-c", ENGINE_FULL_LOAD, ",".join(TABLES),
-                           str(lake_dir) if lake_dir else "", ENGINE_MODULE], capture_output=True, text=True,
+                           str(lake_dir) if lake_dir else "", ENGINE_MODULE, schema,
+                           "with-indexes" if indexes else "without-indexes"], capture_output=True, text=True,
                           env={**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": wh_url},
                           check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -155,7 +170,7 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
     ddl = {t: ", ".join(f'"{c}" {ty}' for c, ty in cols) for t, cols in typed.items()}
     print(f"first load (creates the tables): {first.seconds:.2f} s", flush=True)
     pipe = RawPipe(mysql_url, wh_url, tmp)
-    pipe_times, shaped_times, engine_runs, lake_runs = [], [], [], []
+    pipe_times, shaped_times, engine_runs, floor_runs, lake_runs = [], [], [], [], []
     for _ in range(args.rounds):
         pipe.prepare(ddl)
         settle()
@@ -174,11 +189,20 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
         pipe.psql("drop schema pipe cascade")
         settle()
         engine_runs.append(engine_full_load(mysql_url, wh_url))
+        # the floor: the same load without the three index builds per table that Airbyte's tables carry
+        with psycopg.connect(wh_url, autocommit=True) as pg:
+            pg.execute("drop schema if exists floor cascade")
+        settle()
+        floor_runs.append(engine_full_load(mysql_url, wh_url, schema="floor", indexes=False))
         print(f"round {len(pipe_times)}: raw pipe {rows / pipe_times[-1]:,.0f} rows/s ({pipe_times[-1]:.2f} s),"
               f" raw pipe into the engine's tables and indexes {rows / shaped_times[-1]:,.0f} rows/s"
               f" ({shaped_times[-1]:.2f} s), engine {rows / engine_runs[-1]['seconds']:,.0f} rows/s"
               f" ({engine_runs[-1]['seconds']:.2f} s), ratio {pipe_times[-1] / engine_runs[-1]['seconds']:.3f}"
-              f" (like for like {shaped_times[-1] / engine_runs[-1]['seconds']:.3f})", flush=True)
+              f" (like for like {shaped_times[-1] / engine_runs[-1]['seconds']:.3f}); engine without its index builds"
+              f" {rows / floor_runs[-1]['seconds']:,.0f} rows/s ({floor_runs[-1]['seconds']:.2f} s), ratio"
+              f" {pipe_times[-1] / floor_runs[-1]['seconds']:.3f}", flush=True)
+    with psycopg.connect(wh_url, autocommit=True) as pg:
+        pg.execute("drop schema if exists floor cascade")
     lake_dir = tmp / "lake"
     settle()
     lake_runs.append(engine_full_load(mysql_url, wh_url, lake_dir))
@@ -192,6 +216,10 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
     bench("ingest_vs_raw_pipe", f"{engine_rate / pipe_rate:.3f}")
     bench("raw_pipe_airbyte_shape_rows_per_s", f"{shaped_rate:.0f}")
     bench("ingest_vs_raw_pipe_airbyte_shape", f"{engine_rate / shaped_rate:.3f}")
+    floor_rate = rows / min(r["seconds"] for r in floor_runs)
+    bench("ingest_without_indexes_rows_per_s", f"{floor_rate:.0f}")
+    bench("ingest_without_indexes_vs_raw_pipe", f"{floor_rate / pipe_rate:.3f}")
+    bench("ingest_index_builds_seconds", f"{rows / engine_rate - rows / floor_rate:.2f}")
     bench("ingest_full_with_lake_rows_per_s", f"{rows / lake_runs[0]['seconds']:.0f}")
     bench("ingest_peak_rss_mb", f"{max(r['peak_rss_mb'] for r in engine_runs + lake_runs):.0f}")
 
@@ -221,23 +249,27 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
     # the same, as a scheduler or another tool's comparison sees it: the whole retailflow-ingest process
     # (interpreter, imports, connections, sync, exit), wall clock
     ingest_cli = shutil.which("retailflow-ingest") or str(Path(sys.executable).parent / "retailflow-ingest")
-    walls, outside = [], []
+    walls, outside, cpus = [], [], []
     for tick in range(args.rounds + 1):
         subprocess.run([generator, "live", "--iterations", "1", "--interval", "1", "--rate", str(max(1, rows // 380)),
                         "--seed", str(107 + tick), "--mysql-url", mysql_url], check=True)
         settle()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()
         done = subprocess.run([ingest_cli, "--no-lake", "--stores-csv", "none", "--streams", *TABLES],
                               env={**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": wh_url},
                               capture_output=True, text=True, check=True)
         wall, summary = time.monotonic() - start, done.stdout.strip().splitlines()[-1]
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         walls.append(wall)
         # what the process spends around the sync itself: interpreter, imports, argument checks, exit
         outside.append(wall - float(re.search(r"rows read in ([\d.]+) s", summary)[1]))
         print(f"incremental through the command line {tick + 1}: {wall:.3f} s wall, {outside[-1]:.3f} s of it"
-              f" outside the sync; {summary}", flush=True)
+              f" outside the sync, {cpus[-1]:.3f} CPU-s; {summary}", flush=True)
     bench("ingest_incremental_cli_wall_seconds", f"{min(walls):.3f}")
     bench("ingest_cli_outside_sync_seconds", f"{min(outside):.3f}")
+    bench("ingest_incremental_cli_cpu_seconds", f"{min(cpus):.3f}")
     if not args.no_dbt:
         ok = dbt_build(mysql_url, wh_url) and ok
     return 0 if ok else 1
