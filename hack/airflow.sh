@@ -119,6 +119,10 @@ PY
   export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="${RETAILFLOW_AIRFLOW_WORKER_LOG_PORT:-8793}"
   export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="${RETAILFLOW_AIRFLOW_TRIGGER_LOG_PORT:-8794}"
   export AIRFLOW__COSMOS__ENABLE_TELEMETRY=False
+  # Cosmos's cache (dbt's partial-parse file, the profiles it renders) in this Airflow's home: on the
+  # shared /tmp/cosmos, the newest partial-parse file may be another local Airflow's (tests, benchmarks),
+  # made for another database, and the next run here parses the whole project again
+  export AIRFLOW__COSMOS__CACHE_DIR="${AIRFLOW__COSMOS__CACHE_DIR:-$AIRFLOW_HOME/cosmos}"
   export DO_NOT_TRACK=1
   export RETAILFLOW_DBT_MANIFEST="${RETAILFLOW_DBT_MANIFEST:-$ROOT/dbt/target/manifest.json}"
   # The pipeline's connections, from the local services' URLs.

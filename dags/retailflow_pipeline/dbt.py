@@ -11,7 +11,8 @@ Environment:
 
 - ``RETAILFLOW_WAREHOUSE_URL``: ``postgresql://user:password@host:5432/database`` (required unless
   the ``RETAILFLOW_DBT_*`` variables that ``dbt/profiles.yml`` reads are already set).
-- ``RETAILFLOW_RAW_SCHEMA``: schema of the raw tables the sources read (default ``raw``).
+- ``RETAILFLOW_RAW_SCHEMA``: schema of the raw tables the sources read (default ``raw``, passed to
+  dbt explicitly, as the DAG's dbt tasks pass it).
 - ``RETAILFLOW_DBT_PROJECT_DIR``: where the dbt project is (default: ``dbt/`` of ``$RETAILFLOW_HOME``, see
   ``paths``).
 - ``RETAILFLOW_DBT_THREADS``: dbt threads (default 4).
@@ -30,6 +31,15 @@ from urllib.parse import unquote, urlsplit
 
 from retailflow_pipeline import paths
 from retailflow_pipeline.catalog import PORTS
+
+
+#: the profile and target of ``dbt/profiles.yml``, passed explicitly as Cosmos passes them to the DAG's
+#: dbt tasks: dbt keeps a partial-parse file only for the same ``--profile`` and ``--target``
+#: arguments and connection settings, so a parse here (``make dbt-manifest``) spares the next
+#: Airflow run a full parse
+PROFILE, TARGET = "retailflow", "warehouse"
+#: the raw schema when none is given (``dbt/models/staging/_retail__sources.yml`` has the same default)
+DEFAULT_RAW_SCHEMA = "raw"
 
 
 def project_dir() -> Path:
@@ -61,14 +71,14 @@ def profile_env(warehouse_url: str, raw_schema: str | None = None) -> dict[str, 
 
 
 def dbt_args(args: Sequence[str], project: Path) -> list[str]:
-    """Point dbt at the project and its profile unless the caller already did."""
+    """Point dbt at the project, its profile and target unless the caller already did."""
     args = list(args)
     if not args or args[0] in {"--version", "-h", "--help"}:
         return args
-    if "--project-dir" not in args:
-        args += ["--project-dir", str(project)]
-    if "--profiles-dir" not in args:
-        args += ["--profiles-dir", str(project)]
+    for flag, value in (("--project-dir", str(project)), ("--profiles-dir", str(project)), ("--profile", PROFILE),
+                        ("--target", TARGET)):
+        if flag not in args and not any(a.startswith(flag + "=") for a in args):
+            args += [flag, value]
     return args
 
 
@@ -111,11 +121,14 @@ def run(
     if "PGOPTIONS" not in os.environ:
         # The marts aggregate every order line; PostgreSQL's 4MB default spills those hashes to disk.
         env["PGOPTIONS"] = f"-c work_mem={os.environ.get('RETAILFLOW_DBT_WORK_MEM', '128MB')}"
+    # the raw schema always set, as the DAG's dbt tasks set it: dbt's partial-parse file records the
+    # value each env_var() call saw, and re-parses the files whose values changed
+    raw_schema = raw_schema or os.environ.get("RETAILFLOW_RAW_SCHEMA") or DEFAULT_RAW_SCHEMA
     if warehouse_url:
         env |= profile_env(warehouse_url, raw_schema)
     elif not os.environ.get("RETAILFLOW_DBT_USER"):
         raise ValueError("RETAILFLOW_WAREHOUSE_URL is not set (postgresql://user:password@host:port/db)")
-    elif raw_schema:
+    else:
         env["RETAILFLOW_RAW_SCHEMA"] = raw_schema
     if target_path:
         env["DBT_TARGET_PATH"] = str(target_path)

@@ -29,7 +29,7 @@ from typing import Any
 
 from retailflow_pipeline import paths
 from retailflow_pipeline.catalog import DEFAULT_CONN_IDS
-from retailflow_pipeline.dbt import project_dir
+from retailflow_pipeline.dbt import PROFILE, TARGET, project_dir
 
 #: dbt settings every dbt task runs with: no usage statistics, no version check (no internet)
 DBT_ENV = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false"}
@@ -47,11 +47,27 @@ def execution_mode_name() -> str:
     return (os.environ.get("RETAILFLOW_DBT_EXECUTION_MODE") or "watcher").lower()
 
 
+def profile_config():
+    """The dbt profile of every dbt task: Cosmos's ``profiles.yml`` for the warehouse's Airflow
+    connection. Its connection settings equal those ``dbt/profiles.yml`` gives the command line
+    (``retailflow_pipeline.dbt``) for the same URL, so that a ``dbt parse`` there (``make
+    dbt-manifest``) spares the next run's producer a full parse."""
+    from cosmos import ProfileConfig
+    from cosmos.profiles import PostgresUserPasswordProfileMapping
+
+    return ProfileConfig(
+        profile_name=PROFILE,
+        target_name=TARGET,
+        profile_mapping=PostgresUserPasswordProfileMapping(
+            conn_id=warehouse_conn_id(), profile_args={"schema": "analytics", "threads": 4},
+        ),
+    )
+
+
 def dbt_task_group(group_id: str = "dbt", *, settings_task_id: str = "load_settings", **kwargs: Any):
     """A Cosmos ``DbtTaskGroup`` of the RetailFlow dbt project (call inside a ``DAG`` context)."""
-    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig
     from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
-    from cosmos.profiles import PostgresUserPasswordProfileMapping
 
     manifest = manifest_path()
     if not manifest.is_file():
@@ -63,13 +79,7 @@ def dbt_task_group(group_id: str = "dbt", *, settings_task_id: str = "load_setti
         project_config=ProjectConfig(dbt_project_path=project_dir(), manifest_path=manifest,
                                      project_name="retailflow", install_dbt_deps=False,
                                      env_vars={**DBT_ENV, "RETAILFLOW_RAW_SCHEMA": raw_schema}),
-        profile_config=ProfileConfig(
-            profile_name="retailflow",
-            target_name="warehouse",
-            profile_mapping=PostgresUserPasswordProfileMapping(
-                conn_id=warehouse_conn_id(), profile_args={"schema": "analytics", "threads": 4},
-            ),
-        ),
+        profile_config=profile_config(),
         execution_config=ExecutionConfig(execution_mode=mode, invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH,
                                    should_detach_multiple_parents_tests=True),

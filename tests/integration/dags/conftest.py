@@ -61,6 +61,7 @@ os.environ.update({
     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
     "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
     "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+    "AIRFLOW__COSMOS__CACHE_DIR": str(_HOME / "cosmos"),
     "DO_NOT_TRACK": "1",
     "RETAILFLOW_DBT_EXECUTION_MODE": "local",
     "RETAILFLOW_DBT_MANIFEST": str(_HOME / "dbt-target" / "manifest.json"),

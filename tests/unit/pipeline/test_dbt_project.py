@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,13 +43,14 @@ class TestProfileEnv:
 
 
 class TestArgs:
-    def test_project_and_profiles_dir_are_added(self, tmp_path):
+    def test_project_profile_and_target_are_added(self, tmp_path):
         assert runner.dbt_args(["build", "--select", "orders"], tmp_path) == [
             "build", "--select", "orders", "--project-dir", str(tmp_path), "--profiles-dir", str(tmp_path),
+            "--profile", "retailflow", "--target", "warehouse",
         ]
 
-    def test_explicit_dirs_win(self, tmp_path):
-        args = ["docs", "generate", "--project-dir", "x", "--profiles-dir", "y"]
+    def test_explicit_settings_win(self, tmp_path):
+        args = ["docs", "generate", "--project-dir", "x", "--profiles-dir", "y", "--profile=p", "--target", "t"]
         assert runner.dbt_args(args, tmp_path) == args
 
     def test_no_command_prints_usage(self, capsys):
@@ -64,20 +66,78 @@ class TestArgs:
         assert "RETAILFLOW_WAREHOUSE_URL is not set" in capsys.readouterr().err
 
 
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("RETAILFLOW_", "DBT_", "AIRFLOW_CONN_"))}
+
+
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory) -> dict:
-    """The project as dbt parses it, through the same entry point `make dbt-build` uses."""
+def parsed(tmp_path_factory) -> Path:
+    """The target folder of a parse through the same entry point `make dbt-manifest` uses."""
     target = tmp_path_factory.mktemp("dbt-target")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETAILFLOW_", "DBT_"))}
-    env["RETAILFLOW_WAREHOUSE_URL"] = OFFLINE_URL
     done = subprocess.run(
         [sys.executable, "-m", "retailflow_pipeline.dbt", "parse", "--target-path", str(target),
          "--log-path", str(target)],
-        env=env, capture_output=True, text=True, timeout=300,
+        env={**_clean_env(), "RETAILFLOW_WAREHOUSE_URL": OFFLINE_URL}, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "not-used" not in (target / "dbt.log").read_text(), "the password reached dbt's log"
-    return json.loads((target / "manifest.json").read_text())
+    return target
+
+
+@pytest.fixture(scope="module")
+def manifest(parsed) -> dict:
+    """The project as dbt parses it."""
+    return json.loads((parsed / "manifest.json").read_text())
+
+
+#: the DAG's dbt producer as Cosmos runs it: its profile for the warehouse's Airflow connection
+#: (``dbt_group.profile_config``) and the flags it adds (``_generate_dbt_flags``,
+#: ``cosmos/operators/local.py``, astronomer-cosmos 1.15.1), here with ``parse`` for ``build``
+COSMOS_PARSE = """
+import sys
+from pathlib import Path
+from dbt.cli.main import dbtRunner
+from retailflow_pipeline import dbt_group
+from retailflow_pipeline.dbt import project_dir
+
+config = dbt_group.profile_config()
+with config.ensure_profile() as (profile, env_vars):
+    import os
+    os.environ.update(env_vars)
+    os.environ["RETAILFLOW_RAW_SCHEMA"] = "raw"  # the group's env_vars: load_settings' raw schema
+    result = dbtRunner().invoke([
+        "parse", "--log-level", "debug", "--target-path", sys.argv[1], "--log-path", sys.argv[2],
+        "--project-dir", str(project_dir()), "--profiles-dir", str(Path(profile).parent),
+        "--profile", config.profile_name, "--target", config.target_name, "--no-static-parser"])
+sys.exit(0 if result.success else 1)
+"""
+
+
+@pytest.mark.parametrize("query", ["", "?sslmode=require"])
+def test_the_airflow_producer_parses_partially_after_a_parse_from_the_command_line(parsed, tmp_path, query):
+    """``make airflow`` runs ``make dbt-manifest`` first; dbt's partial-parse file it leaves must be valid
+    for the first run's producer, which otherwise parses the whole project again (dbt compares the
+    connection settings and the ``--profile``/``--target`` arguments): 1.2 s more in a 1M-order run."""
+    target = tmp_path / "target"
+    if query:  # the same URL with a setting of its own, on both sides
+        done = subprocess.run(
+            [sys.executable, "-m", "retailflow_pipeline.dbt", "parse", "--target-path", str(target),
+             "--log-path", str(tmp_path)],
+            env={**_clean_env(), "RETAILFLOW_WAREHOUSE_URL": OFFLINE_URL + query}, capture_output=True, text=True,
+            timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    else:
+        shutil.copytree(parsed, target)
+    env = {**_clean_env(), "AIRFLOW_CONN_RETAILFLOW_WAREHOUSE": OFFLINE_URL + query,
+           "AIRFLOW__COSMOS__CACHE_DIR": str(tmp_path / "cosmos"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    done = subprocess.run([sys.executable, "-c", COSMOS_PARSE, str(target), str(tmp_path / "producer")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    log = (tmp_path / "producer" / "dbt.log").read_text()
+    assert "Unable to do partial parsing" not in log, re.findall(r"Unable to do partial parsing[^\n]*", log)
+    # nothing parsed again either: a file whose env_var() value changed would be
+    assert re.search(r"Partial parsing enabled: 0 files deleted, 0 files added, 0 files changed", log), \
+        re.findall(r"Partial parsing[^\n]*", log)
 
 
 def models(manifest: dict) -> dict[str, dict]:
