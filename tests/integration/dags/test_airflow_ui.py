@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -78,6 +79,18 @@ def test_make_airflow_prints_access_and_keeps_the_password_out_of_sight(airflow_
                            text=True, timeout=300)
     assert again.returncode == 0 and "already running" in again.stderr, again.stderr[-2000:]
     assert f"UI and API at {airflow_stack['url']}" in again.stdout
+
+
+def test_the_triggerer_builds_its_execution_api_as_it_starts(airflow_stack):
+    """Without any run: the first run's triggers then find it built (about 3 s of CPU that otherwise
+    fell on that run, during its ingestion; ``retailflow_pipeline.preload.warm_execution_api``)."""
+    log = airflow_stack["work"] / "run" / "airflow.log"
+    deadline = time.monotonic() + 180
+    while "the triggerer's execution API built" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(1)
+    (line,) = [line for line in log.read_text().splitlines() if "the triggerer's execution API built" in line]
+    assert line.endswith("(/health: 200)"), line
 
 
 def test_scheduler_run_is_green_and_the_ui_shows_it(airflow_stack, pipeline_dbs, tmp_path):
