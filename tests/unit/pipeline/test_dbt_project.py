@@ -128,7 +128,7 @@ def test_the_airflow_producer_parses_partially_after_a_parse_from_the_command_li
         assert done.returncode == 0, done.stdout + done.stderr
     else:
         shutil.copytree(parsed, target)
-    env = {**_clean_env(), "AIRFLOW_CONN_RETAILFLOW_WAREHOUSE": OFFLINE_URL + query,
+    env = {**_clean_env(), "AIRFLOW_CONN_RETAILFLOW_WAREHOUSE": OFFLINE_URL + query, "AIRFLOW_HOME": str(tmp_path),
            "AIRFLOW__COSMOS__CACHE_DIR": str(tmp_path / "cosmos"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     done = subprocess.run([sys.executable, "-c", COSMOS_PARSE, str(target), str(tmp_path / "producer")], env=env,
                           capture_output=True, text=True, timeout=300)
