@@ -27,7 +27,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from retailflow_pipeline import paths
 from retailflow_pipeline.catalog import PORTS
@@ -62,7 +62,9 @@ def profile_env(warehouse_url: str, raw_schema: str | None = None) -> dict[str, 
         "DBT_ENV_SECRET_RETAILFLOW_PASSWORD": unquote(parts.password or ""),
         "RETAILFLOW_DBT_DBNAME": database,
     }
-    query = dict(item.split("=", 1) for item in parts.query.split("&") if "=" in item)
+    # as Cosmos's profile takes it from the Airflow connection's extras (the same URL's query), so that
+    # both render the same profile
+    query = dict(parse_qsl(parts.query))
     if "sslmode" in query:
         env["RETAILFLOW_DBT_SSLMODE"] = query["sslmode"]
     if raw_schema:
@@ -75,10 +77,15 @@ def dbt_args(args: Sequence[str], project: Path) -> list[str]:
     args = list(args)
     if not args or args[0] in {"--version", "-h", "--help"}:
         return args
-    for flag, value in (("--project-dir", str(project)), ("--profiles-dir", str(project)), ("--profile", PROFILE),
-                        ("--target", TARGET)):
-        if flag not in args and not any(a.startswith(flag + "=") for a in args):
-            args += [flag, value]
+    # a flag given (in any of its forms) wins, and so does a profile or target set through dbt's own
+    # variable
+    for flags, value, variable in ((("--project-dir",), str(project), None),
+                                   (("--profiles-dir",), str(project), None),
+                                   (("--profile",), PROFILE, "DBT_PROFILE"),
+                                   (("--target", "-t"), TARGET, "DBT_TARGET")):
+        given = any(a in flags or a.startswith(tuple(f + "=" for f in flags)) for a in args)
+        if not given and not (variable and os.environ.get(variable)):
+            args += [flags[0], value]
     return args
 
 

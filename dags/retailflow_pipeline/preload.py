@@ -28,6 +28,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
 
 MODULES = ("dbt.cli.main", "dbt.adapters.postgres", "cosmos", "cosmos.operators.local", "cosmos.operators.watcher",
            "airflow.providers.airbyte.operators.airbyte", "psycopg", "pymysql", "connectorx", "pyarrow")
@@ -59,9 +60,24 @@ def warm_execution_api() -> bool:
     except ImportError:
         return False
     start = TriggerRunnerSupervisor.__dict__.get("start")
-    if not isinstance(start, classmethod) or not hasattr(TriggerRunnerSupervisor, "client"):
+    make_client = TriggerRunnerSupervisor.__dict__.get("make_client")
+    if not isinstance(start, classmethod) or not callable(make_client) or not hasattr(TriggerRunnerSupervisor, "client"):
         return False
     started_by = start.__func__
+    # ``client`` caches ``make_client()``'s result without a lock (attrs' slotted cached_property): a
+    # request served while this thread builds it would build a second API, and the two builds would
+    # edit the execution API's shared routes at once. One build per supervisor, the other caller waits.
+    lock, made = threading.Lock(), {}
+
+    def make_client_once(self):
+        with lock:
+            ref, client = made.get(id(self), (None, None))
+            if ref is None or ref() is not self:
+                client = make_client(self)
+                made[id(self)] = (weakref.ref(self), client)
+            return client
+
+    TriggerRunnerSupervisor.make_client = make_client_once
 
     def start_and_warm(cls, *args, **kwargs):
         supervisor = started_by(cls, *args, **kwargs)

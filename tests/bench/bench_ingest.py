@@ -16,7 +16,8 @@ database, both dropped at the end. Prints ``bench: <name> <value>`` lines:
   ``ingest_index_builds_seconds``: the floor. The same full load with the engine's index builds
   replaced by nothing (in the measuring process only; into an empty schema, so the tables are created
   rather than swapped in), one per round, and the difference of the two best times: what the three
-  indexes per table of Airbyte's tables add to the load's wall time.
+  indexes per table of Airbyte's tables add to the load's wall time, with the swap and the old
+  tables' drop, which the floor's loads do not do.
 - ``ingest_full_with_lake_rows_per_s``: one more full load that also writes the lake (Parquet files
   to a local folder, and the manifests), as the pipeline's DAG does; the figures above write none,
   like the pipe.

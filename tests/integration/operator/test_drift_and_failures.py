@@ -116,6 +116,7 @@ def test_airbyte_down_degrades_then_recovers_without_duplicates(kube, airbyte, a
     obj = kube.wait_rp(NS, "demo", phase_is("Degraded"), timeout=30)
     assert condition(obj, "Ready")["reason"] == "AirbyteUnavailable"
     assert "503" in condition(obj, "AirbyteSynced")["message"]
+    wait_for_event(kube, "AirbyteUnavailable")  # posted from kopf's queue, after the status patch seen above
     warnings = [e for e in kube.events(NS) if e.get("type") == "Warning"]
     assert "AirbyteUnavailable" in {e.get("reason") for e in warnings}
 

@@ -30,6 +30,8 @@ class TestProfileEnv:
             "RETAILFLOW_DBT_DBNAME": "analytics",
             "RETAILFLOW_DBT_SSLMODE": "require",
         }
+        assert runner.profile_env("postgresql://u:p@h/w?application_name=x&sslmode=verify%2Dfull") == {
+            **runner.profile_env("postgresql://u:p@h/w"), "RETAILFLOW_DBT_SSLMODE": "verify-full"}
 
     def test_default_port_and_raw_schema(self):
         env = runner.profile_env("postgresql://u:p@localhost/w", raw_schema="landing")
@@ -49,9 +51,12 @@ class TestArgs:
             "--profile", "retailflow", "--target", "warehouse",
         ]
 
-    def test_explicit_settings_win(self, tmp_path):
+    def test_explicit_settings_win(self, tmp_path, monkeypatch):
         args = ["docs", "generate", "--project-dir", "x", "--profiles-dir", "y", "--profile=p", "--target", "t"]
         assert runner.dbt_args(args, tmp_path) == args
+        assert runner.dbt_args(["run", "-t", "t"], tmp_path)[-2:] == ["--profile", "retailflow"]
+        monkeypatch.setenv("DBT_TARGET", "other")
+        assert "--target" not in runner.dbt_args(["run"], tmp_path)
 
     def test_no_command_prints_usage(self, capsys):
         assert runner.main([]) == 2
