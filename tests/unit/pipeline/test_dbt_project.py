@@ -75,16 +75,21 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("RETAILFLOW_", "DBT_", "AIRFLOW_CONN_"))}
 
 
-@pytest.fixture(scope="module")
-def parsed(tmp_path_factory) -> Path:
-    """The target folder of a parse through the same entry point `make dbt-manifest` uses."""
-    target = tmp_path_factory.mktemp("dbt-target")
+def _cli_parse(target: Path, log_path: Path, url: str = OFFLINE_URL) -> None:
+    """`dbt parse` through the same entry point `make dbt-manifest` uses."""
     done = subprocess.run(
         [sys.executable, "-m", "retailflow_pipeline.dbt", "parse", "--target-path", str(target),
-         "--log-path", str(target)],
-        env={**_clean_env(), "RETAILFLOW_WAREHOUSE_URL": OFFLINE_URL}, capture_output=True, text=True, timeout=300,
+         "--log-path", str(log_path)],
+        env={**_clean_env(), "RETAILFLOW_WAREHOUSE_URL": url}, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory) -> Path:
+    """The target folder of a parse from the command line."""
+    target = tmp_path_factory.mktemp("dbt-target")
+    _cli_parse(target, target)
     assert "not-used" not in (target / "dbt.log").read_text(), "the password reached dbt's log"
     return target
 
@@ -125,12 +130,7 @@ def test_the_airflow_producer_parses_partially_after_a_parse_from_the_command_li
     connection settings and the ``--profile``/``--target`` arguments): 1.2 s more in a 1M-order run."""
     target = tmp_path / "target"
     if query:  # the same URL with a setting of its own, on both sides
-        done = subprocess.run(
-            [sys.executable, "-m", "retailflow_pipeline.dbt", "parse", "--target-path", str(target),
-             "--log-path", str(tmp_path)],
-            env={**_clean_env(), "RETAILFLOW_WAREHOUSE_URL": OFFLINE_URL + query}, capture_output=True, text=True,
-            timeout=300)
-        assert done.returncode == 0, done.stdout + done.stderr
+        _cli_parse(target, tmp_path, OFFLINE_URL + query)
     else:
         shutil.copytree(parsed, target)
     env = {**_clean_env(), "AIRFLOW_CONN_RETAILFLOW_WAREHOUSE": OFFLINE_URL + query, "AIRFLOW_HOME": str(tmp_path),
