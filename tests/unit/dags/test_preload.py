@@ -1,6 +1,6 @@
 """The scheduler (with the LocalExecutor) preloads dbt and Cosmos for the task processes it forks and has
-their supervisors see a task's exit when it happens, the triggerer the dbt sensors' trigger; nothing
-else preloads."""
+their supervisors see a task's exit when it happens, the triggerer the dbt sensors' trigger and has its
+runner send a trigger's event when it fires; nothing else preloads."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ def run_as(command: str, executor: str = "LocalExecutor") -> str:
         loaded = preload()
         supervisor = sys.modules.get("airflow.sdk.execution_time.supervisor")
         service = supervisor and supervisor.ActivitySubprocess.__dict__.get("_service_subprocess")
+        runner = sys.modules.get("airflow.jobs.triggerer_job_runner")
         print(sorted(loaded), "dbt.cli.main" in sys.modules, "retailflow_pipeline.watcher" in sys.modules,
-              getattr(service, "__name__", None) == "service_or_wait")
+              getattr(service, "__name__", None) == "service_or_wait",
+              type(getattr(runner, "anyio", None)).__name__ == "WakeableAnyio")
     """)
     env = {**os.environ, "AIRFLOW__CORE__EXECUTOR": executor}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
@@ -29,19 +31,19 @@ def run_as(command: str, executor: str = "LocalExecutor") -> str:
 
 def test_the_scheduler_preloads_dbt_and_cosmos_and_patches_task_supervisors():
     line = run_as("scheduler")
-    assert line.endswith("True False True") and "'cosmos'" in line and "'dbt.cli.main'" in line
+    assert line.endswith("True False True False") and "'cosmos'" in line and "'dbt.cli.main'" in line
 
 
 def test_a_scheduler_that_forks_no_tasks_preloads_nothing():
-    assert run_as("scheduler", executor="KubernetesExecutor") == "[] False False False"
+    assert run_as("scheduler", executor="KubernetesExecutor") == "[] False False False False"
 
 
-def test_the_triggerer_preloads_the_dbt_sensors_trigger_only():
-    assert run_as("triggerer") == "['retailflow_pipeline.watcher'] False True False"
+def test_the_triggerer_preloads_the_dbt_sensors_trigger_and_wakes_its_runner_on_events():
+    assert run_as("triggerer") == "['retailflow_pipeline.watcher'] False True False True"
 
 
 def test_other_airflow_processes_do_not():
-    assert run_as("api-server") == "[] False False False"
+    assert run_as("api-server") == "[] False False False False"
 
 
 def supervised_exit(patched: bool) -> tuple[bool, int, float]:
@@ -78,3 +80,58 @@ def test_a_task_supervisor_sees_its_process_exit_when_it_happens():
     # the same supervisor without the patch waits out its select() timeout: this check can fail
     unpatched, exit_code, seconds = supervised_exit(patched=False)
     assert not unpatched and exit_code == 0 and seconds >= 2.9
+
+
+def runner_sleeps(patched: bool) -> tuple[bool, float, float, float]:
+    """Airflow's own trigger runner module and ``TriggerRunner``, the runner loop's sleep as ``arun``
+    writes it (``with anyio.move_on_after(1): await stop_event.wait()``, here 3 s): (patch applied,
+    seconds of a sleep during which a trigger fired an event after 0.2 s, of the sleep after an event
+    fired between two sleeps, of a sleep with no event)."""
+    code = textwrap.dedent(f"""
+        import asyncio, time
+        from retailflow_pipeline.preload import wake_trigger_runner
+        patched = wake_trigger_runner() if {patched} else False
+        from airflow.jobs import triggerer_job_runner as module
+        runner = module.TriggerRunner()
+
+        async def sleep(stop):
+            began = time.monotonic()
+            with module.anyio.move_on_after(3):
+                await stop.wait()
+            return time.monotonic() - began
+
+        async def main():
+            stop = module.anyio.Event()
+
+            async def fire():
+                await asyncio.sleep(0.2)
+                runner.events.append("an event")
+
+            firing = asyncio.get_running_loop().create_task(fire())
+            during = await sleep(stop)
+            await firing
+            runner.events.append("an event during the loop's turn")
+            after = await sleep(stop)
+            quiet = await sleep(stop)
+            print(patched, round(during, 2), round(after, 2), round(quiet, 2), len(runner.events))
+
+        asyncio.run(main())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    patched_, during, after, quiet, events = out.stdout.strip().splitlines()[-1].split()
+    assert events == "2"  # every event stays queued for the runner to send
+    return patched_ == "True", float(during), float(after), float(quiet)
+
+
+def test_the_trigger_runner_sends_an_event_when_its_trigger_fires():
+    """A dbt sensor ends when the triggerer has its trigger's event; the runner sent events once a turn
+    of its loop, which sleeps 1 s between turns: the sensors and what waits on them ended up to 1 s
+    late. An event ends the sleep (or the next one, if fired during a turn); without one it lasts."""
+    patched, during, after, quiet = runner_sleeps(patched=True)
+    assert patched
+    assert during < 1.5 and after < 1.0, (during, after)
+    assert quiet >= 2.9
+    # the same loop without the patch sleeps its full time whatever fires: this check can fail
+    unpatched, during, after, quiet = runner_sleeps(patched=False)
+    assert not unpatched and min(during, after, quiet) >= 2.9
