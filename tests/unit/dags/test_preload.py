@@ -1,6 +1,7 @@
 """The scheduler (with the LocalExecutor) preloads dbt and Cosmos for the task processes it forks and has
-their supervisors see a task's exit when it happens, the triggerer the dbt sensors' trigger and has its
-runner send a trigger's event when it fires; nothing else preloads."""
+their supervisors see a task's exit when it happens, the triggerer the dbt sensors' trigger, has its
+runner send a trigger's event when it fires and queues no callback request the DAG processor ignores;
+nothing else preloads."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ def run_as(command: str, executor: str = "LocalExecutor") -> str:
         runner = sys.modules.get("airflow.jobs.triggerer_job_runner")
         print(sorted(loaded), "dbt.cli.main" in sys.modules, "retailflow_pipeline.watcher" in sys.modules,
               getattr(service, "__name__", None) == "service_or_wait",
-              type(getattr(runner, "anyio", None)).__name__ == "WakeableAnyio")
+              type(getattr(runner, "anyio", None)).__name__ == "WakeableAnyio",
+              getattr(getattr(getattr(sys.modules.get("airflow.callbacks.database_callback_sink"),
+                                      "DatabaseCallbackSink", None), "send", None), "__name__", None)
+              == "send_unless_ignored")
     """)
     env = {**os.environ, "AIRFLOW__CORE__EXECUTOR": executor}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
@@ -31,19 +35,19 @@ def run_as(command: str, executor: str = "LocalExecutor") -> str:
 
 def test_the_scheduler_preloads_dbt_and_cosmos_and_patches_task_supervisors():
     line = run_as("scheduler")
-    assert line.endswith("True False True False") and "'cosmos'" in line and "'dbt.cli.main'" in line
+    assert line.endswith("True False True False False") and "'cosmos'" in line and "'dbt.cli.main'" in line
 
 
 def test_a_scheduler_that_forks_no_tasks_preloads_nothing():
-    assert run_as("scheduler", executor="KubernetesExecutor") == "[] False False False False"
+    assert run_as("scheduler", executor="KubernetesExecutor") == "[] False False False False False"
 
 
-def test_the_triggerer_preloads_the_dbt_sensors_trigger_and_wakes_its_runner_on_events():
-    assert run_as("triggerer") == "['retailflow_pipeline.watcher'] False True False True"
+def test_the_triggerer_preloads_the_dbt_sensors_trigger_and_patches_its_runner_and_callbacks():
+    assert run_as("triggerer") == "['retailflow_pipeline.watcher'] False True False True True"
 
 
 def test_other_airflow_processes_do_not():
-    assert run_as("api-server") == "[] False False False False"
+    assert run_as("api-server") == "[] False False False False False"
 
 
 def supervised_exit(patched: bool) -> tuple[bool, int, float]:
@@ -135,3 +139,48 @@ def test_the_trigger_runner_sends_an_event_when_its_trigger_fires():
     # the same loop without the patch sleeps its full time whatever fires: this check can fail
     unpatched, during, after, quiet = runner_sleeps(patched=False)
     assert not unpatched and min(during, after, quiet) >= 2.9
+
+
+def test_a_task_ended_in_the_triggerer_queues_no_callback_the_dag_processor_ignores():
+    """Each dbt sensor ended in the triggerer queued a success callback request; the DAG processor
+    parsed the DAG file for it and ignored it (Airflow's own ``_execute_task_callbacks``, run here on
+    such a request: it returns before it would need the parsed DAG). Those are dropped; a failure or
+    retry request is still queued."""
+    code = textwrap.dedent("""
+        from types import SimpleNamespace
+        import structlog
+        from airflow.callbacks.callback_requests import TaskCallbackRequest
+        from airflow.callbacks.database_callback_sink import DatabaseCallbackSink
+        from airflow.dag_processing.processor import _execute_task_callbacks
+        from airflow.utils.state import TaskInstanceState
+        from retailflow_pipeline.preload import drop_ignored_callbacks
+
+        class Session:
+            def __init__(self):
+                self.added = []
+
+            def add(self, row):
+                self.added.append(row.callback_data["req_type"] if hasattr(row, "callback_data") else row)
+
+        ti = SimpleNamespace(dag_id="retail_pipeline", task_id="dbt.orders.run", run_id="r", id="i")
+
+        def request(state):
+            return TaskCallbackRequest.model_construct(filepath="retail_pipeline.py", bundle_name="dags-folder",
+                                                       bundle_version=None, ti=ti, task_callback_type=state)
+
+        # what the DAG processor does with a success request: nothing (no DAG needed to find that out)
+        _execute_task_callbacks(None, request(TaskInstanceState.SUCCESS), structlog.get_logger())
+
+        def queued():
+            session = Session()
+            for state in (TaskInstanceState.SUCCESS, TaskInstanceState.FAILED, TaskInstanceState.UP_FOR_RETRY):
+                DatabaseCallbackSink().send(callback=request(state), session=session)
+            return len(session.added)
+
+        before = queued()
+        patched = drop_ignored_callbacks()
+        print(patched, before, queued())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True 3 2"
