@@ -124,9 +124,9 @@ def reap_exited_tasks() -> bool:
     except ImportError:
         return False
     service = getattr(ActivitySubprocess, "_service_subprocess", None)
-    check = getattr(ActivitySubprocess, "_check_subprocess_exit", None)
     fields = attrs.fields_dict(ActivitySubprocess) if attrs.has(ActivitySubprocess) else {}
-    if not callable(service) or not callable(check) or not {"_open_sockets", "_exit_code", "_process"} <= set(fields):
+    if not callable(service) or not callable(getattr(ActivitySubprocess, "_check_subprocess_exit", None)) or not {
+            "_open_sockets", "_exit_code", "_process"} <= set(fields):
         return False
 
     def service_or_wait(self, max_wait_time: float, raise_on_timeout: bool = False, expect_signal: int | None = None):
@@ -134,13 +134,30 @@ def reap_exited_tasks() -> bool:
             # every pipe closed: the process is exiting; its exit, not a timeout, ends the wait
             try:
                 self._process.wait(timeout=max(0.01, max_wait_time))
+                returned = True
             except Exception:  # noqa: BLE001 - still running (TimeoutExpired) or gone: the check says which
-                pass
-            return check(self, raise_on_timeout=raise_on_timeout, expect_signal=expect_signal)
+                returned = False
+            code = self._check_subprocess_exit(raise_on_timeout=raise_on_timeout, expect_signal=expect_signal)
+            if code is not None or not returned:
+                return code
+            # the wait came back without an exit code (the process reaped elsewhere): waiting again would
+            # return at once, so back to Airflow's own select() pace
         return service(self, max_wait_time, raise_on_timeout=raise_on_timeout, expect_signal=expect_signal)
 
     ActivitySubprocess._service_subprocess = service_or_wait
     return True
+
+
+def runner_sleeps_as_expected(runner: type) -> bool:
+    """Whether the runner's loop sleeps as :func:`wake_trigger_runner` expects: an ``anyio.move_on_after``
+    scope around a wait on its stop event."""
+    import inspect
+
+    try:
+        source = inspect.getsource(runner.arun)
+    except (AttributeError, OSError, TypeError):
+        return False
+    return "anyio.move_on_after(" in source and "stop_event.wait()" in source
 
 
 def wake_trigger_runner() -> bool:
@@ -157,7 +174,7 @@ def wake_trigger_runner() -> bool:
         return False
     init = TriggerRunner.__dict__.get("__init__")
     if getattr(runner_module, "anyio", None) is not anyio or not callable(init) or "events" not in getattr(
-            TriggerRunner, "__annotations__", {}):
+            TriggerRunner, "__annotations__", {}) or not runner_sleeps_as_expected(TriggerRunner):
         return False
 
     class WakeableAnyio:
