@@ -52,7 +52,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 MODULES = ("dbt.cli.main", "dbt.adapters.postgres", "cosmos", "cosmos.operators.local", "cosmos.operators.watcher",
@@ -148,15 +148,21 @@ def reap_exited_tasks() -> bool:
     return True
 
 
-def runner_sleeps_as_expected(runner: type) -> bool:
-    """Whether the runner's loop sleeps as :func:`wake_trigger_runner` expects: an ``anyio.move_on_after``
-    scope around a wait on its stop event."""
+def _source(owner: Any, name: str) -> str:
+    """The source of ``owner.<name>``, or "" where it cannot be read (the patch that needs it then
+    leaves Airflow as it is)."""
     import inspect
 
     try:
-        source = inspect.getsource(runner.arun)
+        return inspect.getsource(getattr(owner, name))
     except (AttributeError, OSError, TypeError):
-        return False
+        return ""
+
+
+def runner_sleeps_as_expected(runner: type) -> bool:
+    """Whether the runner's loop sleeps as :func:`wake_trigger_runner` expects: an ``anyio.move_on_after``
+    scope around a wait on its stop event."""
+    source = _source(runner, "arun")
     return "anyio.move_on_after(" in source and "stop_event.wait()" in source
 
 
@@ -231,18 +237,13 @@ def drop_ignored_callbacks() -> bool:
     when it is not a failure callback (``_execute_task_callbacks``,
     ``airflow/dag_processing/processor.py``). False (and nothing changed) where the processor's check
     is not that one: then it may run them."""
-    import inspect
-
     try:
         from airflow.callbacks.callback_requests import TaskCallbackRequest
         from airflow.callbacks.database_callback_sink import DatabaseCallbackSink
         from airflow.dag_processing import processor
     except ImportError:
         return False
-    try:
-        source = inspect.getsource(processor._execute_task_callbacks)
-    except (AttributeError, OSError, TypeError):
-        return False
+    source = _source(processor, "_execute_task_callbacks")
     ignores_success = "if not request.is_failure_callback:" in source and "return" in source.split(
         "if not request.is_failure_callback:", 1)[1].split("dag, task", 1)[0]
     send = DatabaseCallbackSink.__dict__.get("send")
@@ -270,19 +271,24 @@ def _ask_health(supervisor) -> None:
           file=sys.stderr)
 
 
+#: what each Airflow command patches (each patch returns False, changing nothing, where Airflow's code is
+#: not as it expects), and what stays as Airflow does it then
+PATCHES: dict[str, tuple[tuple[Callable[[], bool], str], ...]] = {
+    "scheduler": ((reap_exited_tasks, "task supervisors check for their task's exit once per select() timeout"),),
+    "triggerer": ((warm_execution_api, "the triggerer's execution API is built at its first request"),
+                  (wake_trigger_runner, "the trigger runner sends its triggers' events once a second"),
+                  (drop_ignored_callbacks, "tasks ended in the triggerer queue every callback request")),
+}
+
+
 def preload(argv: list[str] | None = None) -> list[str]:
     name = command(argv)
     modules = PRELOADS.get(name or "", ())
     if not modules or (name == "scheduler" and not forks_tasks()):
         return []
-    if name == "triggerer" and not warm_execution_api():
-        print("preload: the triggerer's execution API is built at its first request", file=sys.stderr)
-    if name == "triggerer" and not wake_trigger_runner():
-        print("preload: the trigger runner sends its triggers' events once a second", file=sys.stderr)
-    if name == "triggerer" and not drop_ignored_callbacks():
-        print("preload: tasks ended in the triggerer queue every callback request", file=sys.stderr)
-    if name == "scheduler" and not reap_exited_tasks():
-        print("preload: task supervisors check for their task's exit once per select() timeout", file=sys.stderr)
+    for patch, otherwise in PATCHES.get(name, ()):
+        if not patch():
+            print(f"preload: {otherwise}", file=sys.stderr)
     import importlib
 
     started, loaded = time.monotonic(), []

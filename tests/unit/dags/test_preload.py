@@ -11,6 +11,13 @@ import sys
 import textwrap
 
 
+def python_lines(code: str, env: dict[str, str] | None = None, timeout: int = 120) -> list[str]:
+    """The lines ``code`` prints, run in a Python of its own (the patches change Airflow's classes)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()
+
+
 def run_as(command: str, executor: str = "LocalExecutor") -> str:
     code = textwrap.dedent(f"""
         import sys
@@ -28,9 +35,7 @@ def run_as(command: str, executor: str = "LocalExecutor") -> str:
               == "send_unless_ignored")
     """)
     env = {**os.environ, "AIRFLOW__CORE__EXECUTOR": executor}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout.strip().splitlines()[-1]
+    return python_lines(code, env=env, timeout=300)[-1]
 
 
 def test_the_scheduler_preloads_dbt_and_cosmos_and_patches_task_supervisors():
@@ -69,9 +74,7 @@ def supervised_exit(patched: bool) -> tuple[bool, int, float]:
         exit_code = watched._service_subprocess(max_wait_time=2.0)
         print(patched, exit_code, round(time.monotonic() - began, 2))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    patched_, exit_code, seconds = out.stdout.strip().splitlines()[-1].split()
+    patched_, exit_code, seconds = python_lines(code)[-1].split()
     return patched_ == "True", int(exit_code), float(seconds)
 
 
@@ -95,9 +98,8 @@ def test_a_supervisor_whose_process_was_reaped_elsewhere_keeps_its_pace():
             watched._service_subprocess(max_wait_time=0.5)
             print(round(time.monotonic() - began, 2))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert all(float(seconds) >= 0.45 for seconds in out.stdout.split()), out.stdout
+    lines = python_lines(code)
+    assert all(float(seconds) >= 0.45 for seconds in lines), lines
 
 
 def test_a_task_supervisor_sees_its_process_exit_when_it_happens():
@@ -146,9 +148,7 @@ def runner_sleeps(patched: bool) -> tuple[bool, float, float, float]:
 
         asyncio.run(main())
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    patched_, during, after, quiet, events = out.stdout.strip().splitlines()[-1].split()
+    patched_, during, after, quiet, events = python_lines(code)[-1].split()
     assert events == "2"  # every event stays queued for the runner to send
     return patched_ == "True", float(during), float(after), float(quiet)
 
@@ -224,6 +224,4 @@ def test_a_task_ended_in_the_triggerer_queues_no_callback_the_dag_processor_igno
         patched = drop_ignored_callbacks()
         print(patched, before, queued())
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "True success,failed,up_for_retry failed,up_for_retry"
+    assert python_lines(code)[-1] == "True success,failed,up_for_retry failed,up_for_retry"
