@@ -103,10 +103,11 @@ def timed_run(api, meta_url: str) -> tuple[str, datetime, float, float]:
     return run_id, queued, (ended - queued).total_seconds(), observed
 
 
-def start_airflow(work: Path, mysql_url: str, warehouse_url: str, meta_url: str, manifest: Path):
+def start_airflow(work: Path, mysql_url: str, warehouse_url: str, meta_url: str, manifest: Path, project: Path):
     """A local Airflow of its own (``hack/airflow.sh``: own port, home, run folder and metadata database)
-    on the given databases, with retail_pipeline parsed: (its API client, its environment for
-    ``stop_airflow``). Its process group's leader is in ``<work>/run/airflow.pid``."""
+    on the given databases and the dbt ``project`` (its ``manifest`` parsed for them, wherever that
+    was written), with retail_pipeline parsed: (its API client, its environment for ``stop_airflow``).
+    Its process group's leader is in ``<work>/run/airflow.pid``."""
     env_file = work / "env.local"
     env_file.write_text(f"RETAILFLOW_MYSQL_URL={mysql_url}\nRETAILFLOW_WAREHOUSE_URL={warehouse_url}\n"
                         f"RETAILFLOW_AIRFLOW_DB_URL={meta_url}\n")
@@ -117,7 +118,7 @@ def start_airflow(work: Path, mysql_url: str, warehouse_url: str, meta_url: str,
                RETAILFLOW_AIRFLOW_HOME=str(work / "home"), RETAILFLOW_AIRFLOW_PORT=str(port),
                RETAILFLOW_AIRFLOW_WORKER_LOG_PORT=str(free_port()),
                RETAILFLOW_AIRFLOW_TRIGGER_LOG_PORT=str(free_port()), RETAILFLOW_DBT_MANIFEST=str(manifest),
-               RETAILFLOW_DBT_PROJECT_DIR=str(manifest.parent.parent))
+               RETAILFLOW_DBT_PROJECT_DIR=str(project))
     try:
         subprocess.run([str(REPO / "hack" / "airflow.sh")], env=env, check=True)
         password = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
@@ -193,7 +194,8 @@ def main() -> int:
         bench("dag_steps_direct_s", direct, "ingest (full) + dbt build + audit, called directly")
 
         # ---------------------------------------------------------------- the same through Airflow
-        api, env = start_airflow(work, mysql_url, warehouse_url, _with_database(base_pg, meta_db), manifest)
+        api, env = start_airflow(work, mysql_url, warehouse_url, _with_database(base_pg, meta_db), manifest,
+                                 project)
         meta_url = _with_database(base_pg, meta_db)
         for prefix, label in (("dag", "the first run after Airflow started"),
                               ("dag_warm", "a second run in the same Airflow (its processes warmed up)")):
