@@ -20,8 +20,10 @@ DEMO_SEED ?= 42
 INGEST_ARGS ?=
 # 0 skips Superset in `make demo` (the run's dashboards task then skips, saying why).
 DEMO_DASHBOARDS ?= 1
-# yes: make reset asks nothing
+# yes: make reset and make clean-tests ask nothing
 CONFIRM ?=
+# a regex: make clean-tests drops only the databases whose names it matches
+MATCH ?=
 
 # uv must use the machine's Python (no interpreter downloads: only package registries are reachable).
 export UV_PYTHON_DOWNLOADS := never
@@ -119,6 +121,10 @@ dashboards: services sync sync-superset ## Start the local Superset in the backg
 .PHONY: reset
 reset: ## After a confirmation, drop RetailFlow's own data: the MySQL tables, the raw/staging/marts schemas, .lake/, dbt/target/, task logs (CONFIRM=yes: no question).
 	CONFIRM=$(CONFIRM) hack/reset.sh
+
+.PHONY: clean-tests
+clean-tests: ## After a confirmation, drop the databases killed test or benchmark runs left behind (never one in use; CONFIRM=yes: no question; MATCH=regex narrows it).
+	CONFIRM=$(CONFIRM) MATCH=$(MATCH) hack/clean-tests.sh
 
 .PHONY: stop
 stop: ## Stop the background servers make started (by their pid files in .run/); databases stay up.
