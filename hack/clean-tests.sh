@@ -22,10 +22,11 @@ warehouse_url="$(env_setting RETAILFLOW_WAREHOUSE_URL)"
 [[ -n "$mysql_url" && -n "$warehouse_url" ]] || die "RETAILFLOW_MYSQL_URL / RETAILFLOW_WAREHOUSE_URL unset: nothing to clean (run 'make services' first)"
 python="$ROOT/dags/.venv/bin/python"
 [[ -x "$python" ]] || die "$python not found: run 'make sync' first"
-[[ "${CONFIRM:-}" == "yes" || -t 0 ]] || die "not confirmed: run 'make clean-tests' in a terminal, or 'make clean-tests CONFIRM=yes'"
+terminal=""
+[[ -t 0 ]] && terminal=yes
 
 RETAILFLOW_MYSQL_URL="$mysql_url" RETAILFLOW_WAREHOUSE_URL="$warehouse_url" MATCH="${MATCH:-}" CONFIRM="${CONFIRM:-}" \
-  MYSQL_PORT="$(catalog_port mysql)" exec "$python" - <<'PY'
+  TERMINAL="$terminal" MYSQL_PORT="$(catalog_port mysql)" exec "$python" - <<'PY'
 import os
 import re
 import sys
@@ -73,6 +74,10 @@ print(f"clean-tests: these {len(drop)} databases were left by tests or benchmark
       f" ({sum(s for *_, s in drop) / 2**20:,.0f} MB in all):")
 for server, name, size in drop:
     print(f"  {server:10s} {name}  {size / 2**20:,.1f} MB")
+if os.environ["CONFIRM"] != "yes" and not os.environ["TERMINAL"]:
+    print("clean-tests: error: not confirmed: run 'make clean-tests' in a terminal, or 'make clean-tests CONFIRM=yes';"
+          " nothing dropped", file=sys.stderr)
+    sys.exit(1)
 if os.environ["CONFIRM"] != "yes":
     print("clean-tests: type 'drop' to drop them: ", end="", flush=True)
     with open("/dev/tty") as tty:  # the script itself is Python's stdin

@@ -34,6 +34,15 @@ def test_clean_tests_drops_what_killed_runs_left_and_keeps_the_rest():
     pg_left, pg_busy, pg_other = f"warehouse_test_bench_{tag}", f"airflow_ui_{tag}", f"warehouse_mine_{tag}"
     mysql_admin, pg_admin = mysql_connect(mysql_base, database=""), pg_connect(pg_base)
     held = []
+
+    def there() -> tuple[set[str], set[str]]:
+        with mysql_admin.cursor() as cur:
+            cur.execute(f"show databases like '%{tag}'")
+            mysql_dbs = {r[0] for r in cur.fetchall()}
+        pg_dbs = {r[0] for r in pg_admin.execute("select datname from pg_database where datname like %s",
+                                                (f"%{tag}",)).fetchall()}
+        return mysql_dbs, pg_dbs
+
     try:
         with mysql_admin.cursor() as cur:
             for name in (mysql_left, mysql_busy):
@@ -44,18 +53,14 @@ def test_clean_tests_drops_what_killed_runs_left_and_keeps_the_rest():
         # a run still going: connected to its databases
         held += [mysql_connect(with_database(mysql_base, mysql_busy)), pg_connect(with_database(pg_base, pg_busy))]
 
-        asked = clean(MATCH=tag)  # no terminal, no CONFIRM: nothing happens
+        asked = clean(MATCH=tag)  # no terminal, no CONFIRM: the list, then nothing dropped
         assert asked.returncode != 0 and "not confirmed" in asked.stderr
+        assert mysql_left in asked.stdout and pg_left in asked.stdout and pg_other not in asked.stdout
+        assert there() == ({mysql_left, mysql_busy}, {pg_left, pg_busy, pg_other})
 
         done = clean(MATCH=tag, CONFIRM="yes")
         assert done.returncode == 0, done.stdout + done.stderr
-        with mysql_admin.cursor() as cur:
-            cur.execute(f"show databases like '%{tag}'")
-            mysql_there = {r[0] for r in cur.fetchall()}
-        pg_there = {r[0] for r in pg_admin.execute("select datname from pg_database where datname like %s",
-                                                  (f"%{tag}",)).fetchall()}
-        assert mysql_there == {mysql_busy}
-        assert pg_there == {pg_busy, pg_other}
+        assert there() == ({mysql_busy}, {pg_busy, pg_other})
         assert f"dropped MySQL {mysql_left}" in done.stdout and f"dropped PostgreSQL {pg_left}" in done.stdout
         assert f"kept MySQL {mysql_busy}" in done.stdout and f"kept PostgreSQL {pg_busy}" in done.stdout
 
