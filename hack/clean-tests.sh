@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # `make clean-tests`: drop the throwaway databases that tests and benchmarks left behind, after a
 # confirmation. Each suite and benchmark drops its own databases when it ends; one that was killed
-# (Ctrl-C twice, a CI timeout, `kill -9`) leaves them, and a 1M-order benchmark's pair holds gigabytes.
-#   - which: databases named as the tests and benchmarks name them, on the MySQL server of
-#     $RETAILFLOW_MYSQL_URL and the PostgreSQL server of $RETAILFLOW_WAREHOUSE_URL: a service
-#     (retail, warehouse, superset, airflow), a kind of run (test, dags, wl, bench, ui), then a random
-#     hexadecimal tag, e.g. retail_test_1f2e3d4c5b or airflow_test_scale_1M_6f553ae2;
-#   - never: a database some session is connected to (a run still going), nor any other database
-#     (retail, warehouse, airflow, superset: the local mode's own stay).
-# MATCH=<regex> narrows the choice further (Python's re.search on the name). CONFIRM=yes skips the
-# question; without a terminal and without it, nothing is dropped.
+# (Ctrl-C twice, a CI timeout, `kill -9`) leaves them, and a 1M-order benchmark's databases hold
+# gigabytes.
+#   - which: databases named as the tests and benchmarks (and `make generator-shape`) name them, on the
+#     MySQL server of $RETAILFLOW_MYSQL_URL and the PostgreSQL server of $RETAILFLOW_WAREHOUSE_URL: a
+#     service (retail, warehouse, superset, airflow), a kind of run (test, dags, wl, bench, ui, shape),
+#     then a random tag of 8 or 10 hexadecimal digits, e.g. retail_test_1f2e3d4c5b or
+#     airflow_test_scale_1m_6f553ae2; on PostgreSQL only those this user owns;
+#   - never while a test or benchmark runs on this machine (a pytest or tests/bench process): a running
+#     suite's databases sit without a session for minutes at a time (MATCH below lifts this check: it
+#     names the runs to clean);
+#   - never a database some session is connected to, nor any other database (retail, warehouse,
+#     airflow, superset: the local mode's own stay).
+# MATCH=<regex> narrows the choice (Python's re.search on the name; a killed run's tag, say).
+# CONFIRM=yes skips the question; without a terminal and without it, the list is printed and nothing
+# is dropped.
 set -euo pipefail
 LOG_NAME=clean-tests
 # shellcheck source=hack/lib.sh
@@ -30,14 +36,30 @@ RETAILFLOW_MYSQL_URL="$mysql_url" RETAILFLOW_WAREHOUSE_URL="$warehouse_url" MATC
 import os
 import re
 import sys
+import time
 from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pymysql
 
-#: how the tests and benchmarks name their databases (tests/**/conftest.py, tests/bench/*.py)
-THROWAWAY = re.compile(r"^(retail|warehouse|superset|airflow)_(test|dags|wl|bench|ui)_([0-9A-Za-z]+_)*[0-9a-f]{8,}$")
+#: how the tests and benchmarks name their databases (tests/**/conftest.py, tests/bench/*.py,
+#: generator/shape_docs.py): uuid4().hex[:8] or [:10], so a date (all digits) is never taken for a tag
+THROWAWAY = re.compile(r"^(retail|warehouse|superset|airflow)_(test|dags|wl|bench|ui|shape)(_[0-9a-z]+)*"
+                       r"_(?=[0-9]*[a-f])([0-9a-f]{8}|[0-9a-f]{10})$")
 narrow = re.compile(os.environ["MATCH"]) if os.environ["MATCH"] else None
+
+
+def runs_going() -> list[str]:
+    """Test and benchmark processes on this machine, other than this script's own callers."""
+    import psutil
+
+    mine = {p.pid for p in psutil.Process().parents()} | {os.getpid()}
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        line = " ".join(proc.info["cmdline"] or [])
+        if proc.info["pid"] not in mine and re.search(r"(^|[/ ])(py\.test|pytest)( |$)|-m pytest\b|(^|[/ ])tests/bench/", line):
+            found.append(f"{proc.info['pid']} {line[:100]}")
+    return found
 
 
 def wanted(name: str) -> bool:
@@ -57,8 +79,15 @@ with mysql.cursor() as cur:
     # a session's current database (the user's own sessions: the tests connect as this user)
     cur.execute("select distinct db from information_schema.processlist where db is not null and id <> connection_id()")
     mysql_busy = {r[0] for r in cur.fetchall()}
-pg_dbs = {name: size for name, size in pg.execute(
-    "select datname, pg_database_size(datname) from pg_database where not datistemplate").fetchall() if wanted(name)}
+# only the names that may match are sized (pg_database_size needs CONNECT), only this user's dropped
+pg_found = [(name, size, mine) for name, size, mine in pg.execute(
+    "select datname, case when has_database_privilege(datname, 'connect') then pg_database_size(datname) else 0 end,"
+    " pg_has_role(datdba, 'member') from pg_database"
+    " where not datistemplate and datname ~ '^(retail|warehouse|superset|airflow)_'").fetchall() if wanted(name)]
+pg_dbs = {name: size for name, size, mine in pg_found if mine}
+for name, _, mine in pg_found:
+    if not mine:
+        print(f"clean-tests: kept PostgreSQL {name}: another role owns it (drop it as that role or a superuser)")
 pg_busy = {r[0] for r in pg.execute("select distinct datname from pg_stat_activity where datname is not null"
                                     " and pid <> pg_backend_pid()").fetchall()}
 
@@ -70,6 +99,12 @@ for server, name in busy:
 if not drop:
     print("clean-tests: no test or benchmark database left behind")
     sys.exit(0)
+going = [] if narrow else runs_going()
+if going:
+    print("clean-tests: error: a test or benchmark is running on this machine; its databases may be among"
+          " these (they sit without a session between steps). Run make clean-tests when it has ended, or name"
+          " a killed run's databases with MATCH=<its tag>. Running:\n  " + "\n  ".join(going), file=sys.stderr)
+    sys.exit(1)
 print(f"clean-tests: these {len(drop)} databases were left by tests or benchmarks"
       f" ({sum(s for *_, s in drop) / 2**20:,.0f} MB in all):")
 for server, name, size in drop:
@@ -89,10 +124,21 @@ failed = 0
 for server, name, _ in drop:
     try:
         if server == "MySQL":
-            with mysql.cursor() as cur:
+            with mysql.cursor() as cur:  # MySQL drops a database in use: look again just before
+                cur.execute("select count(*) from information_schema.processlist where db = %s", (name,))
+                if cur.fetchone()[0]:
+                    print(f"clean-tests: kept MySQL {name}: a session connected to it meanwhile")
+                    continue
                 cur.execute(f"drop database `{name}`")
         else:
-            pg.execute(f'drop database "{name}"')
+            for attempt in range(10):  # PostgreSQL refuses while a session is there, autovacuum's too
+                try:
+                    pg.execute(f'drop database "{name}"')
+                    break
+                except psycopg.errors.ObjectInUse:
+                    if attempt == 9:
+                        raise
+                    time.sleep(0.5)
         print(f"clean-tests: dropped {server} {name}")
     except (pymysql.MySQLError, psycopg.Error) as exc:  # connected to since, or not this user's to drop
         failed += 1

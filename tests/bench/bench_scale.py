@@ -202,8 +202,9 @@ def dag_run(size: str, work: Path, dbs) -> dict:
     manifest = home / "dbt-target" / "manifest.json"
     assert dbt.run(["parse", "--quiet"], warehouse_url=dbs.warehouse_url, target_path=manifest.parent,
                    log_path=home / "dbt-logs") == 0
-    # the checkout's project, parsed into a folder of this run's (its dbt/target stays the user's)
-    api, env = start_airflow(home, dbs.mysql_url, dbs.warehouse_url, dbs.extra["airflow"], manifest, REPO / "dbt")
+    # the project the parse above read, parsed into a folder of this run's (its dbt/target stays the user's)
+    api, env = start_airflow(home, dbs.mysql_url, dbs.warehouse_url, dbs.extra["airflow"], manifest,
+                             dbt.project_dir())
     try:
         pid = int((home / "run" / "airflow.pid").read_text().strip())
         settle()

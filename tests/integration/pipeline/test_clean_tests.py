@@ -1,13 +1,17 @@
-"""`make clean-tests` (hack/clean-tests.sh) on the real servers: it asks first, then drops the
-databases a killed test or benchmark left behind, and keeps the ones in use and every other database.
+"""`make clean-tests` (hack/clean-tests.sh) on the real servers: it asks first, refuses while a test or
+benchmark runs, then drops the databases a killed test or benchmark left behind, and keeps the ones in
+use and every other database.
 
-The databases it may drop are narrowed to this test's own tag (``MATCH``), so that a suite running
-beside it keeps its databases."""
+The databases it may drop are narrowed to this test's own (``MATCH``), so that a suite running beside
+it keeps its databases; the one call without ``MATCH`` is refused (a benchmark-like process runs)."""
 
 from __future__ import annotations
 
 import os
+import random
+import re
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -29,50 +33,65 @@ def clean(**env: str) -> subprocess.CompletedProcess:
 
 def test_clean_tests_drops_what_killed_runs_left_and_keeps_the_rest():
     mysql_base, pg_base = env_url("RETAILFLOW_MYSQL_URL"), env_url("RETAILFLOW_WAREHOUSE_URL")
-    tag = uuid.uuid4().hex[:10]
-    mysql_left, mysql_busy = f"retail_test_{tag}", f"retail_dags_{tag}"
+    tag, digits = uuid.uuid4().hex[:10], str(random.randrange(10**7, 10**8))
+    match = f"{tag}|{digits}"
+    mysql_left, mysql_busy, mysql_other = f"retail_test_{tag}", f"retail_dags_{tag}", f"retail_mine_{tag}"
     pg_left, pg_busy, pg_other = f"warehouse_test_bench_{tag}", f"airflow_ui_{tag}", f"warehouse_mine_{tag}"
+    pg_dated = f"warehouse_test_{digits}"  # a user's database named with a date: not a test's tag
+    mysql_all, pg_all = (mysql_left, mysql_busy, mysql_other), (pg_left, pg_busy, pg_other, pg_dated)
     mysql_admin, pg_admin = mysql_connect(mysql_base, database=""), pg_connect(pg_base)
     held = []
 
     def there() -> tuple[set[str], set[str]]:
         with mysql_admin.cursor() as cur:
-            cur.execute(f"show databases like '%{tag}'")
-            mysql_dbs = {r[0] for r in cur.fetchall()}
-        pg_dbs = {r[0] for r in pg_admin.execute("select datname from pg_database where datname like %s",
-                                                (f"%{tag}",)).fetchall()}
+            cur.execute("show databases")
+            mysql_dbs = {r[0] for r in cur.fetchall() if re.search(match, r[0])}
+        pg_dbs = {r[0] for r in pg_admin.execute("select datname from pg_database").fetchall() if re.search(match, r[0])}
         return mysql_dbs, pg_dbs
 
     try:
         with mysql_admin.cursor() as cur:
-            for name in (mysql_left, mysql_busy):
+            for name in mysql_all:
                 cur.execute(f"create database `{name}`")
             cur.execute(f"create table `{mysql_left}`.t (id int primary key)")
-        for name in (pg_left, pg_busy, pg_other):
+        for name in pg_all:
             pg_admin.execute(f'create database "{name}"')
         # a run still going: connected to its databases
         held += [mysql_connect(with_database(mysql_base, mysql_busy)), pg_connect(with_database(pg_base, pg_busy))]
+        everything = (set(mysql_all), set(pg_all))
 
-        asked = clean(MATCH=tag)  # no terminal, no CONFIRM: the list, then nothing dropped
+        asked = clean(MATCH=match)  # no terminal, no CONFIRM: the list, then nothing dropped
         assert asked.returncode != 0 and "not confirmed" in asked.stderr
-        assert mysql_left in asked.stdout and pg_left in asked.stdout and pg_other not in asked.stdout
-        assert there() == ({mysql_left, mysql_busy}, {pg_left, pg_busy, pg_other})
+        assert mysql_left in asked.stdout and pg_left in asked.stdout
+        assert not {mysql_other, pg_other, pg_dated} & set(asked.stdout.split())
+        assert there() == everything
 
-        done = clean(MATCH=tag, CONFIRM="yes")
+        # while a benchmark runs (its databases may sit without a session), nothing is dropped
+        bench = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "tests/bench/bench_fake.py"])
+        try:
+            refused = clean(CONFIRM="yes")
+        finally:
+            bench.kill()
+            bench.wait()
+        assert refused.returncode != 0 and "a test or benchmark is running" in refused.stderr, refused.stderr
+        assert f"{bench.pid} " in refused.stderr
+        assert there() == everything
+
+        done = clean(MATCH=match, CONFIRM="yes")
         assert done.returncode == 0, done.stdout + done.stderr
-        assert there() == ({mysql_busy}, {pg_busy, pg_other})
+        assert there() == ({mysql_busy, mysql_other}, {pg_busy, pg_other, pg_dated})
         assert f"dropped MySQL {mysql_left}" in done.stdout and f"dropped PostgreSQL {pg_left}" in done.stdout
         assert f"kept MySQL {mysql_busy}" in done.stdout and f"kept PostgreSQL {pg_busy}" in done.stdout
 
-        again = clean(MATCH=tag, CONFIRM="yes")  # what is left is in use or not a test's: nothing to do
+        again = clean(MATCH=match, CONFIRM="yes")  # what is left is in use or not a test's: nothing to do
         assert again.returncode == 0 and "no test or benchmark database left behind" in again.stdout
     finally:
         for conn in held:
             conn.close()
         with mysql_admin.cursor() as cur:
-            for name in (mysql_left, mysql_busy):
+            for name in mysql_all:
                 cur.execute(f"drop database if exists `{name}`")
         mysql_admin.close()
-        for name in (pg_left, pg_busy, pg_other):
+        for name in pg_all:
             pg_admin.execute(f'drop database if exists "{name}" with (force)')
         pg_admin.close()
