@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import pytest
 
 from integration.pipeline.ingest_support import mysql, seed
 from support.openmetadata_standin import OpenMetadataStandIn
-from support.databases import env_url as _env_url, with_database as _with_database
+from support.databases import drop_pg_database, env_url as _env_url, with_database as _with_database
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA_SQL = REPO / "generator" / "retailflow_generator" / "schema.sql"
@@ -99,15 +98,7 @@ def warehouse(source_url: str, tmp_path_factory) -> Iterator[Warehouse]:
                 shutil.copy(target / "run_results.json", target / "build_run_results.json")
         yield Warehouse(url=url, database=name, dbt_target=target, run_results=target / "build_run_results.json")
     finally:
-        for attempt in range(20):  # autovacuum workers cannot be ended by a non-superuser: retry
-            try:
-                with psycopg.connect(base, autocommit=True) as admin:
-                    admin.execute(f'drop database if exists "{name}" with (force)')
-                break
-            except psycopg.errors.InsufficientPrivilege:
-                if attempt == 19:
-                    raise
-                time.sleep(0.5)
+        drop_pg_database(base, name)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ are absent. The ``retail`` user may create ``retail_%`` databases and the ``ware
 The helpers ``mysql_connect(url)`` and ``pg_connect(url)`` open a plain connection to such a URL.
 """
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import psycopg
 import pymysql
 import pytest
 
-from support.databases import env_url as _env_url, with_database as _with_database
+from support.databases import drop_pg_database, env_url as _env_url, with_database as _with_database
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_SQL = REPO_ROOT / "generator" / "retailflow_generator" / "schema.sql"
@@ -89,13 +88,4 @@ def warehouse_url() -> Iterator[str]:
     try:
         yield _with_database(base, name)
     finally:
-        # `with (force)` cannot end an autovacuum worker for a non-superuser: retry briefly.
-        for attempt in range(20):
-            try:
-                with pg_connect(base) as admin:
-                    admin.execute(f'drop database if exists "{name}" with (force)')
-                break
-            except psycopg.errors.InsufficientPrivilege:
-                if attempt == 19:
-                    raise
-                time.sleep(0.5)
+        drop_pg_database(base, name)
