@@ -44,8 +44,8 @@ import pymysql
 
 #: how the tests and benchmarks name their databases (tests/**/conftest.py, tests/bench/*.py,
 #: generator/shape_docs.py): uuid4().hex[:8] or [:10], so a date (all digits) is never taken for a tag
-THROWAWAY = re.compile(r"^(retail|warehouse|superset|airflow)_(test|dags|wl|bench|ui|shape)(_[0-9a-z]+)*"
-                       r"_(?=[0-9]*[a-f])([0-9a-f]{8}|[0-9a-f]{10})$")
+SERVICES = "^(retail|warehouse|superset|airflow)_"
+THROWAWAY = re.compile(SERVICES + r"(test|dags|wl|bench|ui|shape)(_[0-9a-z]+)*_(?=[0-9]*[a-f])([0-9a-f]{8}|[0-9a-f]{10})$")
 narrow = re.compile(os.environ["MATCH"]) if os.environ["MATCH"] else None
 
 
@@ -83,7 +83,7 @@ with mysql.cursor() as cur:
 pg_found = [(name, size, mine) for name, size, mine in pg.execute(
     "select datname, case when has_database_privilege(datname, 'connect') then pg_database_size(datname) else 0 end,"
     " pg_has_role(datdba, 'member') from pg_database"
-    " where not datistemplate and datname ~ '^(retail|warehouse|superset|airflow)_'").fetchall() if wanted(name)]
+    " where not datistemplate and datname ~ %s", (SERVICES,)).fetchall() if wanted(name)]
 pg_dbs = {name: size for name, size, mine in pg_found if mine}
 for name, _, mine in pg_found:
     if not mine:
