@@ -1,0 +1,101 @@
+"""`make bench-ingest` and `make bench-scale` still work: each script, run at a small size on the real
+servers (and, for bench-scale, a local Airflow of its own), exits 0 and prints every ``bench:`` line the
+READMEs' benchmark tables are made of. bench-scale also writes its CSV row, and neither leaves a
+database behind.
+
+Speed is not asserted: benchmarks are not tests, and at these sizes the figures mean nothing. What
+is asserted is that the scripts run. ``make bench-scale`` once failed at its Airflow step at every
+size, for several commits, and no test noticed. bench_dags.py shares that Airflow machinery
+(``start_airflow``), so it is covered there. bench-peers needs the peers' own environment
+(``make peers-env``: dlt, Sling, pgloader), and bench-operator and bench-generator are not run here.
+
+Do not run a benchmark beside this test: the leftover check compares the servers' benchmark
+databases before and after."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+import pymysql
+import pytest
+from support.databases import env_url
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[3]
+BENCH = REPO / "tests" / "bench"
+#: the names benchmarks give their throwaway databases (benchlib.throwaway_databases, bench_ingest.py)
+BENCH_DATABASE = re.compile(r"^(retail|warehouse|airflow)_test_(bench|scale_\w+)_[0-9a-f]{8}$")
+
+
+def benchmark_databases() -> set[str]:
+    mysql = urlsplit(env_url("RETAILFLOW_MYSQL_URL"))
+    conn = pymysql.connect(host=mysql.hostname, port=mysql.port or 3306, user=unquote(mysql.username or ""),
+                           password=unquote(mysql.password or ""))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("show databases")
+            names = {r[0] for r in cur.fetchall()}
+    finally:
+        conn.close()
+    with psycopg.connect(env_url("RETAILFLOW_WAREHOUSE_URL"), autocommit=True) as pg:
+        names |= {r[0] for r in pg.execute("select datname from pg_database").fetchall()}
+    return {n for n in names if BENCH_DATABASE.match(n)}
+
+
+def run_bench(script: str, *args: str, timeout: float) -> dict[str, str]:
+    """The script's ``bench:`` lines as {name: value}; fails with its output if it exits non-zero."""
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=REPO, env=os.environ.copy(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    found = dict(re.findall(r"^bench: (\S+) (.*?)(?:  # .*)?$", done.stdout, re.M))
+    return found
+
+
+def assert_numbers(found: dict[str, str], names: list[str]) -> None:
+    missing = [n for n in names if n not in found]
+    assert not missing, f"bench lines missing: {missing}; printed: {sorted(found)}"
+    for name in names:
+        assert float(found[name]) >= 0, f"bench: {name} {found[name]}"
+
+
+def test_bench_ingest_prints_its_figures_and_drops_its_databases():
+    before = benchmark_databases()
+    found = run_bench("bench_ingest.py", "--orders", "3000", "--customers", "300", "--products", "100",
+                      "--rounds", "1", "--no-dbt", timeout=300)
+    assert_numbers(found, [
+        "raw_pipe_rows_per_s", "ingest_full_rows_per_s", "ingest_vs_raw_pipe", "raw_pipe_airbyte_shape_rows_per_s",
+        "ingest_vs_raw_pipe_airbyte_shape", "ingest_without_indexes_rows_per_s", "ingest_without_indexes_vs_raw_pipe",
+        "ingest_full_with_lake_rows_per_s", "ingest_peak_rss_mb", "ingest_incremental_seconds", "incremental_vs_full",
+        "ingest_incremental_cli_wall_seconds", "ingest_cli_outside_sync_seconds", "ingest_incremental_cli_cpu_seconds",
+    ])
+    assert float(found["ingest_full_rows_per_s"]) > 0 and float(found["raw_pipe_rows_per_s"]) > 0
+    assert benchmark_databases() - before == set()
+
+
+def test_bench_scale_runs_every_step_through_airflow_and_writes_its_csv(tmp_path):
+    before = benchmark_databases()
+    table = tmp_path / "scale.csv"
+    found = run_bench("bench_scale.py", "--scales", "10k", "--csv", str(table), timeout=600)
+    steps = ["generator", "ingest_full", "ingest_incr", "dbt_build", "audit"]
+    assert_numbers(found, [f"scale_10k_{s}_{m}" for s in steps for m in ("s", "rss_mb")]
+                   + ["scale_10k_warehouse_mb", "scale_10k_incr_rows", "scale_10k_dag_run_s", "scale_10k_dag_rss_mb",
+                      "scale_10k_dag_task_rss_mb", "scale_10k_dag_vs_steps"])
+    assert int(found["scale_10k_source_rows"]) > 10_000
+    # the tick added or changed rows, and the Airflow run took time (it ended in success, or the
+    # script would have exited non-zero)
+    assert int(found["scale_10k_incr_rows"]) > 0 and float(found["scale_10k_dag_run_s"]) > 0
+    with table.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["size"] for r in rows] == ["10k"]
+    empty = [k for k, v in rows[0].items() if v in ("", None)]
+    assert not empty, f"empty columns in {table.name}: {empty}"
+    assert float(rows[0]["dag_run_s"]) == pytest.approx(float(found["scale_10k_dag_run_s"]), abs=0.01)
+    assert benchmark_databases() - before == set()
