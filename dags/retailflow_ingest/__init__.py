@@ -55,8 +55,9 @@ unchanged cursor are no-ops in the merge. The saved cursor (the high-water mark,
 Speed: connectorx decodes MySQL rows into Arrow in Rust and streams record batches; a reader thread
 casts them, adds record ids and writes the lake files while the previous batch is being written; a full
 load sends all batches through one binary ``COPY`` (encoded by pgpq, rows written frozen) and builds
-the indexes afterwards; an incremental sync copies its rows the same way into a staging table and
-merges them. Two streams are written at once, the largest first; their warehouse connections open
+the indexes afterwards; an incremental sync copies rows with a key above the table's largest (new
+rows) the same way straight into the table, and the others into a staging table, which it merges.
+Two streams are written at once, the largest first; their warehouse connections open
 while the snapshot is taken.
 
 Crash safety: each stream is one PostgreSQL transaction (load, indexes or merge, state update,

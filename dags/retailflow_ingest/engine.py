@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from retailflow_ingest import stores
 from retailflow_ingest.catalog import PRIMARY_KEYS
@@ -24,6 +25,7 @@ from retailflow_ingest.errors import IngestCancelled, IngestError
 from retailflow_ingest.lake import Lake, LakeConfig
 from retailflow_ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK, default_stores_csv
 from retailflow_ingest.source import MySQLSource, Snapshot, Stream, StreamReader, max_cursor
+from retailflow_ingest.spool import Spool
 from retailflow_ingest.warehouse import Batch, Inspection, Warehouse, schema_changes
 
 log = logging.getLogger("retailflow_ingest")
@@ -666,15 +668,23 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
                 progress.add(chunk.num_rows)
                 yield chunk
 
-        _copy_stream(cur, warehouse, loaded if plan.full else stage, counted(), stream, staging=not plan.full)
-        fault_hook(stream.name, "after_copy", stop)
         if plan.full:
+            _copy_stream(cur, warehouse, loaded, counted(), stream, staging=False)
+            fault_hook(stream.name, "after_copy", stop)
             warehouse.finish_full_load(cur, stream, loaded)
             result.inserted = result.rows_read
-        else:
+        elif plan.added:  # the table gains columns only just before the merge: everything is staged
+            _copy_stream(cur, warehouse, stage, counted(), stream, staging=True)
+            fault_hook(stream.name, "after_copy", stop)
             warehouse.add_columns(cur, stream, plan.added)
             result.inserted, result.updated = warehouse.merge(cur, stream, stage, batch, result.rows_read,
                                                               state.rows_in_table)
+        else:
+            new, staged = _copy_incremental(cur, warehouse, stream, stage, counted(), batch)
+            fault_hook(stream.name, "after_copy", stop)
+            inserted, result.updated = (warehouse.merge(cur, stream, stage, batch, staged, state.rows_in_table)
+                                        if staged else (0, 0))
+            result.inserted = new + inserted
         # rows stamped before the snapshot may commit after it; capping the saved cursor at the
         # source's clock at the snapshot makes the next run's lookback pick them up
         cursor = top[0]
@@ -707,6 +717,41 @@ def _copy_stream(cur, warehouse: Warehouse, table: str, chunks: Iterator[pa.Tabl
     schema = pa.schema([("_airbyte_raw_id", pa.string())] + list(stream.arrow_schema))
     batches = (batch for chunk in chunks for batch in chunk.to_batches())
     warehouse.copy_batches(cur, table, schema, batches, temporary=staging, freeze=not staging)
+
+
+def _copy_incremental(cur, warehouse: Warehouse, stream: Stream, stage: str, chunks: Iterator[pa.Table],
+                      batch: Batch) -> tuple[int, int]:
+    """An incremental sync's rows: those with a key above the table's largest go straight into the table
+    (new rows: nothing to merge), as they come; the others (changed rows, rows re-read by the lookback)
+    wait in a spool (a few batches in memory, the rest on disk) and are copied into the staging table
+    for the merge once the first COPY ended (one COPY at a time on a connection). Returns (rows written
+    to the table, rows staged)."""
+    above = warehouse.max_key(cur, stream)
+    held = Spool()
+    try:
+        def new_rows() -> Iterator[pa.Table]:
+            for chunk in chunks:
+                if above is None:
+                    yield chunk
+                    continue
+                new = pc.greater(chunk[stream.primary_key], pa.scalar(above, chunk.schema.field(stream.primary_key).type))
+                for batch_ in chunk.filter(pc.invert(new)).to_batches():
+                    held.put(batch_)
+                yield chunk.filter(new)
+
+        written = warehouse.copy_new_rows(cur, stream, new_rows(), batch)
+        held.finish()
+        staged = [0]
+
+        def held_rows() -> Iterator[pa.Table]:
+            while (batch_ := held.get()) is not None:
+                staged[0] += batch_.num_rows
+                yield pa.Table.from_batches([batch_])
+
+        _copy_stream(cur, warehouse, stage, held_rows(), stream, staging=True)
+        return written, staged[0]
+    finally:
+        held.close()
 
 
 def _orders_without_store(warehouse: Warehouse, parsed: stores.ParsedStores | None) -> list[str]:

@@ -143,6 +143,13 @@ def test_incremental_sync_keeps_latest_version_per_key(mysql_url, warehouse_url)
     assert by_sync == {first.sync_id: 900, second.sync_id: 120}
     states = dict(query(warehouse_url, "select stream, sync_id from raw._retailflow_ingest_state"))
     assert states == {s: second.sync_id for s in STREAMS}
+    # new keys are copied straight into the table, changed ones merged: a stream's rows of one sync
+    # carry the same meta values either way (one extraction time per stream)
+    meta = ("select _airbyte_meta::text, _airbyte_generation_id, count(*), count(distinct _airbyte_extracted_at)"
+            " from raw.{} where (_airbyte_meta->>'sync_id')::bigint = %s group by 1, 2")
+    expected_meta = f'{{"changes": [], "sync_id": {second.sync_id}}}'
+    assert query(warehouse_url, meta.format("orders"), second.sync_id) == [(expected_meta, 0, 120, 1)]
+    assert query(warehouse_url, meta.format("order_items"), second.sync_id) == [(expected_meta, 0, 20, 1)]
 
     # nothing changed: nothing written
     third = run(mysql_url, warehouse_url, stores_csv=None)
@@ -151,6 +158,14 @@ def test_incremental_sync_keeps_latest_version_per_key(mysql_url, warehouse_url)
 
     run(mysql_url, warehouse_url, stores_csv=None, streams=["order_items"], full_refresh=True)
     assert query(warehouse_url, prices) == [("4.50", 20), ("9.99", 3000)]
+    # new rows after a full refresh belong to its generation, like the merged ones
+    mysql_exec(mysql_url, "insert into order_items select 4000 + seq, 1, 1, 1, 1.25, now(6), now(6) from seq_1_to_5",
+               "update order_items set quantity = 3 where order_item_id = 7")
+    fifth = run(mysql_url, warehouse_url, stores_csv=None, streams=["order_items"])
+    assert (fifth.streams["order_items"].inserted, fifth.streams["order_items"].updated) == (5, 1)
+    assert query(warehouse_url, "select _airbyte_generation_id, count(*) from raw.order_items"
+                 " where (_airbyte_meta->>'sync_id')::bigint = %s group by 1", fifth.sync_id) == [(1, 6)]
+    assert_same_as_source(mysql_url, warehouse_url)
 
 
 def test_full_load_writes_its_rows_frozen(mysql_url, warehouse_url):
