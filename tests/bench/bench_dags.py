@@ -41,14 +41,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from benchlib import drop_warehouse, quiet_warehouse, seed_shape  # noqa: E402
+from benchlib import drop_warehouse, quiet_warehouse, seed_shape, throwaway_name, throwaway_tag  # noqa: E402
 from integration.pipeline.conftest import _with_database, mysql_connect, pg_connect  # noqa: E402
 
 
@@ -149,8 +148,8 @@ def main() -> int:
     args.customers = args.customers or customers
     args.products = args.products or products
     base_my, base_pg = os.environ["RETAILFLOW_MYSQL_URL"], os.environ["RETAILFLOW_WAREHOUSE_URL"]
-    tag = uuid.uuid4().hex[:8]
-    my_db, pg_db, meta_db = f"retail_bench_{tag}", f"warehouse_bench_{tag}", f"airflow_bench_{tag}"
+    tag = throwaway_tag(8)
+    my_db, pg_db, meta_db = (throwaway_name(service, "bench", tag) for service in ("retail", "warehouse", "airflow"))
     admin = mysql_connect(base_my, database="")
     with admin.cursor() as cur:
         cur.execute(f"create database `{my_db}` character set utf8mb4")

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -28,7 +27,7 @@ from retailflow_pipeline import dbt as runner
 from retailflow_ingest.engine import run as ingest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import drop_warehouse, mysql_conn, with_database  # noqa: E402
+from benchlib import drop_warehouse, mysql_conn, throwaway_name, throwaway_tag, with_database  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GENERATOR = Path(sys.executable).with_name("retailflow-generator")
@@ -37,8 +36,8 @@ SCALES = [("10k", 1_000, 100, 10_000), ("1m", 100_000, 10_000, 1_000_000)]
 
 
 def measure(label: str, customers: int, products: int, orders: int, mysql_base: str, pg_base: str) -> float:
-    suffix = f"bench_{label}_{uuid.uuid4().hex[:8]}"
-    mysql_db, pg_db = f"retail_test_{suffix}", f"warehouse_test_{suffix}"
+    kind, tag = f"test_bench_{label}", throwaway_tag(8)
+    mysql_db, pg_db = throwaway_name("retail", kind, tag), throwaway_name("warehouse", kind, tag)
     admin = mysql_conn(mysql_base, database="")
     admin.cursor().execute(f"create database `{mysql_db}` character set utf8mb4")
     with psycopg.connect(pg_base, autocommit=True) as conn:

@@ -33,12 +33,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pymysql
 from retailflow_generator.shape import lines_pmf
+
+# tests/support names the throwaway database (not benchlib: it needs psycopg, which this environment lacks)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from support.databases import throwaway_name, throwaway_tag  # noqa: E402
 
 DEFAULT_ORDER_LINES = 600_000
 DEFAULT_ROUNDS = 2
@@ -160,7 +163,7 @@ def load_baseline(url: str, dumps: dict[str, Path], expected: dict[str, int]) ->
 def one_round(server: str, order_lines: int) -> tuple[int, int, float, float, dict[str, float], float, str]:
     """Generator then baseline in a fresh database: (order lines, all rows, generator writing s,
     generator process s, baseline seconds by table and in all, peak MB, summary)."""
-    name = f"retail_bench_{uuid.uuid4().hex[:8]}"
+    name = throwaway_name("retail", "bench", throwaway_tag(8))
     url = _with_db(server, name)
     admin = _connect(_with_db(server, ""))
     with admin.cursor() as cur:

@@ -61,7 +61,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -78,6 +77,8 @@ from benchlib import (  # noqa: E402
     engine_module,
     mysql_conn,
     settle,
+    throwaway_name,
+    throwaway_tag,
     with_database,
 )
 
@@ -128,8 +129,8 @@ def main() -> int:
     base_wh = os.environ.get("RETAILFLOW_WAREHOUSE_URL")
     if not base_mysql or not base_wh:
         sys.exit("bench_ingest: set RETAILFLOW_MYSQL_URL and RETAILFLOW_WAREHOUSE_URL (make services; hack/with-env)")
-    tag = uuid.uuid4().hex[:8]
-    mysql_db, wh_db = f"retail_test_bench_{tag}", f"warehouse_test_bench_{tag}"
+    tag = throwaway_tag(8)
+    mysql_db, wh_db = throwaway_name("retail", "test_bench", tag), throwaway_name("warehouse", "test_bench", tag)
     mysql_url, wh_url = with_database(base_mysql, mysql_db), with_database(base_wh, wh_db)
     admin = mysql_conn(base_mysql, "")
     admin.cursor().execute(f"create database `{mysql_db}`")

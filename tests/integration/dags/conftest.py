@@ -26,11 +26,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from support.databases import throwaway_name, throwaway_tag
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DAGS_DIR = REPO_ROOT / "dags"
@@ -115,8 +116,8 @@ def pipeline_dbs() -> Iterator[tuple[str, str]]:
     from integration.pipeline.conftest import _with_database, mysql_connect, pg_connect
 
     base_my, base_pg = _env_url("RETAILFLOW_MYSQL_URL"), _env_url("RETAILFLOW_WAREHOUSE_URL")
-    tag = uuid.uuid4().hex[:10]
-    my_name, pg_name = f"retail_dags_{tag}", f"warehouse_dags_{tag}"
+    tag = throwaway_tag()
+    my_name, pg_name = throwaway_name("retail", "dags", tag), throwaway_name("warehouse", "dags", tag)
     admin = mysql_connect(base_my, database="")
     with admin.cursor() as cur:
         cur.execute(f"create database `{my_name}` character set utf8mb4")

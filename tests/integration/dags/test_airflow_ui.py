@@ -17,12 +17,12 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import REPO_ROOT, _free_port
+from support.databases import throwaway_name, throwaway_tag
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,7 +39,7 @@ def airflow_stack(pipeline_dbs, tmp_path_factory):
         pytest.skip("no Chromium at /usr/bin/chromium: `make services` installs it")
     mysql_url, warehouse_url = pipeline_dbs
     base_pg = os.environ["RETAILFLOW_WAREHOUSE_URL"]
-    meta_db = f"airflow_ui_{uuid.uuid4().hex[:10]}"
+    meta_db = throwaway_name("airflow", "ui", throwaway_tag())
     with pg_connect(base_pg) as pg:
         pg.execute(f'create database "{meta_db}"')
     work = tmp_path_factory.mktemp("airflow-stack")

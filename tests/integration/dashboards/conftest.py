@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO_ROOT / "dags"))  # retailflow_pipeline.dashboards: requests and yaml only
 
 from retailflow_pipeline import dashboards  # noqa: E402
+from support.databases import throwaway_name, throwaway_tag  # noqa: E402
 
 SUPERSET_FILES = REPO_ROOT / "charts" / "retailflow" / "files" / "superset"
 VENV_BIN = Path(sys.executable).parent  # the Superset environment this suite runs in
@@ -220,8 +220,9 @@ def stack() -> Iterator[Stack]:
     pg_base = _env_url("RETAILFLOW_WAREHOUSE_URL")
     if not Path("/usr/bin/chromium").exists() or not Path("/usr/bin/chromedriver").exists():
         pytest.skip("chromium and chromium-driver are not installed: run `make services` (apt, as root)")
-    suffix = uuid.uuid4().hex[:10]
-    warehouse_db, metadata_db, mysql_db = f"warehouse_test_{suffix}", f"superset_test_{suffix}", f"retail_test_{suffix}"
+    tag = throwaway_tag()
+    warehouse_db, metadata_db, mysql_db = (throwaway_name(service, "test", tag)
+                                           for service in ("warehouse", "superset", "retail"))
     workdir = Path(tempfile.mkdtemp(prefix="retailflow-dashboards-"))
     conn = pg(pg_base)
     with conn.cursor() as cur:

@@ -2,12 +2,13 @@
 
 import os
 import sys
-import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pymysql
 import pytest
+
+from support.databases import throwaway_name, throwaway_tag
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 #: the console script of the environment running the tests
@@ -59,7 +60,7 @@ def _databases():
     created = []
 
     def make() -> str:
-        name = f"retail_test_{uuid.uuid4().hex[:10]}"
+        name = throwaway_name("retail", "test", throwaway_tag())
         with admin.cursor() as cur:
             cur.execute(f"create database `{name}`")
         created.append(name)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,8 @@ import pytest
 
 from integration.pipeline.ingest_support import mysql, seed
 from support.openmetadata_standin import OpenMetadataStandIn
-from support.databases import drop_pg_database, env_url as _env_url, with_database as _with_database
+from support.databases import (drop_pg_database, env_url as _env_url, throwaway_name, throwaway_tag,
+                               with_database as _with_database)
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA_SQL = REPO / "generator" / "retailflow_generator" / "schema.sql"
@@ -49,7 +49,7 @@ def metadata_bin() -> Path:
 def source_url() -> Iterator[str]:
     """A throwaway MySQL database with the RetailFlow schema and a small history."""
     base = _env_url("RETAILFLOW_MYSQL_URL")
-    name = f"retail_test_{uuid.uuid4().hex[:10]}"
+    name = throwaway_name("retail", "test", throwaway_tag())
     admin = mysql(_with_database(base, ""))
     with admin.cursor() as cur:
         cur.execute(f"create database `{name}` character set utf8mb4")
@@ -83,7 +83,7 @@ def warehouse(source_url: str, tmp_path_factory) -> Iterator[Warehouse]:
     from retailflow_ingest.engine import run as ingest
 
     base = _env_url("RETAILFLOW_WAREHOUSE_URL")
-    name = f"warehouse_test_{uuid.uuid4().hex[:10]}"
+    name = throwaway_name("warehouse", "test", throwaway_tag())
     with psycopg.connect(base, autocommit=True) as admin:
         admin.execute(f'create database "{name}"')
     url = _with_database(base, name)

@@ -14,7 +14,6 @@ are absent. The ``retail`` user may create ``retail_%`` databases and the ``ware
 The helpers ``mysql_connect(url)`` and ``pg_connect(url)`` open a plain connection to such a URL.
 """
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -23,7 +22,8 @@ import psycopg
 import pymysql
 import pytest
 
-from support.databases import drop_pg_database, env_url as _env_url, with_database as _with_database
+from support.databases import (drop_pg_database, env_url as _env_url, throwaway_name, throwaway_tag,
+                               with_database as _with_database)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_SQL = REPO_ROOT / "generator" / "retailflow_generator" / "schema.sql"
@@ -61,7 +61,7 @@ def _schema_statements() -> list[str]:
 def mysql_url() -> Iterator[str]:
     """A fresh MySQL database ``retail_test_<hex>`` with the RetailFlow schema and no rows; dropped after."""
     base = _env_url("RETAILFLOW_MYSQL_URL")
-    name = f"retail_test_{uuid.uuid4().hex[:10]}"
+    name = throwaway_name("retail", "test", throwaway_tag())
     admin = mysql_connect(base, database="")
     try:
         with admin.cursor() as cur:
@@ -82,7 +82,7 @@ def mysql_url() -> Iterator[str]:
 def warehouse_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database ``warehouse_test_<hex>``; dropped after (sessions ended)."""
     base = _env_url("RETAILFLOW_WAREHOUSE_URL")
-    name = f"warehouse_test_{uuid.uuid4().hex[:10]}"
+    name = throwaway_name("warehouse", "test", throwaway_tag())
     with pg_connect(base) as admin:
         admin.execute(f'create database "{name}"')
     try:

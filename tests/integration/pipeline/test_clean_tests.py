@@ -12,12 +12,11 @@ import random
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 from conftest import mysql_connect, pg_connect
-from support.databases import env_url, with_database
+from support.databases import env_url, throwaway_tag, with_database
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +32,7 @@ def clean(**env: str) -> subprocess.CompletedProcess:
 
 def test_clean_tests_drops_what_killed_runs_left_and_keeps_the_rest():
     mysql_base, pg_base = env_url("RETAILFLOW_MYSQL_URL"), env_url("RETAILFLOW_WAREHOUSE_URL")
-    tag, digits = uuid.uuid4().hex[:10], str(random.randrange(10**7, 10**8))
+    tag, digits = throwaway_tag(), str(random.randrange(10**7, 10**8))
     match = f"{tag}|{digits}"
     mysql_left, mysql_busy, mysql_other = f"retail_test_{tag}", f"retail_dags_{tag}", f"retail_mine_{tag}"
     pg_left, pg_busy, pg_other = f"warehouse_test_bench_{tag}", f"airflow_ui_{tag}", f"warehouse_mine_{tag}"

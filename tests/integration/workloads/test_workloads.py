@@ -43,7 +43,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
@@ -56,10 +55,12 @@ from support.helm_render import NAMESPACE, REPO, Rendered, containers, render
 from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
 from support.kube_rbac import RBAC
 from support.openmetadata_standin import OpenMetadataStandIn
+from support.databases import throwaway_name, throwaway_tag
 from support.workloads import MissingKey, NotRunnable, Peers, Unreadable, Workloads, create_release_secrets
 
-SUFFIX = uuid.uuid4().hex[:8]
-MYSQL_DB, WAREHOUSE_DB, SUPERSET_DB = f"retail_wl_{SUFFIX}", f"warehouse_wl_{SUFFIX}", f"superset_wl_{SUFFIX}"
+SUFFIX = throwaway_tag(8)
+MYSQL_DB, WAREHOUSE_DB, SUPERSET_DB = (throwaway_name(service, "wl", SUFFIX)
+                                       for service in ("retail", "warehouse", "superset"))
 #: Small enough for seconds (the chart's default seeds 50,000 orders); the command is still the rendered one.
 SEED_ARGS = ["seed", "--customers", "300", "--products", "40", "--orders", "1500",
              "--start", "2025-01-01", "--end", "2025-06-30", "--truncate"]
