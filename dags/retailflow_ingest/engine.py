@@ -25,7 +25,6 @@ from retailflow_ingest.errors import IngestCancelled, IngestError
 from retailflow_ingest.lake import Lake, LakeConfig
 from retailflow_ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK, default_stores_csv
 from retailflow_ingest.source import MySQLSource, Snapshot, Stream, StreamReader, max_cursor
-from retailflow_ingest.spool import Spool
 from retailflow_ingest.warehouse import Batch, Inspection, Warehouse, schema_changes
 
 log = logging.getLogger("retailflow_ingest")
@@ -721,37 +720,24 @@ def _copy_stream(cur, warehouse: Warehouse, table: str, chunks: Iterator[pa.Tabl
 
 def _copy_incremental(cur, warehouse: Warehouse, stream: Stream, stage: str, chunks: Iterator[pa.Table],
                       batch: Batch) -> tuple[int, int]:
-    """An incremental sync's rows: those with a key above the table's largest go straight into the table
-    (new rows: nothing to merge), as they come; the others (changed rows, rows re-read by the lookback)
-    wait in a spool (a few batches in memory, the rest on disk) and are copied into the staging table
-    for the merge once the first COPY ended (one COPY at a time on a connection). Returns (rows written
-    to the table, rows staged)."""
+    """An incremental sync's rows, batch by batch: those with a key above the table's largest go straight
+    into the table (new rows: nothing to merge), the others (changed rows, rows re-read by the
+    lookback) into the staging table for the merge; a COPY of its own for each part of each batch (a
+    connection runs one COPY at a time), while the reader fetches the next batch. Returns (rows
+    written to the table, rows staged)."""
     above = warehouse.max_key(cur, stream)
-    held = Spool()
-    try:
-        def new_rows() -> Iterator[pa.Table]:
-            for chunk in chunks:
-                if above is None:
-                    yield chunk
-                    continue
-                new = pc.greater(chunk[stream.primary_key], pa.scalar(above, chunk.schema.field(stream.primary_key).type))
-                for batch_ in chunk.filter(pc.invert(new)).to_batches():
-                    held.put(batch_)
-                yield chunk.filter(new)
-
-        written = warehouse.copy_new_rows(cur, stream, new_rows(), batch)
-        held.finish()
-        staged = [0]
-
-        def held_rows() -> Iterator[pa.Table]:
-            while (batch_ := held.get()) is not None:
-                staged[0] += batch_.num_rows
-                yield pa.Table.from_batches([batch_])
-
-        _copy_stream(cur, warehouse, stage, held_rows(), stream, staging=True)
-        return written, staged[0]
-    finally:
-        held.close()
+    written = staged = 0
+    for chunk in chunks:
+        if above is not None:
+            key = chunk[stream.primary_key]
+            new = pc.greater(key, pa.scalar(above, key.type))
+            old, chunk = chunk.filter(pc.invert(new)), chunk.filter(new)
+            if old.num_rows:
+                _copy_stream(cur, warehouse, stage, iter([old]), stream, staging=True)
+                staged += old.num_rows
+        if chunk.num_rows:
+            written += warehouse.copy_new_rows(cur, stream, iter([chunk]), batch)
+    return written, staged
 
 
 def _orders_without_store(warehouse: Warehouse, parsed: stores.ParsedStores | None) -> list[str]:

@@ -418,7 +418,7 @@ class Warehouse:
     def copy_new_rows(self, cur, stream: Stream, chunks: Iterable[pa.Table], batch: Batch) -> int:
         """COPY rows whose keys are above ``max_key`` straight into the stream's table, with the sync's
         meta values: what the merge would insert for them, without staging them and probing the table
-        for each (a 9.4k-row tick of order_items: 76 ms against 117 ms, medians of 16). The rows come
+        for each (9.4k new order lines, the insert alone: 76 ms against 117 ms, medians of 16). The rows come
         with their ``_airbyte_raw_id`` first, as for the stage. Returns the rows written."""
         meta = (
             ("_airbyte_extracted_at", pa.scalar(batch.extracted_at, pa.timestamp("us", tz="UTC"))),
