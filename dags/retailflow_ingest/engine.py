@@ -638,9 +638,14 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
     def body(cur) -> StreamResult:
         started = time.monotonic()
         state, pending = warehouse.lock_and_read_state(cur, stream.name)
-        table_there = bool(warehouse.existing_columns(cur, stream.name))
-        if not plan.full and (pending or state is None or not table_there):
+        live = warehouse.column_types(cur, stream.name)
+        if not plan.full and (pending or state is None or not live):
             raise IngestError(f"{stream.name}: another sync changed its state meanwhile; run again")
+        if not plan.full:
+            # the plan compared the columns before the lock; rows are COPY'd in binary, typed by that plan
+            added, problems = schema_changes(stream, live)
+            if problems or [c.name for c in added] != [c.name for c in plan.added]:
+                raise IngestError(f"{stream.name}: another sync changed its table meanwhile; run again")
         generation = 0 if state is None else state.generation_id + (1 if pending else 0)
         batch = Batch(datetime.now(UTC), sync_id, generation)
         result = StreamResult(stream.name, "full" if plan.full else "incremental", generation_id=generation)

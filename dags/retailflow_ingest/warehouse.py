@@ -296,6 +296,9 @@ class Warehouse:
         """Serialise concurrent runs per stream, then read the committed cursor and whether a full
         refresh is pending. The commit that moves the state waits for its WAL flush whatever the
         server's or database's default: a sync reported as done is never lost in a crash."""
+        # read committed (PostgreSQL's default, whatever the database's or role's): the reads below and
+        # ``max_key`` see what a sync of the same stream committed while this one waited for the lock
+        cur.execute("set transaction isolation level read committed")
         cur.execute("set local synchronous_commit = on")
         cur.execute(f"select pg_advisory_xact_lock({self.lock_key(stream)})")
         cur.fetchall()
@@ -310,6 +313,14 @@ class Warehouse:
             return None, pending
         cursor = None if row[0] is None else (row[0], row[1])
         return State(cursor, row[2], row[3], row[4] or 0), pending
+
+    def column_types(self, cur, stream: str) -> list[tuple[str, str]]:
+        """The stream's table's columns with their types (``format_type``), in order; empty if there is none."""
+        cur.execute(
+            "select attname, format_type(atttypid, atttypmod) from pg_attribute where attrelid ="
+            f" to_regclass({literal(self.schema + '.' + stream)}) and attnum > 0 and not attisdropped order by attnum"
+        )
+        return [(r[0], r[1]) for r in cur.fetchall()]
 
     def existing_columns(self, cur, stream: str) -> list[str]:
         cur.execute(

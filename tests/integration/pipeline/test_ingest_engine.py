@@ -7,6 +7,8 @@ import json
 import re
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -305,3 +307,35 @@ def test_the_command_prints_its_whole_summary_before_it_exits(mysql_url, warehou
         )
         assert re.fullmatch(r"sync \d+: [\d,]+ rows read in [\d.]+ s", lines[-1])
     assert_same_as_source(mysql_url, warehouse_url)
+
+
+def test_a_table_retyped_while_a_sync_waits_for_its_lock_stops_that_stream_clearly(mysql_url, warehouse_url):
+    """The plan compares the table's columns before the stream's lock; rows are then COPY'd in binary,
+    typed by it. A table another sync rebuilt with another column type meanwhile stops the stream
+    with a clear error and nothing written, instead of a COPY of mistyped values."""
+    seed(mysql_url)
+    run(mysql_url, warehouse_url, stores_csv=None, streams=["orders"])
+    mysql_exec(mysql_url, "insert into orders select 2000 + seq, 1, 'online', null, 'placed', now(6), now(6), now(6)"
+                          " from seq_1_to_5")
+    outcome: dict = {}
+
+    def sync() -> None:
+        try:
+            outcome["result"] = run(mysql_url, warehouse_url, stores_csv=None, streams=["orders"])
+        except Exception as exc:  # the assertion below reads it
+            outcome["error"] = exc
+
+    with psycopg.connect(warehouse_url, autocommit=True) as other:
+        other.execute("select pg_advisory_lock(hashtext('raw.orders'))")  # another sync of the stream runs
+        syncing = threading.Thread(target=sync)
+        syncing.start()
+        deadline = time.monotonic() + 30
+        while other.execute("select count(*) from pg_locks where locktype = 'advisory' and not granted").fetchone()[0] == 0:
+            assert time.monotonic() < deadline and syncing.is_alive(), outcome
+            time.sleep(0.05)
+        other.execute("alter table raw.orders alter column store_id type numeric")  # and rebuilt the table
+        other.execute("select pg_advisory_unlock(hashtext('raw.orders'))")
+        syncing.join(60)
+    error = outcome.get("error")
+    assert isinstance(error, IngestError) and "another sync changed its table meanwhile" in str(error), outcome
+    assert query(warehouse_url, "select count(*) from raw.orders where order_id > 2000") == [(0,)]
