@@ -741,7 +741,8 @@ def _copy_incremental(cur, warehouse: Warehouse, stream: Stream, stage: str, chu
                 _copy_stream(cur, warehouse, stage, iter([old]), stream, staging=True)
                 staged += old.num_rows
         if chunk.num_rows:
-            written += warehouse.copy_new_rows(cur, stream, iter([chunk]), batch)
+            warehouse.copy_new_rows(cur, stream, chunk, batch)
+            written += chunk.num_rows
     return written, staged
 
 
