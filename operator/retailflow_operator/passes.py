@@ -270,7 +270,11 @@ def _converge_or_plan(inp: PassInput) -> Outcome:
     event = None
     if changes:
         summary = "; ".join(f"{c['action']} {c['target']} {c['name']} ({c['reason']})" for c in changes[:20])
-        reason = "DriftCorrected" if trigger == "timer" else "Reconciled"
+        # A drift is a change out of band to what this generation already had applied. The timer's
+        # pass can also be the first to apply a spec (it ran before the create handler, or healed a
+        # failed pass): that is a reconcile, and says so.
+        drifted = trigger == "timer" and status.get("phase") == "Ready" and status.get("observedGeneration") == generation
+        reason = "DriftCorrected" if drifted else "Reconciled"
         event = ("Normal", reason, f"{len(changes)} change(s) applied: {summary}"[:1000])
     elif left and trigger != "timer":
         event = ("Warning", "AirbyteResourcesLeft", msg)

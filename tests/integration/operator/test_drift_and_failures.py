@@ -151,6 +151,9 @@ def test_missing_secret_fails_with_the_fix_then_heals(kube, airbyte, airflow, op
     kube.create_secret(NS, "warehouse-late", {"username": "warehouse", "password": "late-password"}, CREDENTIALS_LABEL)
     kube.wait_rp(NS, "demo", is_ready, timeout=30)
     assert len(airbyte.live("connections")) == 4
+    # the timer's pass applied this spec for the first time: that is a reconcile, not a drift repaired
+    wait_for_event(kube, "Reconciled")
+    assert "DriftCorrected" not in {e.get("reason") for e in kube.events(NS)}
 
 
 def test_unknown_stream_is_refused_at_admission_naming_it(kube, airbyte, airflow, operator_run, make_pipeline):
