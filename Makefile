@@ -33,6 +33,9 @@ UV ?= $(TOOLS_BIN)/uv
 WITH_ENV = hack/with-env
 PROJECTS = generator dags operator
 JUNIT_DIR = .cache/junit
+# Suites run two at a time (`make test TEST_JOBS=1` for one at a time): each picks its own ports and
+# databases, and a suite waits on its servers more than it computes.
+TEST_JOBS ?= 2
 # Each suite also writes JUnit XML, so `make test` can close with one total.
 PYTEST = pytest --junitxml=$(JUNIT_DIR)/$@.xml
 # The operator venv carries pytest-asyncio (kmock's plugin needs it); pin its loop scope there only.
@@ -206,7 +209,9 @@ docs-screenshot: ## Photograph top_customers' lineage graph in the served docs (
 .PHONY: test
 test: services sync tools openmetadata-env ## Run every test suite (installs and starts what they need).
 	rm -rf $(JUNIT_DIR)
-	status=0; $(MAKE) --no-print-directory --keep-going test-generator test-data test-dags test-operator test-chart test-workloads test-dashboards test-governance test-e2e || status=$$?; \
+	status=0; $(MAKE) --no-print-directory --keep-going --jobs=$(TEST_JOBS) --output-sync=target \
+	  test-dags test-data test-governance test-workloads test-chart test-operator test-dashboards test-generator test-e2e \
+	  || status=$$?; \
 	  python3 hack/test-summary.py $(JUNIT_DIR); exit $$status
 
 .PHONY: test-generator
