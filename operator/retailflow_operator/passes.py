@@ -42,10 +42,11 @@ _locks_guard = threading.Lock()
 
 
 # What the last pass in this process applied, by uid. kopf writes a handler's status only after the
-# handler returns, so a timer queued behind the lock would otherwise see the status from before it
-# and redo the same writes.
+# handler returns, so a timer queued behind the lock would otherwise see the status from before it:
+# redo the same writes, and take a repair of the pipeline it just made Ready for its first reconcile.
 _applied: dict[str, dict[str, Any]] = {}
-_REMEMBERED = ("airbyte", "secretHashes", "airflowVariables")
+_REMEMBERED = ("airbyte", "secretHashes", "airflowVariables")  # from a pass that reached Airbyte/Airflow
+_REMEMBERED_ALWAYS = ("phase", "observedGeneration")  # from every pass
 
 
 def serialized(uid: str, status: Any, run: Callable[[dict[str, Any]], Outcome]) -> Outcome:
@@ -53,8 +54,10 @@ def serialized(uid: str, status: Any, run: Callable[[dict[str, Any]], Outcome]) 
     with lock(uid):
         effective = dict(status or {}) | _applied.get(uid, {})
         outcome = run(effective)
+        remembered = dict(_applied.get(uid, {}))
         if "secretHashes" in outcome.status:
-            _applied[uid] = {k: outcome.status[k] for k in _REMEMBERED if k in outcome.status}
+            remembered = {k: outcome.status[k] for k in _REMEMBERED if k in outcome.status}
+        _applied[uid] = remembered | {k: outcome.status[k] for k in _REMEMBERED_ALWAYS if k in outcome.status}
         return outcome
 
 
@@ -267,18 +270,22 @@ def _converge_or_plan(inp: PassInput) -> Outcome:
     }
     if changes or trigger != "timer" or not status.get("lastReconciledAt"):
         new["lastReconciledAt"] = now()
-    event = None
-    if changes:
-        summary = "; ".join(f"{c['action']} {c['target']} {c['name']} ({c['reason']})" for c in changes[:20])
-        # A drift is a change out of band to what this generation already had applied. The timer's
-        # pass can also be the first to apply a spec (it ran before the create handler, or healed a
-        # failed pass): that is a reconcile, and says so.
-        drifted = trigger == "timer" and status.get("phase") == "Ready" and status.get("observedGeneration") == generation
-        reason = "DriftCorrected" if drifted else "Reconciled"
-        event = ("Normal", reason, f"{len(changes)} change(s) applied: {summary}"[:1000])
-    elif left and trigger != "timer":
+    event = change_event(changes, trigger, status, generation)
+    if not changes and left and trigger != "timer":
         event = ("Warning", "AirbyteResourcesLeft", msg)
     return Outcome(new, event=event, changes=changes, written=written)
+
+
+def change_event(changes: list[dict[str, Any]], trigger: str, status: Mapping[str, Any],
+                 generation: int | None) -> tuple[str, str, str] | None:
+    """The Normal Event of a pass that wrote. A drift is an out-of-band change to what this generation
+    already had applied (the pipeline was Ready at it). The timer's pass can also be the first to apply
+    a spec (it ran before the create handler, or healed a failed pass): that is a reconcile."""
+    if not changes:
+        return None
+    summary = "; ".join(f"{c['action']} {c['target']} {c['name']} ({c['reason']})" for c in changes[:20])
+    drifted = trigger == "timer" and status.get("phase") == "Ready" and status.get("observedGeneration") == generation
+    return ("Normal", "DriftCorrected" if drifted else "Reconciled", f"{len(changes)} change(s) applied: {summary}"[:1000])
 
 
 def _applied_so_far(rec: Converger | None) -> dict[str, Any]:

@@ -237,3 +237,27 @@ def test_forgetting_a_pipeline_during_a_pass_never_lets_a_second_pass_in():
     second.join(5)
     assert seen == [1, 1]
     assert "uid-lock" not in passes._locks  # and the entry goes once nobody uses it
+
+
+def test_a_timer_pass_queued_behind_the_create_pass_names_its_repair_a_drift():
+    """kopf hands a drift timer that waited for the pipeline's lock the body from before the create
+    pass's status patch (written only after the handler returns). The pass must still see the pipeline
+    Ready at its generation, and call what it then repairs a drift; the first pass of a spec, the
+    timer's included, is a reconcile."""
+    from retailflow_operator import passes
+
+    repair = [{"action": "create", "target": "connection", "name": "mysql-to-warehouse", "reason": "missing"}]
+    created = {"observedGeneration": 1, "phase": "Ready", "airbyte": {}, "secretHashes": {}, "airflowVariables": []}
+    try:
+        passes.serialized("uid-stale", {}, lambda st: passes.Outcome(dict(created)))
+        timer = passes.serialized(
+            "uid-stale", {}, lambda st: passes.Outcome({}, event=passes.change_event(repair, "timer", st, 1)))
+        assert timer.event[1] == "DriftCorrected"
+        assert timer.event[2] == "1 change(s) applied: create connection mysql-to-warehouse (missing)"
+    finally:
+        passes.forget("uid-stale")
+    assert passes.change_event(repair, "timer", {}, 1)[1] == "Reconciled"  # before any pass of the spec
+    assert passes.change_event(repair, "timer", {"phase": "Failed", "observedGeneration": 1}, 1)[1] == "Reconciled"
+    assert passes.change_event(repair, "timer", {"phase": "Ready", "observedGeneration": 1}, 2)[1] == "Reconciled"
+    assert passes.change_event(repair, "update", {"phase": "Ready", "observedGeneration": 1}, 1)[1] == "Reconciled"
+    assert passes.change_event([], "timer", {"phase": "Ready", "observedGeneration": 1}, 1) is None
