@@ -25,6 +25,14 @@ HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- shape:begin -->", "<!-- shape:end -->"
 
 
+def database_name() -> str:
+    """``retail_shape_<8 hex digits>``, a letter among them: `make clean-tests` takes a killed run's
+    database only by a tag holding a letter (one named with a date is never dropped)."""
+    while (tag := uuid.uuid4().hex[:8]).isdigit():
+        pass
+    return f"retail_shape_{tag}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", default="5000")
@@ -38,7 +46,7 @@ def main() -> int:
     if not server:
         sys.exit("generator-shape: RETAILFLOW_MYSQL_URL is not set (run `make services`, then use hack/with-env)")
     parts = urlsplit(server)
-    name = f"retail_shape_{uuid.uuid4().hex[:8]}"
+    name = database_name()
     url = urlunsplit((parts.scheme, parts.netloc, "/" + name, "", ""))
     admin = connect(MySQLTarget.from_url(server))
     try:

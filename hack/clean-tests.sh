@@ -42,8 +42,9 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 import pymysql
 
-#: how the tests and benchmarks name their databases (tests/**/conftest.py, tests/bench/*.py,
-#: generator/shape_docs.py): uuid4().hex[:8] or [:10], so a date (all digits) is never taken for a tag
+#: how the tests and benchmarks name their databases (tests/support/databases.py's throwaway_tag,
+#: generator/shape_docs.py's database_name): 8 or 10 hex digits, a letter among them, so a date (all
+#: digits) is never taken for a tag
 SERVICES = "^(retail|warehouse|superset|airflow)_"
 THROWAWAY = re.compile(SERVICES + r"(test|dags|wl|bench|ui|shape)(_[0-9a-z]+)*_(?=[0-9]*[a-f])([0-9a-f]{8}|[0-9a-f]{10})$")
 narrow = re.compile(os.environ["MATCH"]) if os.environ["MATCH"] else None

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from support.databases import throwaway_name, throwaway_tag
+from support.databases import drop_pg_database, throwaway_name, throwaway_tag
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DAGS_DIR = REPO_ROOT / "dags"
@@ -140,5 +140,4 @@ def pipeline_dbs() -> Iterator[tuple[str, str]]:
         with admin.cursor() as cur:
             cur.execute(f"drop database if exists `{my_name}`")
         admin.close()
-        with pg_connect(base_pg) as pg:
-            pg.execute(f'drop database if exists "{pg_name}" with (force)')
+        drop_pg_database(base_pg, pg_name)

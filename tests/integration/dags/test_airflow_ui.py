@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import REPO_ROOT, _free_port
-from support.databases import throwaway_name, throwaway_tag
+from support.databases import drop_pg_database, throwaway_name, throwaway_tag
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -66,8 +66,7 @@ def airflow_stack(pipeline_dbs, tmp_path_factory):
                "env_file": env_file, "work": work}
     finally:
         subprocess.run([str(REPO_ROOT / "hack" / "stop.sh")], env=env, capture_output=True, timeout=120)
-        with pg_connect(base_pg) as pg:
-            pg.execute(f'drop database if exists "{meta_db}" with (force)')
+        drop_pg_database(base_pg, meta_db)
 
 
 def test_make_airflow_prints_access_and_keeps_the_password_out_of_sight(airflow_stack):
