@@ -40,6 +40,7 @@ TEST_JOBS ?= 2
 # own make is told these are done. The kind suite runs alone, last: its `make up` builds the chart's
 # dependencies into charts/retailflow/charts/, which the chart and workloads suites read.
 TEST_SETUP = services sync tools openmetadata-env dbt-manifest checkov-env sync-superset
+SUITES_MAKE = $(MAKE) --no-print-directory $(addprefix --assume-old=,$(TEST_SETUP))
 # Each suite also writes JUnit XML, so `make test` can close with one total.
 PYTEST = pytest --junitxml=$(JUNIT_DIR)/$@.xml
 # The operator venv carries pytest-asyncio (kmock's plugin needs it); pin its loop scope there only.
@@ -213,11 +214,10 @@ docs-screenshot: ## Photograph top_customers' lineage graph in the served docs (
 .PHONY: test
 test: $(TEST_SETUP) ## Run every test suite (installs and starts what they need).
 	rm -rf $(JUNIT_DIR)
-	status=0; $(MAKE) --no-print-directory --keep-going --jobs=$(TEST_JOBS) --output-sync=target \
-	  $(addprefix --assume-old=,$(TEST_SETUP)) \
+	status=0; $(SUITES_MAKE) --keep-going --jobs=$(TEST_JOBS) --output-sync=target \
 	  test-dags test-data test-governance test-workloads test-chart test-operator test-dashboards test-generator \
 	  || status=$$?; \
-	  $(MAKE) --no-print-directory $(addprefix --assume-old=,$(TEST_SETUP)) test-e2e || status=$$?; \
+	  $(SUITES_MAKE) test-e2e || status=$$?; \
 	  python3 hack/test-summary.py $(JUNIT_DIR); exit $$status
 
 .PHONY: test-generator

@@ -23,10 +23,12 @@ LABELLED = ["test_bench", "test_bench_10k", "test_bench_1m", "test_peers",
 
 
 def assigned(source: str, *names: str) -> dict:
-    """The values of the top-level assignments to ``names`` in a Python source, evaluated in order."""
-    found: dict = {"re": re}
+    """The values of the top-level assignments to ``names``, and of the functions named so, in a Python
+    source, evaluated in order (with ``re`` and ``uuid`` at hand), without importing the rest of it."""
+    found: dict = {"re": re, "uuid": uuid}
     for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) in names for t in node.targets):
+        if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) in names for t in node.targets)
+                or isinstance(node, ast.FunctionDef) and node.name in names):
             exec(compile(ast.Module([node], []), "<pattern>", "exec"), found)
     return {name: found[name] for name in names}
 
@@ -50,13 +52,10 @@ def test_every_name_the_helpers_give_is_one_clean_tests_finds(width):
 def test_generator_shape_names_its_database_as_clean_tests_finds_it(monkeypatch):
     """`make generator-shape` (generator/shape_docs.py, another project's environment) names its database
     without the helper: its ``database_name``, taken from the source, even when uuid4 draws only digits."""
-    source = (REPO / "generator" / "shape_docs.py").read_text()
-    found: dict = {"uuid": uuid}
-    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "database_name")
-    exec(compile(ast.Module([node], []), "shape_docs.py", "exec"), found)
+    database_name = assigned((REPO / "generator" / "shape_docs.py").read_text(), "database_name")["database_name"]
     draws = iter([uuid.UUID("12345678" + "0" * 24), uuid.UUID("0123abcd" + "0" * 24)])
     monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
-    name = found["database_name"]()
+    name = database_name()
     assert name == "retail_shape_0123abcd"
     assert clean_tests_pattern().match(name)
 
