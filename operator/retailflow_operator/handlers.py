@@ -85,7 +85,7 @@ def handle_drift(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     if body.meta.get("deletionTimestamp"):
         return
     outcome = _one_pass(body, trigger="timer")
-    if outcome.error and (body.status or {}).get("phase") == outcome.status.get("phase"):
+    if outcome.error and outcome.previous_phase == outcome.status.get("phase"):
         outcome.event = None  # already reported; a Warning per tick would bury the first one
     _apply(outcome, body.status, patch, body)
 

@@ -54,6 +54,7 @@ def serialized(uid: str, status: Any, run: Callable[[dict[str, Any]], Outcome]) 
     with lock(uid):
         effective = dict(status or {}) | _applied.get(uid, {})
         outcome = run(effective)
+        outcome.previous_phase = effective.get("phase")
         remembered = dict(_applied.get(uid, {}))
         if "secretHashes" in outcome.status:
             remembered = {k: outcome.status[k] for k in _REMEMBERED if k in outcome.status}
@@ -106,6 +107,9 @@ class Outcome:
     #: status fields the pass already wrote itself (phase Reconciling): the final patch is computed
     #: against them too, or a pass that ends in the phase it started in would leave Reconciling behind
     written: dict[str, Any] = field(default_factory=dict)
+    #: the phase the pass started from, as this process last left it (``serialized``): kopf's body can
+    #: still hold the status from before the previous pass's patch
+    previous_phase: str | None = None
 
     @property
     def message(self) -> str:

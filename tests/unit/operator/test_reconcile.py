@@ -261,3 +261,35 @@ def test_a_timer_pass_queued_behind_the_create_pass_names_its_repair_a_drift():
     assert passes.change_event(repair, "timer", {"phase": "Ready", "observedGeneration": 1}, 2)[1] == "Reconciled"
     assert passes.change_event(repair, "update", {"phase": "Ready", "observedGeneration": 1}, 1)[1] == "Reconciled"
     assert passes.change_event([], "timer", {"phase": "Ready", "observedGeneration": 1}, 1) is None
+
+
+def test_a_failure_is_reported_once_though_the_timer_sees_the_status_from_before_it(monkeypatch, example):
+    """A drift timer queued behind a failing pass gets kopf's body from before that pass's status
+    patch. The failure's Warning was posted by the pass that failed; the timer's pass, failing the same
+    way, must not post it again (nor on every later tick). A pass that fails otherwise still does."""
+    import kopf
+    from retailflow_operator import handlers, passes
+
+    events: list[tuple[str, str]] = []
+    monkeypatch.setattr(kopf, "event", lambda body, *, type, reason, message: events.append((type, reason)))
+    failing = {"phase": "Failed"}
+
+    def run_pass(inp):
+        error = SpecError("Secret retail-mysql not found", "SecretNotFound")
+        return passes.Outcome({"observedGeneration": 1} | failing, event=("Warning", error.reason, str(error)), error=error)
+
+    monkeypatch.setattr(passes, "run_pass", run_pass)
+    body = kopf.Body({"metadata": {"uid": "uid-failing", "name": "retail", "namespace": "shop", "generation": 1},
+                      "spec": example["spec"], "status": {}})
+    try:
+        with pytest.raises(kopf.PermanentError):
+            handlers.handle_change(body=body, patch=kopf.Patch(), retry=0, reason="create")
+        assert events == [("Warning", "SecretNotFound")]
+        for _ in range(2):  # kopf has not written the create pass's status into this body
+            handlers.handle_drift(body=body, patch=kopf.Patch())
+        assert events == [("Warning", "SecretNotFound")]
+        failing["phase"] = "Degraded"  # the pipeline fails differently: reported
+        handlers.handle_drift(body=body, patch=kopf.Patch())
+        assert events == [("Warning", "SecretNotFound")] * 2
+    finally:
+        passes.forget("uid-failing")
