@@ -942,6 +942,26 @@ class EmulatedKubernetesAPI:
     def events(self, namespace: str) -> list[dict[str, Any]]:
         return self._ok(self.request("GET", f"/api/v1/namespaces/{namespace}/events"))["items"]
 
+    def watches_opened(self, plural: str) -> int:
+        """How many watch requests on ``plural`` the server has received: a client that starts its watch
+        again (after a server-side timeout, say) shows here."""
+        assert self.emulator is not None
+        return sum(1 for r in list(self.emulator)
+                   if r.action == kmock.action.WATCH and r.resource is not None and r.resource.plural == plural)
+
+    def watching(self, plural: str) -> int:
+        """How many watch streams on ``plural`` are open and subscribed to new events right now."""
+        assert self.emulator is not None
+        with self.emulator.state_lock:
+            return sum(len(queues) for resource, queues in self.emulator.watchers.items() if resource.plural == plural)
+
+    def wait_watches_opened(self, plural: str, count: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while self.watches_opened(plural) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for watch request {count} on {plural}")
+            time.sleep(0.05)
+
     def wait_rp(self, namespace: str, name: str, predicate: Callable[[dict[str, Any]], Any],
                 timeout: float = 20) -> dict[str, Any]:
         """Poll until ``predicate(obj)`` is true; on timeout, fail showing the last object seen."""

@@ -46,10 +46,11 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
-from integration.operator.operator_runner import is_ready, load_operator
+from integration.operator.operator_runner import DRIFT_PASS, is_ready, load_operator
 from support.airbyte_fake import AirbyteFake
 from support.airflow_server import AirflowServer
 from support.helm_render import NAMESPACE, VARIANTS, Rendered, chart_values, containers, pod_spec, render
+from support.kopf_log import kopf_object_log
 from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
 from support.kube_rbac import RBAC, service_account_user
 
@@ -251,11 +252,15 @@ class TestOperator:
         release_secrets(kube, release, airflow)
         job = run_job(release, kube, pipeline_files(release, tmp_path / "job", airbyte, airflow_url=airflow.url))
         assert job.returncode == 0, job.stdout + job.stderr
-        with rendered_operator(release, kube) as runner:
+        with kopf_object_log() as kopf_log, rendered_operator(release, kube) as runner:
             ready = wait_pipeline(kube, lambda o: o and is_ready(o), "Ready")
             assert airbyte.live("connections") and airbyte.live("sources") and airbyte.live("destinations")
             assert any(k.startswith("retailflow_") for k in airflow.variables())
-            time.sleep(2)  # a drift pass or two (timer every 1 s)
+            try:
+                kopf_log.wait(DRIFT_PASS, times=2)  # the drift timer's passes (every 1 s), as the service account
+            except AssertionError:
+                assert_no_denials(kube)  # the API server's reason, if a pass was denied
+                raise
 
             kube.patch_rp(NAMESPACE, PIPELINE, {"spec": {"schedule": "0 5 * * *"}})
             wait_pipeline(kube, lambda o: o and is_ready(o) and o["status"]["observedGeneration"] == 2,

@@ -144,6 +144,10 @@ def wait_for_event(kube: Any, reason: str, timeout: float = 10) -> None:
     wait_for(lambda: reason in {e.get("reason") for e in kube.events(NS)}, timeout, f"a {reason} event in {NS}")
 
 
+#: what kopf logs after each pass of the operator's drift timer (``support.kopf_log``)
+DRIFT_PASS = "Timer 'drift' succeeded."
+
+
 def airflow_variable_writes(airflow: Any) -> int:
     """Writes to variables recorded in Airflow's own audit log (every write endpoint is action-logged)."""
     res = airflow.api("GET", "/eventLogs", params={"event_pattern": "variable", "limit": 1})

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 from operator_runner import (
     CREDENTIALS_LABEL,
+    DRIFT_PASS,
     NS,
     airflow_variable_writes,
     is_ready,
@@ -20,6 +20,7 @@ from operator_runner import (
     wait_for,
     wait_for_event,
 )
+from support.kopf_log import kopf_object_log
 
 __all__ = ["make_pipeline", "operator_run"]  # fixtures
 
@@ -92,12 +93,12 @@ def test_rotated_secret_content_is_applied(kube, airbyte, airflow, operator_run,
 
 def test_a_resync_with_nothing_changed_makes_no_writes(kube, airbyte, airflow, make_pipeline):
     body = make_pipeline()
-    with running_operator():
+    with kopf_object_log() as kopf_log, running_operator():
         kube.apply_rp(body)
         first = kube.wait_rp(NS, "demo", is_ready, timeout=30)
         airbyte.reset_writes()
         airflow_writes = airflow_variable_writes(airflow)
-        time.sleep(2.5)  # two drift-timer ticks
+        kopf_log.wait(DRIFT_PASS, times=2)
     assert airbyte.writes == []
     assert airflow_variable_writes(airflow) == airflow_writes
 
@@ -129,11 +130,12 @@ def test_airbyte_down_degrades_then_recovers_without_duplicates(kube, airbyte, a
 def test_503_in_the_middle_of_a_pass_is_retried_without_duplicates(kube, airbyte, airflow, operator_run, make_pipeline):
     kube.apply_rp(make_pipeline())
     kube.wait_rp(NS, "demo", is_ready, timeout=30)
-    with airbyte._lock:  # several resources missing at once, then Airbyte fails part-way through restoring them
-        [airbyte.delete_out_of_band("connections", c) for c in list(airbyte.live("connections"))]
-    airbyte.fail_next(6)
-    wait_for(lambda: len(airbyte.live("connections")) == 4, timeout=20, message="connections restored")
-    time.sleep(1.5)
+    with kopf_object_log() as kopf_log:
+        with airbyte._lock:  # several resources missing at once, then Airbyte fails part-way through restoring them
+            [airbyte.delete_out_of_band("connections", c) for c in list(airbyte.live("connections"))]
+        airbyte.fail_next(6)
+        wait_for(lambda: len(airbyte.live("connections")) == 4, timeout=20, message="connections restored")
+        kopf_log.wait(DRIFT_PASS, times=2)  # the passes after the restoring one find nothing more to create
     assert len(set(names(airbyte.live("connections")))) == len(airbyte.live("connections")) == 4
     kube.wait_rp(NS, "demo", is_ready, timeout=20)
 

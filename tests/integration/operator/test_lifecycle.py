@@ -4,10 +4,10 @@ emulated Kubernetes API, the Airbyte fake and a real Airflow API server."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from operator_runner import (
+    DRIFT_PASS,
     NS,
     PROJECT_STREAMS,
     is_ready,
@@ -17,6 +17,7 @@ from operator_runner import (
     phase_is,
     wait_for_event,
 )
+from support.kopf_log import kopf_object_log
 
 __all__ = ["make_pipeline", "operator_run"]  # fixtures
 
@@ -99,8 +100,9 @@ def test_suspended_pipeline_makes_no_external_writes(kube, airbyte, airflow, ope
     kube.apply_rp(body)
     kube.wait_rp(NS, "demo", phase_is("Suspended"), timeout=30)
     kube.patch_rp(NS, "demo", {"spec": {"warehouse": {"schema": "elsewhere"}}})
-    kube.wait_rp(NS, "demo", lambda o: o["status"].get("observedGeneration") == 2, timeout=30)
-    time.sleep(2.5)  # two drift-timer ticks
+    with kopf_object_log() as kopf_log:
+        kube.wait_rp(NS, "demo", lambda o: o["status"].get("observedGeneration") == 2, timeout=30)
+        kopf_log.wait(DRIFT_PASS, times=2)
     assert airbyte.writes == []
     assert owned_variables(airflow, prefix) == {}
 

@@ -230,8 +230,11 @@ def test_forgetting_a_pipeline_during_a_pass_never_lets_a_second_pass_in():
     passes.forget("uid-lock")
     second = threading.Thread(target=one_pass)
     second.start()
-    time.sleep(0.3)
-    assert seen == [1]  # the second pass waits for the first, forgotten or not
+    deadline = time.monotonic() + 5  # the second pass waits on the first's lock, forgotten or not
+    while passes._locks.get("uid-lock") is None or passes._locks["uid-lock"].users < 2:
+        assert time.monotonic() < deadline, "the second pass never queued on the first pass's lock"
+        time.sleep(0.01)
+    assert seen == [1]
     release.set()
     first.join(5)
     second.join(5)

@@ -15,6 +15,7 @@ import kopf.testing
 import pytest
 import yaml
 
+from support.kopf_log import kopf_object_log
 from support.kube_emulator import REPO_ROOT, EmulatedKubernetesAPI
 
 NS = "shop"
@@ -52,7 +53,8 @@ def test_kopf_runs_create_update_delete_once_each(real_kube: EmulatedKubernetesA
         assert ready["status"]["observedGeneration"] == 1
 
         # The probe's watch times out server-side after 2 s; kopf must resume without replays.
-        time.sleep(2.5)
+        watches = kube.watches_opened("retailpipelines")
+        kube.wait_watches_opened("retailpipelines", watches + 1)
         kube.patch_rp(NS, "p1", {"spec": {"mysql": {"host": "mariadb-replica"}}})
         updated = kube.wait_rp(NS, "p1", lambda o: o.get("status", {}).get("phase") == "Reconciling")
         assert updated["metadata"]["generation"] == 2 and updated["status"]["observedGeneration"] == 2
@@ -86,7 +88,8 @@ def test_kopf_resumes_existing_objects_without_calling_create_again(
         assert ready["status"]["reconcile"] == {"created": True}  # the handler's return value
         assert ready["status"]["observedGeneration"] == 1
     # A restarted operator sees its own last-handled state stored on the object: nothing to do.
-    with kopf.testing.KopfRunner(args, registry=registry, timeout=60) as runner:
-        time.sleep(1.5)
+    with kopf_object_log() as kopf_log, \
+            kopf.testing.KopfRunner([*args, "--verbose"], registry=registry, timeout=60) as runner:
+        kopf_log.wait("Handling cycle is finished, waiting for new changes.")  # p2's resume, looked at
     assert runner.exit_code == 0, runner.output
     assert kopf_probe.CALLS == [("create", "p2", {"schedule": "@hourly"})]

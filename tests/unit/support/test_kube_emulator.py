@@ -181,7 +181,10 @@ class TestWatch:
         watcher = threading.Thread(target=lambda: result.extend(
             watch(kube, resourceVersion=since, timeoutSeconds="2")))
         watcher.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10  # subscribed: what follows arrives live, not replayed from the log
+        while not kube.watching("retailpipelines"):
+            assert time.monotonic() < deadline, "the watch never opened"
+            time.sleep(0.01)
         kube.apply_rp(rp("live"))
         kube.patch_rp(NS, "live", {"spec": {"schedule": "@weekly"}})
         watcher.join(timeout=10)
