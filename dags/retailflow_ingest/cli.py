@@ -83,9 +83,9 @@ def parser() -> argparse.ArgumentParser:
                    help="let a store locations CSV without a loadable row empty raw.store_locations (refused otherwise)")
     lake = p.add_mutually_exclusive_group()
     lake.add_argument("--lake-dir", type=Path, help=f"local lake folder (default {DEFAULT_LOCAL_DIR})")
-    lake.add_argument("--lake-endpoint", default=os.environ.get("RETAILFLOW_LAKE_ENDPOINT"),
-                      help="S3 endpoint http(s)://HOST:PORT (default $RETAILFLOW_LAKE_ENDPOINT); credentials "
-                      "from $RETAILFLOW_LAKE_ACCESS_KEY/$RETAILFLOW_LAKE_SECRET_KEY")
+    lake.add_argument("--lake-endpoint", default=None,
+                      help="S3 endpoint http(s)://HOST:PORT (default $RETAILFLOW_LAKE_ENDPOINT, unless --lake-dir is"
+                      " given); credentials from $RETAILFLOW_LAKE_ACCESS_KEY/$RETAILFLOW_LAKE_SECRET_KEY")
     lake.add_argument("--no-lake", action="store_true", help="write no lake files")
     p.add_argument("--lake-bucket", default=os.environ.get("RETAILFLOW_LAKE_BUCKET", "retailflow"))
     p.add_argument("--lake-prefix", default=os.environ.get("RETAILFLOW_LAKE_PREFIX", "raw"))
@@ -102,6 +102,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-rows", type=_whole(1), default=DEFAULT_BATCH_ROWS,
                    help="rows per Arrow batch and lake file (default %(default)s)")
     return p
+
+
+def lake_config(args: argparse.Namespace):
+    """The lake the arguments choose: none (``--no-lake``), the folder of ``--lake-dir``, the S3 endpoint
+    of ``--lake-endpoint`` or else ``$RETAILFLOW_LAKE_ENDPOINT``, else the local folder. A folder named on
+    the command line wins over the environment's endpoint."""
+    from retailflow_ingest.lake import LakeConfig
+
+    if args.no_lake:
+        return None
+    endpoint = None if args.lake_dir else args.lake_endpoint or os.environ.get("RETAILFLOW_LAKE_ENDPOINT")
+    if endpoint:
+        return LakeConfig(bucket=args.lake_bucket, prefix=args.lake_prefix, endpoint=endpoint, keep=args.lake_keep)
+    return LakeConfig(bucket=args.lake_bucket, prefix=args.lake_prefix, local_dir=args.lake_dir or DEFAULT_LOCAL_DIR,
+                      keep=args.lake_keep)
 
 
 def _no_password(option: str, url: str | None, env: str) -> None:
@@ -131,16 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     # linear algebra, and that spin cost a small sync's process about 0.1 CPU-s (0.43 against 0.31)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from retailflow_ingest.engine import configure_logging, run
-    from retailflow_ingest.lake import LakeConfig
 
-    if args.no_lake:
-        lake = None
-    elif args.lake_endpoint:
-        lake = LakeConfig(bucket=args.lake_bucket, prefix=args.lake_prefix, endpoint=args.lake_endpoint,
-                          keep=args.lake_keep)
-    else:
-        lake = LakeConfig(bucket=args.lake_bucket, prefix=args.lake_prefix,
-                          local_dir=args.lake_dir or DEFAULT_LOCAL_DIR, keep=args.lake_keep)
+    lake = lake_config(args)
 
     stop = threading.Event()
     received: list[int] = []

@@ -144,6 +144,22 @@ def test_cli_without_urls_explains_what_is_missing():
     assert done.stderr == "retailflow-ingest: no source: set RETAILFLOW_MYSQL_URL (or pass --mysql-url)\n"
 
 
+def test_a_lake_folder_named_on_the_command_line_wins_over_the_environments_endpoint(tmp_path, monkeypatch):
+    """``--lake-dir`` and ``--lake-endpoint`` exclude each other; with $RETAILFLOW_LAKE_ENDPOINT set (the
+    chart's pods and a shell that sourced the cluster's settings have it), ``--lake-dir`` was accepted and
+    the files went to the endpoint instead."""
+    from retailflow_ingest.cli import lake_config, parser
+
+    monkeypatch.setenv("RETAILFLOW_LAKE_ENDPOINT", "http://minio:9000")
+    folder = lake_config(parser().parse_args(["--lake-dir", str(tmp_path)]))
+    assert (folder.endpoint, folder.local_dir) == (None, tmp_path)
+    assert lake_config(parser().parse_args([])).endpoint == "http://minio:9000"
+    assert lake_config(parser().parse_args(["--lake-endpoint", "https://s3.shop:443"])).endpoint == "https://s3.shop:443"
+    assert lake_config(parser().parse_args(["--no-lake"])) is None
+    monkeypatch.delenv("RETAILFLOW_LAKE_ENDPOINT")
+    assert lake_config(parser().parse_args([])).endpoint is None
+
+
 def test_lake_retention_counts_and_removes_only_its_own_committed_folders(tmp_path):
     import json
     import time
