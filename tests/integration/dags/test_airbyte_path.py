@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -30,20 +28,27 @@ ROLES = ("mysql-to-warehouse", "store-locations-to-lake")
 
 
 class RecordingAirbyteFake(AirbyteFake):
-    """The Airbyte fake, recording the status each job read answered (the sensor's view)."""
+    """The Airbyte fake, recording the status each read of a job answered (the sensor's view).
+
+    With ``steps`` set, each job walks through them one read at a time: a read of a job
+    (``GET /jobs/{id}``, the sensor's) answers the job's next status and the last one is kept, so a
+    job moves on only once its status was read, however slowly the sensor polls."""
 
     def __init__(self) -> None:
         super().__init__()
         self.answered: dict[int, list[str]] = {}
+        self.steps: list[str] = []
+
+    def _route_jobs(self, method, item, query, data):
+        if method == "GET" and item is not None and self.steps and item.isdigit() and int(item) in self.jobs:
+            read = len(self.answered.get(int(item), []))
+            self.jobs[int(item)].update(status=self.steps[min(read, len(self.steps) - 1)])
+        return super()._route_jobs(method, item, query, data)
 
     def _job_view(self, job):
         view = super()._job_view(job)
         self.answered.setdefault(job["jobId"], []).append(view["status"])
         return view
-
-    def set_status(self, job_id: int, status: str) -> None:
-        with self._lock:
-            self.jobs[job_id].update(status=status)
 
 
 @pytest.fixture
@@ -94,28 +99,10 @@ def states(run) -> dict[str, str]:
     return {ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): ti.state for ti in run.get_task_instances()}
 
 
-def drive_jobs(fake: RecordingAirbyteFake, expected: int, steps: list[str], hold: float = 2.5) -> threading.Thread:
-    """Walk every new job through ``steps`` (one status per ``hold`` seconds), as a real sync would."""
-    def walk():
-        deadline = time.monotonic() + 300
-        while len(fake.jobs) < expected and time.monotonic() < deadline:
-            time.sleep(0.05)
-        job_ids = list(fake.jobs)
-        for status in steps:
-            for job_id in job_ids:
-                fake.set_status(job_id, status)
-            time.sleep(hold)
-
-    thread = threading.Thread(target=walk, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_syncs_are_triggered_and_awaited_through_pending_running_succeeded(airbyte, dagbag):
-    airbyte.job_seconds = 3600  # the test moves the jobs on, not the clock
-    driver = drive_jobs(airbyte, len(ROLES), ["pending", "running", "succeeded"])
+    airbyte.job_seconds = 3600  # the sensor's reads move the jobs on, not the clock
+    airbyte.steps = ["pending", "running", "succeeded"]
     run = dagbag.dags["airbyte_ingestion"].test()
-    driver.join(timeout=60)
     got = states(run)
     assert run.state == "success", got
     assert got["ingestion.direct"] == "skipped"
@@ -124,10 +111,8 @@ def test_syncs_are_triggered_and_awaited_through_pending_running_succeeded(airby
     triggered = sorted(j["connectionId"] for j in airbyte.jobs.values())
     assert triggered == sorted(airbyte.connection_ids.values())
     assert all(j["jobType"] == "sync" for j in airbyte.jobs.values())
-    for job_id, seen in airbyte.answered.items():
-        # The sensor kept polling while the job was pending and running, and stopped once it succeeded.
-        assert {"pending", "running"} <= set(seen), seen
-        assert seen[-1] == "succeeded", seen
+    # Every job started was polled: while pending, while running, and no more once it had succeeded.
+    assert airbyte.answered == {job_id: ["pending", "running", "succeeded"] for job_id in airbyte.jobs}, airbyte.answered
 
 
 @pytest.mark.parametrize("outcome, message", [("failed", "Job failed"), ("cancelled", "Job was cancelled")])

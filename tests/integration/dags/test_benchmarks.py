@@ -10,8 +10,10 @@ size, for several commits, and no test noticed: it handed Airflow the manifest's
 project. bench-peers needs the peers' own environment (``make peers-env``: dlt, Sling, pgloader),
 and bench-dags, bench-operator and bench-generator are not run here.
 
-Do not run a benchmark beside this test: the leftover check compares the servers' benchmark
-databases before and after."""
+The leftover check looks only at the run under test: each script runs through ``LAUNCH``, which
+prints every name the script gives a throwaway database (``throwaway_name``), and after the run no
+database on the servers may carry that run's random tag. A benchmark or another suite running beside
+this test, whose databases come and go, changes nothing."""
 
 from __future__ import annotations
 
@@ -38,28 +40,60 @@ BENCH = REPO / "tests" / "bench"
 BENCH_DATABASE = re.compile(r"^(retail|warehouse|airflow)_test_(bench|scale_\w+)_[0-9a-f]{8}$")
 
 
-def benchmark_databases() -> set[str]:
+#: runs a benchmark script (argv[2], its arguments after it) with tests/ (argv[1]) on sys.path and
+#: ``support.databases.throwaway_name`` wrapped to print each name it gives on stderr: the benchmarks
+#: name their databases with it (benchlib.throwaway_databases, bench_ingest.py), and import it only
+#: after this has replaced it
+LAUNCH = """
+import runpy, sys
+sys.path.insert(0, sys.argv[1])
+import support.databases as databases
+name_of = databases.throwaway_name
+def throwaway_name(*args, **kwargs):
+    name = name_of(*args, **kwargs)
+    print(f"throwaway database: {name}", file=sys.stderr, flush=True)
+    return name
+databases.throwaway_name = throwaway_name
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def tagged(tag: str) -> set[str]:
+    """The databases on the MySQL and the PostgreSQL server whose names end in ``_<tag>``: a run's
+    random tag, so only that run's databases."""
     mysql = urlsplit(env_url("RETAILFLOW_MYSQL_URL"))
     conn = pymysql.connect(host=mysql.hostname, port=mysql.port or 3306, user=unquote(mysql.username or ""),
                            password=unquote(mysql.password or ""))
     try:
         with conn.cursor() as cur:
             cur.execute("show databases")
-            names = {r[0] for r in cur.fetchall()}
+            found = {r[0] for r in cur.fetchall()}
     finally:
         conn.close()
     with psycopg.connect(env_url("RETAILFLOW_WAREHOUSE_URL"), autocommit=True) as pg:
-        names |= {r[0] for r in pg.execute("select datname from pg_database").fetchall()}
-    return {n for n in names if BENCH_DATABASE.match(n)}
+        found |= {r[0] for r in pg.execute("select datname from pg_database").fetchall()}
+    return {name for name in found if name.endswith(f"_{tag}")}
 
 
-def run_bench(script: str, *args: str, timeout: float) -> dict[str, str]:
-    """The script's ``bench:`` lines as {name: value}; fails with its output if it exits non-zero."""
-    done = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=REPO, env=os.environ.copy(),
-                          capture_output=True, text=True, timeout=timeout)
+def run_bench(script: str, *args: str, timeout: float) -> tuple[dict[str, str], set[str]]:
+    """The script's ``bench:`` lines as {name: value}, and the names of the throwaway databases it
+    made; fails with its output if it exits non-zero."""
+    done = subprocess.run([sys.executable, "-c", LAUNCH, str(REPO / "tests"), str(BENCH / script), *args], cwd=REPO,
+                          env=os.environ.copy(), capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     found = dict(re.findall(r"^bench: (\S+) (.*?)(?:  # .*)?$", done.stdout, re.M))
-    return found
+    return found, set(re.findall(r"^throwaway database: (\S+)$", done.stderr, re.M))
+
+
+def run_tag(databases: set[str], kind: str, services: set[str]) -> str:
+    """The tag of the run's databases, having checked it named one per service, ``<service>_<kind>_<tag>``."""
+    tags = {name.rsplit("_", 1)[-1] for name in databases}
+    assert len(tags) == 1, f"not one run's databases: {databases}"
+    (tag,) = tags
+    assert databases == {f"{s}_{kind}_{tag}" for s in services}, databases
+    assert all(BENCH_DATABASE.match(name) for name in databases), databases
+    return tag
 
 
 def assert_numbers(found: dict[str, str], names: list[str]) -> None:
@@ -70,9 +104,8 @@ def assert_numbers(found: dict[str, str], names: list[str]) -> None:
 
 
 def test_bench_ingest_prints_its_figures_and_drops_its_databases():
-    before = benchmark_databases()
-    found = run_bench("bench_ingest.py", "--orders", "3000", "--customers", "300", "--products", "100",
-                      "--rounds", "1", "--no-dbt", timeout=300)
+    found, databases = run_bench("bench_ingest.py", "--orders", "3000", "--customers", "300", "--products", "100",
+                                 "--rounds", "1", "--no-dbt", timeout=300)
     assert_numbers(found, [
         "raw_pipe_rows_per_s", "ingest_full_rows_per_s", "ingest_vs_raw_pipe", "raw_pipe_airbyte_shape_rows_per_s",
         "ingest_vs_raw_pipe_airbyte_shape", "ingest_without_indexes_rows_per_s", "ingest_without_indexes_vs_raw_pipe",
@@ -80,15 +113,14 @@ def test_bench_ingest_prints_its_figures_and_drops_its_databases():
         "ingest_incremental_cli_wall_seconds", "ingest_cli_outside_sync_seconds", "ingest_incremental_cli_cpu_seconds",
     ])
     assert float(found["ingest_full_rows_per_s"]) > 0 and float(found["raw_pipe_rows_per_s"]) > 0
-    assert benchmark_databases() - before == set()
+    assert tagged(run_tag(databases, "test_bench", {"retail", "warehouse"})) == set(), "databases left behind"
 
 
 def test_bench_scale_runs_every_step_and_writes_its_csv(tmp_path):
     """Every step but the Airflow run, which the next test covers up to its start (a whole Airflow run
     here would take about 40 s more of the suite's budget)."""
-    before = benchmark_databases()
     table = tmp_path / "scale.csv"
-    found = run_bench("bench_scale.py", "--scales", "10k", "--no-airflow", "--csv", str(table), timeout=600)
+    found, databases = run_bench("bench_scale.py", "--scales", "10k", "--no-airflow", "--csv", str(table), timeout=600)
     steps = ["generator", "ingest_full", "ingest_incr", "dbt_build", "audit"]
     assert_numbers(found, [f"scale_10k_{s}_{m}" for s in steps for m in ("s", "rss_mb")]
                    + ["scale_10k_warehouse_mb", "scale_10k_incr_rows"])
@@ -100,7 +132,8 @@ def test_bench_scale_runs_every_step_and_writes_its_csv(tmp_path):
     empty = [k for k, v in rows[0].items() if v in ("", None) and not k.startswith("dag_")]
     assert not empty, f"empty columns in {table.name}: {empty}"
     assert float(rows[0]["dbt_build_s"]) == pytest.approx(float(found["scale_10k_dbt_build_s"]), abs=0.01)
-    assert benchmark_databases() - before == set()
+    assert tagged(run_tag(databases, "test_scale_10k", {"retail", "warehouse", "airflow"})) == set(), \
+        "databases left behind"
 
 
 def test_bench_scale_starts_airflow_on_the_dbt_project_its_manifest_was_parsed_from(tmp_path, monkeypatch):

@@ -79,6 +79,7 @@ def test_retail_pipeline_runs_its_steps_in_order(dagbag):
 def test_cosmos_renders_each_model_and_its_tests_from_the_manifest(dagbag):
     manifest = json.loads(Path(os.environ["RETAILFLOW_DBT_MANIFEST"]).read_text())
     models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    assert {"stg_retail__orders", "orders", "customers", "top_customers", "sales_by_region", "product_sales"} <= models
     dag = dagbag.dags["retail_pipeline"]
     for model in models:
         assert f"dbt.{model}.run" in dag.task_dict, model

@@ -74,7 +74,9 @@ def test_every_dashboard_reads_a_mart_table_through_its_datasets(superset_catalo
     standin, _, database = superset_catalog
     upstream = _upstream(standin)
     marts = f"retailflow_warehouse.{database}.marts."
-    for dashboard in standin.of_type("dashboard").values():
+    dashboards = standin.of_type("dashboard")
+    assert {d["displayName"] for d in dashboards.values()} == DASHBOARDS
+    for dashboard in dashboards.values():
         models = upstream.get(dashboard["fullyQualifiedName"], set())
         assert models and all(".model." in m for m in models), dashboard["displayName"]
         tables = set().union(*(upstream.get(m, set()) for m in models))

@@ -3,7 +3,8 @@
 With the real upstream charts in charts/retailflow/charts/ this reads every Role and binding of the
 full render (test ids `[full-render]`). With the stand-ins (CI) the upstream charts render nothing,
 so it checks this repository's own RBAC plus the values the umbrella hands the upstream charts that
-decide theirs (test ids `[stand-ins]`).
+decide theirs (test ids `[stand-ins]`). What only the real charts render (their pods, Roles and
+bindings) is checked by tests of its own (``FULL_RENDER``), reported as skipped with the stand-ins.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ SEPARATE_NAMESPACE_ONLY = {"retailflow-airbyte-auth-copy"}
 AIRBYTE_ADMIN_PODS = {"retailflow-server", "retailflow-worker", "retailflow-workload-launcher",
                       "retailflow-cron", "retailflow-workload-api-server"}
 MODE = "full-render" if {"airbyte", "airflow", "openmetadata"} <= set(REAL_SUBCHARTS) else "stand-ins"
+#: the checks of what only the real upstream charts render (their Roles, bindings and pods)
+FULL_RENDER = pytest.mark.skipif(MODE != "full-render",
+                                 reason="needs the real upstream charts in charts/retailflow/charts/ (airbyte, airflow, openmetadata)")
 
 
 def _matches(values: list[str], wanted: str) -> bool:
@@ -110,9 +114,13 @@ class TestServiceAccounts:
         for account, resources in sorted(found.items()):
             print(f"  {account}: " + "; ".join(f"{r}: {', '.join(sorted(v))}" for r, v in sorted(resources.items())))
         assert not violations(found), "\n".join(violations(found))
-        if mode == "full-render":
-            expected = set(ALLOWLIST) - (SEPARATE_NAMESPACE_ONLY if variant == "defaults" else set())
-            assert set(found) == expected, f"allowlist entries no longer needed: {expected - set(found)}"
+
+    @FULL_RENDER
+    @pytest.mark.parametrize("variant", ["defaults", "airbyte-namespace"])
+    def test_every_allowlist_entry_is_still_needed(self, variant):
+        found = grants(render(values=VARIANTS[variant]).docs)
+        expected = set(ALLOWLIST) - (SEPARATE_NAMESPACE_ONLY if variant == "defaults" else set())
+        assert set(found) == expected, f"allowlist entries no longer needed: {expected - set(found)}"
 
     @pytest.mark.parametrize("mode", [MODE])
     def test_only_airbyte_components_that_call_the_api_run_as_airbyte_admin(self, rendered, values, mode):
@@ -121,21 +129,23 @@ class TestServiceAccounts:
         assert jobs_account != "airbyte-admin", "Airbyte's connector pods and Temporal run as airbyte-admin"
         account = rendered.get("ServiceAccount", jobs_account)
         assert account["automountServiceAccountToken"] is False, f"{jobs_account} mounts a token"
-        if mode == "full-render":
-            runs_as_admin = {name for name, sa in pod_accounts(rendered.docs).items() if sa == "airbyte-admin"}
-            assert runs_as_admin <= AIRBYTE_ADMIN_PODS, runs_as_admin - AIRBYTE_ADMIN_PODS
-            (env,) = [d for d in rendered.upstream if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "retailflow-airbyte-env"]
-            assert env["data"]["JOB_KUBE_SERVICEACCOUNT"] == jobs_account, "connector pods run as airbyte-admin"
-            assert rendered.get("Deployment", "retailflow-temporal")["spec"]["template"]["spec"]["serviceAccountName"] == jobs_account
-            assert rendered.get("Pod", "retailflow-bootloader")["spec"]["serviceAccountName"] == "retailflow-airbyte-bootloader"
-        else:
-            admins = {k for k, v in airbyte.items() if isinstance(v, dict) and v.get("serviceAccountName") == "airbyte-admin"}
-            assert admins == {"server", "worker", "workloadLauncher", "cron", "workloadApiServer"}
+        admins = {k for k, v in airbyte.items() if isinstance(v, dict) and v.get("serviceAccountName") == "airbyte-admin"}
+        assert admins == {"server", "worker", "workloadLauncher", "cron", "workloadApiServer"}
         # Airbyte's chart makes its ServiceAccount as a pre-install hook only: ours are made here
         assert airbyte["serviceAccount"]["create"] is False
         for name in ("airbyte-admin", "retailflow-airbyte-jobs"):
             assert not (rendered.get("ServiceAccount", name)["metadata"].get("annotations") or {}).get("helm.sh/hook"), \
                 f"{name} is a hook: Helm would recreate it on every upgrade (new UID: running pods' tokens rejected)"
+
+    @FULL_RENDER
+    def test_in_the_real_render_only_those_components_run_as_airbyte_admin(self, rendered, values):
+        jobs_account = values["airbyte"]["global"]["serviceAccountName"]
+        runs_as_admin = {name for name, sa in pod_accounts(rendered.docs).items() if sa == "airbyte-admin"}
+        assert runs_as_admin <= AIRBYTE_ADMIN_PODS, runs_as_admin - AIRBYTE_ADMIN_PODS
+        (env,) = [d for d in rendered.upstream if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "retailflow-airbyte-env"]
+        assert env["data"]["JOB_KUBE_SERVICEACCOUNT"] == jobs_account, "connector pods run as airbyte-admin"
+        assert rendered.get("Deployment", "retailflow-temporal")["spec"]["template"]["spec"]["serviceAccountName"] == jobs_account
+        assert rendered.get("Pod", "retailflow-bootloader")["spec"]["serviceAccountName"] == "retailflow-airbyte-bootloader"
 
     @pytest.mark.parametrize("mode", [MODE])
     def test_openmetadata_and_airflow_get_no_pod_or_secret_role(self, rendered, values, mode):
@@ -146,12 +156,14 @@ class TestServiceAccounts:
         assert values["airflow"]["allowPodLaunching"] is False, \
             "airflow.allowPodLaunching: the scheduler and triggerer get create on pods and pods/exec"
         assert values["airflow"]["apiServer"]["allowPodLogReading"] is False, "airflow.apiServer.allowPodLogReading is on"
-        if mode == "full-render":
-            found = grants(rendered.docs)
-            for account in ("openmetadata", "openmetadata-ingestion", "retailflow-airflow-scheduler",
-                            "retailflow-airflow-triggerer", "retailflow-airflow-api-server"):
-                assert account not in found, (account, found.get(account))
-            assert "openmetadata-ingestion" not in rendered.names("ServiceAccount")
+
+    @FULL_RENDER
+    def test_in_the_real_render_openmetadata_and_airflow_have_no_secret_or_exec_grant(self, rendered):
+        found = grants(rendered.docs)
+        for account in ("openmetadata", "openmetadata-ingestion", "retailflow-airflow-scheduler",
+                        "retailflow-airflow-triggerer", "retailflow-airflow-api-server"):
+            assert account not in found, (account, found.get(account))
+        assert "openmetadata-ingestion" not in rendered.names("ServiceAccount")
 
 
 def test_the_checker_catches_a_wide_grant():

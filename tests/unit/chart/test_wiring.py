@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from support.helm_render import airflow_extra_env, notes, render
+from support.helm_render import REAL_SUBCHARTS, airflow_extra_env, notes, render
 
 
 def secrets(rendered) -> dict[str, dict]:
@@ -109,6 +109,21 @@ class TestOpenmetadataWiring:
     def test_search_engine_is_the_opensearch_subchart(self, values):
         assert values["openmetadata"]["openmetadata"]["config"]["elasticsearch"]["host"] == "opensearch-cluster-master"
         assert values["opensearch"]["singleNode"] is True and values["opensearch"]["replicas"] == 1
+
+    @pytest.mark.skipif("opensearch" not in REAL_SUBCHARTS,
+                        reason="needs the real upstream charts in charts/retailflow/charts/ (opensearch): "
+                               "the stand-in renders no Service")
+    def test_the_search_host_is_the_service_of_the_opensearch_pods(self, defaults, values):
+        """OpenMetadata's search host and port are a Service of the release, in front of OpenSearch's pods."""
+        search = values["openmetadata"]["openmetadata"]["config"]["elasticsearch"]
+        service = defaults.get("Service", search["host"])
+        (port,) = [p for p in service["spec"]["ports"] if p["port"] == search["port"]]
+        selector = service["spec"]["selector"].items()
+        selected = [d for d in defaults.of_kind("StatefulSet") if selector <= d["spec"]["template"]["metadata"]["labels"].items()]
+        assert [d["metadata"]["labels"]["app.kubernetes.io/name"] for d in selected] == ["opensearch"], selected
+        listening = {q.get(k) for c in selected[0]["spec"]["template"]["spec"]["containers"]
+                     for q in c.get("ports", []) for k in ("containerPort", "name")}
+        assert port.get("targetPort", port["port"]) in listening, (port, listening)
 
 
 class TestNotes:

@@ -6,14 +6,19 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 from retailflow_operator import airbyte_desired, airflow_variables, catalog, hashing, naming, validation
 from retailflow_operator.cron import quartz_cron
 from retailflow_operator.errors import SpecError
 from retailflow_operator.spec_model import DEFAULTS, parse
 
 KEY = b"operator-held-key-of-32-bytes!!!"
+#: the umbrella chart's values: the Services' ports, the Airflow connections it defines
+CHART_VALUES = Path(__file__).resolve().parents[3] / "charts" / "retailflow" / "values.yaml"
 
 #: stream -> primary key, as the catalog (generator/retailflow_generator/catalog.json) lists them
 PROJECT_STREAMS = {name: pk for name, (pk, _cursor) in catalog.SOURCE_TABLES.items()}
@@ -299,17 +304,27 @@ def test_parse_applies_every_default_of_the_crd():
         assert base.count(default) > changed.count(default) and sentinel in changed, path
 
 
-def test_defaults_the_catalog_owns_reach_the_model(example):
-    """The ports and Airflow names of the catalog are the CRD's defaults (make crd), hence the model's."""
+def test_left_out_ports_and_airflow_names_are_the_ones_the_chart_serves(example):
+    """A RetailPipeline that leaves them out reaches MySQL on 3306 and PostgreSQL on 5432 (the ports of
+    the chart's Services, global.retailflow.*.port), writes variables prefixed ``retailflow_`` (the
+    prefix the chart's own RetailPipeline uses) and names the connections the chart's Airflow defines
+    (``AIRFLOW_CONN_<ID>`` in airflow.extraEnv)."""
     spec = example["spec"]
     for section in ("mysql", "warehouse"):
         spec[section].pop("port", None)
     spec["airflow"].pop("variablePrefix", None)
     spec["airflow"].pop("connectionIds", None)
     model = parse(spec)
-    assert (model.mysql.port, model.warehouse.port) == (catalog.PORTS["mysql"], catalog.PORTS["postgresql"])
-    assert model.airflow.variable_prefix == catalog.DEFAULT_VARIABLE_PREFIX
-    assert dataclasses.asdict(model.airflow.connection_ids) == catalog.DEFAULT_CONNECTION_IDS
+    chart = yaml.safe_load(CHART_VALUES.read_text())
+    served = chart["global"]["retailflow"]
+    assert (model.mysql.port, model.warehouse.port) == (3306, 5432)
+    assert (served["mysql"]["port"], served["postgresql"]["port"]) == (3306, 5432)
+    assert model.airflow.variable_prefix == "retailflow_" == chart["pipeline"]["spec"]["airflow"]["variablePrefix"]
+    ids = dataclasses.asdict(model.airflow.connection_ids)
+    assert ids == {"mysql": "retailflow_mysql", "warehouse": "retailflow_warehouse", "lake": "retailflow_lake",
+                   "airbyte": "retailflow_airbyte"}
+    defined = {name.lower() for name in re.findall(r"- name: AIRFLOW_CONN_(\w+)", chart["airflow"]["extraEnv"])}
+    assert set(ids.values()) <= defined, defined
 
 
 def test_variable_prefix_airflow_would_mask_is_refused(example):
