@@ -6,7 +6,10 @@ no Airbyte, OpenMetadata or OpenSearch; the run ingests with the local engine, g
 the pods' steady memory requests stay within 4 GiB), each on its own cluster.
 
 Needs a Docker engine and kind (and the internet for images and upstream charts); skipped with the
-reason otherwise. Takes 20-40 minutes. RETAILFLOW_E2E_KEEP=1 keeps the cluster afterwards.
+reason otherwise. Takes 20-40 minutes. Each run names its clusters ``retailflow-e2e-<tag>`` and
+``retailflow-e2e-<tag>-lite`` (a random tag: two runs on one Docker engine never delete each other's
+cluster), or ``$RETAILFLOW_E2E_CLUSTER`` and ``$RETAILFLOW_E2E_CLUSTER-lite`` when that is set.
+RETAILFLOW_E2E_KEEP=1 keeps the clusters afterwards (a warning names each; `kind get clusters` lists them).
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ import pathlib
 import shutil
 import subprocess
 import time
+import warnings
 
 import pytest
 import requests
 
+from support.databases import throwaway_tag
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
-CLUSTER = os.environ.get("RETAILFLOW_E2E_CLUSTER", "retailflow-e2e")
+#: this run's own cluster name (the lite profile's adds "-lite"): the one the user set, else a new one
+CLUSTER = os.environ.get("RETAILFLOW_E2E_CLUSTER") or f"retailflow-e2e-{throwaway_tag(8)}"
 NAMESPACE = "retailflow"
 RELEASE = "retailflow"
 
@@ -46,6 +53,11 @@ pytestmark = [
 
 PROFILES = ("full", "lite")
 LITE_STEADY_MI = 4 * 1024
+#: status.connectionCount of a Ready pipeline with the chart's spec: full, MySQL and the store-locations
+#: CSV (storeLocations.s3Key) each to the warehouse and the lake; lite, engine direct, no Airbyte at all
+CONNECTIONS = {"full": 4, "lite": 0}
+#: the audit's checks (retailflow_pipeline.audit.compare), each MySQL against the marts
+AUDIT_CHECKS = {"orders rows", "order_items rows", "customers rows", "products rows", "revenue"}
 
 
 def cluster_name(profile: str) -> str:
@@ -79,7 +91,10 @@ def cluster(profile):
         make_up(kind_cluster, profile)
         yield kind_cluster
     finally:
-        if not os.environ.get("RETAILFLOW_E2E_KEEP"):
+        if os.environ.get("RETAILFLOW_E2E_KEEP"):
+            warnings.warn(f"kind cluster {kind_cluster.name} kept (RETAILFLOW_E2E_KEEP): "
+                          f"`kind delete cluster --name {kind_cluster.name}` removes it", stacklevel=1)
+        else:
             kind_cluster.delete()
 
 
@@ -109,7 +124,7 @@ def test_default_pipeline_is_ready(cluster, profile):
         assert body["spec"]["airbyte"]["workspaceId"]
     else:
         assert body["spec"]["engine"] == "direct" and "airbyte" not in body["spec"]
-        assert body["status"]["connectionCount"] == 0
+    assert body["status"]["connectionCount"] == CONNECTIONS[profile]
 
 
 def test_lite_installs_no_airbyte_openmetadata_or_opensearch_within_its_budget(cluster, profile):
@@ -141,7 +156,7 @@ def test_an_applied_pipeline_becomes_ready(cluster, profile, tmp_path):
     path.write_text(json.dumps(manifest))
     cluster.kubectl("apply", "-f", str(path))
     body = wait_ready(cluster, "retail-e2e", 900)
-    assert body["status"]["connectionCount"] >= (1 if profile == "full" else 0)
+    assert body["status"]["connectionCount"] == CONNECTIONS[profile]
 
 
 def test_superset_health_through_port_forward(cluster):
@@ -194,19 +209,48 @@ def test_retail_pipeline_run_fills_the_marts_and_passes_the_audit(cluster, profi
         if profile == "lite":
             # the local engine ingested, in an Airflow task; without OpenMetadata, governance skipped
             assert states["ingestion.direct"] == "success" and states["governance"] == "skipped"
+        else:
+            # Airbyte ingested: one sync triggered and awaited per connection (syncTrigger: airflow),
+            # and the local engine's task skipped
+            assert states["ingestion.direct"] == "skipped" and states["ingestion.airbyte_syncs"] == "success"
+            for mapped in ("ingestion.trigger_sync", "ingestion.wait_for_sync"):
+                runs = [t["state"] for t in tis if t["task_id"] == mapped]
+                assert runs == ["success"] * CONNECTIONS[profile], (mapped, runs)
         report = api.get(f"{base}/api/v2/dags/retail_pipeline/dagRuns/{run_id}/taskInstances/audit/xcomEntries/"
                          "return_value", params={"deserialize": "true"}, timeout=30).json()["value"]
         report = json.loads(report) if isinstance(report, str) else report
-        assert report["ok"] is True and all(c["ok"] for c in report["checks"])
+        assert {c["name"] for c in report["checks"]} == AUDIT_CHECKS, report["checks"]
+        assert report["ok"] is True and all(c["ok"] for c in report["checks"]), report["checks"]
     user = secret_value(cluster, "retailflow-postgresql", "warehouse-username")
     rows = cluster.kubectl("-n", NAMESPACE, "exec", f"statefulset/{RELEASE}-postgresql", "--", "psql", "-U", user,
                            "-d", "warehouse", "-qAtc", "select count(*) from marts.orders")
     assert int(rows.strip()) > 0
 
 
+#: the controllers of the release's long-running pods (not Jobs' hooks, Airbyte's or Airflow's task pods)
+SERVING = {"ReplicaSet", "StatefulSet", "DaemonSet"}
+
+
+def serving_pods(cluster) -> tuple[list[str], list[str]]:
+    """The names of the pods that Deployments, StatefulSets and DaemonSets run: (Ready, not Ready or
+    terminating, with their phase)."""
+    ready, waiting = [], []
+    for pod in kubectl_json(cluster, "get", "pods")["items"]:
+        if not any(o["kind"] in SERVING for o in pod["metadata"].get("ownerReferences", [])):
+            continue
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        if conditions.get("Ready") == "True" and not pod["metadata"].get("deletionTimestamp"):
+            ready.append(pod["metadata"]["name"])
+        else:
+            waiting.append(f"{pod['metadata']['name']} ({pod['status'].get('phase')})")
+    return ready, waiting
+
+
 def test_helm_upgrade_without_change_completes(cluster, profile):
     """`make up` again on the installed release: the same `helm upgrade --install --wait`, now an
-    upgrade; its pre-upgrade and post-upgrade hooks rerun and every pod stays Ready."""
+    upgrade; its pre-upgrade and post-upgrade hooks rerun, and afterwards the default pipeline and
+    every pod of the release's Deployments, StatefulSets and DaemonSets are Ready (checked after the
+    upgrade, not throughout it)."""
     env = {**os.environ, "KIND_CLUSTER": cluster.name, "KUBECONFIG": str(cluster.kubeconfig_path.resolve()),
            "NAMESPACE": NAMESPACE, "RELEASE": RELEASE}
     before = json.loads(subprocess.run(
@@ -218,3 +262,10 @@ def test_helm_upgrade_without_change_completes(cluster, profile):
         env=env, capture_output=True, text=True, check=True).stdout)
     assert status["version"] == before + 1 and status["info"]["status"] == "deployed"
     assert wait_ready(cluster, "retail", 600)["status"]["phase"] == "Ready"
+    deadline = time.monotonic() + 300  # a pod the upgrade replaced may still be starting or terminating
+    ready, waiting = serving_pods(cluster)
+    while waiting:
+        assert time.monotonic() < deadline, f"not Ready 5 minutes after the upgrade: {waiting}"
+        time.sleep(10)
+        ready, waiting = serving_pods(cluster)
+    assert ready, "no pod of a Deployment, StatefulSet or DaemonSet in the namespace"

@@ -197,6 +197,7 @@ def test_ctrl_c_in_a_loop_always_exits_130_without_traceback_or_shadow_tables(da
     """Real SIGINTs at points spread over a `seed --truncate` process's life (what `make seed` runs)."""
     seed_in_process(database, *ARGS)
     args = [GENERATOR, "seed", *BIG[:5], "40000", *BIG[6:], "--mysql-url", database]
+    interrupted = []
     for delay in (0.0, 0.5, 0.9, 1.3, 1.7):  # seconds after the seed's first session on the database
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=as_foreground_job)
@@ -215,4 +216,7 @@ def test_ctrl_c_in_a_loop_always_exits_130_without_traceback_or_shadow_tables(da
         else:
             assert proc.returncode == 130 and "Traceback" not in err, (delay, proc.returncode, err)
             assert err.strip().splitlines()[-1].startswith("retailflow-generator seed: interrupted; ")
+            interrupted.append(delay)
         assert tables(database) == ["customers", "order_items", "orders", "products"], delay
+    # a seed that always finished before its Ctrl-C would leave the interrupted path above unchecked
+    assert interrupted, "every seed had finished before its Ctrl-C: none was interrupted"

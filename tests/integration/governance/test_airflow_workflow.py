@@ -3,9 +3,9 @@ the dashboards suite, see below).
 
 - Airflow: a real Airflow 3.3 API server (``support.airflow_server``, SQLite metadata) serving the
   repository's DAGs, serialized by ``airflow dags reserialize``; OpenMetadata's Airflow connector
-  reads them over the REST API (v2). Skipped, with the reason, while ``dags/retail_pipeline.py`` is
-  not in the checkout. ``RETAILFLOW_GOVERNANCE_DAGS_DIR`` and ``RETAILFLOW_AIRFLOW_BIN`` point it at
-  other DAG files and another Airflow environment.
+  reads them over the REST API (v2); without ``retail_pipeline`` among the DAGs there is nothing to
+  register, and the fixture fails. ``RETAILFLOW_GOVERNANCE_DAGS_DIR`` and ``RETAILFLOW_AIRFLOW_BIN``
+  point it at other DAG files and another Airflow environment.
 - Superset: the workflow needs a running Superset with RetailFlow's dashboards imported; starting one
   costs minutes, so it runs in the dashboards suite against that suite's Superset
   (``tests/integration/dashboards/test_governance_superset.py``, ``make test-dashboards``).
@@ -38,9 +38,6 @@ def _run(standin: OpenMetadataStandIn, env: dict, workflows: list[str]) -> dict:
 
 @pytest.fixture(scope="module")
 def airflow_catalog(metadata_bin):
-    if not (DAGS_DIR / "retail_pipeline.py").exists():
-        pytest.skip(f"{DAGS_DIR}/retail_pipeline.py is not in this checkout yet (the orchestration work): "
-                    "nothing to register")
     server = AirflowServer(username="admin").start()
     standin = OpenMetadataStandIn()
     url = standin.start()

@@ -254,8 +254,6 @@ def test_store_locations_csv_quarantines_bad_rows(mysql_url, warehouse_url, stor
 
 
 def test_committed_store_locations_file_loads_cleanly(mysql_url, warehouse_url):
-    if not STORES_CSV.exists():
-        pytest.skip(f"{STORES_CSV} is not written yet (retailflow-generator stores)")
     result = run(mysql_url, warehouse_url, streams=["store_locations"], stores_csv=STORES_CSV)
     lines = len(STORES_CSV.read_text().splitlines()) - 1
     assert (result.streams["store_locations"].inserted, result.streams["store_locations"].quarantined) == (lines, 0)
