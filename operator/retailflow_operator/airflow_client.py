@@ -84,16 +84,27 @@ class AirflowClient:
             return res
         raise AssertionError("unreachable")
 
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The answer's JSON object. An answer that is not one (a proxy's HTML page, say) is refused like
+        a 4xx, as the Airbyte client refuses one: phase Failed, and the drift timer tries again."""
+        try:
+            body = self._request(method, path, **kwargs).json()
+        except ValueError:
+            raise PeerError("Airflow", f"{method} {path}: the answer is not JSON", transient=False) from None
+        if not isinstance(body, dict):
+            raise PeerError("Airflow", f"{method} {path}: the answer is not a JSON object", transient=False)
+        return body
+
     def list_variables(self, prefix: str) -> dict[str, dict[str, Any]]:
         """Variables whose key starts with ``prefix``: key -> {"value", "description"}."""
         out: dict[str, dict[str, Any]] = {}
         offset = 0
         while True:
-            res = self._request(
+            res = self._json(
                 "GET",
                 "/variables",
                 params={"variable_key_prefix_pattern": prefix, "limit": PAGE, "offset": offset, "order_by": "key"},
-            ).json()
+            )
             page = list(res.get("variables") or [])
             for var in page:
                 if var["key"].startswith(prefix):
@@ -106,7 +117,7 @@ class AirflowClient:
         with _tokens_lock:
             lock = _write_locks.setdefault(self.base, threading.Lock())
         with lock:
-            self._check_bulk(self._request("PATCH", "/variables", json=body).json(), action)
+            self._check_bulk(self._json("PATCH", "/variables", json=body), action)
 
     def upsert_variables(self, entities: list[dict[str, str]]) -> None:
         if entities:
@@ -122,7 +133,7 @@ class AirflowClient:
 
     def get_variable(self, key: str) -> str | None:
         try:
-            return self._request("GET", f"/variables/{quote(key, safe='')}").json().get("value")
+            return self._json("GET", f"/variables/{quote(key, safe='')}").get("value")
         except PeerError as exc:
             if exc.status == 404:
                 return None

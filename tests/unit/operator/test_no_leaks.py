@@ -62,6 +62,49 @@ def test_airflow_error_bodies_never_reach_the_message(echoing_airflow):
     assert PASSWORD not in repr(client)
 
 
+@pytest.fixture
+def airflow_behind_a_proxy():
+    """A stand-in for an Airflow reached through a proxy that answers its API with a 200 HTML page
+    (a login or maintenance page), after a token answer that is fine."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._answer(b'{"access_token": "t"}' if self.path == "/auth/token" else b"<html>sign in</html>")
+
+        do_PATCH = do_POST
+
+        def do_GET(self):
+            self._answer(b"<html>sign in</html>")
+
+        def _answer(self, raw):
+            self.send_response(200 if raw.startswith(b"<") else 201)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_an_airflow_answer_that_is_not_json_is_refused_clearly(airflow_behind_a_proxy):
+    """Like the Airbyte client's: a PeerError naming the call, not retried as transient (the pipeline is
+    Failed with AirflowRejected and the drift timer tries again), rather than an unexpected error."""
+    client = AirflowClient(airflow_behind_a_proxy, "admin", PASSWORD, 5)
+    calls = [lambda: client.list_variables("retailflow_"), lambda: client.get_variable("retailflow_mysql"),
+             lambda: client.upsert_variables([{"key": "retailflow_mysql", "value": "{}", "description": "d"}])]
+    for call in calls:
+        with pytest.raises(PeerError) as err:
+            call()
+        assert "the answer is not JSON" in str(err.value) and not err.value.transient, err.value
+        assert PASSWORD not in str(err.value) and "sign in" not in str(err.value)
+
+
 def test_redaction_replaces_every_secret_value_but_not_names():
     secrets = {"mysql": {"username": "retail", "password": PASSWORD}, "airbyte": {"client_id": "cid",
                                                                                   "client_secret": "s3cr3t-value"}}
