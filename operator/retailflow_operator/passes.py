@@ -302,4 +302,10 @@ def run_delete_pass(namespace: str, name: str, uid: str, spec: PipelineSpec, sta
     airbyte = uses_airbyte(spec, status)
     secrets = kube.read_secrets(namespace, secret_refs(spec, airbyte), cfg.secret_label_pair)
     peers = peers_for(spec.airbyte if airbyte else None, spec.airflow, secrets, cfg.http_timeout_s)
-    return remove_owned(Pipeline(namespace, name, uid, spec, dict(status or {})), peers, cfg.resource_prefix)
+    try:
+        return remove_owned(Pipeline(namespace, name, uid, spec, dict(status or {})), peers, cfg.resource_prefix)
+    except PeerError as exc:  # its text reaches a Warning Event and kopf's log: a peer's answer may echo a value
+        message = trust.redact(str(exc), secrets)
+        if message == str(exc):
+            raise
+        raise PeerError(exc.peer, message.removeprefix(f"{exc.peer}: "), exc.transient, exc.status) from None

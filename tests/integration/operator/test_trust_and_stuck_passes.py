@@ -131,6 +131,24 @@ def test_no_secret_value_reaches_status_events_or_conditions(kube, airbyte, airf
     assert values and not [v for v in values if v in seen]
 
 
+def test_no_secret_value_reaches_the_events_of_a_deletion(kube, airbyte, airflow, operator_run, make_pipeline):
+    """The finalizer's errors reach Warning Events too (the cleanup waits, then gives up), and kopf's own
+    Events of the handler's failures: an Airbyte answer that echoes a password is redacted there."""
+    kube.apply_rp(make_pipeline())
+    kube.wait_rp(NS, "demo", is_ready, timeout=30)
+    values = secret_values(kube)
+    echo = f"$.password: {sorted(values)[0]} is not valid"
+    airbyte.fail_on("DELETE", "/connections", 503, detail=echo)  # retried: "cleanup waits"
+    airbyte.fail_on("DELETE", "/connections", 422, detail=echo)  # then refused: the cleanup gives up
+    kube.delete_rp(NS, "demo")
+    kube.wait_rp_gone(NS, "demo", timeout=30)
+    wait_for_event(kube, "CleanupFailed")
+    events = kube.events(NS)
+    assert {"AirbyteUnavailable", "CleanupFailed"} <= {e.get("reason") for e in events}
+    assert "<redacted>" in next(e["message"] for e in events if e.get("reason") == "CleanupFailed")
+    assert values and not [v for v in values if v in json.dumps(events)]
+
+
 def test_without_a_reachable_cluster_the_operator_says_so_in_one_line_and_exits(tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
