@@ -19,6 +19,13 @@ _tokens_lock = threading.Lock()
 _write_locks: dict[str, threading.Lock] = {}
 
 
+def _redirect_hint(res: requests.Response) -> str:
+    """Redirects are not followed: they would take the credentials (or the token) to another host."""
+    if not res.is_redirect:
+        return ""
+    return " (a redirect, not followed: the Airflow URL must be the API server's own address)"
+
+
 class AirflowClient:
     """Bearer token from ``POST /auth/token``, then the variables endpoints; one bulk call per write."""
 
@@ -43,6 +50,7 @@ class AirflowClient:
                 f"{self.base}/auth/token",
                 json={"username": self.username, "password": self._password},
                 timeout=self.timeout,
+                allow_redirects=False,  # a redirect would carry the password to a host nobody allowed
             )
         except requests.RequestException as exc:
             raise PeerError("Airflow", f"token: {exc.__class__.__name__}", transient=True) from None
@@ -50,7 +58,7 @@ class AirflowClient:
             transient = res.status_code >= 500 or res.status_code == 429
             raise PeerError(
                 "Airflow",
-                f"token: HTTP {res.status_code} (check the user name and password in the Airflow credentials Secret)"
+                f"token: HTTP {res.status_code}{_redirect_hint(res) or ' (check the user name and password in the Airflow credentials Secret)'}"
                 if not transient
                 else f"token: HTTP {res.status_code}",
                 transient=transient,
@@ -71,7 +79,8 @@ class AirflowClient:
             headers = {"Authorization": f"Bearer {self._token(refresh=attempt > 0)}"}
             try:
                 res = self.http.request(
-                    method, f"{self.base}/api/v2{path}", headers=headers, timeout=self.timeout, **kwargs
+                    method, f"{self.base}/api/v2{path}", headers=headers, timeout=self.timeout, allow_redirects=False,
+                    **kwargs,
                 )
             except requests.RequestException as exc:
                 raise PeerError("Airflow", f"{method} {path}: {exc.__class__.__name__}", transient=True) from None
@@ -80,7 +89,8 @@ class AirflowClient:
             if res.status_code >= 300:
                 transient = res.status_code >= 500 or res.status_code == 429
                 # Never the body: Airflow's validation errors echo the request, which may hold a value.
-                raise PeerError("Airflow", f"{method} {path}: HTTP {res.status_code}", transient, res.status_code)
+                raise PeerError("Airflow", f"{method} {path}: HTTP {res.status_code}{_redirect_hint(res)}", transient,
+                                res.status_code)
             return res
         raise AssertionError("unreachable")
 

@@ -105,6 +105,49 @@ def test_an_airflow_answer_that_is_not_json_is_refused_clearly(airflow_behind_a_
         assert PASSWORD not in str(err.value) and "sign in" not in str(err.value)
 
 
+def test_the_airflow_client_sends_no_credentials_after_a_redirect():
+    """An Airflow URL that redirects (a proxy, an http to https hop) would take the password, or the
+    token, to a host the operator's allowed hosts never named: the client stops at the redirect."""
+    received = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+            self.send_response(201)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_address[1]}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    redirecting = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=redirecting.serve_forever, daemon=True).start()
+    try:
+        client = AirflowClient(f"http://127.0.0.1:{redirecting.server_address[1]}", "admin", PASSWORD, 5)
+        with pytest.raises(PeerError) as err:
+            client.list_variables("retailflow_")
+        assert "HTTP 307" in str(err.value) and "redirect" in str(err.value) and not err.value.transient
+        assert received == []
+    finally:
+        redirecting.shutdown()
+        elsewhere.shutdown()
+
+
 def test_redaction_replaces_every_secret_value_but_not_names():
     secrets = {"mysql": {"username": "retail", "password": PASSWORD}, "airbyte": {"client_id": "cid",
                                                                                   "client_secret": "s3cr3t-value"}}
