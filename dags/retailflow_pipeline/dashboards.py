@@ -32,7 +32,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -58,8 +58,8 @@ class RefreshError(RuntimeError):
 class SupersetSettings:
     superset_url: str
     username: str
-    password: str
-    warehouse_url: str
+    password: str = field(repr=False)  # a repr lands in task logs and tracebacks
+    warehouse_url: str = field(repr=False)  # holds the warehouse user's password
     bundle_dir: Path
     #: seconds to wait for Superset's /health before giving up (it may still be starting)
     wait_seconds: float = 60.0

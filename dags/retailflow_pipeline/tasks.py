@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from retailflow_pipeline import connections, paths
 from retailflow_pipeline.catalog import DEFAULT_PREFIX, STORE_LOCATIONS_STREAM
@@ -151,8 +152,38 @@ def airbyte_waits(settings: Mapping[str, Any], job_ids: list[int | str]) -> list
 # ------------------------------------------------------------------- dashboards and governance
 
 
+#: endings of the environment variables whose values are secrets (``RETAILFLOW_*``); a ``*_URL`` may
+#: carry a password
+SECRET_ENV_ENDINGS = ("_PASSWORD", "_TOKEN", "_SECRET", "_SECRET_KEY")
+
+
+def mask_environment_secrets(env: Mapping[str, str]) -> None:
+    """Hand the secrets a step reads from the environment to Airflow's log masker, so that a task log
+    (a peer's answer, a workflow's output) shows ``***`` instead. Airflow masks what it gives out itself
+    (connections' passwords, sensitive variables), not what a task reads from its own environment."""
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # outside Airflow (make governance, make dashboards): no task log
+        return
+    for name, value in env.items():
+        if not name.startswith("RETAILFLOW_") or not value:
+            continue
+        if name.endswith(SECRET_ENV_ENDINGS):
+            mask_secret(value)
+        elif name.endswith("_URL"):
+            try:
+                password = urlsplit(value).password
+            except ValueError:
+                continue
+            if password:
+                mask_secret(password)
+                mask_secret(unquote(password))
+
+
 def optional_step(step: Callable[[Mapping[str, str]], dict[str, Any]], env: Mapping[str, str]) -> dict[str, Any]:
-    """Run ``step(env)``; ``StepSkipped`` when it raises ``NotConfigured`` (its peer is not set up here)."""
+    """Run ``step(env)``; ``StepSkipped`` when it raises ``NotConfigured`` (its peer is not set up here).
+    The secrets it reads from ``env`` are masked in the task's log first."""
+    mask_environment_secrets(env)
     try:
         return step(env)
     except NotConfigured as exc:

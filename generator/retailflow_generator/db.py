@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -29,7 +29,7 @@ class MySQLTarget:
     host: str
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)  # a repr lands in tracebacks and logs
     database: str
 
     @classmethod

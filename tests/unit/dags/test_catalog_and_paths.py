@@ -97,3 +97,22 @@ def test_without_a_home_the_paths_are_the_checkouts_from_any_working_directory(t
 def test_an_optional_step_without_its_peer_is_skipped_saying_why(step, reason):
     with pytest.raises(tasks.StepSkipped, match=reason):
         step({})
+
+
+def test_the_secrets_an_optional_step_reads_from_its_environment_are_masked_in_the_task_log():
+    """Governance and the dashboards' refresh read passwords and tokens from the environment, where
+    Airflow's log masker does not look; a peer's answer or a workflow's output quoting one would show
+    it in the task log. The step registers them first: the log shows ``***`` instead."""
+    from airflow.sdk._shared.secrets_masker import redact
+
+    env = {"RETAILFLOW_OPENMETADATA_TOKEN": "om-token-2f7c9e", "RETAILFLOW_SUPERSET_PASSWORD": "superset-pw-5d1a",
+           "RETAILFLOW_WAREHOUSE_URL": "postgresql://warehouse:wh%40pw-91xq@db:5432/warehouse",
+           "RETAILFLOW_SUPERSET_URL": "http://superset:8088"}
+
+    def step(env):
+        return {"output": "token om-token-2f7c9e, password superset-pw-5d1a, wh@pw-91xq and wh%40pw-91xq"
+                          " at http://superset:8088"}
+
+    logged = redact(tasks.optional_step(step, env)["output"])
+    assert [s for s in ("om-token-2f7c9e", "superset-pw-5d1a", "wh@pw-91xq", "wh%40pw-91xq") if s in logged] == []
+    assert logged.count("***") == 4 and "http://superset:8088" in logged  # only the secrets
