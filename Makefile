@@ -189,7 +189,7 @@ openmetadata-env: uv ## Create OpenMetadata's ingestion environment (.tools/open
 .PHONY: governance
 governance: export RETAILFLOW_OPENMETADATA_URL := $(or $(OM_URL),$(RETAILFLOW_OPENMETADATA_URL))
 governance: export RETAILFLOW_OPENMETADATA_TOKEN := $(or $(OM_TOKEN),$(RETAILFLOW_OPENMETADATA_TOKEN))
-governance: openmetadata-env ## Register RetailFlow in a real OpenMetadata: make governance OM_URL=http://host:8585 OM_TOKEN=<bot JWT>.
+governance: openmetadata-env ## Register RetailFlow in a real OpenMetadata: export OM_TOKEN=<bot JWT> (or RETAILFLOW_OPENMETADATA_TOKEN in .env.local), then make governance OM_URL=http://host:8585.
 	$(WITH_ENV) $(UV) run --quiet --project dags python -m retailflow_pipeline.governance $(OM_WORKFLOWS)
 
 .PHONY: governance-check

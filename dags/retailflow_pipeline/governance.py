@@ -356,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if all(r == "ok" for r in results.values()) else 1
         summary = run(os.environ, names)
     except NotConfigured as exc:
-        print(f"governance: {exc} (set OM_URL=… OM_TOKEN=… with make governance)", file=sys.stderr)
+        print(f"governance: {exc} (make governance OM_URL=…, with OM_TOKEN exported or RETAILFLOW_OPENMETADATA_TOKEN in .env.local)", file=sys.stderr)
         return 2
     except (WorkflowFailed, FileNotFoundError, ValueError) as exc:
         print(f"governance: {exc}", file=sys.stderr)

@@ -90,10 +90,13 @@ def read_secrets(namespace: str, refs: list[SecretRef], label: tuple[str, str] |
                 cache[ref.name] = secret.data or {}
             except ApiException as exc:
                 if exc.status == 404:
-                    literals = " ".join(f"--from-literal={k}=..." for k in ref.keys.values())
+                    keys = ", ".join(f"{k}=..." for k in ref.keys.values())
+                    then = f", then label it {label[0]}={label[1]}" if label else ""
                     raise SpecError(
                         f"Secret {namespace}/{ref.name} (spec.{ref.role}.credentialsSecretRef) not found; "
-                        f"create it: kubectl -n {namespace} create secret generic {ref.name} {literals}",
+                        f"create it: kubectl -n {namespace} create secret generic {ref.name} --from-env-file=/dev/stdin"
+                        f" with the lines {keys} on its standard input (not --from-literal: a command line shows"
+                        f" in ps){then}",
                         reason="SecretNotFound",
                     ) from None
                 raise PeerError("Kubernetes", f"read Secret {ref.name}: HTTP {exc.status}", transient=True) from exc

@@ -148,6 +148,9 @@ def test_missing_secret_fails_with_the_fix_then_heals(kube, airbyte, airflow, op
     message = condition(obj, "Ready")["message"]
     assert condition(obj, "Ready")["reason"] == "SecretNotFound"
     assert f"Secret {NS}/warehouse-late" in message and "kubectl" in message
+    # the fix it gives keeps the values off kubectl's command line, and names the keys and the label
+    assert "--from-env-file=/dev/stdin" in message and "--from-literal=" not in message, message
+    assert "username=..., password=..." in message and "retailflow.io/credentials=true" in message, message
     assert airbyte.writes == []
 
     kube.create_secret(NS, "warehouse-late", {"username": "warehouse", "password": "late-password"}, CREDENTIALS_LABEL)
