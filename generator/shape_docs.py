@@ -52,8 +52,13 @@ def main() -> int:
     try:
         with admin.cursor() as cur:
             cur.execute(f"create database `{name}`")
-        code = cli.main(["seed", "--customers", args.customers, "--products", args.products,
-                         "--orders", args.orders, "--seed", args.seed, "--mysql-url", url])
+        # the URL (with its password) goes through the environment: the generator refuses one in --mysql-url
+        os.environ["RETAILFLOW_MYSQL_URL"] = url
+        try:
+            code = cli.main(["seed", "--customers", args.customers, "--products", args.products,
+                             "--orders", args.orders, "--seed", args.seed])
+        finally:
+            os.environ["RETAILFLOW_MYSQL_URL"] = server
         if code:
             return code
         shape = measure(MySQLTarget.from_url(url))

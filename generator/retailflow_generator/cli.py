@@ -8,6 +8,7 @@ import signal
 import sys
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .catalog import PORTS
 from .db import GeneratorError, MySQLTarget, UsageError, env_url
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deterministic retail data for RetailFlow: a MySQL orders database and a store-locations CSV.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    url_help = "mysql://USER:PASSWORD@HOST:PORT/DATABASE (default: $RETAILFLOW_MYSQL_URL)"
+    url_help = ("mysql://USER@HOST:PORT/DATABASE without a password (default and the only way to pass one:"
+                " $RETAILFLOW_MYSQL_URL; a password in an argument shows in the process list)")
 
     seed = sub.add_parser("seed", help="bulk-load customers, products and orders over a date range")
     seed.add_argument("--customers", type=_count, required=True, help="customers to create")
@@ -181,6 +183,19 @@ def _stores(args: argparse.Namespace) -> str:
     return line
 
 
+def _no_password(option: str, url: str | None, env: str) -> None:
+    """Refuse a URL with a password on the command line (every local user reads argv in `ps`)."""
+    if not url:
+        return
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # unparseable: it may hold a password, so neither use nor echo it
+        raise UsageError(f"{option} is not a URL: mysql://USER@HOST:PORT/DATABASE") from None
+    if password:
+        raise UsageError(f"{option} carries a password, which every user can read in the process list;"
+                         f" set ${env} instead")
+
+
 #: exit codes (README): 0 done, 1 the database or the lake refused, 2 bad input, 130 interrupted
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -195,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     args.own_process = argv is None
     handler = {"seed": _seed, "live": _live, "shape": _shape, "stores": _stores}[args.command]
     try:
+        # before anything else: nothing is done with a password given where `ps` shows it
+        _no_password("--mysql-url", getattr(args, "mysql_url", None), "RETAILFLOW_MYSQL_URL")
         print(handler(args), flush=True)
     except GeneratorError as exc:
         print(f"retailflow-generator {args.command}: error: {exc}", file=sys.stderr)

@@ -163,8 +163,9 @@ def main() -> int:
         print(f"seeding {args.orders:,} orders into {my_db}", flush=True)
         subprocess.run([str(Path(sys.executable).with_name("retailflow-generator")), "seed", "--customers",
                         str(args.customers), "--products", str(args.products), "--orders", str(args.orders),
-                        "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "42", "--mysql-url", mysql_url],
-                       check=True, stdout=subprocess.DEVNULL)
+                        "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "42"],
+                       # the URL (with its password) through the environment, never argv (visible in `ps`)
+                       check=True, stdout=subprocess.DEVNULL, env={**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url})
         # the dbt project as `make airflow` leaves it: parsed for the run's warehouse (`make dbt-manifest`),
         # so that the first run's producer parses partially, as a user's first run does; in a copy, so
         # that the checkout's dbt/target stays the user's

@@ -47,9 +47,9 @@ def measure(label: str, customers: int, products: int, orders: int, mysql_base: 
         started = time.perf_counter()
         subprocess.run(
             [str(GENERATOR), "seed", "--customers", str(customers), "--products", str(products),
-             "--orders", str(orders), "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "1",
-             "--mysql-url", mysql_url],
-            check=True, stdout=subprocess.DEVNULL,
+             "--orders", str(orders), "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "1"],
+            # the URL (with its password) through the environment, never argv (visible in `ps`)
+            check=True, stdout=subprocess.DEVNULL, env={**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url},
         )
         ingest(mysql_url, pg_url, stores_csv=REPO_ROOT / "data" / "store_locations.csv")
         print(f"{label}: seeded and ingested {orders:,} orders in {time.perf_counter() - started:.1f} s", flush=True)

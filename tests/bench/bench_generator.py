@@ -73,11 +73,12 @@ def run_generator(url: str, order_lines: int) -> tuple[int, float, float, float,
         sys.executable, "-m", "retailflow_generator", "seed",
         "--customers", str(max(1000, orders // 20)), "--products", str(max(100, orders // 400)),
         "--orders", str(orders), "--start", "2023-01-01", "--end", "2025-12-31", "--seed", "7",
-        "--mysql-url", url,
     ]
+    # the URL (with its password) through the environment, never argv: every local user reads argv in `ps`
+    env = {**os.environ, "RETAILFLOW_MYSQL_URL": url}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
         # wait4: the resource usage of exactly this child (ru_maxrss in kilobytes on Linux)
         _pid, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started

@@ -147,11 +147,13 @@ def main() -> int:
 
 def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
     generator = shutil.which("retailflow-generator") or str(Path(sys.executable).parent / "retailflow-generator")
+    # the URL (with its password) through the environment, never argv: every local user reads argv in `ps`
+    generator_env = {**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url}
     t0 = time.monotonic()
     subprocess.run(
         [generator, "seed", "--customers", str(args.customers), "--products", str(args.products),
-         "--orders", str(args.orders), "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "7",
-         "--mysql-url", mysql_url], check=True)
+         "--orders", str(args.orders), "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "7"],
+        check=True, env=generator_env)
     conn = mysql_conn(mysql_url)
     with conn.cursor() as cur:
         counts = {}
@@ -238,7 +240,7 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
     incrementals, ok = [], True
     for tick in range(args.rounds + 1):
         subprocess.run([generator, "live", "--iterations", "1", "--interval", "1", "--rate", str(max(1, rows // 380)),
-                        "--seed", str(7 + tick), "--mysql-url", mysql_url], check=True)
+                        "--seed", str(7 + tick)], check=True, env=generator_env)
         settle()
         incremental = run(mysql_url, wh_url, stores_csv=None, streams=list(TABLES))
         written = sum(s.inserted + s.updated for s in incremental.streams.values())
@@ -254,7 +256,7 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
     walls, outside, cpus = [], [], []
     for tick in range(args.rounds + 1):
         subprocess.run([generator, "live", "--iterations", "1", "--interval", "1", "--rate", str(max(1, rows // 380)),
-                        "--seed", str(107 + tick), "--mysql-url", mysql_url], check=True)
+                        "--seed", str(107 + tick)], check=True, env=generator_env)
         settle()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()

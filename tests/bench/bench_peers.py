@@ -203,9 +203,11 @@ def main() -> int:
 
 def measure(args, mysql_url: str, warehouse_url: str, work: Path) -> int:
     print(f"load average before: {load_average()}", flush=True)
+    # the URL (with its password) through the environment, never argv: every local user reads argv in `ps`
+    generator_env = {**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url}
     subprocess.run([*generator_command(), "seed", "--customers", "50000", "--products", "2000", "--orders",
-                    str(args.orders), "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "7", "--mysql-url",
-                    mysql_url], check=True)
+                    str(args.orders), "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "7"], check=True,
+                   env=generator_env)
     counts = row_counts(mysql_url)
     rows = sum(counts.values())
     print(f"source: {counts} ({rows:,} rows)", flush=True)
@@ -281,8 +283,8 @@ def measure(args, mysql_url: str, warehouse_url: str, work: Path) -> int:
             cur.execute("select utc_timestamp(6)")
             tick_start = cur.fetchone()[0]
         subprocess.run([*generator_command(), "live", "--iterations", "1", "--interval", "1", "--rate",
-                        str(max(1, rows // 380)), "--seed", str(20 + tick), "--mysql-url", mysql_url], check=True,
-                       stdout=subprocess.DEVNULL)
+                        str(max(1, rows // 380)), "--seed", str(20 + tick)], check=True,
+                       stdout=subprocess.DEVNULL, env=generator_env)
         with conn.cursor() as cur:
             changed = 0
             for t in TABLES:

@@ -136,12 +136,13 @@ def measure_size(size: str, orders: int, work: Path, airflow: bool, save) -> dic
     row["orders"] = orders
     row["load_before"] = load_average()
     with throwaway_databases(f"scale_{size.lower()}", extra_pg=["airflow"]) as dbs:
+        # the URLs (with their passwords) reach every step through the environment, never argv (`ps`)
         env = {**os.environ, "RETAILFLOW_MYSQL_URL": dbs.mysql_url, "RETAILFLOW_WAREHOUSE_URL": dbs.warehouse_url}
         gen = generator_command()
         customers, products = seed_shape(orders)
         step = measured([*gen, "seed", "--customers", str(customers), "--products", str(products),
-                         "--orders", str(orders), "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "11",
-                         "--mysql-url", dbs.mysql_url], env=env)
+                         "--orders", str(orders), "--start", "2024-01-01", "--end", "2025-12-31", "--seed", "11"],
+                        env=env)
         row["generator_s"], row["generator_rss_mb"] = step.seconds, step.peak_rss_mb
         counts = row_counts(dbs.mysql_url)
         row["source_rows"], row["order_lines"] = sum(counts.values()), counts["order_items"]
@@ -159,7 +160,7 @@ def measure_size(size: str, orders: int, work: Path, airflow: bool, save) -> dic
         wanted = max(1, row["source_rows"] // 380)
         interval = -(-wanted // LIVE_MAX_RATE)
         measured([*gen, "live", "--iterations", "1", "--interval", str(interval), "--rate",
-                  str(-(-wanted // interval)), "--seed", "12", "--mysql-url", dbs.mysql_url], env=env, quiet=True)
+                  str(-(-wanted // interval)), "--seed", "12"], env=env, quiet=True)
         settle()
         step = measured([*ingest_command(), "--no-lake"], env=env)
         row["ingest_incr_s"], row["ingest_incr_rss_mb"] = step.seconds, step.peak_rss_mb

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -105,10 +105,10 @@ def drop_warehouse(pg_base: str, name: str) -> None:
 
 @dataclass(frozen=True)
 class Databases:
-    mysql_url: str
-    warehouse_url: str
-    #: further PostgreSQL databases asked for, by the name given
-    extra: dict[str, str]
+    mysql_url: str = field(repr=False)  # the URLs carry the servers' passwords
+    warehouse_url: str = field(repr=False)
+    #: further PostgreSQL databases asked for, by the name given (their URLs)
+    extra: dict[str, str] = field(repr=False)
 
 
 @contextmanager

@@ -126,8 +126,9 @@ def pipeline_dbs() -> Iterator[tuple[str, str]]:
     mysql_url, warehouse_url = _with_database(base_my, my_name), _with_database(base_pg, pg_name)
     saved = {k: os.environ.get(k) for k in ("AIRFLOW_CONN_RETAILFLOW_MYSQL", "AIRFLOW_CONN_RETAILFLOW_WAREHOUSE")}
     try:
-        subprocess.run([str(GENERATOR), "seed", *SEED_ARGS, "--mysql-url", mysql_url], check=True,
-                       stdout=subprocess.DEVNULL)
+        # the URL (with its password) through the environment: the generator refuses one in argv
+        subprocess.run([str(GENERATOR), "seed", *SEED_ARGS], check=True, stdout=subprocess.DEVNULL,
+                       env={**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url})
         os.environ["AIRFLOW_CONN_RETAILFLOW_MYSQL"] = mysql_url
         os.environ["AIRFLOW_CONN_RETAILFLOW_WAREHOUSE"] = warehouse_url
         yield mysql_url, warehouse_url

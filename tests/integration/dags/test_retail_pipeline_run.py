@@ -7,6 +7,7 @@ must stay green; a tampered mart must fail the audit, naming the table and both 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -65,7 +66,8 @@ def test_incremental_run_while_live_traffic_writes_stays_green(first_run, dagbag
     assert first_run.state == "success"
     before = mart_count(warehouse_url, "orders")
     live = subprocess.Popen([str(GENERATOR), "live", "--duration", "600", "--rate", "40", "--interval", "0.25",
-                             "--seed", "5", "--mysql-url", mysql_url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--seed", "5"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url})
     try:
         time.sleep(3)  # orders placed and statuses moved before the run starts, more during it
         assert live.poll() is None, live.stderr.read().decode()[-2000:]

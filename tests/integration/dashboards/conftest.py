@@ -204,9 +204,9 @@ def _build_warehouse(mysql_base: str, warehouse_url: str, mysql_db: str, log: Pa
     conn.close()
     mysql_url = with_database(mysql_base, mysql_db)
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    # the URLs carry passwords: through the environment, never argv (both commands refuse them there)
     run([UV, "run", "--quiet", "--project", "generator", "retailflow-generator", "seed", *SEED_ARGS,
-         "--truncate", "--mysql-url", mysql_url], env, log, "retailflow-generator seed")
-    # the URLs carry passwords: through the environment, never argv (retailflow-ingest refuses them there)
+         "--truncate"], {**env, "RETAILFLOW_MYSQL_URL": mysql_url}, log, "retailflow-generator seed")
     run([UV, "run", "--quiet", "--project", "dags", "retailflow-ingest", "--no-lake", "--full-refresh"],
         {**env, "RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url}, log, "retailflow-ingest")
     run([UV, "run", "--quiet", "--project", "dags", "python", "-m", "retailflow_pipeline.dbt", "build",

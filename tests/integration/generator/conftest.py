@@ -2,7 +2,10 @@
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pymysql
@@ -25,6 +28,21 @@ def _server_url() -> str:
 def url_for(database: str) -> str:
     parts = urlsplit(_server_url())
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, "", ""))
+
+
+def mysql_env(url: str) -> dict[str, str]:
+    """The environment of a generator subprocess aimed at ``url``: the URL, password and all, goes in
+    $RETAILFLOW_MYSQL_URL, never on its command line (which every local user reads in `ps`; the
+    generator refuses a password in --mysql-url)."""
+    return {**os.environ, "RETAILFLOW_MYSQL_URL": url}
+
+
+@contextmanager
+def mysql_url_set(url: str) -> Iterator[None]:
+    """The same for the generator run in this interpreter (``cli.main``): $RETAILFLOW_MYSQL_URL is ``url``
+    meanwhile."""
+    with mock.patch.dict(os.environ, {"RETAILFLOW_MYSQL_URL": url}):
+        yield
 
 
 def connect(url: str) -> pymysql.connections.Connection:

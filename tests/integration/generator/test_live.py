@@ -10,7 +10,7 @@ import termios
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import GENERATOR, rows, scalar
+from conftest import GENERATOR, mysql_env, rows, scalar
 
 pytestmark = pytest.mark.integration
 
@@ -27,9 +27,8 @@ def test_live_inserts_orders_and_advances_statuses(database):
     today = datetime.now(UTC).replace(tzinfo=None).date()
     subprocess.run(
         [GENERATOR, "seed", "--customers", "300", "--products", "50", "--orders", "3000",
-         "--start", str(today - timedelta(days=60)), "--end", str(today), "--seed", "5",
-         "--mysql-url", database],
-        check=True, capture_output=True, timeout=120,
+         "--start", str(today - timedelta(days=60)), "--end", str(today), "--seed", "5"],
+        check=True, capture_output=True, timeout=120, env=mysql_env(database),
     )
     before = {oid: (status, updated) for oid, status, updated in rows(database, "select order_id, status, updated_at from orders")}
     max_order = max(before)
@@ -41,8 +40,8 @@ def test_live_inserts_orders_and_advances_statuses(database):
         # no progress line however slow the 4 ticks are (an hour, the longest --report-every): stderr is
         # then empty unless live has something to say, such as a gap after the seeded history
         [GENERATOR, "live", "--iterations", "4", "--interval", "0.25", "--rate", "40", "--seed", "1",
-         "--report-every", "3600", "--mysql-url", database],
-        capture_output=True, text=True, timeout=120, check=False,
+         "--report-every", "3600"],
+        capture_output=True, text=True, timeout=120, check=False, env=mysql_env(database),
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("live: 4 ticks")
@@ -71,8 +70,8 @@ def test_live_inserts_orders_and_advances_statuses(database):
 
 
 def test_live_on_an_empty_database_asks_for_a_seed_first(database):
-    done = subprocess.run([GENERATOR, "live", "--iterations", "1", "--mysql-url", database],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run([GENERATOR, "live", "--iterations", "1"],
+                          capture_output=True, text=True, timeout=60, check=False, env=mysql_env(database))
     assert done.returncode == 1 and "run `retailflow-generator seed` first" in done.stderr
 
 
@@ -80,17 +79,16 @@ def _seed_small(database):
     today = datetime.now(UTC).replace(tzinfo=None).date()
     subprocess.run(
         [GENERATOR, "seed", "--customers", "100", "--products", "30", "--orders", "500",
-         "--start", str(today - timedelta(days=20)), "--mysql-url", database],
-        check=True, capture_output=True, timeout=120,
+         "--start", str(today - timedelta(days=20))],
+        check=True, capture_output=True, timeout=120, env=mysql_env(database),
     )
 
 
 def test_live_reports_progress_in_a_log(database):
     _seed_small(database)
     done = subprocess.run(
-        [GENERATOR, "live", "--duration", "3", "--interval", "0.25", "--rate", "8", "--report-every", "1",
-         "--mysql-url", database],
-        capture_output=True, text=True, timeout=120, check=False,
+        [GENERATOR, "live", "--duration", "3", "--interval", "0.25", "--rate", "8", "--report-every", "1"],
+        capture_output=True, text=True, timeout=120, check=False, env=mysql_env(database),
     )
     assert done.returncode == 0, done.stderr
     progress = [line for line in done.stderr.splitlines() if line.startswith("live: ")]
@@ -104,8 +102,8 @@ def test_live_shows_a_counter_on_a_terminal(database):
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # a 100-column terminal
     proc = subprocess.Popen(
-        [GENERATOR, "live", "--iterations", "6", "--interval", "0.2", "--rate", "5", "--mysql-url", database],
-        stdin=follower, stdout=subprocess.PIPE, stderr=follower, text=False,
+        [GENERATOR, "live", "--iterations", "6", "--interval", "0.2", "--rate", "5"],
+        stdin=follower, stdout=subprocess.PIPE, stderr=follower, text=False, env=mysql_env(database),
     )
     os.close(follower)
     screen = b""

@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import GENERATOR, rows, scalar
+from conftest import GENERATOR, mysql_env, rows, scalar
 from retailflow_generator.db import MySQLTarget
 from retailflow_generator.geography import REGIONS
 from retailflow_generator.profile import measure
@@ -31,9 +31,8 @@ def seeded(make_module_database):
     url = make_module_database()
     before = _utcnow()
     done = subprocess.run(
-        [GENERATOR, "seed", "--customers", "2500", "--products", "500", "--orders", "24000", "--seed", "21",
-         "--mysql-url", url],
-        capture_output=True, text=True, timeout=300, check=False,
+        [GENERATOR, "seed", "--customers", "2500", "--products", "500", "--orders", "24000", "--seed", "21"],
+        capture_output=True, text=True, timeout=300, check=False, env=mysql_env(url),
     )
     assert done.returncode == 0, done.stderr
     after = _utcnow()
@@ -138,8 +137,8 @@ def test_integrity_holds_at_a_tiny_scale_while_stores_open(database):
     """Few customers and a minimal catalogue, over the years the first stores opened."""
     done = subprocess.run(
         [GENERATOR, "seed", "--customers", "40", "--products", "12", "--orders", "3000", "--start", "2008-01-01",
-         "--end", "2011-12-31", "--seed", "4", "--mysql-url", database],
-        capture_output=True, text=True, timeout=300, check=False,
+         "--end", "2011-12-31", "--seed", "4"],
+        capture_output=True, text=True, timeout=300, check=False, env=mysql_env(database),
     )
     assert done.returncode == 0, done.stderr
     shape = measure(MySQLTarget.from_url(database))
@@ -158,7 +157,7 @@ def test_integrity_holds_at_a_tiny_scale_while_stores_open(database):
 
 def test_a_scale_that_cannot_hold_is_refused(database, capsys):
     code, _out, err = in_process(capsys, "seed", "--customers", "40", "--products", "8", "--orders", "100",
-                                 "--mysql-url", database)
+                                 url=database)
     assert code == 2
     assert "--products must be at least 12" in err and "Traceback" not in err
     assert scalar(database, "select count(*) from information_schema.tables where table_schema = database()") == 0
@@ -166,8 +165,8 @@ def test_a_scale_that_cannot_hold_is_refused(database, capsys):
 
 def test_the_shape_command_prints_the_readme_table(seeded):
     url, *_ = seeded
-    done = subprocess.run([GENERATOR, "shape", "--mysql-url", url], capture_output=True, text=True, timeout=120,
-                          check=False)
+    done = subprocess.run([GENERATOR, "shape"], capture_output=True, text=True, timeout=120, check=False,
+                          env=mysql_env(url))
     assert done.returncode == 0, done.stderr
     table = done.stdout.splitlines()
     assert table[:2] == ["| figure | measured |", "|---|---|"]
@@ -176,5 +175,5 @@ def test_the_shape_command_prints_the_readme_table(seeded):
 
 
 def test_the_shape_command_on_an_empty_database_is_a_clear_error(database, capsys):
-    code, _out, err = in_process(capsys, "shape", "--mysql-url", database)
+    code, _out, err = in_process(capsys, "shape", url=database)
     assert code == 1 and "error:" in err and "Traceback" not in err

@@ -1,10 +1,12 @@
 """`retailflow-generator seed` against the real MariaDB."""
 
+import os
 import subprocess
 from datetime import date, datetime
+from urllib.parse import unquote, urlsplit
 
 import pytest
-from conftest import GENERATOR, rows, scalar
+from conftest import GENERATOR, mysql_env, mysql_url_set, rows, scalar
 from retailflow_generator import cli
 from retailflow_generator import seed as seed_module
 from retailflow_generator.db import GeneratorError, MySQLTarget
@@ -17,8 +19,10 @@ ARGS = ["--customers", "400", "--products", "60", "--orders", "3000", "--start",
 TABLES = ("customers", "products", "orders", "order_items")
 
 
-def generator(*args, check=True):
-    done = subprocess.run([GENERATOR, *args], capture_output=True, text=True, timeout=120, check=False)
+def generator(*args, url, check=True):
+    """`retailflow-generator ARGS` in a subprocess, aimed at ``url`` through $RETAILFLOW_MYSQL_URL."""
+    done = subprocess.run([GENERATOR, *args], capture_output=True, text=True, timeout=120, check=False,
+                          env=mysql_env(url))
     if check:
         assert done.returncode == 0, done.stderr
     return done
@@ -26,14 +30,16 @@ def generator(*args, check=True):
 
 def seed_in_process(url, *args):
     """The same as `generator("seed", *args)`, without a new interpreter (faster; Faker pools cached)."""
-    assert cli.main(["seed", *args, "--mysql-url", url]) == 0
+    with mysql_url_set(url):
+        assert cli.main(["seed", *args]) == 0
 
 
-def in_process(capsys, *args):
-    """`retailflow-generator ARGS` in this interpreter: (exit code, stdout, stderr)."""
+def in_process(capsys, *args, url):
+    """`retailflow-generator ARGS` in this interpreter, aimed at ``url``: (exit code, stdout, stderr)."""
     capsys.readouterr()
     try:
-        code = cli.main(list(args))
+        with mysql_url_set(url):
+            code = cli.main(list(args))
     except SystemExit as exc:  # argparse's own refusals
         code = exc.code
     out, err = capsys.readouterr()
@@ -62,7 +68,7 @@ def orphans(url):
 
 
 def test_seed_creates_schema_and_consistent_rows(database):
-    done = generator("seed", *ARGS, "--mysql-url", database)
+    done = generator("seed", *ARGS, url=database)
     n = counts(database)
     assert n["customers"] == 400 and n["products"] == 60 and n["orders"] == 3000
     assert 6000 < n["order_items"] < 9000
@@ -95,7 +101,7 @@ def test_same_seed_same_database_contents(make_database):
 def test_non_empty_database_is_refused_and_left_alone(database, capsys):
     seed_in_process(database, *ARGS)
     before = checksums(database)
-    code, out, err = in_process(capsys, "seed", *ARGS, "--mysql-url", database)
+    code, out, err = in_process(capsys, "seed", *ARGS, url=database)
     assert code == 1
     assert "is not empty" in err and "--append" in err and "--truncate" in err
     assert "Traceback" not in err and out == ""
@@ -124,7 +130,7 @@ def test_append_continues_ids_and_keeps_existing_rows(database):
     before = counts(database)
     max_line = scalar(database, "select max(order_item_id) from order_items")
     generator("seed", "--customers", "20", "--products", "5", "--orders", "1000", "--start", "2025-07-01",
-              "--end", "2025-07-31", "--seed", "9", "--append", "--mysql-url", database)
+              "--end", "2025-07-31", "--seed", "9", "--append", url=database)
     after = counts(database)
     assert after["customers"] == before["customers"] + 20
     assert after["products"] == before["products"] + 5
@@ -167,26 +173,43 @@ def test_failure_mid_load_rolls_everything_back(database, monkeypatch, failing_s
 
 def test_orders_without_customers_are_refused(database, capsys):
     no_customers = ["--customers", "0", "--products", "5", "--orders", "10", "--start", "2025-01-01",
-                    "--end", "2025-01-31", "--mysql-url", database]
-    code, _out, err = in_process(capsys, "seed", *no_customers)
+                    "--end", "2025-01-31"]
+    code, _out, err = in_process(capsys, "seed", *no_customers, url=database)
     assert code == 2 and "orders need customers and products" in err
     assert scalar(database, "select count(*) from information_schema.tables where table_schema = database()") == 0, \
         "refused before the database is touched"
     # refused before --truncate replaces anything
     seed_in_process(database, *ARGS)
     before = checksums(database)
-    code, _out, err = in_process(capsys, "seed", *no_customers, "--truncate")
+    code, _out, err = in_process(capsys, "seed", *no_customers, "--truncate", url=database)
     assert code == 2 and "orders need customers and products" in err
     assert checksums(database) == before
     # with --append the database's own customers and products count
     code, _out, err = in_process(capsys, "seed", "--customers", "0", "--products", "0", "--orders", "10",
-                                 "--start", "2025-07-01", "--end", "2025-07-31", "--append", "--mysql-url", database)
+                                 "--start", "2025-07-01", "--end", "2025-07-31", "--append", url=database)
     assert code == 0, err
 
 
 def test_unknown_database_is_a_clear_error(database):
-    done = generator("seed", *ARGS, "--mysql-url", database + "_missing", check=False)
+    done = generator("seed", *ARGS, url=database + "_missing", check=False)
     assert done.returncode == 1 and "cannot connect" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_password_on_the_command_line_is_refused_and_nothing_done(database):
+    """argv is visible to every local user (`ps`): a password in --mysql-url is refused (exit 2, not
+    echoed) before anything connects, even where the URL would work; it comes only from the environment."""
+    password = urlsplit(database).password
+    if not password:
+        pytest.skip("$RETAILFLOW_MYSQL_URL has no password")
+    done = subprocess.run([GENERATOR, "seed", *ARGS, "--mysql-url", database], capture_output=True, text=True,
+                          timeout=120, check=False, env={**os.environ, "RETAILFLOW_MYSQL_URL": ""})
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("retailflow-generator seed: error: --mysql-url carries a password, which every user can"
+                           " read in the process list; set $RETAILFLOW_MYSQL_URL instead\n")
+    assert password not in done.stderr and unquote(password) not in done.stderr
+    assert scalar(database, "select count(*) from information_schema.tables where table_schema = database()") == 0
+    # the same URL in the environment works
+    assert generator("seed", *ARGS, url=database).returncode == 0
 
 
 def test_a_row_the_server_skips_fails_the_load(database, tmp_path):

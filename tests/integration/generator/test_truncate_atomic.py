@@ -1,7 +1,6 @@
 """`seed --truncate` is atomic from the user's view: killed, interrupted or failing, it leaves the
 previous rows as they were, says so truthfully, and leaves no file behind."""
 
-import os
 import signal
 import subprocess
 import threading
@@ -10,7 +9,7 @@ from datetime import date
 
 import pymysql
 import pytest
-from conftest import GENERATOR, connect, rows, scalar
+from conftest import GENERATOR, connect, mysql_env, rows, scalar
 from retailflow_generator import db as db_module
 from retailflow_generator import seed as seed_module
 from retailflow_generator.db import GeneratorError, MySQLTarget
@@ -40,8 +39,8 @@ def as_foreground_job() -> None:
 def start_big_truncate(url, tmp_path):
     """Start a big `seed --truncate` (TMPDIR pointed at an empty folder) and return it once rows are
     flowing into its shadow tables."""
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    proc = subprocess.Popen([GENERATOR, "seed", *BIG, "--mysql-url", url], stdout=subprocess.PIPE,
+    env = {**mysql_env(url), "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([GENERATOR, "seed", *BIG], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, preexec_fn=as_foreground_job)
     watcher = connect(url)
     try:
@@ -148,11 +147,12 @@ def test_ctrl_c_at_any_point_of_a_truncate_seed_exits_130_keeps_one_truth_and_no
             cur.execute("select table_name from information_schema.tables where table_schema = database()")
             return sorted(r[0] for r in cur.fetchall())
 
-    assert cli.main(["seed", *TINY, "--seed", "2", "--mysql-url", database]) == 0
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", database)  # the URL (and its password) is never an argument
+    assert cli.main(["seed", *TINY, "--seed", "2"]) == 0
     new = checksums(database)
-    assert cli.main(["seed", *TINY, "--seed", "1", "--truncate", "--mysql-url", database]) == 0
+    assert cli.main(["seed", *TINY, "--seed", "1", "--truncate"]) == 0
     old = checksums(database)
-    args = ["seed", *TINY, "--seed", "2", "--truncate", "--mysql-url", database]
+    args = ["seed", *TINY, "--seed", "2", "--truncate"]
     real_read = pymysql.connections.Connection._read_bytes
     fault = {"reads": 0, "at": 0}
 
@@ -185,7 +185,7 @@ def test_ctrl_c_at_any_point_of_a_truncate_seed_exits_130_keeps_one_truth_and_no
         outcomes.add(err.split("; ", 1)[1].split(" (")[0].strip())
         if checksums(database) == new:  # swapped: back to the old rows for the next point
             monkeypatch.setattr(pymysql.connections.Connection, "_read_bytes", real_read)
-            assert cli.main(["seed", *TINY, "--seed", "1", "--truncate", "--mysql-url", database]) == 0
+            assert cli.main(["seed", *TINY, "--seed", "1", "--truncate"]) == 0
             assert checksums(database) == old
             monkeypatch.setattr(pymysql.connections.Connection, "_read_bytes", read_then_interrupt)
     else:
@@ -196,11 +196,11 @@ def test_ctrl_c_at_any_point_of_a_truncate_seed_exits_130_keeps_one_truth_and_no
 def test_ctrl_c_in_a_loop_always_exits_130_without_traceback_or_shadow_tables(database, tmp_path):
     """Real SIGINTs at points spread over a `seed --truncate` process's life (what `make seed` runs)."""
     seed_in_process(database, *ARGS)
-    args = [GENERATOR, "seed", *BIG[:5], "40000", *BIG[6:], "--mysql-url", database]
+    args = [GENERATOR, "seed", *BIG[:5], "40000", *BIG[6:]]
     interrupted = []
     for delay in (0.0, 0.5, 0.9, 1.3, 1.7):  # seconds after the seed's first session on the database
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=as_foreground_job)
+                                env=mysql_env(database), preexec_fn=as_foreground_job)
         # counted from its work, not its start: the interpreter's start-up takes longer beside other suites,
         # and a Ctrl-C before the command line has its handler is Python's own traceback
         deadline = time.monotonic() + 60

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 def seed_and_build(mysql_url: str, warehouse_url: str, target) -> int:
     """Generated history plus one order without lines (all before the ingestion); returns that order's id."""
     generator("seed", "--customers", "300", "--products", "60", "--orders", "2000", "--start", "2024-01-01",
-              "--end", "2025-12-31", "--seed", "5", "--mysql-url", mysql_url)
+              "--end", "2025-12-31", "--seed", "5", mysql_url=mysql_url)
     conn = mysql_connect(mysql_url, init_command="set time_zone = '+00:00'")
     with conn, conn.cursor() as cur:
         cur.execute("select max(order_id) + 1, min(customer_id) from orders join customers using (customer_id)")

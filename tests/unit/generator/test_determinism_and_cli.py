@@ -152,9 +152,10 @@ def test_dates_default_to_two_years_up_to_today(monkeypatch):
         (["--iterations", "3", "--report-every", "-1"], "must be greater than zero"),
     ],
 )
-def test_live_refuses_bad_numbers_with_exit_code_2(argv, message, capsys):
+def test_live_refuses_bad_numbers_with_exit_code_2(argv, message, capsys, monkeypatch):
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", "mysql://u:p@127.0.0.1:1/x")
     try:
-        code = cli.main(["live", *argv, "--mysql-url", "mysql://u:p@127.0.0.1:1/x"])
+        code = cli.main(["live", *argv])
     except SystemExit as exc:
         code = exc.code
     err = capsys.readouterr().err
@@ -179,9 +180,10 @@ def test_live_needs_a_bound(capsys):
     assert "--duration" in capsys.readouterr().err
 
 
-def test_unreachable_database_is_a_clear_error(capsys):
+def test_unreachable_database_is_a_clear_error(capsys, monkeypatch):
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", "mysql://u:secret@127.0.0.1:1/retail")
     code = cli.main(["seed", "--customers", "1", "--products", "20", "--orders", "1", "--start", "2024-01-01",
-                     "--end", "2024-01-02", "--mysql-url", "mysql://u:secret@127.0.0.1:1/retail"])
+                     "--end", "2024-01-02"])
     err = capsys.readouterr().err
     assert code == 1 and "cannot connect to mysql://u@127.0.0.1:1/retail" in err
     assert "secret" not in err, "the password is never printed"
@@ -201,12 +203,39 @@ def test_an_end_far_in_the_future_is_named_not_a_start_never_given(capsys, monke
     assert "--end 2999-01-01 is too far in the future" in err and "--start 2997" not in err
 
 
-@pytest.mark.parametrize("url", ["postgresql://u:p@h:5432/retail", "mysql://u:p@h:port/retail", "mysql://u:p@h:3306/",
+@pytest.mark.parametrize("url", ["postgresql://u@h:5432/retail", "mysql://u@h:port/retail", "mysql://u@h:3306/",
                                  "mysql:///retail"])
-def test_a_malformed_mysql_url_is_bad_input_exit_2(url, capsys):
-    code = cli.main(["live", "--iterations", "1", "--mysql-url", url])
+@pytest.mark.parametrize("where", ["argument", "environment"])
+def test_a_malformed_mysql_url_is_bad_input_exit_2(url, where, capsys, monkeypatch):
+    if where == "argument":
+        code = cli.main(["live", "--iterations", "1", "--mysql-url", url])
+    else:
+        monkeypatch.setenv("RETAILFLOW_MYSQL_URL", url.replace("u@", "u:p@"))
+        code = cli.main(["live", "--iterations", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "the MySQL URL" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["seed", "--customers", "1", "--products", "20", "--orders", "1"],
+                                     ["live", "--iterations", "1"], ["shape"]])
+def test_a_password_in_mysql_url_is_refused_exit_2(command, capsys, monkeypatch):
+    """argv is visible to every local user (`ps`): the password comes only from $RETAILFLOW_MYSQL_URL.
+    Refused before anything is done (the env's server is unreachable: a connection attempt would exit 1)."""
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", "mysql://nobody:x@127.0.0.1:1/none")
+    code = cli.main([*command, "--mysql-url", "mysql://u:s3cr%21t@127.0.0.1:1/retail"])
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_USAGE == 2 and out == ""
+    assert err == (f"retailflow-generator {command[0]}: error: --mysql-url carries a password, which every user"
+                   " can read in the process list; set $RETAILFLOW_MYSQL_URL instead\n")
+    assert "s3cr" not in err
+
+
+def test_a_mysql_url_without_password_is_used_as_given(capsys, monkeypatch):
+    """No password in --mysql-url: accepted, and used instead of $RETAILFLOW_MYSQL_URL (like retailflow-ingest)."""
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", "mysql://nobody:x@127.0.0.1:1/none")
+    code = cli.main(["live", "--iterations", "1", "--mysql-url", "mysql://reader@127.0.0.1:1/retail"])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot connect to mysql://reader@127.0.0.1:1/retail" in err
 
 
 def test_an_unwritable_stores_csv_is_one_line_exit_1(capsys, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import threading
@@ -165,3 +166,38 @@ def test_services_script_puts_no_password_on_a_command_line():
                  or re.search(r"-c\s+\"[^\"]*password '\$", line)]  # psql -c "... password '$pw'"
     assert offending == []
     assert any("MYSQL_PWD=" in line for line in code) and any("PGPASSWORD=" in line for line in code)
+
+
+#: dataclass fields that hold a secret, or a database URL that may carry one
+SECRET_FIELD = re.compile(r"password|secret_key$|client_secret$|access_key$|hmac_key$|(^|_)token$|"
+                          r"(mysql|warehouse|database|db)_url$")
+
+
+def _dataclass_fields(path: Path):
+    """(class, field, repr hidden) for every annotated field of every ``@dataclass`` class in ``path``."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        decorators = [d.func if isinstance(d, ast.Call) else d for d in node.decorator_list]
+        if not any(getattr(d, "id", getattr(d, "attr", None)) == "dataclass" for d in decorators):
+            continue
+        for stmt in node.body:
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                hidden = isinstance(stmt.value, ast.Call) and any(
+                    k.arg == "repr" and isinstance(k.value, ast.Constant) and k.value.value is False
+                    for k in stmt.value.keywords)
+                own_repr = any(isinstance(n, ast.FunctionDef) and n.name == "__repr__" for n in node.body)
+                yield node.name, stmt.target.id, hidden or own_repr
+
+
+def test_no_dataclass_shows_a_secret_in_its_repr():
+    """A dataclass's repr names every field: it lands in tracebacks, task logs and debuggers. Fields
+    that hold a password, a key or a database URL are left out of it (``field(repr=False)``) in every
+    package and in the benchmarks users run."""
+    files = [p for base in ("dags", "generator", "operator", "tests/bench", "charts/retailflow/files")
+             for p in (REPO / base).rglob("*.py") if ".venv" not in p.parts]
+    fields = [(path.relative_to(REPO), cls, name, hidden) for path in files for cls, name, hidden in _dataclass_fields(path)]
+    secret = [f for f in fields if SECRET_FIELD.search(f[2])]
+    assert len(secret) >= 5, secret  # the scan sees the settings that hold them
+    assert [f[:3] for f in secret if not f[3]] == []
+
