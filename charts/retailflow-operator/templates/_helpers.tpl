@@ -71,6 +71,12 @@ app.kubernetes.io/part-of: retailflow
 {{- if and .Values.watch.allNamespaces .Values.watch.namespace -}}
 {{- fail "retailflow-operator: set either watch.allNamespaces=true or watch.namespace, not both" -}}
 {{- end -}}
+{{- if and .Values.rbac.secretNames .Values.rbac.allSecrets -}}
+{{- fail "retailflow-operator: set either rbac.secretNames (the Secrets the operator may read) or rbac.allSecrets=true (every Secret), not both" -}}
+{{- end -}}
+{{- if and .Values.rbac.create .Values.watch.allNamespaces (not .Values.rbac.secretNames) (not .Values.rbac.allSecrets) -}}
+{{- fail "retailflow-operator: watch.allNamespaces=true with rbac.secretNames empty would grant `get` on every Secret of every namespace (kube-system included) through a ClusterRole. List the Secrets your RetailPipelines name in rbac.secretNames (the grant is then those names only, in any namespace), or set rbac.allSecrets=true to accept the cluster-wide grant (the operator still uses only Secrets labelled with secretLabel)" -}}
+{{- end -}}
 {{- if not (has .Values.logLevel (list "info" "debug" "quiet")) -}}
 {{- fail (printf "retailflow-operator: logLevel must be info, debug or quiet, not %q" .Values.logLevel) -}}
 {{- end -}}
@@ -95,7 +101,8 @@ Events. Nothing is created or deleted in Kubernetes itself.
   resources: [retailpipelines/status]
   verbs: [patch]
 # The Secrets RetailPipelines name (read by name, used only when labelled: see operator/README.md);
-# rbac.secretNames narrows the grant to those names.
+# rbac.secretNames narrows the grant to those names. Without it the grant is every Secret of the
+# namespace served; cluster-wide that needs rbac.allSecrets=true (validateValues).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]

@@ -239,6 +239,8 @@ def wait_pipeline(kube: EmulatedKubernetesAPI, predicate: Any, what: str, timeou
 
 
 #: The operator's two watch modes: a Role in the release namespace (the default), or ClusterRoles with -A.
+#: Both keep the umbrella's operator.rbac.secretNames (the Secret `get` is by name): the operator chart
+#: refuses -A without it (or rbac.allSecrets=true).
 WATCH_MODES = {"one-namespace": {}, "all-namespaces": {"operator": {"watch": {"allNamespaces": True}}}}
 
 

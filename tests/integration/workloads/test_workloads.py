@@ -28,8 +28,11 @@ Secret files, the processes run as the test's user), probes, resource limits, im
 (an image's contents are ``image-paths.yaml``'s mapping, checked against the Dockerfiles' COPY lines),
 DNS (Service names are rewritten, see ``support.workloads``), and the upstream charts' own containers
 (Airbyte, Airflow's pods beyond the environment this chart gives them, OpenMetadata's server, the
-data stores' images). The lake-buckets Job's ``mc`` container cannot run at all: no reachable registry
-ships ``mc``; its init container (the wait for the lake) runs.
+data stores' images). The lake-buckets Job's ``mc`` container cannot run as rendered: no reachable
+registry ships ``mc``; its init container (the wait for the lake) runs, and its script runs with a
+stand-in ``mc`` (``MC_STUB``: mc's own MC_HOST parsing, then the bucket calls against moto). PostgreSQL's
+init script (the postgres image runs it on its first start) runs as the postgres user against a
+throwaway cluster of the machine's PostgreSQL binaries.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -270,6 +274,14 @@ def s3_keys(moto: str, bucket: str) -> list[str]:
     return [e.text for e in ET.fromstring(resp.content).iter() if e.tag.endswith("Key")]
 
 
+def s3_buckets(moto: str) -> set[str]:
+    import xml.etree.ElementTree as ET
+
+    resp = requests.get(moto, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return {e.text for e in ET.fromstring(resp.content).iter() if e.tag.endswith("Name")}
+
+
 def lake_object(moto: str, bucket: str, key: str) -> str:
     """An object's text, read with the lake's credentials (the minio client of the dags environment)."""
     code = ("import sys; from minio import Minio; "
@@ -281,14 +293,192 @@ def lake_object(moto: str, bucket: str, key: str) -> str:
     return proc.stdout
 
 
+#: A stand-in for the MinIO client (no registry reachable here ships `mc`): it records its argv, reads an
+#: alias from MC_HOST_<alias> exactly as mc RELEASE.2025-08-13 does (cmd/config.go, parseEnvURLStr: two
+#: regular expressions, the keys taken verbatim, not percent-decoded), or from `mc alias set` (kept in
+#: $HOME/.mc-stub.json), and does `mb --ignore-existing --region R alias/bucket` against the S3 endpoint.
+MC_STUB = r'''#!{python}
+import json, os, re, sys
+from urllib.parse import urlsplit
+from minio import Minio
+
+args = sys.argv[1:]
+with open(os.environ["MC_STUB_LOG"], "a") as log:
+    log.write(json.dumps({{"argv": args}}) + "\n")
+config = os.path.join(os.environ["HOME"], ".mc-stub.json")
+aliases = json.load(open(config)) if os.path.exists(config) else {{}}
+if args[:2] == ["alias", "set"]:
+    name, url, access, secret = args[2:6]
+    aliases[name] = [url, access, secret]
+    json.dump(aliases, open(config, "w"))
+    sys.exit(0)
+if args[:1] != ["mb"]:
+    sys.exit(f"mc stub: {{args[:1]}} is not stood in for")
+region = args[args.index("--region") + 1] if "--region" in args else "us-east-1"
+alias, bucket = args[-1].split("/", 1)
+if f"MC_HOST_{{alias}}" in os.environ:
+    value = os.environ[f"MC_HOST_{{alias}}"]
+    tokens = re.match(r"^(https?://)(.*?):(.*?):(.*)@(.*?)$", value)
+    keys = re.match(r"^(https?://)(.*?):(.*)@(.*?)$", value)
+    if tokens:
+        sys.exit("mc stub: MC_HOST_" + alias + " holds a session token, which this stand-in does not take")
+    if not keys:
+        sys.exit("mc stub: MC_HOST_" + alias + " has no keys")
+    url, access, secret = keys.group(1) + keys.group(4), keys.group(2), keys.group(3)
+elif alias in aliases:
+    url, access, secret = aliases[alias]
+else:
+    sys.exit(f"mc stub: no alias {{alias}}")
+with open(os.environ["MC_STUB_LOG"], "a") as log:
+    log.write(json.dumps({{"keys": [access, secret]}}) + "\n")
+parts = urlsplit(url)
+client = Minio(parts.netloc, access_key=access, secret_key=secret, secure=parts.scheme == "https", region=region)
+if not client.bucket_exists(bucket):
+    client.make_bucket(bucket, location=region)
+print(f"Bucket created successfully `{{alias}}/{{bucket}}`.")
+'''
+
+#: The lake's keys as the Job gets them: the chart generates alphanumeric ones; an existing Secret's
+#: secret key (AWS, SeaweedFS) may hold `/`, `+`, `=` and, in principle, `@`. (An access key id is
+#: alphanumeric: one with a `/` would break the SigV4 credential scope, and moto rejects it.)
+LAKE_KEYS = {
+    "generated": ("AKIAGENERATED0000001", "0123456789abcdefghijABCDEFGHIJ0123456789"),
+    "existing-secret": ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCY=EX@MPLE/KEY"),
+}
+
+
+def run_buckets_job(cluster: Workloads, tmp_path, access: str, secret: str):
+    """The lake-buckets Job's `buckets` container with the `mc` stand-in first on its PATH. The runner
+    refuses the minio/mc image (nothing stands in for it), so the copy run here names an image the table
+    maps to no programs of its own: the script runs in the machine's `sh`, as in the image's."""
+    job = copy.deepcopy(cluster.release)
+    (buckets,) = [c for c in containers(job.get("Job", "retailflow-lake-buckets"), init=False) if c["name"] == "buckets"]
+    assert "minio/mc:" in buckets["image"], buckets["image"]
+    buckets["image"] = "mysql:8.4"
+    stub_dir = tmp_path / "bin"
+    stub_dir.mkdir()
+    (stub_dir / "mc").write_text(MC_STUB.format(python=REPO / "dags" / ".venv" / "bin" / "python"))
+    (stub_dir / "mc").chmod(0o755)
+    log = tmp_path / "mc.log"
+    runner = Workloads(job, cluster.peers, cluster.kube, root=tmp_path / "root")
+    run = runner.run("Job", "retailflow-lake-buckets", "buckets", timeout=120, extra_env={
+        "PATH": f"{stub_dir}:/usr/local/bin:/usr/bin:/bin", "MC_STUB_LOG": str(log),
+        "LAKE_ACCESS_KEY_ID": access, "LAKE_SECRET_ACCESS_KEY": secret})
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return run, [r["argv"] for r in records if "argv" in r], [r["keys"] for r in records if "keys" in r]
+
+
 class TestLakeBuckets:
     def test_waits_for_the_lake_and_says_why_mc_cannot_run(self, cluster):
         cluster.run("Job", "retailflow-lake-buckets", "wait-for", timeout=60).check()
         with pytest.raises(NotRunnable, match="mc"):
             cluster.prepare("Job", "retailflow-lake-buckets", "buckets")
 
+    @pytest.mark.parametrize("keys", sorted(LAKE_KEYS))
+    def test_mc_gets_the_keys_in_its_environment_only_and_makes_the_buckets(self, cluster, moto, tmp_path, keys):
+        access, secret = LAKE_KEYS[keys]
+        run, argvs, seen = run_buckets_job(cluster, tmp_path, access, secret)
+        run.check()
+        buckets = cluster.container("Job", "retailflow-lake-buckets", "buckets")
+        wanted = next(e["value"] for e in buckets["env"] if e["name"] == "LAKE_BUCKETS").split()
+        assert argvs and all(secret not in " ".join(argv) and access not in " ".join(argv) for argv in argvs), argvs
+        assert seen == [[access, secret]] * len(wanted), "mc did not read the keys verbatim from MC_HOST_lake"
+        assert set(wanted) <= s3_buckets(moto), s3_buckets(moto)
+
+    def test_a_key_mc_cannot_read_from_the_environment_is_refused_with_the_reason(self, cluster, tmp_path):
+        run, argvs, _ = run_buckets_job(cluster, tmp_path, "AKIACOLON", "secret:with-a-colon")
+        assert run.returncode != 0 and "holds a ':'" in run.output, run.output
+        assert argvs == []
+
     def test_datastores_ready_job_passes_once_postgresql_and_the_lake_answer(self, cluster):
         cluster.run("Job", "retailflow-datastores-ready", "wait-for", timeout=60).check()
+
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+#: A password an existing Secret may hold: quotes, a backslash, a dollar sign, a colon-separated tail.
+AWKWARD_PASSWORD = "it's \"quoted\" \\ $HOME; DROP ROLE x; --:tail"
+
+
+@pytest.fixture
+def private_postgresql() -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL cluster of the machine's binaries (initdb, as the postgres user), like the
+    postgres image's first start: local connections over a Unix socket, trusted, for the init scripts;
+    TCP on loopback with passwords (scram-sha-256), for the logins after. Stopped and removed after."""
+    if os.geteuid() != 0:
+        pytest.fail("the init script runs as the postgres user: run the workloads suite as root")
+    import pwd
+    import shutil
+    import tempfile
+
+    account = pwd.getpwnam("postgres")
+    root = Path(tempfile.mkdtemp(prefix="rf_wl_sec_pg_"))  # pytest's own folders are closed to other users
+    os.chmod(root, 0o755)
+    for sub in ("data", "socket", "bin"):
+        (root / sub).mkdir()
+        os.chown(root / sub, account.pw_uid, account.pw_gid)
+    as_postgres = {"user": account.pw_uid, "group": account.pw_gid, "cwd": "/", "capture_output": True,
+                   "text": True, "check": False}
+    init = subprocess.run([f"{PG_BIN}/initdb", "-D", str(root / "data"), "-U", "postgres", "--auth-local=trust",
+                           "--auth-host=scram-sha-256"], **as_postgres)
+    assert init.returncode == 0, init.stderr
+    port = free_port()
+    start = subprocess.run([f"{PG_BIN}/pg_ctl", "-D", str(root / "data"), "-w", "-l", str(root / "socket" / "log"),
+                            "-o", f"-p {port} -k {root / 'socket'} -c listen_addresses=127.0.0.1", "start"],
+                           **as_postgres)
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        yield {"root": str(root), "socket": str(root / "socket"), "port": str(port), "uid": str(account.pw_uid),
+               "gid": str(account.pw_gid)}
+    finally:
+        subprocess.run([f"{PG_BIN}/pg_ctl", "-D", str(root / "data"), "-m", "immediate", "stop"], **as_postgres)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class TestPostgresqlInit:
+    """The postgres image's first start runs the init ConfigMap's script (docker-entrypoint-initdb.d) with
+    the StatefulSet's environment. Run here: the rendered script, as the postgres user, with that
+    environment (the rendered Secret's passwords; one replaced by an awkward one, as an existing Secret may
+    hold), against a throwaway cluster, with a `psql` first on PATH that records its argv and runs psql."""
+
+    def test_each_role_gets_its_password_and_no_psql_command_line_holds_one(self, release, private_postgresql):
+        pg = private_postgresql
+        script = release.get("ConfigMap", "retailflow-postgresql-init")["data"]["10-retailflow-roles.sh"]
+        (container,) = containers(release.get("StatefulSet", "retailflow-postgresql"), init=False)
+        secret_data = {d["metadata"]["name"]: d.get("stringData") or {} for d in release.of_kind("Secret")}
+        env: dict[str, str] = {}
+        for item in container["env"]:
+            ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+            env[item["name"]] = secret_data[ref["name"]][ref["key"]] if ref else item["value"]
+        env["RETAILFLOW_PW_SUPERSET"] = AWKWARD_PASSWORD
+        passwords = {k.removeprefix("RETAILFLOW_PW_").lower(): v for k, v in env.items() if k.startswith("RETAILFLOW_PW_")}
+        assert len(passwords) == 5
+
+        bin_dir = f"{pg['root']}/bin"
+        log = f"{pg['root']}/bin/argv.log"
+        Path(bin_dir, "psql").write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >> {log}\nexec /usr/bin/psql "$@"\n')
+        Path(bin_dir, "init.sh").write_text(script)
+        for name in ("psql", "init.sh"):
+            os.chmod(Path(bin_dir, name), 0o555)
+        os.chown(bin_dir, int(pg["uid"]), int(pg["gid"]))
+        env |= {"PATH": f"{bin_dir}:/usr/bin:/bin", "PGHOST": pg["socket"], "PGPORT": pg["port"], "LANG": "C.UTF-8"}
+        run = subprocess.run([f"{bin_dir}/init.sh"], env=env, user=int(pg["uid"]), group=int(pg["gid"]), cwd="/",
+                             capture_output=True, text=True, check=False, timeout=120)
+        assert run.returncode == 0, run.stdout + run.stderr
+
+        argvs = Path(log).read_text().splitlines()
+        assert len(argvs) == 5, argvs
+        for argv in argvs:
+            assert not any(password in argv for password in passwords.values()), argv
+        for role, password in passwords.items():
+            login = subprocess.run(["psql", "-h", "127.0.0.1", "-p", pg["port"], "-U", role, "-d", role, "-Atc",
+                                    "select current_user || ' ' || current_database()"],
+                                   env={"PATH": "/usr/bin:/bin", "PGPASSWORD": password}, capture_output=True,
+                                   text=True, check=False, timeout=30)
+            assert login.returncode == 0 and login.stdout.strip() == f"{role} {role}", login.stderr
+        wrong = subprocess.run(["psql", "-h", "127.0.0.1", "-p", pg["port"], "-U", "warehouse", "-d", "warehouse",
+                                "-c", "select 1"], env={"PATH": "/usr/bin:/bin", "PGPASSWORD": "not-it"},
+                               capture_output=True, text=True, check=False, timeout=30)
+        assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr, wrong.stderr
 
 
 class TestSeedJob:

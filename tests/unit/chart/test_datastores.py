@@ -75,6 +75,10 @@ class TestPostgresql(_StatefulStore):
         script = defaults.get("ConfigMap", "retailflow-postgresql-init")["data"]["10-retailflow-roles.sh"]
         assert "for name in warehouse airflow superset airbyte openmetadata; do" in script
         assert 'CREATE ROLE :"name" LOGIN CREATEDB PASSWORD :\'pw\'' in script
+        # the password reaches psql in its environment, read with \getenv (psql 15 and later), not as -v pw=
+        assert "\\getenv pw ROLE_PASSWORD" in script and "pw=" not in script
+        image = containers(defaults.get("StatefulSet", self.name))[0]["image"]
+        assert int(image.rsplit(":", 1)[1].split(".")[0]) >= 15, f"{image}: its psql has no \\getenv"
         env = env_of(containers(defaults.get("StatefulSet", self.name))[0])
         for role in ("WAREHOUSE", "AIRFLOW", "SUPERSET", "AIRBYTE", "OPENMETADATA"):
             assert env[f"RETAILFLOW_PW_{role}"]["valueFrom"]["secretKeyRef"]["key"] == f"{role.lower()}-password"

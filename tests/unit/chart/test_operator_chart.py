@@ -6,6 +6,9 @@ import pytest
 
 from support.helm_render import RenderError, containers, helm_lint, pod_spec, render
 
+#: What cluster-wide mode needs: the Secrets its RetailPipelines name (or the explicit rbac.allSecrets opt-in).
+ALL_NAMESPACES = {"watch": {"allNamespaces": True}, "rbac": {"secretNames": ["mysql-creds", "warehouse-creds"]}}
+
 STANDARD_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
                    "app.kubernetes.io/managed-by", "helm.sh/chart")
 
@@ -40,7 +43,7 @@ class TestOperatorDeployment:
         assert cmd[-2:] == ["-m", "retailflow_operator"]
 
     def test_all_namespaces_mode(self):
-        deploy = operator({"watch": {"allNamespaces": True}}).get("Deployment", "rf-retailflow-operator")
+        deploy = operator(ALL_NAMESPACES).get("Deployment", "rf-retailflow-operator")
         cmd = pod_spec(deploy)["containers"][0]["command"]
         assert "--all-namespaces" in cmd and not any(c.startswith("--namespace") for c in cmd)
 
@@ -101,7 +104,7 @@ class TestOperatorRbac:
         assert binding["subjects"][0]["name"] == rendered.of_kind("ServiceAccount")[0]["metadata"]["name"]
 
     def test_no_write_verbs_beyond_patch_and_no_wildcards(self):
-        for values in ({}, {"watch": {"allNamespaces": True}}):
+        for values in ({}, ALL_NAMESPACES, {"watch": {"allNamespaces": True}, "rbac": {"allSecrets": True}}):
             for doc in operator(values).of_kind("Role") + operator(values).of_kind("ClusterRole"):
                 for rule in doc["rules"]:
                     assert "*" not in rule["verbs"] and "*" not in rule["resources"]
@@ -115,7 +118,7 @@ class TestOperatorRbac:
                                                      "namespaces": {"list", "watch"}}
 
     def test_all_namespaces_mode_moves_rules_to_a_cluster_role(self):
-        rendered = operator({"watch": {"allNamespaces": True}})
+        rendered = operator(ALL_NAMESPACES)
         assert not rendered.of_kind("Role")
         merged = {}
         for role in rendered.of_kind("ClusterRole"):
@@ -125,6 +128,46 @@ class TestOperatorRbac:
         assert merged["customresourcedefinitions"] == {"list", "watch"}
         assert merged["secrets"] == {"get"}
         assert len(rendered.of_kind("ClusterRoleBinding")) == 2
+
+    @staticmethod
+    def secret_rules(rendered) -> list[dict]:
+        return [rule for role in rendered.of_kind("Role") + rendered.of_kind("ClusterRole") for rule in role["rules"]
+                if "secrets" in rule["resources"]]
+
+    def test_cluster_wide_secret_get_is_limited_to_the_named_secrets(self):
+        (rule,) = self.secret_rules(operator(ALL_NAMESPACES))
+        assert rule["verbs"] == ["get"] and rule["resourceNames"] == ["mysql-creds", "warehouse-creds"]
+
+    def test_cluster_wide_without_secret_names_refuses_to_render_and_says_what_to_set(self):
+        # A ClusterRole with `get` on every Secret would reach kube-system's too.
+        for values in ({"watch": {"allNamespaces": True}},
+                       {"watch": {"allNamespaces": True}, "rbac": {"secretNames": [], "allSecrets": False}}):
+            with pytest.raises(RenderError, match=r"every Secret of every namespace.*rbac\.secretNames.*rbac\.allSecrets=true"):
+                operator(values)
+
+    def test_cluster_wide_grant_on_every_secret_only_with_the_explicit_opt_in(self):
+        rendered = operator({"watch": {"allNamespaces": True}, "rbac": {"allSecrets": True}})
+        (rule,) = self.secret_rules(rendered)
+        assert rule["verbs"] == ["get"] and "resourceNames" not in rule
+        assert [r["kind"] for r in rendered.of_kind("ClusterRole") if rule in r["rules"]] == ["ClusterRole"]
+
+    def test_secret_names_and_all_secrets_are_exclusive(self):
+        with pytest.raises(RenderError, match="not both"):
+            operator({"rbac": {"secretNames": ["a"], "allSecrets": True}})
+
+    def test_namespaced_default_grants_every_secret_of_that_namespace_only(self):
+        # The default of this chart alone: a Role (never a ClusterRole) over the namespace's Secrets; the
+        # operator's label check is what narrows it (README, "RBAC").
+        rendered = operator(namespace="shop")
+        (rule,) = self.secret_rules(rendered)
+        assert rule["verbs"] == ["get"] and "resourceNames" not in rule
+        assert all("secrets" not in r["resources"] for c in rendered.of_kind("ClusterRole") for r in c["rules"])
+        (role,) = rendered.of_kind("Role")
+        assert role["metadata"]["namespace"] == "shop" and rule in role["rules"]
+
+    def test_rbac_left_to_the_admin_needs_no_secret_names_cluster_wide(self):
+        rendered = operator({"watch": {"allNamespaces": True}, "rbac": {"create": False}})
+        assert not (rendered.of_kind("Role") or rendered.of_kind("ClusterRole"))
 
     def test_rbac_can_be_left_to_the_cluster_admin(self):
         rendered = operator({"rbac": {"create": False}})

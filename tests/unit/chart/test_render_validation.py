@@ -35,7 +35,9 @@ class TestKubernetesValidate:
                 continue
             validate_strict(doc)
 
-    @pytest.mark.parametrize("values", [{}, {"watch": {"allNamespaces": True}}], ids=["namespaced", "cluster"])
+    @pytest.mark.parametrize("values", [{}, {"watch": {"allNamespaces": True}, "rbac": {"secretNames": ["creds"]}},
+                                        {"watch": {"allNamespaces": True}, "rbac": {"allSecrets": True}}],
+                             ids=["namespaced", "cluster", "cluster-all-secrets"])
     def test_operator_chart_is_valid(self, values):
         for doc in render("retailflow-operator", values).docs:
             validate_strict(doc)

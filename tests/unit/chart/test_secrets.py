@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shlex
 
 import pytest
 import yaml
@@ -96,7 +97,59 @@ class TestSecrets:
                     if PASSWORD_ENV.search(env["name"]):
                         assert "valueFrom" in env, (doc["metadata"]["name"], env["name"])
                 assert not any("password" in str(arg).lower() and "=" in str(arg) and "$" not in str(arg)
-                               for arg in container.get("args", [])), container["name"]
+                               for arg in [*container.get("command", []), *container.get("args", [])]), container["name"]
+
+    @pytest.mark.parametrize("variant", sorted(VARIANTS))
+    def test_no_secret_is_expanded_into_a_command_line(self, variant):
+        """A secret in an environment variable must stay there: expanded into a program's arguments (by the
+        kubelet's `$(VAR)` or by a shell script of a container or a ConfigMap) it is visible with `ps`."""
+        rendered = render(values=VARIANTS[variant])
+        secret_vars = secret_env_names(rendered)
+        found = []
+        for doc in rendered.own_workloads():
+            for container in containers(doc):
+                where = f"{doc['kind']} {doc['metadata']['name']}/{container['name']}"
+                argv = [str(a) for a in [*container.get("command", []), *container.get("args", [])]]
+                found += [f"{where}: {leak}" for leak in kubelet_expansion_leaks(argv, secret_vars)]
+                if argv[:1] and argv[0].rsplit("/", 1)[-1] in SHELLS and "-c" in argv:
+                    script = argv[argv.index("-c") + 1]
+                    found += [f"{where}: {leak}" for leak in shell_argv_leaks(script, secret_vars)]
+        for doc in rendered.own_of_kind("ConfigMap"):
+            for key, text in (doc.get("data") or {}).items():
+                if key.endswith(".sh") or re.match(r"#!\S*/(ba|da|a)?sh\b", str(text)):
+                    found += [f"ConfigMap {doc['metadata']['name']}/{key}: {leak}"
+                              for leak in shell_argv_leaks(str(text), secret_vars)]
+        assert not found, "secrets expanded into a program's arguments:\n" + "\n".join(found)
+
+    def test_the_command_line_check_finds_the_known_leaks_and_passes_the_safe_forms(self):
+        secret_vars = {"LAKE_SECRET_ACCESS_KEY", "DB_CRED"}
+        leaks = [
+            'mc alias set lake "$LAKE_ENDPOINT" "$LAKE_ACCESS_KEY_ID" "$LAKE_SECRET_ACCESS_KEY" >/dev/null',
+            'mysql -h db -u "$MYSQL_USER" -p"$MYSQL_PASSWORD" shop',
+            'mysql -u root -p"$DB_CRED" shop',
+            'psql -v ON_ERROR_STOP=1 \\\n  -v name="$name" -v pw="${!var}" <<\'SQL\'\nCREATE ROLE x;\nSQL',
+            'psql -v pw="$ROLE_PW" -c "select 1"',
+            'for b in $LIST; do curl --password "$API_TOKEN" "$URL/$b"; done',
+            'if true; then tool --secret=${LAKE_SECRET_ACCESS_KEY} ; fi',
+            'echo hi | tool "$(cat /x)" "$AIRFLOW_PASSWORD"',
+        ]
+        for script in leaks:
+            assert shell_argv_leaks(script, secret_vars), script
+        assert kubelet_expansion_leaks(["tool", "--key=$(LAKE_SECRET_ACCESS_KEY)"], secret_vars)
+        safe = [
+            'export MC_HOST_lake="http://$LAKE_ACCESS_KEY_ID:$LAKE_SECRET_ACCESS_KEY@host:9000"',
+            'PGPASSWORD="$DB_CRED" psql -h db -U "$USER" -c "select 1"',
+            'ROLE_PASSWORD="${!var}" psql -v name="$name" <<\'SQL\'\n\\getenv pw ROLE_PASSWORD\n'
+            'CREATE ROLE :"name" PASSWORD :\'pw\';\nSQL',
+            'mysql -h "$MYSQL_HOST" -P "$MYSQL_PORT" -u "$MYSQL_USER" "$MYSQL_DATABASE" < /schema/x.sql',
+            'case "$LAKE_SECRET_ACCESS_KEY" in *:*) echo "no colon" >&2; exit 1;; esac',
+            '# mc alias set lake "$LAKE_SECRET_ACCESS_KEY" (a comment)',
+            ': "${LAKE_SECRET_ACCESS_KEY:?is empty}"',
+            'printf \'%s\' "$DB_CRED" > /tmp/pw',
+        ]
+        for script in safe:
+            assert not shell_argv_leaks(script, secret_vars), script
+        assert not kubelet_expansion_leaks(["tool", "--host=$(DB_HOST)"], secret_vars)
 
     def test_values_hold_no_password(self):
         values = yaml.safe_load((UMBRELLA / "values.yaml").read_text())
@@ -134,3 +187,107 @@ def _secret_refs(docs):
 
     for doc in docs:
         yield from walk(doc)
+
+
+#: Names of variables that hold a secret, whatever their source (a password, a secret key, a token).
+SECRET_NAME = re.compile(r"(?i)(PASSWORD|PASSWD|(^|_)PASS(_|$)|_PWD$|(^|_)PW(_|$)|SECRET|TOKEN|FERNET|PRIVATE|API_?KEY)")
+#: Secret keys (secretKeyRef.key) that hold a secret rather than a name (a username, an access key id).
+SECRET_KEY = re.compile(r"(?i)(password|secret|token|fernet|private|(^|-)key$|passwords\.json)")
+#: Arguments that name what follows as a password: `pw=$X` (psql -v), `--password=$X`, `--token "$X"`.
+PASSWORD_OPTION = re.compile(r"(?i)^(-{0,2}(pw|pass|passwd|password|secret|token)[\w-]*)(=|$)")
+SHELLS = {"sh", "bash", "ash", "dash"}
+#: Shell builtins and keywords: their arguments are never a process's argv.
+BUILTINS = {"export", "local", "readonly", "declare", "typeset", "set", "unset", "echo", "printf", "test", "[",
+            "[[", "read", ":", "true", "false", "shift", "return", "exit", "cd", "case", "esac", "for", "select",
+            "done", "fi", "}", "wait", "trap", "break", "continue"}
+KEYWORDS = {"do", "then", "else", "elif", "if", "while", "until", "!", "{", "time"}
+EXPANSION = re.compile(r"\$(?:\{(!?)([A-Za-z_]\w*)|([A-Za-z_]\w*))")
+
+
+def secret_env_names(rendered) -> set[str]:
+    """Every environment variable of the release's containers whose value is a secret: by its name, or
+    by the Secret key it is read from."""
+    names = set()
+    for doc in rendered.own_workloads():
+        for container in containers(doc):
+            for env in container.get("env", []):
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                if SECRET_NAME.search(env["name"]) or (ref and SECRET_KEY.search(ref["key"])):
+                    names.add(env["name"])
+    return names
+
+
+def _is_secret(name: str, secret_vars: set[str]) -> bool:
+    return name in secret_vars or bool(SECRET_NAME.search(name))
+
+
+def kubelet_expansion_leaks(argv: list[str], secret_vars: set[str]) -> list[str]:
+    """`$(VAR)` in a container's command or args: the kubelet puts the value into the process's argv."""
+    return [f"$({name}) in {arg!r}" for arg in argv
+            for name in re.findall(r"(?<!\$)\$\(([A-Za-z_]\w*)\)", arg) if _is_secret(name, secret_vars)]
+
+
+def _logical_lines(script: str) -> list[str]:
+    """The script's command lines: here-document bodies (stdin, not argv) and comments dropped,
+    continuation lines joined."""
+    lines, heredoc = [], None
+    for line in script.replace("\\\n", " ").splitlines():
+        if heredoc is not None:
+            if line.strip() == heredoc:
+                heredoc = None
+            continue
+        if line.lstrip().startswith("#"):
+            continue
+        marker = re.search(r"<<-?\s*['\"]?(\w+)['\"]?", line)
+        if marker:
+            heredoc = marker.group(1)
+        lines.append(line)
+    return lines
+
+
+def shell_argv_leaks(script: str, secret_vars: set[str]) -> list[str]:
+    """Arguments of the external commands of a shell script that expand a secret: a secret variable
+    (``secret_vars`` or a secret-looking name), an indirect expansion ``${!name}`` (its target is not
+    known here), or anything after a password option (``pw=``, ``--password``). Assignments before a
+    command (its environment), redirections and builtins (``export``, ``printf``) are not argv."""
+    found = []
+    for line in _logical_lines(script):
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|<>()")
+        lexer.whitespace_split = True
+        lexer.commenters = ""
+        try:
+            tokens = list(lexer)
+        except ValueError:  # unbalanced quotes: a construct this reader does not follow
+            tokens = line.split()
+        commands, current = [], []
+        for token in tokens:
+            if token and set(token) <= set(";&|()"):
+                commands.append(current)
+                current = []
+            else:
+                current.append(token)
+        commands.append(current)
+        for words in commands:
+            while words and words[0] in KEYWORDS:
+                words = words[1:]
+            while words and re.match(r"^[A-Za-z_]\w*=", words[0]):  # NAME=value cmd: its environment
+                words = words[1:]
+            if not words or words[0] in BUILTINS:
+                continue
+            args, skip, previous = [], False, ""
+            for word in words[1:]:
+                if skip:
+                    skip = False
+                elif set(word) <= set("<>&0123456789") and word.strip("0123456789&"):
+                    skip = True  # a redirection's target is not an argument
+                else:
+                    args.append(word)
+            for word in args:
+                for indirect, braced, plain in EXPANSION.findall(word):
+                    name = braced or plain
+                    option = PASSWORD_OPTION.match(word) or PASSWORD_OPTION.match(previous)
+                    if indirect or _is_secret(name, secret_vars) or option:
+                        found.append(f"{words[0]} gets {word!r} in its argv ({line.strip()[:160]})")
+                        break
+                previous = word
+    return found
