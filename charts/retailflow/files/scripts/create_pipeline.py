@@ -20,6 +20,12 @@ DEADLINE = time.monotonic() + float(os.environ.get("AIRBYTE_WAIT_S", "1500"))
 PIPELINE_FILE = os.environ.get("RETAILPIPELINE_FILE", "/pipeline/retailpipeline.yaml")
 
 
+def refuse_redirect(reply: requests.Response) -> None:
+    if reply.is_redirect:
+        sys.exit(f"Airbyte answered {reply.request.method} {reply.url} with a redirect (HTTP {reply.status_code}),"
+                 " not followed, since it would take the credentials elsewhere: give the server's own URL")
+
+
 def workspace_id(api_url: str, token_url: str, client_id: str, client_secret: str) -> str:
     while True:
         try:
@@ -27,10 +33,13 @@ def workspace_id(api_url: str, token_url: str, client_id: str, client_secret: st
                 token_url,
                 json={"client_id": client_id, "client_secret": client_secret, "grant-type": "client_credentials"},
                 timeout=30,
+                allow_redirects=False,  # a redirect would carry the client secret to another host
             )
+            refuse_redirect(token)
             token.raise_for_status()
             headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-            answer = requests.get(f"{api_url}/workspaces", headers=headers, timeout=30)
+            answer = requests.get(f"{api_url}/workspaces", headers=headers, timeout=30, allow_redirects=False)
+            refuse_redirect(answer)
             answer.raise_for_status()
             workspaces = answer.json().get("data", [])
             if workspaces:
