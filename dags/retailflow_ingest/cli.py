@@ -15,9 +15,8 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from retailflow_ingest.errors import IngestCancelled, IngestError
+from retailflow_ingest.errors import IngestCancelled, IngestError, split_url
 from retailflow_ingest.settings import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_LAKE_KEEP,
@@ -49,6 +48,10 @@ def _whole(minimum: int):
     return parse
 
 
+#: the longest lookback: a year re-reads all a shop changed in it; more would overflow the dates
+MAX_LOOKBACK_S = 366 * 86400
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -56,7 +59,18 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text} must be 0 or more (seconds)")
+    if value > MAX_LOOKBACK_S:
+        raise argparse.ArgumentTypeError(f"{text} is more than a year ({MAX_LOOKBACK_S} s); for a full reload"
+                                         " use --full-refresh")
     return value
+
+
+def _schema(text: str) -> str:
+    """A schema the engine may create: PostgreSQL reserves names starting with ``pg_`` for itself."""
+    if not text or text.lower().startswith("pg_") or text.lower() == "information_schema":
+        raise argparse.ArgumentTypeError(f"{text!r} is not a schema the engine can write: PostgreSQL reserves"
+                                         " it (or names starting with pg_)")
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -71,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warehouse-url", default=None,
                    help="warehouse, postgresql://USER@HOST:PORT/DB without a password (default $RETAILFLOW_WAREHOUSE_URL;"
                    " a URL without one uses libpq's PGPASSWORD or ~/.pgpass)")
-    p.add_argument("--schema", default=os.environ.get("RETAILFLOW_RAW_SCHEMA", "raw"),
+    p.add_argument("--schema", type=_schema, default=os.environ.get("RETAILFLOW_RAW_SCHEMA", "raw"),
                    help="raw schema in the warehouse (default $RETAILFLOW_RAW_SCHEMA or raw)")
     p.add_argument("--streams", nargs="+", metavar="STREAM",
                    help="streams to sync (default: the pipeline's catalog, customers, products, orders and order_items,"
@@ -120,7 +134,8 @@ def lake_config(args: argparse.Namespace):
 
 
 def _no_password(option: str, url: str | None, env: str) -> None:
-    if url and urlsplit(url).password:
+    shape = f"{'mysql' if 'mysql' in option else 'postgresql'}://USER@HOST:PORT/DATABASE"
+    if url and split_url(url, option, shape).password:
         raise IngestError(f"{option} carries a password, which every user can read in the process list;"
                           f" set ${env} instead")
 

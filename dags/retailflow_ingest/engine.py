@@ -223,16 +223,25 @@ def resolve_streams(requested: list[str] | None, discovered: dict[str, Stream], 
     the store CSV. Other source tables (a seed's ``__new`` shadows, a user's scratch table) are not
     the pipeline's: they are ignored, in one line."""
     known = sorted(discovered) + [STORES]
+    wanted = set(CATALOG if catalog is None else catalog)
     if requested is None:
-        wanted = set(CATALOG if catalog is None else catalog)
         stray = sorted(set(discovered) - wanted)
         if stray:
             log.info("ignored %d source table(s) outside the pipeline's catalog: %s (name one with --streams to"
                      " ingest it)", len(stray), ", ".join(stray))
+        if not wanted & set(discovered):  # a fresh or wrong database: "0 rows read" would pass for a sync
+            raise IngestError(f"the source database has none of the pipeline's tables ({', '.join(sorted(wanted))}):"
+                              " seed it first (make seed), or check which database RETAILFLOW_MYSQL_URL names")
+        missing = sorted(wanted - set(discovered))
+        if missing:
+            log.warning("the source database lacks the pipeline's table(s) %s: they are not synced", ", ".join(missing))
         return sorted(wanted & set(discovered)) + ([STORES] if stores_csv is not None else [])
     unknown = [s for s in requested if s not in known]
     if unknown:
-        raise IngestError(f"unknown stream(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        absent = [s for s in unknown if s in wanted]
+        why = (f" ({', '.join(absent)}: the pipeline's, but the source database has no such table; seed it"
+               " first (make seed), or check which database RETAILFLOW_MYSQL_URL names)" if absent else "")
+        raise IngestError(f"unknown stream(s) {', '.join(unknown)}; known: {', '.join(known)}{why}")
     if STORES in requested and stores_csv is None:
         raise IngestError("stream store_locations needs a store locations CSV (--stores-csv)")
     return list(dict.fromkeys(requested))

@@ -1,5 +1,7 @@
 """The exceptions the engine raises for problems a user can fix, and for a run asked to stop."""
 
+from urllib.parse import SplitResult, urlsplit
+
 
 class IngestError(RuntimeError):
     """Bad input or an unreachable peer; the message (one line) says what to fix. Nothing half-written
@@ -13,3 +15,16 @@ class IngestCancelled(Exception):
     def __init__(self, result):
         super().__init__(f"stopped: {len(result.streams)} stream(s) committed, {len(result.incomplete)} not")
         self.result = result
+
+
+def split_url(url: str, what: str, shape: str) -> SplitResult:
+    """``url``'s parts, its port read once: a malformed one (a port that is not a number or out of range,
+    an unclosed IPv6 bracket) is an ``IngestError`` naming the problem, never the URL, which carries the
+    password."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsed lazily: this raises for a bad port
+    except ValueError as exc:
+        raise IngestError(f"the {what} URL is malformed ({exc}): it must look like {shape}") from None
+    return parts
+

@@ -77,6 +77,8 @@ def _coordinate(text: str, name: str, limit: int) -> Decimal:
 
 def parse(path: str | Path) -> ParsedStores:
     path = Path(path)
+    if path.is_dir():
+        raise IngestError(f"store locations CSV {path} is a folder: name the file (its store_locations.csv)")
     if not path.is_file():
         raise IngestError(f"store locations CSV not found: {path}")
     raw = path.read_bytes()

@@ -289,6 +289,19 @@ def test_bad_input_fails_clearly_before_writing(mysql_url, warehouse_url, tmp_pa
     assert tables_in(warehouse_url) == []
 
 
+def test_a_source_database_without_the_shops_tables_is_refused_not_synced_as_empty(mysql_url, warehouse_url):
+    """A database never seeded, or the wrong one in the URL: the command said "0 rows read" and exited 0,
+    as if the shop had no orders. It now says what to check, exit 2, and writes nothing."""
+    mysql_exec(mysql_url, "set foreign_key_checks = 0", *(f"drop table {t}" for t in STREAMS))
+    env = {"RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url, "PATH": ""}
+    done = subprocess.run([sys.executable, "-m", "retailflow_ingest.cli", "--no-lake"], capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "retailflow-ingest: the source database has none of the pipeline's tables" in done.stderr
+    assert "seed it first (make seed)" in done.stderr and "Traceback" not in done.stderr
+    assert tables_in(warehouse_url) == []
+
+
 def test_the_command_prints_its_whole_summary_before_it_exits(mysql_url, warehouse_url):
     """``retailflow-ingest`` (its console script) leaves without the interpreter's teardown: what it
     printed into a pipe (block-buffered: no PYTHONUNBUFFERED here) must still arrive, every line."""

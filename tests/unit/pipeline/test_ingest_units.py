@@ -67,6 +67,21 @@ def test_stream_selection():
         resolve_streams(["store_locations"], found, None)
 
 
+def test_a_source_without_the_pipelines_tables_is_an_error_not_an_empty_sync(caplog):
+    """A database never seeded (or the wrong one in the URL) synced "0 rows read" and exited 0; a
+    catalog table named that the source lacks was only 'unknown'. Both now say what to check."""
+    with pytest.raises(IngestError, match=r"none of the pipeline's tables \(customers, order_items, orders, products\):"
+                                          r" seed it first \(make seed\)"):
+        resolve_streams(None, {"scratch": Stream("scratch", "id", ())}, "stores.csv")
+    with pytest.raises(IngestError, match=r"unknown stream\(s\) customers; known: store_locations \(customers: the"
+                                          r" pipeline's, but the source database has no such table; seed it first"):
+        resolve_streams(["customers"], {}, "stores.csv")
+    with caplog.at_level("WARNING", logger="retailflow_ingest"):
+        assert resolve_streams(None, {"orders": Stream("orders", "order_id", ())}, None) == ["orders"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "the source database lacks the pipeline's table(s) customers, order_items, products: they are not synced"]
+
+
 def test_only_the_catalogs_tables_are_ingested_and_stray_ones_named_in_one_line(caplog):
     """An interrupted seed's shadow tables, or any table of the user's, are not the pipeline's streams."""
     found = {name: Stream(name, "id", ()) for name in
@@ -75,7 +90,8 @@ def test_only_the_catalogs_tables_are_ingested_and_stray_ones_named_in_one_line(
         assert resolve_streams(None, found, None) == ["customers", "orders"]
     assert [r.getMessage() for r in caplog.records] == [
         "ignored 3 source table(s) outside the pipeline's catalog: customers__new, orders__new, scratch"
-        " (name one with --streams to ingest it)"]
+        " (name one with --streams to ingest it)",
+        "the source database lacks the pipeline's table(s) order_items, products: they are not synced"]
     # named, a table outside the catalog is synced
     assert resolve_streams(["scratch"], found, None) == ["scratch"]
 
@@ -126,6 +142,11 @@ def test_store_csv_that_is_not_utf8_is_refused_clearly(tmp_path):
         parse(path)
 
 
+def test_a_folder_given_as_the_store_csv_is_named_as_one(tmp_path):
+    with pytest.raises(IngestError, match=f"store locations CSV {tmp_path} is a folder: name the file"):
+        parse(tmp_path)
+
+
 def test_store_csv_with_wrong_header_or_missing_is_refused(tmp_path):
     with pytest.raises(IngestError, match="store locations CSV not found"):
         parse(tmp_path / "nope.csv")
@@ -158,6 +179,28 @@ def test_a_lake_folder_named_on_the_command_line_wins_over_the_environments_endp
     assert lake_config(parser().parse_args(["--no-lake"])) is None
     monkeypatch.delenv("RETAILFLOW_LAKE_ENDPOINT")
     assert lake_config(parser().parse_args([])).endpoint is None
+
+
+def test_malformed_urls_and_impossible_options_are_one_line_errors_without_the_password(capsys):
+    """A port that is not a number or out of range, an unclosed IPv6 bracket: Python's ValueError
+    traceback before; a reserved schema (pg_*) failed at the server, a lookback over a year overflowed
+    the dates. All are refused up front, exit 2, and no message carries the URL's password."""
+    from retailflow_ingest.cli import parser
+    from retailflow_ingest.source import MySQLSource
+    from retailflow_ingest.warehouse import Warehouse
+
+    for make, url, problem in [(MySQLSource, "mysql://u:pw-7c1e@127.0.0.1:abc/retail", "Port could not be cast"),
+                               (MySQLSource, "mysql://u:pw-7c1e@[::1/retail", "Invalid IPv6 URL"),
+                               (Warehouse, "postgresql://u:pw-7c1e@127.0.0.1:99999/warehouse", "Port out of range")]:
+        with pytest.raises(IngestError) as err:
+            make(url)
+        assert problem in str(err.value) and "must look like" in str(err.value) and "pw-7c1e" not in str(err.value)
+    assert Warehouse("postgresql://db.shop/warehouse").describe() == "postgresql://@db.shop:5432/warehouse"
+    for argv, said in [(["--schema", "pg_temp"], "PostgreSQL reserves it"),
+                       (["--lookback-seconds", "1e300"], "more than a year")]:
+        with pytest.raises(SystemExit) as done:
+            parser().parse_args(argv)
+        assert done.value.code == 2 and said in capsys.readouterr().err
 
 
 def test_lake_retention_counts_and_removes_only_its_own_committed_folders(tmp_path):
