@@ -23,8 +23,13 @@ def split_url(url: str, what: str, shape: str) -> SplitResult:
     password."""
     try:
         parts = urlsplit(url)
+    except ValueError:  # the only one urlsplit raises: an unbalanced [ or ] around an IPv6 host
+        raise IngestError(f"the {what} URL is malformed (an unbalanced [ or ] in its host): it must look like"
+                          f" {shape}") from None
+    try:
         parts.port  # noqa: B018 - parsed lazily: this raises for a bad port
-    except ValueError as exc:
-        raise IngestError(f"the {what} URL is malformed ({exc}): it must look like {shape}") from None
+    except ValueError:  # its text quotes the "port", which is the password when a / in it cut the URL short
+        raise IngestError(f"the {what} URL is malformed (its port is not a number from 0 to 65535; a / in the"
+                          f" password must be written %2F): it must look like {shape}") from None
     return parts
 

@@ -32,23 +32,42 @@ anti-join), not searched once per row.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import re
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from retailflow_pipeline.catalog import CURSORS, STREAM_NAMES
+from retailflow_pipeline.connections import redact
 
 log = logging.getLogger(__name__)
 
 #: how far below each stream's high-water mark the comparison is made
 DEFAULT_SETTLE = timedelta(seconds=30)
+#: the widest settle window. It only has to outlast a transaction that commits after rows stamped
+#: later (seconds; the default is 30 s): a week is far beyond any transaction a shop's database keeps
+#: open, and still leaves every older row compared. A wider one is a mistake (1e12 s, 31,700 years,
+#: puts the cut-off before year 1 and overflows the dates), and its "ok" would cover almost nothing.
+MAX_SETTLE = timedelta(days=7)
 #: the raw streams whose cursors bound the comparison: the catalog's source tables
 STREAMS = STREAM_NAMES
 STATE_TABLE = "_retailflow_ingest_state"
+
+
+class AuditError(RuntimeError):
+    """The audit cannot be made (a malformed URL, a peer that cannot be read, no ingestion state to
+    compare at, a source without RetailFlow's tables): one line saying what to check, never a password."""
+
+
+class NoIngestionState(AuditError):
+    """The raw schema holds no high-water mark for a stream: comparing would compare nothing."""
 
 
 class AuditFailed(AssertionError):
@@ -147,7 +166,15 @@ def _ident(name: str) -> str:
 
 
 def high_water_marks(pg, raw_schema: str) -> dict[str, tuple[datetime | None, str]]:
-    """Per stream: the committed ingestion cursor, else the largest cursor value in the raw table."""
+    """Per stream: the committed ingestion cursor, else the largest cursor value in the raw table.
+
+    Raises ``NoIngestionState`` when the schema is missing, or a stream has neither a row in the
+    state nor a raw table: with no mark every MySQL row would be in flight, and the audit would pass
+    by comparing nothing (a misspelt schema against full marts: ``0 = 0 [ok]``)."""
+    problem = f"raw schema {raw_schema} has no ingestion state"
+    if pg.execute("select 1 from pg_namespace where nspname = %s", (raw_schema,)).fetchone() is None:
+        raise NoIngestionState(f"{problem}: the warehouse has no schema {raw_schema} (is it the schema the"
+                               " ingestion writes, and has the ingestion run?)")
     marks: dict[str, tuple[datetime | None, str]] = {}
     state = pg.execute("select to_regclass(%s)", (f"{_ident(raw_schema)}.{STATE_TABLE}",)).fetchone()[0]
     cursors: dict[str, datetime | None] = {}
@@ -165,6 +192,10 @@ def high_water_marks(pg, raw_schema: str) -> dict[str, tuple[datetime | None, st
         cursor = CURSORS[stream]
         top = pg.execute(f"select max({_ident(cursor)}) from {_ident(raw_schema)}.{_ident(stream)}").fetchone()[0]
         marks[stream] = (top, f"max {cursor} of the raw table")
+    missing = [stream for stream, (_, origin) in marks.items() if origin == "no raw table"]
+    if missing:
+        raise NoIngestionState(f"{problem}: neither {STATE_TABLE} nor a raw table for {', '.join(missing)}"
+                               " (is it the schema the ingestion writes, and has the ingestion run?)")
     return marks
 
 
@@ -177,21 +208,31 @@ def compare(
     settle: timedelta = DEFAULT_SETTLE,
     statuses: Sequence[str] | None = None,
 ) -> AuditReport:
-    """Compare MySQL with the marts; returns the figures (``.ok``), raises nothing on a mismatch."""
+    """Compare MySQL with the marts; returns the figures (``.ok``), raises nothing on a mismatch.
+
+    Raises ``AuditError`` (one line, what to check) when the comparison cannot be made."""
     import psycopg
 
-    from retailflow_ingest.source import MySQLSource
-
+    check_urls(mysql_url, warehouse_url)
+    if not timedelta(0) <= settle <= MAX_SETTLE:
+        raise AuditError(f"the settle window must be 0 to {MAX_SETTLE.total_seconds():g} s (a week),"
+                         f" not {settle.total_seconds():g} s")
     statuses = list(statuses or revenue_statuses())
     report = AuditReport(settle_seconds=settle.total_seconds())
-    with psycopg.connect(_libpq(warehouse_url), autocommit=True) as pg:
+    try:
+        pg_conn = psycopg.connect(_libpq(warehouse_url), autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise AuditError(f"cannot connect to the warehouse {redact(warehouse_url)}:"
+                         f" {scrub(str(exc), warehouse_url)} (check the warehouse URL: host, port, database,"
+                         " user and password)") from None
+    with pg_conn as pg:
         report.marks = high_water_marks(pg, raw_schema)
         # Far in the past when nothing was ingested: every MySQL row is then in flight.
         cutoff = {s: (m - settle if m else datetime(1, 1, 1)) for s, (m, _) in report.marks.items()}
 
-        my = MySQLSource(mysql_url).connect()
+        my = _mysql_connect(mysql_url)
         try:
-            with my.cursor() as cur:
+            with my.cursor() as cur, _source_tables(mysql_url):
                 # one snapshot for every read below: a row that changes meanwhile is seen as it was
                 cur.execute("set transaction isolation level repeatable read")
                 cur.execute("start transaction with consistent snapshot, read only")
@@ -227,16 +268,20 @@ def compare(
                             "products": len(flux_products)}
 
         m = _ident(marts_schema)
-        mart_orders, mart_items, mart_revenue = pg.execute(
-            f"select count(*), coalesce(sum(item_count), 0), coalesce(sum(revenue), 0) from {m}.orders as t"
-            f" where {_not_in_flight('order_id')}", (flux_orders,),
-        ).fetchone()
-        (mart_customers,) = pg.execute(
-            f"select count(*) from {m}.customers as t where {_not_in_flight('customer_id')}", (flux_customers,),
-        ).fetchone()
-        (mart_products,) = pg.execute(
-            f"select count(*) from {m}.product_sales as t where {_not_in_flight('product_id')}", (flux_products,),
-        ).fetchone()
+        try:
+            mart_orders, mart_items, mart_revenue = pg.execute(
+                f"select count(*), coalesce(sum(item_count), 0), coalesce(sum(revenue), 0) from {m}.orders as t"
+                f" where {_not_in_flight('order_id')}", (flux_orders,),
+            ).fetchone()
+            (mart_customers,) = pg.execute(
+                f"select count(*) from {m}.customers as t where {_not_in_flight('customer_id')}", (flux_customers,),
+            ).fetchone()
+            (mart_products,) = pg.execute(
+                f"select count(*) from {m}.product_sales as t where {_not_in_flight('product_id')}", (flux_products,),
+            ).fetchone()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
+            raise AuditError(f"the marts are missing ({exc.diag.message_primary}): run the pipeline (make ingest"
+                             " dbt-build) first, or check the marts schema") from None
 
     report.checks = [
         Check("orders rows", "MySQL orders", f"{marts_schema}.orders", int(my_orders), int(mart_orders)),
@@ -261,6 +306,81 @@ def _ids(cur, sql: str, args: tuple) -> list[int]:
     return [int(row[0]) for row in cur.fetchall()]
 
 
+def _mysql_connect(mysql_url: str):
+    from retailflow_ingest.errors import IngestError
+    from retailflow_ingest.source import MySQLSource
+
+    try:
+        return MySQLSource(mysql_url).connect()
+    except IngestError as exc:  # it names the source without the password
+        raise AuditError(f"{scrub(str(exc), mysql_url)} (check the MySQL URL: host, port, database, user and"
+                         " password)") from None
+
+
+@contextmanager
+def _source_tables(mysql_url: str):
+    """MySQL's "table doesn't exist" (1146) as a hint: the URL names a database without RetailFlow's tables."""
+    import pymysql
+
+    try:
+        yield
+    except pymysql.err.ProgrammingError as exc:
+        if not exc.args or exc.args[0] != 1146:
+            raise
+        table = re.search(r"Table '(?:[^'.]*\.)?([^']*)'", str(exc.args[-1]))
+        raise AuditError(f"the source {redact(mysql_url)} has no table {table.group(1) if table else '?'}:"
+                         " check that the MySQL URL names RetailFlow's source database (make seed creates"
+                         " and fills its tables)") from None
+
+
+#: the URL shapes messages name (never a URL itself: it carries the password)
+WAREHOUSE_SHAPE = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+MYSQL_SHAPE = "mysql://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
+def url_problem(url: str, what: str, schemes: tuple[str, ...], shape: str) -> str | None:
+    """Why ``url`` is not a URL of ``shape`` whose scheme starts with one of ``schemes``, or None. The
+    answer never quotes the URL nor any part of it (a password with a stray ``/`` or ``#`` would end
+    up in the host or port): only then may ``connections.redact`` show it."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme.lower().startswith(schemes):
+        return f"{what} must look like {shape}: it does not start with {shape.partition('://')[0]}://"
+    try:
+        port = urlsplit(url).port
+    except ValueError as exc:
+        where = "an unclosed [ in its host" if "IPv6" in str(exc) else "its port is not a number from 1 to 65535"
+        return f"{what} is malformed ({where}): it must look like {shape}"
+    if port == 0:
+        return f"{what} is malformed (its port is not a number from 1 to 65535): it must look like {shape}"
+    return None
+
+
+def check_urls(mysql_url: str, warehouse_url: str, mysql_name: str = "the MySQL URL",
+               warehouse_name: str = "the warehouse URL") -> None:
+    """``AuditError`` naming the first URL that is malformed, without showing it."""
+    for url, name, schemes, shape in ((warehouse_url, warehouse_name, ("postgres",), WAREHOUSE_SHAPE),
+                                      (mysql_url, mysql_name, ("mysql", "mariadb"), MYSQL_SHAPE)):
+        problem = url_problem(url, name, schemes, shape)
+        if problem:
+            raise AuditError(problem)
+
+
+def scrub(text: str, *urls: str) -> str:
+    """``text`` (a driver's message) on one line, with each of ``urls`` shown by ``connections.redact``
+    and its password, wherever the driver quoted it (libpq quotes the URI, or a part of it), as ***."""
+    text = " ".join(text.split())
+    for url in urls:
+        try:
+            shown, password = redact(url), urlsplit(url).password
+        except ValueError:
+            shown, password = "(the URL)", None
+        for form in (url, _libpq(url)):
+            text = text.replace(form, shown)
+        for secret in {password, unquote(password or "")} - {None, ""}:
+            text = text.replace(secret, "***")
+    return text
+
+
 def _libpq(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return f"postgresql://{rest}" if scheme.startswith("postgres") else url
@@ -276,23 +396,42 @@ def check(mysql_url: str, warehouse_url: str, **kwargs: Any) -> AuditReport:
     return report
 
 
+class _AuditParser(argparse.ArgumentParser):
+    """argparse, with errors on one line (no usage block) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"audit: {message} (see --help)\n")
+
+
+def _settle_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= MAX_SETTLE.total_seconds():  # NaN and infinity fail too
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and {MAX_SETTLE.total_seconds():g} s (a week):"
+                                         " the window only has to outlast transactions still committing")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m retailflow_pipeline.audit`` (``make audit``): the pipeline's audit by hand.
 
     Exit codes: 0 MySQL and the marts agree; 1 they differ (each mismatch named); 2 bad input or a
-    peer that cannot be read (one line)."""
-    import argparse
+    peer that cannot be read (one line, saying what to check)."""
     import os
     import sys
 
-    parser = argparse.ArgumentParser(
+    parser = _AuditParser(
         prog="python -m retailflow_pipeline.audit",
-        description="Audit the marts against MySQL (row counts and revenue) at the ingestion's high-water mark.")
+        description="Audit the marts against MySQL (row counts and revenue) at the ingestion's high-water mark."
+                    " The databases are $RETAILFLOW_MYSQL_URL and $RETAILFLOW_WAREHOUSE_URL.")
     parser.add_argument("--raw-schema", default=os.environ.get("RETAILFLOW_RAW_SCHEMA", "raw"),
                         help="raw schema holding the ingestion's state (default $RETAILFLOW_RAW_SCHEMA or raw)")
     parser.add_argument("--marts-schema", default="marts", help="schema of the dbt marts (default marts)")
-    parser.add_argument("--settle-seconds", type=float, default=DEFAULT_SETTLE.total_seconds(),
-                        help="compare this far below each high-water mark (default %(default)g)")
+    parser.add_argument("--settle-seconds", type=_settle_seconds, default=DEFAULT_SETTLE.total_seconds(),
+                        help="compare this far below each high-water mark, 0 to"
+                             f" {MAX_SETTLE.total_seconds():g} (a week; default %(default)g)")
     args = parser.parse_args(argv)
     mysql_url, warehouse_url = os.environ.get("RETAILFLOW_MYSQL_URL"), os.environ.get("RETAILFLOW_WAREHOUSE_URL")
     prog = "audit"
@@ -300,16 +439,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: set RETAILFLOW_MYSQL_URL and RETAILFLOW_WAREHOUSE_URL (make audit reads .env.local)",
               file=sys.stderr)
         return 2
-    if not args.settle_seconds >= 0:
-        print(f"{prog}: --settle-seconds must be 0 or more, not {args.settle_seconds:g}", file=sys.stderr)
-        return 2
     try:
+        check_urls(mysql_url, warehouse_url, "RETAILFLOW_MYSQL_URL", "RETAILFLOW_WAREHOUSE_URL")
         report = compare(mysql_url, warehouse_url, raw_schema=args.raw_schema, marts_schema=args.marts_schema,
                          settle=timedelta(seconds=args.settle_seconds))
-    except Exception as exc:  # a peer down, a schema missing: one line, not a traceback
-        first = " ".join(str(exc).split())[:300]
-        hint = "; run the pipeline (make ingest dbt-build) first" if "does not exist" in first else ""
-        print(f"{prog}: cannot audit: {first}{hint}", file=sys.stderr)
+    except NoIngestionState as exc:
+        print(f"{prog}: {exc}; check --raw-schema (default $RETAILFLOW_RAW_SCHEMA or raw)", file=sys.stderr)
+        return 2
+    except AuditError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a peer failing mid-way: one line, not a traceback, and no password
+        print(f"{prog}: cannot audit: {scrub(str(exc), mysql_url, warehouse_url)[:300]}", file=sys.stderr)
         return 2
     print(report.summary())
     if not report.ok:

@@ -39,12 +39,14 @@ the defaults are below ``$RETAILFLOW_HOME`` (``paths``).
 
 Secrets travel only in the child process's environment; they are never written to a file or put on
 a command line. ``python -m retailflow_pipeline.governance [--check] [workflow ...]`` runs them
-(``--check`` only parses them with OpenMetadata's own parser, offline).
+(``--check`` only parses them with OpenMetadata's own parser, offline); ``--help`` says how.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
+import http.client
 import json
 import os
 import re
@@ -73,6 +75,15 @@ class WorkflowFailed(RuntimeError):
     """A ``metadata ingest`` run failed; the message ends with the tail of its output."""
 
 
+class BadSetting(ValueError):
+    """A setting that cannot be right (a server URL of another shape, an unknown workflow): the CLI
+    exits 2; the message never shows a secret."""
+
+
+class ServerUnreachable(RuntimeError):
+    """Nothing answers at the server's URL (checked with one request before any workflow runs)."""
+
+
 @dataclass(frozen=True)
 class Workflow:
     name: str
@@ -97,10 +108,50 @@ def _server(env: Mapping[str, str]) -> str:
     url = env.get("RETAILFLOW_OPENMETADATA_URL", "").rstrip("/")
     if not url:
         raise NotConfigured("RETAILFLOW_OPENMETADATA_URL is not set: no OpenMetadata server to register in")
+    problem = _server_url_problem(url)
+    if problem:
+        raise BadSetting(f"RETAILFLOW_OPENMETADATA_URL {problem}: it must look like http(s)://HOST[:PORT]"
+                         " (e.g. http://openmetadata:8585)")
     if not env.get("RETAILFLOW_OPENMETADATA_TOKEN") and not env.get("RETAILFLOW_OPENMETADATA_ADMIN_PASSWORD"):
         raise NotConfigured("neither RETAILFLOW_OPENMETADATA_TOKEN nor RETAILFLOW_OPENMETADATA_ADMIN_PASSWORD is set: "
                             "no credentials for OpenMetadata (give a bot's JWT: Settings > Bots > ingestion-bot)")
     return url if url.endswith("/api") else f"{url}/api"
+
+
+def _server_url_problem(url: str) -> str | None:
+    """Why ``url`` is not ``http(s)://HOST[:PORT]`` (``/api`` may follow), or None. Never quotes it: a
+    user, a password or a query may carry a secret."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"is malformed ({'an unclosed [ in its host' if 'IPv6' in str(exc) else 'its port is not a number from 1 to 65535'})"
+    if parts.scheme not in ("http", "https"):
+        return "does not start with http:// or https://"
+    if parts.username is not None or parts.password is not None:
+        return "carries a user or password (the credentials are RETAILFLOW_OPENMETADATA_TOKEN's)"
+    if not parts.hostname:
+        return "names no host"
+    if port == 0:
+        return "has port 0"
+    if parts.path not in ("", "/api") or parts.query or parts.fragment:
+        return "has more than a host and port (only /api may follow)"
+    return None
+
+
+def check_server(api: str, timeout: float = 10) -> None:
+    """One quick request (``GET /v1/system/version``, which needs no login) before any workflow runs:
+    ``ServerUnreachable`` in one line if nothing answers, where each workflow would otherwise retry and
+    fail with a page of the client's output. Any HTTP answer will do: the workflows say what is wrong."""
+    try:
+        with urllib.request.urlopen(f"{api}/v1/system/version", timeout=timeout):  # noqa: S310 - http(s) only
+            pass
+    except urllib.error.HTTPError:
+        return
+    except urllib.error.URLError as exc:
+        raise ServerUnreachable(f"OpenMetadata at {api} does not answer: {exc.reason}") from None
+    except (OSError, http.client.HTTPException) as exc:  # a timeout while reading, a server that is not HTTP
+        raise ServerUnreachable(f"OpenMetadata at {api} does not answer: {exc!r}") from None
 
 
 def bot_token(env: Mapping[str, str], timeout: float = 30) -> str:
@@ -171,7 +222,7 @@ def selected(env: Mapping[str, str], names: Sequence[str] | None = None) -> list
     if names:
         unknown = sorted(set(names) - set(ORDER))
         if unknown:
-            raise ValueError(f"unknown workflow(s) {', '.join(unknown)}; known: {', '.join(ORDER)}")
+            raise BadSetting(f"unknown workflow(s) {', '.join(unknown)}; known: {', '.join(ORDER)}")
         wanted = [n for n in ORDER if n in names]
     elif env.get("RETAILFLOW_OPENMETADATA_RUN_WORKFLOWS"):
         return selected(env, [n.strip() for n in env["RETAILFLOW_OPENMETADATA_RUN_WORKFLOWS"].split(",") if n.strip()])
@@ -204,14 +255,17 @@ def _child_env(env: Mapping[str, str], token: str | None = None) -> dict[str, st
 def run(env: Mapping[str, str] = os.environ, workflows: Sequence[str] | None = None, log=print) -> dict:
     """Run the workflows against ``RETAILFLOW_OPENMETADATA_URL``; return a summary per workflow.
 
-    Raises :class:`NotConfigured` without a server URL and :class:`WorkflowFailed` when a run fails
-    (the runs before it stay done: OpenMetadata's PUTs are idempotent, a rerun is safe).
+    Raises :class:`NotConfigured` without a server URL, :class:`BadSetting` for settings that cannot
+    be right, :class:`ServerUnreachable` when nothing answers at the URL (before any workflow runs) and
+    :class:`WorkflowFailed` when a run fails (the runs before it stay done: OpenMetadata's PUTs are
+    idempotent, a rerun is safe).
     """
-    _server(env)  # raises NotConfigured first: without a server nothing else matters
+    api = _server(env)  # raises NotConfigured first: without a server nothing else matters
+    chosen = selected(env, workflows)  # the settings, checked before the server is asked anything
+    check_server(api)
     binary = _metadata_bin(env)
     child_env = _child_env(env, bot_token(env))
     summary: dict[str, dict] = {}
-    chosen = selected(env, workflows)
     with tempfile.TemporaryDirectory(prefix="retailflow-governance-") as scratch:
         if any(w.name == "dbt" for w in chosen):
             _warn_on_docs_run_results(Path(child_env["DBT_RUN_RESULTS"]), log)
@@ -344,12 +398,38 @@ sys.exit(0 if all(v == "ok" for v in results.values()) else 1)
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors on one line (no usage block) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"governance: {message} (see --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    only_check = "--check" in args
-    names = [a for a in args if a != "--check"] or None
+    """``python -m retailflow_pipeline.governance`` (``make governance``, ``make governance-check``).
+
+    Exit codes: 0 done (``--check``: every workflow parses); 1 a workflow failed, the server does not
+    answer, or (``--check``) a workflow does not parse; 2 bad arguments or settings, or no server or
+    credentials configured (one line)."""
+    parser = _Parser(
+        prog="python -m retailflow_pipeline.governance",
+        description="Register RetailFlow in OpenMetadata: run its ingestion workflows against"
+                    " $RETAILFLOW_OPENMETADATA_URL (http(s)://HOST[:PORT]) with the bot JWT in"
+                    " $RETAILFLOW_OPENMETADATA_TOKEN (or the admin's $RETAILFLOW_OPENMETADATA_ADMIN_PASSWORD);"
+                    " the databases' settings are $RETAILFLOW_MYSQL_URL and $RETAILFLOW_WAREHOUSE_URL.")
+    parser.add_argument("--check", action="store_true",
+                        help="only parse the workflows named (default: all of them) with OpenMetadata's own"
+                             " parser, offline: no server needed")
+    parser.add_argument("workflows", nargs="*", metavar="WORKFLOW",
+                        help=f"workflows to run, of {', '.join(ORDER)} (default: $RETAILFLOW_OPENMETADATA_RUN_WORKFLOWS,"
+                             " else every one whose peer is configured)")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.workflows) - set(ORDER))
+    if unknown:
+        parser.error(f"unknown workflow(s) {', '.join(unknown)}; known: {', '.join(ORDER)}")
+    names = args.workflows or None
     try:
-        if only_check:
+        if args.check:
             results = check(os.environ, names)
             for name, result in results.items():
                 print(f"{name}: {result}")
@@ -358,7 +438,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotConfigured as exc:
         print(f"governance: {exc} (make governance OM_URL=…, with OM_TOKEN exported or RETAILFLOW_OPENMETADATA_TOKEN in .env.local)", file=sys.stderr)
         return 2
-    except (WorkflowFailed, FileNotFoundError, ValueError) as exc:
+    except BadSetting as exc:
+        print(f"governance: {exc}", file=sys.stderr)
+        return 2
+    except (WorkflowFailed, ServerUnreachable, FileNotFoundError, ValueError) as exc:
         print(f"governance: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=2))

@@ -4,7 +4,8 @@
 customers, sales by region over the last 12 months of data, the 10 best-selling products, and
 where the lake files (as that warehouse's ingestion recorded them) and the dbt docs are.
 
-Exit codes: 0 printed; 1 the warehouse is unreachable or holds no marts; 2 bad input (one line).
+Exit codes: 0 printed; 1 the warehouse is unreachable or holds no marts; 2 bad input (one line): a
+malformed URL, or a password on the command line (it comes from the environment only).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
@@ -79,7 +81,7 @@ def fetch(warehouse_url: str, *, schema: str = "marts", limit: int = 10) -> Repo
     import psycopg
     from psycopg.rows import dict_row
 
-    with psycopg.connect(_libpq_url(warehouse_url), row_factory=dict_row) as conn:
+    with psycopg.connect(_libpq_url(warehouse_url), row_factory=dict_row, connect_timeout=10) as conn:
         def query(sql: str) -> list[dict[str, Any]]:
             return conn.execute(sql.format(schema=quote_ident(schema)), {"limit": limit}).fetchall()
 
@@ -95,7 +97,7 @@ def recorded_lakes(warehouse_url: str, raw_schema: str = "raw") -> list[str]:
     or wrote no lake."""
     import psycopg
 
-    with psycopg.connect(_libpq_url(warehouse_url)) as conn:
+    with psycopg.connect(_libpq_url(warehouse_url), connect_timeout=10) as conn:
         table = f"{quote_ident(raw_schema)}.{quote_ident(STATE_TABLE)}"
         if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None:
             return []
@@ -242,34 +244,49 @@ def _top_n(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from retailflow_pipeline.audit import WAREHOUSE_SHAPE, scrub, url_problem
+    from retailflow_pipeline.connections import redact
+
     parser = _ReportParser(prog="python -m retailflow_pipeline.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--warehouse-url", default=os.environ.get("RETAILFLOW_WAREHOUSE_URL"),
-                        help="postgresql://user:password@host:port/db (default $RETAILFLOW_WAREHOUSE_URL)")
+    parser.add_argument("--warehouse-url", default=None,
+                        help="postgresql://USER@HOST:PORT/DATABASE without a password (default"
+                             " $RETAILFLOW_WAREHOUSE_URL, the only place for one: an argument shows in the process"
+                             " list; a URL without one uses libpq's PGPASSWORD or ~/.pgpass)")
     parser.add_argument("--schema", default="marts", help="schema of the dbt marts (default marts)")
     parser.add_argument("--raw-schema", default=os.environ.get("RETAILFLOW_RAW_SCHEMA") or "raw",
                         help="raw schema whose ingestion state names the lake (default $RETAILFLOW_RAW_SCHEMA or raw)")
     parser.add_argument("--limit", type=_top_n, default=10, help="rows in the top-N tables, 1 to 1000 (default 10)")
     args = parser.parse_args(argv)
-    if not args.warehouse_url:
+    name = "--warehouse-url" if args.warehouse_url else "RETAILFLOW_WAREHOUSE_URL"
+    url = args.warehouse_url or os.environ.get("RETAILFLOW_WAREHOUSE_URL")
+    if not url:
         parser.error("no warehouse: set RETAILFLOW_WAREHOUSE_URL or pass --warehouse-url")
-    if not args.warehouse_url.partition("://")[0].startswith("postgres"):
-        parser.error("the warehouse URL must look like postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-                     f" (not {args.warehouse_url.partition('://')[0] or 'a bare word'}://…)")
+    problem = url_problem(url, "the warehouse URL", ("postgres",), WAREHOUSE_SHAPE)
+    if problem:
+        parser.error(f"{problem}; check {name}")
+    if args.warehouse_url and urlsplit(url).password:
+        parser.error("--warehouse-url carries a password, which every user can read in the process list;"
+                     " set $RETAILFLOW_WAREHOUSE_URL instead")
 
     import psycopg
 
     try:
-        report = fetch(args.warehouse_url, schema=args.schema, limit=args.limit)
-        lakes = recorded_lakes(args.warehouse_url, args.raw_schema)
+        report = fetch(url, schema=args.schema, limit=args.limit)
+        lakes = recorded_lakes(url, args.raw_schema)
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
         print(f"report: the marts are missing ({exc.diag.message_primary}); run "
               "`python -m retailflow_pipeline.dbt build` first", file=sys.stderr)
         return 1
     except psycopg.OperationalError as exc:
-        print(f"report: cannot reach the warehouse: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"report: cannot reach the warehouse {redact(url)}: {scrub(str(exc), url)} (check {name}: host,"
+              " port, database, user and password)", file=sys.stderr)
         return 1
-    except psycopg.ProgrammingError as exc:  # an invalid URL option, a marts schema of another shape
-        print(f"report: cannot read the marts: {' '.join(str(exc).split())}", file=sys.stderr)
+    except psycopg.ProgrammingError as exc:
+        if exc.sqlstate is None:  # refused by libpq before any server answered: the URL's options
+            print(f"report: the warehouse URL ({name}) is not usable: {scrub(str(exc), url)}", file=sys.stderr)
+            return 2
+        # a marts schema of another shape
+        print(f"report: cannot read the marts: {scrub(str(exc), url)}", file=sys.stderr)
         return 1
     # A pipe (make demo | tee) would get rich's 80-column default and wrap the tables.
     console = Console(width=None if sys.stdout.isatty() else 120)

@@ -216,6 +216,9 @@ def run_audit(settings: Mapping[str, Any], settle_seconds: float | None = None) 
     s = PipelineSettings.from_dict(settings)
     kwargs: dict[str, Any] = {"raw_schema": s.raw_schema}
     if settle_seconds is not None:
+        if not 0 <= settle_seconds <= audit.MAX_SETTLE.total_seconds():  # NaN and infinity too
+            raise audit.AuditError(f"RETAILFLOW_AUDIT_SETTLE_SECONDS must be 0 to"
+                                   f" {audit.MAX_SETTLE.total_seconds():g} s (a week), not {settle_seconds:g}")
         kwargs["settle"] = timedelta(seconds=settle_seconds)
     report = audit.check(connections.mysql_url(s.mysql), connections.warehouse_url(s.warehouse), **kwargs)
     return report.to_dict()

@@ -146,7 +146,11 @@ def audit_task(settings, trigger_rule: str = "none_failed"):
         """Row counts and revenue, MySQL against the marts, at the ingestion's high-water mark."""
         settle = os.environ.get("RETAILFLOW_AUDIT_SETTLE_SECONDS")
         try:
-            return tasks.run_audit(settings, float(settle) if settle else None)
+            seconds = float(settle) if settle else None
+        except ValueError:
+            raise AirflowFailException(f"RETAILFLOW_AUDIT_SETTLE_SECONDS={settle!r} is not a number of seconds") from None
+        try:
+            return tasks.run_audit(settings, seconds)
         except AuditFailed as exc:
             raise AirflowFailException(str(exc)) from None
 

@@ -104,3 +104,17 @@ def test_tampered_mart_fails_the_audit_naming_the_table(first_run, dagbag, pipel
     assert found, log[-3000:]
     mysql, marts = (int(g.replace(",", "")) for g in found.groups())
     assert mysql - marts == 3 and mysql <= total
+
+
+def test_a_raw_schema_without_ingestion_state_fails_the_audit(first_run, dagbag, pipeline_dbs, capfd, monkeypatch):
+    """Where the audit used to compare nothing and pass (every row "in flight", 0 = 0)."""
+    assert first_run.state == "success"
+    monkeypatch.setenv("RETAILFLOW_RAW_SCHEMA", "nosuch")  # the local defaults' raw schema (no pipeline variables)
+    dag = dagbag.dags["retail_pipeline"].partial_subset(["load_settings", "audit"], include_upstream=False,
+                                                        include_downstream=False)
+    run = dag.test()
+    assert run.state == "failed" and states(run)["audit"] == "failed"
+    out = capfd.readouterr()
+    log = out.out + out.err
+    assert "raw schema nosuch has no ingestion state: the warehouse has no schema nosuch" in log, log[-3000:]
+    assert "[ok]" not in log

@@ -116,3 +116,14 @@ def test_the_secrets_an_optional_step_reads_from_its_environment_are_masked_in_t
     logged = redact(tasks.optional_step(step, env)["output"])
     assert [s for s in ("om-token-2f7c9e", "superset-pw-5d1a", "wh@pw-91xq", "wh%40pw-91xq") if s in logged] == []
     assert logged.count("***") == 4 and "http://superset:8088" in logged  # only the secrets
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), float("nan"), 1e12, -1.0])
+def test_the_audit_tasks_settle_window_out_of_range_is_a_clear_error(seconds):
+    """$RETAILFLOW_AUDIT_SETTLE_SECONDS reaches the DAG's audit task as a float: infinity crashed in
+    timedelta, 1e12 in a date far beyond the calendar. The task refuses it before connecting."""
+    from retailflow_pipeline.audit import AuditError
+    from retailflow_pipeline.settings import local_defaults
+
+    with pytest.raises(AuditError, match=r"RETAILFLOW_AUDIT_SETTLE_SECONDS must be 0 to 604800 s \(a week\)"):
+        tasks.run_audit(local_defaults().to_dict(), seconds)

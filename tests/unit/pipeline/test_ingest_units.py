@@ -189,9 +189,11 @@ def test_malformed_urls_and_impossible_options_are_one_line_errors_without_the_p
     from retailflow_ingest.source import MySQLSource
     from retailflow_ingest.warehouse import Warehouse
 
-    for make, url, problem in [(MySQLSource, "mysql://u:pw-7c1e@127.0.0.1:abc/retail", "Port could not be cast"),
-                               (MySQLSource, "mysql://u:pw-7c1e@[::1/retail", "Invalid IPv6 URL"),
-                               (Warehouse, "postgresql://u:pw-7c1e@127.0.0.1:99999/warehouse", "Port out of range")]:
+    for make, url, problem in [(MySQLSource, "mysql://u:pw-7c1e@127.0.0.1:abc/retail", "port is not a number"),
+                               (MySQLSource, "mysql://u:pw-7c1e@[::1/retail", "unbalanced [ or ]"),
+                               (Warehouse, "postgresql://u:pw-7c1e@127.0.0.1:99999/warehouse", "from 0 to 65535"),
+                               # a / in the password ends the host part: the "port" is the password
+                               (Warehouse, "postgresql://u:pw-7c1e/x@127.0.0.1/warehouse", "%2F")]:
         with pytest.raises(IngestError) as err:
             make(url)
         assert problem in str(err.value) and "must look like" in str(err.value) and "pw-7c1e" not in str(err.value)

@@ -113,3 +113,53 @@ def test_the_schema_is_one_quoted_identifier():
     assert report.quote_ident('marts"; drop table x; --') == '"marts""; drop table x; --"'
     sql = report.TOP_CUSTOMERS_SQL.format(schema=report.quote_ident("my marts"))
     assert 'from "my marts".top_customers' in sql
+
+
+SECRET = "s3cr3t-Pw"
+
+
+def run_main(argv: list[str], monkeypatch, capsys, env_url: str | None) -> tuple[int, str, str]:
+    if env_url is None:
+        monkeypatch.delenv("RETAILFLOW_WAREHOUSE_URL", raising=False)
+    else:
+        monkeypatch.setenv("RETAILFLOW_WAREHOUSE_URL", env_url)
+    try:
+        code = report.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_password_on_the_command_line_is_refused(monkeypatch, capsys):
+    monkeypatch.setattr(report, "fetch", lambda *a, **k: pytest.fail("read the warehouse"))
+    code, out, err = run_main(["--warehouse-url", f"postgresql://a:{SECRET}@127.0.0.1:5432/w"], monkeypatch, capsys,
+                              None)
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert "--warehouse-url carries a password" in err and "set $RETAILFLOW_WAREHOUSE_URL instead" in err, err
+    assert SECRET not in err
+    with pytest.raises(SystemExit):  # the help advertises no password in the URL
+        report.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "postgresql://USER@HOST:PORT/DATABASE without a password" in help_text, help_text
+    assert "password@" not in help_text.lower()
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    (f"warehouse:{SECRET}@127.0.0.1:5432/x", "the warehouse URL must look like postgresql://"),
+    (f"postgresql://warehouse:{SECRET}@[::1/x", "the warehouse URL is malformed (an unclosed [ in its host)"),
+    (f"postgresql://warehouse:{SECRET}@127.0.0.1:abc/x", "the warehouse URL is malformed (its port is not a number"),
+    (f"postgresql://warehouse:{SECRET}@127.0.0.1:99999/x", "the warehouse URL is malformed (its port is not a number"),
+    # libpq parses it, and quotes the password in its error: shown as ***
+    (f"postgresql://warehouse:{SECRET} x@127.0.0.1:1/x", 'is not usable: unexpected spaces found in "***"'),
+])
+def test_a_bad_url_is_exit_2_without_the_password(url, message, monkeypatch, capsys):
+    code, out, err = run_main([], monkeypatch, capsys, url)
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert message in err and "RETAILFLOW_WAREHOUSE_URL" in err and SECRET not in err, err
+
+
+def test_an_unreachable_warehouse_is_exit_1_without_the_password(monkeypatch, capsys):
+    code, out, err = run_main([], monkeypatch, capsys, f"postgresql://warehouse:{SECRET}@127.0.0.1:1/x")
+    assert (code, out) == (1, "") and err.count("\n") == 1, err
+    assert err.startswith("report: cannot reach the warehouse postgresql://warehouse@127.0.0.1:1/x: ") and SECRET not in err
