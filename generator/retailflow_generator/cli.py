@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from .catalog import PORTS
 from .db import GeneratorError, MySQLTarget, UsageError, env_url
-from .limits import LIVE_LIMITS
+from .limits import LIVE_LIMITS, MIN_INTERVAL
 
 DEFAULT_STORES_CSV = Path("data/store_locations.csv")
 
@@ -31,8 +31,9 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-def _seconds(limit: float):
-    """A finite number of seconds in (0, limit]: `nan`, `inf`, zero and negatives are refused."""
+def _seconds(limit: float, least: float | None = None):
+    """A finite number of seconds in (0, limit] (and at least ``least``): `nan`, `inf`, zero and negatives
+    are refused."""
 
     def parse(text: str) -> float:
         try:
@@ -45,6 +46,8 @@ def _seconds(limit: float):
             raise argparse.ArgumentTypeError(f"must be greater than zero, got {text!r}")
         if value > limit:
             raise argparse.ArgumentTypeError(f"must be at most {limit:g}, got {text!r}")
+        if least is not None and value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least:g}, got {text!r}")
         return value
 
     return parse
@@ -81,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     bound.add_argument("--iterations", type=_count, help="run this many ticks")
     live.add_argument("--rate", type=_seconds(LIVE_LIMITS["rate"]), default=5.0,
                       help=f"new orders per second (default 5, at most {LIVE_LIMITS['rate']:g})")
-    live.add_argument("--interval", type=_seconds(LIVE_LIMITS["interval"]), default=1.0,
-                      help="seconds per tick (default 1, at most an hour)")
+    live.add_argument("--interval", type=_seconds(LIVE_LIMITS["interval"], MIN_INTERVAL), default=1.0,
+                      help=f"seconds per tick (default 1, from {MIN_INTERVAL:g} to 3600); a tick slower than that"
+                           " carries the orders of its own time, so --rate holds")
     live.add_argument("--report-every", type=_seconds(LIVE_LIMITS["interval"]), default=5.0, metavar="SECONDS",
                       help="when stderr is not a terminal, a progress line this often (default 5)")
     live.add_argument("--seed", type=_count, default=None, help="random seed for the choices made")
@@ -102,14 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ignore_sigint() -> None:
-    """From here on a Ctrl-C changes nothing (the outcome is decided): the process ignores it to its
-    end, so it neither lies about what was kept nor dies by the signal while it exits."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _seed(args: argparse.Namespace) -> str:
-    from .seed import SeedRequest, default_end, default_start, print_progress_factory, run_seed
+    from .seed import SeedRequest, StopSignals, default_end, default_start, print_progress_factory, run_seed
 
     end = args.end or default_end()
     if args.start is None and default_start(end) > default_end():
@@ -128,10 +126,12 @@ def _seed(args: argparse.Namespace) -> str:
     )
     request.validate()
     target = MySQLTarget.from_url(args.mysql_url or env_url())
+    # only a process of its own changes how it handles signals (tests call main() in theirs): there a
+    # first Ctrl-C or SIGTERM says at once what stopping involves, a second one leaves at once
+    args.stop = StopSignals().install() if args.own_process else None
     bar = print_progress_factory(request.orders)
     try:
-        result = run_seed(request, target, progress=bar.update,
-                          settled=_ignore_sigint if args.own_process else None)
+        result = run_seed(request, target, progress=bar.update, stop=args.stop)
     finally:
         bar.close()
     return result.summary()
@@ -149,36 +149,76 @@ def _live(args: argparse.Namespace) -> str:
     return run_live(request, target, progress=live_progress(request)).summary()
 
 
+def _plots_folder(directory: Path) -> list[Path]:
+    """Before anything is measured: `--plots` needs matplotlib and a folder that exists or can be
+    created and takes files (bad input otherwise: exit 2). Returns the folders made here, deepest
+    first, for `_shape` to remove again if the command fails."""
+    import importlib.util
+    import tempfile
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plots needs matplotlib, which is in the generator's dev group (uv sync --project generator)")
+    made = []
+    try:
+        folder = directory.absolute()
+        while not folder.exists() and folder != folder.parent:
+            made.append(folder)
+            folder = folder.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        _remove_folders(made)
+        raise UsageError(f"--plots {directory}: cannot create or write to this folder ({exc.strerror or exc})") from None
+    return made
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first; only empty ones
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
 def _shape(args: argparse.Namespace) -> str:
     from .profile import measure, plot, shape_table
 
     import pymysql
 
     target = MySQLTarget.from_url(args.mysql_url or env_url())
+    made = _plots_folder(args.plots) if args.plots else []
     try:
-        measured = measure(target)
-    except pymysql.err.MySQLError as exc:
-        raise GeneratorError(f"cannot measure {target.describe()}: {exc.args[-1] if exc.args else exc}") from exc
-    if not measured.orders:
-        raise GeneratorError(f"{target.describe()} has no orders: run `retailflow-generator seed` first")
-    text = shape_table(measured)
-    if args.plots:
-        written = plot(measured, args.plots)
-        text += "\n\nplots: " + ", ".join(str(p) for p in written)
+        try:
+            measured = measure(target)
+        except pymysql.err.MySQLError as exc:
+            raise GeneratorError(f"cannot measure {target.describe()}: {exc.args[-1] if exc.args else exc}") from exc
+        if not measured.orders:
+            raise GeneratorError(f"{target.describe()} has no orders: run `retailflow-generator seed` first")
+        text = shape_table(measured)
+        if args.plots:
+            try:
+                written = plot(measured, args.plots)
+            except OSError as exc:
+                raise GeneratorError(f"cannot write the plots to {args.plots}: {exc.strerror or exc}") from None
+            text += "\n\nplots: " + ", ".join(str(p) for p in written)
+    except BaseException:
+        _remove_folders(made)  # nothing left behind by a command that did not finish
+        raise
     return text
 
 
 def _stores(args: argparse.Namespace) -> str:
-    from .stores import build_stores, upload_to_lake, write_csv
+    from .stores import build_stores, check_lake, upload_to_lake, write_csv
 
-    if args.lake and not args.bucket:
-        raise GeneratorError("--bucket must not be empty")
+    if args.lake is not None:
+        check_lake(args.lake, args.bucket)  # bad input is refused before the CSV is written
     stores = build_stores()
     path = write_csv(args.out, stores)
     regions = len({s.region for s in stores})
     countries = len({s.country for s in stores})
     line = f"stores: wrote {len(stores)} stores in {regions} regions, {countries} countries to {path}"
-    if args.lake:
+    if args.lake is not None:
         line += f"; uploaded to {upload_to_lake(path, args.lake, args.bucket, args.prefix)}"
     return line
 
@@ -196,8 +236,9 @@ def _no_password(option: str, url: str | None, env: str) -> None:
                          f" set ${env} instead")
 
 
-#: exit codes (README): 0 done, 1 the database or the lake refused, 2 bad input, 130 interrupted
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+#: exit codes (README): 0 done, 1 the database or the lake refused, 2 bad input, 130 interrupted (Ctrl-C),
+#: 143 terminated (SIGTERM, seed)
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
             done = "the previous data is unchanged"
         else:
             done = "nothing was committed"
+        stop = getattr(args, "stop", None)
+        if stop is not None and stop.signum == signal.SIGTERM:
+            print(f"retailflow-generator {args.command}: terminated; {done}", file=sys.stderr)
+            return EXIT_TERMINATED
         print(f"retailflow-generator {args.command}: interrupted; {done}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0

@@ -34,21 +34,31 @@ class MySQLTarget:
 
     @classmethod
     def from_url(cls, url: str | None) -> MySQLTarget:
+        """The target of a ``mysql://USER:PASSWORD@HOST:PORT/DATABASE`` URL. Anything malformed is bad
+        input (UsageError, exit 2), refused before anything connects, and never echoed: it may hold a
+        password."""
         if not url:
-            raise GeneratorError("no database: pass --mysql-url or set RETAILFLOW_MYSQL_URL")
-        parts = urlsplit(url)
-        # a malformed URL is bad input (exit 2), refused before anything connects
+            raise UsageError("no database: set RETAILFLOW_MYSQL_URL (or pass --mysql-url without a password)")
+        shape = "mysql://USER:PASSWORD@HOST:PORT/DATABASE"
+        try:
+            parts = urlsplit(url)
+            hostname = parts.hostname  # a bracketed host that is no IP address raises here
+        except ValueError:  # e.g. an unclosed "[" (Invalid IPv6 URL)
+            raise UsageError(f"the MySQL URL is malformed: it must look like {shape}") from None
         try:
             port = parts.port
-        except ValueError:
-            raise UsageError("the MySQL URL's port is not a number (mysql://USER:PASSWORD@HOST:PORT/DATABASE)") from None
-        if parts.scheme not in ("mysql", "mysql+pymysql", "mariadb") or not parts.hostname:
-            raise UsageError("the MySQL URL must look like mysql://USER:PASSWORD@HOST:PORT/DATABASE")
+        except ValueError:  # not a number, or out of range
+            port = 0
+        if port == 0:
+            raise UsageError(f"the MySQL URL's port is not a number from 1 to 65535 ({shape})") from None
+        if parts.scheme not in ("mysql", "mysql+pymysql", "mariadb") or not hostname \
+                or any(c.isspace() or not c.isprintable() for c in hostname):
+            raise UsageError(f"the MySQL URL must look like {shape}")
         database = parts.path.lstrip("/")
         if not database:
-            raise UsageError("the MySQL URL names no database (mysql://USER:PASSWORD@HOST:PORT/DATABASE)")
+            raise UsageError(f"the MySQL URL names no database ({shape})")
         return cls(
-            host=parts.hostname,
+            host=hostname,
             port=port or PORTS["mysql"],
             user=unquote(parts.username or ""),
             password=unquote(parts.password or ""),
@@ -168,10 +178,23 @@ def ensure_schema(conn: pymysql.connections.Connection) -> None:
     conn.commit()
 
 
+def missing_tables(conn: pymysql.connections.Connection) -> list[str]:
+    """Which of the four tables the database does not have (yet)."""
+    with conn.cursor() as cur:
+        cur.execute("select table_name from information_schema.tables where table_schema = database()")
+        present = {r[0] for r in cur.fetchall()}
+    return [t for t in TABLES if t not in present]
+
+
 def row_counts(conn: pymysql.connections.Connection) -> dict[str, int]:
+    """Rows per table; a missing table counts 0 (and is not created here)."""
+    missing = set(missing_tables(conn))
     counts = {}
     with conn.cursor() as cur:
         for table in TABLES:
+            if table in missing:
+                counts[table] = 0
+                continue
             cur.execute(f"select count(*) from {table}")
             counts[table] = int(cur.fetchone()[0])
     return counts
@@ -243,8 +266,9 @@ class Loader:
     """Loads chunks on one background thread so that generating chunk n+1 overlaps the server's
     work on chunk n. At most `depth` chunks wait; each one's memory file is closed once loaded."""
 
-    def __init__(self, conn: pymysql.connections.Connection, depth: int = 2):
+    def __init__(self, conn: pymysql.connections.Connection, depth: int = 2, check: Callable[[], None] | None = None):
         self._conn = conn
+        self._check = check  # called before each chunk (on the caller's thread): raises to stop
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-data")
         self._pending: list[Future] = []
         self._depth = depth
@@ -260,6 +284,8 @@ class Loader:
     def submit(self, sql: str, data: bytes, expected_rows: int, on_done: Callable[[], None] | None = None) -> None:
         """Queue a load of `data` (tab-separated rows); `on_done` runs (on the loader thread) once
         its rows are in."""
+        if self._check is not None:
+            self._check()
         file = MemoryFile(data)
         self._pending.append((self._pool.submit(self._load, sql, file, expected_rows, on_done), file))
         while len(self._pending) > self._depth:

@@ -17,9 +17,9 @@ import numpy as np
 import pymysql
 
 from . import shape
-from .db import GeneratorError, MySQLTarget, UsageError, connect, ensure_schema
+from .db import GeneratorError, MySQLTarget, UsageError, connect, missing_tables
 from .geography import countries
-from .limits import LIVE_LIMITS
+from .limits import LIVE_LIMITS, MIN_INTERVAL
 from .timezones import offset_now
 
 #: next status of an open order, and the chance it is cancelled instead
@@ -30,6 +30,8 @@ OPEN_WINDOW = timedelta(days=30)
 RETURN_SHARE = 0.04
 #: a history that ends longer ago than this before `live` starts gets a note about the gap
 GAP_WARNING = timedelta(days=2)
+#: the most seconds of traffic beyond --interval that one tick carries (see `tick_span`)
+STALL_CAP = 1.0
 #: the most ticks a run accepts (a week of one-second ticks, with room to spare)
 MAX_ITERATIONS = 10_000_000
 
@@ -57,6 +59,8 @@ class LiveRequest:
                 raise UsageError(f"{flag} must be a finite number greater than zero, got {value}")
             if value > limit:
                 raise UsageError(f"{flag} must be at most {limit:g}, got {value:g}")
+        if self.interval < MIN_INTERVAL:
+            raise UsageError(f"--interval must be at least {MIN_INTERVAL:g}, got {self.interval:g}")
         if self.iterations is not None and not 0 < self.iterations <= MAX_ITERATIONS:
             raise UsageError(f"--iterations must be between 1 and {MAX_ITERATIONS:,}, got {self.iterations}")
         if self.rate * self.interval > 100_000:
@@ -104,7 +108,8 @@ class _Shop:
             cur.execute("select max(ordered_at) from orders")
             latest = cur.fetchone()[0]
         if not customers or not products:
-            raise GeneratorError("the database has no customers or products yet: run `retailflow-generator seed` first")
+            raise GeneratorError("the database has no customers or products yet: run `retailflow-generator seed` first"
+                                 " (nothing was written)")
         atlas = _atlas()
         ids = np.array([c[0] for c in customers], dtype=np.int64)
         country = np.array([country_of.get(c[1], 0) for c in customers], dtype=np.int64)
@@ -177,10 +182,25 @@ def _new_orders(rng: np.random.Generator, shop: _Shop, now: datetime, n: int, fi
     return out
 
 
-def _tick(conn, rng: np.random.Generator, shop: _Shop, request: LiveRequest, result: LiveResult) -> None:
+def tick_span(interval: float, since_last: float | None) -> float:
+    """The seconds of traffic a tick carries: the time since the previous tick began (the first: one
+    interval), so that `--rate` holds whatever a tick takes (an `--interval` shorter than a tick runs
+    ticks back to back, each carrying the orders of its own time); at most one interval plus a second,
+    so that a stall (a suspended laptop, a lock wait) is not made up for in one burst."""
+    if since_last is None:
+        return interval
+    return min(since_last, interval + STALL_CAP)
+
+
+def _tick(conn, rng: np.random.Generator, shop: _Shop, request: LiveRequest, result: LiveResult,
+          span: float | None = None) -> None:
     now = _now()
-    expected = request.rate * request.interval
+    expected = request.rate * (request.interval if span is None else span)
     n_new = int(rng.poisson(expected))
+    # as many status changes as new orders on average: they keep to --rate too, however short a tick
+    n_moves = int(rng.poisson(expected))
+    if not n_new and not n_moves:
+        return  # nothing happens in this tick's time (short ticks): no statement, no transaction
     with conn.cursor() as cur:
         # FOR UPDATE: a second `live` against the same database waits for this tick instead of
         # taking the same ids
@@ -211,17 +231,17 @@ def _tick(conn, rng: np.random.Generator, shop: _Shop, request: LiveRequest, res
 
         # Move open orders along, oldest first; orders placed in this tick wait for the next one.
         # Only recent orders can still be open, so the ordered_at index bounds the scan.
-        n_moves = max(1, int(rng.poisson(expected)))
-        cur.execute(
-            "select order_id, status from orders where ordered_at >= %s "
-            "and status in ('placed', 'paid', 'shipped') and updated_at < %s "
-            "order by updated_at, order_id limit %s",
-            (shop.open_horizon, now, n_moves),
-        )
         moves = []
-        for order_id, status in cur.fetchall():
-            following, cancel_share = NEXT_STATUS[status]
-            moves.append((order_id, status, "cancelled" if rng.random() < cancel_share else following))
+        if n_moves:
+            cur.execute(
+                "select order_id, status from orders where ordered_at >= %s "
+                "and status in ('placed', 'paid', 'shipped') and updated_at < %s "
+                "order by updated_at, order_id limit %s",
+                (shop.open_horizon, now, n_moves),
+            )
+            for order_id, status in cur.fetchall():
+                following, cancel_share = NEXT_STATUS[status]
+                moves.append((order_id, status, "cancelled" if rng.random() < cancel_share else following))
         if rng.random() < RETURN_SHARE * n_moves:
             cur.execute(
                 "select order_id from orders where status = 'delivered' and updated_at < %s "
@@ -282,16 +302,27 @@ def run_live(
     result = LiveResult(where=target.describe())
     started = time.monotonic()
     try:
-        ensure_schema(conn)
-        shop = _Shop(conn, rng)
+        # live writes only to a seeded database: it creates no table (nothing is written when it refuses)
+        missing = missing_tables(conn)
+        if missing:
+            raise GeneratorError(f"{target.describe()} has no {', '.join(missing)} table{'s' if len(missing) > 1 else ''}:"
+                                 " run `retailflow-generator seed` first (nothing was written)")
+        try:
+            shop = _Shop(conn, rng)
+        except pymysql.err.MySQLError as exc:
+            raise GeneratorError(f"cannot read the customers and products of {target.describe()}: "
+                                 f"{exc.args[-1] if exc.args else exc} (nothing was written)") from exc
         if shop.latest is not None and _now() - shop.latest > GAP_WARNING:
             print(f"live: note: the seeded history ends {shop.latest:%Y-%m-%d %H:%M} UTC and live orders start now, "
                   f"{(_now() - shop.latest).days} days later; seed with the default dates (`make seed`) for a "
                   "history without a gap", file=sys.stderr, flush=True)
+        previous_start = None
         while True:
             tick_start = time.monotonic()
+            span = tick_span(request.interval, None if previous_start is None else tick_start - previous_start)
+            previous_start = tick_start
             try:
-                _tick(conn, rng, shop, request, result)
+                _tick(conn, rng, shop, request, result, span)
             except pymysql.err.MySQLError as exc:
                 conn.rollback()
                 raise GeneratorError(f"live traffic to {target.describe()} failed (this tick rolled back): {exc}") from exc

@@ -104,8 +104,8 @@ def _measure(conn) -> Shape:
     s.orders, s.first_order, s.last_order = _rows(conn, "select count(*), min(ordered_at), max(ordered_at) from orders")[0]
     s.lines = _rows(conn, "select count(*) from order_items")[0][0]
     s.products = _rows(conn, "select count(*) from products")[0][0]
-    s.last_update = max(x for x in (_rows(conn, f"select max(updated_at) from {t}")[0][0]
-                                    for t in TABLES) if x)
+    s.last_update = max((x for x in (_rows(conn, f"select max(updated_at) from {t}")[0][0]
+                                     for t in TABLES) if x), default=None)  # None: every table is empty
     if not s.orders:
         return s
 

@@ -15,12 +15,13 @@ transaction; every reference is to a row loaded or read in it).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -147,8 +148,9 @@ class SeedRequest:
         if self.seed < 0 or self.seed >= 2**63:
             raise UsageError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
         if self.orders and not self.append:
-            if not self.customers or not self.products:
-                raise UsageError("orders need customers and products: pass --customers and --products")
+            if not self.customers:
+                raise UsageError(f"--customers must be at least 1 when there are orders (every order has a customer),"
+                                 f" got {self.customers}")
             if self.products < MIN_PRODUCTS:
                 raise UsageError(
                     f"--products must be at least {MIN_PRODUCTS} when there are orders: an order lists up to "
@@ -468,28 +470,119 @@ def _existing_products(conn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, price, category
 
 
+class StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM during a seed that is its own process (the command line installs this).
+
+    The first signal says at once what stopping involves and raises KeyboardInterrupt: the seed rolls
+    its load back (with `--truncate`, waits for the server to roll back and drops the `<table>__new`
+    tables), then says what the database holds. That wait is the server's: a rollback takes about as
+    long as the load so far. A second signal leaves at once (exit 128 + signal number), which cannot
+    break the atomic swap: the previous rows change only through the one RENAME TABLE, sent after the
+    load is committed and applied by the server whole or not at all, whatever this process does; when
+    the process leaves, the server rolls back what was not committed, and the next seed drops the
+    `__new` (or `__old`) tables left behind. Once the outcome is decided, signals are ignored."""
+
+    def __init__(self) -> None:
+        #: "starting", "load" (into the tables themselves), "commit", "shadow" (into `__new`), "swap", "settled"
+        self.stage = "starting"
+        self.signum: int | None = None  # the first signal received
+        self.cleaning = False
+
+    def install(self) -> StopSignals:
+        """Handle SIGINT and SIGTERM (main thread only), unless the process was started ignoring them
+        (a background job ignores Ctrl-C)."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, self._handle)
+        return self
+
+    @property
+    def word(self) -> str:
+        return "terminated" if self.signum == signal.SIGTERM else "interrupted"
+
+    def stopping(self) -> str:
+        """What the seed does to stop, at the current stage."""
+        return {
+            "starting": "nothing has been written yet",
+            "load": "waiting for the server to roll back the load; nothing is committed",
+            "commit": "the load was being committed: waiting to learn from the server whether it was",
+            "shadow": f"waiting for the server to roll back the unfinished load into the <table>{SHADOW} tables, then"
+                      " dropping them; the previous data stays",
+            "swap": "the new tables were being swapped in (one atomic RENAME TABLE): waiting to learn from the server"
+                    " which data is in place",
+        }[self.stage]
+
+    def left_at_once(self) -> str:
+        """What the database holds when the process leaves now, at the current stage."""
+        return {
+            "starting": "no rows were written",
+            "load": "nothing was committed (the server rolls the load back on its own)",
+            "commit": "the commit was under way: either all the new rows are in or none (one transaction)",
+            "shadow": f"the previous data is unchanged (the server rolls the load back on its own; the next seed"
+                      f" drops the <table>{SHADOW} tables)",
+            "swap": "the swap was under way: the tables hold all the previous rows or all the new ones, never a mix"
+                    f" (RENAME TABLE is atomic); the next seed drops the <table>{SHADOW} or <table>{RETIRED} tables"
+                    " left",
+        }[self.stage]
+
+    def _handle(self, signum, _frame) -> None:
+        if self.stage == "settled":
+            return
+        if self.signum is not None or self.cleaning:
+            self.signum = self.signum or signum
+            _say(f"{self.word}; left at once: {self.left_at_once()}")
+            os._exit(128 + signum)
+        self.signum = signum
+        again = "a second Ctrl-C" if signum == signal.SIGINT else "a second signal"
+        _say(f"stopping: {self.stopping()} ({again} leaves at once)")
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a signal came: the seed stops at its next step even if the
+        exception the handler raised was lost."""
+        if self.signum is not None:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def cleaning_up(self):
+        """The clean-up after a failure or the first signal: a signal now leaves at once; once it
+        ends, the outcome is decided (signals are ignored)."""
+        self.cleaning = True
+        try:
+            yield
+        finally:
+            self.stage = "settled"
+
+
+def _say(text: str) -> None:
+    """One line on stderr from a signal handler: straight to the file descriptor (the handler may run
+    while the main thread is inside a write to sys.stderr); on a terminal it clears a progress bar's line."""
+    prefix = "\r\x1b[K" if os.isatty(2) else ""
+    try:
+        os.write(2, f"{prefix}retailflow-generator seed: {text}\n".encode())
+    except OSError:
+        pass
+
+
 def run_seed(
     request: SeedRequest,
     target: MySQLTarget,
     progress: Callable[[int], None] | None = None,
-    settled: Callable[[], None] | None = None,
+    stop: StopSignals | None = None,
 ) -> SeedResult:
     """Seed the database. On any failure (or Ctrl-C) nothing is half-written: a plain or `--append`
     seed rolls its one transaction back; a `--truncate` seed drops its shadow tables, so the
-    previous rows stay as they were. `settled` is called once the new rows are in for good (the
-    command line then ignores a late Ctrl-C: there is nothing left to stop)."""
+    previous rows stay as they were. `stop` (the command line's signal handling) learns each stage,
+    to say at once what a Ctrl-C means and to leave at once on a second one."""
+    stop = stop or StopSignals()  # not installed: only records the stages
     request.validate()
     started = time.perf_counter()
     conn = connect(target)
     result = SeedResult(where=target.describe())
-    shadow = swapped = renaming = False
+    shadow = swapped = renaming = committing = committed = False
     session = conn.thread_id()
     try:
-        try:
-            ensure_schema(conn)
-        except pymysql.err.MySQLError as exc:
-            raise GeneratorError(f"cannot create the schema in {target.describe()}: {exc}") from exc
-        counts = row_counts(conn)
+        counts = row_counts(conn)  # a missing table counts 0: it is created below, once nothing refuses
         if any(counts.values()) and not (request.append or request.truncate):
             filled = ", ".join(f"{t} has {n} rows" for t, n in counts.items() if n)
             raise GeneratorError(
@@ -499,14 +592,20 @@ def run_seed(
         if request.orders and request.append:
             have_customers = request.customers or counts["customers"]
             have_products = request.products + counts["products"]
-            if not have_customers or not have_products:
-                raise GeneratorError("orders need customers and products: pass --customers and --products")
+            if not have_customers:
+                raise GeneratorError("the database has no customers and --customers is 0: orders need at least one "
+                                     "customer (nothing was written)")
             if have_products < MIN_PRODUCTS:
                 raise GeneratorError(
                     f"orders need at least {MIN_PRODUCTS} products (an order lists up to {shape.MAX_LINES} "
                     f"distinct ones); the database has {counts['products']}: pass --products"
                 )
+        try:
+            ensure_schema(conn)
+        except pymysql.err.MySQLError as exc:
+            raise GeneratorError(f"cannot create the schema in {target.describe()}: {exc}") from exc
         shadow = request.truncate and any(counts.values())
+        stop.stage = "shadow" if shadow else "load"
         with conn.cursor() as cur:
             # leftovers of a seed that was killed: shadow tables never swapped in, or old tables
             # swapped out but not yet dropped
@@ -522,20 +621,32 @@ def run_seed(
             # them); skipping the per-row lookups is what mysqldump does for bulk loads too.
             cur.execute("set session foreign_key_checks = 0")
         try:
-            _write(conn, request, result, progress, SHADOW if shadow else "")
+            _write(conn, request, result, progress, SHADOW if shadow else "", check=stop.check)
+            # each step also checks that no signal came whose KeyboardInterrupt got lost on the way (an
+            # exception raised by a signal handler inside code that discards errors, as C code may)
+            stop.check()
+            if not shadow:
+                committing, stop.stage = True, "commit"
             conn.commit()
+            stop.check()
             if shadow:
-                renaming = True
+                renaming, stop.stage = True, "swap"
                 swapped = swap_in_shadow_tables(conn)
-            if settled is not None:
-                settled()
+                stop.check()
+            stop.stage = "settled"  # the new rows are in for good: a late Ctrl-C changes nothing
         except pymysql.err.MySQLError as exc:
             kept = "the previous data is unchanged" if shadow else "nothing was kept"
             raise GeneratorError(f"writing to {target.describe()} failed, {kept}: {exc}") from exc
     except BaseException as exc:
-        with _sigint_ignored():  # the cleanup below runs to its end: a second Ctrl-C cannot break it
+        # the cleanup below runs to its end, unless a second signal makes the command leave at once
+        # (StopSignals); in a process that is not the command (tests), it ignores Ctrl-C
+        with stop.cleaning_up(), (nullcontext() if _installed(stop) else _sigint_ignored()):
             if shadow:
                 swapped = _clear_shadow_tables(conn, target, session, swapped, renaming)
+            elif committing or isinstance(exc, KeyboardInterrupt):
+                # the connection may be broken mid-packet (a ROLLBACK on it can wait forever), and the
+                # COMMIT may have been sent: end the session from a new connection and ask the server
+                committed = _end_plain_seed(conn, target, session, counts if committing else None, result.written)
             else:
                 try:
                     conn.rollback()
@@ -544,6 +655,8 @@ def run_seed(
         if isinstance(exc, KeyboardInterrupt):
             if swapped:
                 kept = "the new data is in place (the old tables may be left as <table>__old until the next seed)"
+            elif committed:
+                kept = "the seed had just committed: the new rows are in"
             elif shadow:
                 kept = "the previous data is unchanged"
             else:
@@ -554,6 +667,11 @@ def run_seed(
         conn.close()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _installed(stop: StopSignals) -> bool:
+    """Whether ``stop`` handles Ctrl-C in this process (the command line's own process)."""
+    return threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == stop._handle
 
 
 @contextmanager
@@ -567,6 +685,31 @@ def _sigint_ignored():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _end_plain_seed(conn, target: MySQLTarget, session: int, before: dict[str, int] | None,
+                    written: dict[str, int]) -> bool:
+    """After a plain or `--append` seed was interrupted: end its session from a new connection (its own
+    may be broken mid-packet), so that its transaction is rolled back, or committed if the COMMIT had
+    been sent. ``before`` (the row counts, given when the COMMIT may have been sent): returns whether the
+    new rows are in, seen by the customers or products (which only a seed writes) or else the orders.
+    Unknown (no connection): False, as the server rolls back a transaction it got no COMMIT for."""
+    abandon(conn)
+    try:
+        fresh = connect(target)
+    except GeneratorError:
+        return False
+    try:
+        end_session(fresh, session)
+        if before is None:
+            return False
+        now = row_counts(fresh)
+    except pymysql.err.MySQLError:
+        return False
+    finally:
+        fresh.close()
+    table = next((t for t in ("customers", "products", "orders") if written[t]), "orders")
+    return now[table] >= before[table] + written[table] > before[table]
 
 
 def _clear_shadow_tables(conn, target: MySQLTarget, session: int, swapped: bool, renaming: bool) -> bool:
@@ -592,7 +735,8 @@ def _clear_shadow_tables(conn, target: MySQLTarget, session: int, swapped: bool,
     return swapped
 
 
-def _write(conn, request: SeedRequest, result: SeedResult, progress, suffix: str) -> None:
+def _write(conn, request: SeedRequest, result: SeedResult, progress, suffix: str,
+           check: Callable[[], None] | None = None) -> None:
     base = dict.fromkeys(TABLES, 0) if suffix else max_ids(conn)
     customers = generate_customers(request, base["customers"])
     products = generate_products(request, base["products"])
@@ -601,7 +745,7 @@ def _write(conn, request: SeedRequest, result: SeedResult, progress, suffix: str
     if request.orders and request.append and any(base.values()):
         existing = (_existing_customers(conn), _existing_products(conn))
 
-    loader = Loader(conn, depth=3)
+    loader = Loader(conn, depth=3, check=check)
     try:
         if request.orders:
             _write_orders(request, result, progress, base, existing, customers, products, loader, suffix)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .catalog import STORE_CSV_HEADER
-from .db import GeneratorError
+from .db import GeneratorError, UsageError
 from .geography import REGIONS, places
 
 STORE_COUNT = 40
@@ -130,6 +130,27 @@ class LakeError(GeneratorError):
     """The lake (S3 endpoint) refused the upload or is unreachable."""
 
 
+def check_lake(endpoint: str, bucket: str):
+    """Refuse a malformed `--lake` endpoint, an empty bucket or missing credentials (bad input,
+    UsageError: exit 2) before anything is written; returns the endpoint's parts."""
+    shape = "an http(s)://HOST[:PORT] endpoint, e.g. http://127.0.0.1:9000"
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port  # raises if not a number from 0 to 65535
+        host = parts.hostname
+    except ValueError:
+        raise UsageError(f"--lake must be {shape}") from None
+    if parts.scheme not in ("http", "https") or not host or port == 0 or parts.username or parts.password \
+            or parts.path.strip("/") or parts.query or parts.fragment:
+        # not echoed: a malformed URL may hold a key
+        raise UsageError(f"--lake must be {shape}")
+    if not bucket:
+        raise UsageError("--bucket must not be empty")
+    if not os.environ.get("RETAILFLOW_LAKE_ACCESS_KEY") or not os.environ.get("RETAILFLOW_LAKE_SECRET_KEY"):
+        raise UsageError("set RETAILFLOW_LAKE_ACCESS_KEY and RETAILFLOW_LAKE_SECRET_KEY to upload to the lake")
+    return parts
+
+
 def upload_to_lake(path: Path, endpoint: str, bucket: str, prefix: str) -> str:
     """Upload the CSV to `s3://bucket/prefix/<file name>` on an S3 endpoint (MinIO); returns the URI.
 
@@ -141,13 +162,9 @@ def upload_to_lake(path: Path, endpoint: str, bucket: str, prefix: str) -> str:
     from minio.error import MinioException
     from urllib3.exceptions import HTTPError
 
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise LakeError(f"--lake must be an http(s)://host[:port] endpoint, got {endpoint!r}")
-    access_key = os.environ.get("RETAILFLOW_LAKE_ACCESS_KEY")
-    secret_key = os.environ.get("RETAILFLOW_LAKE_SECRET_KEY")
-    if not access_key or not secret_key:
-        raise LakeError("set RETAILFLOW_LAKE_ACCESS_KEY and RETAILFLOW_LAKE_SECRET_KEY to upload to the lake")
+    parts = check_lake(endpoint, bucket)
+    access_key = os.environ["RETAILFLOW_LAKE_ACCESS_KEY"]
+    secret_key = os.environ["RETAILFLOW_LAKE_SECRET_KEY"]
     client = Minio(
         parts.netloc,
         access_key=access_key,

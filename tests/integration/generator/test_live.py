@@ -7,10 +7,12 @@ import select
 import struct
 import subprocess
 import termios
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import GENERATOR, mysql_env, rows, scalar
+from retailflow_generator.db import MySQLTarget
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +75,32 @@ def test_live_on_an_empty_database_asks_for_a_seed_first(database):
     done = subprocess.run([GENERATOR, "live", "--iterations", "1"],
                           capture_output=True, text=True, timeout=60, check=False, env=mysql_env(database))
     assert done.returncode == 1 and "run `retailflow-generator seed` first" in done.stderr
+    assert done.stderr.count("\n") == 1 and "nothing was written" in done.stderr and done.stdout == ""
+    assert scalar(database, "select count(*) from information_schema.tables where table_schema = database()") == 0, \
+        "refusing, live creates no table"
+
+
+@pytest.mark.parametrize("interval", [0.01, 0.05])
+def test_the_rate_holds_when_a_tick_takes_longer_than_the_interval(database, monkeypatch, interval):
+    """Orders per tick were --rate x --interval whatever a tick took (the probe: `--interval 0.1` gave 12
+    orders in 4 s at --rate 5 on a demo-scale database, whose ticks take longer than that). A tick now
+    carries the orders of the time since the previous one began. Here every tick takes 0.1 s more."""
+    from retailflow_generator import live as live_module
+
+    _seed_small(database)
+    before = scalar(database, "select count(*) from orders")
+    real_tick = live_module._tick
+
+    def slow_tick(*args, **kwargs):
+        time.sleep(0.1)
+        return real_tick(*args, **kwargs)
+
+    monkeypatch.setattr(live_module, "_tick", slow_tick)
+    request = live_module.LiveRequest(duration=3, interval=interval, rate=40, seed=3, report_every=3600)
+    result = live_module.run_live(request, MySQLTarget.from_url(database))
+    new = scalar(database, "select count(*) from orders") - before
+    assert new == result.new_orders
+    assert 80 <= new <= 170, f"about --rate x --duration = 120 new orders, got {new} in {result.ticks} ticks"
 
 
 def _seed_small(database):

@@ -174,6 +174,14 @@ def test_the_shape_command_prints_the_readme_table(seeded):
     assert sum(line.startswith("| local peak hour, ") for line in table) == len(REGION_NAMES)
 
 
-def test_the_shape_command_on_an_empty_database_is_a_clear_error(database, capsys):
+def test_the_shape_command_on_an_empty_database_is_a_clear_error(database, capsys, tmp_path):
     code, _out, err = in_process(capsys, "shape", url=database)
     assert code == 1 and "error:" in err and "Traceback" not in err
+    # the tables exist but are empty: the README's exit 1 (the database's contents do not allow the run),
+    # one line (it was a ValueError traceback: max() of no timestamps)
+    assert in_process(capsys, "seed", "--customers", "0", "--products", "0", "--orders", "0", url=database)[0] == 0
+    code, out, err = in_process(capsys, "shape", "--plots", str(tmp_path / "plots"), url=database)
+    where = MySQLTarget.from_url(database).describe()
+    assert code == 1 and out == ""
+    assert err == f"retailflow-generator shape: error: {where} has no orders: run `retailflow-generator seed` first\n"
+    assert list(tmp_path.iterdir()) == [], "no plots folder left behind"

@@ -174,15 +174,23 @@ def test_failure_mid_load_rolls_everything_back(database, monkeypatch, failing_s
 def test_orders_without_customers_are_refused(database, capsys):
     no_customers = ["--customers", "0", "--products", "5", "--orders", "10", "--start", "2025-01-01",
                     "--end", "2025-01-31"]
+    says = ("retailflow-generator seed: error: --customers must be at least 1 when there are orders (every order"
+            " has a customer), got 0\n")  # it was "pass --customers and --products", both passed
     code, _out, err = in_process(capsys, "seed", *no_customers, url=database)
-    assert code == 2 and "orders need customers and products" in err
+    assert code == 2 and err == says
     assert scalar(database, "select count(*) from information_schema.tables where table_schema = database()") == 0, \
         "refused before the database is touched"
+    # --append: the database's own customers count, and it has none (no tables either): refused, nothing created
+    code, _out, err = in_process(capsys, "seed", *no_customers[:3], "20", *no_customers[4:], "--append", url=database)
+    assert code == 1 and err == ("retailflow-generator seed: error: the database has no customers and --customers is"
+                                 " 0: orders need at least one customer (nothing was written)\n")
+    assert scalar(database, "select count(*) from information_schema.tables where table_schema = database()") == 0, \
+        "refused before any table is created"
     # refused before --truncate replaces anything
     seed_in_process(database, *ARGS)
     before = checksums(database)
     code, _out, err = in_process(capsys, "seed", *no_customers, "--truncate", url=database)
-    assert code == 2 and "orders need customers and products" in err
+    assert code == 2 and err == says
     assert checksums(database) == before
     # with --append the database's own customers and products count
     code, _out, err = in_process(capsys, "seed", "--customers", "0", "--products", "0", "--orders", "10",

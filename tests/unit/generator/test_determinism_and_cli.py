@@ -106,7 +106,9 @@ def test_store_network_is_fixed_and_the_committed_csv_is_current():
         (["--customers", "10", "--products", "20", "--orders", "1000000000"], "--orders must be at most 50,000,000"),
         (["--customers", "99999999999", "--products", "20", "--orders", "1"], "--customers must be at most"),
         (["--customers", "10", "--products", "5", "--orders", "10"], "--products must be at least 12"),
-        (["--customers", "0", "--products", "20", "--orders", "10"], "orders need customers and products"),
+        (["--customers", "0", "--products", "20", "--orders", "10"],
+         "--customers must be at least 1 when there are orders (every order has a customer), got 0"),
+        (["--customers", "5", "--products", "0", "--orders", "10"], "--products must be at least 12 when there are orders"),
         (["--customers", "1", "--products", "20", "--orders", "1", "--seed", "-3"], "--seed must be between 0"),
     ],
 )
@@ -146,6 +148,7 @@ def test_dates_default_to_two_years_up_to_today(monkeypatch):
         (["--iterations", "3", "--rate", "1e6"], "must be at most 10000"),
         (["--iterations", "3", "--interval", "nan"], "must be a finite number"),
         (["--iterations", "3", "--interval", "7200"], "must be at most 3600"),
+        (["--iterations", "3", "--interval", "0.000001"], "must be at least 0.01"),
         (["--iterations", "0"], "--iterations must be between 1 and"),
         (["--iterations", "100000000000"], "--iterations must be between 1 and"),
         (["--iterations", "3", "--rate", "5000", "--interval", "3600"], "orders a tick"),
@@ -189,10 +192,13 @@ def test_unreachable_database_is_a_clear_error(capsys, monkeypatch):
     assert "secret" not in err, "the password is never printed"
 
 
-def test_missing_url_is_a_clear_error(capsys, monkeypatch):
+@pytest.mark.parametrize("command", [["live", "--iterations", "1"], ["shape"],
+                                     ["seed", "--customers", "1", "--products", "20", "--orders", "1"]])
+def test_missing_url_is_bad_input_exit_2(command, capsys, monkeypatch):
     monkeypatch.delenv("RETAILFLOW_MYSQL_URL", raising=False)
-    assert cli.main(["live", "--iterations", "1"]) == 1
-    assert "RETAILFLOW_MYSQL_URL" in capsys.readouterr().err
+    assert cli.main(command) == cli.EXIT_USAGE == 2
+    assert capsys.readouterr().err == (f"retailflow-generator {command[0]}: error: no database: set RETAILFLOW_MYSQL_URL"
+                                       " (or pass --mysql-url without a password)\n")
 
 
 def test_an_end_far_in_the_future_is_named_not_a_start_never_given(capsys, monkeypatch):
@@ -204,7 +210,9 @@ def test_an_end_far_in_the_future_is_named_not_a_start_never_given(capsys, monke
 
 
 @pytest.mark.parametrize("url", ["postgresql://u@h:5432/retail", "mysql://u@h:port/retail", "mysql://u@h:3306/",
-                                 "mysql:///retail"])
+                                 "mysql:///retail", "mysql://u@[::1/retail", "mysql://u@[::1:3306/retail",
+                                 "mysql://u@[not-an-ip]:3306/retail", "mysql://u@h:99999/retail", "mysql://u@h:0/retail",
+                                 "mysql://u@h:-1/retail", "mysql://u@h x:3306/retail"])
 @pytest.mark.parametrize("where", ["argument", "environment"])
 def test_a_malformed_mysql_url_is_bad_input_exit_2(url, where, capsys, monkeypatch):
     if where == "argument":
@@ -213,7 +221,9 @@ def test_a_malformed_mysql_url_is_bad_input_exit_2(url, where, capsys, monkeypat
         monkeypatch.setenv("RETAILFLOW_MYSQL_URL", url.replace("u@", "u:p@"))
         code = cli.main(["live", "--iterations", "1"])
     err = capsys.readouterr().err
-    assert code == 2 and "the MySQL URL" in err and "Traceback" not in err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "the MySQL URL" in err or "--mysql-url is not a URL" in err, err
+    assert "u:p" not in err and "/retail" not in err, "the URL (and any password in it) is not echoed"
 
 
 @pytest.mark.parametrize("command", [["seed", "--customers", "1", "--products", "20", "--orders", "1"],
@@ -244,3 +254,72 @@ def test_an_unwritable_stores_csv_is_one_line_exit_1(capsys, tmp_path):
     code = cli.main(["stores", "--out", str(blocker / "x.csv")])  # a folder that is a file
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("retailflow-generator stores: error: cannot write ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["shape"], ["live", "--iterations", "1"],
+                                     ["seed", "--customers", "1", "--products", "20", "--orders", "1"]])
+def test_an_unparseable_url_with_a_password_is_one_line_exit_2_not_echoed(command, capsys, monkeypatch):
+    """urlsplit raises on an unclosed "[" (Invalid IPv6 URL): that was a traceback."""
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", "mysql://nobody:s3cr3t@[::1/x")
+    code = cli.main(command)
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err == (f"retailflow-generator {command[0]}: error: the MySQL URL is malformed: it must look like"
+                   " mysql://USER:PASSWORD@HOST:PORT/DATABASE\n")
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "/proc"])
+def test_shape_refuses_an_unwritable_plots_folder_before_measuring(where, tmp_path, capsys, monkeypatch):
+    """Checked before the database is touched (the URL's server is unreachable: measuring would exit 1)."""
+    from retailflow_generator import profile
+
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", "mysql://nobody:x@127.0.0.1:1/none")
+    monkeypatch.setattr(profile, "measure", lambda target: pytest.fail("measured before checking --plots"))
+    (tmp_path / "file").write_text("")
+    folder = {"a file": tmp_path / "file", "under a file": tmp_path / "file" / "plots", "/proc": Path("/proc/x")}[where]
+    code = cli.main(["shape", "--plots", str(folder)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"retailflow-generator shape: error: --plots {folder}: cannot create or write to this folder (")
+
+
+def test_shape_with_plots_into_a_new_folder_leaves_nothing_when_it_fails(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", "mysql://nobody:x@127.0.0.1:1/none")
+    code = cli.main(["shape", "--plots", str(tmp_path / "new" / "plots")])
+    assert code == 1 and "cannot connect" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [], "the folders made for the plots are removed again"
+
+
+@pytest.mark.parametrize("lake", ["notaurl", "http://", "http://h:port", "http://[::1", "http://h:99999",
+                                  "ftp://h:9000", "http://k:s3cr3t@h:9000", "http://h:9000/bucket"])
+def test_stores_refuses_a_malformed_lake_endpoint_exit_2_before_writing(lake, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RETAILFLOW_LAKE_ACCESS_KEY", "lake-access")
+    monkeypatch.setenv("RETAILFLOW_LAKE_SECRET_KEY", "lake-secret")
+    code = cli.main(["stores", "--out", str(tmp_path / "s.csv"), "--lake", lake])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err == ("retailflow-generator stores: error: --lake must be an http(s)://HOST[:PORT] endpoint,"
+                   " e.g. http://127.0.0.1:9000\n")
+    assert list(tmp_path.iterdir()) == [], "nothing written when refusing"
+
+
+def test_stores_refuses_an_empty_bucket_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RETAILFLOW_LAKE_ACCESS_KEY", "lake-access")
+    monkeypatch.setenv("RETAILFLOW_LAKE_SECRET_KEY", "lake-secret")
+    code = cli.main(["stores", "--out", str(tmp_path / "s.csv"), "--lake", "http://127.0.0.1:1", "--bucket", ""])
+    assert code == 2 and capsys.readouterr().err == "retailflow-generator stores: error: --bucket must not be empty\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_live_tick_carries_the_traffic_of_its_own_time():
+    """`--rate` holds whatever a tick takes: a tick carries the seconds since the previous one began
+    (not the nominal --interval), at most an interval and a second (a stall is not made up in one burst)."""
+    from retailflow_generator.db import UsageError
+    from retailflow_generator.live import STALL_CAP, LiveRequest, tick_span
+
+    assert tick_span(0.1, None) == 0.1  # the first tick: one interval
+    assert tick_span(1e-6, 0.08) == 0.08  # ticks slower than --interval: their own time
+    assert tick_span(1.0, 1.002) == 1.002
+    assert tick_span(1.0, 3600.0) == 1.0 + STALL_CAP == 2.0
+    with pytest.raises(UsageError, match="--interval must be at least 0.01"):  # shorter ones only spin
+        LiveRequest(iterations=1, interval=0.001).validate()

@@ -35,8 +35,9 @@ def test_stores_without_lake_credentials_is_a_clear_error(s3_standin, tmp_path, 
     monkeypatch.delenv("RETAILFLOW_LAKE_ACCESS_KEY", raising=False)
     monkeypatch.delenv("RETAILFLOW_LAKE_SECRET_KEY", raising=False)
     code = cli.main(["stores", "--out", str(tmp_path / "s.csv"), "--lake", s3_standin])
-    assert code == 1
+    assert code == 2, "missing credentials are bad input, as a missing database URL"
     assert "RETAILFLOW_LAKE_ACCESS_KEY" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists(), "refused before the CSV is written"
 
 
 def test_stores_with_an_unreachable_lake_is_a_clear_error(tmp_path, monkeypatch, capsys):
