@@ -92,50 +92,18 @@ class TestPipelineBootstrapJob:
     def test_script_sends_no_client_secret_after_a_redirect(self, defaults):
         """An Airbyte URL that redirects would take the client secret to a host nobody named: the Job's
         script stops at the redirect, saying so, and the other host receives nothing."""
-        import threading
         import types
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        received = []
+        from support.http_stand_ins import redirect_and_record
 
-        class Elsewhere(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-        class Redirecting(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(307)
-                self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_address[1]}/token")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
-        redirecting = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
-        for server in (elsewhere, redirecting):
-            threading.Thread(target=server.serve_forever, daemon=True).start()
         script = types.ModuleType("create_pipeline")
         exec(defaults.get("ConfigMap", "retailflow-pipeline")["data"]["create_pipeline.py"], script.__dict__)
-        try:
-            url = f"http://127.0.0.1:{redirecting.server_address[1]}"
+        with redirect_and_record() as (url, received):
             with pytest.raises(SystemExit) as stopped:
                 script.workspace_id(f"{url}/api/public/v1", f"{url}/api/public/v1/applications/token", "id",
                                     "client-secret-5e1f")
-            assert "redirect (HTTP 307)" in str(stopped.value.code) and "client-secret" not in str(stopped.value.code)
-            assert received == []
-        finally:
-            redirecting.shutdown()
-            elsewhere.shutdown()
+        assert "redirect (HTTP 307)" in str(stopped.value.code) and "client-secret" not in str(stopped.value.code)
+        assert received == []
 
     def test_role_is_limited_to_the_one_pipeline_and_airbytes_secret(self, defaults):
         rule, secret_rule = defaults.get("Role", "retailflow-pipeline")["rules"]

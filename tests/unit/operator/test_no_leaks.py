@@ -5,51 +5,39 @@ from __future__ import annotations
 import ast
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from retailflow_operator.airflow_client import AirflowClient
 from retailflow_operator.errors import PeerError
 from retailflow_operator.trust import REDACTED, redact
+from support.http_stand_ins import QuietHandler, redirect_and_record, serving
 
 REPO = Path(__file__).resolve().parents[3]
 PASSWORD = "hunter2-very-secret"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
 def echoing_airflow():
     """A stand-in for an Airflow API server whose errors echo the request body, as FastAPI's 422s do."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # quiet
-            pass
-
+    class Handler(QuietHandler):
         def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+            body = self.body().decode()
             if self.path == "/auth/token":
-                self._answer(201, {"access_token": "t"})
+                self.answer(201, json.dumps({"access_token": "t"}).encode(), JSON)
             else:
-                self._answer(422, {"detail": [{"msg": "invalid", "input": json.loads(body or "{}")}]})
+                detail = {"detail": [{"msg": "invalid", "input": json.loads(body or "{}")}]}
+                self.answer(422, json.dumps(detail).encode(), JSON)
 
         do_PATCH = do_POST
 
         def do_GET(self):
-            self._answer(500, {"detail": f"boom while reading {PASSWORD}"})
+            self.answer(500, json.dumps({"detail": f"boom while reading {PASSWORD}"}).encode(), JSON)
 
-        def _answer(self, status, payload):
-            raw = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(Handler) as url:
+        yield url
 
 
 def test_airflow_error_bodies_never_reach_the_message(echoing_airflow):
@@ -68,29 +56,21 @@ def airflow_behind_a_proxy():
     """A stand-in for an Airflow reached through a proxy that answers its API with a 200 HTML page
     (a login or maintenance page), after a token answer that is fine."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # quiet
-            pass
-
+    class Handler(QuietHandler):
         def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self._answer(b'{"access_token": "t"}' if self.path == "/auth/token" else b"<html>sign in</html>")
+            self.body()
+            if self.path == "/auth/token":
+                self.answer(201, b'{"access_token": "t"}')
+            else:
+                self.do_GET()
 
         do_PATCH = do_POST
 
         def do_GET(self):
-            self._answer(b"<html>sign in</html>")
+            self.answer(200, b"<html>sign in</html>")
 
-        def _answer(self, raw):
-            self.send_response(200 if raw.startswith(b"<") else 201)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(Handler) as url:
+        yield url
 
 
 def test_an_airflow_answer_that_is_not_json_is_refused_clearly(airflow_behind_a_proxy):
@@ -109,44 +89,12 @@ def test_an_airflow_answer_that_is_not_json_is_refused_clearly(airflow_behind_a_
 def test_the_airflow_client_sends_no_credentials_after_a_redirect():
     """An Airflow URL that redirects (a proxy, an http to https hop) would take the password, or the
     token, to a host the operator's allowed hosts never named: the client stops at the redirect."""
-    received = []
-
-    class Elsewhere(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
-            self.send_response(201)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-    elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
-    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
-
-    class Redirecting(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(307)
-            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_address[1]}{self.path}")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    redirecting = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
-    threading.Thread(target=redirecting.serve_forever, daemon=True).start()
-    try:
-        client = AirflowClient(f"http://127.0.0.1:{redirecting.server_address[1]}", "admin", PASSWORD, 5)
+    with redirect_and_record() as (url, received):
+        client = AirflowClient(url, "admin", PASSWORD, 5)
         with pytest.raises(PeerError) as err:
             client.list_variables("retailflow_")
         assert "HTTP 307" in str(err.value) and "redirect" in str(err.value) and not err.value.transient
-        assert received == []
-    finally:
-        redirecting.shutdown()
-        elsewhere.shutdown()
+    assert received == []
 
 
 def test_redaction_replaces_every_secret_value_but_not_names():
