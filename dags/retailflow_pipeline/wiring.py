@@ -138,7 +138,7 @@ def audit_task(settings, trigger_rule: str = "none_failed"):
     passed or was skipped by dbt for its own reasons, not when one failed or the build did not run."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from retailflow_pipeline.audit import AuditFailed
+    from retailflow_pipeline.audit import AuditFailed, NoIngestionState
 
     @task(task_id="audit", retries=1, retry_delay=timedelta(seconds=30), execution_timeout=AUDIT_TIMEOUT,
           trigger_rule=trigger_rule)
@@ -151,7 +151,7 @@ def audit_task(settings, trigger_rule: str = "none_failed"):
             raise AirflowFailException(f"RETAILFLOW_AUDIT_SETTLE_SECONDS={settle!r} is not a number of seconds") from None
         try:
             return tasks.run_audit(settings, seconds)
-        except AuditFailed as exc:
+        except (AuditFailed, NoIngestionState) as exc:  # a retry would find the same: fail at once
             raise AirflowFailException(str(exc)) from None
 
     return audit(settings)

@@ -114,6 +114,8 @@ def test_a_raw_schema_without_ingestion_state_fails_the_audit(first_run, dagbag,
                                                         include_downstream=False)
     run = dag.test()
     assert run.state == "failed" and states(run)["audit"] == "failed"
+    (audit,) = [ti for ti in run.get_task_instances() if ti.task_id == "audit"]
+    assert audit.try_number == 1  # failed at once: a retry 30 s later would find the same schema
     out = capfd.readouterr()
     log = out.out + out.err
     assert "raw schema nosuch has no ingestion state: the warehouse has no schema nosuch" in log, log[-3000:]
