@@ -294,9 +294,10 @@ def lake_object(moto: str, bucket: str, key: str) -> str:
 
 
 #: A stand-in for the MinIO client (no registry reachable here ships `mc`): it records its argv, reads an
-#: alias from MC_HOST_<alias> exactly as mc RELEASE.2025-08-13 does (cmd/config.go, parseEnvURLStr: two
-#: regular expressions, the keys taken verbatim, not percent-decoded), or from `mc alias set` (kept in
-#: $HOME/.mc-stub.json), and does `mb --ignore-existing --region R alias/bucket` against the S3 endpoint.
+#: alias from MC_HOST_<alias> exactly as mc RELEASE.2025-08-13T08-35-41Z (minio/mc@7394ce0dd2a8, the chart's
+#: pinned image) does (cmd/config.go, parseEnvURLStr: two regular expressions, the keys taken verbatim, not
+#: percent-decoded), or from `mc alias set` (kept in $HOME/.mc-stub.json), and does `mb --ignore-existing
+#: --region R alias/bucket` against the S3 endpoint.
 MC_STUB = r'''#!{python}
 import json, os, re, sys
 from urllib.parse import urlsplit
