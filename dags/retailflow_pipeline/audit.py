@@ -46,6 +46,7 @@ from urllib.parse import unquote, urlsplit
 
 from retailflow_pipeline.catalog import CURSORS, STREAM_NAMES
 from retailflow_pipeline.connections import redact
+from retailflow_pipeline.errors import OneLineParser
 
 log = logging.getLogger(__name__)
 
@@ -396,13 +397,6 @@ def check(mysql_url: str, warehouse_url: str, **kwargs: Any) -> AuditReport:
     return report
 
 
-class _AuditParser(argparse.ArgumentParser):
-    """argparse, with errors on one line (no usage block) and exit 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"audit: {message} (see --help)\n")
-
-
 def _settle_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -422,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import sys
 
-    parser = _AuditParser(
+    parser = OneLineParser(
+        name="audit",
         prog="python -m retailflow_pipeline.audit",
         description="Audit the marts against MySQL (row counts and revenue) at the ingestion's high-water mark."
                     " The databases are $RETAILFLOW_MYSQL_URL and $RETAILFLOW_WAREHOUSE_URL.")

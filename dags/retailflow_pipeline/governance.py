@@ -62,7 +62,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from retailflow_pipeline.catalog import PORTS
-from retailflow_pipeline.errors import NotConfigured
+from retailflow_pipeline.errors import NotConfigured, OneLineParser
 from retailflow_pipeline.paths import dbt_target_dir, openmetadata_metadata_bin, openmetadata_workflows_dir
 
 #: Every workflow in the order it must run (dbt attaches to the tables the postgres workflow made).
@@ -398,20 +398,14 @@ sys.exit(0 if all(v == "ok" for v in results.values()) else 1)
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with errors on one line (no usage block) and exit 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"governance: {message} (see --help)\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m retailflow_pipeline.governance`` (``make governance``, ``make governance-check``).
 
     Exit codes: 0 done (``--check``: every workflow parses); 1 a workflow failed, the server does not
     answer, or (``--check``) a workflow does not parse; 2 bad arguments or settings, or no server or
     credentials configured (one line)."""
-    parser = _Parser(
+    parser = OneLineParser(
+        name="governance",
         prog="python -m retailflow_pipeline.governance",
         description="Register RetailFlow in OpenMetadata: run its ingestion workflows against"
                     " $RETAILFLOW_OPENMETADATA_URL (http(s)://HOST[:PORT]) with the bot JWT in"

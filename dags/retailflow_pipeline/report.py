@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.table import Table
 
+from retailflow_pipeline.errors import OneLineParser
+
 TOP_CUSTOMERS_SQL = """
 select revenue_rank, customer_name, country, order_count, lifetime_revenue,
        first_order_at, last_order_at
@@ -226,13 +228,6 @@ def render(report: Report, console: Console, *, lake: str, docs: str) -> None:
     console.print(f"dbt docs:   {docs}", soft_wrap=True)
 
 
-class _ReportParser(argparse.ArgumentParser):
-    """argparse, with errors on one line (no usage block) and exit 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"report: {message} (see --help)\n")
-
-
 def _top_n(text: str) -> int:
     try:
         value = int(text)
@@ -247,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     from retailflow_pipeline.audit import WAREHOUSE_SHAPE, scrub, url_problem
     from retailflow_pipeline.connections import redact
 
-    parser = _ReportParser(prog="python -m retailflow_pipeline.report", description=__doc__.splitlines()[0])
+    parser = OneLineParser(name="report", prog="python -m retailflow_pipeline.report",
+                           description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse-url", default=None,
                         help="postgresql://USER@HOST:PORT/DATABASE without a password (default"
                              " $RETAILFLOW_WAREHOUSE_URL, the only place for one: an argument shows in the process"
