@@ -103,17 +103,22 @@ STOPPING = ("retailflow-generator seed: stopping: waiting for the server to roll
             " <table>__new tables, then dropping them; the previous data stays ({} leaves at once)\n")
 
 
-def test_ctrl_c_during_truncate_says_the_previous_data_is_unchanged(database, tmp_path):
-    """The first Ctrl-C says at once what it waits for (nothing was printed for the seconds of the
-    server's rollback), then what is kept."""
+@pytest.mark.parametrize("signum, second, code, word", [
+    (signal.SIGINT, "a second Ctrl-C", 130, "interrupted"),
+    # a supervisor stopping the seed: SIGTERM killed it and left the <table>__new tables behind
+    (signal.SIGTERM, "a second signal", 143, "terminated"),
+], ids=["ctrl-c", "sigterm"])
+def test_a_stop_during_truncate_says_the_previous_data_is_unchanged(database, tmp_path, signum, second, code, word):
+    """The first Ctrl-C (or SIGTERM) says at once what it waits for (nothing was printed for the seconds
+    of the server's rollback), then what is kept."""
     seed_in_process(database, *ARGS)
     before = checksums(database)
     proc = start_big_truncate(database, tmp_path)
     err = StderrLines(proc)
-    proc.send_signal(signal.SIGINT)
-    assert err.next(timeout=1.0) == STOPPING.format("a second Ctrl-C"), err.all
-    assert proc.wait(timeout=120) == 130
-    assert err.next(timeout=5) == "retailflow-generator seed: interrupted; the previous data is unchanged\n"
+    proc.send_signal(signum)
+    assert err.next(timeout=1.0) == STOPPING.format(second), err.all
+    assert proc.wait(timeout=120) == code
+    assert err.next(timeout=5) == f"retailflow-generator seed: {word}; the previous data is unchanged\n"
     assert err.next(timeout=5) == "" and proc.stdout.read() == ""
     assert checksums(database) == before
     assert tables(database) == ["customers", "order_items", "orders", "products"], "shadow tables dropped"
@@ -152,18 +157,6 @@ def test_a_second_ctrl_c_leaves_at_once_and_the_previous_data_stays(database, tm
     assert tables(database) == ["customers", "order_items", "orders", "products"]
 
 
-def test_sigterm_during_truncate_cleans_up_like_ctrl_c(database, tmp_path):
-    """SIGTERM (a supervisor stopping the seed) killed it and left the <table>__new tables behind."""
-    seed_in_process(database, *ARGS)
-    before = checksums(database)
-    proc = start_big_truncate(database, tmp_path)
-    err = StderrLines(proc)
-    proc.send_signal(signal.SIGTERM)
-    assert err.next(timeout=1.0) == STOPPING.format("a second signal"), err.all
-    assert proc.wait(timeout=120) == 143
-    assert err.next(timeout=5) == "retailflow-generator seed: terminated; the previous data is unchanged\n"
-    assert checksums(database) == before
-    assert tables(database) == ["customers", "order_items", "orders", "products"], "shadow tables dropped"
 
 
 @pytest.mark.parametrize("failure", ["generating", "loading"])
