@@ -543,6 +543,18 @@ class StopSignals:
         if self.signum is not None:
             raise KeyboardInterrupt
 
+    def settle(self) -> None:
+        """The outcome is decided: from now on a signal changes nothing, and is ignored through the
+        process's exit. Python's own exit (interpreter finalization, which takes a tenth of a second
+        or more once numpy and the database driver are loaded) puts a handler set from Python back to
+        the signal's default action, so a Ctrl-C then killed a seed that had finished and said so,
+        with status 130; a signal set to be ignored stays ignored."""
+        self.stage = "settled"
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) == self._handle:
+                    signal.signal(signum, signal.SIG_IGN)
+
     @contextmanager
     def cleaning_up(self):
         """The clean-up after a failure or the first signal: a signal now leaves at once; once it
@@ -551,7 +563,7 @@ class StopSignals:
         try:
             yield
         finally:
-            self.stage = "settled"
+            self.settle()
 
 
 def _say(text: str) -> None:
@@ -633,7 +645,7 @@ def run_seed(
                 renaming, stop.stage = True, "swap"
                 swapped = swap_in_shadow_tables(conn)
                 stop.check()
-            stop.stage = "settled"  # the new rows are in for good: a late Ctrl-C changes nothing
+            stop.settle()  # the new rows are in for good: a late Ctrl-C changes nothing
         except pymysql.err.MySQLError as exc:
             kept = "the previous data is unchanged" if shadow else "nothing was kept"
             raise GeneratorError(f"writing to {target.describe()} failed, {kept}: {exc}") from exc

@@ -125,6 +125,51 @@ def test_a_stop_during_truncate_says_the_previous_data_is_unchanged(database, tm
     assert list(tmp_path.iterdir()) == []
 
 
+def keep_signalling(proc, signum) -> int:
+    """Send ``signum`` every 5 ms until the process exits (a user pressing Ctrl-C again and again, or a
+    supervisor repeating its SIGTERM); its exit status (negative: killed by that signal)."""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, "the process never exited"
+        proc.send_signal(signum)
+        time.sleep(0.005)
+    return proc.returncode
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_signals_once_a_seed_has_finished_change_nothing(database, signum):
+    """Once the seed has said what it wrote, signals are ignored through the process's exit. Python's
+    exit puts a handler set from Python back to the signal's default action, and takes a tenth of a
+    second or more here: a Ctrl-C in that window killed the finished seed, which exited 130 (-2)
+    after printing its summary, so `make seed` reported an interrupt for a seed that was complete."""
+    seed_in_process(database, *ARGS)
+    before = checksums(database)
+    proc = subprocess.Popen([GENERATOR, "seed", *ARGS[:-1], "13", "--truncate"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=mysql_env(database),
+                            preexec_fn=as_foreground_job)
+    summary = proc.stdout.readline()  # printed once the new tables are in
+    assert summary.startswith("seed: wrote "), (summary, proc.stderr.read())
+    assert keep_signalling(proc, signum) == 0
+    assert proc.stderr.read() == ""
+    assert checksums(database) != before, "the new data is in place"
+    assert tables(database) == ["customers", "order_items", "orders", "products"]
+
+
+def test_ctrl_c_after_an_interrupted_seed_has_said_what_is_kept_changes_nothing(database, tmp_path):
+    """The same once an interrupted seed has said what the database holds: it exits 130 with that one
+    line, however many more Ctrl-Cs come while the process exits."""
+    seed_in_process(database, *ARGS)
+    before = checksums(database)
+    proc = start_big_truncate(database, tmp_path)
+    err = StderrLines(proc)
+    proc.send_signal(signal.SIGINT)
+    assert err.next(timeout=1.0) == STOPPING.format("a second Ctrl-C"), err.all
+    assert err.next(timeout=120) == "retailflow-generator seed: interrupted; the previous data is unchanged\n"
+    assert keep_signalling(proc, signal.SIGINT) == 130
+    assert err.next(timeout=5) == "", err.all
+    assert checksums(database) == before
+
+
 def test_a_second_ctrl_c_leaves_at_once_and_the_previous_data_stays(database, tmp_path):
     """A second Ctrl-C leaves at once: safe, as the previous tables change only by the one atomic RENAME
     TABLE, never sent now; the server rolls back on its own and the next seed drops the shadow tables.
