@@ -16,7 +16,16 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from retailflow_ingest.errors import IngestCancelled, IngestError, split_url
+from retailflow_ingest.errors import (
+    MYSQL_SCHEMES,
+    MYSQL_SHAPE,
+    WAREHOUSE_SCHEMES,
+    WAREHOUSE_SHAPE,
+    IngestCancelled,
+    IngestError,
+    OneLineParser,
+    url_problem,
+)
 from retailflow_ingest.settings import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_LAKE_KEEP,
@@ -26,13 +35,6 @@ from retailflow_ingest.settings import (
 )
 
 PROG = "retailflow-ingest"
-
-
-class _IngestParser(argparse.ArgumentParser):
-    """argparse, with errors on one line (no usage block) and exit 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{PROG}: {message} (see --help)\n")
 
 
 def _whole(minimum: int):
@@ -74,7 +76,8 @@ def _schema(text: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _IngestParser(
+    p = OneLineParser(
+        name=PROG,
         prog=PROG,
         description="Sync the MySQL orders database and the store locations CSV into the warehouse's raw "
         "schema, in the same tables Airbyte's Postgres destination writes, and copy the raw rows to the lake.",
@@ -133,18 +136,24 @@ def lake_config(args: argparse.Namespace):
                       keep=args.lake_keep)
 
 
-def _no_password(option: str, url: str | None, env: str) -> None:
-    shape = f"{'mysql' if 'mysql' in option else 'postgresql'}://USER@HOST:PORT/DATABASE"
-    if url and split_url(url, option, shape).password:
-        raise IngestError(f"{option} carries a password, which every user can read in the process list;"
-                          f" set ${env} instead")
+def _check_url_argument(option: str, url: str | None, env: str) -> None:
+    """A URL given as ``option`` is whole and carries no password (it belongs in ``env``): refused
+    before the engine loads, naming the option."""
+    if not url:
+        return
+    if option == "--mysql-url":
+        problem = url_problem(url, option, MYSQL_SHAPE, MYSQL_SCHEMES, needs_database=True, password_env=env)
+    else:
+        problem = url_problem(url, option, WAREHOUSE_SHAPE, WAREHOUSE_SCHEMES, password_env=env)
+    if problem:
+        raise IngestError(problem)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        _no_password("--mysql-url", args.mysql_url, "RETAILFLOW_MYSQL_URL")
-        _no_password("--warehouse-url", args.warehouse_url, "RETAILFLOW_WAREHOUSE_URL")
+        _check_url_argument("--mysql-url", args.mysql_url, "RETAILFLOW_MYSQL_URL")
+        _check_url_argument("--warehouse-url", args.warehouse_url, "RETAILFLOW_WAREHOUSE_URL")
     except IngestError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

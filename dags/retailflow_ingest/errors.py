@@ -1,5 +1,10 @@
-"""The exceptions the engine raises for problems a user can fix, and for a run asked to stop."""
+"""The exceptions the engine raises for problems a user can fix, and for a run asked to stop; and the
+two checks that put such a problem in one line: a database URL's, and a command line's.
 
+The task package (``retailflow_pipeline``) imports the engine, so its command lines and the audit
+take both checks from here."""
+
+import argparse
 from urllib.parse import SplitResult, urlsplit
 
 
@@ -17,19 +22,76 @@ class IngestCancelled(Exception):
         self.result = result
 
 
-def split_url(url: str, what: str, shape: str) -> SplitResult:
-    """``url``'s parts, its port read once: a malformed one (a port that is not a number or out of range,
-    an unclosed IPv6 bracket) is an ``IngestError`` naming the problem, never the URL, which carries the
-    password."""
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for RetailFlow's command lines: a bad argument is one line (no usage block), starting
+    with the command's short ``name``, and exit 2."""
+
+    def __init__(self, *args, name: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.name = name
+
+    def error(self, message: str):
+        self.exit(2, f"{self.name}: {message} (see --help)\n")
+
+
+#: the URL shapes messages name (never a URL itself: it carries the password), and the schemes taken
+MYSQL_SHAPE = "mysql://USER:PASSWORD@HOST:PORT/DATABASE"
+MYSQL_SCHEMES = ("mysql", "mysql+pymysql", "mariadb")
+WAREHOUSE_SHAPE = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+WAREHOUSE_SCHEMES = ("postgresql", "postgres")
+
+
+def url_problem(url: str, what: str, shape: str, schemes: tuple[str, ...], *, needs_database: bool = False,
+                password_env: str | None = None) -> str | None:
+    """Why ``url`` is not a URL of ``shape``, or None: its scheme one of ``schemes``, a host, a port
+    from 1 to 65535 if any, with ``needs_database`` a database. With ``password_env`` the URL came on
+    a command line, which every user can read: a password in it is a problem too (it belongs in
+    ``password_env``), and the shape named is the one without. ``what`` names the URL as the user gave
+    it (``the MySQL URL``, ``--mysql-url``, ``RETAILFLOW_WAREHOUSE_URL``). The answer never quotes the
+    URL nor any part of it: a password with a stray ``/`` or ``#`` ends up in the host or port.
+
+    Its twin is ``url_problem`` in ``generator/retailflow_generator/db.py`` (a package of its own, which
+    cannot import this one): the same faults in the same words, held equal by
+    ``tests/unit/pipeline/test_url_checks.py``."""
+    if password_env:
+        shape = shape.replace(":PASSWORD@", "@")
+
+    def fault(text: str) -> str:
+        return f"{what} {text}: it must look like {shape}"
+
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() not in schemes:
+        starts = [f"{s}://" for s in schemes]
+        either = starts[0] if len(starts) == 1 else f"{', '.join(starts[:-1])} or {starts[-1]}"
+        return fault(f"does not start with {either}")
     try:
         parts = urlsplit(url)
-    except ValueError:  # the only one urlsplit raises: an unbalanced [ or ] around an IPv6 host
-        raise IngestError(f"the {what} URL is malformed (an unbalanced [ or ] in its host): it must look like"
-                          f" {shape}") from None
+    except ValueError as exc:  # raised for the host's brackets only; its text quotes the host
+        return fault("is malformed (an unbalanced [ or ] in its host)" if "IPv6 URL" in str(exc)
+                     else "is malformed (its host in [ ] is not an IP address)")
     try:
-        parts.port  # noqa: B018 - parsed lazily: this raises for a bad port
+        port = parts.port
     except ValueError:  # its text quotes the "port", which is the password when a / in it cut the URL short
-        raise IngestError(f"the {what} URL is malformed (its port is not a number from 0 to 65535; a / in the"
-                          f" password must be written %2F): it must look like {shape}") from None
-    return parts
+        port = 0
+    if port == 0:  # 0 parses, but no server listens on it
+        hint = "; a / in the password is written %2F" if ":PASSWORD@" in shape else ""
+        return fault(f"is malformed (its port is not a number from 1 to 65535{hint})")
+    if not parts.hostname:
+        return fault("names no host")
+    if any(c.isspace() or not c.isprintable() for c in parts.hostname):
+        return fault("is malformed (a space or control character in its host)")
+    if needs_database and not parts.path.strip("/"):
+        return fault("names no database")
+    if password_env and parts.password:
+        return (f"{what} carries a password, which every user can read in the process list;"
+                f" set ${password_env} instead")
+    return None
 
+
+def split_url(url: str, what: str, shape: str, schemes: tuple[str, ...], *,
+              needs_database: bool = False) -> SplitResult:
+    """``url``'s parts, once ``url_problem`` finds none; else an ``IngestError`` saying which."""
+    problem = url_problem(url, what, shape, schemes, needs_database=needs_database)
+    if problem:
+        raise IngestError(problem)
+    return urlsplit(url)

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pymysql
 
 from retailflow_ingest.catalog import MYSQL_PORT
-from retailflow_ingest.errors import IngestError, split_url
+from retailflow_ingest.errors import MYSQL_SCHEMES, MYSQL_SHAPE, IngestError, split_url
 from retailflow_ingest.spool import Spool, drain
 
 #: the cursor column every incremental stream carries (schema.sql)
@@ -108,10 +108,7 @@ class MySQLSource:
     """A MySQL/MariaDB database named by a ``mysql://USER:PASSWORD@HOST:PORT/DATABASE`` URL."""
 
     def __init__(self, url: str):
-        shape = "mysql://USER:PASSWORD@HOST:PORT/DATABASE"
-        parts = split_url(url, "MySQL", shape)
-        if parts.scheme not in ("mysql", "mysql+pymysql", "mariadb") or not parts.hostname or len(parts.path) < 2:
-            raise IngestError(f"the MySQL URL must look like {shape}")
+        parts = split_url(url, "the MySQL URL", MYSQL_SHAPE, MYSQL_SCHEMES, needs_database=True)
         self.host = parts.hostname
         self.port = parts.port or MYSQL_PORT
         self.user = unquote(parts.username or "")

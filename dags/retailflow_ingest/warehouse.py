@@ -28,7 +28,7 @@ import pgpq._pgpq as pgpq_encoders
 from pgpq import ArrowToPostgresBinaryEncoder
 
 from retailflow_ingest.catalog import POSTGRESQL_PORT
-from retailflow_ingest.errors import IngestError, split_url
+from retailflow_ingest.errors import WAREHOUSE_SCHEMES, WAREHOUSE_SHAPE, IngestError, split_url
 from retailflow_ingest.source import Stream
 
 #: Airbyte's meta columns, in the order and with the types destination-postgres 3.x declares them
@@ -180,10 +180,7 @@ def schema_changes(stream: Stream, existing: list[tuple[str, str]]) -> tuple[lis
 
 class Warehouse:
     def __init__(self, url: str, schema: str = "raw"):
-        shape = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-        parts = split_url(url, "warehouse", shape)
-        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
-            raise IngestError(f"the warehouse URL must look like {shape}")
+        parts = split_url(url, "the warehouse URL", WAREHOUSE_SHAPE, WAREHOUSE_SCHEMES)
         self.url = url
         self.schema = schema
         self.q_schema = ident(schema)

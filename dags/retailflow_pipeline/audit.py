@@ -44,9 +44,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from retailflow_ingest.errors import (
+    MYSQL_SCHEMES,
+    MYSQL_SHAPE,
+    WAREHOUSE_SCHEMES,
+    WAREHOUSE_SHAPE,
+    OneLineParser,
+    url_problem,
+)
 from retailflow_pipeline.catalog import CURSORS, STREAM_NAMES
 from retailflow_pipeline.connections import redact
-from retailflow_pipeline.errors import OneLineParser
 
 log = logging.getLogger(__name__)
 
@@ -208,13 +215,16 @@ def compare(
     marts_schema: str = "marts",
     settle: timedelta = DEFAULT_SETTLE,
     statuses: Sequence[str] | None = None,
+    mysql_name: str = "the MySQL URL",
+    warehouse_name: str = "the warehouse URL",
 ) -> AuditReport:
     """Compare MySQL with the marts; returns the figures (``.ok``), raises nothing on a mismatch.
 
-    Raises ``AuditError`` (one line, what to check) when the comparison cannot be made."""
+    Raises ``AuditError`` (one line, what to check) when the comparison cannot be made: first of all
+    for a malformed URL, named as the caller names it (``mysql_name``, ``warehouse_name``)."""
     import psycopg
 
-    check_urls(mysql_url, warehouse_url)
+    check_urls(mysql_url, warehouse_url, mysql_name, warehouse_name)
     if not timedelta(0) <= settle <= MAX_SETTLE:
         raise AuditError(f"the settle window must be 0 to {MAX_SETTLE.total_seconds():g} s (a week),"
                          f" not {settle.total_seconds():g} s")
@@ -334,36 +344,13 @@ def _source_tables(mysql_url: str):
                          " and fills its tables)") from None
 
 
-#: the URL shapes messages name (never a URL itself: it carries the password)
-WAREHOUSE_SHAPE = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-MYSQL_SHAPE = "mysql://USER:PASSWORD@HOST:PORT/DATABASE"
-
-
-def url_problem(url: str, what: str, schemes: tuple[str, ...], shape: str) -> str | None:
-    """Why ``url`` is not a URL of ``shape`` whose scheme starts with one of ``schemes``, or None. The
-    answer never quotes the URL nor any part of it (a password with a stray ``/`` or ``#`` would end
-    up in the host or port): only then may ``connections.redact`` show it."""
-    scheme, sep, _ = url.partition("://")
-    if not sep or not scheme.lower().startswith(schemes):
-        return f"{what} must look like {shape}: it does not start with {shape.partition('://')[0]}://"
-    try:
-        port = urlsplit(url).port
-    except ValueError as exc:
-        where = "an unclosed [ in its host" if "IPv6" in str(exc) else "its port is not a number from 1 to 65535"
-        return f"{what} is malformed ({where}): it must look like {shape}"
-    if port == 0:
-        return f"{what} is malformed (its port is not a number from 1 to 65535): it must look like {shape}"
-    return None
-
-
-def check_urls(mysql_url: str, warehouse_url: str, mysql_name: str = "the MySQL URL",
-               warehouse_name: str = "the warehouse URL") -> None:
-    """``AuditError`` naming the first URL that is malformed, without showing it."""
-    for url, name, schemes, shape in ((warehouse_url, warehouse_name, ("postgres",), WAREHOUSE_SHAPE),
-                                      (mysql_url, mysql_name, ("mysql", "mariadb"), MYSQL_SHAPE)):
-        problem = url_problem(url, name, schemes, shape)
-        if problem:
-            raise AuditError(problem)
+def check_urls(mysql_url: str, warehouse_url: str, mysql_name: str, warehouse_name: str) -> None:
+    """``AuditError`` naming the first URL that is malformed, without showing it: the engine's check
+    (``retailflow_ingest.errors.url_problem``), so that only then may ``connections.redact`` show one."""
+    problem = (url_problem(warehouse_url, warehouse_name, WAREHOUSE_SHAPE, WAREHOUSE_SCHEMES)
+               or url_problem(mysql_url, mysql_name, MYSQL_SHAPE, MYSQL_SCHEMES, needs_database=True))
+    if problem:
+        raise AuditError(problem)
 
 
 def scrub(text: str, *urls: str) -> str:
@@ -435,9 +422,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        check_urls(mysql_url, warehouse_url, "RETAILFLOW_MYSQL_URL", "RETAILFLOW_WAREHOUSE_URL")
         report = compare(mysql_url, warehouse_url, raw_schema=args.raw_schema, marts_schema=args.marts_schema,
-                         settle=timedelta(seconds=args.settle_seconds))
+                         settle=timedelta(seconds=args.settle_seconds), mysql_name="RETAILFLOW_MYSQL_URL",
+                         warehouse_name="RETAILFLOW_WAREHOUSE_URL")
     except NoIngestionState as exc:
         print(f"{prog}: {exc}; check --raw-schema (default $RETAILFLOW_RAW_SCHEMA or raw)", file=sys.stderr)
         return 2

@@ -61,8 +61,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from retailflow_ingest.errors import OneLineParser, url_problem
 from retailflow_pipeline.catalog import PORTS
-from retailflow_pipeline.errors import NotConfigured, OneLineParser
+from retailflow_pipeline.errors import NotConfigured
 from retailflow_pipeline.paths import dbt_target_dir, openmetadata_metadata_bin, openmetadata_workflows_dir
 
 #: Every workflow in the order it must run (dbt attaches to the tables the postgres workflow made).
@@ -110,8 +111,7 @@ def _server(env: Mapping[str, str]) -> str:
         raise NotConfigured("RETAILFLOW_OPENMETADATA_URL is not set: no OpenMetadata server to register in")
     problem = _server_url_problem(url)
     if problem:
-        raise BadSetting(f"RETAILFLOW_OPENMETADATA_URL {problem}: it must look like http(s)://HOST[:PORT]"
-                         " (e.g. http://openmetadata:8585)")
+        raise BadSetting(f"{problem} (e.g. http://openmetadata:8585)")
     if not env.get("RETAILFLOW_OPENMETADATA_TOKEN") and not env.get("RETAILFLOW_OPENMETADATA_ADMIN_PASSWORD"):
         raise NotConfigured("neither RETAILFLOW_OPENMETADATA_TOKEN nor RETAILFLOW_OPENMETADATA_ADMIN_PASSWORD is set: "
                             "no credentials for OpenMetadata (give a bot's JWT: Settings > Bots > ingestion-bot)")
@@ -120,22 +120,18 @@ def _server(env: Mapping[str, str]) -> str:
 
 def _server_url_problem(url: str) -> str | None:
     """Why ``url`` is not ``http(s)://HOST[:PORT]`` (``/api`` may follow), or None. Never quotes it: a
-    user, a password or a query may carry a secret."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return f"is malformed ({'an unclosed [ in its host' if 'IPv6' in str(exc) else 'its port is not a number from 1 to 65535'})"
-    if parts.scheme not in ("http", "https"):
-        return "does not start with http:// or https://"
+    user, a password or a query may carry a secret. Scheme, host and port are checked as every
+    RetailFlow URL is (``retailflow_ingest.errors.url_problem``)."""
+    what, shape = "RETAILFLOW_OPENMETADATA_URL", "http(s)://HOST[:PORT]"
+    problem = url_problem(url, what, shape, ("http", "https"))
+    if problem:
+        return problem
+    parts = urlsplit(url)
     if parts.username is not None or parts.password is not None:
-        return "carries a user or password (the credentials are RETAILFLOW_OPENMETADATA_TOKEN's)"
-    if not parts.hostname:
-        return "names no host"
-    if port == 0:
-        return "has port 0"
+        return (f"{what} carries a user or password (the credentials are RETAILFLOW_OPENMETADATA_TOKEN's):"
+                f" it must look like {shape}")
     if parts.path not in ("", "/api") or parts.query or parts.fragment:
-        return "has more than a host and port (only /api may follow)"
+        return f"{what} has more than a host and port (only /api may follow): it must look like {shape}"
     return None
 
 

@@ -18,12 +18,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
 
-from retailflow_pipeline.errors import OneLineParser
+from retailflow_ingest.errors import WAREHOUSE_SCHEMES, WAREHOUSE_SHAPE, OneLineParser, url_problem
 
 TOP_CUSTOMERS_SQL = """
 select revenue_rank, customer_name, country, order_count, lifetime_revenue,
@@ -239,7 +238,7 @@ def _top_n(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from retailflow_pipeline.audit import WAREHOUSE_SHAPE, scrub, url_problem
+    from retailflow_pipeline.audit import scrub
     from retailflow_pipeline.connections import redact
 
     parser = OneLineParser(name="report", prog="python -m retailflow_pipeline.report",
@@ -257,12 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     url = args.warehouse_url or os.environ.get("RETAILFLOW_WAREHOUSE_URL")
     if not url:
         parser.error("no warehouse: set RETAILFLOW_WAREHOUSE_URL or pass --warehouse-url")
-    problem = url_problem(url, "the warehouse URL", ("postgres",), WAREHOUSE_SHAPE)
+    # named as the user gave it; on the command line it must carry no password
+    problem = url_problem(url, name, WAREHOUSE_SHAPE, WAREHOUSE_SCHEMES,
+                          password_env="RETAILFLOW_WAREHOUSE_URL" if args.warehouse_url else None)
     if problem:
-        parser.error(f"{problem}; check {name}")
-    if args.warehouse_url and urlsplit(url).password:
-        parser.error("--warehouse-url carries a password, which every user can read in the process list;"
-                     " set $RETAILFLOW_WAREHOUSE_URL instead")
+        parser.error(problem)
 
     import psycopg
 

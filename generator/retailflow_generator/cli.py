@@ -8,10 +8,9 @@ import signal
 import sys
 from datetime import date
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from .catalog import PORTS
-from .db import GeneratorError, MySQLTarget, UsageError, env_url
+from .db import MYSQL_SCHEMES, MYSQL_SHAPE, GeneratorError, MySQLTarget, UsageError, env_url, url_problem
 from .limits import LIVE_LIMITS, MIN_INTERVAL
 
 DEFAULT_STORES_CSV = Path("data/store_locations.csv")
@@ -223,17 +222,14 @@ def _stores(args: argparse.Namespace) -> str:
     return line
 
 
-def _no_password(option: str, url: str | None, env: str) -> None:
-    """Refuse a URL with a password on the command line (every local user reads argv in `ps`)."""
+def _check_url_argument(option: str, url: str | None, env: str) -> None:
+    """Refuse a malformed URL given as ``option``, or one with a password (every local user reads argv
+    in `ps`; the password belongs in ``env``), naming the option."""
     if not url:
         return
-    try:
-        password = urlsplit(url).password
-    except ValueError:  # unparseable: it may hold a password, so neither use nor echo it
-        raise UsageError(f"{option} is not a URL: mysql://USER@HOST:PORT/DATABASE") from None
-    if password:
-        raise UsageError(f"{option} carries a password, which every user can read in the process list;"
-                         f" set ${env} instead")
+    problem = url_problem(url, option, MYSQL_SHAPE, MYSQL_SCHEMES, needs_database=True, password_env=env)
+    if problem:
+        raise UsageError(problem)
 
 
 #: exit codes (README): 0 done, 1 the database or the lake refused, 2 bad input, 130 interrupted (Ctrl-C),
@@ -252,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"seed": _seed, "live": _live, "shape": _shape, "stores": _stores}[args.command]
     try:
         # before anything else: nothing is done with a password given where `ps` shows it
-        _no_password("--mysql-url", getattr(args, "mysql_url", None), "RETAILFLOW_MYSQL_URL")
+        _check_url_argument("--mysql-url", getattr(args, "mysql_url", None), "RETAILFLOW_MYSQL_URL")
         print(handler(args), flush=True)
     except GeneratorError as exc:
         print(f"retailflow-generator {args.command}: error: {exc}", file=sys.stderr)

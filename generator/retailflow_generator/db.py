@@ -24,6 +24,58 @@ class UsageError(GeneratorError):
     """Bad input, refused before any database is touched: exit code 2 (as argparse's own errors)."""
 
 
+#: the URL shape messages name (never a URL itself: it carries the password), and the schemes taken
+MYSQL_SHAPE = "mysql://USER:PASSWORD@HOST:PORT/DATABASE"
+MYSQL_SCHEMES = ("mysql", "mysql+pymysql", "mariadb")
+
+
+# The twin of retailflow_ingest.errors.url_problem (dags/retailflow_ingest/errors.py), which the
+# ingestion engine, the audit, the report and governance use: this package is installed on its own and
+# cannot import that one. Same faults, same words (ports 1 to 65535); tests/unit/pipeline/test_url_checks.py
+# fails when the two drift apart, so change both together.
+def url_problem(url: str, what: str, shape: str, schemes: tuple[str, ...], *, needs_database: bool = False,
+                password_env: str | None = None) -> str | None:
+    """Why ``url`` is not a URL of ``shape``, or None: its scheme one of ``schemes``, a host, a port
+    from 1 to 65535 if any, with ``needs_database`` a database. With ``password_env`` the URL came on
+    a command line, which every user can read: a password in it is a problem too (it belongs in
+    ``password_env``), and the shape named is the one without. ``what`` names the URL as the user gave
+    it (``the MySQL URL``, ``--mysql-url``). The answer never quotes the URL nor any part of it: a
+    password with a stray ``/`` or ``#`` ends up in the host or port."""
+    if password_env:
+        shape = shape.replace(":PASSWORD@", "@")
+
+    def fault(text: str) -> str:
+        return f"{what} {text}: it must look like {shape}"
+
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() not in schemes:
+        starts = [f"{s}://" for s in schemes]
+        either = starts[0] if len(starts) == 1 else f"{', '.join(starts[:-1])} or {starts[-1]}"
+        return fault(f"does not start with {either}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # raised for the host's brackets only; its text quotes the host
+        return fault("is malformed (an unbalanced [ or ] in its host)" if "IPv6 URL" in str(exc)
+                     else "is malformed (its host in [ ] is not an IP address)")
+    try:
+        port = parts.port
+    except ValueError:  # its text quotes the "port", which is the password when a / in it cut the URL short
+        port = 0
+    if port == 0:  # 0 parses, but no server listens on it
+        hint = "; a / in the password is written %2F" if ":PASSWORD@" in shape else ""
+        return fault(f"is malformed (its port is not a number from 1 to 65535{hint})")
+    if not parts.hostname:
+        return fault("names no host")
+    if any(c.isspace() or not c.isprintable() for c in parts.hostname):
+        return fault("is malformed (a space or control character in its host)")
+    if needs_database and not parts.path.strip("/"):
+        return fault("names no database")
+    if password_env and parts.password:
+        return (f"{what} carries a password, which every user can read in the process list;"
+                f" set ${password_env} instead")
+    return None
+
+
 @dataclass(frozen=True)
 class MySQLTarget:
     host: str
@@ -39,30 +91,16 @@ class MySQLTarget:
         password."""
         if not url:
             raise UsageError("no database: set RETAILFLOW_MYSQL_URL (or pass --mysql-url without a password)")
-        shape = "mysql://USER:PASSWORD@HOST:PORT/DATABASE"
-        try:
-            parts = urlsplit(url)
-            hostname = parts.hostname  # a bracketed host that is no IP address raises here
-        except ValueError:  # e.g. an unclosed "[" (Invalid IPv6 URL)
-            raise UsageError(f"the MySQL URL is malformed: it must look like {shape}") from None
-        try:
-            port = parts.port
-        except ValueError:  # not a number, or out of range
-            port = 0
-        if port == 0:
-            raise UsageError(f"the MySQL URL's port is not a number from 1 to 65535 ({shape})") from None
-        if parts.scheme not in ("mysql", "mysql+pymysql", "mariadb") or not hostname \
-                or any(c.isspace() or not c.isprintable() for c in hostname):
-            raise UsageError(f"the MySQL URL must look like {shape}")
-        database = parts.path.lstrip("/")
-        if not database:
-            raise UsageError(f"the MySQL URL names no database ({shape})")
+        problem = url_problem(url, "the MySQL URL", MYSQL_SHAPE, MYSQL_SCHEMES, needs_database=True)
+        if problem:
+            raise UsageError(problem)
+        parts = urlsplit(url)
         return cls(
-            host=hostname,
-            port=port or PORTS["mysql"],
+            host=parts.hostname,
+            port=parts.port or PORTS["mysql"],
             user=unquote(parts.username or ""),
             password=unquote(parts.password or ""),
-            database=unquote(database),
+            database=unquote(parts.path.lstrip("/")),
         )
 
     def describe(self) -> str:

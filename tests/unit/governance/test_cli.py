@@ -60,7 +60,7 @@ def test_unknown_workflows_in_the_environment_are_exit_2(monkeypatch, capsys):
     (f"http://admin:{SECRET}@om:8585",
      "carries a user or password (the credentials are RETAILFLOW_OPENMETADATA_TOKEN's)"),
     (f"http://om:8585/x?token={SECRET}", "has more than a host and port (only /api may follow)"),
-    ("http://[::1:8585", "is malformed (an unclosed [ in its host)"),
+    ("http://[::1:8585", "is malformed (an unbalanced [ or ] in its host)"),
     ("http://om:99999", "is malformed (its port is not a number from 1 to 65535)"),
     ("http://:8585", "names no host"),
 ])

@@ -54,16 +54,20 @@ def test_the_dags_settle_window_is_bounded_too():
 
 @pytest.mark.parametrize(("name", "url", "message"), [
     ("RETAILFLOW_WAREHOUSE_URL", f"warehouse:{SECRET}@127.0.0.1:5432/x",
-     "RETAILFLOW_WAREHOUSE_URL must look like postgresql://USER:PASSWORD@HOST:PORT/DATABASE"),
+     "RETAILFLOW_WAREHOUSE_URL does not start with postgresql:// or postgres://: it must look like"
+     " postgresql://USER:PASSWORD@HOST:PORT/DATABASE"),
     ("RETAILFLOW_WAREHOUSE_URL", f"postgresql://warehouse:{SECRET}@[::1/x",
-     "RETAILFLOW_WAREHOUSE_URL is malformed (an unclosed [ in its host)"),
+     "RETAILFLOW_WAREHOUSE_URL is malformed (an unbalanced [ or ] in its host)"),
     ("RETAILFLOW_WAREHOUSE_URL", f"postgresql://warehouse:{SECRET}@127.0.0.1:abc/x",
-     "RETAILFLOW_WAREHOUSE_URL is malformed (its port is not a number from 1 to 65535)"),
+     "RETAILFLOW_WAREHOUSE_URL is malformed (its port is not a number from 1 to 65535; a / in the password is"
+     " written %2F)"),
     # a password holding a "/" splits where the port is looked for: that part is not quoted either
     ("RETAILFLOW_WAREHOUSE_URL", f"postgresql://warehouse:{SECRET}/x@127.0.0.1/x",
-     "RETAILFLOW_WAREHOUSE_URL is malformed (its port is not a number from 1 to 65535)"),
+     "RETAILFLOW_WAREHOUSE_URL is malformed (its port is not a number from 1 to 65535; a / in the password is"
+     " written %2F)"),
     ("RETAILFLOW_MYSQL_URL", f"retail:{SECRET}@127.0.0.1:3306/retail",
-     "RETAILFLOW_MYSQL_URL must look like mysql://USER:PASSWORD@HOST:PORT/DATABASE"),
+     "RETAILFLOW_MYSQL_URL does not start with mysql://, mysql+pymysql:// or mariadb://: it must look like"
+     " mysql://USER:PASSWORD@HOST:PORT/DATABASE"),
     # libpq parses it, and quotes the password in its error: shown as ***
     ("RETAILFLOW_WAREHOUSE_URL", f"postgresql://warehouse:{SECRET} x@127.0.0.1:1/x",
      'audit: cannot connect to the warehouse postgresql://warehouse@127.0.0.1:1/x: unexpected spaces found in "***"'),

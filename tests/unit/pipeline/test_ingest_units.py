@@ -192,7 +192,7 @@ def test_malformed_urls_and_impossible_options_are_one_line_errors_without_the_p
 
     for make, url, problem in [(MySQLSource, "mysql://u:pw-7c1e@127.0.0.1:abc/retail", "port is not a number"),
                                (MySQLSource, "mysql://u:pw-7c1e@[::1/retail", "unbalanced [ or ]"),
-                               (Warehouse, "postgresql://u:pw-7c1e@127.0.0.1:99999/warehouse", "from 0 to 65535"),
+                               (Warehouse, "postgresql://u:pw-7c1e@127.0.0.1:99999/warehouse", "from 1 to 65535"),
                                # a / in the password ends the host part: the "port" is the password
                                (Warehouse, "postgresql://u:pw-7c1e/x@127.0.0.1/warehouse", "%2F")]:
         with pytest.raises(IngestError) as err:

@@ -99,7 +99,9 @@ def test_missing_warehouse_is_a_usage_error(monkeypatch, capsys):
     (["--limit", "-1"], "argument --limit: -1 is not between 1 and 1000"),
     (["--limit", "0"], "argument --limit: 0 is not between 1 and 1000"),
     (["--limit", "ten"], "argument --limit: 'ten' is not a whole number"),
-    (["--warehouse-url", "mysql://u:p@h:3306/retail"], "the warehouse URL must look like postgresql://"),
+    (["--warehouse-url", "mysql://u:p@h:3306/retail"],
+     "--warehouse-url does not start with postgresql:// or postgres://: it must look like"
+     " postgresql://USER@HOST:PORT/DATABASE"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, monkeypatch, capsys):
     monkeypatch.setenv("RETAILFLOW_WAREHOUSE_URL", "postgresql://u:p@127.0.0.1:1/w")
@@ -146,10 +148,13 @@ def test_a_password_on_the_command_line_is_refused(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize(("url", "message"), [
-    (f"warehouse:{SECRET}@127.0.0.1:5432/x", "the warehouse URL must look like postgresql://"),
-    (f"postgresql://warehouse:{SECRET}@[::1/x", "the warehouse URL is malformed (an unclosed [ in its host)"),
-    (f"postgresql://warehouse:{SECRET}@127.0.0.1:abc/x", "the warehouse URL is malformed (its port is not a number"),
-    (f"postgresql://warehouse:{SECRET}@127.0.0.1:99999/x", "the warehouse URL is malformed (its port is not a number"),
+    (f"warehouse:{SECRET}@127.0.0.1:5432/x", "RETAILFLOW_WAREHOUSE_URL does not start with postgresql://"),
+    (f"postgresql://warehouse:{SECRET}@[::1/x",
+     "RETAILFLOW_WAREHOUSE_URL is malformed (an unbalanced [ or ] in its host)"),
+    (f"postgresql://warehouse:{SECRET}@127.0.0.1:abc/x",
+     "RETAILFLOW_WAREHOUSE_URL is malformed (its port is not a number"),
+    (f"postgresql://warehouse:{SECRET}@127.0.0.1:99999/x",
+     "RETAILFLOW_WAREHOUSE_URL is malformed (its port is not a number"),
     # libpq parses it, and quotes the password in its error: shown as ***
     (f"postgresql://warehouse:{SECRET} x@127.0.0.1:1/x", 'is not usable: unexpected spaces found in "***"'),
 ])

@@ -1,0 +1,125 @@
+"""One URL check words every bad database URL: the ingestion engine and the task package (audit, report)
+share ``retailflow_ingest.errors.url_problem``, and the generator, a package of its own, has its twin.
+The same bad URL gets the same one-line message from each of them, naming the fault and never the
+password: these tests fail as soon as one wording drifts from the others."""
+
+from __future__ import annotations
+
+import pytest
+
+from retailflow_generator import cli as generator_cli
+from retailflow_ingest import cli as ingest_cli
+from retailflow_ingest.errors import IngestError
+from retailflow_ingest.source import MySQLSource
+from retailflow_pipeline import audit, report
+
+SECRET = "s3cr3t-Pw"
+WAREHOUSE = f"postgresql://warehouse:{SECRET}@127.0.0.1:1/warehouse"
+PORT = "is malformed (its port is not a number from 1 to 65535)"
+#: the same where the shape has a password: the likeliest cause is named
+PORT_PW = "is malformed (its port is not a number from 1 to 65535; a / in the password is written %2F)"
+SCHEME = "does not start with mysql://, mysql+pymysql:// or mariadb://"
+
+#: a bad MySQL URL in the environment -> the fault its message names
+BAD_MYSQL_URLS = {
+    f"mysql://retail:{SECRET}@127.0.0.1:0/retail": PORT_PW,
+    f"mysql://retail:{SECRET}@127.0.0.1:70000/retail": PORT_PW,
+    f"mysql://retail:{SECRET}@127.0.0.1:port/retail": PORT_PW,
+    f"mysql://retail:{SECRET}@127.0.0.1:-1/retail": PORT_PW,
+    # a "/" in the password ends the host part: the "port" is the password's start
+    f"mysql://retail:{SECRET}/x@127.0.0.1/retail": PORT_PW,
+    f"mysql://retail:{SECRET}@:3306/retail": "names no host",
+    "mysql:///retail": "names no host",
+    f"mysql://retail:{SECRET}@db host:3306/retail": "is malformed (a space or control character in its host)",
+    f"mysql://retail:{SECRET}@[::1/retail": "is malformed (an unbalanced [ or ] in its host)",
+    f"mysql://retail:{SECRET}@[db]:3306/retail": "is malformed (its host in [ ] is not an IP address)",
+    f"postgresql://retail:{SECRET}@127.0.0.1:3306/retail": SCHEME,
+    f"retail:{SECRET}@127.0.0.1:3306/retail": SCHEME,
+    f"mysql://retail:{SECRET}@127.0.0.1:3306/": "names no database",
+}
+
+
+def engine_says(url: str) -> str:
+    with pytest.raises(IngestError) as refused:
+        MySQLSource(url)
+    return str(refused.value)
+
+
+def audit_says(url: str) -> str:
+    """What the DAG's audit task fails with (``check`` -> ``compare``), before it connects anywhere."""
+    with pytest.raises(audit.AuditError) as refused:
+        audit.check(url, WAREHOUSE)
+    return str(refused.value)
+
+
+def generator_says(argv: list[str], capsys) -> str:
+    assert generator_cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    prefix = f"retailflow-generator {argv[0]}: error: "
+    assert out == "" and err.startswith(prefix) and err.count("\n") == 1, err
+    return err.removeprefix(prefix).rstrip("\n")
+
+
+def ingest_cli_says(argv: list[str], capsys) -> str:
+    assert ingest_cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("retailflow-ingest: ") and err.count("\n") == 1, err
+    return err.removeprefix("retailflow-ingest: ").rstrip("\n")
+
+
+@pytest.mark.parametrize("url", BAD_MYSQL_URLS)
+def test_a_bad_mysql_url_gets_the_same_message_from_the_engine_the_audit_and_the_generator(url, monkeypatch, capsys):
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", url)
+    said = {"engine": engine_says(url), "audit": audit_says(url),
+            "generator": generator_says(["live", "--iterations", "1"], capsys)}
+    assert len(set(said.values())) == 1, said
+    assert said["engine"].startswith(f"the MySQL URL {BAD_MYSQL_URLS[url]}: it must look like"
+                                     " mysql://USER:PASSWORD@HOST:PORT/DATABASE"), said
+    assert SECRET not in said["engine"]
+
+
+@pytest.mark.parametrize(("url", "fault"), [
+    (f"mysql://retail:{SECRET}@127.0.0.1:3306/retail", "--mysql-url carries a password, which every user can read"
+                                                       " in the process list; set $RETAILFLOW_MYSQL_URL instead"),
+    ("mysql://retail@127.0.0.1:0/retail", f"--mysql-url {PORT}: it must look like mysql://USER@HOST:PORT/DATABASE"),
+    ("mysql://retail@:3306/retail", "--mysql-url names no host: it must look like mysql://USER@HOST:PORT/DATABASE"),
+])
+def test_a_bad_mysql_url_argument_gets_the_same_message_from_both_command_lines(url, fault, monkeypatch, capsys):
+    """retailflow-ingest and retailflow-generator refuse the same ``--mysql-url`` alike, before they do anything."""
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", "mysql://nobody:x@127.0.0.1:1/none")
+    monkeypatch.setenv("RETAILFLOW_WAREHOUSE_URL", WAREHOUSE)
+    ingest = ingest_cli_says(["--mysql-url", url], capsys)
+    generator = generator_says(["shape", "--mysql-url", url], capsys)
+    assert ingest == generator == fault
+
+
+@pytest.mark.parametrize(("url", "fault"), [
+    (f"postgresql://warehouse:{SECRET}@127.0.0.1:5432/warehouse",
+     "--warehouse-url carries a password, which every user can read in the process list;"
+     " set $RETAILFLOW_WAREHOUSE_URL instead"),
+    ("postgresql://warehouse@127.0.0.1:70000/warehouse",
+     f"--warehouse-url {PORT}: it must look like postgresql://USER@HOST:PORT/DATABASE"),
+    ("mysql://warehouse@127.0.0.1:5432/warehouse", "--warehouse-url does not start with postgresql:// or postgres://:"
+                                                   " it must look like postgresql://USER@HOST:PORT/DATABASE"),
+])
+def test_a_bad_warehouse_url_argument_gets_the_same_message_from_the_engine_and_the_report(url, fault, monkeypatch,
+                                                                                            capsys):
+    monkeypatch.setenv("RETAILFLOW_MYSQL_URL", "mysql://nobody:x@127.0.0.1:1/none")
+    monkeypatch.setenv("RETAILFLOW_WAREHOUSE_URL", WAREHOUSE)
+    monkeypatch.setattr(report, "fetch", lambda *a, **k: pytest.fail("read the warehouse"))
+    ingest = ingest_cli_says(["--warehouse-url", url], capsys)
+    with pytest.raises(SystemExit) as done:
+        report.main(["--warehouse-url", url])
+    assert done.value.code == 2
+    assert capsys.readouterr().err == f"report: {fault} (see --help)\n"
+    assert ingest == fault
+
+
+@pytest.mark.parametrize("port", ["", ":1", ":65535"])
+def test_every_port_from_1_to_65535_is_taken_by_all_three(port, monkeypatch):
+    from retailflow_generator.db import MySQLTarget
+
+    url = f"mysql://retail:{SECRET}@db.shop{port}/retail"
+    assert MySQLSource(url).describe() == MySQLTarget.from_url(url).describe() == \
+        f"mysql://retail@db.shop:{port.lstrip(':') or 3306}/retail"
+    audit.check_urls(url, WAREHOUSE, "the MySQL URL", "the warehouse URL")  # raises for a URL it refuses
