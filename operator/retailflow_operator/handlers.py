@@ -8,6 +8,7 @@ writes them into each object's annotations while a handler retries, so they stay
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -23,8 +24,35 @@ from .status import merge_diff
 
 FINALIZER = "retailflow.io/finalizer"
 
+
+def _stop(message: str) -> None:
+    """One line on stderr, then exit 2: kopf would retry a failing startup handler (and print a traceback)
+    forever; a process manager restarts us instead, and a person reads the line."""
+    print(f"retailflow-operator: {message}", file=sys.stderr, flush=True)
+    os._exit(2)
+
+
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Async so that it runs in kopf's event-loop thread, the only one where the command line can be read
+    # (``kube.namespaces_given``); the blocking steps below go to a worker thread.
+    patterns = kube.namespace_patterns(kube.namespaces_given())
+    if patterns:
+        # With scanning off (below) kopf would drop a pattern and serve no namespace, without a word.
+        _stop(
+            f"--namespace takes namespace names, not patterns: {', '.join(map(repr, patterns))}. The operator"
+            " serves exactly the namespaces it is given and never lists namespaces (so it needs no cluster-wide"
+            " permission); name each one (--namespace=a --namespace=b) or serve all with --all-namespaces"
+        )
+    # No dynamic observation of the cluster: kopf serves exactly the namespaces it was given (or all, with
+    # -A) and the resources the API server's discovery reports at start, and never lists or watches
+    # namespaces or CRDs, so the ServiceAccount needs no ClusterRole for them (kopf
+    # _core/reactor/observation.py). Discovery itself (GET /api, /apis/...) stays: Kubernetes' bootstrap
+    # ClusterRole system:discovery allows it to every authenticated user. What it costs: a CRD that adds
+    # or removes a served version, or a CRD installed after the operator started, is seen only after a
+    # restart; and namespace patterns cannot be served (refused above). The chart serves one exact
+    # namespace, or every namespace, so neither needs a namespace list.
+    settings.scanning.disabled = True
     settings.persistence.finalizer = FINALIZER
     # Progress and diff-base live in annotations so status holds only what users read.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="retailflow.io")
@@ -36,12 +64,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # A drift check in progress delays the finalizer; poll for its end every second, not every minute.
     settings.background.cancellation_polling = 1
     try:
-        kube.check_cluster()  # loads the kubeconfig / in-cluster config once
+        await asyncio.to_thread(kube.check_cluster)  # loads the kubeconfig / in-cluster config once
     except kube.ClusterUnreachable as exc:
-        # kopf would retry (and print a traceback) forever; a process manager restarts us instead.
-        print(f"retailflow-operator: {exc}", file=sys.stderr, flush=True)
-        os._exit(2)
-    airbyte_client.warm_up()
+        _stop(str(exc))
+    await asyncio.to_thread(airbyte_client.warm_up)
 
 
 def _apply(outcome: passes.Outcome, status: Any, patch: kopf.Patch, body: kopf.Body) -> None:

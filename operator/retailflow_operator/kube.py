@@ -1,4 +1,5 @@
-"""Kubernetes reads and writes the kopf handlers do not cover: referenced Secrets and the early status phase."""
+"""Kubernetes reads and writes the kopf handlers do not cover: the cluster check and the namespaces served
+at start, referenced Secrets and the early status phase."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import base64
 import binascii
 import logging
 import os
+import re
 import threading
+from collections.abc import Iterable
 from typing import Any
 
+import click
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
@@ -65,6 +69,32 @@ def check_cluster(timeout_s: float = 5.0) -> None:
         ) from None
     finally:
         pool_log.setLevel(level)
+
+
+#: A namespace's name as the API server validates it (an RFC 1123 label of at most 63 characters).
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def namespaces_given() -> tuple[str, ...]:
+    """The namespaces ``kopf run`` was told to serve: its ``--namespace`` options and, as kopf's CLI
+    adds it, the legacy ``KOPF_RUN_NAMESPACE`` variable (kopf ``cli.py``, ``run``).
+
+    kopf passes them to no handler. They are read from the click context of the ``kopf run`` command,
+    which is current in the thread that runs kopf's event loop, so only an async handler sees it.
+    Empty when kopf was started without its CLI (``kopf.run()`` or ``kopf.operator()`` in a program)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return ()
+    given = tuple(ctx.params.get("namespaces") or ())
+    legacy = os.environ.get("KOPF_RUN_NAMESPACE")
+    return given + ((legacy,) if legacy else ())
+
+
+def namespace_patterns(namespaces: Iterable[str]) -> list[str]:
+    """The entries that are not one namespace's name: kopf's globs (``*``, ``?``), negations (``!``) and
+    comma lists (kopf ``_cogs/structs/references.py``, ``match_namespace``), or anything else no
+    namespace can be called."""
+    return [ns for ns in namespaces if len(ns) > 63 or not _NAMESPACE_NAME.fullmatch(ns)]
 
 
 def read_secrets(namespace: str, refs: list[SecretRef], label: tuple[str, str] | None = None) -> dict[str, dict[str, str]]:

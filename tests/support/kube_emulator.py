@@ -20,8 +20,11 @@ write/read semantics with the ones kopf relies on:
 - RBAC, when given an ``RBAC`` (``support.kube_rbac``; off by default): bearer tokens authenticate
   (401 otherwise), every request is authorised with the API server's request-to-verb mapping and RBAC
   rule matching (403 ``Forbidden`` with the API server's message), an apply that creates is also
-  authorised as ``create``, and every decision is recorded. See ``kube_rbac``'s docstring for the
-  sources (file and commit) and for what it does not emulate.
+  authorised as ``create``, and every decision is recorded. Discovery (``/api``, ``/apis``,
+  ``/apis/<group>/<version>``) and ``/version`` are open to every authenticated user, as the bootstrap
+  ClusterRole ``system:discovery`` makes them; a list or watch of ``namespaces`` or
+  ``customresourcedefinitions`` needs a rule like any other resource. See ``kube_rbac``'s docstring for
+  the sources (file and commit) and for what it does not emulate.
 - The status subresource: ``/status`` writes only change ``.status``; main-resource writes and
   creation ignore ``.status``.
 - Deletion honouring finalizers: DELETE sets ``deletionTimestamp`` while finalizers remain; the object

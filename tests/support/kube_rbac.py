@@ -37,10 +37,22 @@ Everything below follows the API server's source, read in ``kubernetes/kubernete
   ``system:serviceaccounts:<ns>`` and ``system:authenticated``, as a projected token does. The
   emulator's own kubeconfig token (``ADMIN_TOKEN``) is ``system:admin`` in ``system:masters``, which the
   API server allows everything without asking RBAC. Any other token is 401 Unauthorized.
-- **Default policy**: like the API server's bootstrap ClusterRoles ``system:discovery`` and
-  ``system:public-info-viewer`` (``plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go``), every
-  authenticated user may GET the discovery and version paths (``/api``, ``/api/*``, ``/apis``,
-  ``/apis/*``, ``/version``, ``/healthz``, ...). No other default ClusterRole is loaded.
+- **Default policy**: the API server's bootstrap ClusterRoles ``system:discovery`` and
+  ``system:public-info-viewer``, read in ``plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go``
+  at commit ``53f1b9d6f8de259644c05a25aa7ac8c6a67258e2`` (a commit of OpenShift's fork of the repository,
+  which adds a ``system:openshift:public-info-viewer`` role of its own; that one is left out here).
+  ``clusterRoles()``: ``system:discovery`` allows ``get`` on the non-resource URLs ``/livez``,
+  ``/readyz``, ``/healthz``, ``/version``, ``/version/``, ``/openapi``, ``/openapi/*``, ``/api``,
+  ``/api/*``, ``/apis``, ``/apis/*`` and nothing else (no resource rule at all);
+  ``system:public-info-viewer`` allows ``get`` on the health and version paths among them.
+  ``clusterRoleBindings()``: ``system:discovery`` is bound to the group ``system:authenticated`` only,
+  ``system:public-info-viewer`` to ``system:authenticated`` and ``system:unauthenticated``; the same
+  bindings are in the policy's expected output, ``testdata/cluster-role-bindings.yaml`` at commit
+  ``c60df8997f62f861cf0cd2b13ab62271464589ed`` (KEP-789 took ``system:unauthenticated`` off the
+  discovery binding). So every authenticated user may GET discovery (``/api``, ``/apis``,
+  ``/apis/<group>/<version>``) with no grant of its own, while listing or watching a resource, a
+  cluster-scoped one such as ``namespaces`` or ``customresourcedefinitions`` included, needs a rule
+  (403 otherwise). No other default ClusterRole is loaded.
 - **Denial**: 403 with reason ``Forbidden`` and the message of
   ``responsewriters/errors.go`` ``forbiddenMessage`` inside ``apierrors.NewForbidden``:
   ``<resource>.<group> "<name>" is forbidden: User "<user>" cannot <verb> resource "<resource[/sub]>" in
@@ -51,7 +63,8 @@ writing RBAC objects (RBAC objects are loaded, never served), the ``AuthorizeWit
 label selector attributes, other authorisers (Node, webhooks), token expiry and audiences.
 
 Every authorised request of every user is recorded (``used``), and every denial (``denials``), so a
-test can compare what a client used with what it was granted (``granted``, ``unused_grants``).
+test can compare what a client used with what it was granted (``granted``, ``unused_grants``); and every
+decision in order, allowed or not (``decisions``), so a test can tell what a client asked for at all.
 """
 
 from __future__ import annotations
@@ -66,8 +79,8 @@ from typing import Any
 ADMIN_TOKEN = "emulated"
 ADMIN_USER = "system:admin"
 
-# plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go: system:discovery and system:public-info-viewer,
-# bound to system:authenticated (and the latter to system:unauthenticated too).
+# plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go (commit in the module docstring): system:discovery
+# and system:public-info-viewer, both bound to system:authenticated (the latter to system:unauthenticated too).
 DEFAULT_RULES: tuple[dict[str, Any], ...] = (
     {"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/readyz",
                          "/openapi", "/openapi/*", "/version", "/version/"], "verbs": ["get"]},
@@ -224,6 +237,8 @@ class RBAC:
         self.used: dict[str, set[tuple[str, str, str, str, str, str]]] = defaultdict(set)
         #: every denied request: (user name, forbidden message)
         self.denials: list[tuple[str, str]] = []
+        #: every decision, in order: (the request's attributes, allowed)
+        self.decisions: list[tuple[Attributes, bool]] = []
         self._lock = threading.Lock()
         self.load(docs)
 
@@ -300,12 +315,18 @@ class RBAC:
         allowed = "system:masters" in attrs.user.groups or any(
             rule_allows(attrs, rule) for _, rule in self.rules_for(attrs.user, attrs.namespace))
         with self._lock:
+            self.decisions.append((attrs, allowed))
             if allowed:
                 self.used[attrs.user.name].add(attrs.key if attrs.resource_request else (attrs.verb, "", attrs.path, "", "", ""))
                 return None
             message = forbidden_message(attrs)
             self.denials.append((attrs.user.name, message))
             return message
+
+    def requests_of(self, user: User) -> list[Attributes]:
+        """Everything the user asked for, allowed or denied, in order."""
+        with self._lock:
+            return [attrs for attrs, _ in self.decisions if attrs.user.name == user.name]
 
     def authorize_create_on_apply(self, attrs: Attributes) -> str | None:
         """patch.go: an apply (``forceAllowCreate``) that finds no object is also authorised as ``create``,

@@ -16,7 +16,10 @@ and of the operator chart (a real subchart in the render). Then:
   pipeline Job after it reads the copy.
 
 A 403 fails a test, and so does a permission granted and never used, except those in ``JUSTIFIED``
-(each with its reason, also given in the charts' READMEs).
+(each with its reason, also given in the charts' READMEs). The operator must also serve without
+observing the cluster: no list or watch of namespaces or CRDs (kopf's scanning, which the operator
+turns off; the chart grants neither), discovery through ``system:discovery`` alone, and no kopf warning
+that it lacks a permission.
 
 What is changed from the pod, and why: the in-cluster service URLs of Airbyte and Airflow in the
 rendered RetailPipeline point at the Airbyte fake and a real Airflow API server on loopback, so the
@@ -30,6 +33,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -63,6 +67,13 @@ AIRBYTE_SECRET = "airbyte-auth-secrets"
 #: resourceName)) -> why. The same reasons are in charts/retailflow-operator/README.md ("RBAC").
 JUSTIFIED: dict[tuple[str, tuple[str, str, str, str]], str] = {
 }
+
+
+#: What kopf's dynamic observation of the cluster lists and watches (kopf _core/reactor/observation.py):
+#: (API group, resource), both cluster-scoped. The operator turns it off (handlers.configure).
+CLUSTER_OBSERVATION = {("", "namespaces"), ("apiextensions.k8s.io", "customresourcedefinitions")}
+#: How kopf's observers begin the warning they log on a 403 (observation.py).
+KOPF_LACKS_PERMISSION = "Not enough permissions"
 
 
 def operator_sa(release: Rendered) -> str:
@@ -224,6 +235,49 @@ def rendered_operator(release: Rendered, kube: EmulatedKubernetesAPI) -> Iterato
     assert runner.exit_code == 0, runner.output[-4000:]
 
 
+class KopfWarnings(logging.Handler):
+    """kopf's own warnings (its ``kopf`` loggers), e.g. an observer's "Not enough permissions to ..."."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def kopf_warnings() -> Iterator[KopfWarnings]:
+    handler = KopfWarnings()
+    logger = logging.getLogger("kopf")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def assert_serves_without_observing_the_cluster(kube: EmulatedKubernetesAPI, release: Rendered,
+                                                warnings: KopfWarnings) -> None:
+    """The operator asked for no list or watch of namespaces or CRDs (allowed or not), read the API's
+    discovery as any authenticated user may (system:discovery), and kopf logged no missing permission.
+    Serving one namespace, its ServiceAccount holds no cluster-scoped rule but that default one."""
+    assert kube.rbac is not None
+    user = service_account_user(NAMESPACE, operator_sa(release))
+    asked = kube.rbac.requests_of(user)
+    observed = sorted({(a.verb, a.api_group, a.resource) for a in asked if a.resource_request
+                       and a.verb in ("list", "watch") and (a.api_group, a.resource) in CLUSTER_OBSERVATION})
+    assert observed == [], f"the operator observed the cluster (kopf's scanning is on?): {observed}"
+    discovery = {a.path for a in asked if not a.resource_request}
+    assert {"/api", "/apis", "/apis/retailflow.io/v1alpha1"} <= discovery, sorted(discovery)
+    lacking = [m for m in warnings.messages if KOPF_LACKS_PERMISSION in m]
+    assert lacking == [], lacking
+    (container,) = containers(release.get("Deployment", "retailflow-operator"), init=False)
+    if "--all-namespaces" not in container["command"]:
+        cluster_scope = {source for source, _ in kube.rbac.rules_for(user, "")}
+        assert cluster_scope == {"system:discovery"}, cluster_scope
+
+
 def wait_pipeline(kube: EmulatedKubernetesAPI, predicate: Any, what: str, timeout: float = 60) -> dict[str, Any] | None:
     """Poll the RetailPipeline until ``predicate(obj or None)``; fail at once, with the API server's
     messages, when a request was denied (kopf only logs a 403 and retries)."""
@@ -254,8 +308,9 @@ class TestOperator:
         release_secrets(kube, release, airflow)
         job = run_job(release, kube, pipeline_files(release, tmp_path / "job", airbyte, airflow_url=airflow.url))
         assert job.returncode == 0, job.stdout + job.stderr
-        with kopf_object_log() as kopf_log, rendered_operator(release, kube) as runner:
+        with kopf_object_log() as kopf_log, kopf_warnings() as warnings, rendered_operator(release, kube) as runner:
             ready = wait_pipeline(kube, lambda o: o and is_ready(o), "Ready")
+            assert_serves_without_observing_the_cluster(kube, release, warnings)
             assert airbyte.live("connections") and airbyte.live("sources") and airbyte.live("destinations")
             assert any(k.startswith("retailflow_") for k in airflow.variables())
             try:
@@ -274,6 +329,7 @@ class TestOperator:
         assert ready["status"]["phase"] == "Ready"
         assert_no_denials(kube)
         assert '" 403 ' not in runner.output and "Forbidden" not in runner.output, runner.output[-4000:]
+        assert_serves_without_observing_the_cluster(kube, release, warnings)
         assert_least_privilege(kube, operator_sa(release))
 
 
@@ -293,7 +349,7 @@ class TestOperatorLite:
         body = copy.deepcopy(release.get("RetailPipeline", PIPELINE))
         body["spec"]["airflow"]["apiUrl"] = airflow.url  # the in-cluster API server's URL, replaced
         kube.apply_rp(body)
-        with rendered_operator(release, kube) as runner:
+        with kopf_warnings() as warnings, rendered_operator(release, kube) as runner:
             ready = wait_pipeline(kube, lambda o: o and is_ready(o), "Ready")
             variables = json.loads(airflow.get_variable("retailflow_pipeline"))
             assert variables["engine"] == "direct"
@@ -306,6 +362,7 @@ class TestOperatorLite:
         assert ready["status"]["connectionCount"] == 0
         assert_no_denials(kube)
         assert '" 403 ' not in runner.output and "Forbidden" not in runner.output, runner.output[-4000:]
+        assert_serves_without_observing_the_cluster(kube, release, warnings)
         assert_least_privilege(kube, operator_sa(release))
 
 

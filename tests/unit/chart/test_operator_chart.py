@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.helm_render import RenderError, containers, helm_lint, pod_spec, render
+from support.helm_render import REPO, RenderError, containers, helm_lint, pod_spec, render
 
 #: What cluster-wide mode needs: the Secrets its RetailPipelines name (or the explicit rbac.allSecrets opt-in).
 ALL_NAMESPACES = {"watch": {"allNamespaces": True}, "rbac": {"secretNames": ["mysql-creds", "warehouse-creds"]}}
@@ -111,23 +111,47 @@ class TestOperatorRbac:
                     assert not {"create", "update", "delete", "deletecollection"} & set(rule["verbs"]) or \
                         rule["resources"] == ["events"], rule
 
-    def test_cluster_scope_only_for_kopfs_observation_in_namespaced_mode(self):
-        # kopf serving named namespaces observes CRDs and namespaces (kopf _core/reactor/observation.py).
-        (cluster_role,) = operator().of_kind("ClusterRole")
-        assert self.verbs(cluster_role["rules"]) == {"customresourcedefinitions": {"list", "watch"},
-                                                     "namespaces": {"list", "watch"}}
+    def test_nothing_cluster_scoped_in_namespaced_mode(self):
+        # The operator turns kopf's scanning off (handlers.configure): it never lists or watches
+        # namespaces or CRDs, and discovery is every authenticated user's (system:discovery).
+        rendered = operator(namespace="shop")
+        assert not rendered.of_kind("ClusterRole") and not rendered.of_kind("ClusterRoleBinding")
 
-    def test_all_namespaces_mode_moves_rules_to_a_cluster_role(self):
+    def test_all_namespaces_mode_moves_the_same_rules_to_one_cluster_role(self):
         rendered = operator(ALL_NAMESPACES)
         assert not rendered.of_kind("Role")
-        merged = {}
-        for role in rendered.of_kind("ClusterRole"):
-            for k, v in self.verbs(role["rules"]).items():
-                merged.setdefault(k, set()).update(v)
-        assert "namespaces" not in merged  # kopf -A never lists namespaces
-        assert merged["customresourcedefinitions"] == {"list", "watch"}
-        assert merged["secrets"] == {"get"}
-        assert len(rendered.of_kind("ClusterRoleBinding")) == 2
+        (cluster_role,) = rendered.of_kind("ClusterRole")
+        assert self.verbs(cluster_role["rules"]) == {
+            "retailpipelines": {"list", "watch", "patch"},
+            "retailpipelines/status": {"patch"},
+            "secrets": {"get"},
+            "events": {"create"},
+        }
+        (binding,) = rendered.of_kind("ClusterRoleBinding")
+        assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+
+    @staticmethod
+    def readme_permissions() -> set[tuple[str, str, str]]:
+        """(API group, resource, verb) of operator/README.md's table "Kubernetes permissions it needs"."""
+        text = (REPO / "operator" / "README.md").read_text()
+        table = text[text.index("Kubernetes permissions it needs"):].split("\n\n")[1]
+        rows = [line for line in table.splitlines() if line.startswith("| `")]
+        out = set()
+        for row in rows:
+            group, resource, verbs = (cell.strip() for cell in row.strip("|").split("|")[:3])
+            group = group.split("`")[1].strip('"')
+            for verb in verbs.split(","):
+                out.add((group, resource.strip("`"), verb.strip()))
+        assert rows and out
+        return out
+
+    @pytest.mark.parametrize("values", [{}, ALL_NAMESPACES], ids=["one-namespace", "all-namespaces"])
+    def test_the_operator_readme_table_is_what_the_chart_grants(self, values):
+        rendered = operator(values)
+        granted = {(group, resource, verb)
+                   for role in rendered.of_kind("Role") + rendered.of_kind("ClusterRole") for rule in role["rules"]
+                   for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]}
+        assert granted == self.readme_permissions()
 
     @staticmethod
     def secret_rules(rendered) -> list[dict]:
@@ -172,6 +196,12 @@ class TestOperatorRbac:
     def test_rbac_can_be_left_to_the_cluster_admin(self):
         rendered = operator({"rbac": {"create": False}})
         assert not (rendered.of_kind("Role") or rendered.of_kind("ClusterRole"))
+
+    def test_the_namespace_watched_is_a_name_never_a_pattern(self):
+        # The operator serves exactly the namespaces given (kopf's scanning is off) and refuses a pattern.
+        for pattern in ("retail-*", "!kube-system", "a,b"):
+            with pytest.raises(RenderError, match="watch.namespace"):
+                operator({"watch": {"namespace": pattern}})
 
     def test_watch_modes_are_exclusive(self):
         with pytest.raises(RenderError, match="not both"):

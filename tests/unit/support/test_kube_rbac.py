@@ -223,6 +223,37 @@ class TestEnforcedByTheEmulator:
         used = api.rbac.used["system:serviceaccount:shop:bot"]
         assert {(v, n) for v, _, _, _, _, n in used} == {("patch", "retail"), ("create", "retail")}
 
+    def test_discovery_is_open_to_any_service_account_and_namespaces_and_crds_are_not(self, api):
+        """system:discovery (kube_rbac's docstring): a ServiceAccount with no grant of its own may read the
+        API's discovery, and needs a rule to list or watch namespaces or CRDs, as kopf's cluster
+        observation would."""
+        bot = service_account_user("shop", "bot")
+        headers = {"Authorization": f"Bearer {api.rbac.issue_token('shop', 'bot')}"}
+        for path in ("/api", "/api/v1", "/apis", "/apis/apiextensions.k8s.io/v1", "/apis/retailflow.io/v1alpha1",
+                     "/version"):
+            resp = requests.get(f"{api.url}{path}", headers=headers, timeout=10)
+            assert resp.status_code == 200, (path, resp.text)
+        served = requests.get(f"{api.url}/apis/retailflow.io/v1alpha1", headers=headers, timeout=10).json()
+        assert "retailpipelines" in {r["name"] for r in served["resources"]}
+        for path, watch, resource, group in (
+                ("/api/v1/namespaces", False, "namespaces", ""),
+                ("/api/v1/namespaces", True, "namespaces", ""),
+                ("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", False, "customresourcedefinitions",
+                 "apiextensions.k8s.io"),
+                ("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", True, "customresourcedefinitions",
+                 "apiextensions.k8s.io")):
+            resp = requests.get(f"{api.url}{path}", headers=headers, params={"watch": "true"} if watch else None,
+                                timeout=10)
+            verb = "watch" if watch else "list"
+            assert resp.status_code == 403 and resp.json()["reason"] == "Forbidden", (path, verb, resp.text)
+            qualified = f"{resource}.{group}" if group else resource
+            assert resp.json()["message"] == (
+                f'{qualified} is forbidden: User "system:serviceaccount:shop:bot" cannot {verb} resource '
+                f'"{resource}" in API group "{group}" at the cluster scope')
+        asked = [(a.verb, a.resource or a.path) for a in api.rbac.requests_of(bot)]
+        assert ("list", "namespaces") in asked and ("watch", "customresourcedefinitions") in asked  # denied, recorded
+        assert ("get", "/apis") in asked
+
     def test_rbac_is_off_by_default(self, kube):
         kube.ensure_namespace("shop")
         assert self.apply(kube, "anything").status_code == 201
