@@ -131,7 +131,7 @@ reset: ## After a confirmation, drop RetailFlow's own data: the MySQL tables, th
 	CONFIRM=$(CONFIRM) hack/reset.sh
 
 .PHONY: clean-tests
-clean-tests: ## After a confirmation, drop the databases killed test or benchmark runs left behind (not while one runs, never one in use; CONFIRM=yes: no question; MATCH=regex narrows it).
+clean-tests: ## After a confirmation, drop the databases killed test or benchmark runs left behind, and as root the workloads suite's users (not while one runs, never one in use; CONFIRM=yes: no question; MATCH=regex narrows it).
 	CONFIRM=$(CONFIRM) MATCH='$(MATCH)' hack/clean-tests.sh
 
 .PHONY: stop

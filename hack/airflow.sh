@@ -163,6 +163,15 @@ fi
 
 log "waiting for the four servers to report healthy"
 for i in $(seq 1 180); do
+  # The API server binds the port only after the migration: another program may have taken it since the
+  # check above (uvicorn's words for it, from CPython's asyncio). Stop the others rather than wait.
+  if grep -qF "error while attempting to bind on address ('127.0.0.1', $PORT): address already in use" "$RUN/airflow.log"; then
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$RUN/airflow.pid"
+    die "port $PORT is taken by another program (since the check before the migration: the API server could not bind it); set RETAILFLOW_AIRFLOW_PORT"
+  fi
   healthy && break
   [[ -d "/proc/$pid" ]] || { tail -n 40 "$RUN/airflow.log" >&2; die "Airflow exited (see ${RUN#"$ROOT"/}/airflow.log)"; }
   sleep 1

@@ -28,6 +28,12 @@ for _ in $(seq 1 120); do
     exit 0
   fi
   if ! kill -0 "$(pid_in "$RUN/docs.pid")" 2>/dev/null; then
+    # dbt's server binds this port, and only it, after the docs are generated: another program may have taken it by then
+    if grep -qF "Address already in use" "$RUN/docs.log"; then
+      rm -f "$RUN/docs.pid"
+      echo "docs: port $PORT is taken by another program; set RETAILFLOW_DOCS_PORT" >&2
+      exit 1
+    fi
     echo "docs: the docs server exited; see $RUN/docs.log" >&2
     tail -n 20 "$RUN/docs.log" >&2
     exit 1

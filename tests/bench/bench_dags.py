@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,12 +48,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from benchlib import drop_warehouse, quiet_warehouse, seed_shape, throwaway_name, throwaway_tag  # noqa: E402
 from integration.pipeline.conftest import _with_database, mysql_connect, pg_connect  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from support.local_airflow import start_local_airflow  # noqa: E402
+from support.ports import free_port  # noqa: E402
 
 
 def bench(name: str, value: float, note: str) -> None:
@@ -111,15 +106,18 @@ def start_airflow(work: Path, mysql_url: str, warehouse_url: str, meta_url: str,
     env_file.write_text(f"RETAILFLOW_MYSQL_URL={mysql_url}\nRETAILFLOW_WAREHOUSE_URL={warehouse_url}\n"
                         f"RETAILFLOW_AIRFLOW_DB_URL={meta_url}\n")
     env_file.chmod(0o600)
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RETAILFLOW_"))}
     env.update(RETAILFLOW_ENV_FILE=str(env_file), RETAILFLOW_RUN_DIR=str(work / "run"),
-               RETAILFLOW_AIRFLOW_HOME=str(work / "home"), RETAILFLOW_AIRFLOW_PORT=str(port),
+               RETAILFLOW_AIRFLOW_HOME=str(work / "home"),
                RETAILFLOW_AIRFLOW_WORKER_LOG_PORT=str(free_port()),
                RETAILFLOW_AIRFLOW_TRIGGER_LOG_PORT=str(free_port()), RETAILFLOW_DBT_MANIFEST=str(manifest),
                RETAILFLOW_DBT_PROJECT_DIR=str(project))
     try:
-        subprocess.run([str(REPO / "hack" / "airflow.sh")], env=env, check=True)
+        # on a fresh port if another program takes the first; its progress shown as it comes
+        port, started = start_local_airflow(env, echo=True)
+        env["RETAILFLOW_AIRFLOW_PORT"] = str(port)
+        if started.returncode != 0:
+            raise RuntimeError(f"hack/airflow.sh exited with {started.returncode}")
         password = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
                         if line.startswith("RETAILFLOW_AIRFLOW_ADMIN_PASSWORD="))
         from retailflow_pipeline.runs import AirflowAPI

@@ -3,7 +3,9 @@
 It runs the Airflow API server (the app ``airflow api-server`` serves, core and execution APIs)
 from the pipeline project's virtual environment (``dags/.venv``) with SQLite metadata in a
 temporary directory, the Simple auth manager with one admin user whose password (generated per
-run) sits in a passwords file, and a free loopback port. Only the API server runs: no scheduler,
+run) sits in a passwords file, and a free loopback port, held from the pick on: uvicorn serves on
+the listening socket bound here (``--fd``; through the CLI, which takes no socket, a start that
+finds the port taken is made again on a fresh one). Only the API server runs: no scheduler,
 no DAG processor, because the operator only talks to the REST API (variables). The process group
 is killed on stop, on errors during start, and at interpreter exit.
 
@@ -34,14 +36,10 @@ from typing import Any
 
 import requests
 
+from support.ports import PortTaken, bind_refused, listening_socket, start_on_free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_AIRFLOW_BIN = REPO_ROOT / "dags" / ".venv" / "bin" / "airflow"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class AirflowServer:
@@ -101,40 +99,61 @@ class AirflowServer:
         self.home = Path(tempfile.mkdtemp(prefix="retailflow-airflow-"))
         (self.home / "dags").mkdir()
         (self.home / "passwords.json").write_text(json.dumps({self.username: self.password}))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self._log_path = self.home / "api-server.log"
-        env = self.env()
-        self._prepare_database(env)
-        with open(self._log_path, "wb") as log:
-            # A new session makes the server and its uvicorn workers one process group,
-            # so stop() can end all of them even if the test run is interrupted.
-            self._proc = subprocess.Popen(
-                self._server_command(),
-                env=env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        atexit.register(self.stop)  # also on an interrupted test run
         try:
-            self._wait_ready(began)
+            if self._through_cli():
+                start_on_free_port(lambda port: self._launch(began, port))
+            else:
+                listener = listening_socket()
+                self._launch(began, listener.getsockname()[1], listener)
         except BaseException:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - began
         return self
 
-    def _server_command(self) -> list[str]:
-        """The API server process: the app ``airflow api-server`` serves, started by uvicorn directly.
+    def _launch(self, began: float, port: int, listener: socket.socket | None = None) -> None:
+        """The server on ``port``: on ``listener`` (bound to it, closed here once the server has it) if
+        given, else binding the port itself."""
+        assert self.home is not None and self._log_path is not None
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        env = self.env()
+        try:
+            if not (self.home / "airflow.db").exists():
+                self._prepare_database(env)
+            with open(self._log_path, "ab") as log:
+                # A new session makes the server and its uvicorn workers one process group,
+                # so stop() can end all of them even if the test run is interrupted.
+                self._proc = subprocess.Popen(
+                    self._server_command(listener),
+                    env=env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    pass_fds=(listener.fileno(),) if listener is not None else (),
+                )
+        finally:
+            if listener is not None:
+                listener.close()
+        atexit.register(self.stop)  # also on an interrupted test run
+        self._wait_ready(began)
+
+    @staticmethod
+    def _through_cli() -> bool:
+        return os.environ.get("RETAILFLOW_AIRFLOW_SERVER_MODE") == "cli"
+
+    def _server_command(self, listener: socket.socket | None) -> list[str]:
+        """The API server process: the app ``airflow api-server`` serves, started by uvicorn directly on
+        ``listener``.
 
         ``airflow api-server`` with one worker just calls ``uvicorn.run("airflow.api_fastapi.main:app")``
         after the CLI's own start-up, which costs seconds; set RETAILFLOW_AIRFLOW_SERVER_MODE=cli to go
-        through the CLI anyway.
+        through the CLI anyway (it binds ``--port`` itself: ``listener`` is None then).
         """
-        if os.environ.get("RETAILFLOW_AIRFLOW_SERVER_MODE") == "cli":
+        if listener is None:
             return [str(self.airflow_bin), "api-server", "--host", "127.0.0.1", "--port", str(self.port),
                     "--workers", "1"]
         python = self.airflow_bin.parent / "python"
-        return [str(python), "-m", "uvicorn", "airflow.api_fastapi.main:app", "--host", "127.0.0.1",
-                "--port", str(self.port), "--workers", "1", "--no-access-log"]
+        return [str(python), "-m", "uvicorn", "airflow.api_fastapi.main:app", "--fd", str(listener.fileno()),
+                "--workers", "1", "--no-access-log"]
 
     def _metadata_cache(self) -> Path:
         """Where a freshly migrated, empty metadata database for this Airflow install is kept.
@@ -169,6 +188,9 @@ class AirflowServer:
         assert self._proc is not None
         while time.monotonic() - began < self.start_timeout:
             if self._proc.poll() is not None:
+                if bind_refused(self.log_tail(), self.port):
+                    self._end_process()
+                    raise PortTaken(self.port, "airflow api-server")
                 raise RuntimeError(f"airflow api-server exited with {self._proc.returncode}:\n{self.log_tail()}")
             try:
                 self.token(refresh=True)
@@ -184,6 +206,11 @@ class AirflowServer:
 
     def stop(self) -> None:
         atexit.unregister(self.stop)
+        self._end_process()
+        self._session.close()
+        self._cleanup_home()
+
+    def _end_process(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
@@ -202,8 +229,6 @@ class AirflowServer:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self._session.close()
-        self._cleanup_home()
 
     def _cleanup_home(self) -> None:
         if self.home is not None:

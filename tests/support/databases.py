@@ -34,6 +34,14 @@ def throwaway_name(service: str, kind: str, tag: str) -> str:
     return f"{service}_{kind}_{tag}"
 
 
+def throwaway_user(tag: str) -> str:
+    """``rf_wl_<tag>``: the workloads suite's throwaway user, a PostgreSQL role owning that run's PostgreSQL
+    databases (``throwaway_name(service, "wl", tag)``) and a MariaDB user, both made by the servers'
+    administrators; `make clean-tests` (TEST_USER) finds them after a killed run, and drops them when run
+    as root. ``tag`` from ``throwaway_tag(8)``."""
+    return f"rf_wl_{tag}"
+
+
 def env_url(name: str) -> str:
     """The URL in environment variable ``name``; the test is skipped, saying how to set it, if it is unset."""
     url = os.environ.get(name)
@@ -55,15 +63,23 @@ def drop_pg_database(base_url: str, name: str, *, pauses: Sequence[float] = (0.5
     """Drop the PostgreSQL database ``name`` from the server of ``base_url``, ending its sessions; tried
     again after each of ``pauses`` (seconds), since ``with (force)`` cannot end an autovacuum worker for
     a non-superuser. If the last try fails too: raised, or with ``strict=False`` a warning on stderr (a
-    benchmark goes on to print what it measured)."""
-    import psycopg  # not every suite's environment has it; those that drop databases do
+    benchmark goes on to print what it measured). With psycopg, or psycopg2 where the environment has
+    only that (Superset's, ``hack/envs/superset``)."""
+    try:
+        import psycopg as driver  # not every suite's environment has it; those that drop databases do
+    except ImportError:
+        import psycopg2 as driver
 
     for attempt in range(len(pauses) + 1):
         try:
-            with psycopg.connect(base_url, autocommit=True) as admin:
-                admin.execute(f'drop database if exists "{name}" with (force)')
+            admin = driver.connect(base_url)
+            try:
+                admin.autocommit = True
+                admin.cursor().execute(f'drop database if exists "{name}" with (force)')
+            finally:
+                admin.close()
             return
-        except psycopg.errors.InsufficientPrivilege:
+        except driver.errors.InsufficientPrivilege:
             if attempt == len(pauses):
                 if strict:
                     raise

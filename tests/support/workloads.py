@@ -39,7 +39,10 @@ the cluster:
   named ``host`` or ``…Host`` (elsewhere in a file a bare word such as ``authProvider: openmetadata``
   is not a host). A bare port variable (``X_PORT``) is mapped when its sibling ``X_HOST`` names a
   mapped Service. A listening address ``0.0.0.0:<containerPort>`` becomes
-  ``127.0.0.1:<given port>``.
+  ``127.0.0.1:<given port>``. A Service served by one of our own containers, started later
+  (Superset's, after its init containers), gets its local port bound at once and held
+  (``Peers.hold``): the container is handed that listening socket by systemd socket activation
+  (``LISTEN_FDS``, which gunicorn takes), so no other program can take the port in between.
 - **``readOnlyRootFilesystem``:** the process runs in a private mount namespace (``unshare``, as root)
   where ``/`` is read-only except the pod's writable ``emptyDir`` volumes (``read_only_root.sh``); a
   volume at ``/tmp`` becomes ``TMPDIR``. Without root this is left out.
@@ -62,6 +65,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -71,6 +75,7 @@ from typing import Any
 import yaml
 
 from support.helm_render import NAMESPACE, REPO, Rendered, pod_spec
+from support.ports import listening_socket, socket_activation
 
 IMAGE_PATHS = REPO / "image-paths.yaml"
 IN_POD = Path(__file__).with_name("in_pod.py")
@@ -142,10 +147,27 @@ class Peers:
     """Service name -> local peer."""
 
     services: dict[str, Peer] = field(default_factory=dict)
+    #: local port -> its listening socket, held from ``hold`` until the container serving it starts
+    held: dict[int, socket.socket] = field(default_factory=dict)
 
     def add(self, service: str, port: int, local_port: int, what: str) -> None:
         peer = self.services.setdefault(service, Peer(ports={}, what=what))
         peer.ports[port] = local_port
+
+    def hold(self, service: str, port: int, what: str) -> int:
+        """A Service that one of our containers serves, started later (``Workloads.start`` with ``listen``
+        mapping its port here): its local port is bound now and held until then. Returns that port."""
+        sock = listening_socket()
+        local_port = sock.getsockname()[1]
+        self.held[local_port] = sock
+        self.add(service, port, local_port, what)
+        return local_port
+
+    def close(self) -> None:
+        """Let go of the ports held for containers that were never started."""
+        for sock in self.held.values():
+            sock.close()
+        self.held.clear()
 
     def rewrite(self, text: str, namespace: str = NAMESPACE, *, whole_value: bool = False) -> str:
         """``name[.ns[.svc[.cluster.local]]]:port`` and ``scheme://name`` anywhere; a bare ``name`` only as a
@@ -488,10 +510,20 @@ class Workloads:
         return Run(f"{name}/{container}", argv, env, proc.returncode, proc.stdout + proc.stderr)
 
     def start(self, kind: str, name: str, container: str, log: Path, **kwargs: Any) -> subprocess.Popen:
-        """A long-running container (a Deployment's), in its own session; its output goes to ``log``."""
+        """A long-running container (a Deployment's), in its own session; its output goes to ``log``. A port
+        held for it (``Peers.hold``, given in ``listen``) is handed over as its listening socket."""
         argv, env, cwd = self.prepare(kind, name, container, **kwargs)
-        return subprocess.Popen(argv, env=env, cwd=cwd, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        held = [self.peers.held.pop(port) for port in (kwargs.get("listen") or {}).values() if port in self.peers.held]
+        if len(held) > 1:
+            raise NotImplementedError(f"{name}/{container}: one held port per container")
+        if held:
+            argv = socket_activation(argv, held[0])
+        try:
+            return subprocess.Popen(argv, env=env, cwd=cwd, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                                    start_new_session=True, pass_fds=tuple(sock.fileno() for sock in held))
+        finally:
+            for sock in held:  # the container has its own copy
+                sock.close()
 
 
 def create_release_secrets(kube: Any, release: Rendered, values: dict[str, dict[str, str]],

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from support.databases import drop_pg_database, throwaway_name, throwaway_tag
+from support.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DAGS_DIR = REPO_ROOT / "dags"
@@ -39,12 +39,6 @@ GENERATOR = Path(sys.executable).with_name("retailflow-generator")
 #: the small history every module seeds (about 7,000 order lines: seconds to seed and ingest)
 SEED_ARGS = ["--customers", "400", "--products", "80", "--orders", "3000", "--start", "2024-01-01",
              "--end", "2025-12-31", "--seed", "7"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # What is configured is the tests' choice, not .env.local's: a local Superset or OpenMetadata that
@@ -59,8 +53,10 @@ os.environ.update({
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
     "AIRFLOW__CORE__PARALLELISM": "4",
-    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+    # no log server is started here (dag.test() runs tasks in this process): free ports all the same, so
+    # one that starts by mistake does not take another Airflow's
+    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
     "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
     "AIRFLOW__COSMOS__CACHE_DIR": str(_HOME / "cosmos"),
     "DO_NOT_TRACK": "1",

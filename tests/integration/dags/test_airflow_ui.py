@@ -1,8 +1,9 @@
 """`make airflow`'s local Airflow, a real scheduler run of retail_pipeline, and its UI in Chromium.
 
 ``hack/airflow.sh`` (what ``make airflow`` runs) starts the api-server, scheduler, dag-processor and
-triggerer on a free port, with its own env file, run folder, AIRFLOW_HOME and metadata database (a
-throwaway PostgreSQL database), pointed at this module's seeded databases. The scheduler runs
+triggerer on a free port (started again on a fresh one if another program takes it before the API
+server binds it: ``support.local_airflow``), with its own env file, run folder, AIRFLOW_HOME and metadata
+database (a throwaway PostgreSQL database), pointed at this module's seeded databases. The scheduler runs
 retail_pipeline (Cosmos's default watcher mode: one ``dbt build`` and a sensor per node, each started
 and ended in the triggerer); then
 headless Chromium logs in with the generated password, opens retail_pipeline and its run, and must
@@ -15,20 +16,49 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO_ROOT, _free_port
+import requests
+from conftest import REPO_ROOT
+from support import ports
 from support.databases import drop_pg_database, throwaway_name, throwaway_tag
+from support.local_airflow import start_local_airflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: the sensors whose upstream is the ingestion (the others' upstream are sensors)
 ROOT_SENSORS = {f"dbt.stg_retail__{name}.run" for name in ("customers", "orders", "order_items", "products",
                                                                "store_locations")}
+
+
+def local_airflow_env(work: Path, mysql_url: str, warehouse_url: str, meta_url: str) -> tuple[dict[str, str], Path]:
+    """The environment ``hack/airflow.sh`` runs with here (its own env file, run folder, AIRFLOW_HOME and
+    metadata database; the port is ``start_local_airflow``'s), and that env file."""
+    env_file = work / "env.local"
+    env_file.write_text(f"RETAILFLOW_MYSQL_URL={mysql_url}\nRETAILFLOW_WAREHOUSE_URL={warehouse_url}\n"
+                        f"RETAILFLOW_AIRFLOW_DB_URL={meta_url}\n")
+    env_file.chmod(0o600)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "RETAILFLOW_")) and k not in ("DO_NOT_TRACK",)}
+    env.update(
+        RETAILFLOW_ENV_FILE=str(env_file), RETAILFLOW_RUN_DIR=str(work / "run"),
+        RETAILFLOW_AIRFLOW_HOME=str(work / "home"),
+        # the log servers' ports: one taken meanwhile stops only that log server, not Airflow
+        RETAILFLOW_AIRFLOW_WORKER_LOG_PORT=str(ports.free_port()),
+        RETAILFLOW_AIRFLOW_TRIGGER_LOG_PORT=str(ports.free_port()),
+        RETAILFLOW_DBT_MANIFEST=os.environ["RETAILFLOW_DBT_MANIFEST"],
+    )
+    return env, env_file
+
+
+def stop_local_airflow(env: dict[str, str]) -> None:
+    subprocess.run([str(REPO_ROOT / "hack" / "stop.sh")], env=env, capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -43,29 +73,61 @@ def airflow_stack(pipeline_dbs, tmp_path_factory):
     with pg_connect(base_pg) as pg:
         pg.execute(f'create database "{meta_db}"')
     work = tmp_path_factory.mktemp("airflow-stack")
-    env_file = work / "env.local"
-    env_file.write_text(f"RETAILFLOW_MYSQL_URL={mysql_url}\nRETAILFLOW_WAREHOUSE_URL={warehouse_url}\n"
-                        f"RETAILFLOW_AIRFLOW_DB_URL={_with_database(base_pg, meta_db)}\n")
-    env_file.chmod(0o600)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AIRFLOW", "RETAILFLOW_")) and k not in ("DO_NOT_TRACK",)}
-    env.update(
-        RETAILFLOW_ENV_FILE=str(env_file), RETAILFLOW_RUN_DIR=str(work / "run"),
-        RETAILFLOW_AIRFLOW_HOME=str(work / "home"), RETAILFLOW_AIRFLOW_PORT=str(port),
-        RETAILFLOW_AIRFLOW_WORKER_LOG_PORT=str(_free_port()), RETAILFLOW_AIRFLOW_TRIGGER_LOG_PORT=str(_free_port()),
-        RETAILFLOW_DBT_MANIFEST=os.environ["RETAILFLOW_DBT_MANIFEST"],
-    )
-    started = subprocess.run([str(REPO_ROOT / "hack" / "airflow.sh")], env=env, capture_output=True, text=True,
-                             timeout=900)
+    env, env_file = local_airflow_env(work, mysql_url, warehouse_url, _with_database(base_pg, meta_db))
     try:
-        assert started.returncode == 0, started.stderr[-3000:] + (work / "run" / "airflow.log").read_text()[-3000:]
+        port, started = start_local_airflow(env)
+        env["RETAILFLOW_AIRFLOW_PORT"] = str(port)
+        assert started.returncode == 0, started.stdout[-3000:] + (work / "run" / "airflow.log").read_text()[-3000:]
         password = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
                         if line.startswith("RETAILFLOW_AIRFLOW_ADMIN_PASSWORD="))
         yield {"url": f"http://127.0.0.1:{port}", "password": password, "stderr": started.stdout + started.stderr, "env": env,
                "env_file": env_file, "work": work}
     finally:
-        subprocess.run([str(REPO_ROOT / "hack" / "stop.sh")], env=env, capture_output=True, timeout=120)
+        stop_local_airflow(env)
+        drop_pg_database(base_pg, meta_db)
+
+
+def test_make_airflow_whose_port_is_taken_during_the_migration_comes_up_on_a_fresh_one(pipeline_dbs, tmp_path,
+                                                                                      monkeypatch):
+    """The script checks its port, migrates the metadata database, then its API server binds the port:
+    another program that takes the port in between makes the script stop what it started and say so, and
+    it is run again on a fresh port, where Airflow comes up healthy. (Before the module's Airflow starts:
+    one Airflow at a time.)"""
+    from integration.pipeline.conftest import _with_database, pg_connect
+
+    base_pg = os.environ["RETAILFLOW_WAREHOUSE_URL"]
+    meta_db = throwaway_name("airflow", "ui", throwaway_tag())
+    with pg_connect(base_pg) as pg:
+        pg.execute(f'create database "{meta_db}"')
+    env, _ = local_airflow_env(tmp_path, *pipeline_dbs, _with_database(base_pg, meta_db))
+    first = ports.free_port()
+    picks = [first]
+    free_port = ports.free_port
+    monkeypatch.setattr(ports, "free_port", lambda: picks.pop(0) if picks else free_port())
+    squatter = socket.socket()
+    taken = threading.Event()
+    migrating = tmp_path / "run" / "airflow-migrate.log"
+
+    def take_the_port_once_the_migration_starts() -> None:
+        deadline = time.monotonic() + 600
+        while not migrating.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        squatter.bind(("127.0.0.1", first))
+        squatter.listen()
+        taken.set()
+
+    threading.Thread(target=take_the_port_once_the_migration_starts, daemon=True).start()
+    try:
+        port, started = start_local_airflow(env)
+        assert started.returncode == 0, started.stdout[-3000:] + (tmp_path / "run" / "airflow.log").read_text()[-3000:]
+        assert taken.is_set() and not picks and port != first
+        health = requests.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=30).json()
+        assert {part: (health.get(part) or {}).get("status") for part in ("metadatabase", "scheduler", "triggerer",
+                "dag_processor")} == dict.fromkeys(("metadatabase", "scheduler", "triggerer", "dag_processor"),
+                                                   "healthy"), health
+    finally:
+        stop_local_airflow(env)
+        squatter.close()
         drop_pg_database(base_pg, meta_db)
 
 

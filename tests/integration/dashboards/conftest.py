@@ -8,9 +8,9 @@ Fixtures:
     ``retail_test_<hex>``, ``retailflow-ingest`` loads it, ``python -m retailflow_pipeline.dbt build``
     builds the models), each step in its own project environment;
   - ``superset``: a Superset started here with gunicorn (two workers, as in the chart) on a free
-    port, its metadata in a fresh PostgreSQL database ``superset_test_<hex>``, configured by the
-    same ``superset_config.py`` and admin script the local Superset and the chart use, with a
-    generated admin password;
+    port held from the pick to gunicorn's start (``Gunicorn``), its metadata in a fresh PostgreSQL
+    database ``superset_test_<hex>``, configured by the same ``superset_config.py`` and admin script
+    the local Superset and the chart use, with a generated admin password;
   - ``env``: the settings ``retailflow_pipeline.dashboards.refresh`` reads.
   The two are prepared in parallel (Superset's migrations take most of the time).
 - ``api``: a logged-in ``SupersetClient`` on that Superset.
@@ -27,7 +27,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,8 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO_ROOT / "dags"))  # retailflow_pipeline.dashboards: requests and yaml only
 
 from retailflow_pipeline import dashboards  # noqa: E402
-from support.databases import throwaway_name, throwaway_tag  # noqa: E402
+from support.databases import drop_pg_database, throwaway_name, throwaway_tag  # noqa: E402
+from support.ports import listening_socket, socket_activation  # noqa: E402
 
 SUPERSET_FILES = REPO_ROOT / "charts" / "retailflow" / "files" / "superset"
 VENV_BIN = Path(sys.executable).parent  # the Superset environment this suite runs in
@@ -67,12 +67,6 @@ def _env_url(name: str) -> str:
 def with_database(url: str, database: str, scheme: str | None = None) -> str:
     parts = urlsplit(url)
     return urlunsplit((scheme or parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pg(url: str):
@@ -96,23 +90,6 @@ def _mysql(url: str, database: str | None = None):
     return pymysql.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
                            user=unquote(parts.username or ""), password=unquote(parts.password or ""),
                            database=database, autocommit=True)
-
-
-def _drop_pg(admin_url: str, name: str) -> None:
-    # `with (force)` cannot end an autovacuum worker for a non-superuser: retry briefly.
-    for attempt in range(20):
-        try:
-            conn = pg(admin_url)
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(f'drop database if exists "{name}" with (force)')
-            finally:
-                conn.close()
-            return
-        except psycopg2.errors.InsufficientPrivilege:
-            if attempt == 19:
-                raise
-            time.sleep(0.5)
 
 
 def run(cmd: list[str], env: dict[str, str], log: Path, what: str) -> None:
@@ -143,12 +120,34 @@ class Stack:
     workdir: Path = Path(".")
 
 
+class Gunicorn:
+    """gunicorn on a loopback port held from the pick (here) to its start (``start``), which may be minutes
+    apart (Superset's migrations run in between): the listening socket is bound here and handed to
+    gunicorn by socket activation, so no other program can take the port meanwhile."""
+
+    def __init__(self) -> None:
+        self.listener = listening_socket()
+        self.port = self.listener.getsockname()[1]
+
+    def start(self, app: str, *, workers: int, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
+        """gunicorn serving ``app`` (gthread workers, as in the chart), in its own session."""
+        argv = [str(VENV_BIN / "gunicorn"), "--workers", str(workers), "--worker-class", "gthread", "--threads", "4",
+                "--timeout", "120", "--bind", f"127.0.0.1:{self.port}", app]
+        try:
+            return subprocess.Popen(socket_activation(argv, self.listener), env=env, cwd=cwd, stdout=log.open("a"),
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    pass_fds=(self.listener.fileno(),))
+        finally:
+            self.listener.close()  # gunicorn has its own copy
+
+
 class _SupersetStarter:
     """Superset's migrations, `superset init` and the admin (superset_setup.py setup), run in the
-    background so the warehouse can be built meanwhile; then gunicorn."""
+    background so the warehouse can be built meanwhile; then gunicorn, on the port picked first."""
 
     def __init__(self, metadata_url: str, workdir: Path) -> None:
-        self.port = free_port()
+        self.server = Gunicorn()
+        self.port = self.server.port
         self.log = workdir / "superset.log"
         self.username = "admin"
         self.password = secrets.token_hex(12)
@@ -168,14 +167,11 @@ class _SupersetStarter:
 
     def start(self) -> Superset:
         if self.setup.wait() != 0:
+            self.server.listener.close()
             raise RuntimeError("Superset setup failed:\n" + "\n".join(self.log.read_text().splitlines()[-40:]))
         workers = 2
-        process = subprocess.Popen(
-            [str(VENV_BIN / "gunicorn"), "--workers", str(workers), "--worker-class", "gthread", "--threads", "4",
-             "--timeout", "120", "--bind", f"127.0.0.1:{self.port}", "superset.app:create_app()"],
-            env=self.env, cwd=self.log.parent, stdout=self.log.open("a"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = self.server.start("superset.app:create_app()", workers=workers, env=self.env, cwd=self.log.parent,
+                                    log=self.log)
         url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -237,6 +233,7 @@ def stack() -> Iterator[Stack]:
             _build_warehouse(mysql_base, warehouse_url, mysql_db, workdir / "warehouse.log")
         except BaseException:
             starter.setup.kill()
+            starter.server.listener.close()
             raise
         superset = starter.start()
         env = {
@@ -254,8 +251,8 @@ def stack() -> Iterator[Stack]:
             except subprocess.TimeoutExpired:
                 os.killpg(superset.process.pid, signal.SIGKILL)
                 superset.process.wait()
-        _drop_pg(pg_base, warehouse_db)
-        _drop_pg(pg_base, metadata_db)
+        drop_pg_database(pg_base, warehouse_db)
+        drop_pg_database(pg_base, metadata_db)
         conn = _mysql(mysql_base)
         with conn.cursor() as cur:
             cur.execute(f"drop database if exists `{mysql_db}`")

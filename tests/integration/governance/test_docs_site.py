@@ -1,7 +1,9 @@
 """`make docs` for real: ``hack/docs.sh`` builds dbt's docs site from a real warehouse and serves it.
 
 The script runs as ``make docs`` runs it, pointed at this suite's throwaway warehouse
-(``RETAILFLOW_WAREHOUSE_URL``), a free port (``RETAILFLOW_DOCS_PORT``), its own dbt target directory
+(``RETAILFLOW_WAREHOUSE_URL``), a free port (``RETAILFLOW_DOCS_PORT``; dbt's server binds it once the
+docs are generated, and when another program took it meanwhile the script says so and is run again on a
+fresh one), its own dbt target directory
 (``DBT_TARGET_PATH``, dbt's own setting) and its own pid/log folder (``RETAILFLOW_RUN_DIR``), so the
 checkout's ``dbt/target`` and a docs server ``make docs`` left running are never touched.
 ``hack/stop.sh`` (``make stop``) ends it. The assertions are what a user of the site sees: the page,
@@ -13,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,17 +24,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from support import ports
+from support.ports import PortTaken, start_on_free_port
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
 MARTS = {"orders", "customers", "product_sales", "sales_by_region", "top_customers"}
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str) -> bytes:
@@ -50,27 +48,43 @@ def _answers(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def docs_site(warehouse):
-    """`hack/docs.sh` on the throwaway warehouse; stopped by `hack/stop.sh` afterwards."""
-    workdir = Path(tempfile.mkdtemp(prefix="retailflow-docs-"))
-    port = _free_port()
-    env = os.environ | {
+def serve_docs(env: dict[str, str]) -> tuple[int, subprocess.CompletedProcess]:
+    """``hack/docs.sh`` with ``env`` on a free port: (the port, the script's result)."""
+    def start(port: int) -> tuple[int, subprocess.CompletedProcess]:
+        done = subprocess.run([str(REPO / "hack" / "docs.sh")], env=env | {"RETAILFLOW_DOCS_PORT": str(port)}, cwd=REPO,
+                              capture_output=True, text=True, timeout=600, check=False)
+        if done.returncode != 0 and f"docs: port {port} is taken by another program" in done.stderr:
+            raise PortTaken(port, "make docs")
+        return port, done
+
+    return start_on_free_port(start)
+
+
+def stop_docs(env: dict[str, str]) -> None:
+    subprocess.run([str(REPO / "hack" / "stop.sh")], env=env, cwd=REPO, capture_output=True, timeout=60, check=False)
+
+
+def docs_env(workdir: Path, warehouse) -> dict[str, str]:
+    return os.environ | {
         "RETAILFLOW_WAREHOUSE_URL": warehouse.url,
-        "RETAILFLOW_DOCS_PORT": str(port),
         "RETAILFLOW_RUN_DIR": str(workdir / "run"),
         "DBT_TARGET_PATH": str(workdir / "target"),
         "DBT_LOG_PATH": str(workdir / "logs"),
     }
+
+
+@pytest.fixture(scope="module")
+def docs_site(warehouse):
+    """`hack/docs.sh` on the throwaway warehouse; stopped by `hack/stop.sh` afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="retailflow-docs-"))
+    env = docs_env(workdir, warehouse)
     try:
-        done = subprocess.run([str(REPO / "hack" / "docs.sh")], env=env, cwd=REPO, capture_output=True, text=True,
-                              timeout=600, check=False)
+        port, done = serve_docs(env)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         yield {"url": f"http://127.0.0.1:{port}", "port": port, "target": workdir / "target",
                "run": workdir / "run", "stdout": done.stdout}
     finally:
-        subprocess.run([str(REPO / "hack" / "stop.sh")], env=env, cwd=REPO, capture_output=True, timeout=60,
-                       check=False)
+        stop_docs(env)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -134,3 +148,21 @@ def test_make_stop_ends_the_server(docs_site):
         time.sleep(0.25)
     assert not _answers(docs_site["port"])
     assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+
+
+def test_a_port_taken_while_the_docs_are_generated_is_left_for_a_fresh_one(warehouse, tmp_path, monkeypatch):
+    """dbt's server binds the port after `dbt docs generate` (seconds): when another program took the
+    picked port in between, the script says so, and the site comes up on a fresh port all the same."""
+    taken = ports.listening_socket()
+    picks = [taken.getsockname()[1]]
+    free_port = ports.free_port
+    monkeypatch.setattr(ports, "free_port", lambda: picks.pop(0) if picks else free_port())
+    env = docs_env(tmp_path, warehouse)
+    try:
+        port, done = serve_docs(env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert not picks and port != taken.getsockname()[1]
+        assert "<title>dbt Docs</title>" in _get(f"http://127.0.0.1:{port}/").decode()
+    finally:
+        stop_docs(env)
+        taken.close()

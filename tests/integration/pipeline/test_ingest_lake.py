@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,18 +19,12 @@ from retailflow_ingest.lake import LakeConfig
 STORES_CSV = Path(__file__).resolve().parents[3] / "data" / "store_locations.csv"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def s3_endpoint(monkeypatch) -> Iterator[str]:
-    """moto's S3 server on loopback: the S3 stand-in for MinIO, fresh per test."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    """moto's S3 server on loopback: the S3 stand-in for MinIO, fresh per test, on a port it binds itself."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    _, port = server.get_host_and_port()
     monkeypatch.setenv("RETAILFLOW_LAKE_ACCESS_KEY", "lake-test-key")
     monkeypatch.setenv("RETAILFLOW_LAKE_SECRET_KEY", "lake-test-secret")
     try:

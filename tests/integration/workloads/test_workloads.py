@@ -39,14 +39,17 @@ from __future__ import annotations
 
 import base64
 import copy
+import errno
 import json
 import os
+import re
 import secrets
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -59,7 +62,8 @@ from support.helm_render import NAMESPACE, REPO, Rendered, containers, render
 from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
 from support.kube_rbac import RBAC
 from support.openmetadata_standin import OpenMetadataStandIn
-from support.databases import throwaway_name, throwaway_tag
+from support.databases import throwaway_name, throwaway_tag, throwaway_user
+from support.ports import PortTaken, bind_refused, start_on_free_port
 from support.workloads import MissingKey, NotRunnable, Peers, Unreadable, Workloads, create_release_secrets
 
 SUFFIX = throwaway_tag(8)
@@ -75,6 +79,12 @@ VALUES = {
 }
 
 
+#: A WSGI app gunicorn serves where a test checks the server's start, not Superset
+PROBE_APP = '''def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"served by the probe app"]
+'''
+
 #: The containers the tests below run, per workload (in the order of their pod).
 RUN_HERE = {
     ("Job", "retailflow-datastores-ready"): {"wait-for"},
@@ -88,12 +98,6 @@ RUN_HERE = {
 }
 #: Our containers that cannot run here (the runner raises NotRunnable, saying why).
 NOT_RUNNABLE = {("Job", "retailflow-lake-buckets"): {"buckets"}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def admin_sql(server: str, sql: str, database: str = "") -> str:
@@ -113,7 +117,7 @@ def admin_sql(server: str, sql: str, database: str = "") -> str:
 def databases() -> Iterator[tuple[str, str]]:
     """Throwaway databases, each with its own throwaway user, on the machine's real MariaDB and PostgreSQL
     (made as their administrators over the local socket: the shared users' passwords belong to `make services`)."""
-    user, password = f"rf_wl_{SUFFIX}", secrets.token_hex(16)
+    user, password = throwaway_user(SUFFIX), secrets.token_hex(16)
     admin_sql("mysql", f"create database `{MYSQL_DB}` character set utf8mb4; "
                        f"create user '{user}'@'%' identified by '{password}'; "
                        f"grant all on `{MYSQL_DB}`.* to '{user}'@'%'")
@@ -133,21 +137,17 @@ def release() -> Rendered:
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    """moto's S3 server (``moto_server`` from the dags environment): the stand-in for MinIO."""
-    port = free_port()
-    log = open(os.devnull, "w")
-    proc = subprocess.Popen([str(REPO / "dags" / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+def moto(tmp_path_factory) -> Iterator[str]:
+    """moto's S3 server (``moto_server`` from the dags environment): the stand-in for MinIO, on a port it
+    binds itself (``-p 0``) and names once bound (werkzeug's ``Running on`` line)."""
+    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    proc = subprocess.Popen([str(REPO / "dags" / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", "0"],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            requests.get(url, timeout=2)
-            break
-        except requests.RequestException:
-            assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.2)
+    while not (bound := re.search(r"Running on http://127\.0\.0\.1:(\d+)", log.read_text())):
+        assert proc.poll() is None and time.monotonic() < deadline, f"moto_server did not start:\n{log.read_text()}"
+        time.sleep(0.1)
+    url = f"http://127.0.0.1:{bound.group(1)}"
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=10)
@@ -199,7 +199,8 @@ def local_cluster(release: Rendered, kube: EmulatedKubernetesAPI, databases: tup
     peers.add("retailflow-postgresql", 5432, pg.port or 5432, "PostgreSQL (real)")
     peers.add("retailflow-minio", 9000, urlsplit(moto).port, "moto (stand-in for MinIO)")
     peers.add("retailflow-api-server", 8080, urlsplit(airflow.url).port, "a real Airflow API server")
-    peers.add("retailflow-superset", 8088, free_port(), "Superset, run from its Deployment")
+    # Superset's gunicorn binds it only after the pod's init containers (a minute or more): held until then
+    peers.hold("retailflow-superset", 8088, "Superset, run from its Deployment")
     if openmetadata is not None:
         credentials["retailflow-openmetadata"] = {"admin-password": openmetadata.admin_password}
         peers.add("openmetadata", 8585, urlsplit(openmetadata.url).port, "the OpenMetadata stand-in")
@@ -213,8 +214,10 @@ def local_cluster(release: Rendered, kube: EmulatedKubernetesAPI, databases: tup
 
 
 @pytest.fixture(scope="module")
-def cluster(release, databases, moto, airbyte_fake, openmetadata, airflow, kube) -> Workloads:
-    return local_cluster(release, kube, databases, moto, airflow, airbyte_fake, openmetadata)
+def cluster(release, databases, moto, airbyte_fake, openmetadata, airflow, kube) -> Iterator[Workloads]:
+    workloads = local_cluster(release, kube, databases, moto, airflow, airbyte_fake, openmetadata)
+    yield workloads
+    workloads.peers.close()
 
 
 def superset_port(cluster: Workloads) -> int:
@@ -249,6 +252,52 @@ def superset(cluster: Workloads, tmp_path_factory) -> Iterator[str]:
         time.sleep(1)
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+@contextmanager
+def operator_ready(cluster: Workloads, log: Path) -> Iterator[int]:
+    """The operator from its Deployment, until the RetailPipeline ``retail`` is Ready and its liveness
+    endpoint answers; yields that endpoint's port, stopped after. kopf binds the port itself as it starts,
+    and exits when another program took it since the pick: it is then started again on a fresh one."""
+    kube = cluster.kube
+
+    def start(port: int) -> tuple[subprocess.Popen, int]:
+        proc = cluster.start("Deployment", "retailflow-operator", "operator", log, listen={8080: port})
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                if proc.poll() is not None:
+                    if bind_refused(log.read_text(), port):
+                        raise PortTaken(port, "the operator's liveness endpoint")
+                    raise AssertionError(f"the operator exited with {proc.returncode}:\n{log.read_text()[-6000:]}")
+                assert kube.rbac.denials == [], kube.rbac.denials
+                status = (kube.get_rp(NAMESPACE, "retail") or {}).get("status") or {}
+                if status.get("phase") == "Ready" and answers(f"http://127.0.0.1:{port}/healthz"):
+                    return proc, port
+                assert time.monotonic() < deadline, f"not Ready in 90 s: {status}\n{log.read_text()[-6000:]}"
+                time.sleep(0.5)
+        except BaseException:
+            stop(proc)
+            raise
+
+    proc, port = start_on_free_port(start)
+    try:
+        yield port
+    finally:
+        stop(proc)
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:  # not yet served, or a program that took the port and never answers
+        return False
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
 
 
@@ -400,11 +449,13 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 AWKWARD_PASSWORD = "it's \"quoted\" \\ $HOME; DROP ROLE x; --:tail"
 
 
-@pytest.fixture
-def private_postgresql() -> Iterator[dict[str, str]]:
+@contextmanager
+def postgresql_cluster() -> Iterator[dict[str, str]]:
     """A throwaway PostgreSQL cluster of the machine's binaries (initdb, as the postgres user), like the
     postgres image's first start: local connections over a Unix socket, trusted, for the init scripts;
-    TCP on loopback with passwords (scram-sha-256), for the logins after. Stopped and removed after."""
+    TCP on loopback with passwords (scram-sha-256), for the logins after. PostgreSQL binds the port it is
+    given itself: when another program took it since the pick (the server says so, naming the port), the
+    cluster is started again on a fresh one. Stopped and removed after."""
     if os.geteuid() != 0:
         pytest.fail("the init script runs as the postgres user: run the workloads suite as root")
     import pwd
@@ -413,26 +464,63 @@ def private_postgresql() -> Iterator[dict[str, str]]:
 
     account = pwd.getpwnam("postgres")
     root = Path(tempfile.mkdtemp(prefix="rf_wl_sec_pg_"))  # pytest's own folders are closed to other users
-    os.chmod(root, 0o755)
-    for sub in ("data", "socket", "bin"):
-        (root / sub).mkdir()
-        os.chown(root / sub, account.pw_uid, account.pw_gid)
     as_postgres = {"user": account.pw_uid, "group": account.pw_gid, "cwd": "/", "capture_output": True,
                    "text": True, "check": False}
-    init = subprocess.run([f"{PG_BIN}/initdb", "-D", str(root / "data"), "-U", "postgres", "--auth-local=trust",
-                           "--auth-host=scram-sha-256"], **as_postgres)
-    assert init.returncode == 0, init.stderr
-    port = free_port()
-    start = subprocess.run([f"{PG_BIN}/pg_ctl", "-D", str(root / "data"), "-w", "-l", str(root / "socket" / "log"),
-                            "-o", f"-p {port} -k {root / 'socket'} -c listen_addresses=127.0.0.1", "start"],
-                           **as_postgres)
-    assert start.returncode == 0, start.stdout + start.stderr
+    server_log = root / "socket" / "log"
+
+    def start(port: int) -> int:
+        started = subprocess.run([f"{PG_BIN}/pg_ctl", "-D", str(root / "data"), "-w", "-l", str(server_log),
+                                  "-o", f"-p {port} -k {root / 'socket'} -c listen_addresses=127.0.0.1", "start"],
+                                 **as_postgres)
+        if started.returncode != 0:
+            said = server_log.read_text() if server_log.exists() else ""
+            # src/backend/libpq/pqcomm.c, StreamServerPort: this hint for EADDRINUSE only, naming the port
+            if ('could not bind IPv4 address "127.0.0.1": Address already in use' in said
+                    and f"Is another postmaster already running on port {port}?" in said):
+                raise PortTaken(port, "PostgreSQL")
+            raise AssertionError(started.stdout + started.stderr + said[-3000:])
+        return port
+
     try:
+        os.chmod(root, 0o755)
+        for sub in ("data", "socket", "bin"):
+            (root / sub).mkdir()
+            os.chown(root / sub, account.pw_uid, account.pw_gid)
+        init = subprocess.run([f"{PG_BIN}/initdb", "-D", str(root / "data"), "-U", "postgres", "--auth-local=trust",
+                               "--auth-host=scram-sha-256"], **as_postgres)
+        assert init.returncode == 0, init.stderr
+        port = start_on_free_port(start)
         yield {"root": str(root), "socket": str(root / "socket"), "port": str(port), "uid": str(account.pw_uid),
                "gid": str(account.pw_gid)}
     finally:
         subprocess.run([f"{PG_BIN}/pg_ctl", "-D", str(root / "data"), "-m", "immediate", "stop"], **as_postgres)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgresql() -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL cluster (``postgresql_cluster``)."""
+    with postgresql_cluster() as cluster:
+        yield cluster
+
+
+def test_a_port_taken_before_the_throwaway_cluster_binds_it_is_left_for_a_fresh_one(monkeypatch):
+    """The cluster's port is picked, then PostgreSQL binds it: when another program took it in between,
+    the cluster comes up on a fresh port all the same, and answers there."""
+    from support import ports
+
+    taken = ports.listening_socket()
+    picks = [taken.getsockname()[1]]
+    free_port = ports.free_port
+    monkeypatch.setattr(ports, "free_port", lambda: picks.pop(0) if picks else free_port())
+    try:
+        with postgresql_cluster() as pg:
+            assert not picks and pg["port"] != str(taken.getsockname()[1])
+            ready = subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", pg["port"]], capture_output=True,
+                                   text=True, check=False, timeout=30)
+            assert ready.returncode == 0 and "accepting connections" in ready.stdout, ready.stdout + ready.stderr
+    finally:
+        taken.close()
 
 
 class TestPostgresqlInit:
@@ -538,26 +626,30 @@ class TestPipelineAndOperator:
         assert pipeline["spec"]["airbyte"]["workspaceId"] == airbyte_fake.workspace_id
         assert kube.rbac.denials == []
 
-        port = free_port()
-        log = tmp_path / "operator.log"
-        proc = cluster.start("Deployment", "retailflow-operator", "operator", log, listen={8080: port})
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                obj = kube.get_rp(NAMESPACE, "retail")
-                status = (obj or {}).get("status") or {}
-                if status.get("phase") == "Ready":
-                    break
-                assert proc.poll() is None, log.read_text()[-6000:]
-                assert kube.rbac.denials == [], kube.rbac.denials
-                assert time.monotonic() < deadline, f"not Ready in 90 s: {status}\n{log.read_text()[-6000:]}"
-                time.sleep(0.5)
-            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+        with operator_ready(cluster, tmp_path / "operator.log"):
+            pass  # Ready, its liveness endpoint answering
         assert len(airbyte_fake.live("connections")) == 4
         assert any(k.startswith("retailflow_") for k in airflow.variables())
+
+    def test_an_operator_whose_liveness_port_was_taken_since_the_pick_starts_on_a_fresh_one(
+            self, cluster, kube, tmp_path, monkeypatch):
+        """kopf binds its liveness port a moment after it starts; another program that took the port in
+        between makes it exit. It is started again on a fresh port, and is Ready there."""
+        from support import ports
+
+        cluster.run("Job", "retailflow-pipeline", "apply", timeout=120).check()
+        taken = ports.listening_socket()
+        picks = [taken.getsockname()[1]]
+        free_port = ports.free_port
+        monkeypatch.setattr(ports, "free_port", lambda: picks.pop(0) if picks else free_port())
+        log = tmp_path / "operator.log"
+        try:
+            with operator_ready(cluster, log) as port:
+                assert not picks and port != taken.getsockname()[1]
+                assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        finally:
+            taken.close()
+        assert kube.rbac.denials == []
 
 
 #: What the `direct` task of retail_pipeline's ingestion group runs, for a pipeline without operator
@@ -637,19 +729,11 @@ class TestLiteProfile:
             cluster = local_cluster(release, kube, databases, moto, airflow)
             cluster.root = tmp_path
             cluster.create("RetailPipeline", "retail")
-            port = free_port()
-            log = tmp_path / "operator.log"
-            proc = cluster.start("Deployment", "retailflow-operator", "operator", log, listen={8080: port})
             try:
-                deadline = time.monotonic() + 90
-                while ((kube.get_rp(NAMESPACE, "retail") or {}).get("status") or {}).get("phase") != "Ready":
-                    assert proc.poll() is None, log.read_text()[-6000:]
-                    assert kube.rbac.denials == [], kube.rbac.denials
-                    assert time.monotonic() < deadline, log.read_text()[-6000:]
-                    time.sleep(0.5)
+                with operator_ready(cluster, tmp_path / "operator.log"):
+                    pass  # Ready, its liveness endpoint answering
             finally:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=30)
+                cluster.peers.close()
             assert any('"direct"' in v for k, v in airflow.variables().items() if k.startswith("retailflow_")), \
                 airflow.variables()
 
@@ -677,6 +761,40 @@ class TestRunner:
         with pytest.raises(Unreadable, match=r"container retailflow-operator/operator: cannot read "
                                              r"/etc/retailflow/hmac/key: .* mode 0400 .* uid 10001"):
             runner.prepare("Deployment", "retailflow-operator", "operator")
+
+    def test_a_port_held_for_superset_is_refused_to_other_programs_and_served_by_its_container(self, cluster,
+                                                                                             tmp_path):
+        """Superset's local port is bound when the Services are mapped; its gunicorn starts minutes later,
+        after the pod's init containers. A program binding the port in between is refused, and the
+        container serves on it. Superset's container as rendered, gunicorn serving a probe app instead."""
+        probe = copy.deepcopy(cluster.release)
+        (web,) = probe.get("Deployment", "retailflow-superset")["spec"]["template"]["spec"]["containers"]
+        assert web["command"][0] == "gunicorn" and "--bind=0.0.0.0:8088" in web["command"], web["command"]
+        web["command"] = ["gunicorn", "--bind=0.0.0.0:8088", f"--chdir={tmp_path}", "probe_app:app"]
+        (tmp_path / "probe_app.py").write_text(PROBE_APP)
+        runner = Workloads(probe, Peers(), cluster.kube, root=tmp_path / "root")
+        port = runner.peers.hold("retailflow-superset", 8088, "Superset's container, serving a probe app")
+        log = tmp_path / "gunicorn.log"
+        squatter = socket.socket()
+        proc = None
+        try:
+            try:  # another program, while the init containers would run
+                squatter.bind(("127.0.0.1", port))
+                squatter.listen()
+                attempt = 0
+            except OSError as exc:
+                attempt = exc.errno
+            proc = runner.start("Deployment", "retailflow-superset", "superset", log, listen={8088: port})
+            deadline = time.monotonic() + 60
+            while not answers(f"http://127.0.0.1:{port}/"):
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+            assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "served by the probe app"
+            assert attempt == errno.EADDRINUSE
+        finally:
+            squatter.close()
+            if proc is not None:
+                stop(proc)
 
     @pytest.mark.skipif(os.geteuid() != 0, reason="the read-only root needs a private mount namespace (root)")
     def test_a_read_only_root_leaves_only_the_pods_writable_volumes(self, cluster):

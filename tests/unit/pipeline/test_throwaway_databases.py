@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from support import databases
-from support.databases import KINDS, SERVICES, throwaway_name, throwaway_tag
+from support.databases import KINDS, SERVICES, throwaway_name, throwaway_tag, throwaway_user
 
 REPO = Path(__file__).resolve().parents[3]
 #: the kinds with labels the suites and benchmarks use (bench_ingest.py, bench_dbt.py's scales,
@@ -33,11 +33,12 @@ def assigned(source: str, *names: str) -> dict:
     return {name: found[name] for name in names}
 
 
-def clean_tests_pattern() -> re.Pattern:
-    """THROWAWAY (built on SERVICES) from the Python that hack/clean-tests.sh runs in its here-document."""
+def clean_tests_pattern(name: str = "THROWAWAY") -> re.Pattern:
+    """THROWAWAY (built on SERVICES) or TEST_USER from the Python that hack/clean-tests.sh runs in its
+    here-document."""
     script = (REPO / "hack" / "clean-tests.sh").read_text()
     python = script.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
-    return assigned(python, "SERVICES", "THROWAWAY")["THROWAWAY"]
+    return assigned(python, "SERVICES", name)[name]
 
 
 @pytest.mark.parametrize("width", [8, 10])
@@ -47,6 +48,18 @@ def test_every_name_the_helpers_give_is_one_clean_tests_finds(width):
              for service in SERVICES for kind in (*KINDS, *LABELLED) for _ in range(50)]
     missed = [name for name in names if not throwaway.match(name)]
     assert not missed, f"clean-tests would not find {missed[:5]}"
+
+
+def test_the_workloads_suites_users_are_the_ones_clean_tests_finds_with_their_databases():
+    """A killed workloads run leaves its user (a PostgreSQL role, a MariaDB user) and the databases that
+    user owns: clean-tests knows the user by its name, and the databases by that name's tag."""
+    test_user = clean_tests_pattern("TEST_USER")
+    for _ in range(200):
+        tag = throwaway_tag(8)
+        found = test_user.match(throwaway_user(tag))
+        assert found, f"clean-tests would not find {throwaway_user(tag)}"
+        assert all(throwaway_name(service, "wl", tag).endswith("_" + found.group(1)) for service in SERVICES)
+    assert not test_user.match("rf_wl_12345678")  # all digits: not a tag
 
 
 def test_generator_shape_names_its_database_as_clean_tests_finds_it(monkeypatch):
@@ -92,20 +105,27 @@ def test_tags_are_hexadecimal_of_the_width_asked():
     assert all(re.fullmatch(r"[0-9a-f]{8}|[0-9a-f]{10}", t) and not t.isdigit() for t in tags)
 
 
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
 @pytest.mark.parametrize("strict", [True, False])
-def test_a_drop_held_to_the_end_raises_for_a_test_and_warns_for_a_benchmark(monkeypatch, capsys, strict):
-    import psycopg
+def test_a_drop_held_to_the_end_raises_for_a_test_and_warns_for_a_benchmark(monkeypatch, capsys, strict, driver):
+    """With psycopg, or psycopg2 alone (Superset's environment, where the dashboards suite drops its
+    databases with the same helper)."""
+    import importlib
+    import sys
 
+    module = importlib.import_module(driver)
+    if driver == "psycopg2":
+        monkeypatch.setitem(sys.modules, "psycopg", None)  # as where it is not installed
     tries, slept = [], []
 
     def held(*args, **kwargs):
         tries.append(args)
-        raise psycopg.errors.InsufficientPrivilege("permission denied to terminate process")
+        raise module.errors.InsufficientPrivilege("permission denied to terminate process")
 
-    monkeypatch.setattr(psycopg, "connect", held)
+    monkeypatch.setattr(module, "connect", held)
     monkeypatch.setattr(databases.time, "sleep", slept.append)
     if strict:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with pytest.raises(module.errors.InsufficientPrivilege):
             databases.drop_pg_database("postgresql://x/y", "warehouse_test_0a1b2c3d4e", pauses=(1, 2))
     else:
         databases.drop_pg_database("postgresql://x/y", "warehouse_test_0a1b2c3d4e", pauses=(1, 2), strict=False)
