@@ -58,6 +58,10 @@ them too.
 {{- define "retailflow.lake.secretName" -}}
 {{- .Values.global.retailflow.lake.existingSecret | default .Values.global.retailflow.lake.secretName -}}
 {{- end -}}
+{{/* MinIO's root user: read by MinIO and the lake-buckets Job only (the lake's consumers get a MinIO user). */}}
+{{- define "retailflow.minio.rootSecretName" -}}
+{{- .Values.minio.root.existingSecret | default .Values.minio.root.secretName -}}
+{{- end -}}
 
 {{/* host:port of the lake endpoint, for readiness loops. */}}
 {{- define "retailflow.lake.hostPort" -}}
@@ -258,6 +262,9 @@ ttlSecondsAfterFinished: {{ .ctx.Values.jobs.ttlSecondsAfterFinished }}
 {{- if ne $airbyteDb .Values.global.database.host -}}
 {{- fail (printf "Airbyte runs in namespace %s: set global.database.host=%s (Airbyte's chart reads it literally; the release's PostgreSQL is in namespace %s)" $g.airbyte.namespace $airbyteDb .Release.Namespace) -}}
 {{- end -}}
+{{- end -}}
+{{- if and .Values.minio.enabled (eq (include "retailflow.minio.rootSecretName" .) (include "retailflow.lake.secretName" .)) -}}
+{{- fail (printf "MinIO's root Secret and the lake's are both %s: the lake's keys must be a MinIO user of their own (MinIO refuses a user with the root's access key), so give minio.root.existingSecret another Secret" (include "retailflow.lake.secretName" .)) -}}
 {{- end -}}
 {{- if and $g.lake.existingSecret (ne $g.lake.existingSecret .Values.global.storage.secretName) -}}
 {{- fail (printf "global.retailflow.lake.existingSecret=%s: also set global.storage.secretName=%s (Airbyte reads that key)" $g.lake.existingSecret $g.lake.existingSecret) -}}

@@ -30,7 +30,7 @@ DNS (Service names are rewritten, see ``support.workloads``), and the upstream c
 (Airbyte, Airflow's pods beyond the environment this chart gives them, OpenMetadata's server, the
 data stores' images). The lake-buckets Job's ``mc`` container cannot run as rendered: no reachable
 registry ships ``mc``; its init container (the wait for the lake) runs, and its script runs with a
-stand-in ``mc`` (``MC_STUB``: mc's own MC_HOST parsing, then the bucket calls against moto). PostgreSQL's
+stand-in ``mc`` (``MC_STUB``: mc's own MC_HOST parsing, then the bucket calls against moto); its `mc admin` calls (the lake's user and its policy) run in test_lake_user_job.py. PostgreSQL's
 init script (the postgres image runs it on its first start) runs as the postgres user against a
 throwaway cluster of the machine's PostgreSQL binaries.
 """
@@ -388,15 +388,6 @@ if not client.bucket_exists(bucket):
 print(f"Bucket created successfully `{{alias}}/{{bucket}}`.")
 '''
 
-#: The lake's keys as the Job gets them: the chart generates alphanumeric ones; an existing Secret's
-#: secret key (AWS, SeaweedFS) may hold `/`, `+`, `=` and, in principle, `@`. (An access key id is
-#: alphanumeric: one with a `/` would break the SigV4 credential scope, and moto rejects it.)
-LAKE_KEYS = {
-    "generated": ("AKIAGENERATED0000001", "0123456789abcdefghijABCDEFGHIJ0123456789"),
-    "existing-secret": ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCY=EX@MPLE/KEY"),
-}
-
-
 def run_buckets_job(cluster: Workloads, tmp_path, access: str, secret: str):
     """The lake-buckets Job's `buckets` container with the `mc` stand-in first on its PATH. The runner
     refuses the minio/mc image (nothing stands in for it), so the copy run here names an image the table
@@ -423,17 +414,6 @@ class TestLakeBuckets:
         cluster.run("Job", "retailflow-lake-buckets", "wait-for", timeout=60).check()
         with pytest.raises(NotRunnable, match="mc"):
             cluster.prepare("Job", "retailflow-lake-buckets", "buckets")
-
-    @pytest.mark.parametrize("keys", sorted(LAKE_KEYS))
-    def test_mc_gets_the_keys_in_its_environment_only_and_makes_the_buckets(self, cluster, moto, tmp_path, keys):
-        access, secret = LAKE_KEYS[keys]
-        run, argvs, seen = run_buckets_job(cluster, tmp_path, access, secret)
-        run.check()
-        buckets = cluster.container("Job", "retailflow-lake-buckets", "buckets")
-        wanted = next(e["value"] for e in buckets["env"] if e["name"] == "LAKE_BUCKETS").split()
-        assert argvs and all(secret not in " ".join(argv) and access not in " ".join(argv) for argv in argvs), argvs
-        assert seen == [[access, secret]] * len(wanted), "mc did not read the keys verbatim from MC_HOST_lake"
-        assert set(wanted) <= s3_buckets(moto), s3_buckets(moto)
 
     def test_a_key_mc_cannot_read_from_the_environment_is_refused_with_the_reason(self, cluster, tmp_path):
         run, argvs, _ = run_buckets_job(cluster, tmp_path, "AKIACOLON", "secret:with-a-colon")

@@ -98,10 +98,11 @@ class TestPostgresql(_StatefulStore):
 class TestMinio(_StatefulStore):
     name, image, port = "retailflow-minio", "minio/minio", 9000
 
-    def test_root_credentials_are_the_lake_keys(self, defaults):
+    def test_root_credentials_are_minios_own_not_the_lake_keys(self, defaults):
         env = env_of(containers(defaults.get("StatefulSet", self.name))[0])
-        assert env["MINIO_ROOT_USER"]["valueFrom"]["secretKeyRef"] == {"name": "retailflow-lake", "key": "accessKeyId"}
-        assert env["MINIO_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "secretAccessKey"
+        assert env["MINIO_ROOT_USER"]["valueFrom"]["secretKeyRef"] == {"name": "retailflow-minio-root", "key": "accessKeyId"}
+        assert env["MINIO_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "retailflow-minio-root",
+                                                                            "key": "secretAccessKey"}
 
     def test_console_port_exposed(self, defaults):
         ports = {p["name"]: p["port"] for p in defaults.get("Service", self.name)["spec"]["ports"]}

@@ -1,0 +1,500 @@
+"""The lake-buckets Job makes the lake's keys a MinIO user limited to the lake's buckets (``support.workloads``).
+
+MinIO's root user lives in its own Secret (``minio.root``), read by MinIO and this Job only; every other
+client of the lake holds the lake's Secret, which the Job turns into a MinIO user whose policy allows the
+buckets it creates and nothing else. Here the Job's ``buckets`` container runs from the rendered release
+(command, environment, Secret keys resolved from the emulated Kubernetes API) with the ``mc`` stand-in
+below, against moto's S3 server (a stand-in for MinIO's S3 API). Then the policy the Job handed to
+"MinIO" is evaluated by moto with IAM enforced: AWS's policy evaluator standing in for MinIO's, which
+implements the same policy language.
+
+What it cannot show: the real ``mc`` and MinIO (no reachable registry ships either). MinIO's side of
+the admin calls is modelled from its source (minio/minio at RELEASE.2025-09-07T16-13-09Z, the chart's
+image), each rule cited where the stand-in applies it; whether MinIO's console lets the lake's user log
+in, and what a MinIO restart with a new root does on a real volume, are not run here (see the chart README).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from support.helm_render import NAMESPACE, REPO, Rendered, containers, render
+from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
+from support.kube_rbac import RBAC
+from support.workloads import Peers, Workloads, create_release_secrets
+from test_workloads import MC_STUB, s3_buckets
+
+JOB = ("Job", "retailflow-lake-buckets")
+DAGS_PYTHON = REPO / "dags" / ".venv" / "bin" / "python"
+#: What the lake's clients do (the ingestion engine, the seed, Airbyte's S3 destination and storage): list
+#: the buckets' objects, read, write and delete them, multipart uploads. Anything else is more than they need.
+CONSUMER_ACTIONS = {"s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:GetObject",
+                    "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
+
+#: A stand-in for `mc admin` (no reachable registry ships `mc`), for the calls the lake-buckets Job makes; any
+#: other command (`mb`) goes to test_workloads.MC_STUB, the S3 stand-in, unchanged. It records every argv and
+#: what "MinIO" was told (users, policies, attachments) in the JSON state file MC_STANDIN_STATE, whose "root"
+#: is the root user the stand-in's MinIO runs with. Modelled on mc RELEASE.2025-08-13T08-35-41Z
+#: (minio/mc@7394ce0dd2a8, the chart's pinned image) and MinIO RELEASE.2025-09-07T16-13-09Z:
+#: - the alias: MC_HOST_<alias> split by mc's expressions (cmd/config.go parseEnvURLStr, as MC_STUB does);
+#: - `admin user add ALIAS [ACCESSKEY [SECRETKEY]]` (cmd/admin-user-add.go): 1 to 3 arguments; a missing key is
+#:   read from stdin, which is never a terminal here, with bufio.Reader.ReadLine: one line, its "\n" or "\r\n"
+#:   dropped, at most the reader's 4096 bytes (fetchUserKeys). MinIO (cmd/admin-handlers-users.go AddUser,
+#:   cmd/iam.go CreateUser, internal/auth/credentials.go) refuses the root's access key, an access key shorter
+#:   than 3 or holding '=' or ',', a secret key shorter than 8; an existing user gets the new secret key
+#:   (cmd/iam-store.go AddUser), its policy mapping kept;
+#: - `admin policy create ALIAS NAME FILE` (cmd/admin-policy-create.go): the file read, then MinIO parses it
+#:   (policy.ParseConfig: JSON; each action one of minio/pkg policy/action.go's supportedActions) and refuses an
+#:   empty Version (AddCannedPolicy); an existing policy is replaced;
+#: - `admin policy attach ALIAS POLICY... --user U` (cmd/admin-policy-attach.go): MinIO's "already applied"
+#:   answer (XMinioAdminPolicyChangeAlreadyApplied) is no error to mc;
+#: - admin calls need the root's keys: MinIO answers another user "Access Denied." and unknown keys "The Access
+#:   Key Id you provided does not exist in our records.".
+MC_ADMIN_STANDIN = r'''#!PYTHON
+import json, os, re, sys
+
+args = sys.argv[1:]
+path = os.environ["MC_STANDIN_STATE"]
+with open(path) as f:
+    state = json.load(f)
+state["argv"].append(args)
+
+def save():
+    with open(path, "w") as f:
+        json.dump(state, f)
+
+def fail(message):
+    save()
+    sys.exit("mc: <ERROR> " + message)
+
+if args[:1] != ["admin"]:
+    save()
+    os.execv(os.environ["MC_STANDIN_S3"], [os.environ["MC_STANDIN_S3"], *args])
+
+# minio/pkg policy/action.go supportedActions
+SUPPORTED = set("""s3:AbortMultipartUpload s3:CreateBucket s3:DeleteBucket s3:ForceDeleteBucket s3:DeleteBucketPolicy
+s3:DeleteBucketCors s3:DeleteObject s3:GetBucketLocation s3:GetBucketNotification s3:GetBucketPolicy s3:GetBucketCors
+s3:GetObject s3:HeadBucket s3:ListAllMyBuckets s3:ListBucket s3:GetBucketPolicyStatus s3:ListBucketVersions
+s3:ListBucketMultipartUploads s3:ListenNotification s3:ListenBucketNotification s3:ListMultipartUploadParts
+s3:PutLifecycleConfiguration s3:GetLifecycleConfiguration s3:PutBucketNotification s3:PutBucketPolicy
+s3:PutBucketCors s3:PutBucketQOS s3:GetBucketQOS s3:PutObject s3:BypassGovernanceRetention s3:PutObjectRetention
+s3:GetObjectRetention s3:GetObjectLegalHold s3:PutObjectLegalHold s3:GetBucketObjectLockConfiguration
+s3:PutBucketObjectLockConfiguration s3:GetBucketTagging s3:PutBucketTagging s3:GetObjectVersion
+s3:GetObjectAttributes s3:GetObjectVersionAttributes s3:GetObjectVersionTagging s3:DeleteObjectVersion
+s3:DeleteObjectVersionTagging s3:PutObjectVersionTagging s3:GetObjectTagging s3:PutObjectTagging
+s3:DeleteObjectTagging s3:PutEncryptionConfiguration s3:GetEncryptionConfiguration s3:PutBucketVersioning
+s3:GetBucketVersioning s3:GetReplicationConfiguration s3:PutReplicationConfiguration s3:ReplicateObject
+s3:ReplicateDelete s3:ReplicateTags s3:GetObjectVersionForReplication s3:RestoreObject
+s3:ResetBucketReplicationState s3:PutObjectFanOut s3express:CreateSession s3:*""".split())
+
+def read_line(stream):
+    line = stream.readline(4096)
+    if line.endswith(b"\n"):
+        line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+    return line.decode()
+
+def admin_alias(alias):
+    value = os.environ.get("MC_HOST_" + alias)
+    if value is None:
+        fail("no alias " + alias)
+    if re.match(r"^(https?://)(.*?):(.*?):(.*)@(.*?)$", value):
+        fail("MC_HOST_" + alias + " holds a session token, which this stand-in does not take")
+    keys = re.match(r"^(https?://)(.*?):(.*)@(.*?)$", value)
+    if not keys:
+        fail("MC_HOST_" + alias + " has no keys")
+    access, secret = keys.group(2), keys.group(3)
+    if [access, secret] == state["root"]:
+        return
+    if state["users"].get(access) == secret:
+        fail("Access Denied.")
+    fail("The Access Key Id you provided does not exist in our records.")
+
+command, rest = args[1:3], args[3:]
+if command[:1] == ["info"]:
+    admin_alias(args[2])
+    print("●  stand-in MinIO: online")
+elif command == ["user", "add"]:
+    if not 1 <= len(rest) <= 3:
+        fail("mc admin user add takes ALIAS [ACCESSKEY [SECRETKEY]]")
+    if os.isatty(0):
+        fail("this stand-in models stdin that is not a terminal only")
+    access = rest[1] if len(rest) > 1 else read_line(sys.stdin.buffer)
+    secret = rest[2] if len(rest) > 2 else read_line(sys.stdin.buffer)
+    admin_alias(rest[0])
+    if access == state["root"][0]:
+        fail("Unable to add new user. User is not allowed to be same as admin access key")
+    if len(access) < 3:
+        fail("Unable to add new user. access key length should be between 3 and 20")
+    if "=" in access or "," in access:
+        fail("Unable to add new user. access key contains one of reserved characters '=' or ','")
+    if len(secret) < 8:
+        fail("Unable to add new user. secret key length should be between 8 and 40")
+    state["users"][access] = secret
+    print(f"Added user `{access}` successfully.")
+elif command == ["policy", "create"]:
+    if len(rest) != 3:
+        fail("mc admin policy create takes ALIAS NAME FILE")
+    try:
+        with open(rest[2], "rb") as f:
+            text = f.read()
+    except OSError as exc:
+        fail(f"Unable to get policy. {exc}")
+    admin_alias(rest[0])
+    try:
+        doc = json.loads(text)
+        statements = doc["Statement"]
+        for statement in statements:
+            actions = statement["Action"]
+            actions = [actions] if isinstance(actions, str) else actions
+            unknown = [a for a in actions if a not in SUPPORTED]
+            if unknown or statement["Effect"] not in ("Allow", "Deny"):
+                raise ValueError(f"invalid action or effect {unknown or statement['Effect']}")
+    except (ValueError, KeyError, TypeError) as exc:
+        fail(f"Unable to create new policy. {exc}")
+    if not doc.get("Version"):
+        fail("Unable to create new policy. Policy has empty 'Version'")
+    state["policies"][rest[1]] = doc
+    print(f"Created policy `{rest[1]}` successfully.")
+elif command == ["policy", "attach"]:
+    user = rest[rest.index("--user") + 1] if "--user" in rest else None
+    positional = [a for i, a in enumerate(rest) if a != "--user" and (i == 0 or rest[i - 1] != "--user")]
+    if user is None or len(positional) < 2:
+        fail("mc admin policy attach takes ALIAS POLICY... --user USER here")
+    admin_alias(positional[0])
+    if user not in state["users"]:
+        fail("Unable to make user/group policy association. The specified user does not exist.")
+    for name in positional[1:]:
+        if name not in state["policies"]:
+            fail(f"Unable to make user/group policy association. The canned policy {name} does not exist.")
+    attached = state["attached"].setdefault(user, [])
+    new = [p for p in positional[1:] if p not in attached]
+    state["attach_answers"].append("attached" if new else "already applied")
+    attached.extend(new)
+    print(f"Attached Policies: {positional[1:]}\nTo User: {user}")
+else:
+    fail(f"mc admin {' '.join(command)} is not stood in for")
+save()
+'''
+
+
+def _moto_server(log: Path) -> tuple[subprocess.Popen, str]:
+    """moto's S3 server (``moto_server`` from the dags environment) on a port it binds itself and names."""
+    proc = subprocess.Popen([str(REPO / "dags" / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", "0"],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (bound := re.search(r"Running on http://127\.0\.0\.1:(\d+)", log.read_text())):
+        assert proc.poll() is None and time.monotonic() < deadline, f"moto_server did not start:\n{log.read_text()}"
+        time.sleep(0.1)
+    return proc, f"http://127.0.0.1:{bound.group(1)}"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory) -> Iterator[str]:
+    """moto's S3 server: the stand-in for MinIO's S3 API, for this module."""
+    proc, url = _moto_server(tmp_path_factory.mktemp("moto") / "moto_server.log")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def release() -> Rendered:
+    return render(values={})
+
+
+#: The keys in the Secrets: the chart's own random ones, or an existing Secret's, whose secret keys (AWS,
+#: SeaweedFS) may hold `/`, `+`, `=` and `@` (access key ids stay alphanumeric: moto, like AWS, signs with them).
+SECRET_VALUES = {
+    "generated": {},
+    "existing-secret": {
+        "retailflow-lake": {"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCY=EX@MPLE/KEY"},
+        "retailflow-minio-root": {"accessKeyId": "ROOTIOSFODNN7EXAMPLE", "secretAccessKey": "r0Ot/K7MDENG+bPxRfiCY=EX@MPLE"},
+    },
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SECRET_VALUES))
+def kube(release: Rendered, request) -> Iterator[EmulatedKubernetesAPI]:
+    """The emulated Kubernetes API (a stand-in) with the release's generated Secrets, with exactly their
+    rendered keys (``SECRET_VALUES``)."""
+    with EmulatedKubernetesAPI(CRD_PATH, rbac=RBAC(release.docs)) as api:
+        api.ensure_namespace(NAMESPACE)
+        create_release_secrets(api, release, SECRET_VALUES[request.param])
+        yield api
+
+
+def secret_value(kube: EmulatedKubernetesAPI, ref: dict) -> str:
+    import base64
+
+    data = kube.request("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/{ref['name']}").json()["data"]
+    return base64.b64decode(data[ref["key"]]).decode()
+
+
+def env_refs(container: dict) -> dict[str, dict]:
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container.get("env", [])
+            if "secretKeyRef" in (e.get("valueFrom") or {})}
+
+
+@pytest.fixture(scope="module")
+def minio_root(release, kube) -> list[str]:
+    """The root user MinIO's StatefulSet starts with: its MINIO_ROOT_USER and MINIO_ROOT_PASSWORD, resolved."""
+    (minio,) = containers(release.get("StatefulSet", "retailflow-minio"))
+    refs = env_refs(minio)
+    return [secret_value(kube, refs["MINIO_ROOT_USER"]), secret_value(kube, refs["MINIO_ROOT_PASSWORD"])]
+
+
+@pytest.fixture(scope="module")
+def lake_keys(release, kube) -> list[str]:
+    """The lake's keys, as every other client of the lake reads them (the seed Job's container)."""
+    refs = env_refs(containers(release.get("Job", "retailflow-seed"))[-1])
+    return [secret_value(kube, refs["RETAILFLOW_LAKE_ACCESS_KEY"]), secret_value(kube, refs["RETAILFLOW_LAKE_SECRET_KEY"])]
+
+
+class Standin:
+    """The `mc` stand-in installed in a folder put first on the Job's PATH, with its state file."""
+
+    def __init__(self, folder: Path, root: list[str]) -> None:
+        self.folder, self.bin = folder, folder / "bin"
+        self.bin.mkdir(parents=True)
+        python = str(DAGS_PYTHON)
+        (self.bin / "mc").write_text(MC_ADMIN_STANDIN.replace("PYTHON", python, 1))
+        (folder / "mc-s3").write_text(MC_STUB.format(python=python))
+        for program in (self.bin / "mc", folder / "mc-s3"):
+            program.chmod(0o755)
+        self.state_file = folder / "minio-state.json"
+        self.state_file.write_text(json.dumps({"root": root, "users": {}, "policies": {}, "attached": {},
+                                               "attach_answers": [], "argv": []}))
+
+    @property
+    def state(self) -> dict:
+        return json.loads(self.state_file.read_text())
+
+    def env(self) -> dict[str, str]:
+        return {"PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin", "MC_STUB_LOG": str(self.folder / "mc-s3.log"),
+                "MC_STANDIN_STATE": str(self.state_file), "MC_STANDIN_S3": str(self.folder / "mc-s3")}
+
+    def s3_keys(self) -> list[list[str]]:
+        """The keys each S3 call (`mb`) signed with."""
+        log = self.folder / "mc-s3.log"
+        records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        return [r["keys"] for r in records if "keys" in r]
+
+
+def run_job(release: Rendered, kube, s3: str, standin: Standin, folder: Path):
+    """The rendered Job's `buckets` container with the stand-in first on its PATH. The runner refuses the
+    minio/mc image (nothing stands in for it), so the copy run here names an image the table maps to no
+    programs of its own: the script runs in the machine's `sh`, as in the image's."""
+    job = copy.deepcopy(release)
+    (buckets,) = [c for c in containers(job.get(*JOB), init=False) if c["name"] == "buckets"]
+    assert "minio/mc:" in buckets["image"], buckets["image"]
+    buckets["image"] = "mysql:8.4"
+    peers = Peers()
+    peers.add("retailflow-minio", 9000, urlsplit(s3).port, "moto (stand-in for MinIO's S3 API)")
+    return Workloads(job, peers, kube, root=folder / "root").run(*JOB, "buckets", timeout=120, extra_env=standin.env())
+
+
+def job_buckets(release: Rendered) -> list[str]:
+    (buckets,) = containers(release.get(*JOB), init=False)
+    return next(e["value"] for e in buckets["env"] if e["name"] == "LAKE_BUCKETS").split()
+
+
+def resources(policy: dict) -> set[str]:
+    return {r for s in policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])}
+
+
+def actions(policy: dict) -> set[str]:
+    return {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
+@pytest.fixture(scope="module")
+def installed(release, kube, s3, minio_root, tmp_path_factory) -> tuple[Standin, object]:
+    """The Job run once on a fresh MinIO (the stand-in's root is the StatefulSet's)."""
+    folder = tmp_path_factory.mktemp("install")
+    standin = Standin(folder, minio_root)
+    return standin, run_job(release, kube, s3, standin, folder)
+
+
+class TestLakeUser:
+    def test_the_lake_keys_become_a_minio_user_with_the_secrets_secret_key(self, installed, lake_keys, minio_root):
+        standin, run = installed
+        run.check()
+        access, secret = lake_keys
+        assert access != minio_root[0]
+        assert standin.state["users"] == {access: secret}, "the user is not the lake Secret's keys"
+
+    def test_its_policy_allows_the_jobs_buckets_only_and_no_admin_action(self, installed, release, lake_keys):
+        standin, run = installed
+        run.check()
+        state = standin.state
+        (attached,) = state["attached"][lake_keys[0]]
+        policy = state["policies"][attached]
+        buckets = job_buckets(release)
+        assert resources(policy) == {f"arn:aws:s3:::{b}" for b in buckets} | {f"arn:aws:s3:::{b}/*" for b in buckets}
+        assert actions(policy) <= CONSUMER_ACTIONS, actions(policy) - CONSUMER_ACTIONS
+        assert {s["Effect"] for s in policy["Statement"]} == {"Allow"}
+
+    def test_the_buckets_are_made_as_root_and_no_secret_is_ever_an_argument(self, installed, release, s3, lake_keys,
+                                                                            minio_root):
+        standin, run = installed
+        run.check()
+        assert set(job_buckets(release)) <= s3_buckets(s3)
+        assert standin.s3_keys() and all(keys == minio_root for keys in standin.s3_keys())
+        argvs = standin.state["argv"]
+        assert ["admin", "user", "add", "lake", lake_keys[0]] in argvs, argvs
+        for argv in argvs:
+            for secret in (lake_keys[1], minio_root[1]):
+                assert not any(secret in arg for arg in argv), f"a secret key is in mc's argv: {argv[:3]}"
+        assert lake_keys[1] not in run.output and minio_root[1] not in run.output
+
+    def test_a_rerun_on_upgrade_succeeds_and_ends_the_same(self, installed, release, kube, s3, tmp_path):
+        standin, first = installed
+        first.check()
+        before = standin.state
+        again = run_job(release, kube, s3, standin, tmp_path)
+        again.check()
+        after = standin.state
+        assert {k: after[k] for k in ("users", "policies", "attached")} == \
+            {k: before[k] for k in ("users", "policies", "attached")}
+        assert after["attach_answers"] == ["attached", "already applied"]
+
+    def test_a_minio_still_run_with_the_lake_keys_as_root_keeps_the_lake_working_and_says_so(
+            self, release, kube, s3, lake_keys, tmp_path):
+        """An upgrade of a release from before the root Secret: MinIO, a pre-install hook with Airbyte, is
+        not upgraded by Helm and still runs with the lake's keys as root."""
+        standin = Standin(tmp_path, lake_keys)
+        run = run_job(release, kube, s3, standin, tmp_path)
+        run.check()
+        assert "MinIO still runs with the lake's keys (retailflow-lake) as its root user" in run.output, run.output
+        assert standin.state["users"] == {} and standin.state["policies"] == {}
+        assert standin.s3_keys() and all(keys == lake_keys for keys in standin.s3_keys())
+        assert set(job_buckets(release)) <= s3_buckets(s3)
+
+    def test_a_root_minio_refuses_fails_naming_the_secret(self, release, kube, s3, tmp_path):
+        standin = Standin(tmp_path, ["someone-else", "another-root-password"])
+        run = run_job(release, kube, s3, standin, tmp_path)
+        assert run.returncode != 0, run.output
+        assert "MinIO refused the root user of retailflow-minio-root" in run.output, run.output
+        assert standin.state["users"] == {} and standin.s3_keys() == []
+
+
+class TestStandin:
+    """The stand-in's own rules, where the Job's run does not reach them."""
+
+    def admin(self, standin: Standin, root: list[str], args: list[str], stdin: bytes = b"") -> subprocess.CompletedProcess:
+        env = {**os.environ, **standin.env(), "MC_HOST_lake": f"http://{root[0]}:{root[1]}@127.0.0.1:1"}
+        return subprocess.run([str(standin.bin / "mc"), "admin", *args], input=stdin, env=env, capture_output=True,
+                              check=False, timeout=30)
+
+    def test_user_add_reads_one_line_of_stdin_as_readline_does(self, tmp_path):
+        root = ["rootuser", "rootpassword"]
+        standin = Standin(tmp_path, root)
+        assert self.admin(standin, root, ["user", "add", "lake", "lakeuser"], b"s3cret-key\r\nnext line\n").returncode == 0
+        assert standin.state["users"] == {"lakeuser": "s3cret-key"}
+        refused = self.admin(standin, root, ["user", "add", "lake", "rootuser"], b"whatever-secret\n")
+        assert refused.returncode != 0 and b"same as admin access key" in refused.stderr
+
+    def test_minio_refuses_a_policy_that_is_not_valid(self, tmp_path):
+        root = ["rootuser", "rootpassword"]
+        standin = Standin(tmp_path, root)
+        for name, text in (("broken", '{"Version": "2012-10-17", "Statement": ['),
+                           ("unknown-action", '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
+                                              '"Action": ["s3:GetEverything"], "Resource": ["arn:aws:s3:::b"]}]}'),
+                           ("no-version", '{"Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], '
+                                          '"Resource": ["arn:aws:s3:::b/*"]}]}')):
+            (tmp_path / f"{name}.json").write_text(text)
+            run = self.admin(standin, root, ["policy", "create", "lake", name, str(tmp_path / f"{name}.json")])
+            assert run.returncode != 0, name
+        assert standin.state["policies"] == {}
+
+
+#: Runs in the dags environment (boto3): the policy given on stdin, evaluated by moto with IAM enforced, for a
+#: user of moto's IAM (moto makes its keys: the lake Secret's cannot be given to it). Prints each call's outcome.
+IAM_CHECK = r'''
+import json, sys
+import boto3, requests
+from botocore.exceptions import ClientError
+
+job = json.load(sys.stdin)
+endpoint, policy, buckets, other = job["endpoint"], job["policy"], job["buckets"], job["other"]
+admin = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="admin", aws_secret_access_key="admin")
+s3 = boto3.client("s3", **admin)
+for bucket in [*buckets, other]:
+    s3.create_bucket(Bucket=bucket)
+s3.put_object(Bucket=other, Key="theirs.txt", Body=b"not the lake's")
+iam = boto3.client("iam", **admin)
+iam.create_user(UserName="lake")
+iam.put_user_policy(UserName="lake", PolicyName="lake", PolicyDocument=json.dumps(policy))
+key = iam.create_access_key(UserName="lake")["AccessKey"]
+requests.post(endpoint + "/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+user = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                    aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+results = {}
+def attempt(name, call):
+    try:
+        call()
+        results[name] = "allowed"
+    except ClientError as exc:
+        results[name] = exc.response["Error"]["Code"]
+for bucket in buckets:
+    attempt(f"put {bucket}", lambda: user.put_object(Bucket=bucket, Key="raw/x.csv", Body=b"a,b\n"))
+    attempt(f"get {bucket}", lambda: user.get_object(Bucket=bucket, Key="raw/x.csv")["Body"].read())
+    attempt(f"list {bucket}", lambda: user.list_objects_v2(Bucket=bucket, Prefix="raw/"))
+    def multipart():
+        upload = user.create_multipart_upload(Bucket=bucket, Key="raw/big.parquet")["UploadId"]
+        etag = user.upload_part(Bucket=bucket, Key="raw/big.parquet", UploadId=upload, PartNumber=1, Body=b"p")["ETag"]
+        user.list_parts(Bucket=bucket, Key="raw/big.parquet", UploadId=upload)
+        user.complete_multipart_upload(Bucket=bucket, Key="raw/big.parquet", UploadId=upload,
+                                       MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": 1}]})
+    attempt(f"multipart {bucket}", multipart)
+    attempt(f"delete {bucket}", lambda: user.delete_object(Bucket=bucket, Key="raw/x.csv"))
+attempt(f"get {other}", lambda: user.get_object(Bucket=other, Key="theirs.txt"))
+attempt(f"put {other}", lambda: user.put_object(Bucket=other, Key="x", Body=b"x"))
+attempt(f"list {other}", lambda: user.list_objects_v2(Bucket=other))
+attempt("create bucket", lambda: user.create_bucket(Bucket="made-by-the-lake-user"))
+attempt(f"delete bucket {buckets[0]}", lambda: user.delete_bucket(Bucket=buckets[0]))
+attempt("list all buckets", lambda: user.list_buckets())
+print(json.dumps(results))
+'''
+
+
+def test_the_policy_lets_the_lake_user_use_its_buckets_and_refuses_the_rest(installed, release, lake_keys, tmp_path):
+    """The policy the Job handed to MinIO, evaluated by moto with IAM enforced (moto's
+    INITIAL_NO_AUTH_ACTION_COUNT, reset through its /moto-api/reset-auth endpoint on a server of its own):
+    AWS's evaluator standing in for MinIO's. Not evaluated here: HEAD on a bucket, which moto authorises as
+    s3:HeadBucket while MinIO falls back to s3:ListBucket (cmd/bucket-handlers.go HeadBucketHandler), and a
+    multi-object delete, which moto does not authorise at all (MinIO checks s3:DeleteObject for each key,
+    as for the single delete evaluated here)."""
+    standin, run = installed
+    run.check()
+    state = standin.state
+    (attached,) = state["attached"][lake_keys[0]]
+    buckets = job_buckets(release)
+    proc, endpoint = _moto_server(tmp_path / "moto_server.log")
+    try:
+        checked = subprocess.run([str(DAGS_PYTHON), "-c", IAM_CHECK], capture_output=True, text=True, timeout=120,
+                                 check=False, input=json.dumps({"endpoint": endpoint, "policy": state["policies"][attached],
+                                                                "buckets": buckets, "other": "not-the-lake"}))
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    results = json.loads(checked.stdout)
+    allowed = {name for name, outcome in results.items() if outcome == "allowed"}
+    assert allowed == {f"{op} {b}" for b in buckets for op in ("put", "get", "list", "multipart", "delete")}, results
+    refused = set(results) - allowed
+    assert refused == {"get not-the-lake", "put not-the-lake", "list not-the-lake", "create bucket",
+                       f"delete bucket {buckets[0]}", "list all buckets"}
+    assert {results[name] for name in refused} == {"AccessDenied"}, results
