@@ -58,9 +58,43 @@ them too.
 {{- define "retailflow.lake.secretName" -}}
 {{- .Values.global.retailflow.lake.existingSecret | default .Values.global.retailflow.lake.secretName -}}
 {{- end -}}
-{{/* MinIO's root user: read by MinIO and the lake-buckets Job only (the lake's consumers get a MinIO user). */}}
+{{/* MinIO's root user: read by MinIO and the lake-buckets Job only (the lake's consumers get a MinIO user).
+`helm upgrade --reuse-values` of a release from before minio.root keeps that release's values, which
+have no minio.root: the default name then. */}}
 {{- define "retailflow.minio.rootSecretName" -}}
-{{- .Values.minio.root.existingSecret | default .Values.minio.root.secretName -}}
+{{- $root := .Values.minio.root | default dict -}}
+{{- $root.existingSecret | default $root.secretName | default "retailflow-minio-root" -}}
+{{- end -}}
+{{/*
+NOTES.txt's warning that MinIO still runs with the lake's keys as root; sts: MinIO's StatefulSet as `lookup`
+finds it (before the upgrade's changes). Only while MinIO is a hook, which Helm never upgrades: a release
+resource is pointed at the root Secret by this very upgrade, and lookup shows the state it replaces.
+*/}}
+{{- define "retailflow.minio.oldRootNote" -}}
+{{- $ctx := .ctx -}}
+{{- $lake := include "retailflow.lake.secretName" $ctx -}}
+{{- $oldRoot := false -}}
+{{- if include "retailflow.minio.isHook" $ctx -}}
+{{- range (dig "spec" "template" "spec" "containers" list (.sts | default dict)) -}}
+{{- range (.env | default list) -}}
+{{- if and (eq .name "MINIO_ROOT_USER") (eq (dig "valueFrom" "secretKeyRef" "name" "" .) $lake) -}}
+{{- $oldRoot = true -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $oldRoot }}
+
+MinIO still runs with the lake's keys as its root user (a release from before {{ include "retailflow.minio.rootSecretName" $ctx }}:
+Helm does not upgrade MinIO's StatefulSet while it is a hook), so every client of the lake is still
+MinIO's administrator. The chart README, "MinIO's root and the lake user", gives the one-time step.
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when this chart's MinIO is a pre-install hook (with Airbyte, datastores.hooksWithAirbyte), which
+Helm never upgrades; empty when it is an ordinary release resource or off. */}}
+{{- define "retailflow.minio.isHook" -}}
+{{- if and .Values.minio.enabled .Values.airbyte.enabled .Values.datastores.hooksWithAirbyte -}}true{{- end -}}
 {{- end -}}
 
 {{/* host:port of the lake endpoint, for readiness loops. */}}
@@ -302,11 +336,21 @@ ttlSecondsAfterFinished: {{ .ctx.Values.jobs.ttlSecondsAfterFinished }}
 {{- if and .Values.pipeline.workspaceId (not (regexMatch "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" .Values.pipeline.workspaceId)) -}}
 {{- fail (printf "pipeline.workspaceId must be a lowercase UUID, not %q" .Values.pipeline.workspaceId) -}}
 {{- end -}}
-{{- $buckets := list $g.lake.bucket -}}
-{{- if .Values.airbyte.enabled }}{{ $buckets = concat $buckets (list .Values.global.storage.bucket.log .Values.global.storage.bucket.state) }}{{ end -}}
-{{- range $bucket := $buckets -}}
+{{- if and .Values.minio.enabled (not .Values.jobs.lakeBuckets.enabled) -}}
+{{- fail (printf "jobs.lakeBuckets.enabled=false with minio.enabled=true: that Job makes %s a user of this chart's MinIO, so without it every client of the lake would be refused; keep the Job, or set minio.enabled=false and point the lake at your own store" (include "retailflow.lake.secretName" .)) -}}
+{{- end -}}
+{{- /* Every bucket a client writes must be one the Job creates: with this chart's MinIO, the lake's user may
+create none (and its policy names lake.buckets only). */ -}}
+{{- $buckets := dict "global.retailflow.lake.bucket" $g.lake.bucket -}}
+{{- if .Values.airbyte.enabled }}
+{{- range $key := list "log" "state" "workloadOutput" "activityPayload" "auditLogging" }}
+{{- $_ := set $buckets (printf "global.storage.bucket.%s" $key) (get $.Values.global.storage.bucket $key) }}
+{{- end }}
+{{- end -}}
+{{- range $key := keys $buckets | sortAlpha -}}
+{{- $bucket := get $buckets $key -}}
 {{- if and $.Values.jobs.lakeBuckets.enabled (not (has $bucket $.Values.lake.buckets)) -}}
-{{- fail (printf "lake.buckets must list %q (the lake bucket and Airbyte's storage buckets are created from it)" $bucket) -}}
+{{- fail (printf "lake.buckets must list %q (%s): the lake bucket and Airbyte's storage buckets are created from it, and with this chart's MinIO the lake's user may use those buckets only" $bucket $key) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

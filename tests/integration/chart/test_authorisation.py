@@ -273,9 +273,16 @@ def assert_serves_without_observing_the_cluster(kube: EmulatedKubernetesAPI, rel
     lacking = [m for m in warnings.messages if KOPF_LACKS_PERMISSION in m]
     assert lacking == [], lacking
     (container,) = containers(release.get("Deployment", "retailflow-operator"), init=False)
-    if "--all-namespaces" not in container["command"]:
-        cluster_scope = {source for source, _ in kube.rbac.rules_for(user, "")}
-        assert cluster_scope == {"system:discovery"}, cluster_scope
+    cluster_rules = kube.rbac.rules_for(user, "")
+    if "--all-namespaces" in container["command"]:
+        # serving every namespace: its own ClusterRole too, which names neither namespaces nor CRDs
+        expected = {"system:discovery", "ClusterRoleBinding retailflow-operator-retailflow"}
+        named = {r for source, rule in cluster_rules if source != "system:discovery" for r in rule.get("resources", [])}
+        assert named and not named & {"namespaces", "customresourcedefinitions"}, sorted(named)
+    else:
+        expected = {"system:discovery"}
+    cluster_scope = {source for source, _ in cluster_rules}
+    assert cluster_scope == expected, cluster_scope
 
 
 def wait_pipeline(kube: EmulatedKubernetesAPI, predicate: Any, what: str, timeout: float = 60) -> dict[str, Any] | None:

@@ -9,8 +9,8 @@ below, against moto's S3 server (a stand-in for MinIO's S3 API). Then the policy
 implements the same policy language.
 
 What it cannot show: the real ``mc`` and MinIO (no reachable registry ships either). MinIO's side of
-the admin calls is modelled from its source (minio/minio at RELEASE.2025-09-07T16-13-09Z, the chart's
-image), each rule cited where the stand-in applies it; whether MinIO's console lets the lake's user log
+the admin calls is modelled from its source (minio/minio@07c3a429bfed, tagged RELEASE.2025-09-07T16-13-09Z,
+the chart's image), each rule cited where the stand-in applies it; whether MinIO's console lets the lake's user log
 in, and what a MinIO restart with a new root does on a real volume, are not run here (see the chart README).
 """
 
@@ -28,14 +28,19 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
-from support.helm_render import NAMESPACE, REPO, Rendered, containers, render
+from support.helm_render import LITE_VALUES, NAMESPACE, REPO, VARIANTS, Rendered, containers, merge_values, render
 from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
 from support.kube_rbac import RBAC
 from support.workloads import Peers, Workloads, create_release_secrets
 from test_workloads import MC_STUB, s3_buckets
 
 JOB = ("Job", "retailflow-lake-buckets")
+#: The lite profile upgraded to add Airbyte: MinIO stays an ordinary release resource (datastores.hooksWithAirbyte=false).
+LITE_WITH_AIRBYTE = merge_values(yaml.safe_load(LITE_VALUES.read_text()),
+                                 {"airbyte": {"enabled": True}, "lake": {"buckets": ["retail-lake", "airbyte-storage"]},
+                                  "pipeline": {"enabled": False}})
 DAGS_PYTHON = REPO / "dags" / ".venv" / "bin" / "python"
 #: What the lake's clients do (the ingestion engine, the seed, Airbyte's S3 destination and storage): list
 #: the buckets' objects, read, write and delete them, multipart uploads. Anything else is more than they need.
@@ -46,7 +51,7 @@ CONSUMER_ACTIONS = {"s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMulti
 #: other command (`mb`) goes to test_workloads.MC_STUB, the S3 stand-in, unchanged. It records every argv and
 #: what "MinIO" was told (users, policies, attachments) in the JSON state file MC_STANDIN_STATE, whose "root"
 #: is the root user the stand-in's MinIO runs with. Modelled on mc RELEASE.2025-08-13T08-35-41Z
-#: (minio/mc@7394ce0dd2a8, the chart's pinned image) and MinIO RELEASE.2025-09-07T16-13-09Z:
+#: (minio/mc@7394ce0dd2a8, the chart's pinned image) and MinIO RELEASE.2025-09-07T16-13-09Z (minio/minio@07c3a429bfed):
 #: - the alias: MC_HOST_<alias> split by mc's expressions (cmd/config.go parseEnvURLStr, as MC_STUB does);
 #: - `admin user add ALIAS [ACCESSKEY [SECRETKEY]]` (cmd/admin-user-add.go): 1 to 3 arguments; a missing key is
 #:   read from stdin, which is never a terminal here, with bufio.Reader.ReadLine: one line, its "\n" or "\r\n"
@@ -60,7 +65,11 @@ CONSUMER_ACTIONS = {"s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMulti
 #: - `admin policy attach ALIAS POLICY... --user U` (cmd/admin-policy-attach.go): MinIO's "already applied"
 #:   answer (XMinioAdminPolicyChangeAlreadyApplied) is no error to mc;
 #: - admin calls need the root's keys: MinIO answers another user "Access Denied." and unknown keys "The Access
-#:   Key Id you provided does not exist in our records.".
+#:   Key Id you provided does not exist in our records." (cmd/api-errors.go); while its users are loading, any
+#:   key but the root's gets "IAM sub-system not initialized yet, please try again." (cmd/signature-v4-utils.go
+#:   checkKeyValid): the state's "iam_loading" counts the calls answered so; `admin info` as the root is
+#:   served without the object layer (cmd/admin-router.go noObjLayerFlag). mc prints a failed `admin info`
+#:   as "Unable to get service info" and the reason (cmd/admin-info.go clusterStruct.String).
 MC_ADMIN_STANDIN = r'''#!PYTHON
 import json, os, re, sys
 
@@ -118,13 +127,19 @@ def admin_alias(alias):
     access, secret = keys.group(2), keys.group(3)
     if [access, secret] == state["root"]:
         return
+    if state["iam_loading"] > 0:
+        state["iam_loading"] -= 1
+        fail("IAM sub-system not initialized yet, please try again.")
     if state["users"].get(access) == secret:
         fail("Access Denied.")
     fail("The Access Key Id you provided does not exist in our records.")
 
 command, rest = args[1:3], args[3:]
 if command[:1] == ["info"]:
-    admin_alias(args[2])
+    try:
+        admin_alias(args[2])
+    except SystemExit as exc:
+        sys.exit(str(exc.code).replace("<ERROR> ", "<ERROR> Unable to get service info. ", 1))
     print("●  stand-in MinIO: online")
 elif command == ["user", "add"]:
     if not 1 <= len(rest) <= 3:
@@ -266,7 +281,7 @@ def lake_keys(release, kube) -> list[str]:
 class Standin:
     """The `mc` stand-in installed in a folder put first on the Job's PATH, with its state file."""
 
-    def __init__(self, folder: Path, root: list[str]) -> None:
+    def __init__(self, folder: Path, root: list[str], iam_loading: int = 0) -> None:
         self.folder, self.bin = folder, folder / "bin"
         self.bin.mkdir(parents=True)
         python = str(DAGS_PYTHON)
@@ -276,7 +291,7 @@ class Standin:
             program.chmod(0o755)
         self.state_file = folder / "minio-state.json"
         self.state_file.write_text(json.dumps({"root": root, "users": {}, "policies": {}, "attached": {},
-                                               "attach_answers": [], "argv": []}))
+                                               "attach_answers": [], "argv": [], "iam_loading": iam_loading}))
 
     @property
     def state(self) -> dict:
@@ -286,6 +301,13 @@ class Standin:
         return {"PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin", "MC_STUB_LOG": str(self.folder / "mc-s3.log"),
                 "MC_STANDIN_STATE": str(self.state_file), "MC_STANDIN_S3": str(self.folder / "mc-s3")}
 
+    def made(self) -> list[str]:
+        """The buckets this stand-in was asked to make (`mc mb ... lake/BUCKET`), in order."""
+        return [argv[-1].split("/", 1)[1] for argv in self.state["argv"] if argv[:1] == ["mb"]]
+
+    def admin_calls(self, *command: str) -> int:
+        return sum(1 for argv in self.state["argv"] if argv[:len(command)] == list(command))
+
     def s3_keys(self) -> list[list[str]]:
         """The keys each S3 call (`mb`) signed with."""
         log = self.folder / "mc-s3.log"
@@ -293,7 +315,7 @@ class Standin:
         return [r["keys"] for r in records if "keys" in r]
 
 
-def run_job(release: Rendered, kube, s3: str, standin: Standin, folder: Path):
+def run_job(release: Rendered, kube, s3: str, standin: Standin, folder: Path, extra_env: dict[str, str] | None = None):
     """The rendered Job's `buckets` container with the stand-in first on its PATH. The runner refuses the
     minio/mc image (nothing stands in for it), so the copy run here names an image the table maps to no
     programs of its own: the script runs in the machine's `sh`, as in the image's."""
@@ -303,7 +325,9 @@ def run_job(release: Rendered, kube, s3: str, standin: Standin, folder: Path):
     buckets["image"] = "mysql:8.4"
     peers = Peers()
     peers.add("retailflow-minio", 9000, urlsplit(s3).port, "moto (stand-in for MinIO's S3 API)")
-    return Workloads(job, peers, kube, root=folder / "root").run(*JOB, "buckets", timeout=120, extra_env=standin.env())
+    peers.add("seaweedfs.storage.svc", 8333, urlsplit(s3).port, "moto (stand-in for an external S3 store)")
+    return Workloads(job, peers, kube, root=folder / "root").run(*JOB, "buckets", timeout=180,
+                                                                 extra_env={**standin.env(), **(extra_env or {})})
 
 
 def job_buckets(release: Rendered) -> list[str]:
@@ -373,21 +397,78 @@ class TestLakeUser:
     def test_a_minio_still_run_with_the_lake_keys_as_root_keeps_the_lake_working_and_says_so(
             self, release, kube, s3, lake_keys, tmp_path):
         """An upgrade of a release from before the root Secret: MinIO, a pre-install hook with Airbyte, is
-        not upgraded by Helm and still runs with the lake's keys as root."""
-        standin = Standin(tmp_path, lake_keys)
+        not upgraded by Helm and still runs with the lake's keys as root. Its users are still loading for the
+        first two calls: MinIO's "not initialized" answer is asked again, not taken for a refusal."""
+        standin = Standin(tmp_path, lake_keys, iam_loading=2)
         run = run_job(release, kube, s3, standin, tmp_path)
         run.check()
         assert "MinIO still runs with the lake's keys (retailflow-lake) as its root user" in run.output, run.output
         assert standin.state["users"] == {} and standin.state["policies"] == {}
+        assert standin.state["iam_loading"] == 0 and standin.admin_calls("admin", "info") == 4  # 3 as root, 1 as the lake
         assert standin.s3_keys() and all(keys == lake_keys for keys in standin.s3_keys())
-        assert set(job_buckets(release)) <= s3_buckets(s3)
+        assert sorted(standin.made()) == sorted(job_buckets(release))
+
+    def test_minio_a_release_resource_on_its_old_root_fails_until_its_pod_restarts(
+            self, kube, s3, lake_keys, minio_root, tmp_path):
+        """The lite profile upgraded to add Airbyte: MinIO is a release resource, which this upgrade points at
+        the root Secret. A run that meets the old pod (an upgrade without --wait) fails, so that the Job's retries
+        wait for the new pod; the retry that meets it creates the lake's user."""
+        upgrade = render(values=LITE_WITH_AIRBYTE, is_upgrade=True)
+        assert upgrade.get(*JOB)["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+        standin = Standin(tmp_path / "old-pod", lake_keys)
+        run = run_job(upgrade, kube, s3, standin, tmp_path / "old-pod")
+        assert run.returncode != 0, run.output
+        assert "MinIO's pod has not restarted with retailflow-minio-root yet" in run.output, run.output
+        assert standin.made() == [] and standin.state["users"] == {}
+        state = standin.state
+        state["root"] = minio_root  # the restarted pod
+        standin.state_file.write_text(json.dumps(state))
+        run_job(upgrade, kube, s3, standin, tmp_path / "new-pod").check()
+        assert standin.state["users"] == {lake_keys[0]: lake_keys[1]}
+        assert sorted(standin.made()) == sorted(job_buckets(upgrade))
 
     def test_a_root_minio_refuses_fails_naming_the_secret(self, release, kube, s3, tmp_path):
         standin = Standin(tmp_path, ["someone-else", "another-root-password"])
         run = run_job(release, kube, s3, standin, tmp_path)
         assert run.returncode != 0, run.output
         assert "MinIO refused the root user of retailflow-minio-root" in run.output, run.output
+        assert "does not exist in our records" in run.output, run.output
         assert standin.state["users"] == {} and standin.s3_keys() == []
+        assert standin.admin_calls("admin", "info") == 2, "a refusal is not asked again"
+
+    def test_a_minio_that_never_answers_fails_after_the_bounded_tries(self, release, kube, s3, lake_keys, tmp_path):
+        standin = Standin(tmp_path, lake_keys, iam_loading=1000)
+        run = run_job(release, kube, s3, standin, tmp_path, {"LAKE_ADMIN_TRIES": "3", "LAKE_ADMIN_DELAY_S": "0"})
+        assert run.returncode != 0, run.output
+        assert "MinIO's admin API did not answer the root user of retailflow-minio-root after 3 tries" in run.output
+        assert "IAM sub-system not initialized yet" in run.output
+        assert standin.admin_calls("admin", "info") == 3 and standin.made() == []
+
+
+#: An external store's keys as an existing Secret holds them: a secret key may hold `/`, `+`, `=` and `@`.
+EXTERNAL_KEYS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCY=EX@MPLE/KEY")
+
+
+def test_with_an_external_store_the_job_makes_the_buckets_with_the_lakes_keys_and_no_admin_call(s3, tmp_path):
+    """minio.enabled=false (the external-s3 variant, its endpoint plain HTTP here as moto serves it): no root, no
+    user, no policy; the buckets made with the lake's keys, which reach mc in MC_HOST_lake only."""
+    endpoint = "http://seaweedfs.storage.svc:8333"
+    external = render(values=merge_values(VARIANTS["external-s3"], {
+        "global": {"retailflow": {"lake": {"endpoint": endpoint}}, "storage": {"minio": {"endpoint": endpoint}}}}))
+    with EmulatedKubernetesAPI(CRD_PATH, rbac=RBAC(external.docs), set_env=False) as api:
+        api.ensure_namespace(NAMESPACE)
+        create_release_secrets(api, external, {})
+        api.create_secret(NAMESPACE, "seaweed-keys", {"accessKeyId": EXTERNAL_KEYS[0],
+                                                      "secretAccessKey": EXTERNAL_KEYS[1]})
+        standin = Standin(tmp_path, ["no-root-here", "no-root-here"])
+        run = run_job(external, api, s3, standin, tmp_path)
+    run.check()
+    assert sorted(standin.made()) == sorted(job_buckets(external)) and set(job_buckets(external)) <= s3_buckets(s3)
+    assert standin.s3_keys() == [list(EXTERNAL_KEYS)] * len(job_buckets(external))
+    assert standin.admin_calls("admin") == 0, standin.state["argv"]
+    for argv in standin.state["argv"]:
+        assert not any(key in arg for key in EXTERNAL_KEYS for arg in argv), f"a key is in mc's argv: {argv[:3]}"
+    assert EXTERNAL_KEYS[1] not in run.output
 
 
 class TestStandin:

@@ -9,11 +9,14 @@ Secret, which the Job makes a MinIO user limited to ``lake.buckets``. The Job's 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import pytest
 import yaml
 
-from support.helm_render import VARIANTS, RenderError, airflow_extra_env, containers, render
+from support.helm_render import (HELM, LITE_VALUES, NAMESPACE, RELEASE, VARIANTS, RenderError, _sandbox,
+                                  airflow_extra_env, containers, merge_values, notes, render)
 
 ROOT = "retailflow-minio-root"
 LAKE_KEYS = {"accessKeyId", "secretAccessKey"}
@@ -46,6 +49,11 @@ def lake_key_refs(rendered, airflow: bool = True) -> list[tuple[str, str, str]]:
         if ref and ref["key"] in LAKE_KEYS:
             found.append(("airflow.extraEnv", env["name"], ref["name"]))
     return found
+
+
+def job_env(rendered) -> dict[str, str]:
+    (buckets,) = containers(rendered.get("Job", "retailflow-lake-buckets"), init=False)
+    return {e["name"]: e.get("value") for e in buckets["env"]}
 
 
 def policy(rendered) -> dict:
@@ -145,3 +153,107 @@ class TestNotes:
         assert "the lake's user, for the console" in text
         assert f"MinIO's root ({ROOT}, same keys) is for administering users and policies only" in text
         assert f"get secret {ROOT}" not in text
+
+
+#: The lite profile upgraded to add Airbyte (the README's scale-out snippet, reduced to what decides the timing):
+#: MinIO stays an ordinary release resource (datastores.hooksWithAirbyte=false).
+LITE_WITH_AIRBYTE = merge_values(yaml.safe_load(LITE_VALUES.read_text()),
+                                 {"airbyte": {"enabled": True}, "lake": {"buckets": ["retail-lake", "airbyte-storage"]},
+                                  "pipeline": {"enabled": False}})
+
+
+class TestJobTiming:
+    """Early (before Airbyte's bootloader) only while MinIO is an early hook itself; after the upgrade when MinIO is
+    a release resource the upgrade may restart with a new root. Only a hook MinIO may stay on the old layout."""
+
+    @pytest.mark.parametrize(("values", "is_upgrade", "hook", "old_root_accepted"), [
+        ({}, False, "pre-install,pre-upgrade", "yes"),
+        ({}, True, "pre-install,pre-upgrade", "yes"),
+        (yaml.safe_load(LITE_VALUES.read_text()), False, "post-install,post-upgrade", ""),
+        (LITE_WITH_AIRBYTE, True, "post-install,post-upgrade", ""),
+        (VARIANTS["external-s3"], False, "post-install,post-upgrade", None),
+    ], ids=["airbyte-install", "airbyte-upgrade", "lite", "lite-adding-airbyte", "external-s3"])
+    def test_hook_phase_and_old_layout_follow_whether_minio_is_a_hook(self, values, is_upgrade, hook, old_root_accepted):
+        rendered = render(values=values, is_upgrade=is_upgrade)
+        annotations = rendered.get("Job", "retailflow-lake-buckets")["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == hook
+        assert job_env(rendered).get("LAKE_OLD_ROOT_ACCEPTED") == old_root_accepted
+
+
+class TestValidation:
+    def test_minio_without_the_job_that_makes_its_lake_user_is_refused(self):
+        with pytest.raises(RenderError, match="jobs.lakeBuckets.enabled=false with minio.enabled=true: .*retailflow-lake"):
+            render(values={"jobs": {"lakeBuckets": {"enabled": False}}})
+
+    def test_an_external_store_may_go_without_the_job(self):
+        rendered = render(values=merge_values(VARIANTS["external-s3"], {"jobs": {"lakeBuckets": {"enabled": False}}}))
+        assert "retailflow-lake-buckets" not in rendered.names("Job")
+
+    @pytest.mark.parametrize("key", ["log", "state", "workloadOutput", "activityPayload", "auditLogging"])
+    def test_every_airbyte_storage_bucket_must_be_one_the_job_creates(self, key):
+        with pytest.raises(RenderError, match=f'lake.buckets must list "elsewhere" \\(global.storage.bucket.{key}\\)'):
+            render(values={"global": {"storage": {"bucket": {key: "elsewhere"}}}})
+        render(values={"global": {"storage": {"bucket": {key: "elsewhere"}}},
+                       "lake": {"buckets": ["retail-lake", "airbyte-storage", "elsewhere"]}})
+
+
+class TestReusedValuesWithoutRoot:
+    """`helm upgrade --reuse-values` of a release from before minio.root: that release's values have no minio.root
+    (a null in a values file deletes the default, as the reused values lack it)."""
+
+    def test_the_default_root_secret_is_generated_and_read(self):
+        rendered = render(values={"minio": {"root": None}}, is_upgrade=True)
+        assert ROOT in rendered.names("Secret")
+        readers = {(w, c) for w, c, name in lake_key_refs(rendered) if name == ROOT}
+        assert readers == {("StatefulSet/retailflow-minio", "minio"), ("Job/retailflow-lake-buckets", "buckets")}
+        assert f"MinIO's root ({ROOT}, same keys)" in notes({"minio": {"root": None}})
+
+
+def old_root_note(values: dict, sts: dict | None, tmp_path) -> str:
+    """NOTES.txt's old-root warning for the StatefulSet ``lookup`` would find (``helm template`` and
+    ``--dry-run=client`` answer every lookup with nothing, and no API server here serves StatefulSets): the
+    helper NOTES.txt calls, rendered by a probe template in a copy of the chart, given ``sts`` in place of lookup,
+    as `helm upgrade` renders it. The probe's value is not in the chart's schema, hence no schema validation."""
+    chart = tmp_path / "retailflow"
+    shutil.copytree(_sandbox() / "retailflow", chart)
+    (chart / "templates" / "probe-old-root-note.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe-old-root-note}\ndata:\n  note: "
+        '{{ include "retailflow.minio.oldRootNote" (dict "ctx" . "sts" (.Values.probeStatefulSet | default dict)) | quote }}\n')
+    (tmp_path / "values.json").write_text(json.dumps({**values, "probeStatefulSet": sts}))
+    proc = subprocess.run([HELM, "template", RELEASE, str(chart), "--namespace", NAMESPACE, "-f",
+                           str(tmp_path / "values.json"), "--show-only", "templates/probe-old-root-note.yaml",
+                           "--is-upgrade", "--skip-schema-validation"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return yaml.safe_load(proc.stdout)["data"]["note"]
+
+
+def minio_statefulset(root_secret: str) -> dict:
+    ref = {"name": root_secret}
+    return {"spec": {"template": {"spec": {"containers": [{"name": "minio", "env": [
+        {"name": "MINIO_ROOT_USER", "valueFrom": {"secretKeyRef": {**ref, "key": "accessKeyId"}}},
+        {"name": "MINIO_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {**ref, "key": "secretAccessKey"}}}]}]}}}}
+
+
+class TestOldRootNote:
+    def test_a_hook_minio_still_on_the_lakes_keys_is_reported(self, tmp_path):
+        note = old_root_note({}, minio_statefulset("retailflow-lake"), tmp_path)
+        assert "MinIO still runs with the lake's keys as its root user" in note
+        assert "Helm does not upgrade MinIO's StatefulSet while it is a hook" in note
+
+    @pytest.mark.parametrize(("values", "sts"), [
+        ({}, minio_statefulset(ROOT)),
+        ({}, None),
+        (LITE_WITH_AIRBYTE, minio_statefulset("retailflow-lake")),
+        (yaml.safe_load(LITE_VALUES.read_text()), minio_statefulset("retailflow-lake")),
+    ], ids=["hook-on-its-root", "first-install", "release-resource-with-airbyte", "release-resource-lite"])
+    def test_nothing_is_said_otherwise(self, values, sts, tmp_path):
+        """A MinIO that is a release resource: lookup shows it before this upgrade, which points it at its root."""
+        assert old_root_note(values, sts, tmp_path) == ""
+
+    def test_notes_calls_the_helper_with_minios_statefulset(self):
+        from support.helm_render import UMBRELLA
+
+        text = (UMBRELLA / "templates" / "NOTES.txt").read_text()
+        assert ('include "retailflow.minio.oldRootNote" (dict "ctx" . "sts" (lookup "apps/v1" "StatefulSet" $ns '
+                '((split ":" (urlParse $g.lake.endpoint).host)._0)))') in text

@@ -65,8 +65,12 @@ class TestAddAirbyte:
         rendered, values = upgraded("add-airbyte"), chart_values(LITE, snippets()["add-airbyte"])
         assert values["airbyte"]["enabled"] and "airbyte-storage" in values["lake"]["buckets"]
         assert "retailflow-airbyte-server-svc" in allowed_hosts(rendered)
-        buckets = rendered.get("Job", "retailflow-lake-buckets")
-        assert buckets["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+        # MinIO stays a release resource, which the upgrade may restart (with another root): the Job runs after
+        # it, and before the pipeline Job, so that no Airbyte sync runs before Airbyte's bucket exists
+        annotations = rendered.get("Job", "retailflow-lake-buckets")["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+        pipeline = rendered.get("Job", "retailflow-pipeline")["metadata"]["annotations"]
+        assert int(annotations["helm.sh/hook-weight"]) < int(pipeline["helm.sh/hook-weight"])
 
     def test_the_data_stores_stay_release_resources(self):
         rendered = upgraded("add-airbyte")
