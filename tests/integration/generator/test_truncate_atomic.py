@@ -62,6 +62,22 @@ def start_big_truncate(url, tmp_path):
     pytest.fail(f"the shadow tables never filled (exit {proc.poll()}): {proc.communicate()[1]}")
 
 
+def interrupted_reads(fault: dict[str, int]):
+    """pymysql's own read, and a read that counts the main thread's reads in ``fault["reads"]`` and raises
+    KeyboardInterrupt, as a Ctrl-C does, right after read number ``fault["at"]``."""
+    real_read = pymysql.connections.Connection._read_bytes
+
+    def read_then_interrupt(self, n):
+        data = real_read(self, n)
+        if threading.current_thread() is threading.main_thread():
+            fault["reads"] += 1
+            if fault["reads"] == fault["at"]:
+                raise KeyboardInterrupt
+        return data
+
+    return real_read, read_then_interrupt
+
+
 def test_sigkill_during_truncate_leaves_the_previous_data_and_no_files(database, tmp_path):
     seed_in_process(database, *ARGS)
     before = checksums(database)
@@ -267,16 +283,8 @@ def test_ctrl_c_at_any_point_of_a_truncate_seed_exits_130_keeps_one_truth_and_no
     assert cli.main(["seed", *TINY, "--seed", "1", "--truncate"]) == 0
     old = checksums(database)
     args = ["seed", *TINY, "--seed", "2", "--truncate"]
-    real_read = pymysql.connections.Connection._read_bytes
     fault = {"reads": 0, "at": 0}
-
-    def read_then_interrupt(self, n):
-        data = real_read(self, n)
-        if threading.current_thread() is threading.main_thread():
-            fault["reads"] += 1
-            if fault["reads"] == fault["at"]:
-                raise KeyboardInterrupt  # as a Ctrl-C does, right after this read
-        return data
+    real_read, read_then_interrupt = interrupted_reads(fault)
 
     monkeypatch.setattr(pymysql.connections.Connection, "_read_bytes", read_then_interrupt)
     outcomes = set()
@@ -343,16 +351,8 @@ def test_ctrl_c_as_a_plain_seed_commits_says_whether_it_committed(database, monk
     from retailflow_generator import cli
 
     monkeypatch.setenv("RETAILFLOW_MYSQL_URL", database)
-    real_read = pymysql.connections.Connection._read_bytes
     fault = {"reads": 0, "at": 0}
-
-    def read_then_interrupt(self, n):
-        data = real_read(self, n)
-        if threading.current_thread() is threading.main_thread():
-            fault["reads"] += 1
-            if fault["reads"] == fault["at"]:
-                raise KeyboardInterrupt
-        return data
+    real_read, read_then_interrupt = interrupted_reads(fault)
 
     monkeypatch.setattr(pymysql.connections.Connection, "_read_bytes", read_then_interrupt)
     assert cli.main(["seed", *TINY]) == 0

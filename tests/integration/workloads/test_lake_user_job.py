@@ -22,7 +22,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -34,7 +33,7 @@ from support.helm_render import LITE_VALUES, NAMESPACE, REPO, VARIANTS, Rendered
 from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
 from support.kube_rbac import RBAC
 from support.workloads import Peers, Workloads, create_release_secrets
-from test_workloads import MC_STUB, s3_buckets
+from test_workloads import MC_STUB, s3_buckets, start_moto_server
 
 JOB = ("Job", "retailflow-lake-buckets")
 #: The lite profile upgraded to add Airbyte: MinIO stays an ordinary release resource (datastores.hooksWithAirbyte=false).
@@ -205,21 +204,10 @@ save()
 '''
 
 
-def _moto_server(log: Path) -> tuple[subprocess.Popen, str]:
-    """moto's S3 server (``moto_server`` from the dags environment) on a port it binds itself and names."""
-    proc = subprocess.Popen([str(REPO / "dags" / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", "0"],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not (bound := re.search(r"Running on http://127\.0\.0\.1:(\d+)", log.read_text())):
-        assert proc.poll() is None and time.monotonic() < deadline, f"moto_server did not start:\n{log.read_text()}"
-        time.sleep(0.1)
-    return proc, f"http://127.0.0.1:{bound.group(1)}"
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory) -> Iterator[str]:
     """moto's S3 server: the stand-in for MinIO's S3 API, for this module."""
-    proc, url = _moto_server(tmp_path_factory.mktemp("moto") / "moto_server.log")
+    proc, url = start_moto_server(tmp_path_factory.mktemp("moto") / "moto_server.log")
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=10)
@@ -563,7 +551,7 @@ def test_the_policy_lets_the_lake_user_use_its_buckets_and_refuses_the_rest(inst
     state = standin.state
     (attached,) = state["attached"][lake_keys[0]]
     buckets = job_buckets(release)
-    proc, endpoint = _moto_server(tmp_path / "moto_server.log")
+    proc, endpoint = start_moto_server(tmp_path / "moto_server.log")
     try:
         checked = subprocess.run([str(DAGS_PYTHON), "-c", IAM_CHECK], capture_output=True, text=True, timeout=120,
                                  check=False, input=json.dumps({"endpoint": endpoint, "policy": state["policies"][attached],
