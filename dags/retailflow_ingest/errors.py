@@ -5,6 +5,7 @@ The task package (``retailflow_pipeline``) imports the engine, so its command li
 take both checks from here."""
 
 import argparse
+import re
 from urllib.parse import SplitResult, urlsplit
 
 
@@ -50,6 +51,13 @@ def url_problem(url: str, what: str, shape: str, schemes: tuple[str, ...], *, ne
     it (``the MySQL URL``, ``--mysql-url``, ``RETAILFLOW_WAREHOUSE_URL``). The answer never quotes the
     URL nor any part of it: a password with a stray ``/`` or ``#`` ends up in the host or port.
 
+    Where ``shape`` has a user, a ``/``, ``?``, ``#`` or ``@`` written as such in the user or password
+    is the fault named (each must be percent-encoded): a ``/``, ``?`` or ``#`` ends the host part
+    before its ``@``, making the password a host or port, and a second ``@`` is split differently by
+    urllib (the last) and libpq (the first). It shows as two ``@`` in the host part or one after it
+    (in the path, the fragment or a query parameter's name); one in a query parameter's value
+    (``?user=a@b``) counts only when the URL is refused anyway and its host part has none.
+
     Its twin is ``url_problem`` in ``generator/retailflow_generator/db.py`` (a package of its own, which
     cannot import this one): the same faults in the same words, held equal by
     ``tests/unit/pipeline/test_url_checks.py``."""
@@ -59,33 +67,53 @@ def url_problem(url: str, what: str, shape: str, schemes: tuple[str, ...], *, ne
     def fault(text: str) -> str:
         return f"{what} {text}: it must look like {shape}"
 
-    scheme, sep, _ = url.partition("://")
+    carries_password = (f"{what} carries a password, which every user can read in the process list;"
+                        f" set ${password_env} instead")
+    scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in schemes:
         starts = [f"{s}://" for s in schemes]
         either = starts[0] if len(starts) == 1 else f"{', '.join(starts[:-1])} or {starts[-1]}"
         return fault(f"does not start with {either}")
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # raised for the host's brackets only; its text quotes the host
-        return fault("is malformed (an unbalanced [ or ] in its host)" if "IPv6 URL" in str(exc)
-                     else "is malformed (its host in [ ] is not an IP address)")
-    try:
-        port = parts.port
-    except ValueError:  # its text quotes the "port", which is the password when a / in it cut the URL short
-        port = 0
-    if port == 0:  # 0 parses, but no server listens on it
-        hint = "; a / in the password is written %2F" if ":PASSWORD@" in shape else ""
-        return fault(f"is malformed (its port is not a number from 1 to 65535{hint})")
-    if not parts.hostname:
-        return fault("names no host")
-    if any(c.isspace() or not c.isprintable() for c in parts.hostname):
-        return fault("is malformed (a space or control character in its host)")
-    if needs_database and not parts.path.strip("/"):
-        return fault("names no database")
-    if password_env and parts.password:
-        return (f"{what} carries a password, which every user can read in the process list;"
-                f" set ${password_env} instead")
-    return None
+
+    def parse_problem() -> str | None:
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # raised for the host's brackets only; its text quotes the host
+            return fault("is malformed (an unbalanced [ or ] in its host)" if "IPv6 URL" in str(exc)
+                         else "is malformed (its host in [ ] is not an IP address)")
+        try:
+            port = parts.port
+        except ValueError:  # its text quotes the "port", which is the password when a / in it cut the URL short
+            port = 0
+        if port == 0:  # 0 parses, but no server listens on it
+            return fault("is malformed (its port is not a number from 1 to 65535)")
+        if not parts.hostname:
+            return fault("names no host")
+        if any(c.isspace() or not c.isprintable() for c in parts.hostname):
+            return fault("is malformed (a space or control character in its host)")
+        if needs_database and not parts.path.strip("/"):
+            return fault("names no database")
+        if password_env and parts.password:
+            return carries_password
+        return None
+
+    problem = parse_problem()
+    # the host part ends at the first / ? or #, as urlsplit (and libpq) split it
+    host_part = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    after = rest[len(host_part):]
+    path_query, _, fragment = after.partition("#")
+    path, _, query = path_query.partition("?")
+    misplaced = (host_part.count("@") > 1 or "@" in path or "@" in fragment
+                 or any("@" in field.partition("=")[0] for field in query.split("&")))
+    if "@" in shape and (misplaced or (problem and "@" not in host_part and "@" in after)):
+        if password_env and ":" in rest.partition("@")[0]:
+            return carries_password
+        held = ("its user holds a /, #, ?, @ or :, which must be percent-encoded: / as %2F, # as %23,"
+                " ? as %3F, @ as %40, : as %3A") if password_env else (
+                "its user or password holds a /, #, ? or @, which must be percent-encoded: / as %2F,"
+                " # as %23, ? as %3F, @ as %40; a : in the user as %3A")
+        return fault(f"is malformed ({held})")
+    return problem
 
 
 def split_url(url: str, what: str, shape: str, schemes: tuple[str, ...], *,

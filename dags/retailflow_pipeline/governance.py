@@ -61,7 +61,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from retailflow_ingest.errors import OneLineParser, url_problem
+from retailflow_ingest.errors import (
+    MYSQL_SCHEMES,
+    MYSQL_SHAPE,
+    WAREHOUSE_SCHEMES,
+    WAREHOUSE_SHAPE,
+    OneLineParser,
+    url_problem,
+)
 from retailflow_pipeline.catalog import PORTS
 from retailflow_pipeline.errors import NotConfigured
 from retailflow_pipeline.paths import dbt_target_dir, openmetadata_metadata_bin, openmetadata_workflows_dir
@@ -91,10 +98,15 @@ class Workflow:
     path: Path
 
 
-def _url_parts(url: str, what: str) -> dict[str, str]:
+def _url_parts(url: str, what: str, shape: str, schemes: tuple[str, ...]) -> dict[str, str]:
+    """The workflow settings of a database URL, checked as the engine checks it (``url_problem``), and
+    with a user: else a ``ValueError`` that names the fault and never quotes the URL."""
+    problem = url_problem(url, what, shape, schemes, needs_database=True)
+    if problem:
+        raise ValueError(problem)
     parts = urlsplit(url)
-    if not parts.hostname or not parts.username or not parts.path.strip("/"):
-        raise ValueError(f"{what} must look like scheme://user:password@host:port/database")
+    if not parts.username:
+        raise ValueError(f"{what} names no user: it must look like {shape}")
     return {
         "HOST": parts.hostname,
         "PORT": str(parts.port or ""),
@@ -197,11 +209,12 @@ def workflow_env(env: Mapping[str, str], token: str | None = None) -> dict[str, 
     }
     out["DBT_RUN_RESULTS"] = env.get("RETAILFLOW_DBT_RUN_RESULTS") or f"{out['DBT_TARGET_DIR']}/run_results.json"
     if env.get("RETAILFLOW_MYSQL_URL"):
-        mysql = _url_parts(env["RETAILFLOW_MYSQL_URL"], "RETAILFLOW_MYSQL_URL")
+        mysql = _url_parts(env["RETAILFLOW_MYSQL_URL"], "RETAILFLOW_MYSQL_URL", MYSQL_SHAPE, MYSQL_SCHEMES)
         mysql["PORT"] = mysql["PORT"] or str(PORTS["mysql"])
         out |= {f"MYSQL_{k}": v for k, v in mysql.items()}
     if env.get("RETAILFLOW_WAREHOUSE_URL"):
-        warehouse = _url_parts(env["RETAILFLOW_WAREHOUSE_URL"], "RETAILFLOW_WAREHOUSE_URL")
+        warehouse = _url_parts(env["RETAILFLOW_WAREHOUSE_URL"], "RETAILFLOW_WAREHOUSE_URL", WAREHOUSE_SHAPE,
+                               WAREHOUSE_SCHEMES)
         warehouse["PORT"] = warehouse["PORT"] or str(PORTS["postgresql"])
         out |= {f"WAREHOUSE_{k}": v for k, v in warehouse.items()}
     for service in ("SUPERSET", "AIRFLOW"):

@@ -103,6 +103,27 @@ class TestWorkflowEnvironment:
             == ("db", "3307", "retail", "p@ss", "retail")
         assert (env["WAREHOUSE_HOST"], env["WAREHOUSE_PORT"], env["WAREHOUSE_DATABASE"]) == ("pg", "5432", "warehouse")
 
+    @pytest.mark.parametrize(("name", "url", "fault"), [
+        # a "/" in the password: urllib's error quoted the password's start as the port
+        ("RETAILFLOW_MYSQL_URL", "mysql://retail:s3cr3t-Pw/x@db:3307/retail",
+         "is malformed (its user or password holds a /, #, ? or @, which must be percent-encoded: / as %2F,"
+         " # as %23, ? as %3F, @ as %40; a : in the user as %3A): it must look like"
+         " mysql://USER:PASSWORD@HOST:PORT/DATABASE"),
+        # ... whose start is a number: taken as the port, the user as the host, the rest as the database
+        ("RETAILFLOW_WAREHOUSE_URL", "postgresql://warehouse:1234/s3cr3t-Pw@pg/warehouse",
+         "is malformed (its user or password holds a /, #, ? or @, which must be percent-encoded: / as %2F,"
+         " # as %23, ? as %3F, @ as %40; a : in the user as %3A): it must look like"
+         " postgresql://USER:PASSWORD@HOST:PORT/DATABASE"),
+        ("RETAILFLOW_MYSQL_URL", "mysql://db:3307/retail",
+         "names no user: it must look like mysql://USER:PASSWORD@HOST:PORT/DATABASE"),
+    ])
+    def test_a_malformed_database_url_is_named_without_its_password(self, name, url, fault):
+        """The engine's check (``url_problem``), and its words: the workflows would connect elsewhere."""
+        with pytest.raises(ValueError) as refused:
+            governance.workflow_env({"RETAILFLOW_OPENMETADATA_URL": "http://om:8585",
+                                     "RETAILFLOW_OPENMETADATA_TOKEN": "t", name: url})
+        assert str(refused.value) == f"{name} {fault}"
+
     def test_workflows_run_in_dependency_order_and_only_for_configured_peers(self, tmp_path):
         base = {"RETAILFLOW_OPENMETADATA_URL": "http://om", "RETAILFLOW_DBT_TARGET_DIR": str(tmp_path)}
         assert [w.name for w in governance.selected(base)] == ["mysql", "postgres"]

@@ -59,12 +59,11 @@ def test_the_dags_settle_window_is_bounded_too():
     ("RETAILFLOW_WAREHOUSE_URL", f"postgresql://warehouse:{SECRET}@[::1/x",
      "RETAILFLOW_WAREHOUSE_URL is malformed (an unbalanced [ or ] in its host)"),
     ("RETAILFLOW_WAREHOUSE_URL", f"postgresql://warehouse:{SECRET}@127.0.0.1:abc/x",
-     "RETAILFLOW_WAREHOUSE_URL is malformed (its port is not a number from 1 to 65535; a / in the password is"
-     " written %2F)"),
-    # a password holding a "/" splits where the port is looked for: that part is not quoted either
+     "RETAILFLOW_WAREHOUSE_URL is malformed (its port is not a number from 1 to 65535)"),
+    # a password holding a "/" splits where the port is looked for: named as such, and not quoted either
     ("RETAILFLOW_WAREHOUSE_URL", f"postgresql://warehouse:{SECRET}/x@127.0.0.1/x",
-     "RETAILFLOW_WAREHOUSE_URL is malformed (its port is not a number from 1 to 65535; a / in the password is"
-     " written %2F)"),
+     "RETAILFLOW_WAREHOUSE_URL is malformed (its user or password holds a /, #, ? or @, which must be"
+     " percent-encoded: / as %2F, # as %23, ? as %3F, @ as %40; a : in the user as %3A)"),
     ("RETAILFLOW_MYSQL_URL", f"retail:{SECRET}@127.0.0.1:3306/retail",
      "RETAILFLOW_MYSQL_URL does not start with mysql://, mysql+pymysql:// or mariadb://: it must look like"
      " mysql://USER:PASSWORD@HOST:PORT/DATABASE"),

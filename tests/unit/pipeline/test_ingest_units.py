@@ -194,7 +194,8 @@ def test_malformed_urls_and_impossible_options_are_one_line_errors_without_the_p
                                (MySQLSource, "mysql://u:pw-7c1e@[::1/retail", "unbalanced [ or ]"),
                                (Warehouse, "postgresql://u:pw-7c1e@127.0.0.1:99999/warehouse", "from 1 to 65535"),
                                # a / in the password ends the host part: the "port" is the password
-                               (Warehouse, "postgresql://u:pw-7c1e/x@127.0.0.1/warehouse", "%2F")]:
+                               (Warehouse, "postgresql://u:pw-7c1e/x@127.0.0.1/warehouse",
+                                "its user or password holds a /, #, ? or @, which must be percent-encoded")]:
         with pytest.raises(IngestError) as err:
             make(url)
         assert problem in str(err.value) and "must look like" in str(err.value) and "pw-7c1e" not in str(err.value)

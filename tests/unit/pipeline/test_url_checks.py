@@ -16,18 +16,31 @@ from retailflow_pipeline import audit, report
 SECRET = "s3cr3t-Pw"
 WAREHOUSE = f"postgresql://warehouse:{SECRET}@127.0.0.1:1/warehouse"
 PORT = "is malformed (its port is not a number from 1 to 65535)"
-#: the same where the shape has a password: the likeliest cause is named
-PORT_PW = "is malformed (its port is not a number from 1 to 65535; a / in the password is written %2F)"
+#: a / ? # or @ in the user or password, unencoded: named as such, not as the port or host it turned into
+ENCODE = ("is malformed (its user or password holds a /, #, ? or @, which must be percent-encoded: / as %2F,"
+          " # as %23, ? as %3F, @ as %40; a : in the user as %3A)")
+#: the same on a command line, whose shape has no password
+ENCODE_USER = ("is malformed (its user holds a /, #, ?, @ or :, which must be percent-encoded: / as %2F,"
+               " # as %23, ? as %3F, @ as %40, : as %3A)")
 SCHEME = "does not start with mysql://, mysql+pymysql:// or mariadb://"
 
 #: a bad MySQL URL in the environment -> the fault its message names
 BAD_MYSQL_URLS = {
-    f"mysql://retail:{SECRET}@127.0.0.1:0/retail": PORT_PW,
-    f"mysql://retail:{SECRET}@127.0.0.1:70000/retail": PORT_PW,
-    f"mysql://retail:{SECRET}@127.0.0.1:port/retail": PORT_PW,
-    f"mysql://retail:{SECRET}@127.0.0.1:-1/retail": PORT_PW,
-    # a "/" in the password ends the host part: the "port" is the password's start
-    f"mysql://retail:{SECRET}/x@127.0.0.1/retail": PORT_PW,
+    f"mysql://retail:{SECRET}@127.0.0.1:0/retail": PORT,
+    f"mysql://retail:{SECRET}@127.0.0.1:70000/retail": PORT,
+    f"mysql://retail:{SECRET}@127.0.0.1:port/retail": PORT,
+    f"mysql://retail:{SECRET}@127.0.0.1:-1/retail": PORT,
+    # a "/", "#" or "?" in the password ends the host part: the "port" is the password's start
+    f"mysql://retail:{SECRET}/x@127.0.0.1/retail": ENCODE,
+    f"mysql://retail:{SECRET}#x@127.0.0.1:3306/retail": ENCODE,
+    f"mysql://retail:{SECRET}?x@127.0.0.1:3306/retail": ENCODE,
+    f"mysql://retail:{SECRET}?x=y@127.0.0.1:3306/retail": ENCODE,
+    # ... or, when the password starts with digits, a valid port: taken before, as host "retail"
+    f"mysql://retail:1234/{SECRET}@127.0.0.1:3306/retail": ENCODE,
+    # the same in the user, which then became the host
+    "mysql://ret/ail@127.0.0.1:3306/retail": ENCODE,
+    # a second "@": urllib split at the last, libpq at the first (the rest of the password its host)
+    f"mysql://retail:{SECRET}@x@127.0.0.1:3306/retail": ENCODE,
     f"mysql://retail:{SECRET}@:3306/retail": "names no host",
     "mysql:///retail": "names no host",
     f"mysql://retail:{SECRET}@db host:3306/retail": "is malformed (a space or control character in its host)",
@@ -83,6 +96,11 @@ def test_a_bad_mysql_url_gets_the_same_message_from_the_engine_the_audit_and_the
                                                        " in the process list; set $RETAILFLOW_MYSQL_URL instead"),
     ("mysql://retail@127.0.0.1:0/retail", f"--mysql-url {PORT}: it must look like mysql://USER@HOST:PORT/DATABASE"),
     ("mysql://retail@:3306/retail", "--mysql-url names no host: it must look like mysql://USER@HOST:PORT/DATABASE"),
+    ("mysql://ret/ail@127.0.0.1:3306/retail",
+     f"--mysql-url {ENCODE_USER}: it must look like mysql://USER@HOST:PORT/DATABASE"),
+    # a password cut short by its "/" is still a password, which the environment must carry
+    (f"mysql://retail:{SECRET}/x@127.0.0.1/retail", "--mysql-url carries a password, which every user can read"
+                                                     " in the process list; set $RETAILFLOW_MYSQL_URL instead"),
 ])
 def test_a_bad_mysql_url_argument_gets_the_same_message_from_both_command_lines(url, fault, monkeypatch, capsys):
     """retailflow-ingest and retailflow-generator refuse the same ``--mysql-url`` alike, before they do anything."""
@@ -101,6 +119,9 @@ def test_a_bad_mysql_url_argument_gets_the_same_message_from_both_command_lines(
      f"--warehouse-url {PORT}: it must look like postgresql://USER@HOST:PORT/DATABASE"),
     ("mysql://warehouse@127.0.0.1:5432/warehouse", "--warehouse-url does not start with postgresql:// or postgres://:"
                                                    " it must look like postgresql://USER@HOST:PORT/DATABASE"),
+    (f"postgresql://warehouse:{SECRET}#x@127.0.0.1:5432/warehouse",
+     "--warehouse-url carries a password, which every user can read in the process list;"
+     " set $RETAILFLOW_WAREHOUSE_URL instead"),
 ])
 def test_a_bad_warehouse_url_argument_gets_the_same_message_from_the_engine_and_the_report(url, fault, monkeypatch,
                                                                                             capsys):
@@ -123,3 +144,17 @@ def test_every_port_from_1_to_65535_is_taken_by_all_three(port, monkeypatch):
     assert MySQLSource(url).describe() == MySQLTarget.from_url(url).describe() == \
         f"mysql://retail@db.shop:{port.lstrip(':') or 3306}/retail"
     audit.check_urls(url, WAREHOUSE, "the MySQL URL", "the warehouse URL")  # raises for a URL it refuses
+
+
+def test_a_user_and_password_with_every_reserved_character_percent_encoded_are_taken_by_all_three():
+    """What the message asks for works: the engine and the generator decode the same user and password,
+    and an ``@`` in a query parameter's value (libpq's ``?user=a@b``) is no fault."""
+    from retailflow_generator.db import MySQLTarget
+    from retailflow_ingest.warehouse import Warehouse
+
+    url = "mysql://re%3Atail:a%2Fb%23c%3Fd%40e@db.shop:3306/retail"
+    engine, generator = MySQLSource(url), MySQLTarget.from_url(url)
+    assert (engine.user, engine.password) == (generator.user, generator.password) == ("re:tail", "a/b#c?d@e")
+    warehouse = "postgresql://127.0.0.1:1/warehouse?user=warehouse@shop"
+    assert Warehouse(warehouse).describe() == "postgresql://@127.0.0.1:1/warehouse"
+    audit.check_urls(url, warehouse, "the MySQL URL", "the warehouse URL")  # raises for a URL it refuses
