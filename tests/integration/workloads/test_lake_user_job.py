@@ -6,7 +6,8 @@ buckets it creates and nothing else. Here the Job's ``buckets`` container runs f
 (command, environment, Secret keys resolved from the emulated Kubernetes API) with the ``mc`` stand-in
 below, against moto's S3 server (a stand-in for MinIO's S3 API). Then the policy the Job handed to
 "MinIO" is evaluated by moto with IAM enforced: AWS's policy evaluator standing in for MinIO's, which
-implements the same policy language.
+implements the same policy language. Rotated keys (new keys in the Secret, another existingSecret): the
+old keys' user is removed, found as the other holders of the lake's policy (``TestRotation``).
 
 What it cannot show: the real ``mc`` and MinIO (no reachable registry ships either). MinIO's side of
 the admin calls is modelled from its source (minio/minio@07c3a429bfed, tagged RELEASE.2025-09-07T16-13-09Z,
@@ -68,23 +69,79 @@ CONSUMER_ACTIONS = {"s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMulti
 #:   key but the root's gets "IAM sub-system not initialized yet, please try again." (cmd/signature-v4-utils.go
 #:   checkKeyValid): the state's "iam_loading" counts the calls answered so; `admin info` as the root is
 #:   served without the object layer (cmd/admin-router.go noObjLayerFlag). mc prints a failed `admin info`
-#:   as "Unable to get service info" and the reason (cmd/admin-info.go clusterStruct.String).
+#:   as "Unable to get service info" and the reason (cmd/admin-info.go clusterStruct.String);
+#: - `admin policy entities [FLAGS] ALIAS` (cmd/admin-policy-entities.go): exactly one argument, or mc prints its
+#:   help and exits 1; `--policy`/`-p` repeatable; only a policy query, only `--json` stood in for. MinIO
+#:   (cmd/admin-handlers-users.go ListPolicyMappingEntities, cmd/iam-store.go listPolicyMappings) answers, for each
+#:   queried policy held by some user, its users sorted, no error for a policy nobody holds (then no
+#:   "policyMappings" at all: omitempty); mc prints madmin.PolicyEntitiesResult (madmin-go@4b504b82db63
+#:   idp-commands.go, the version mc's go.mod pins) in {"status":"success","result":...}
+#:   (cmd/idp-ldap-policy-subcommands.go policyEntities) through minio/colorjson v1.0.8 MarshalIndent, which
+#:   returns the compact form when stdout is not a terminal (always here), "groups" null (a nil slice), strings
+#:   escaped as encode.go `string` does: \" \\ \n \r \t, other bytes below 0x20 and < > & as \u00XX, U+2028/9 as
+#:   \u202X, ESC and any other character as they are;
+#: - `admin user rm|remove ALIAS USER` (cmd/admin-user-remove.go): exactly two arguments, or help and exit 1.
+#:   MinIO (cmd/admin-handlers-users.go RemoveUser): a name that is no user (the root included: it is not one of
+#:   the users) gets "The specified user does not exist."; the user is removed with its policy mapping
+#:   (cmd/iam-store.go DeleteUser); mc prints "Removed user `USER` successfully." (cmd/admin-user-add.go
+#:   userMessage);
+#: - mc's failures (cmd/error.go fatal): "mc: <ERROR> WHAT. WHY" on stderr; with `--json`, the compact
+#:   {"status":"error","error":{"message":WHAT,"cause":{"message":WHY,"error":{...}},"type":"fatal"}} on stdout
+#:   (minio/pkg v3.1.0 console.Println) and nothing on stderr; exit code 1 either way;
+#: - the state's "faults" ({"policy entities": WHY, "user rm": WHY}) make MinIO answer that call with WHY, as it
+#:   does when its storage cannot write (InsufficientWriteQuorum, cmd/api-errors.go ErrSlowDownWrite) or its
+#:   object layer is not up yet: a fault put in by a test, not a rule of MinIO's.
 MC_ADMIN_STANDIN = r'''#!PYTHON
-import json, os, re, sys
+import datetime, json, os, re, sys
 
 args = sys.argv[1:]
 path = os.environ["MC_STANDIN_STATE"]
 with open(path) as f:
     state = json.load(f)
 state["argv"].append(args)
+json_output = False
 
 def save():
     with open(path, "w") as f:
         json.dump(state, f)
 
-def fail(message):
+def go_json(value):
+    """JSON as minio/colorjson v1.0.8 writes it with no terminal: compact, Go's string escapes."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        out = []
+        for ch in value:
+            if ch in '\\"':
+                out.append("\\" + ch)
+            elif ch in "\n\r\t":
+                out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
+            elif (ord(ch) < 0x20 and ch != "\x1b") or ch in "<>&\u2028\u2029":
+                out.append("\\u%04x" % ord(ch))
+            else:
+                out.append(ch)
+        return '"' + "".join(out) + '"'
+    if isinstance(value, list):
+        return "[" + ",".join(go_json(v) for v in value) + "]"
+    return "{" + ",".join(go_json(k) + ":" + go_json(v) for k, v in value.items()) + "}"
+
+def fail(message, cause=None, code="XMinioStandIn"):
     save()
-    sys.exit("mc: <ERROR> " + message)
+    if json_output:
+        print(go_json({"status": "error", "error": {"message": message, "cause": {"message": cause or message, "error": {
+            "Code": code, "Message": cause or message, "BucketName": "", "Key": "", "RequestID": "", "HostID": "",
+            "Region": ""}}, "type": "fatal"}}))
+        sys.exit(1)
+    sys.exit("mc: <ERROR> " + (f"{message}. {cause}" if cause else message))
+
+def usage(command):
+    save()
+    print(f"NAME:\n  mc admin {command}\n\nUSAGE:\n  (the stand-in's short help)")
+    sys.exit(1)
+
+CODES = {"Access Denied.": "AccessDenied",
+         "The Access Key Id you provided does not exist in our records.": "InvalidAccessKeyId",
+         "IAM sub-system not initialized yet, please try again.": "XMinioIAMNotInitialized"}
 
 if args[:1] != ["admin"]:
     save()
@@ -114,7 +171,8 @@ def read_line(stream):
             line = line[:-1]
     return line.decode()
 
-def admin_alias(alias):
+def admin_alias(alias, what=None):
+    """Signs in as MC_HOST_<alias>'s keys; ``what``: mc's words for the call, before MinIO's reason."""
     value = os.environ.get("MC_HOST_" + alias)
     if value is None:
         fail("no alias " + alias)
@@ -128,10 +186,18 @@ def admin_alias(alias):
         return
     if state["iam_loading"] > 0:
         state["iam_loading"] -= 1
-        fail("IAM sub-system not initialized yet, please try again.")
-    if state["users"].get(access) == secret:
-        fail("Access Denied.")
-    fail("The Access Key Id you provided does not exist in our records.")
+        refusal = "IAM sub-system not initialized yet, please try again."
+    elif state["users"].get(access) == secret:
+        refusal = "Access Denied."
+    else:
+        refusal = "The Access Key Id you provided does not exist in our records."
+    if what is None:
+        fail(refusal)
+    fail(what, refusal, CODES[refusal])
+
+def fault(call, what):
+    if call in state.get("faults", {}):
+        fail(what, state["faults"][call], "SlowDownWrite")
 
 command, rest = args[1:3], args[3:]
 if command[:1] == ["info"]:
@@ -198,6 +264,49 @@ elif command == ["policy", "attach"]:
     state["attach_answers"].append("attached" if new else "already applied")
     attached.extend(new)
     print(f"Attached Policies: {positional[1:]}\nTo User: {user}")
+elif command == ["policy", "entities"]:
+    query, positional, i = {"policy": [], "user": [], "group": []}, [], 0
+    names = {"--policy": "policy", "-p": "policy", "--user": "user", "-u": "user", "--group": "group", "-g": "group"}
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "--json":
+            json_output = True
+        elif arg in names and i + 1 < len(rest):
+            query[names[arg]].append(rest[i + 1])
+            i += 1
+        elif arg.split("=", 1)[0] in names and "=" in arg:
+            query[names[arg.split("=", 1)[0]]].append(arg.split("=", 1)[1])
+        elif arg.startswith("-"):
+            fail(f"flag provided but not defined: {arg}")
+        else:
+            positional.append(arg)
+        i += 1
+    if len(positional) != 1:
+        usage("policy entities - list policy association entities")
+    if query["user"] or query["group"] or not json_output:
+        fail("this stand-in answers `--json --policy` queries only")
+    admin_alias(positional[0], "Unable to fetch policy entities")
+    fault("policy entities", "Unable to fetch policy entities")
+    mappings = []
+    for name in sorted(set(query["policy"])):
+        users = sorted(u for u, policies in state["attached"].items() if name in policies)
+        if users:
+            mappings.append({"policy": name, "users": users, "groups": None})
+    result = {"timestamp": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    if mappings:
+        result["policyMappings"] = mappings
+    print(go_json({"status": "success", "result": result}))
+elif command == ["user", "rm"] or command == ["user", "remove"]:
+    if len(rest) != 2:
+        usage("user remove - remove user")
+    target = rest[1]
+    admin_alias(rest[0], f"Unable to remove {target}")
+    fault("user rm", f"Unable to remove {target}")
+    if target not in state["users"]:
+        fail(f"Unable to remove {target}", "The specified user does not exist.", "XMinioAdminNoSuchUser")
+    del state["users"][target]
+    state["attached"].pop(target, None)
+    print(f"Removed user `{target}` successfully.")
 else:
     fail(f"mc admin {' '.join(command)} is not stood in for")
 save()
@@ -279,11 +388,25 @@ class Standin:
             program.chmod(0o755)
         self.state_file = folder / "minio-state.json"
         self.state_file.write_text(json.dumps({"root": root, "users": {}, "policies": {}, "attached": {},
-                                               "attach_answers": [], "argv": [], "iam_loading": iam_loading}))
+                                               "attach_answers": [], "argv": [], "iam_loading": iam_loading,
+                                               "faults": {}}))
 
     @property
     def state(self) -> dict:
         return json.loads(self.state_file.read_text())
+
+    def change(self, **fields) -> None:
+        """Sets fields of the stand-in's MinIO state between runs (another root, a fault)."""
+        self.state_file.write_text(json.dumps({**self.state, **fields}))
+
+    def add_user(self, access: str, secret: str, *policies: dict[str, dict]) -> None:
+        """A user someone else made in MinIO (`mc admin user add`), each policy created and attached to it."""
+        state = self.state
+        state["users"][access] = secret
+        for policy in policies:
+            state["policies"] |= policy
+            state["attached"].setdefault(access, []).extend(policy)
+        self.state_file.write_text(json.dumps(state))
 
     def env(self) -> dict[str, str]:
         return {"PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin", "MC_STUB_LOG": str(self.folder / "mc-s3.log"),
@@ -433,6 +556,130 @@ class TestLakeUser:
         assert standin.admin_calls("admin", "info") == 3 and standin.made() == []
 
 
+#: MinIO's root and lake keys for the rotation runs; the secret keys hold what an existing Secret may.
+ROOT_KEYS = ["ROOTIOSFODNN7EXAMPLE", "r0Ot/K7MDENG+bPxRfiCY=EX@MPLE"]
+KEYS_2024 = ("AKIA2024LAKEEXAMPLE1", "s3cr3t/2024+lake=key@OLD")
+KEYS_2025 = ("AKIA2025LAKEEXAMPLE2", "s3cr3t/2025+lake=key@NEW")
+#: A user and a policy of someone else's in the same MinIO: an analyst reading one bucket.
+ANALYST = ("analyst", "analyst-s3cret-key", {"analytics-read": {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::retail-lake/marts/*"]}]}})
+#: MinIO's answer when its storage cannot write (InsufficientWriteQuorum: cmd/api-errors.go ErrSlowDownWrite).
+UNWRITABLE = "Resource requested is unwritable, please reduce your request rate"
+
+
+def run_with_lake_keys(release: Rendered, s3: str, standin: Standin, folder: Path, keys: tuple[str, str]):
+    """The Job run with ``keys`` in the lake's Secret (the generated one, or the existingSecret ``release``
+    names) and ROOT_KEYS in MinIO's root Secret, in an emulated Kubernetes API of its own."""
+    (buckets,) = containers(release.get(*JOB), init=False)
+    lake = next(e["valueFrom"]["secretKeyRef"]["name"] for e in buckets["env"] if e["name"] == "LAKE_ACCESS_KEY_ID")
+    generated = {d["metadata"]["name"] for d in release.of_kind("Secret")}
+    values = {"retailflow-minio-root": dict(zip(("accessKeyId", "secretAccessKey"), ROOT_KEYS, strict=True))}
+    lake_keys = dict(zip(("accessKeyId", "secretAccessKey"), keys, strict=True))
+    with EmulatedKubernetesAPI(CRD_PATH, rbac=RBAC(release.docs), set_env=False) as api:
+        api.ensure_namespace(NAMESPACE)
+        create_release_secrets(api, release, values | ({lake: lake_keys} if lake in generated else {}))
+        if lake not in generated:
+            api.create_secret(NAMESPACE, lake, lake_keys)
+        return run_job(release, api, s3, standin, folder)
+
+
+def signs_in(standin: Standin, keys: tuple[str, str] | list[str]) -> str:
+    """What the stand-in's MinIO answers ``keys`` (`mc admin info`): a user's keys are known ("Access
+    Denied.": no admin right), a removed user's are not ("does not exist in our records")."""
+    env = {**os.environ, **standin.env(), "MC_HOST_lake": f"http://{keys[0]}:{keys[1]}@127.0.0.1:1"}
+    return subprocess.run([str(standin.bin / "mc"), "admin", "info", "lake"], env=env, capture_output=True,
+                          text=True, check=False, timeout=30).stderr
+
+
+class TestRotation:
+    """New keys in the lake's Secret (or another existingSecret): the user of the old keys is removed, so
+    that rotated keys stop working; a user the chart did not make is never touched."""
+
+    def test_a_rotated_key_is_removed_the_new_one_kept_and_a_rerun_changes_nothing(self, release, s3, tmp_path):
+        standin = Standin(tmp_path, ROOT_KEYS)
+        run_with_lake_keys(release, s3, standin, tmp_path / "2024", KEYS_2024).check()
+        standin.add_user(*ANALYST[:2], ANALYST[2])
+        standin.add_user("backup-operator", "backup-s3cret-key")
+        rotated = run_with_lake_keys(release, s3, standin, tmp_path / "2025", KEYS_2025)
+        rotated.check()
+        state = standin.state
+        assert state["users"] == {KEYS_2025[0]: KEYS_2025[1], ANALYST[0]: ANALYST[1],
+                                  "backup-operator": "backup-s3cret-key"}
+        assert state["attached"] == {KEYS_2025[0]: ["retailflow-lake"], ANALYST[0]: ["analytics-read"]}
+        assert set(state["policies"]) == {"retailflow-lake", "analytics-read"}
+        assert resources(state["policies"]["retailflow-lake"]) == {
+            f"arn:aws:s3:::{b}{objects}" for b in job_buckets(release) for objects in ("", "/*")}
+        assert f"removed the lake user {KEYS_2024[0]}: its keys are no longer those of retailflow-lake" in rotated.output
+        assert "does not exist in our records" in signs_in(standin, KEYS_2024)
+        assert "Access Denied." in signs_in(standin, KEYS_2025)
+
+        again = run_with_lake_keys(release, s3, standin, tmp_path / "rerun", KEYS_2025)
+        again.check()
+        after = standin.state
+        assert {k: after[k] for k in ("users", "policies", "attached")} == \
+            {k: state[k] for k in ("users", "policies", "attached")}
+        assert standin.admin_calls("admin", "user", "rm") == 1, "the rerun removed a user"
+        for argv in after["argv"]:
+            for secret in (KEYS_2024[1], KEYS_2025[1], ROOT_KEYS[1], ANALYST[1]):
+                assert not any(secret in arg for arg in argv), f"a secret key is in mc's argv: {argv[:3]}"
+        for run in (rotated, again):
+            assert not any(secret in run.output for secret in (KEYS_2024[1], KEYS_2025[1], ROOT_KEYS[1]))
+
+    def test_another_existing_secret_replaces_the_user_of_the_previous_one(self, s3, tmp_path):
+        def with_secret(name: str) -> Rendered:
+            return render(values={"global": {"retailflow": {"lake": {"existingSecret": name}},
+                                             "storage": {"secretName": name}}})
+
+        standin = Standin(tmp_path, ROOT_KEYS)
+        run_with_lake_keys(with_secret("lake-keys-2024"), s3, standin, tmp_path / "2024", KEYS_2024).check()
+        run_with_lake_keys(with_secret("lake-keys-2025"), s3, standin, tmp_path / "2025", KEYS_2025).check()
+        state = standin.state
+        assert state["users"] == {KEYS_2025[0]: KEYS_2025[1]}
+        assert state["attached"] == {KEYS_2025[0]: ["retailflow-lake"]}
+        assert set(state["policies"]) == {"retailflow-lake"}
+
+    def test_names_mc_prints_escaped_are_read_back_exactly(self, release, s3, tmp_path):
+        """Access keys MinIO takes (no '=' or ','), which colorjson escapes: the new one is recognised as the
+        current user (kept on a rerun), the old one is named to `mc admin user rm` as it is."""
+        old, new = ('lake"<old>&\\é', "s3cr3t/old+key=1"), ('lake"<new>&\\é', "s3cr3t/new+key=2")
+        standin = Standin(tmp_path, ROOT_KEYS)
+        for keys, folder in ((old, "old"), (new, "new"), (new, "rerun")):
+            run_with_lake_keys(release, s3, standin, tmp_path / folder, keys).check()
+        assert standin.state["users"] == {new[0]: new[1]}
+        assert standin.state["attached"] == {new[0]: ["retailflow-lake"]}
+        assert standin.admin_calls("admin", "user", "rm", "lake", old[0]) == 1
+
+    def test_a_policy_holder_that_is_no_minio_user_is_left_alone(self, release, s3, tmp_path):
+        """MinIO lists the policy mappings of temporary credentials' parents too (cmd/iam-store.go
+        listPolicyMappings, policydb/sts-users), which are not users: `mc admin user rm` answers that the
+        user does not exist, and the Job goes on."""
+        standin = Standin(tmp_path, ROOT_KEYS)
+        run_with_lake_keys(release, s3, standin, tmp_path / "2024", KEYS_2024).check()
+        state = standin.state
+        standin.change(attached={**state["attached"], "openid-parent": ["retailflow-lake"]})
+        run = run_with_lake_keys(release, s3, standin, tmp_path / "2025", KEYS_2025)
+        run.check()
+        assert "openid-parent holds the policy retailflow-lake but is no MinIO user: nothing to remove" in run.output
+        assert standin.state["users"] == {KEYS_2025[0]: KEYS_2025[1]}
+
+    @pytest.mark.parametrize(("call", "said"), [
+        ("policy entities", "MinIO did not list the users of the policy retailflow-lake, so keys rotated out of "
+                            "retailflow-lake may still work"),
+        ("user rm", f"MinIO refused to remove the lake user {KEYS_2024[0]}, whose keys are no longer those of "
+                    "retailflow-lake and still work"),
+    ])
+    def test_minio_refusing_fails_the_job_saying_the_old_keys_still_work(self, release, s3, tmp_path, call, said):
+        standin = Standin(tmp_path, ROOT_KEYS)
+        run_with_lake_keys(release, s3, standin, tmp_path / "2024", KEYS_2024).check()
+        standin.change(faults={call: UNWRITABLE})
+        run = run_with_lake_keys(release, s3, standin, tmp_path / "2025", KEYS_2025)
+        assert run.returncode != 0, run.output
+        assert said in run.output and UNWRITABLE in run.output, run.output
+        state = standin.state
+        assert state["users"] == {KEYS_2024[0]: KEYS_2024[1], KEYS_2025[0]: KEYS_2025[1]}
+        assert state["attached"][KEYS_2025[0]] == ["retailflow-lake"]
+
+
 #: An external store's keys as an existing Secret holds them: a secret key may hold `/`, `+`, `=` and `@`.
 EXTERNAL_KEYS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCY=EX@MPLE/KEY")
 
@@ -487,6 +734,29 @@ class TestStandin:
             run = self.admin(standin, root, ["policy", "create", "lake", name, str(tmp_path / f"{name}.json")])
             assert run.returncode != 0, name
         assert standin.state["policies"] == {}
+
+
+    def test_policy_entities_prints_colorjsons_compact_json_and_rm_refuses_a_non_user(self, tmp_path):
+        root = ["rootuser", "rootpassword"]
+        standin = Standin(tmp_path, root)
+        standin.add_user('b"<&>\\\u2028', "secret-key-1", {"p": {"Version": "2012-10-17", "Statement": []}})
+        standin.add_user("a-user", "secret-key-2", {"p": {"Version": "2012-10-17", "Statement": []}})
+        listed = self.admin(standin, root, ["policy", "entities", "--json", "--policy", "p", "lake"])
+        assert listed.returncode == 0 and listed.stderr == b""
+        assert listed.stdout.count(b"\n") == 1, listed.stdout
+        assert r'"users":["a-user","b\"\u003c\u0026\u003e\\\u2028"],"groups":null' in listed.stdout.decode()
+        assert listed.stdout.decode().startswith('{"status":"success","result":{"timestamp":"')
+        assert json.loads(listed.stdout)["result"]["policyMappings"] == [
+            {"policy": "p", "users": ["a-user", 'b"<&>\\\u2028'], "groups": None}]
+        nobody = json.loads(self.admin(standin, root, ["policy", "entities", "--json", "--policy", "q", "lake"]).stdout)
+        assert "policyMappings" not in nobody["result"]
+        assert self.admin(standin, root, ["policy", "entities", "--json", "--policy", "p"]).returncode == 1
+        missing = self.admin(standin, root, ["user", "rm", "lake", "rootuser"])
+        assert missing.returncode == 1
+        assert missing.stderr == b"mc: <ERROR> Unable to remove rootuser. The specified user does not exist.\n"
+        removed = self.admin(standin, root, ["user", "rm", "lake", "a-user"])
+        assert removed.stdout == b"Removed user `a-user` successfully.\n"
+        assert set(standin.state["users"]) == {'b"<&>\\\u2028'} and set(standin.state["attached"]) == {'b"<&>\\\u2028'}
 
 
 #: Runs in the dags environment (boto3): the policy given on stdin, evaluated by moto with IAM enforced, for a

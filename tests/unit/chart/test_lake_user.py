@@ -144,6 +144,23 @@ class TestLakeUserPolicy:
             assert (set(statement["Action"]) <= object_actions) == objects.pop(), statement
 
 
+class TestLakePolicyName:
+    """The policy is how the Job finds the users of keys rotated out of the lake's Secret (the others holding it):
+    named for the release, it stays the same when the keys move to another Secret."""
+
+    def test_the_same_whatever_secret_holds_the_lakes_keys(self):
+        names = {job_env(render(values=values))["LAKE_POLICY_NAME"] for values in (
+            {}, VARIANTS["existing-secrets"],
+            {"global": {"retailflow": {"lake": {"existingSecret": "lake-2025"}}, "storage": {"secretName": "lake-2025"}}},
+            {"global": {"retailflow": {"lake": {"secretName": "lake-keys"}}, "storage": {"secretName": "lake-keys"}}})}
+        assert names == {"retailflow-lake"}
+
+    def test_named_for_the_release(self):
+        (buckets,) = containers(render(values={}, release="analytics").get("Job", "analytics-retailflow-lake-buckets"),
+                                init=False)
+        assert {e["name"]: e.get("value") for e in buckets["env"]}["LAKE_POLICY_NAME"] == "analytics-retailflow-lake"
+
+
 class TestNotes:
     def test_the_console_login_is_the_lake_user_and_root_is_named_for_administration(self, defaults):
         from test_wiring import notes
