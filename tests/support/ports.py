@@ -9,6 +9,7 @@ side). So:
   (``listening_socket``): uvicorn's ``--fd``, gunicorn's systemd socket activation
   (``socket_activation``); no other program can bind the port in between;
 - a server that reads its port back can bind port 0 itself (moto's ``-p 0``);
+- a peer that must be down gets ``refusing_port``: bound, never listening, held for the test;
 - a server that only binds the port it is given is started through ``start_on_free_port``, which starts
   it again on a fresh port when the start raises ``PortTaken``: only when the server's own words say
   that it could not bind that port (``bind_refused``, or a script's message); any other failure is not
@@ -18,7 +19,8 @@ side). So:
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -84,3 +86,16 @@ def start_on_free_port(start: Callable[[int], T], *, attempts: int = 3) -> T:
             if taken.port != port or attempt == attempts - 1:
                 raise
     raise AssertionError("attempts must be at least 1")
+
+
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port where nothing answers, for the ``with`` block: a socket bound to it and never
+    listening. A connection to it is refused (Linux answers a SYN for a port nobody listens on with a
+    reset: ECONNREFUSED), and no other program can bind the port while it is held: the socket sets
+    neither SO_REUSEADDR nor SO_REUSEPORT, so Linux refuses any other bind of it (EADDRINUSE), listening
+    or not. Unlike ``free_port``'s, whose port is anyone's once it returns: a test that wants a peer that is
+    down can get one that answers when another suite's server binds that port meanwhile."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        yield sock.getsockname()[1]

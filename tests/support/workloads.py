@@ -11,8 +11,12 @@ the cluster:
   upstream images our scripts run in, the machine's ``mysql`` client for ``mysql:8.4``. An image with
   no local stand-in (``minio/mc``) raises ``NotRunnable``.
 - **Environment:** only what the pod has (plus ``HOME``, ``LANG``, ``LC_ALL``, ``TMPDIR`` and ``TZ`` of the
-  test process, which a process needs to start): the image's ``ENV`` (parsed from its Dockerfile), then the
-  container's ``envFrom`` and ``env`` in order, with ``$(VAR)`` expanded as the kubelet does.
+  test process, which a process needs to start; and ``XDG_RUNTIME_DIR``, a folder of the container's own
+  under the runner's root: a pod's runtime files are its own, but ``HOME`` here is the test user's, shared
+  by every process, and gunicorn's control socket, ``$XDG_RUNTIME_DIR/gunicorn.ctl`` or else
+  ``~/.gunicorn/gunicorn.ctl``, would be one for every Superset run side by side, each taking it over from
+  the one before): the image's ``ENV`` (parsed from its Dockerfile), then the container's ``envFrom`` and
+  ``env`` in order, with ``$(VAR)`` expanded as the kubelet does.
   ``secretKeyRef`` and ``secretRef`` are read from the emulated Kubernetes API (where the test created
   the Secrets: for the ones the chart generates at install, with exactly the keys the rendered
   ``secrets.yaml`` has; see ``create_release_secrets``); ``configMapKeyRef`` and ``configMapRef`` from
@@ -60,6 +64,7 @@ probes, resource requests and limits, image pulls and the images' real contents 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -474,6 +479,11 @@ class Workloads:
                 peer = self.peers.services.get(host)
                 if peer and int(value) in peer.ports:
                     env[key] = str(peer.ports[int(value)])
+        # the container's own runtime folder (see the module's docstring), named short: a Unix socket's path
+        # (gunicorn's control socket in it) holds at most 107 bytes, and a root may be a deep pytest folder
+        runtime = self.root / "run" / hashlib.sha256(f"{name}/{container_name}".encode()).hexdigest()[:12]
+        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+        env["XDG_RUNTIME_DIR"] = str(runtime)
         env |= extra_env or {}
 
         argv = [self._rewrite(str(a), pairs, listen) for a in [*container.get("command", []), *container.get("args", [])]]

@@ -130,9 +130,12 @@ class Gunicorn:
         self.port = self.listener.getsockname()[1]
 
     def start(self, app: str, *, workers: int, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
-        """gunicorn serving ``app`` (gthread workers, as in the chart), in its own session."""
+        """gunicorn serving ``app`` (gthread workers, as in the chart), in its own session. No control socket
+        (nothing here uses ``gunicornc``): its default path, ``$XDG_RUNTIME_DIR/gunicorn.ctl`` or
+        ``~/.gunicorn/gunicorn.ctl``, is one for every gunicorn of the user, and each one started takes it
+        over from the last (``make test`` runs this suite and the workloads' Superset side by side)."""
         argv = [str(VENV_BIN / "gunicorn"), "--workers", str(workers), "--worker-class", "gthread", "--threads", "4",
-                "--timeout", "120", "--bind", f"127.0.0.1:{self.port}", app]
+                "--timeout", "120", "--no-control-socket", "--bind", f"127.0.0.1:{self.port}", app]
         try:
             return subprocess.Popen(socket_activation(argv, self.listener), env=env, cwd=cwd, stdout=log.open("a"),
                                     stderr=subprocess.STDOUT, start_new_session=True,

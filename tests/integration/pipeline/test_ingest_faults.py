@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -25,6 +25,7 @@ from retailflow_ingest import engine
 from retailflow_ingest.engine import run
 from retailflow_ingest.errors import IngestError
 from retailflow_ingest.lake import LakeConfig
+from support.ports import refusing_port
 
 HEADER = "store_id,name,city,region,country,latitude,longitude,opened_at\n"
 
@@ -403,15 +404,16 @@ def test_store_csv_quarantines_empty_required_fields_and_empty_rows(mysql_url, w
 
 # --- 8. bad input and peers that are down: one line, exit 2, nothing created -------------------------
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port where nothing answers, held for the test (``refusing_port``): the down peers'."""
+    with refusing_port() as port:
+        yield port
 
 
-def test_bad_input_and_down_peers_give_one_line_and_exit_2(mysql_url, warehouse_url, tmp_path):
+def test_bad_input_and_down_peers_give_one_line_and_exit_2(mysql_url, warehouse_url, tmp_path, closed_port):
     seed(mysql_url)
-    port = closed_port()
+    port = closed_port
     base = {**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url,
             "RETAILFLOW_LAKE_ACCESS_KEY": "k", "RETAILFLOW_LAKE_SECRET_KEY": "s"}
     no_pw = urlsplit(mysql_url)

@@ -44,6 +44,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -101,15 +102,17 @@ NOT_RUNNABLE = {("Job", "retailflow-lake-buckets"): {"buckets"}}
 
 
 def admin_sql(server: str, sql: str, database: str = "") -> str:
-    """SQL as the server's administrator over the local socket (root for MariaDB, postgres for PostgreSQL)."""
+    """SQL as the server's administrator over the local socket (root for MariaDB, postgres for PostgreSQL).
+    The SQL goes on the client's stdin, never its command line: it may hold a password (``ps`` shows argv)."""
     if server == "mysql":
-        argv = ["mysql", "--batch", "--skip-column-names", "-e", sql, *([database] if database else [])]
+        argv = ["mysql", "--batch", "--skip-column-names", *([database] if database else [])]
     else:
-        argv = ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-Atc", sql, database or "postgres"]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/")
+        argv = ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-At", database or "postgres"]
+    proc = subprocess.run(argv, input=sql, capture_output=True, text=True, check=False, cwd="/")
     if proc.returncode:
+        # not the SQL itself, nor a traceback showing it as an argument: it may hold a password
         pytest.fail(f"{server} administration over the local socket failed (run as root after `make services`): "
-                    f"{proc.stderr.strip()}")
+                    f"{proc.stderr.strip()}", pytrace=False)
     return proc.stdout
 
 
@@ -264,7 +267,10 @@ def superset(cluster: Workloads, tmp_path_factory) -> Iterator[str]:
 def operator_ready(cluster: Workloads, log: Path) -> Iterator[int]:
     """The operator from its Deployment, until the RetailPipeline ``retail`` is Ready and its liveness
     endpoint answers; yields that endpoint's port, stopped after. kopf binds the port itself as it starts,
-    and exits when another program took it since the pick: it is then started again on a fresh one."""
+    and exits when another program took it since the pick: it is then started again on a fresh one.
+    kopf's words that it could not bind the port are enough: its health reporter is one of its root tasks,
+    whose failure ends the operator (kopf 1.45 ``_core/reactor/running.py``, ``run_tasks``), but only after
+    up to 5 s for its other tasks to finish; that start is killed at once instead."""
     kube = cluster.kube
 
     def start(port: int) -> tuple[subprocess.Popen, int]:
@@ -272,9 +278,12 @@ def operator_ready(cluster: Workloads, log: Path) -> Iterator[int]:
         try:
             deadline = time.monotonic() + 90
             while True:
-                if proc.poll() is not None:
-                    if bind_refused(log.read_text(), port):
-                        raise PortTaken(port, "the operator's liveness endpoint")
+                exited = proc.poll() is not None
+                if bind_refused(log.read_text(), port):
+                    if not exited:  # it is exiting anyway: nothing of it is kept
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    raise PortTaken(port, "the operator's liveness endpoint")
+                if exited:
                     raise AssertionError(f"the operator exited with {proc.returncode}:\n{log.read_text()[-6000:]}")
                 assert kube.rbac.denials == [], kube.rbac.denials
                 status = (kube.get_rp(NAMESPACE, "retail") or {}).get("status") or {}
@@ -779,6 +788,47 @@ class TestRunner:
         finally:
             squatter.close()
             if proc is not None:
+                stop(proc)
+
+    def test_two_supersets_side_by_side_each_keep_their_own_gunicorn_control_socket(self, cluster, tmp_path):
+        """`gunicornc` (gunicorn's control client: worker counts, reload, shutdown) run with a Superset
+        container's environment, as `kubectl exec` would run it in its pod, reaches that container's gunicorn,
+        though another Superset runs here at the same time (another suite's, under `make test`), and still
+        does once the other one stopped. Superset's container as rendered, gunicorn serving a probe app."""
+        (tmp_path / "probe_app.py").write_text(PROBE_APP)
+        probe = copy.deepcopy(cluster.release)
+        (web,) = probe.get("Deployment", "retailflow-superset")["spec"]["template"]["spec"]["containers"]
+        web["command"] = ["gunicorn", "--bind=0.0.0.0:8088", f"--chdir={tmp_path}", "probe_app:app"]
+        started: list[tuple[subprocess.Popen, dict[str, str]]] = []
+
+        def control(env: dict[str, str]) -> int | None:
+            """The pid of the arbiter `gunicornc -c 'show all'` reaches with that environment, if any."""
+            asked = subprocess.run([shutil.which("gunicornc", path=env["PATH"]), "-j", "-c", "show all"], env=env,
+                                   capture_output=True, text=True, check=False, timeout=30)
+            return json.loads(asked.stdout)["arbiter"]["pid"] if asked.returncode == 0 else None
+
+        try:
+            for name in ("first", "second"):
+                runner = Workloads(probe, Peers(), cluster.kube, root=tmp_path / name)
+                port = runner.peers.hold("retailflow-superset", 8088, "Superset's container, serving a probe app")
+                proc = runner.start("Deployment", "retailflow-superset", "superset", tmp_path / f"{name}.log",
+                                    listen={8088: port})
+                _, env, _ = runner.prepare("Deployment", "retailflow-superset", "superset")
+                started.append((proc, env))
+                deadline = time.monotonic() + 60
+                while control(env) != proc.pid:  # its control socket opens once its workers are up
+                    assert proc.poll() is None and time.monotonic() < deadline, \
+                        (tmp_path / f"{name}.log").read_text()[-3000:]
+                    time.sleep(0.2)
+            (first, first_env), (second, second_env) = started
+            # (the environments hold the Secrets' values: not in an assertion, whose message would show them)
+            first_reached = control(first_env)
+            assert first_reached == first.pid  # not taken over by the second
+            stop(first)
+            second_reached = control(second_env)
+            assert second_reached == second.pid  # not removed with the first
+        finally:
+            for proc, _ in started:
                 stop(proc)
 
     @pytest.mark.skipif(os.geteuid() != 0, reason="the read-only root needs a private mount namespace (root)")

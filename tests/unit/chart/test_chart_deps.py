@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from support.ports import refusing_port
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "hack" / "chart-deps.sh"
@@ -32,10 +34,12 @@ def helm_env(tmp_path) -> dict[str, str]:
                          "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data")}
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # nothing listens once the socket is closed
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port where nothing answers, held for the test (``refusing_port``): no other program
+    can start listening there while the script runs."""
+    with refusing_port() as port:
+        yield port
 
 
 def _umbrella(folder: Path, *deps: tuple[str, str, str]) -> Path:
@@ -81,8 +85,9 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         return
 
 
-def test_an_unreachable_repository_fails_with_one_line_naming_chart_version_and_repository(tmp_path, helm_env):
-    url = f"http://127.0.0.1:{_closed_port()}/"
+def test_an_unreachable_repository_fails_with_one_line_naming_chart_version_and_repository(tmp_path, helm_env,
+                                                                                         closed_port):
+    url = f"http://127.0.0.1:{closed_port}/"
     chart = _umbrella(tmp_path / "umbrella", ("openmetadata", "1.13.1", url))
 
     proc = _run(chart, helm_env)
@@ -93,8 +98,9 @@ def test_an_unreachable_repository_fails_with_one_line_naming_chart_version_and_
     assert not (chart / "charts").exists()
 
 
-def test_a_version_missing_from_the_index_is_named_and_nothing_is_downloaded(tmp_path, helm_env, chart_repository):
-    dead = f"http://127.0.0.1:{_closed_port()}/"
+def test_a_version_missing_from_the_index_is_named_and_nothing_is_downloaded(tmp_path, helm_env, chart_repository,
+                                                                             closed_port):
+    dead = f"http://127.0.0.1:{closed_port}/"
     chart = _umbrella(tmp_path / "umbrella", ("sub", "2.0.7", chart_repository), ("other", "3.3.2", dead))
 
     proc = _run(chart, helm_env)

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from support.helm_render import UMBRELLA
+from support.ports import refusing_port
 
 SCRIPT = UMBRELLA / "files" / "scripts" / "wait_for.py"
 
@@ -22,12 +23,6 @@ SCRIPT = UMBRELLA / "files" / "scripts" / "wait_for.py"
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
                           check=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FakePostgres:
@@ -64,9 +59,9 @@ class FakePostgres:
 
 
 def test_a_closed_port_fails_at_the_deadline_with_one_line_naming_it():
-    port = free_port()
-    started = time.monotonic()
-    result = run("--timeout", "2", "--interval", "0.2", f"lake=tcp://127.0.0.1:{port}")
+    with refusing_port() as port:  # held: no other program can start listening there meanwhile
+        started = time.monotonic()
+        result = run("--timeout", "2", "--interval", "0.2", f"lake=tcp://127.0.0.1:{port}")
     assert result.returncode == 1
     assert 2 <= time.monotonic() - started < 15
     (last,) = result.stderr.strip().splitlines()
