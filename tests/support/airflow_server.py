@@ -187,13 +187,18 @@ class AirflowServer:
     def _wait_ready(self, began: float) -> None:
         assert self._proc is not None
         while time.monotonic() - began < self.start_timeout:
-            if self._proc.poll() is not None:
-                if bind_refused(self.log_tail(), self.port):
-                    self._end_process()
-                    raise PortTaken(self.port, "airflow api-server")
+            exited = self._proc.poll() is not None
+            # Read as soon as it is written: ``airflow api-server`` takes about 10 s more to exit after
+            # saying so (its interpreter's final garbage collection), and a SIGTERM ends it at once.
+            if bind_refused(self.log_tail(), self.port):
+                self._end_process()
+                raise PortTaken(self.port, "airflow api-server")
+            if exited:
                 raise RuntimeError(f"airflow api-server exited with {self._proc.returncode}:\n{self.log_tail()}")
             try:
-                self.token(refresh=True)
+                # briefly: until the server has bound the port, whatever program holds it may take the
+                # request and never answer, and the server's own words are read between the tries
+                self.token(refresh=True, timeout=3)
                 return
             except (requests.ConnectionError, requests.HTTPError, requests.Timeout):
                 time.sleep(0.2)
@@ -243,11 +248,12 @@ class AirflowServer:
 
     # -- REST helpers ----------------------------------------------------------------------------
 
-    def token(self, refresh: bool = False) -> str:
+    def token(self, refresh: bool = False, timeout: float = 10) -> str:
         """A bearer token for the REST API (``POST /auth/token``), cached for a few minutes."""
         if refresh or self._token is None or time.monotonic() - self._token_at > 300:
             resp = self._session.post(
-                f"{self.url}/auth/token", json={"username": self.username, "password": self.password}, timeout=10,
+                f"{self.url}/auth/token", json={"username": self.username, "password": self.password},
+                timeout=timeout,
             )
             resp.raise_for_status()
             self._token = resp.json()["access_token"]

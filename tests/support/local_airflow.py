@@ -19,12 +19,14 @@ from support.ports import PortTaken, start_on_free_port
 AIRFLOW_SH = Path(__file__).resolve().parents[2] / "hack" / "airflow.sh"
 
 
-def start_local_airflow(env: dict[str, str], *, timeout: float = 900,
-                        echo: bool = False) -> tuple[int, subprocess.CompletedProcess]:
+def start_local_airflow(env: dict[str, str], *, timeout: float = 900, echo: bool = False,
+                        attempts: list[tuple[int, subprocess.CompletedProcess]] | None = None,
+                        ) -> tuple[int, subprocess.CompletedProcess]:
     """``hack/airflow.sh`` with ``env`` and ``RETAILFLOW_AIRFLOW_PORT`` a free port: (that port, the script's
     result, its output captured; stderr merged into stdout). ``echo``: each line is also written to this
-    process's stdout as it comes (a benchmark's progress). Stop it with ``hack/stop.sh`` and the same
-    ``RETAILFLOW_RUN_DIR``."""
+    process's stdout as it comes (a benchmark's progress). ``attempts``: each run of the script is appended
+    to it as (port, result), a run that found its port taken included. Stop it with ``hack/stop.sh`` and
+    the same ``RETAILFLOW_RUN_DIR``."""
 
     def start(port: int) -> tuple[int, subprocess.CompletedProcess]:
         args = [str(AIRFLOW_SH)]
@@ -45,9 +47,11 @@ def start_local_airflow(env: dict[str, str], *, timeout: float = 900,
             proc.stdout.close()
         if code < 0:
             raise subprocess.TimeoutExpired(args, timeout, output="".join(lines))
-        out = "".join(lines)
-        if code != 0 and f"airflow: error: port {port} is taken by another program" in out:
+        done = subprocess.CompletedProcess(args, code, "".join(lines), "")
+        if attempts is not None:
+            attempts.append((port, done))
+        if code != 0 and f"airflow: error: port {port} is taken by another program" in done.stdout:
             raise PortTaken(port, "make airflow")
-        return port, subprocess.CompletedProcess(args, code, out, "")
+        return port, done
 
     return start_on_free_port(start)

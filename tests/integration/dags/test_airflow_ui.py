@@ -1,9 +1,11 @@
 """`make airflow`'s local Airflow, a real scheduler run of retail_pipeline, and its UI in Chromium.
 
 ``hack/airflow.sh`` (what ``make airflow`` runs) starts the api-server, scheduler, dag-processor and
-triggerer on a free port (started again on a fresh one if another program takes it before the API
-server binds it: ``support.local_airflow``), with its own env file, run folder, AIRFLOW_HOME and metadata
-database (a throwaway PostgreSQL database), pointed at this module's seeded databases. The scheduler runs
+triggerer on a free port, with its own env file, run folder, AIRFLOW_HOME and metadata database (a
+throwaway PostgreSQL database), pointed at this module's seeded databases. The module's Airflow is started
+as a user whose port another program takes meanwhile: the first port picked is taken while the script
+migrates the metadata database, the script stops and says so, and it is run again on a fresh port
+(``support.local_airflow``); the first test checks what each run did. The scheduler runs
 retail_pipeline (Cosmos's default watcher mode: one ``dbt build`` and a sensor per node, each started
 and ended in the triggerer); then
 headless Chromium logs in with the generated password, opens retail_pipeline and its run, and must
@@ -61,8 +63,24 @@ def stop_local_airflow(env: dict[str, str]) -> None:
     subprocess.run([str(REPO_ROOT / "hack" / "stop.sh")], env=env, capture_output=True, timeout=120)
 
 
+def processes_with(setting: str) -> list[int]:
+    """The pids of the processes whose environment holds ``setting`` (``NAME=value``)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if setting.encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
 @pytest.fixture(scope="module")
 def airflow_stack(pipeline_dbs, tmp_path_factory):
+    """The module's Airflow, started as a user whose port another program takes meanwhile: the first port
+    picked is taken once the script migrates the metadata database (after its check of the port, before its
+    API server binds it), so the script's first run stops and says so, and it is run again on a fresh port
+    (``start_local_airflow``). What each run did is kept in ``attempts``."""
     from integration.pipeline.conftest import _with_database, pg_connect
 
     if not Path("/usr/bin/chromium").exists() and not os.environ.get("RETAILFLOW_CHROMIUM"):
@@ -74,39 +92,10 @@ def airflow_stack(pipeline_dbs, tmp_path_factory):
         pg.execute(f'create database "{meta_db}"')
     work = tmp_path_factory.mktemp("airflow-stack")
     env, env_file = local_airflow_env(work, mysql_url, warehouse_url, _with_database(base_pg, meta_db))
-    try:
-        port, started = start_local_airflow(env)
-        env["RETAILFLOW_AIRFLOW_PORT"] = str(port)
-        assert started.returncode == 0, started.stdout[-3000:] + (work / "run" / "airflow.log").read_text()[-3000:]
-        password = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
-                        if line.startswith("RETAILFLOW_AIRFLOW_ADMIN_PASSWORD="))
-        yield {"url": f"http://127.0.0.1:{port}", "password": password, "stderr": started.stdout + started.stderr, "env": env,
-               "env_file": env_file, "work": work}
-    finally:
-        stop_local_airflow(env)
-        drop_pg_database(base_pg, meta_db)
-
-
-def test_make_airflow_whose_port_is_taken_during_the_migration_comes_up_on_a_fresh_one(pipeline_dbs, tmp_path,
-                                                                                      monkeypatch):
-    """The script checks its port, migrates the metadata database, then its API server binds the port:
-    another program that takes the port in between makes the script stop what it started and say so, and
-    it is run again on a fresh port, where Airflow comes up healthy. (Before the module's Airflow starts:
-    one Airflow at a time.)"""
-    from integration.pipeline.conftest import _with_database, pg_connect
-
-    base_pg = os.environ["RETAILFLOW_WAREHOUSE_URL"]
-    meta_db = throwaway_name("airflow", "ui", throwaway_tag())
-    with pg_connect(base_pg) as pg:
-        pg.execute(f'create database "{meta_db}"')
-    env, _ = local_airflow_env(tmp_path, *pipeline_dbs, _with_database(base_pg, meta_db))
     first = ports.free_port()
-    picks = [first]
-    free_port = ports.free_port
-    monkeypatch.setattr(ports, "free_port", lambda: picks.pop(0) if picks else free_port())
     squatter = socket.socket()
     taken = threading.Event()
-    migrating = tmp_path / "run" / "airflow-migrate.log"
+    migrating = work / "run" / "airflow-migrate.log"
 
     def take_the_port_once_the_migration_starts() -> None:
         deadline = time.monotonic() + 600
@@ -117,18 +106,43 @@ def test_make_airflow_whose_port_is_taken_during_the_migration_comes_up_on_a_fre
         taken.set()
 
     threading.Thread(target=take_the_port_once_the_migration_starts, daemon=True).start()
+    attempts: list[tuple[int, subprocess.CompletedProcess]] = []
     try:
-        port, started = start_local_airflow(env)
-        assert started.returncode == 0, started.stdout[-3000:] + (tmp_path / "run" / "airflow.log").read_text()[-3000:]
-        assert taken.is_set() and not picks and port != first
-        health = requests.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=30).json()
-        assert {part: (health.get(part) or {}).get("status") for part in ("metadatabase", "scheduler", "triggerer",
-                "dag_processor")} == dict.fromkeys(("metadatabase", "scheduler", "triggerer", "dag_processor"),
-                                                   "healthy"), health
+        picks = [first]
+        free_port = ports.free_port
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(ports, "free_port", lambda: picks.pop(0) if picks else free_port())
+            port, started = start_local_airflow(env, attempts=attempts)
+        env["RETAILFLOW_AIRFLOW_PORT"] = str(port)
+        assert started.returncode == 0, started.stdout[-3000:] + (work / "run" / "airflow.log").read_text()[-3000:]
+        password = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
+                        if line.startswith("RETAILFLOW_AIRFLOW_ADMIN_PASSWORD="))
+        yield {"url": f"http://127.0.0.1:{port}", "password": password, "stderr": started.stdout + started.stderr, "env": env,
+               "env_file": env_file, "work": work, "taken_port": first if taken.is_set() else None,
+               "attempts": attempts}
     finally:
         stop_local_airflow(env)
         squatter.close()
         drop_pg_database(base_pg, meta_db)
+
+
+def test_make_airflow_whose_port_is_taken_during_the_migration_says_so_and_comes_up_on_a_fresh_one(airflow_stack):
+    """The script checks its port, migrates the metadata database, then its API server binds the port:
+    another program took the port in between (the module's Airflow, started so). The script stopped what it
+    had started and said so; run again on a fresh port, Airflow came up healthy there."""
+    first = airflow_stack["taken_port"]
+    assert first is not None, "the port was not taken during the migration"
+    (refused_port, refused), (port, _) = airflow_stack["attempts"]
+    assert refused_port == first
+    assert refused.returncode == 1, refused.stdout[-3000:]
+    assert f"airflow: error: port {first} is taken by another program" in refused.stdout, refused.stdout[-3000:]
+    # none of the servers or workers it had started is left (those of the run on the fresh port are seen)
+    assert processes_with(f"AIRFLOW__API__PORT={first}") == []
+    assert processes_with(f"AIRFLOW__API__PORT={port}") != []
+    health = requests.get(f"{airflow_stack['url']}/api/v2/monitor/health", timeout=30).json()
+    assert {part: (health.get(part) or {}).get("status") for part in ("metadatabase", "scheduler", "triggerer",
+            "dag_processor")} == dict.fromkeys(("metadatabase", "scheduler", "triggerer", "dag_processor"),
+                                               "healthy"), health
 
 
 def test_make_airflow_prints_access_and_keeps_the_password_out_of_sight(airflow_stack):

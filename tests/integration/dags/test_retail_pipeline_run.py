@@ -62,19 +62,31 @@ def test_first_run_is_green_with_marts_filled_and_audited(first_run, pipeline_db
 
 
 def test_incremental_run_while_live_traffic_writes_stays_green(first_run, dagbag, pipeline_dbs):
+    from integration.pipeline.conftest import mysql_connect
+
     mysql_url, warehouse_url = pipeline_dbs
     assert first_run.state == "success"
     before = mart_count(warehouse_url, "orders")
+    source = mysql_connect(mysql_url)
+    placed = source.cursor()
+    placed.execute("select max(order_id) from orders")
+    (last_seeded,) = placed.fetchone()
     live = subprocess.Popen([str(GENERATOR), "live", "--duration", "600", "--rate", "40", "--interval", "0.25",
                              "--seed", "5"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url})
     try:
-        time.sleep(3)  # orders placed and statuses moved before the run starts, more during it
+        # orders placed and statuses moved (a first tick committed) before the run starts, more during it
+        deadline = time.monotonic() + 60
+        while placed.execute("select 1 from orders where order_id > %s limit 1", (last_seeded,)) == 0:
+            assert live.poll() is None, live.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "live wrote no order in 60 s"
+            time.sleep(0.1)
         assert live.poll() is None, live.stderr.read().decode()[-2000:]
         run = dagbag.dags["retail_pipeline"].test(run_conf={"full_refresh": False})
     finally:
         live.terminate()
         live.wait(timeout=30)
+        source.close()
     got = states(run)
     assert run.state == "success", {k: v for k, v in got.items() if v != "success"}
     ingested = return_value(run, "ingestion.direct")

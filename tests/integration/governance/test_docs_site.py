@@ -3,7 +3,8 @@
 The script runs as ``make docs`` runs it, pointed at this suite's throwaway warehouse
 (``RETAILFLOW_WAREHOUSE_URL``), a free port (``RETAILFLOW_DOCS_PORT``; dbt's server binds it once the
 docs are generated, and when another program took it meanwhile the script says so and is run again on a
-fresh one), its own dbt target directory
+fresh one; the module's site is started so, with the first port picked held by another socket), its own
+dbt target directory
 (``DBT_TARGET_PATH``, dbt's own setting) and its own pid/log folder (``RETAILFLOW_RUN_DIR``), so the
 checkout's ``dbt/target`` and a docs server ``make docs`` left running are never touched.
 ``hack/stop.sh`` (``make stop``) ends it. The assertions are what a user of the site sees: the page,
@@ -48,11 +49,15 @@ def _answers(port: int) -> bool:
         return False
 
 
-def serve_docs(env: dict[str, str]) -> tuple[int, subprocess.CompletedProcess]:
-    """``hack/docs.sh`` with ``env`` on a free port: (the port, the script's result)."""
+def serve_docs(env: dict[str, str], attempts: list[tuple[int, subprocess.CompletedProcess]] | None = None,
+               ) -> tuple[int, subprocess.CompletedProcess]:
+    """``hack/docs.sh`` with ``env`` on a free port: (the port, the script's result). ``attempts``: each run
+    of the script is appended to it as (port, result), a run that found its port taken included."""
     def start(port: int) -> tuple[int, subprocess.CompletedProcess]:
         done = subprocess.run([str(REPO / "hack" / "docs.sh")], env=env | {"RETAILFLOW_DOCS_PORT": str(port)}, cwd=REPO,
                               capture_output=True, text=True, timeout=600, check=False)
+        if attempts is not None:
+            attempts.append((port, done))
         if done.returncode != 0 and f"docs: port {port} is taken by another program" in done.stderr:
             raise PortTaken(port, "make docs")
         return port, done
@@ -75,16 +80,26 @@ def docs_env(workdir: Path, warehouse) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def docs_site(warehouse):
-    """`hack/docs.sh` on the throwaway warehouse; stopped by `hack/stop.sh` afterwards."""
+    """`hack/docs.sh` on the throwaway warehouse, started as a user whose port another program holds: the
+    first port picked is taken, so the script's first run says so and it is run again on a fresh port (what
+    each run did is kept in ``attempts``); stopped by `hack/stop.sh` afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="retailflow-docs-"))
     env = docs_env(workdir, warehouse)
+    taken = ports.listening_socket()
+    picks = [taken.getsockname()[1]]
+    attempts: list[tuple[int, subprocess.CompletedProcess]] = []
     try:
-        port, done = serve_docs(env)
+        free_port = ports.free_port
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(ports, "free_port", lambda: picks.pop(0) if picks else free_port())
+            port, done = serve_docs(env, attempts)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         yield {"url": f"http://127.0.0.1:{port}", "port": port, "target": workdir / "target",
-               "run": workdir / "run", "stdout": done.stdout}
+               "run": workdir / "run", "stdout": done.stdout, "taken_port": taken.getsockname()[1],
+               "attempts": attempts}
     finally:
         stop_docs(env)
+        taken.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -94,6 +109,17 @@ def test_the_site_answers_and_says_where(docs_site):
     assert f"http://127.0.0.1:{docs_site['port']}" in docs_site["stdout"]
     # built into the target directory given, not the checkout's
     assert (docs_site["target"] / "catalog.json").exists() and (docs_site["target"] / "index.html").exists()
+
+
+def test_a_port_taken_while_the_docs_are_generated_is_left_for_a_fresh_one(docs_site):
+    """dbt's server binds the port after `dbt docs generate` (seconds): when another program holds the picked
+    port by then (the module's site, started so), the script says so and exits, and run again on a fresh
+    port, the site comes up there all the same."""
+    (refused_port, refused), _ = docs_site["attempts"]
+    assert refused_port == docs_site["taken_port"]
+    assert refused.returncode == 1, refused.stdout[-3000:] + refused.stderr[-3000:]
+    assert f"docs: port {refused_port} is taken by another program" in refused.stderr, refused.stderr[-3000:]
+    assert "<title>dbt Docs</title>" in _get(docs_site["url"] + "/").decode()
 
 
 def test_the_catalog_holds_the_marts_with_the_warehouse_columns(docs_site, warehouse):
@@ -148,21 +174,3 @@ def test_make_stop_ends_the_server(docs_site):
         time.sleep(0.25)
     assert not _answers(docs_site["port"])
     assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
-
-
-def test_a_port_taken_while_the_docs_are_generated_is_left_for_a_fresh_one(warehouse, tmp_path, monkeypatch):
-    """dbt's server binds the port after `dbt docs generate` (seconds): when another program took the
-    picked port in between, the script says so, and the site comes up on a fresh port all the same."""
-    taken = ports.listening_socket()
-    picks = [taken.getsockname()[1]]
-    free_port = ports.free_port
-    monkeypatch.setattr(ports, "free_port", lambda: picks.pop(0) if picks else free_port())
-    env = docs_env(tmp_path, warehouse)
-    try:
-        port, done = serve_docs(env)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert not picks and port != taken.getsockname()[1]
-        assert "<title>dbt Docs</title>" in _get(f"http://127.0.0.1:{port}/").decode()
-    finally:
-        stop_docs(env)
-        taken.close()
