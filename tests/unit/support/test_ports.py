@@ -119,3 +119,16 @@ def test_any_other_failure_and_the_last_refusal_are_raised_at_once(monkeypatch):
     with pytest.raises(PortTaken):
         start_on_free_port(another_port)
     assert tried == [42005]
+
+
+def test_a_refusing_port_refuses_connections_and_no_server_can_take_it_while_held():
+    with ports.refusing_port() as port:
+        with socket.socket() as client, pytest.raises(ConnectionRefusedError):
+            client.connect((ports.LOOPBACK, port))
+        # another suite's server binding the port (asyncio's start_server sets SO_REUSEADDR) is refused
+        with pytest.raises(OSError) as taken:
+            asyncio.run(asyncio.start_server(lambda *_: None, ports.LOOPBACK, port))
+        assert taken.value.errno == errno.EADDRINUSE
+    # released at the end of the block: the port is anyone's again
+    with socket.socket() as again:
+        again.bind((ports.LOOPBACK, port))
