@@ -46,8 +46,8 @@ def url_problem(url: str, what: str, shape: str, schemes: tuple[str, ...], *, ne
     is the fault named (each must be percent-encoded): a ``/``, ``?`` or ``#`` ends the host part
     before its ``@``, making the password a host or port, and a second ``@`` is split differently by
     urllib (the last) and libpq (the first). It shows as two ``@`` in the host part or one after it
-    (in the path, the fragment or a query parameter's name); one in a query parameter's value
-    (``?user=a@b``) counts only when the URL is refused anyway and its host part has none."""
+    (in the path, the query or the fragment: an ``@`` in the database or a parameter is written %40 too,
+    else a password holding ``?`` or ``/`` and an ``@`` after it would pass for a parameter)."""
     if password_env:
         shape = shape.replace(":PASSWORD@", "@")
 
@@ -88,18 +88,16 @@ def url_problem(url: str, what: str, shape: str, schemes: tuple[str, ...], *, ne
     # the host part ends at the first / ? or #, as urlsplit (and libpq) split it
     host_part = re.split(r"[/?#]", rest, maxsplit=1)[0]
     after = rest[len(host_part):]
-    path_query, _, fragment = after.partition("#")
-    path, _, query = path_query.partition("?")
-    misplaced = (host_part.count("@") > 1 or "@" in path or "@" in fragment
-                 or any("@" in field.partition("=")[0] for field in query.split("&")))
-    if "@" in shape and (misplaced or (problem and "@" not in host_part and "@" in after)):
+    # any @ but the one that ends the user and password: libpq splits at the first (and looks for it up
+    # to the first /, past a ? or #), urllib at the last; a URL is taken only where both agree
+    if "@" in shape and (host_part.count("@") > 1 or "@" in after):
         if password_env and ":" in rest.partition("@")[0]:
             return carries_password
         held = ("its user holds a /, #, ?, @ or :, which must be percent-encoded: / as %2F, # as %23,"
                 " ? as %3F, @ as %40, : as %3A") if password_env else (
                 "its user or password holds a /, #, ? or @, which must be percent-encoded: / as %2F,"
                 " # as %23, ? as %3F, @ as %40; a : in the user as %3A")
-        return fault(f"is malformed ({held})")
+        return fault(f"is malformed ({held}; an @ in the database or a parameter is written %40)")
     return problem
 
 

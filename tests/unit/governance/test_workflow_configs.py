@@ -107,12 +107,14 @@ class TestWorkflowEnvironment:
         # a "/" in the password: urllib's error quoted the password's start as the port
         ("RETAILFLOW_MYSQL_URL", "mysql://retail:s3cr3t-Pw/x@db:3307/retail",
          "is malformed (its user or password holds a /, #, ? or @, which must be percent-encoded: / as %2F,"
-         " # as %23, ? as %3F, @ as %40; a : in the user as %3A): it must look like"
+         " # as %23, ? as %3F, @ as %40; a : in the user as %3A; an @ in the database or a parameter is written"
+         " %40): it must look like"
          " mysql://USER:PASSWORD@HOST:PORT/DATABASE"),
         # ... whose start is a number: taken as the port, the user as the host, the rest as the database
         ("RETAILFLOW_WAREHOUSE_URL", "postgresql://warehouse:1234/s3cr3t-Pw@pg/warehouse",
          "is malformed (its user or password holds a /, #, ? or @, which must be percent-encoded: / as %2F,"
-         " # as %23, ? as %3F, @ as %40; a : in the user as %3A): it must look like"
+         " # as %23, ? as %3F, @ as %40; a : in the user as %3A; an @ in the database or a parameter is written"
+         " %40): it must look like"
          " postgresql://USER:PASSWORD@HOST:PORT/DATABASE"),
         ("RETAILFLOW_MYSQL_URL", "mysql://db:3307/retail",
          "names no user: it must look like mysql://USER:PASSWORD@HOST:PORT/DATABASE"),

@@ -63,7 +63,8 @@ def test_the_dags_settle_window_is_bounded_too():
     # a password holding a "/" splits where the port is looked for: named as such, and not quoted either
     ("RETAILFLOW_WAREHOUSE_URL", f"postgresql://warehouse:{SECRET}/x@127.0.0.1/x",
      "RETAILFLOW_WAREHOUSE_URL is malformed (its user or password holds a /, #, ? or @, which must be"
-     " percent-encoded: / as %2F, # as %23, ? as %3F, @ as %40; a : in the user as %3A)"),
+     " percent-encoded: / as %2F, # as %23, ? as %3F, @ as %40; a : in the user as %3A; an @ in the database or a"
+     " parameter is written %40)"),
     ("RETAILFLOW_MYSQL_URL", f"retail:{SECRET}@127.0.0.1:3306/retail",
      "RETAILFLOW_MYSQL_URL does not start with mysql://, mysql+pymysql:// or mariadb://: it must look like"
      " mysql://USER:PASSWORD@HOST:PORT/DATABASE"),

@@ -18,10 +18,11 @@ WAREHOUSE = f"postgresql://warehouse:{SECRET}@127.0.0.1:1/warehouse"
 PORT = "is malformed (its port is not a number from 1 to 65535)"
 #: a / ? # or @ in the user or password, unencoded: named as such, not as the port or host it turned into
 ENCODE = ("is malformed (its user or password holds a /, #, ? or @, which must be percent-encoded: / as %2F,"
-          " # as %23, ? as %3F, @ as %40; a : in the user as %3A)")
+          " # as %23, ? as %3F, @ as %40; a : in the user as %3A; an @ in the database or a parameter is written"
+          " %40)")
 #: the same on a command line, whose shape has no password
 ENCODE_USER = ("is malformed (its user holds a /, #, ?, @ or :, which must be percent-encoded: / as %2F,"
-               " # as %23, ? as %3F, @ as %40, : as %3A)")
+               " # as %23, ? as %3F, @ as %40, : as %3A; an @ in the database or a parameter is written %40)")
 SCHEME = "does not start with mysql://, mysql+pymysql:// or mariadb://"
 
 #: a bad MySQL URL in the environment -> the fault its message names
@@ -41,6 +42,11 @@ BAD_MYSQL_URLS = {
     "mysql://ret/ail@127.0.0.1:3306/retail": ENCODE,
     # a second "@": urllib split at the last, libpq at the first (the rest of the password its host)
     f"mysql://retail:{SECRET}@x@127.0.0.1:3306/retail": ENCODE,
+    # a password starting with digits, then a / or ?, then what reads as a parameter: the @ after the
+    # host part is refused wherever it stands (taken before, with the password's rest in the log)
+    f"mysql://retail:4711/{SECRET}?k=v@127.0.0.1:3306/retail": ENCODE,
+    f"mysql://retail:4711?k={SECRET}@127.0.0.1:3306/retail": ENCODE,
+    "mysql://retail@127.0.0.1:3306/retail?user=a@b": ENCODE,
     f"mysql://retail:{SECRET}@:3306/retail": "names no host",
     "mysql:///retail": "names no host",
     f"mysql://retail:{SECRET}@db host:3306/retail": "is malformed (a space or control character in its host)",
@@ -122,6 +128,11 @@ def test_a_bad_mysql_url_argument_gets_the_same_message_from_both_command_lines(
     (f"postgresql://warehouse:{SECRET}#x@127.0.0.1:5432/warehouse",
      "--warehouse-url carries a password, which every user can read in the process list;"
      " set $RETAILFLOW_WAREHOUSE_URL instead"),
+    # libpq reads user warehouse, password 4711?k=<secret> (it looks for the @ up to the first /, past
+    # the ?); urllib a host, a port and a parameter: taken before, the secret on the command line
+    (f"postgresql://warehouse:4711?k={SECRET}@127.0.0.1:5432/warehouse",
+     "--warehouse-url carries a password, which every user can read in the process list;"
+     " set $RETAILFLOW_WAREHOUSE_URL instead"),
 ])
 def test_a_bad_warehouse_url_argument_gets_the_same_message_from_the_engine_and_the_report(url, fault, monkeypatch,
                                                                                             capsys):
@@ -148,13 +159,13 @@ def test_every_port_from_1_to_65535_is_taken_by_all_three(port, monkeypatch):
 
 def test_a_user_and_password_with_every_reserved_character_percent_encoded_are_taken_by_all_three():
     """What the message asks for works: the engine and the generator decode the same user and password,
-    and an ``@`` in a query parameter's value (libpq's ``?user=a@b``) is no fault."""
+    and an ``@`` in a query parameter's value written %40 (libpq's ``?user=a%40b``) is no fault."""
     from retailflow_generator.db import MySQLTarget
     from retailflow_ingest.warehouse import Warehouse
 
     url = "mysql://re%3Atail:a%2Fb%23c%3Fd%40e@db.shop:3306/retail"
     engine, generator = MySQLSource(url), MySQLTarget.from_url(url)
     assert (engine.user, engine.password) == (generator.user, generator.password) == ("re:tail", "a/b#c?d@e")
-    warehouse = "postgresql://127.0.0.1:1/warehouse?user=warehouse@shop"
+    warehouse = "postgresql://127.0.0.1:1/warehouse?user=warehouse%40shop"
     assert Warehouse(warehouse).describe() == "postgresql://@127.0.0.1:1/warehouse"
     audit.check_urls(url, warehouse, "the MySQL URL", "the warehouse URL")  # raises for a URL it refuses
