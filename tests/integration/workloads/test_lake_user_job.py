@@ -662,6 +662,20 @@ class TestRotation:
         assert "openid-parent holds the policy retailflow-lake but is no MinIO user: nothing to remove" in run.output
         assert standin.state["users"] == {KEYS_2025[0]: KEYS_2025[1]}
 
+    def test_a_name_mc_would_take_for_a_flag_fails_the_run_before_any_user_is_removed(self, release, s3, tmp_path):
+        """All or nothing: a holder of the policy whose name starts with '-' stops the run before the first
+        removal, so the users listed before it are not half removed."""
+        standin = Standin(tmp_path, ROOT_KEYS)
+        run_with_lake_keys(release, s3, standin, tmp_path / "2024", KEYS_2024).check()
+        state = standin.state
+        standin.change(users={**state["users"], "-flagged": "flagged-secret-key"},
+                       attached={**state["attached"], "-flagged": ["retailflow-lake"]})
+        run = run_with_lake_keys(release, s3, standin, tmp_path / "2025", KEYS_2025)
+        assert run.returncode != 0, run.output
+        assert "the lake user -flagged (policy retailflow-lake) starts with '-'" in run.output, run.output
+        assert "nothing removed" in run.output and "removed the lake user" not in run.output, run.output
+        assert set(standin.state["users"]) == {KEYS_2024[0], KEYS_2025[0], "-flagged"}
+
     @pytest.mark.parametrize(("call", "said"), [
         ("policy entities", "MinIO did not list the users of the policy retailflow-lake, so keys rotated out of "
                             "retailflow-lake may still work"),
