@@ -110,9 +110,11 @@ def admin_sql(server: str, sql: str, database: str = "") -> str:
         argv = ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-At", database or "postgres"]
     proc = subprocess.run(argv, input=sql, capture_output=True, text=True, check=False, cwd="/")
     if proc.returncode:
-        # not the SQL itself, nor a traceback showing it as an argument: it may hold a password
+        # not the SQL itself, nor a traceback showing it as an argument: it may hold a password; psql quotes
+        # the failing statement's line ("LINE 1: create role ... password '...'"), so its string literals go
+        said = re.sub(r"'(?:[^']|'')*'", "'…'", proc.stderr.strip())
         pytest.fail(f"{server} administration over the local socket failed (run as root after `make services`): "
-                    f"{proc.stderr.strip()}", pytrace=False)
+                    f"{said}", pytrace=False)
     return proc.stdout
 
 
