@@ -62,30 +62,7 @@ def url_problem(url: str, what: str, shape: str, schemes: tuple[str, ...], *, ne
         either = starts[0] if len(starts) == 1 else f"{', '.join(starts[:-1])} or {starts[-1]}"
         return fault(f"does not start with {either}")
 
-    def parse_problem() -> str | None:
-        try:
-            parts = urlsplit(url)
-        except ValueError as exc:  # raised for the host's brackets only; its text quotes the host
-            return fault("is malformed (an unbalanced [ or ] in its host)" if "IPv6 URL" in str(exc)
-                         else "is malformed (its host in [ ] is not an IP address)")
-        try:
-            port = parts.port
-        except ValueError:  # its text quotes the "port", which is the password when a / in it cut the URL short
-            port = 0
-        if port == 0:  # 0 parses, but no server listens on it
-            return fault("is malformed (its port is not a number from 1 to 65535)")
-        if not parts.hostname:
-            return fault("names no host")
-        if any(c.isspace() or not c.isprintable() for c in parts.hostname):
-            return fault("is malformed (a space or control character in its host)")
-        if needs_database and not parts.path.strip("/"):
-            return fault("names no database")
-        if password_env and parts.password:
-            return carries_password
-        return None
-
-    problem = parse_problem()
-    # the host part ends at the first / ? or #, as urlsplit (and libpq) split it
+    # the host part ends at the first / ? or #, as urlsplit splits it
     host_part = re.split(r"[/?#]", rest, maxsplit=1)[0]
     after = rest[len(host_part):]
     # any @ but the one that ends the user and password: libpq splits at the first (and looks for it up
@@ -98,7 +75,26 @@ def url_problem(url: str, what: str, shape: str, schemes: tuple[str, ...], *, ne
                 "its user or password holds a /, #, ? or @, which must be percent-encoded: / as %2F,"
                 " # as %23, ? as %3F, @ as %40; a : in the user as %3A")
         return fault(f"is malformed ({held}; an @ in the database or a parameter is written %40)")
-    return problem
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # raised for the host's brackets only; its text quotes the host
+        return fault("is malformed (an unbalanced [ or ] in its host)" if "IPv6 URL" in str(exc)
+                     else "is malformed (its host in [ ] is not an IP address)")
+    try:
+        port = parts.port
+    except ValueError:  # its text quotes the "port", which is the password when a / in it cut the URL short
+        port = 0
+    if port == 0:  # 0 parses, but no server listens on it
+        return fault("is malformed (its port is not a number from 1 to 65535)")
+    if not parts.hostname:
+        return fault("names no host")
+    if any(c.isspace() or not c.isprintable() for c in parts.hostname):
+        return fault("is malformed (a space or control character in its host)")
+    if needs_database and not parts.path.strip("/"):
+        return fault("names no database")
+    if password_env and parts.password:
+        return carries_password
+    return None
 
 
 @dataclass(frozen=True)
