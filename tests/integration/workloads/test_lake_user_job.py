@@ -21,7 +21,6 @@ import copy
 import json
 import os
 import re
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from support.helm_render import LITE_VALUES, NAMESPACE, REPO, VARIANTS, Rendered
 from support.kube_emulator import CRD_PATH, EmulatedKubernetesAPI
 from support.kube_rbac import RBAC
 from support.workloads import Peers, Workloads, create_release_secrets
-from test_workloads import MC_STUB, s3_buckets, start_moto_server
+from test_workloads import MC_STUB, moto_server, s3_buckets
 
 JOB = ("Job", "retailflow-lake-buckets")
 #: The lite profile upgraded to add Airbyte: MinIO stays an ordinary release resource (datastores.hooksWithAirbyte=false).
@@ -316,10 +315,8 @@ save()
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory) -> Iterator[str]:
     """moto's S3 server: the stand-in for MinIO's S3 API, for this module."""
-    proc, url = start_moto_server(tmp_path_factory.mktemp("moto") / "moto_server.log")
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=10)
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto_server.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -835,14 +832,10 @@ def test_the_policy_lets_the_lake_user_use_its_buckets_and_refuses_the_rest(inst
     state = standin.state
     (attached,) = state["attached"][lake_keys[0]]
     buckets = job_buckets(release)
-    proc, endpoint = start_moto_server(tmp_path / "moto_server.log")
-    try:
+    with moto_server(tmp_path / "moto_server.log") as endpoint:
         checked = subprocess.run([str(DAGS_PYTHON), "-c", IAM_CHECK], capture_output=True, text=True, timeout=120,
                                  check=False, input=json.dumps({"endpoint": endpoint, "policy": state["policies"][attached],
                                                                 "buckets": buckets, "other": "not-the-lake"}))
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
     assert checked.returncode == 0, checked.stderr[-3000:]
     results = json.loads(checked.stdout)
     allowed = {name for name, outcome in results.items() if outcome == "allowed"}

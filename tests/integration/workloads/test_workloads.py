@@ -141,26 +141,29 @@ def release() -> Rendered:
     return render(values=VALUES)
 
 
-def start_moto_server(log: Path) -> tuple[subprocess.Popen, str]:
+@contextmanager
+def moto_server(log: Path) -> Iterator[str]:
     """moto's S3 server (``moto_server`` from the dags environment): the stand-in for MinIO, on a port it
-    binds itself (``-p 0``) and names once bound (werkzeug's ``Running on`` line). Returns the process
-    (its own session: stop it with ``os.killpg``) and its URL."""
+    binds itself (``-p 0``) and names once bound (werkzeug's ``Running on`` line), for the ``with`` block.
+    Yields its URL; the server (in a session of its own) is stopped at the block's end."""
     proc = subprocess.Popen([str(REPO / "dags" / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", "0"],
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not (bound := re.search(r"Running on http://127\.0\.0\.1:(\d+)", log.read_text())):
-        assert proc.poll() is None and time.monotonic() < deadline, f"moto_server did not start:\n{log.read_text()}"
-        time.sleep(0.1)
-    return proc, f"http://127.0.0.1:{bound.group(1)}"
+    try:
+        deadline = time.monotonic() + 60
+        while not (bound := re.search(r"Running on http://127\.0\.0\.1:(\d+)", log.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, f"moto_server did not start:\n{log.read_text()}"
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{bound.group(1)}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory) -> Iterator[str]:
-    """moto's S3 server for the whole module (``start_moto_server``)."""
-    proc, url = start_moto_server(tmp_path_factory.mktemp("moto") / "moto_server.log")
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=10)
+    """moto's S3 server for the whole module (``moto_server``)."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto_server.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
