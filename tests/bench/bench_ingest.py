@@ -18,6 +18,14 @@ database, both dropped at the end. Prints ``bench: <name> <value>`` lines:
   rather than swapped in), one per round, and the difference of the two best times: what the three
   indexes per table of Airbyte's tables add to the load's wall time, with the swap and the old
   tables' drop, which the floor's loads do not do.
+- ``raw_pipe_cpu_seconds``, ``ingest_full_cpu_seconds``, ``ingest_cpu_vs_raw_pipe``, ``raw_pipe_cpu_use``,
+  ``ingest_cpu_use`` and ``ingest_vs_raw_pipe_cpu_bound``: the floor in CPU (Linux only: read from
+  ``/proc/stat``). The CPU-seconds the whole machine spent during the pipe's copies and during the
+  engine's load (client, MySQL and PostgreSQL alike; anything else running counts too), the best of
+  the rounds, and their ratio; the share of the cores each kept busy in its fastest round; and the
+  ``ingest_vs_raw_pipe`` the engine would reach if it kept every core busy from start to end
+  (the pipe's best time over the engine's least CPU-seconds divided by the cores): where both sides
+  are CPU-bound, a ratio above it needs the engine to spend less CPU, not to wait less.
 - ``ingest_full_with_lake_rows_per_s``: one more full load that also writes the lake (Parquet files
   to a local folder, and the manifests), as the pipeline's DAG does; the figures above write none,
   like the pipe.
@@ -71,10 +79,13 @@ from benchlib import (  # noqa: E402
     PRIMARY_KEYS,
     REPO,
     TABLES,
+    MachineCPU,
     RawPipe,
     bench,
+    cores,
     drop_warehouse,
     engine_module,
+    machine_cpu,
     mysql_conn,
     settle,
     throwaway_name,
@@ -88,28 +99,41 @@ run, configure_logging = _engine.run, _engine.configure_logging
 
 ENGINE_FULL_LOAD = """
 import importlib, json, os, resource, sys
+sys.path.insert(0, sys.argv[6])
+from benchlib import machine_cpu
 _engine = importlib.import_module(sys.argv[3])
 LakeConfig, run = _engine.LakeConfig, _engine.run
 lake = LakeConfig(local_dir=sys.argv[2]) if sys.argv[2] else None
 if sys.argv[5] == "without-indexes":  # the floor measurement: the same load, its index builds left out
     _engine.Warehouse.create_indexes = lambda *args, **kwargs: None
+before = machine_cpu()
 result = run(os.environ["RETAILFLOW_MYSQL_URL"], os.environ["RETAILFLOW_WAREHOUSE_URL"], schema=sys.argv[4],
              stores_csv=None, streams=sys.argv[1].split(","), full_refresh=True, lake=lake)
+used = machine_cpu() - before if before else None
 print(json.dumps({"seconds": result.seconds, "rows": result.rows_read,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "cpu": used and used.work, "stolen": used and used.stolen}))
 """
+
+
+def use(cpu_seconds: float, wall_seconds: float) -> float:
+    """The share of the machine's cores kept busy: CPU-seconds over wall seconds times cores."""
+    return cpu_seconds / (wall_seconds * cores()) if wall_seconds > 0 else 0.0
 
 
 def engine_full_load(mysql_url: str, wh_url: str, lake_dir: Path | None = None, *, schema: str = "raw",
                      indexes: bool = True) -> dict:
     """One full load by the engine in a process of its own (URLs through the environment): its time as
-    the engine reports it, and the process's peak RSS. With ``lake_dir`` it also writes the lake there.
+    the engine reports it, the process's peak RSS, and the machine's CPU-seconds over the load
+    (``cpu``: every process's work, the servers' included; ``stolen``: taken by the host; None without
+    ``/proc/stat``). With ``lake_dir`` it also writes the lake there.
     ``indexes=False``: the engine's index builds are replaced by nothing in that process (a measurement
     of what they cost, not a mode of the engine); into an empty ``schema``, where the load creates its
     tables (a swap would rename their indexes)."""
     done = subprocess.run([sys.executable, "-c", ENGINE_FULL_LOAD, ",".join(TABLES),
                            str(lake_dir) if lake_dir else "", ENGINE_MODULE, schema,
-                           "with-indexes" if indexes else "without-indexes"], capture_output=True, text=True,
+                           "with-indexes" if indexes else "without-indexes", str(Path(__file__).resolve().parent)],
+                          capture_output=True, text=True,
                           env={**os.environ, "RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": wh_url},
                           check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -175,13 +199,17 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
     print(f"first load (creates the tables): {first.seconds:.2f} s", flush=True)
     pipe = RawPipe(mysql_url, wh_url, tmp)
     pipe_times, shaped_times, engine_runs, floor_runs, lake_runs = [], [], [], [], []
+    pipe_cpu: list[MachineCPU] = []
     for _ in range(args.rounds):
         pipe.prepare(ddl)
         settle()
+        before = machine_cpu()
         start = time.monotonic()
         for t in TABLES:
             pipe.copy(t)
         pipe_times.append(time.monotonic() - start)
+        if before is not None:
+            pipe_cpu.append(machine_cpu() - before)
         # like for like: the same pipe into the engine's table shape, then the engine's indexes
         pipe.prepare_airbyte_shape(ddl)
         settle()
@@ -205,6 +233,12 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
               f" (like for like {shaped_times[-1] / engine_runs[-1]['seconds']:.3f}); engine without its index builds"
               f" {rows / floor_runs[-1]['seconds']:,.0f} rows/s ({floor_runs[-1]['seconds']:.2f} s), ratio"
               f" {pipe_times[-1] / floor_runs[-1]['seconds']:.3f}", flush=True)
+        if pipe_cpu and engine_runs[-1]["cpu"] is not None:
+            piped, loaded = pipe_cpu[-1], engine_runs[-1]
+            print(f"  the machine's CPU-seconds: raw pipe {piped.work:.2f} ({use(piped.work, pipe_times[-1]):.0%} of"
+                  f" {cores()} cores), engine {loaded['cpu']:.2f} ({use(loaded['cpu'], loaded['seconds']):.0%}),"
+                  f" engine over pipe {loaded['cpu'] / piped.work:.3f}; stolen by the host {piped.stolen:.2f} and"
+                  f" {loaded['stolen']:.2f}", flush=True)
     with psycopg.connect(wh_url, autocommit=True) as pg:
         pg.execute("drop schema if exists floor cascade")
     lake_dir = tmp / "lake"
@@ -225,6 +259,17 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
     bench("ingest_without_indexes_vs_raw_pipe", f"{floor_rate / pipe_rate:.3f}")
     bench("ingest_index_builds_seconds", f"{rows / engine_rate - rows / floor_rate:.2f}")
     bench("ingest_full_with_lake_rows_per_s", f"{rows / lake_runs[0]['seconds']:.0f}")
+    if pipe_cpu and all(r["cpu"] is not None for r in engine_runs):
+        # the floor in CPU: both sides keep this machine's cores busy, so wall time follows CPU time
+        engine_cpu, piped_cpu = min(r["cpu"] for r in engine_runs), min(c.work for c in pipe_cpu)
+        bench("raw_pipe_cpu_seconds", f"{piped_cpu:.2f}")
+        bench("ingest_full_cpu_seconds", f"{engine_cpu:.2f}")
+        bench("ingest_cpu_vs_raw_pipe", f"{engine_cpu / piped_cpu:.3f}")
+        fastest = min(range(len(engine_runs)), key=lambda i: engine_runs[i]["seconds"])
+        bench("ingest_cpu_use", f"{use(engine_runs[fastest]['cpu'], engine_runs[fastest]['seconds']):.3f}")
+        quickest = min(range(len(pipe_times)), key=pipe_times.__getitem__)
+        bench("raw_pipe_cpu_use", f"{use(pipe_cpu[quickest].work, pipe_times[quickest]):.3f}")
+        bench("ingest_vs_raw_pipe_cpu_bound", f"{min(pipe_times) / (engine_cpu / cores()):.3f}")
     bench("ingest_peak_rss_mb", f"{max(r['peak_rss_mb'] for r in engine_runs + lake_runs):.0f}")
 
     # between scheduled syncs autovacuum visits freshly loaded tables; do it now so the incremental

@@ -80,6 +80,37 @@ def quiet_warehouse(warehouse_url: str) -> float:
     return time.monotonic() - started
 
 
+@dataclass(frozen=True)
+class MachineCPU:
+    """CPU-seconds the whole machine has spent since boot, summed over its cores, from the first line of
+    ``/proc/stat`` (proc(5)): ``work`` (user, nice, system, irq, softirq: every process's, not only the
+    measured one's) and ``stolen`` (steal: time a virtual machine's cores were ready to run but its host
+    ran something else, which slows wall times without showing as work)."""
+
+    work: float
+    stolen: float
+
+    def __sub__(self, other: MachineCPU) -> MachineCPU:
+        return MachineCPU(self.work - other.work, self.stolen - other.stolen)
+
+
+def machine_cpu(stat: str = "/proc/stat") -> MachineCPU | None:
+    """The machine's CPU-seconds so far (``MachineCPU``), or None where there is no ``/proc/stat``."""
+    try:
+        with open(stat) as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return MachineCPU((user + nice + system + irq + softirq) / tick, steal / tick)
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def bench(name: str, value: float | str, note: str = "") -> None:
     print(f"bench: {name} {value}" + (f"  # {note}" if note else ""), flush=True)
 

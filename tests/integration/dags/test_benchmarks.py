@@ -111,8 +111,15 @@ def test_bench_ingest_prints_its_figures_and_drops_its_databases():
         "ingest_vs_raw_pipe_airbyte_shape", "ingest_without_indexes_rows_per_s", "ingest_without_indexes_vs_raw_pipe",
         "ingest_full_with_lake_rows_per_s", "ingest_peak_rss_mb", "ingest_incremental_seconds", "incremental_vs_full",
         "ingest_incremental_cli_wall_seconds", "ingest_cli_outside_sync_seconds", "ingest_incremental_cli_cpu_seconds",
+        "raw_pipe_cpu_seconds", "ingest_full_cpu_seconds", "ingest_cpu_vs_raw_pipe", "ingest_cpu_use", "raw_pipe_cpu_use",
+        "ingest_vs_raw_pipe_cpu_bound",
     ])
     assert float(found["ingest_full_rows_per_s"]) > 0 and float(found["raw_pipe_rows_per_s"]) > 0
+    # shares of the machine's cores (the clock's 10 ms ticks may round a short load's a little over 1)
+    assert 0 < float(found["ingest_cpu_use"]) <= 1.1 and 0 < float(found["raw_pipe_cpu_use"]) <= 1.1, found
+    # the floor in CPU: the engine cannot be slower than its CPU-seconds spread over every core, so the
+    # ratio it would reach at full use is at least the ratio it reached
+    assert float(found["ingest_vs_raw_pipe_cpu_bound"]) >= 0.9 * float(found["ingest_vs_raw_pipe"]), found
     assert tagged(run_tag(databases, "test_bench", {"retail", "warehouse"})) == set(), "databases left behind"
 
 
