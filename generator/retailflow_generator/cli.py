@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import sys
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
@@ -13,7 +15,26 @@ from .catalog import PORTS
 from .db import MYSQL_SCHEMES, MYSQL_SHAPE, GeneratorError, MySQLTarget, UsageError, env_url, url_problem
 from .limits import LIVE_LIMITS, MIN_INTERVAL
 
-DEFAULT_STORES_CSV = Path("data/store_locations.csv")
+#: the checkout this module sits in (``generator/retailflow_generator/cli.py``), if it is one
+_CHECKOUT = Path(__file__).resolve().parent.parent.parent
+
+
+def default_stores_csv(env: Mapping[str, str] = os.environ) -> Path:
+    """Where ``stores`` writes without ``--out``: the file the ingestion engine reads, whatever the working
+    directory. ``$RETAILFLOW_DATA_DIR/store_locations.csv``, else ``data/store_locations.csv`` of
+    ``$RETAILFLOW_HOME``, else of the checkout this package runs from, else of the working directory
+    (installed outside a checkout).
+
+    The same rule as ``stores_csv`` in ``dags/retailflow_pipeline/paths.py`` (``data_dir``, ``home``), which
+    ``retailflow_ingest.settings.default_stores_csv`` returns; copied, as this package has its own
+    environment (``tests/unit/generator/test_stores_path.py`` checks the two agree)."""
+    if env.get("RETAILFLOW_DATA_DIR"):
+        return Path(env["RETAILFLOW_DATA_DIR"]) / "store_locations.csv"
+    if env.get("RETAILFLOW_HOME"):
+        home = Path(env["RETAILFLOW_HOME"])
+    else:
+        home = _CHECKOUT if (_CHECKOUT / "dags" / "pyproject.toml").is_file() else Path.cwd()
+    return home / "data" / "store_locations.csv"
 
 
 def _day(text: str) -> date:
@@ -97,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also draw generator-*.png plots into DIR (needs matplotlib: the dev group)")
 
     stores = sub.add_parser("stores", help="write the store-locations CSV (and upload it to the lake)")
-    stores.add_argument("--out", type=Path, default=DEFAULT_STORES_CSV, help=f"CSV path (default {DEFAULT_STORES_CSV})")
+    stores.add_argument("--out", type=Path, default=None,
+                        help="CSV path (default: where retailflow-ingest reads it, from any working directory:"
+                             " $RETAILFLOW_DATA_DIR/store_locations.csv, else data/store_locations.csv of"
+                             " $RETAILFLOW_HOME or of this checkout)")
     stores.add_argument("--lake", metavar="URL", help=f"S3 endpoint (MinIO), e.g. http://127.0.0.1:{PORTS['minio']}; "
                         "credentials from RETAILFLOW_LAKE_ACCESS_KEY / RETAILFLOW_LAKE_SECRET_KEY")
     stores.add_argument("--bucket", default="retailflow-lake", help="lake bucket (default retailflow-lake)")
@@ -213,7 +237,7 @@ def _stores(args: argparse.Namespace) -> str:
     if args.lake is not None:
         check_lake(args.lake, args.bucket)  # bad input is refused before the CSV is written
     stores = build_stores()
-    path = write_csv(args.out, stores)
+    path = write_csv(args.out or default_stores_csv(), stores)
     regions = len({s.region for s in stores})
     countries = len({s.country for s in stores})
     line = f"stores: wrote {len(stores)} stores in {regions} regions, {countries} countries to {path}"

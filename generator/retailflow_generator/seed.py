@@ -93,6 +93,31 @@ ORDER_SET = "created_at = ordered_at"
 _NULL_STORE = np.array([ord("\\"), ord("N"), FILL, FILL], dtype=np.uint8)
 ITEM_COLUMNS = ["order_item_id", "order_id", "product_id", "quantity", "unit_price", "created_at"]
 ITEM_SET = "updated_at = created_at"
+#: what an `--append` load sets instead: `updated_at` is when a row was last written, and incremental
+#: readers (the ingestion engine reads `updated_at >= cursor - lookback`) never see a row written now
+#: with an `updated_at` from the generated history. The server's clock at each LOAD DATA statement
+#: (sessions are UTC), the clock the engine caps its cursor with; `created_at` keeps the history.
+APPEND_STAMP = "updated_at = current_timestamp(6)"
+
+
+def load_statements(suffix: str, append: bool) -> dict[str, str]:
+    """The LOAD DATA statement of each table. A plain seed stamps `updated_at` from the history (the
+    order's last status step, else `created_at`); an `--append` stamps the time it writes the rows (the
+    orders' history column goes to a user variable, unused: the load files are the same either way)."""
+    if not append:
+        return {
+            "orders": load_data_sql("orders" + suffix, ORDER_COLUMNS, ORDER_SET),
+            "order_items": load_data_sql("order_items" + suffix, ITEM_COLUMNS, ITEM_SET),
+            "customers": load_data_sql("customers" + suffix, CUSTOMER_COLUMNS, "updated_at = created_at"),
+            "products": load_data_sql("products" + suffix, PRODUCT_COLUMNS, "updated_at = created_at"),
+        }
+    order_columns = ["@history_updated_at" if c == "updated_at" else c for c in ORDER_COLUMNS]
+    return {
+        "orders": load_data_sql("orders" + suffix, order_columns, f"{ORDER_SET}, {APPEND_STAMP}"),
+        "order_items": load_data_sql("order_items" + suffix, ITEM_COLUMNS, APPEND_STAMP),
+        "customers": load_data_sql("customers" + suffix, CUSTOMER_COLUMNS, APPEND_STAMP),
+        "products": load_data_sql("products" + suffix, PRODUCT_COLUMNS, APPEND_STAMP),
+    }
 
 
 class SeedInterrupted(KeyboardInterrupt):
@@ -757,29 +782,28 @@ def _write(conn, request: SeedRequest, result: SeedResult, progress, suffix: str
     if request.orders and request.append and any(base.values()):
         existing = (_existing_customers(conn), _existing_products(conn))
 
+    statements = load_statements(suffix, request.append)
     loader = Loader(conn, depth=3, check=check)
     try:
         if request.orders:
-            _write_orders(request, result, progress, base, existing, customers, products, loader, suffix)
+            _write_orders(request, result, progress, base, existing, customers, products, loader, statements)
         # Customers and products go last (foreign key checks are off in this transaction): the
         # Faker pools and their row text are built while the server still works on the last
         # order chunks, instead of before the first one.
         if request.customers or request.products:
             pools = build_pools(request.seed)
-            customers_sql = load_data_sql("customers" + suffix, CUSTOMER_COLUMNS, "updated_at = created_at")
             for text, n in customer_text(request, customers, pools) if request.customers else ():
-                loader.submit(customers_sql, text, n)
+                loader.submit(statements["customers"], text, n)
                 result.written["customers"] += n
-            products_sql = load_data_sql("products" + suffix, PRODUCT_COLUMNS, "updated_at = created_at")
             for text, n in product_text(request, products, pools) if request.products else ():
-                loader.submit(products_sql, text, n)
+                loader.submit(statements["products"], text, n)
                 result.written["products"] += n
         loader.drain()
     finally:
         loader.close()
 
 
-def _write_orders(request, result, progress, base, existing, customers, products, loader, suffix) -> None:
+def _write_orders(request, result, progress, base, existing, customers, products, loader, statements) -> None:
     weights_rng = np.random.default_rng([request.seed, _TABLE_KEY["weights"], base["orders"]])
     c_ids, c_signed, c_country, c_city = customers.ids, customers.signed_up, customers.country, customers.city
     p_ids, p_price, p_cat = products.ids, products.price, products.category
@@ -802,8 +826,7 @@ def _write_orders(request, result, progress, base, existing, customers, products
             f"the range {request.start}..{request.end} leaves too little time before now for "
             f"{request.orders} orders in local time ({exc}): pick an earlier --start"
         ) from None
-    orders_sql = load_data_sql("orders" + suffix, ORDER_COLUMNS, ORDER_SET)
-    items_sql = load_data_sql("order_items" + suffix, ITEM_COLUMNS, ITEM_SET)
+    orders_sql, items_sql = statements["orders"], statements["order_items"]
     # Two passes over the same chunks (same random streams, so the same rows): all orders, then all
     # lines. One table at a time keeps the server's working set small; interleaved, both tables'
     # indexes compete for the buffer pool and the load slows down by half at a few million lines.

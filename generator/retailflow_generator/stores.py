@@ -1,4 +1,4 @@
-"""The store network: about 40 stores in real cities, written to `data/store_locations.csv`.
+"""The store network: about 40 stores in real cities, written to `data/store_locations.csv` (of the checkout).
 
 The network is fixed (it does not depend on `--seed`): orders generated with any seed refer to the
 same store ids, 1..N in opening order.

@@ -9,6 +9,7 @@ import pytest
 from conftest import GENERATOR, mysql_env, mysql_url_set, rows, scalar
 from retailflow_generator import cli
 from retailflow_generator import seed as seed_module
+from retailflow_generator.catalog import PRIMARY_KEYS
 from retailflow_generator.db import GeneratorError, MySQLTarget
 from retailflow_generator.seed import SeedRequest, run_seed
 
@@ -141,6 +142,35 @@ def test_append_continues_ids_and_keeps_existing_rows(database):
     assert scalar(database, "select count(*) from orders where order_id > 3000 and customer_id <= 400") > 500
     assert scalar(database, "select count(distinct email) from customers") == after["customers"]
     assert set(orphans(database).values()) == {0}
+
+
+def test_append_stamps_updated_at_with_the_time_it_writes(database):
+    """Rows an --append writes carry the time of the append in `updated_at` (incremental readers take
+    `updated_at >= cursor - lookback`, so a row stamped from the generated history is never read), in
+    every table; their `created_at` keeps the history, and the rows seeded before keep their stamps."""
+    seed_in_process(database, *ARGS)
+    before = {t: dict(rows(database, f"select {PRIMARY_KEYS[t]}, updated_at from {t}")) for t in TABLES}
+    # the server's clock (sessions are UTC), which the engine's cursor follows
+    began = scalar(database, "select utc_timestamp(6)")
+    seed_in_process(database, "--customers", "20", "--products", "5", "--orders", "1000", "--start", "2025-07-01",
+                    "--end", "2025-07-31", "--seed", "9", "--append")
+    appended, stale = {}, {}
+    for table, old in before.items():
+        now = dict(rows(database, f"select {PRIMARY_KEYS[table]}, updated_at from {table}"))
+        appended[table] = len(now) - len(old)
+        stale[table] = sum(stamp < began for key, stamp in now.items() if key not in old)
+        assert {key: now[key] for key in old} == old, f"{table} seeded before changed their updated_at"
+    assert appended == {"customers": 20, "products": 5, "orders": 1000, "order_items": appended["order_items"]}
+    assert appended["order_items"] > 1000
+    assert stale == dict.fromkeys(TABLES, 0), f"appended rows with updated_at before the append began ({began})"
+    # the history stays in created_at (the marts read it): the appended orders were placed in July 2025
+    first, last = rows(database, "select min(created_at), max(created_at) from orders where order_id > 3000")[0]
+    assert datetime(2025, 6, 30) <= first <= last < datetime(2025, 8, 1)
+    assert scalar(database, "select count(*) from orders where order_id > 3000 and created_at <> ordered_at") == 0
+    assert scalar(database, "select count(*) from order_items i join orders o using (order_id) "
+                            "where i.created_at <> o.ordered_at") == 0
+    assert scalar(database, "select count(*) from customers where created_at <> signed_up_at") == 0
+    assert scalar(database, "select max(created_at) from products") < began
 
 
 @pytest.mark.parametrize("failing_step", ["order lines", "products"])
