@@ -22,6 +22,7 @@ from retailflow_ingest.errors import (
     WAREHOUSE_SCHEMES,
     WAREHOUSE_SHAPE,
     IngestCancelled,
+    IngestFailed,
     IngestError,
     OneLineParser,
     url_problem,
@@ -206,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     except IngestCancelled as exc:
         print(exc.result.summary(), flush=True)
         return 128 + (received[0] if received else signal.SIGINT)
+    except IngestFailed as exc:  # the summary says which streams committed; stderr, which failed and why
+        print(exc.result.summary(), flush=True)
+        for name, failure in exc.failures:
+            print(f"{PROG}: {name} failed, its table and cursor are unchanged: "
+                  f"{str(failure).splitlines()[0] if str(failure) else type(failure).__name__}", file=sys.stderr)
+        return 1
     except IngestError as exc:
         if received:
             return 128 + received[0]

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from retailflow_ingest import stores
 from retailflow_ingest.catalog import PRIMARY_KEYS
-from retailflow_ingest.errors import IngestCancelled, IngestError
+from retailflow_ingest.errors import IngestCancelled, IngestError, IngestFailed
 from retailflow_ingest.lake import Lake, LakeConfig
 from retailflow_ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK, default_stores_csv
 from retailflow_ingest.source import MySQLSource, Snapshot, Stream, StreamReader, max_cursor
@@ -58,6 +58,9 @@ class StreamResult:
     notes: list[str] = field(default_factory=list)
     #: store_locations: lines were quarantined or stores left the table, so orders may name a missing one
     stores_lost: bool = False
+    #: an incremental sync into the lake: the sync id of the stream's previous sync, when that one wrote
+    #: its folder in the same lake (for the manifest; None: the lake missed the syncs before this one)
+    follows: int | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -217,13 +220,20 @@ class _Progress:
 
 
 def resolve_streams(requested: list[str] | None, discovered: dict[str, Stream], stores_csv,
-                    catalog: Iterable[str] | None = None) -> list[str]:
+                    catalog: Iterable[str] | None = None, not_streams: dict[str, str] | None = None) -> list[str]:
     """The streams a run syncs: those ``requested`` (any discovered table may be named), or else the
     ``catalog``'s tables found in the source (default: the catalog's source tables, ``catalog.PRIMARY_KEYS``), plus
     the store CSV. Other source tables (a seed's ``__new`` shadows, a user's scratch table) are not
-    the pipeline's: they are ignored, in one line."""
+    the pipeline's: they are ignored, in one line. A table the run would sync that the source has but
+    the engine cannot load (``not_streams``: an unsupported column type, no integer key or cursor) is
+    refused with the reason, before anything is written."""
     known = sorted(discovered) + [STORES]
     wanted = set(CATALOG if catalog is None else catalog)
+    blocked = {name: why for name, why in (not_streams or {}).items()
+               if name in (wanted if requested is None else requested)}
+    if blocked:
+        raise IngestError("; ".join(f"{name}: cannot be synced, {why}" for name, why in sorted(blocked.items()))
+                          + ": change the table in the source, or leave it out with --streams (nothing was written)")
     if requested is None:
         stray = sorted(set(discovered) - wanted)
         if stray:
@@ -300,7 +310,8 @@ def replaced_since(stream: Stream, state, identity: str | None, at_cursor: datet
         if at_cursor < value:
             return f"{where} now has an older {stream.cursor} ({at_cursor.isoformat(' ')})"
     if same_shape and identity and state.source_identity and identity != state.source_identity:
-        return f"the source table was re-created (created {identity}; {state.source_identity} at the last sync)"
+        return (f"the source table was re-created or rebuilt (its creation time is {identity}, {state.source_identity}"
+                " at the last sync: RENAME TABLE, TRUNCATE and ALTER TABLEs that rebuild it change it)")
     return None
 
 
@@ -382,7 +393,7 @@ def run(
             except IngestError as exc:
                 found, warehouse_error = None, exc
             discovered = discovering.result()  # a source that is down is reported first
-        wanted = resolve_streams(streams, discovered, stores_csv)
+        wanted = resolve_streams(streams, discovered, stores_csv, not_streams=source.not_streams)
         parsed = stores.parse(stores_csv) if STORES in wanted else None
         if parsed is not None and parsed.good.num_rows == 0 and not allow_empty_stores:
             raise IngestError(
@@ -502,7 +513,7 @@ def run(
     if stop.is_set():
         raise IngestCancelled(result)
     if failures:
-        raise failures[0][1]
+        raise IngestFailed(result, failures) from failures[0][1]
     return result
 
 
@@ -611,7 +622,24 @@ def _manifest(lake: Lake, result: StreamResult, sync_id: int, files: list[tuple[
         "rows": sum(n for _, n in files), "files": [{"name": Path(f).name, "rows": n} for f, n in files],
         "high_water_mark": result.high_water_mark.isoformat() if result.high_water_mark else None,
         "committed_at": datetime.now(UTC).isoformat(), "lake": lake.describe(), "owner": owner,
+        "follows": result.follows,
     }
+
+
+def _check_lake_continues(result: StreamResult, state, lake: Lake, owner: str) -> None:
+    """An incremental sync's folder holds only what changed since the stream's previous sync: the lake
+    can rebuild the table from it only if that sync wrote its folder in the same lake (its manifest,
+    kept in the state, says where). Records the previous folder's sync id in ``result.follows``, or
+    warns that the lake missed a sync (a run with ``--no-lake`` or another lake, or the first one into
+    this lake since a full load)."""
+    before = state.lake_manifest or {}
+    if before.get("lake") == lake.describe() and before.get("owner") == owner:
+        result.follows = before.get("sync_id")
+        return
+    result.notes.append(
+        f"{result.stream}: its previous sync (id {state.sync_id}) wrote no folder in this lake, so the lake lacks"
+        " the rows changed then: a table rebuilt from the lake is incomplete until the stream's next full load"
+        f" into it (--full-refresh --streams {result.stream})")
 
 
 def _end_transaction(cur, warehouse: Warehouse, result: StreamResult, cursor: tuple[datetime, int] | None,
@@ -631,10 +659,17 @@ def _end_transaction(cur, warehouse: Warehouse, result: StreamResult, cursor: tu
 
 def _commit(conn, body: Callable[[object], StreamResult], warehouse: Warehouse, sync_id: int, lake: Lake | None,
             files: list[tuple[str, int]]) -> StreamResult:
-    """Run a stream's transaction; once it has committed, its lake folder's manifest is written."""
+    """Run a stream's transaction; once it has committed, its lake folder's manifest is written. The
+    stream has synced whether or not that write succeeds: the state committed with the rows holds the
+    manifest, and the next run with this lake writes it (``_recover_manifests``), so a failed write is
+    a warning, not a failed stream."""
     result = _in_transaction(conn, body)
     if lake is not None:
-        lake.commit(result.stream, _manifest(lake, result, sync_id, files, warehouse.owner()))
+        try:
+            lake.commit(result.stream, _manifest(lake, result, sync_id, files, warehouse.owner()))
+        except Exception as exc:  # the lake's storage refused or is down: the warehouse has committed
+            result.notes.append(f"{result.stream}: committed, but its lake manifest could not be written"
+                                f" ({str(exc).splitlines()[0][:200]}); the next run with this lake writes it")
     return result
 
 
@@ -658,6 +693,8 @@ def _sync_table(conn, warehouse: Warehouse, plan: _Plan, reader: StreamReader, c
         generation = 0 if state is None else state.generation_id + (1 if pending else 0)
         batch = Batch(datetime.now(UTC), sync_id, generation)
         result = StreamResult(stream.name, "full" if plan.full else "incremental", generation_id=generation)
+        if lake is not None and not plan.full:
+            _check_lake_continues(result, state, lake, warehouse.owner())
         if plan.full:
             loaded = warehouse.start_full_load(cur, stream, batch)
         else:

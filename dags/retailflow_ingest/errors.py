@@ -6,12 +6,25 @@ take both checks from here."""
 
 import argparse
 import re
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 
 class IngestError(RuntimeError):
     """Bad input or an unreachable peer; the message (one line) says what to fix. Nothing half-written
     stays behind: each stream commits in one transaction or not at all."""
+
+
+class IngestFailed(IngestError):
+    """One or more streams failed while the run's others may have committed: each failed stream's table
+    and cursor are as they were. ``result`` holds what committed (``result.incomplete`` names the rest
+    and why), ``failures`` each failed stream with its exception; the message is the first failure's,
+    and the exception is chained from it."""
+
+    def __init__(self, result, failures: list):
+        name, first = failures[0]
+        super().__init__(f"{name}: {str(first).splitlines()[0] if str(first) else type(first).__name__}"
+                         + (f" (and {len(failures) - 1} more stream(s) failed)" if len(failures) > 1 else ""))
+        self.result, self.failures = result, failures
 
 
 class IngestCancelled(Exception):
@@ -107,7 +120,28 @@ def url_problem(url: str, what: str, shape: str, schemes: tuple[str, ...], *, ne
         return fault("names no database")
     if password_env and parts.password:
         return carries_password
+    # libpq refuses a % not followed by two hex digits and quotes the whole value in its message,
+    # the password included; urllib and pymysql keep it as it stands: a URL is taken only where all agree
+    if re.search(r"%(?![0-9A-Fa-f]{2})", url):
+        return fault("is malformed (a % in it is not followed by two hexadecimal digits: a % must start a"
+                     " percent-encoding such as %25 for % itself)")
     return None
+
+
+def without_password(text: str, url: str) -> str:
+    """A driver's ``text`` about ``url``, one line, with the URL's password (as written and decoded;
+    in the user part or a ``password=`` parameter) replaced by ``***``. libpq quotes a value it cannot
+    decode whole (``forbidden value %00 in percent-encoded value: "<password>"``)."""
+    parts = urlsplit(url)
+    written = [parts.password or ""]
+    for pair in re.split(r"[&;]", parts.query):
+        key, _, value = pair.partition("=")
+        if unquote(key) == "password":
+            written.append(value)
+    secrets = {s for w in written for s in (w, unquote(w)) if s}
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return " ".join(text.split())
 
 
 def split_url(url: str, what: str, shape: str, schemes: tuple[str, ...], *,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import connectorx as cx
@@ -77,7 +77,11 @@ def mysql_type(data_type: str, column_type: str, precision: int | None, scale: i
         return "date", pa.date32()
     if data_type in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"):
         return "varchar", pa.string()
-    raise IngestError(f"column type {column_type!r} is not supported by the local engine")
+    raise IngestError(f"column type {column_type!r} is not supported by the local engine ({SUPPORTED_TYPES})")
+
+
+#: the MySQL types ``mysql_type`` maps, as messages name them
+SUPPORTED_TYPES = "it loads integers, decimal, datetime, timestamp, date, char, varchar, text and enum/set"
 
 
 class _Connection(pymysql.connections.Connection):
@@ -118,6 +122,8 @@ class MySQLSource:
         self.estimated_rows: dict[str, int] = {}
         #: each table's identity at discovery (``identity``), saved with its cursor
         self.identities: dict[str, str | None] = {}
+        #: the tables discovery found but cannot sync, and why (``discover``)
+        self.not_streams: dict[str, str] = {}
 
     def describe(self) -> str:
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
@@ -132,9 +138,15 @@ class MySQLSource:
                 database=self.database,
                 connect_timeout=10,
                 autocommit=True,
+                init_command=f"set time_zone = '{UTC_OFFSET}'",
             )
         except pymysql.MySQLError as exc:
             raise IngestError(f"cannot connect to the source {self.describe()}: {exc.args[-1]}") from exc
+        except UnicodeEncodeError:
+            # PyMySQL sends the user and password in latin-1; its error names the character and where it
+            # sits in the password, so it is neither shown nor chained
+            raise IngestError(f"cannot connect to the source {self.describe()}: its user or password holds a"
+                              " character outside latin-1, which MySQL's client protocol here cannot send") from None
 
     def discover(self) -> dict[str, Stream]:
         """Every table with a single-column integer primary key and an ``updated_at`` cursor column."""
@@ -160,7 +172,7 @@ class MySQLSource:
         finally:
             conn.close()
         by_table: dict[str, list[ColumnType]] = {}
-        unsupported: set[str] = set()
+        unsupported: dict[str, list[str]] = {}
         keys: dict[str, list[str]] = {}
         for table, column, data_type, column_type, precision, scale, is_key in columns:
             if is_key:
@@ -168,19 +180,28 @@ class MySQLSource:
             try:
                 pg_type, arrow_type = mysql_type(data_type, column_type, precision, scale)
             except IngestError:
-                unsupported.add(table)  # not a stream; naming it in --streams reports it unknown
+                unsupported.setdefault(table, []).append(f"{column} {column_type}")
                 continue
             by_table.setdefault(table, []).append(ColumnType(column, pg_type, arrow_type))
-        streams = {}
-        for table, cols in by_table.items():
-            if table in unsupported:
-                continue
+        streams, self.not_streams = {}, {}
+        for table in dict.fromkeys([*by_table, *unsupported]):
+            cols = by_table.get(table, [])
             pk = keys.get(table, [])
             pk_types = [c.pg_type for c in cols if c.name in pk]
             # chunked reads page on an integer key and order by (updated_at, key)
-            if pk_types != ["bigint"] or CURSOR not in (c.name for c in cols) or not _IDENT.match(table):
+            if table in unsupported:
+                why = (f"column{'s' if len(unsupported[table]) > 1 else ''} {', '.join(unsupported[table])}: types"
+                       f" the local engine does not load ({SUPPORTED_TYPES})")
+            elif len(pk) != 1 or pk_types != ["bigint"]:
+                why = "its primary key is not one integer column" if pk else "it has no primary key"
+            elif CURSOR not in (c.name for c in cols):
+                why = f"it has no {CURSOR} column (the incremental cursor)"
+            elif not _IDENT.match(table):
+                why = "its name is not a plain identifier (letters, digits, _)"
+            else:
+                streams[table] = Stream(table, pk[0], tuple(cols))
                 continue
-            streams[table] = Stream(table, pk[0], tuple(cols))
+            self.not_streams[table] = why
         return streams
 
     def rows_at(self, cursors: dict[str, tuple[Stream, tuple[datetime, int]]]) -> dict[str, datetime | None]:
@@ -308,9 +329,14 @@ class MySQLSource:
 #: a rebuild changes (InnoDB's own table id needs the PROCESS privilege). Seconds only: the engine
 #: also checks the row at the saved cursor (``rows_at``).
 IDENTITY_SQL = "cast(create_time as char)"
+#: the session time zone of every connection to the source: UTC
+UTC_OFFSET = "+00:00"
 #: the reader connections' session: one snapshot each, read-only, started before the query runs
 SNAPSHOT_SESSION = (
     "set session transaction isolation level repeatable read",
+    # ``timestamp`` columns come out in the session's time zone and literals compare in it; the
+    # engine's cursor and the source's clock are UTC (``datetime`` columns are not converted)
+    f"set session time_zone = '{UTC_OFFSET}'",
     # a reader may sit idle while other streams are written; the server must not drop it meanwhile
     "set session net_write_timeout = 86400",
     "start transaction with consistent snapshot, read only",
@@ -440,9 +466,14 @@ def _after(cursor: str, pk: str, since: tuple[datetime, int]) -> str:
 
 
 def max_cursor(chunk: pa.Table, stream: Stream) -> tuple[datetime, int] | None:
-    """The largest ``(updated_at, pk)`` pair in a chunk."""
+    """The largest ``(updated_at, pk)`` pair in a chunk, its time naive and in UTC, as the state table
+    and the source's clock (``utc_timestamp``) hold it: a ``timestamp`` cursor column arrives as
+    UTC-aware Arrow values (``mysql_type``), a ``datetime`` one as naive."""
     if chunk.num_rows == 0:
         return None
     top = pc.max(chunk[stream.cursor])
     pks = pc.filter(chunk[stream.primary_key], pc.equal(chunk[stream.cursor], top))
-    return top.as_py(), pc.max(pks).as_py()
+    value = top.as_py()
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value, pc.max(pks).as_py()

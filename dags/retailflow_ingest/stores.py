@@ -4,15 +4,20 @@ Every record after the header is read, then loaded or quarantined (read = loaded
 is quarantined (with its physical line number, the raw line and a reason) when it is empty (a blank
 line, or nothing but commas), has the wrong number of fields, an empty required field (``store_id``,
 ``name``, ``city``, ``region``, ``country``: the dbt models test them ``not_null``), a non-integer
-``store_id``, a ``store_id`` already seen on an earlier line (the first one wins), a latitude outside
-[-90, 90] or longitude outside [-180, 180] (or not a number), or an ``opened_at`` that is not a
-``YYYY-MM-DD`` date. A wrong header rejects the whole file.
+``store_id`` (ASCII digits with an optional sign, as the ``bigint`` column holds: from -2^63 to
+2^63 - 1), a ``store_id`` already seen on an earlier line (the first one wins), a latitude outside
+[-90, 90] or longitude outside [-180, 180] (or not a decimal number in ASCII digits), or an
+``opened_at`` that is not a ``YYYY-MM-DD`` date. A wrong header rejects the whole file.
+
+Numbers and dates are matched before Python reads them: ``int`` and ``Decimal`` also take ``4_1`` and
+Unicode digits (``٤٢``), ``Decimal`` ``nan`` and ``inf``, ``date.fromisoformat`` ``2024-W01-1``.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -43,6 +48,12 @@ STREAM = Stream(
 QUARANTINE_TABLE = "store_locations_quarantine"
 #: fields that must not be empty
 REQUIRED = ("store_id", "name", "city", "region", "country")
+#: what each checked field must look like (ASCII digits only: ``re``'s ``\d`` takes any Unicode digit)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: the range of ``store_id``'s bigint
+_BIGINT = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -65,12 +76,23 @@ class ParsedStores:
         return self.good.num_rows + len(self.rejected)
 
 
+def _store_id(text: str) -> int:
+    if not _INTEGER.fullmatch(text):
+        raise ValueError(f"store_id {text!r} is not an integer")
+    # the length first: int() refuses more than 4300 digits
+    if len(text.lstrip("+-").lstrip("0")) > 19 or not _BIGINT[0] <= int(text) <= _BIGINT[1]:
+        raise ValueError(f"store_id {text} is out of range [{_BIGINT[0]}, {_BIGINT[1]}]")
+    return int(text)
+
+
 def _coordinate(text: str, name: str, limit: int) -> Decimal:
     try:
+        if not _DECIMAL.fullmatch(text):
+            raise InvalidOperation
         value = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"{name} {text!r} is not a number") from None
-    if not value.is_finite() or not -limit <= value <= limit:
+    if not -limit <= value <= limit:
         raise ValueError(f"{name} {text} is out of range [-{limit}, {limit}]")
     return value.quantize(Decimal("0.000001"))
 
@@ -109,16 +131,13 @@ def parse(path: str | Path) -> ParsedStores:
             missing = [name for name in REQUIRED if not record[name]]
             if missing:
                 raise ValueError(f"missing {', '.join(missing)}")
-            try:
-                store_id = int(record["store_id"])
-            except ValueError:
-                raise ValueError(f"store_id {record['store_id']!r} is not an integer") from None
+            store_id = _store_id(record["store_id"])
             if store_id in first_seen:
                 raise ValueError(f"duplicate store_id {store_id} (first on line {first_seen[store_id]})")
             latitude = _coordinate(record["latitude"], "latitude", 90)
             longitude = _coordinate(record["longitude"], "longitude", 180)
-            try:
-                opened_at = date.fromisoformat(record["opened_at"]) if len(record["opened_at"]) == 10 else None
+            try:  # fromisoformat alone also takes 2024-W01-1 and 20240101T0
+                opened_at = date.fromisoformat(record["opened_at"]) if _DATE.fullmatch(record["opened_at"]) else None
             except ValueError:
                 opened_at = None
             if opened_at is None:

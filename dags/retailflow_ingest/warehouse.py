@@ -28,7 +28,7 @@ import pgpq._pgpq as pgpq_encoders
 from pgpq import ArrowToPostgresBinaryEncoder
 
 from retailflow_ingest.catalog import POSTGRESQL_PORT
-from retailflow_ingest.errors import WAREHOUSE_SCHEMES, WAREHOUSE_SHAPE, IngestError, split_url
+from retailflow_ingest.errors import WAREHOUSE_SCHEMES, WAREHOUSE_SHAPE, IngestError, split_url, without_password
 from retailflow_ingest.source import Stream
 
 #: Airbyte's meta columns, in the order and with the types destination-postgres 3.x declares them
@@ -194,7 +194,10 @@ class Warehouse:
         try:
             return psycopg.connect(self.url, connect_timeout=10)
         except Exception as exc:  # the driver raises its own error classes for every failure
-            raise IngestError(f"cannot connect to the warehouse {self.describe()}: {' '.join(str(exc).split())}") from exc
+            # libpq may quote a value of the URL, password and all; not chained, as a traceback (an
+            # Airflow task's log) would print the driver's own text after this one
+            raise IngestError(f"cannot connect to the warehouse {self.describe()}:"
+                              f" {without_password(str(exc), self.url)}") from None
 
     def table(self, name: str) -> str:
         return f"{self.q_schema}.{ident(name)}"
@@ -305,8 +308,8 @@ class Warehouse:
         cur.execute(f"select pg_advisory_xact_lock({self.lock_key(stream)})")
         cur.fetchall()
         cur.execute(
-            f"select cursor_value, cursor_pk, generation_id, sync_id, rows_in_table from {self.table(STATE_TABLE)}"
-            f" where stream = {literal(stream)}"
+            f"select cursor_value, cursor_pk, generation_id, sync_id, rows_in_table, lake_manifest::text"
+            f" from {self.table(STATE_TABLE)} where stream = {literal(stream)}"
         )
         row = cur.fetchone()
         cur.execute(f"select count(*) from {self.table(PENDING_TABLE)} where stream = {literal(stream)}")
@@ -314,7 +317,7 @@ class Warehouse:
         if row is None:
             return None, pending
         cursor = None if row[0] is None else (row[0], row[1])
-        return State(cursor, row[2], row[3], row[4] or 0), pending
+        return State(cursor, row[2], row[3], row[4] or 0, json.loads(row[5]) if row[5] else None), pending
 
     def column_types(self, cur, stream: str) -> list[tuple[str, str]]:
         """The stream's table's columns with their types (``format_type``), in order; empty if there is none."""

@@ -87,6 +87,7 @@ def _store_csv(settings: PipelineSettings, workdir: Path) -> Path | None:
 def ingest_direct(settings: Mapping[str, Any], full_refresh: bool = False) -> dict[str, Any]:
     """The local ingestion engine: MySQL and the store CSV into the raw schema, raw files to the lake."""
     from retailflow_ingest.engine import run
+    from retailflow_ingest.errors import IngestFailed
 
     s = PipelineSettings.from_dict(settings)
     mysql_url = connections.mysql_url(s.mysql)
@@ -106,8 +107,13 @@ def ingest_direct(settings: Mapping[str, Any], full_refresh: bool = False) -> di
                 continue
             with_stores = csv is not None and STORE_LOCATIONS_STREAM not in summary["streams"]
             streams = names + ([STORE_LOCATIONS_STREAM] if with_stores else [])
-            result = run(mysql_url, warehouse_url, schema=s.raw_schema, streams=streams, stores_csv=csv,
-                         lake=lake, full_refresh=full)
+            try:
+                result = run(mysql_url, warehouse_url, schema=s.raw_schema, streams=streams, stores_csv=csv,
+                             lake=lake, full_refresh=full)
+            except IngestFailed as exc:  # the task fails; its log says which streams committed all the same
+                for line in exc.result.summary().splitlines():
+                    log.info("%s", line)
+                raise
             for line in result.summary().splitlines():
                 log.info("%s", line)
             summary["sync_ids"].append(result.sync_id)

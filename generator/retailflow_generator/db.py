@@ -94,6 +94,11 @@ def url_problem(url: str, what: str, shape: str, schemes: tuple[str, ...], *, ne
         return fault("names no database")
     if password_env and parts.password:
         return carries_password
+    # libpq refuses a % not followed by two hex digits and quotes the whole value in its message,
+    # the password included; urllib and pymysql keep it as it stands: a URL is taken only where all agree
+    if re.search(r"%(?![0-9A-Fa-f]{2})", url):
+        return fault("is malformed (a % in it is not followed by two hexadecimal digits: a % must start a"
+                     " percent-encoding such as %25 for % itself)")
     return None
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from ingest_support import STREAMS, assert_same_as_source, mysql_exec, seed, source_rows, warehouse_rows
+from ingest_support import STREAMS, assert_same_as_source, mysql, mysql_exec, seed, source_rows, warehouse_rows
 
 from retailflow_ingest.engine import run
 from retailflow_ingest.errors import IngestError
@@ -352,3 +352,90 @@ def test_a_table_retyped_while_a_sync_waits_for_its_lock_stops_that_stream_clear
     error = outcome.get("error")
     assert isinstance(error, IngestError) and "another sync changed its table meanwhile" in str(error), outcome
     assert query(warehouse_url, "select count(*) from raw.orders where order_id > 2000") == [(0,)]
+
+
+def test_a_timestamp_cursor_column_syncs_in_full_and_then_incrementally(mysql_url, warehouse_url):
+    """``updated_at timestamp`` (MySQL's usual idiom, beside the shop's ``datetime``) arrives as UTC-aware
+    values; comparing the largest with the source's clock (naive UTC) failed every sync of the table."""
+    mysql_exec(
+        mysql_url,
+        "create table events (id bigint primary key, kind varchar(10) not null,"
+        " updated_at timestamp(6) not null default current_timestamp(6) on update current_timestamp(6),"
+        " key ix_events_updated (updated_at))",
+        "insert into events (id, kind) select seq, 'seen' from seq_1_to_50",
+    )
+    first = run(mysql_url, warehouse_url, stores_csv=None, streams=["events"])
+    assert (first.streams["events"].mode, first.streams["events"].inserted) == ("full", 50), first.summary()
+    mysql_exec(mysql_url, "update events set kind = 'clicked' where id <= 5",
+               "insert into events (id, kind) select 50 + seq, 'seen' from seq_1_to_3")
+    second = run(mysql_url, warehouse_url, stores_csv=None, streams=["events"])
+    events = second.streams["events"]
+    assert (events.mode, events.inserted, events.updated, events.rows_in_table) == ("incremental", 3, 5, 53)
+    # the same instants as MySQL holds them
+    with mysql(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("select id, kind, unix_timestamp(updated_at) from events order by id")
+        source = [(i, k, float(t)) for i, k, t in cur.fetchall()]
+    loaded = query(warehouse_url, "select id, kind, extract(epoch from updated_at)::float8 from raw.events order by id")
+    assert [(i, k) for i, k, _ in loaded] == [(i, k) for i, k, _ in source]
+    assert all(abs(mine - theirs) < 1e-6 for (_, _, mine), (_, _, theirs) in zip(loaded, source, strict=True))
+    assert columns(warehouse_url, "events")[-1] == ("updated_at", "timestamp with time zone", "YES")
+
+
+def test_a_pipeline_table_with_a_column_the_engine_cannot_load_is_refused_by_name(mysql_url, warehouse_url):
+    """One ``double`` column added to products made discovery drop the table, and the run said "the source
+    database lacks the pipeline's table(s) products" and went on without it, exit 0. It now names the
+    column and its type, exit 2, and writes nothing."""
+    seed(mysql_url)
+    mysql_exec(mysql_url, "alter table products add column weight double")
+    env = {"RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url, "PATH": ""}
+    for extra in ([], ["--streams", "products", "orders"]):
+        done = subprocess.run([sys.executable, "-m", "retailflow_ingest.cli", "--no-lake", *extra],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.count("\n") == 1 and "products: cannot be synced, column weight double:" in done.stderr
+        assert "lacks" not in done.stderr and "unknown stream" not in done.stderr, done.stderr
+    assert tables_in(warehouse_url) == []
+    # a table outside the pipeline's catalog with such a column is still only ignored
+    mysql_exec(mysql_url, "alter table products drop column weight", "create table scratch (id bigint primary key,"
+               " v double, updated_at datetime(6) not null default current_timestamp(6))")
+    result = run(mysql_url, warehouse_url, stores_csv=None)
+    assert sorted(result.streams) == sorted(STREAMS)
+
+
+def test_a_password_mysql_cannot_send_is_refused_without_showing_any_of_it(mysql_url):
+    """PyMySQL sends the password in latin-1; for one it cannot encode it raised a UnicodeEncodeError
+    naming the character and its position in the password, as a traceback."""
+    import traceback
+    from urllib.parse import urlsplit
+
+    from retailflow_ingest.source import MySQLSource
+
+    parts = urlsplit(mysql_url)
+    source = MySQLSource(f"mysql://retail:Zq9%E2%82%ACsecret@{parts.hostname}:{parts.port}/retail")
+    with pytest.raises(IngestError, match="holds a character outside latin-1") as refused:
+        source.connect()
+    report = "".join(traceback.format_exception(refused.value))
+    assert not any(piece in report for piece in ("Zq9", "secret", "\\u20ac", "\u20ac", "position")), report
+
+
+def test_a_stream_that_fails_after_others_committed_exits_1_with_the_summary(mysql_url, warehouse_url):
+    """A materialized view on raw.customers stops that stream's swap while the other streams commit. The
+    command exited 2 ("bad input, nothing created") with one line and no summary: it now prints the
+    summary (what committed, what failed) and exits 1, and the committed streams stay committed."""
+    seed(mysql_url)
+    run(mysql_url, warehouse_url, stores_csv=None)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("create materialized view raw.customer_count as select count(*) from raw.customers")
+    env = {"RETAILFLOW_MYSQL_URL": mysql_url, "RETAILFLOW_WAREHOUSE_URL": warehouse_url, "PATH": ""}
+    done = subprocess.run([sys.executable, "-m", "retailflow_ingest.cli", "--no-lake", "--stores-csv", "none",
+                           "--full-refresh"], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = done.stdout.splitlines()
+    committed = {line.split()[0] for line in summary if re.match(r"\S+ +full +\d", line)}
+    assert committed == set(STREAMS) - {"customers"}, done.stdout
+    assert any(re.match(r"customers +failed: customers: .*customer_count", line) for line in summary), done.stdout
+    assert "stream(s) not committed" in summary[-1], done.stdout
+    assert re.fullmatch(r"retailflow-ingest: customers failed, its table and cursor are unchanged: customers: .*"
+                        r"customer_count.*\n", done.stderr), done.stderr
+    generations = dict(query(warehouse_url, "select stream, generation_id from raw._retailflow_ingest_state"))
+    assert generations == {**{s: 1 for s in STREAMS}, "customers": 0}

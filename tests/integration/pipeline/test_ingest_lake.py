@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from ingest_support import seed, source_rows
+from ingest_support import STREAMS, mysql_exec, seed, source_rows
 from minio import Minio
 from moto.server import ThreadedMotoServer
 
@@ -70,3 +71,62 @@ def test_s3_lake_through_minio_sdk(mysql_url, warehouse_url, s3_endpoint):
     body = client.get_object("retailflow-lake", f"landing/mysql/orders/{sync}/part-00000.parquet").read()
     assert pq.read_table(io.BytesIO(body)).num_rows == 1000
     assert result.streams["orders"].lake_files == [f"s3://retailflow-lake/landing/mysql/orders/{sync}/part-00000.parquet"]
+
+
+def test_a_manifest_the_lake_refuses_after_the_commit_is_a_warning_and_the_next_run_writes_it(
+        mysql_url, warehouse_url, tmp_path, monkeypatch):
+    """The warehouse has committed the stream (rows and state) before its manifest is written: a lake that
+    refuses that write must not report the stream as failed with "its table and cursor are unchanged"
+    (they changed). The run says what happened, and the next run with the lake writes the manifest
+    from the committed state."""
+    from retailflow_ingest.lake import Lake
+
+    seed(mysql_url)
+    lake = LakeConfig(bucket="retailflow", prefix="raw", local_dir=tmp_path)
+    write = Lake.commit
+
+    def refuse_products(self, stream, manifest):
+        if stream == "products":
+            raise OSError("the lake refused the write")
+        return write(self, stream, manifest)
+
+    monkeypatch.setattr(Lake, "commit", refuse_products)
+    first = run(mysql_url, warehouse_url, stores_csv=None, lake=lake)
+    assert sorted(first.streams) == sorted(STREAMS) and not first.incomplete, first.summary()
+    assert [w for w in first.warnings if w.startswith("products: committed, but its lake manifest could not be"
+                                                     " written (the lake refused the write)")], first.warnings
+    products = tmp_path / "retailflow" / "raw" / "products" / f"sync_id={first.sync_id}"
+    assert (products / "part-00000.parquet").is_file() and not (products / "_manifest.json").exists()
+    assert (tmp_path / "retailflow" / "raw" / "orders" / f"sync_id={first.sync_id}" / "_manifest.json").is_file()
+
+    monkeypatch.setattr(Lake, "commit", write)
+    run(mysql_url, warehouse_url, stores_csv=None, lake=lake, streams=["orders"])
+    assert json.loads((products / "_manifest.json").read_text())["sync_id"] == first.sync_id
+
+
+def test_an_incremental_folder_says_whether_the_lake_holds_the_sync_before_it(mysql_url, warehouse_url, tmp_path):
+    """A table is rebuilt from the lake as its newest full folder plus the incremental folders after it
+    (LAKE_README.md). A sync run without the lake (``--no-lake``) still moves the cursor on, so the next
+    folder in the lake lacks what changed in between: that folder's manifest says so (``follows`` null)
+    and the run warns; a folder that does follow the one before names its sync id."""
+    seed(mysql_url)
+    lake = LakeConfig(bucket="retailflow", prefix="raw", local_dir=tmp_path)
+
+    def manifest(result):
+        folder = tmp_path / "retailflow" / "raw" / "products" / f"sync_id={result.sync_id}"
+        return json.loads((folder / "_manifest.json").read_text())
+
+    full = run(mysql_url, warehouse_url, stores_csv=None, lake=lake, streams=["products"])
+    mysql_exec(mysql_url, "update products set name = 'changed first' where product_id = 7")
+    next_one = run(mysql_url, warehouse_url, stores_csv=None, lake=lake, streams=["products"])
+    assert manifest(next_one)["follows"] == full.sync_id and not next_one.warnings
+    mysql_exec(mysql_url, "update products set name = 'changed without the lake' where product_id = 8")
+    missed = run(mysql_url, warehouse_url, stores_csv=None, streams=["products"])
+    mysql_exec(mysql_url, "update products set name = 'changed later' where product_id = 9")
+    after_gap = run(mysql_url, warehouse_url, stores_csv=None, lake=lake, streams=["products"])
+    assert manifest(after_gap)["mode"] == "incremental" and manifest(after_gap)["follows"] is None
+    assert after_gap.warnings == [
+        f"products: its previous sync (id {missed.sync_id}) wrote no folder in this lake, so the lake lacks the rows"
+        " changed then: a table rebuilt from the lake is incomplete until the stream's next full load into it"
+        " (--full-refresh --streams products)"]
+    assert manifest(full)["follows"] is None and not full.warnings

@@ -123,6 +123,44 @@ def test_store_csv_checks(tmp_path):
     assert parsed.rows_read == 6 == parsed.good.num_rows + len(parsed.rejected)
 
 
+def test_store_csv_quarantines_numbers_python_reads_but_the_file_does_not_mean(tmp_path):
+    """A store_id beyond the bigint column, once an OverflowError that stopped the whole run before any
+    stream, and what int(), Decimal() and date.fromisoformat() read as a number or date though no one
+    wrote one (``4_1``, Arabic-Indic digits, ``nan``, an ISO week) are each one quarantined line."""
+    path = tmp_path / "s.csv"
+    path.write_text(
+        "store_id,name,city,region,country,latitude,longitude,opened_at\n"
+        "9223372036854775807,A,Oslo,Europe,NO,59.9,10.7,2020-01-01\n"
+        "+7,B,Oslo,Europe,NO,-.5,1E1,2020-01-01\n"
+        "99999999999999999999,C,Oslo,Europe,NO,59.9,10.7,2020-01-01\n"
+        "-9223372036854775809,D,Oslo,Europe,NO,59.9,10.7,2020-01-01\n"
+        "4_1,E,Oslo,Europe,NO,59.9,10.7,2020-01-01\n"
+        "\u0664\u0662,F,Oslo,Europe,NO,59.9,10.7,2020-01-01\n"
+        "10,G,Oslo,Europe,NO,1_0,10.7,2020-01-01\n"
+        "11,H,Oslo,Europe,NO,nan,10.7,2020-01-01\n"
+        "12,I,Oslo,Europe,NO,59.9,-inf,2020-01-01\n"
+        "13,J,Oslo,Europe,NO,\u0664\u0662,10.7,2020-01-01\n"
+        "14,K,Oslo,Europe,NO,59.9,10.7,2020-W01-1\n",
+        encoding="utf-8",
+    )
+    parsed = parse(path)
+    assert [(r["store_id"], r["latitude"], r["longitude"]) for r in parsed.good.to_pylist()] == [
+        (9223372036854775807, Decimal("59.900000"), Decimal("10.700000")),
+        (7, Decimal("-0.500000"), Decimal("10.000000")),
+    ]
+    assert [(r.line_number, r.reason) for r in parsed.rejected] == [
+        (4, "store_id 99999999999999999999 is out of range [-9223372036854775808, 9223372036854775807]"),
+        (5, "store_id -9223372036854775809 is out of range [-9223372036854775808, 9223372036854775807]"),
+        (6, "store_id '4_1' is not an integer"),
+        (7, "store_id '\u0664\u0662' is not an integer"),
+        (8, "latitude '1_0' is not a number"),
+        (9, "latitude 'nan' is not a number"),
+        (10, "longitude '-inf' is not a number"),
+        (11, "latitude '\u0664\u0662' is not a number"),
+        (12, "opened_at '2020-W01-1' is not a YYYY-MM-DD date"),
+    ]
+
+
 def test_store_csv_quoted_field_may_span_lines(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text(

@@ -24,6 +24,9 @@ ENCODE = ("is malformed (its user or password holds a /, #, ? or @, which must b
 ENCODE_USER = ("is malformed (its user holds a /, #, ?, @ or :, which must be percent-encoded: / as %2F,"
                " # as %23, ? as %3F, @ as %40, : as %3A; an @ in the database or a parameter is written %40)")
 SCHEME = "does not start with mysql://, mysql+pymysql:// or mariadb://"
+#: a % not starting a percent-encoding: libpq refuses it, quoting the whole value (password and all)
+PERCENT = ("is malformed (a % in it is not followed by two hexadecimal digits: a % must start a percent-encoding"
+           " such as %25 for % itself)")
 
 #: a bad MySQL URL in the environment -> the fault its message names
 BAD_MYSQL_URLS = {
@@ -55,6 +58,12 @@ BAD_MYSQL_URLS = {
     f"postgresql://retail:{SECRET}@127.0.0.1:3306/retail": SCHEME,
     f"retail:{SECRET}@127.0.0.1:3306/retail": SCHEME,
     f"mysql://retail:{SECRET}@127.0.0.1:3306/": "names no database",
+    # a raw % in the password, the user or the database, also as its last or next-to-last character
+    f"mysql://retail:S3C%zz{SECRET}@127.0.0.1:3306/retail": PERCENT,
+    f"mysql://retail:{SECRET}%@127.0.0.1:3306/retail": PERCENT,
+    f"mysql://retail:{SECRET}%4@127.0.0.1:3306/retail": PERCENT,
+    f"mysql://re%tail:{SECRET}@127.0.0.1:3306/retail": PERCENT,
+    f"mysql://retail:{SECRET}@127.0.0.1:3306/re%tail": PERCENT,
 }
 
 
@@ -107,6 +116,11 @@ def test_a_bad_mysql_url_gets_the_same_message_from_the_engine_the_audit_and_the
     # a password cut short by its "/" is still a password, which the environment must carry
     (f"mysql://retail:{SECRET}/x@127.0.0.1/retail", "--mysql-url carries a password, which every user can read"
                                                      " in the process list; set $RETAILFLOW_MYSQL_URL instead"),
+    ("mysql://re%tail@127.0.0.1:3306/retail",
+     f"--mysql-url {PERCENT}: it must look like mysql://USER@HOST:PORT/DATABASE"),
+    # the password is the first fault: it must leave the command line, whatever it holds
+    (f"mysql://retail:{SECRET}%@127.0.0.1:3306/retail", "--mysql-url carries a password, which every user can"
+                                                        " read in the process list; set $RETAILFLOW_MYSQL_URL instead"),
 ])
 def test_a_bad_mysql_url_argument_gets_the_same_message_from_both_command_lines(url, fault, monkeypatch, capsys):
     """retailflow-ingest and retailflow-generator refuse the same ``--mysql-url`` alike, before they do anything."""
@@ -169,3 +183,65 @@ def test_a_user_and_password_with_every_reserved_character_percent_encoded_are_t
     warehouse = "postgresql://127.0.0.1:1/warehouse?user=warehouse%40shop"
     assert Warehouse(warehouse).describe() == "postgresql://@127.0.0.1:1/warehouse"
     audit.check_urls(url, warehouse, "the MySQL URL", "the warehouse URL")  # raises for a URL it refuses
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql://warehouse:S3C%zz{SECRET}@127.0.0.1:1/warehouse",
+    f"postgresql://ware%house:{SECRET}@127.0.0.1:1/warehouse",
+    f"postgresql://warehouse:{SECRET}@127.0.0.1:1/ware%house",
+])
+def test_a_raw_percent_in_the_warehouse_url_is_named_by_the_engine_and_the_audit(url):
+    """libpq quoted the password it could not decode (``invalid percent-encoded token: "S3C%zz..."``) in the
+    engine's message; now the URL check names the fault before anything connects."""
+    from retailflow_ingest.warehouse import Warehouse
+
+    fault = f"the warehouse URL {PERCENT}: it must look like postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+    with pytest.raises(IngestError) as refused:
+        Warehouse(url)
+    with pytest.raises(audit.AuditError) as audited:
+        audit.check_urls("mysql://retail:x@127.0.0.1:3306/retail", url, "the MySQL URL", "the warehouse URL")
+    assert str(refused.value) == str(audited.value) == fault
+
+
+def test_a_percent_written_as_25_is_taken_by_all_three():
+    from retailflow_generator.db import MySQLTarget
+    from retailflow_ingest.warehouse import Warehouse
+
+    url = "mysql://retail:50%25off@db.shop:3306/re%25tail"
+    engine, generator = MySQLSource(url), MySQLTarget.from_url(url)
+    assert (engine.password, engine.database) == (generator.password, generator.database) == ("50%off", "re%tail")
+    warehouse = "postgresql://warehouse:50%25off@127.0.0.1:1/warehouse"
+    Warehouse(warehouse)  # raises for a URL it refuses
+    audit.check_urls(url, warehouse, "the MySQL URL", "the warehouse URL")
+
+
+#: passwords the URL check takes but libpq cannot decode: it quotes them whole in its message
+UNDECODABLE = "S3C%00RETpw-7f3a"
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql://warehouse:{UNDECODABLE}@127.0.0.1:1/warehouse",
+    f"postgresql://warehouse@127.0.0.1:1/warehouse?password={UNDECODABLE}",
+])
+def test_the_engine_never_shows_the_warehouse_password_libpq_quotes(url):
+    """``forbidden value %00 in percent-encoded value: "<password>"``: the engine's message keeps libpq's
+    reason and drops the password, and so does its traceback (an Airflow task's log)."""
+    import traceback
+
+    from retailflow_ingest.warehouse import Warehouse
+
+    with pytest.raises(IngestError) as refused:
+        Warehouse(url).connect()
+    message = str(refused.value)
+    assert message == ("cannot connect to the warehouse postgresql://warehouse@127.0.0.1:1/warehouse:"
+                       ' forbidden value %00 in percent-encoded value: "***"')
+    logged = "".join(traceback.format_exception(refused.value))
+    assert "RETpw" not in logged and "S3C" not in logged
+
+
+def test_a_drivers_text_loses_the_password_as_written_and_decoded():
+    from retailflow_ingest.errors import without_password
+
+    url = "postgresql://warehouse:p%2Fw0rd%23x@127.0.0.1:1/warehouse?sslmode=prefer&password=other%20one"
+    text = 'bad "p%2Fw0rd%23x" and\n"p/w0rd#x", "other%20one" or "other one" for user "warehouse"'
+    assert without_password(text, url) == 'bad "***" and "***", "***" or "***" for user "warehouse"'
