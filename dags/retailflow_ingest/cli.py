@@ -210,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     except IngestFailed as exc:  # the summary says which streams committed; stderr, which failed and why
         print(exc.result.summary(), flush=True)
         for name, failure in exc.failures:
-            print(f"{PROG}: {name} failed, its table and cursor are unchanged: "
-                  f"{str(failure).splitlines()[0] if str(failure) else type(failure).__name__}", file=sys.stderr)
+            why = str(failure).splitlines()[0] if str(failure) else type(failure).__name__
+            print(f"{PROG}: {name} failed, its table and cursor are unchanged: {why.removeprefix(f'{name}: ')}",
+                  file=sys.stderr)
         return 1
     except IngestError as exc:
         if received:

@@ -229,8 +229,9 @@ def resolve_streams(requested: list[str] | None, discovered: dict[str, Stream], 
     refused with the reason, before anything is written."""
     known = sorted(discovered) + [STORES]
     wanted = set(CATALOG if catalog is None else catalog)
+    # a MySQL table named like the store CSV's stream is never read: the stream is the CSV
     blocked = {name: why for name, why in (not_streams or {}).items()
-               if name in (wanted if requested is None else requested)}
+               if name != STORES and name in (wanted if requested is None else requested)}
     if blocked:
         raise IngestError("; ".join(f"{name}: cannot be synced, {why}" for name, why in sorted(blocked.items()))
                           + ": change the table in the source, or leave it out with --streams (nothing was written)")
@@ -369,8 +370,9 @@ def run(
     row empty the table. ``stop``: set it (a signal handler does) to stop soon: streams in flight roll
     back, committed ones stay, and ``IngestCancelled`` carries the partial result.
 
-    Raises ``IngestError`` on bad input or an unreachable peer before anything is written; a stream
-    that fails leaves its table and cursor as they were.
+    Raises ``IngestError`` on bad input or an unreachable peer before anything is written. A stream
+    that fails leaves its table and cursor as they were while the others go on and commit; then
+    ``IngestFailed`` (an ``IngestError``) is raised with the result and each failure.
     """
     check_options(batch_rows=batch_rows, parallel=parallel, lookback=lookback)
     _fix_mmap_threshold()
@@ -484,10 +486,10 @@ def run(
                 result.incomplete[name] = "rolled back"
                 continue
             except Exception as exc:  # the other streams still commit; the first failure is raised
-                if stop.is_set():
-                    result.incomplete[name] = "rolled back"
-                    continue
                 log.error("%s: failed, its table and cursor are unchanged: %s", name, exc)
+                if stop.is_set():  # the run is stopping: reported as stopped, the failure is kept in its line
+                    result.incomplete[name] = f"failed, then the run was stopped: {str(exc).splitlines()[0][:100]}"
+                    continue
                 result.incomplete[name] = f"failed: {str(exc).splitlines()[0][:120]}"
                 failures.append((name, exc))
                 continue

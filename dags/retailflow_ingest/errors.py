@@ -22,7 +22,8 @@ class IngestFailed(IngestError):
 
     def __init__(self, result, failures: list):
         name, first = failures[0]
-        super().__init__(f"{name}: {str(first).splitlines()[0] if str(first) else type(first).__name__}"
+        why = str(first).splitlines()[0] if str(first) else type(first).__name__
+        super().__init__((why if why.startswith(f"{name}:") else f"{name}: {why}")
                          + (f" (and {len(failures) - 1} more stream(s) failed)" if len(failures) > 1 else ""))
         self.result, self.failures = result, failures
 

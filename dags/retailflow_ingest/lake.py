@@ -73,7 +73,8 @@ class LakeConfig:
     uncommitted_grace: timedelta = DEFAULT_UNCOMMITTED_GRACE
 
     def describe(self) -> str:
-        where = self.endpoint if self.endpoint else str(self.local_dir)
+        # a folder by its absolute path: `--lake-dir .lake` from the checkout is the default lake
+        where = self.endpoint if self.endpoint else str(Path(self.local_dir).absolute())
         return f"{where}/{self.bucket}/{self.prefix}"
 
 

@@ -128,7 +128,11 @@ class MySQLSource:
     def describe(self) -> str:
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
 
-    def connect(self) -> pymysql.connections.Connection:
+    def connect(self, utc: bool = False) -> pymysql.connections.Connection:
+        """A connection to the source. ``utc``: its session in UTC, for reading cursor values (a
+        ``timestamp`` column's come out in the session's zone). Discovery and the snapshot's identity
+        check keep the server's zone: a table's identity (``IDENTITY_SQL``, its creation time) is shown
+        in it, and identities saved by earlier syncs must compare equal."""
         try:
             return _Connection(
                 host=self.host,
@@ -138,7 +142,7 @@ class MySQLSource:
                 database=self.database,
                 connect_timeout=10,
                 autocommit=True,
-                init_command=f"set time_zone = '{UTC_OFFSET}'",
+                init_command=f"set time_zone = '{UTC_OFFSET}'" if utc else None,
             )
         except pymysql.MySQLError as exc:
             raise IngestError(f"cannot connect to the source {self.describe()}: {exc.args[-1]}") from exc
@@ -209,7 +213,7 @@ class MySQLSource:
         None where that row is gone: one indexed lookup per stream."""
         if not cursors:
             return {}
-        conn = self.connect()
+        conn = self.connect(utc=True)
         found = {}
         try:
             with conn.cursor() as cur:

@@ -51,6 +51,7 @@ from retailflow_ingest.errors import (
     WAREHOUSE_SHAPE,
     OneLineParser,
     url_problem,
+    without_password,
 )
 from retailflow_pipeline.catalog import CURSORS, STREAM_NAMES
 from retailflow_pipeline.connections import redact
@@ -366,6 +367,10 @@ def scrub(text: str, *urls: str) -> str:
             text = text.replace(form, shown)
         for secret in {password, unquote(password or "")} - {None, ""}:
             text = text.replace(secret, "***")
+        try:  # also a ?password= parameter, as written and decoded
+            text = without_password(text, url)
+        except ValueError:  # a URL urllib cannot split: its password was not found above either
+            pass
     return text
 
 

@@ -25,7 +25,9 @@ database, both dropped at the end. Prints ``bench: <name> <value>`` lines:
   the rounds, and their ratio; the share of the cores each kept busy in its fastest round; and the
   ``ingest_vs_raw_pipe`` the engine would reach if it kept every core busy from start to end
   (the pipe's best time over the engine's least CPU-seconds divided by the cores): where both sides
-  are CPU-bound, a ratio above it needs the engine to spend less CPU, not to wait less.
+  are CPU-bound, a ratio above it needs the engine to spend less CPU, not to wait less. Whatever else
+  runs on the machine counts too: with other work keeping the cores busy, ``ingest_cpu_use`` comes out
+  near 1 and the bound merely repeats ``ingest_vs_raw_pipe``; read these lines from a quiet machine.
 - ``ingest_full_with_lake_rows_per_s``: one more full load that also writes the lake (Parquet files
   to a local folder, and the manifests), as the pipeline's DAG does; the figures above write none,
   like the pipe.

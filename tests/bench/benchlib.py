@@ -9,6 +9,7 @@ that a move of its package changes one line here.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,9 +107,15 @@ def machine_cpu(stat: str = "/proc/stat") -> MachineCPU | None:
     return MachineCPU((user + nice + system + irq + softirq) / tick, steal / tick)
 
 
-def cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def cores(stat: str = "/proc/stat") -> int:
+    """The cores ``machine_cpu`` sums over: the ``cpuN`` lines of the same ``/proc/stat`` (every online
+    core of the machine, also those a container's CPU set leaves out), else ``os.cpu_count()``."""
+    try:
+        with open(stat) as f:
+            found = sum(1 for line in f if re.match(r"cpu\d+ ", line))
+    except OSError:
+        found = 0
+    return found or os.cpu_count() or 1
 
 
 def bench(name: str, value: float | str, note: str = "") -> None:

@@ -285,3 +285,19 @@ def test_the_engine_starts_from_compiled_bytecode():
                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     uncompiled = done.stdout.split()
     assert uncompiled == [], f"{len(uncompiled)} modules load from source, e.g. {uncompiled[:5]}: run `make sync`"
+
+
+def test_a_table_the_engine_cannot_load_is_refused_only_where_the_run_would_sync_it():
+    found = {"customers": Stream("customers", "customer_id", ()), "orders": Stream("orders", "order_id", ())}
+    why = {"products": "column weight double: types the local engine does not load",
+           "scratch": "it has no primary key",
+           # a MySQL table named like the store CSV's stream is never read: the stream is the CSV
+           "store_locations": "it has no updated_at column (the incremental cursor)"}
+    with pytest.raises(IngestError, match=r"^products: cannot be synced, column weight double: .* \(nothing was written\)$"):
+        resolve_streams(None, found, "stores.csv", catalog=["customers", "orders", "products"], not_streams=why)
+    with pytest.raises(IngestError, match=r"^scratch: cannot be synced, it has no primary key"):
+        resolve_streams(["orders", "scratch"], found, None, not_streams=why)
+    assert resolve_streams(["orders", "store_locations"], found, "stores.csv", not_streams=why) == [
+        "orders", "store_locations"]
+    assert resolve_streams(None, found, "stores.csv", catalog=["customers", "orders"], not_streams=why) == [
+        "customers", "orders", "store_locations"]

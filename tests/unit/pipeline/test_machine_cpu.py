@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from benchlib import MachineCPU, machine_cpu  # noqa: E402
+from benchlib import MachineCPU, cores, machine_cpu  # noqa: E402
 
 pytestmark = pytest.mark.skipif(machine_cpu() is None, reason="no /proc/stat on this system")
 
@@ -50,3 +50,10 @@ def test_no_stat_file_means_no_figure(tmp_path):
 
 def test_a_difference_subtracts_each_part():
     assert MachineCPU(5.0, 1.5) - MachineCPU(2.0, 0.5) == MachineCPU(3.0, 1.0)
+
+
+def test_the_cores_are_those_the_stat_file_sums_over(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  4 0 0 0 0 0 0 0 0 0\ncpu0 1 0 0 0 0 0 0 0 0 0\ncpu1 1 0 0 0 0 0 0 0 0 0\n"
+                    "cpu2 1 0 0 0 0 0 0 0 0 0\ncpu3 1 0 0 0 0 0 0 0 0 0\nintr 1 2 3\n")
+    assert cores(str(stat)) == 4
