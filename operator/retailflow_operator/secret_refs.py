@@ -35,20 +35,25 @@ def uses_airbyte(spec: PipelineSpec, status: Mapping[str, Any] | None) -> bool:
 
 
 def secret_refs(spec: PipelineSpec, airbyte: bool = True) -> list[SecretRef]:
-    """Every Secret a pass reads, with the keys read from it; Airbyte's only when ``airbyte``
-    (``uses_airbyte``): with engine direct and nothing left in Airbyte, its Secret may not exist."""
+    """Every Secret a pass reads, with the keys read from it. The MySQL, warehouse and lake credentials
+    only with engine airbyte: they go into the Airbyte source and destinations and nowhere else (with
+    engine direct the DAGs ingest with the connections the chart gives Airflow), so a direct pipeline
+    reads, and needs, only the Airflow Secret. Airbyte's only when ``airbyte`` (``uses_airbyte``): with
+    engine direct and nothing left in Airbyte, its Secret may not exist."""
 
     def ref(role: str, creds: CredentialsRef) -> SecretRef:
         if not creds.name:
             raise SpecError(f"spec.{role}.credentialsSecretRef.name: required")
         return SecretRef(role, creds.name, dict(creds.keys))
 
-    refs = [
-        ref("mysql", spec.mysql.credentials),
-        ref("warehouse", spec.warehouse.credentials),
-        ref("lake", spec.lake.credentials),
-        ref("airflow", spec.airflow.credentials),
-    ]
+    refs = []
+    if spec.engine == "airbyte":
+        refs += [
+            ref("mysql", spec.mysql.credentials),
+            ref("warehouse", spec.warehouse.credentials),
+            ref("lake", spec.lake.credentials),
+        ]
+    refs.append(ref("airflow", spec.airflow.credentials))
     if airbyte and spec.airbyte is not None:
         refs.append(ref("airbyte", spec.airbyte.credentials))
     return refs

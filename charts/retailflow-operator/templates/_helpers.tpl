@@ -47,8 +47,16 @@ app.kubernetes.io/part-of: retailflow
 {{- default .Release.Namespace .Values.watch.namespace -}}
 {{- end -}}
 
+{{/* The operator image, built from this repository: in the umbrella, global.retailflow.imageRegistry
+(the registry of the images built here) prefixes it, as it prefixes the umbrella's own. */}}
 {{- define "retailflow-operator.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $registry := dig "retailflow" "imageRegistry" "" (.Values.global | default dict) -}}
+{{- $image := printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- if $registry -}}
+{{- printf "%s/%s" (trimSuffix "/" $registry) $image -}}
+{{- else -}}
+{{- $image -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Comma-separated allowed hosts, each rendered with tpl (so the umbrella can name its release's services). */}}

@@ -52,6 +52,16 @@ them too.
 {{- define "retailflow.postgresql.secretName" -}}
 {{- .Values.global.retailflow.postgresql.existingSecret | default .Values.global.retailflow.postgresql.secretName -}}
 {{- end -}}
+{{/* The Secrets the operator reads for the MySQL application user and the warehouse role, apart from
+the servers' Secrets above (which hold the superuser passwords and every component's role). `helm
+upgrade --reuse-values` of a release from before them keeps values without these keys: the default
+names then. */}}
+{{- define "retailflow.mysql.appSecretName" -}}
+{{- .Values.global.retailflow.mysql.appSecretName | default "retailflow-mysql-app" -}}
+{{- end -}}
+{{- define "retailflow.warehouse.secretName" -}}
+{{- .Values.global.retailflow.postgresql.warehouseSecretName | default "retailflow-warehouse" -}}
+{{- end -}}
 {{- define "retailflow.openmetadata.secretName" -}}
 {{- .Values.global.retailflow.openmetadata.existingSecret | default .Values.global.retailflow.openmetadata.secretName -}}
 {{- end -}}
@@ -107,6 +117,14 @@ Helm never upgrades; empty when it is an ordinary release resource or off. */}}
 {{- $host -}}
 {{- end -}}
 
+{{/*
+An image built from this repository (images.airflow, images.pipelineJob; the operator chart prefixes
+operator.image the same way): global.retailflow.imageRegistry, when set, is its registry. Never call
+it for a third-party image (images.mysqlClient, images.minioClient, the data stores', Superset's,
+OpenMetadata's): those are written `repository:tag`, from their own registries. Where a subchart
+takes one of our images literally (Airflow's defaultAirflowRepository, OpenMetadata's jwt-keys init
+container), validateValues holds it equal to this. (dict "ctx" $ "image" .Values.images.airflow)
+*/}}
 {{- define "retailflow.image" -}}
 {{- $registry := .ctx.Values.global.retailflow.imageRegistry -}}
 {{- if $registry -}}
@@ -311,6 +329,31 @@ ttlSecondsAfterFinished: {{ .ctx.Values.jobs.ttlSecondsAfterFinished }}
 {{- fail (printf "global.retailflow.postgresql.existingSecret=%s: also set openmetadata.openmetadata.config.database.auth.password.secretRef=%s" $g.postgresql.existingSecret $g.postgresql.existingSecret) -}}
 {{- end -}}
 {{- end -}}
+{{- /* The operator never gets a Secret holding a superuser's password or another component's role:
+the servers' Secrets are for the servers; the RetailPipeline names the application user's and the
+warehouse role's own Secrets (templates/secrets.yaml). A release upgraded with --reuse-values from
+before those keeps the old names: refused here rather than left for someone to label. */ -}}
+{{- $servers := dict (include "retailflow.mysql.secretName" .) "MySQL's Secret (root-password); the operator's is global.retailflow.mysql.appSecretName, a Secret of its own" (include "retailflow.postgresql.secretName" .) "PostgreSQL's Secret (postgres-password and every component's role); the operator's is global.retailflow.postgresql.warehouseSecretName, a Secret of its own" -}}
+{{- $operatorReads := list -}}
+{{- if .Values.operator.enabled -}}
+{{- range .Values.operator.rbac.secretNames -}}
+{{- $operatorReads = append $operatorReads (list "operator.rbac.secretNames" (tpl . $)) -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.pipeline.enabled -}}
+{{- $spec := include "retailflow.pipeline.spec" . | fromYaml -}}
+{{- range $section := list "mysql" "warehouse" "lake" "airflow" "airbyte" -}}
+{{- $block := get $spec $section -}}
+{{- if and (kindIs "map" $block) (kindIs "map" (get $block "credentialsSecretRef")) -}}
+{{- $operatorReads = append $operatorReads (list (printf "pipeline.spec.%s.credentialsSecretRef.name" $section) (toString $block.credentialsSecretRef.name)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $operatorReads -}}
+{{- if hasKey $servers (index . 1) -}}
+{{- fail (printf "%s names %s, %s: the operator must not be able to read it (README, Passwords; with helm upgrade --reuse-values from a release before these Secrets, use --reset-then-reuse-values)" (index . 0) (index . 1) (get $servers (index . 1))) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.openmetadata.enabled $g.openmetadata.existingSecret (ne $g.openmetadata.existingSecret .Values.openmetadata.openmetadata.config.fernetkey.secretRef) -}}
 {{- fail (printf "global.retailflow.openmetadata.existingSecret=%s: also set openmetadata.openmetadata.config.fernetkey.secretRef=%s" $g.openmetadata.existingSecret $g.openmetadata.existingSecret) -}}
 {{- end -}}
@@ -319,6 +362,25 @@ ttlSecondsAfterFinished: {{ .ctx.Values.jobs.ttlSecondsAfterFinished }}
 {{- end -}}
 {{- if and .Values.openmetadata.enabled (not $g.openmetadata.url) -}}
 {{- fail "openmetadata.enabled=true: set global.retailflow.openmetadata.url (its Service, default http://openmetadata:8585); it is empty only without OpenMetadata (values-lite.yaml)" -}}
+{{- end -}}
+{{- /* The images built here that a subchart takes as literal values (neither the Airflow nor the
+OpenMetadata chart renders them with tpl): they must be what images.* and imageRegistry make. */ -}}
+{{- if .Values.airflow.enabled -}}
+{{- $want := include "retailflow.image" (dict "ctx" . "image" .Values.images.airflow) -}}
+{{- $a := .Values.airflow -}}
+{{- $default := printf "%s:%s" (toString $a.defaultAirflowRepository) (toString $a.defaultAirflowTag) -}}
+{{- $used := printf "%s:%s" (dig "images" "airflow" "repository" "" $a | default $a.defaultAirflowRepository | toString) (dig "images" "airflow" "tag" "" $a | default $a.defaultAirflowTag | toString) -}}
+{{- if or (ne $default $want) (ne $used $want) -}}
+{{- fail (printf "the Airflow chart runs %s (airflow.defaultAirflowRepository:defaultAirflowTag, or airflow.images.airflow.*), but images.airflow with global.retailflow.imageRegistry is %s: the Airflow chart takes its image literally, so set airflow.defaultAirflowRepository=%s and airflow.defaultAirflowTag=%s (and leave airflow.images.airflow.repository and .tag unset)" (ternary $default $used (ne $default $want)) $want (trimSuffix (printf ":%s" (toString .Values.images.airflow.tag)) $want) (toString .Values.images.airflow.tag)) -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.openmetadata.enabled -}}
+{{- $want := include "retailflow.image" (dict "ctx" . "image" .Values.images.pipelineJob) -}}
+{{- range (.Values.openmetadata.preMigrateInitContainers | default list) -}}
+{{- if and (eq .name "jwt-keys") (ne (toString .image) $want) -}}
+{{- fail (printf "openmetadata.preMigrateInitContainers: the jwt-keys init container runs %s, but images.pipelineJob with global.retailflow.imageRegistry is %s: the OpenMetadata chart takes that list literally, so write image: %s there (in a values file with the whole list: --set of one item replaces the list)" (toString .image) $want $want) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.pipeline.enabled (not .Values.operator.enabled) -}}
 {{- fail "pipeline.enabled=true needs operator.enabled=true: nothing would reconcile the RetailPipeline (and its CRD would be missing)" -}}
@@ -335,6 +397,14 @@ ttlSecondsAfterFinished: {{ .ctx.Values.jobs.ttlSecondsAfterFinished }}
 {{- end -}}
 {{- if and .Values.pipeline.workspaceId (not (regexMatch "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" .Values.pipeline.workspaceId)) -}}
 {{- fail (printf "pipeline.workspaceId must be a lowercase UUID, not %q" .Values.pipeline.workspaceId) -}}
+{{- end -}}
+{{- /* Airbyte's bootloader writes its auth Secret without the operator's label: only the pipeline Job
+(no workspace id given) or, with Airbyte in its own namespace, the copy Job adds it. */ -}}
+{{- if and .Values.pipeline.enabled .Values.pipeline.workspaceId .Values.airbyte.enabled $pipelineAirbyte (not (include "retailflow.airbyte.elsewhere" .)) -}}
+{{- $authSecret := .Values.global.retailflow.airbyte.authSecretName -}}
+{{- if eq (dig "airbyte" "credentialsSecretRef" "name" "" (include "retailflow.pipeline.spec" . | fromYaml)) $authSecret -}}
+{{- fail (printf "pipeline.workspaceId with this release's Airbyte: the RetailPipeline is then a release resource and no Job runs to label %s (Airbyte's bootloader writes it unlabelled), so the operator would refuse it (SecretNotLabelled). Leave pipeline.workspaceId empty (the pipeline Job reads the default workspace and labels the Secret), or point pipeline.spec.airbyte.credentialsSecretRef.name at a Secret of your own labelled %s (and listed in operator.rbac.secretNames)" $authSecret (.Values.operator.secretLabel | default "retailflow.io/credentials=true")) -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.minio.enabled (not .Values.jobs.lakeBuckets.enabled) -}}
 {{- fail (printf "jobs.lakeBuckets.enabled=false with minio.enabled=true: that Job makes %s a user of this chart's MinIO, so without it every client of the lake would be refused; keep the Job, or set minio.enabled=false and point the lake at your own store" (include "retailflow.lake.secretName" .)) -}}

@@ -56,6 +56,29 @@ def test_engine_direct_without_airbyte_is_ready_and_writes_the_variables(kube, a
     assert airbyte.calls == []
 
 
+def test_engine_direct_needs_only_the_airflow_secret(kube, airbyte, airflow, operator_run, make_pipeline):
+    """With engine direct the MySQL, warehouse and lake credentials go to no Airbyte: the operator reads
+    only Airflow's Secret, so a namespace without the others (the lite profile grants it no other)
+    reconciles, and the deletion pass needs none of them either."""
+    for name in ("mysql", "warehouse", "lake", "airbyte"):
+        resp = kube.request("DELETE", f"/api/v1/namespaces/{NS}/secrets/{name}")
+        assert resp.status_code == 200, resp.text
+    assert [s["metadata"]["name"] for s in kube.request("GET", f"/api/v1/namespaces/{NS}/secrets").json()["items"]] \
+        == ["airflow"]
+    body = make_pipeline(engine="direct")
+    del body["spec"]["airbyte"]
+    prefix = body["spec"]["airflow"]["variablePrefix"]
+    kube.apply_rp(body)
+    obj = kube.wait_rp(NS, "demo", lambda o: (o.get("status") or {}).get("phase") in ("Ready", "Failed"), timeout=30)
+    assert obj["status"]["phase"] == "Ready", obj["status"]
+    assert json.loads(owned_variables(airflow, prefix)[f"{prefix}pipeline"])["engine"] == "direct"
+    assert airbyte.calls == []
+
+    kube.delete_rp(NS, "demo")
+    kube.wait_rp_gone(NS, "demo", timeout=30)
+    assert owned_variables(airflow, prefix) == {}
+
+
 def test_a_switch_from_airbyte_to_direct_removes_what_it_owned_then_leaves_airbyte_alone(
         kube, airbyte, airflow, operator_run, make_pipeline):
     body = make_pipeline()

@@ -198,8 +198,11 @@ def local_cluster(release: Rendered, kube: EmulatedKubernetesAPI, databases: tup
     pg_user, pg_password = unquote(pg.username or ""), unquote(pg.password or "")
     credentials = {
         "retailflow-mysql": {"username": unquote(my.username or ""), "password": unquote(my.password or "")},
+        # the operator's copy of the application user (the chart writes it from the same value)
+        "retailflow-mysql-app": {"username": unquote(my.username or ""), "password": unquote(my.password or "")},
         # the local server has one role for the warehouse: the suite's throwaway databases use it
         "retailflow-postgresql": {"warehouse-username": pg_user, "warehouse-password": pg_password},
+        "retailflow-warehouse": {"username": pg_user, "password": pg_password},
         "retailflow-lake": {"accessKeyId": "standin-access-key", "secretAccessKey": "standin-secret-key"},
         "retailflow-superset-env": {
             "SUPERSET_DATABASE_URI": f"postgresql+psycopg2://{pg_user}:{requests.utils.quote(pg_password, safe='')}"

@@ -39,8 +39,11 @@ class TestRetailPipeline:
         spec = shipped_pipeline(defaults)["spec"]
         assert spec["mysql"]["host"] == "retailflow-mysql" and spec["mysql"]["port"] == 3306
         assert [s["name"] for s in spec["mysql"]["streams"]] == ["customers", "products", "orders", "order_items"]
+        # the MySQL application user's and the warehouse role's own Secrets, not the servers' (test_trust.py)
+        assert spec["mysql"]["credentialsSecretRef"] == {
+            "name": "retailflow-mysql-app", "usernameKey": "username", "passwordKey": "password"}
         assert spec["warehouse"]["credentialsSecretRef"] == {
-            "name": "retailflow-postgresql", "usernameKey": "warehouse-username", "passwordKey": "warehouse-password"}
+            "name": "retailflow-warehouse", "usernameKey": "username", "passwordKey": "password"}
         assert spec["lake"]["endpoint"] == "http://retailflow-minio:9000"
         assert spec["airbyte"]["apiUrl"] == "http://retailflow-airbyte-server-svc:8001/api/public/v1"
         assert spec["airflow"]["apiUrl"] == "http://retailflow-api-server:8080"

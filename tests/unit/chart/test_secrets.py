@@ -6,11 +6,13 @@ import base64
 import json
 import re
 import shlex
+import shutil
+import subprocess
 
 import pytest
 import yaml
 
-from support.helm_render import UMBRELLA, VARIANTS, airflow_extra_env, containers, render
+from support.helm_render import HELM, NAMESPACE, RELEASE, UMBRELLA, VARIANTS, _sandbox, airflow_extra_env, containers, render
 
 PASSWORD_ENV = re.compile(r"(PASSWORD|PWD|PASS|SECRET|SECRET_KEY|SECRET_ACCESS_KEY|TOKEN)$", re.IGNORECASE)
 GENERATED = ["retailflow-mysql", "retailflow-postgresql", "retailflow-lake", "retailflow-airflow-admin",
@@ -82,6 +84,8 @@ class TestSecrets:
     def test_existing_secrets_replace_generated_ones(self):
         rendered = render(values=VARIANTS["existing-secrets"])
         assert not {"retailflow-mysql", "retailflow-postgresql", "retailflow-lake"} & rendered.names("Secret")
+        # nor are the operator's copies written: the chart does not know the user's values (README, Passwords)
+        assert not {"retailflow-mysql-app", "retailflow-warehouse"} & rendered.names("Secret")
         refs = {ref["name"] for ref in _secret_refs(rendered.docs)}
         assert {"my-mysql", "my-postgres", "my-lake"} <= refs
         assert not {"retailflow-mysql", "retailflow-postgresql", "retailflow-lake"} & refs
@@ -168,6 +172,86 @@ class TestSecrets:
                     walk(item, path)
 
         walk(values)
+
+
+def env_value(rendered, kind: str, name: str, var: str) -> str:
+    """The value a workload's container gets in ``var``: literal, or from a rendered Secret."""
+    for container in containers(rendered.get(kind, name)):
+        for env in container.get("env", []):
+            if env["name"] == var:
+                if "value" in env:
+                    return env["value"]
+                ref = env["valueFrom"]["secretKeyRef"]
+                return secret_data(rendered.get("Secret", ref["name"]))[ref["key"]]
+    raise AssertionError(f"{kind} {name} has no variable {var}")
+
+
+def pipeline_credentials(rendered, section: str) -> tuple[str, str]:
+    """(user name, password) the RetailPipeline's spec.<section>.credentialsSecretRef gives the operator."""
+    spec = yaml.safe_load(rendered.get("ConfigMap", "retailflow-pipeline")["data"]["retailpipeline.yaml"])["spec"]
+    ref = spec[section]["credentialsSecretRef"]
+    data = secret_data(rendered.get("Secret", ref["name"]))
+    return data[ref["usernameKey"]], data[ref["passwordKey"]]
+
+
+#: What Helm's lookup finds on an upgrade: the servers' Secrets with the values they were initialised with,
+#: and stale copies of the operator's (a copy must follow the servers', never keep its own).
+CLUSTER = {
+    "retailflow-mysql": {"username": "retail", "password": "app-pw-on-the-server", "root-password": "root-pw"},
+    "retailflow-mysql-app": {"username": "retail", "password": "stale-copy"},
+    "retailflow-postgresql": {"postgres-password": "pg-super", **{f"{r}-username": r for r in
+                              ("warehouse", "airflow", "superset", "airbyte", "openmetadata")},
+                              **{f"{r}-password": f"{r}-pw-on-the-server" for r in
+                                 ("warehouse", "airflow", "superset", "airbyte", "openmetadata")}},
+    "retailflow-warehouse": {"username": "warehouse", "password": "stale-copy"},
+}
+
+
+def upgrade_secrets(tmp_path) -> dict[str, dict[str, str]]:
+    """templates/secrets.yaml as `helm upgrade` renders it with CLUSTER in the release namespace: in a copy
+    of the chart, retailflow.keep's lookup reads CLUSTER instead (``helm template`` answers every lookup
+    with nothing, and no API server here serves Secrets to Helm)."""
+    chart = tmp_path / "retailflow"
+    shutil.copytree(_sandbox() / "retailflow", chart)
+    template = chart / "templates" / "secrets.yaml"
+    cluster = {f"{NAMESPACE}/{name}": {"data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+               for name, data in CLUSTER.items()}
+    lookup = '{{- $s := lookup "v1" "Secret" .ns .name -}}'
+    assert template.read_text().count(lookup) == 1
+    template.write_text(template.read_text().replace(
+        lookup, "{{- $s := get (fromJson `%s`) (printf \"%%s/%%s\" .ns .name) -}}" % json.dumps(cluster)))
+    proc = subprocess.run([HELM, "template", RELEASE, str(chart), "--namespace", NAMESPACE, "--is-upgrade",
+                           "--show-only", "templates/secrets.yaml"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return {d["metadata"]["name"]: secret_data(d) for d in yaml.safe_load_all(proc.stdout)
+            if d and d["metadata"].get("namespace") == NAMESPACE}
+
+
+class TestTheOperatorsCopies:
+    """retailflow-mysql-app and retailflow-warehouse: the MySQL application user and the warehouse role the
+    RetailPipeline hands to Airbyte, apart from the servers' Secrets (root, postgres, every other role)."""
+
+    def test_they_hold_what_the_servers_are_initialised_with(self, defaults):
+        mysql = ("StatefulSet", "retailflow-mysql")
+        assert pipeline_credentials(defaults, "mysql") == (env_value(defaults, *mysql, "MYSQL_USER"),
+                                                           env_value(defaults, *mysql, "MYSQL_PASSWORD"))
+        # PostgreSQL's init script creates one role per database, named after it, with RETAILFLOW_PW_<ROLE>
+        # (tests/unit/chart/test_datastores.py)
+        assert pipeline_credentials(defaults, "warehouse") == (
+            "warehouse", env_value(defaults, "StatefulSet", "retailflow-postgresql", "RETAILFLOW_PW_WAREHOUSE"))
+        assert {"retailflow-mysql-app", "retailflow-warehouse"} == {
+            yaml.safe_load(defaults.get("ConfigMap", "retailflow-pipeline")["data"]["retailpipeline.yaml"])
+            ["spec"][s]["credentialsSecretRef"]["name"] for s in ("mysql", "warehouse")}
+
+    def test_they_hold_only_that_user(self, defaults):
+        assert set(secret_data(defaults.get("Secret", "retailflow-mysql-app"))) == {"username", "password"}
+        assert set(secret_data(defaults.get("Secret", "retailflow-warehouse"))) == {"username", "password"}
+
+    def test_an_upgrade_copies_the_servers_values_not_a_stale_copy(self, tmp_path):
+        secrets = upgrade_secrets(tmp_path)
+        assert secrets["retailflow-mysql"]["password"] == "app-pw-on-the-server"  # kept, as every password
+        assert secrets["retailflow-mysql-app"] == {"username": "retail", "password": "app-pw-on-the-server"}
+        assert secrets["retailflow-warehouse"] == {"username": "warehouse", "password": "warehouse-pw-on-the-server"}
 
 
 def _secret_refs(docs):

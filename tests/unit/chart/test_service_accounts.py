@@ -21,9 +21,11 @@ ALL = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
 #: ServiceAccount -> resource -> (verbs, resourceNames or None for any name), and why.
 ALLOWLIST: dict[str, dict[str, tuple[frozenset, frozenset | None]]] = {
     # Reads the Secrets the default RetailPipeline names, by name (operator.rbac.secretNames), and
-    # uses them only when labelled retailflow.io/credentials=true (operator/README.md, "Trust model").
+    # uses them only when labelled retailflow.io/credentials=true (operator/README.md, "Trust model"):
+    # the MySQL application user's and the warehouse role's own, never the servers' (test_trust.py).
     "retailflow-operator": {"secrets": (frozenset({"get"}), frozenset({
-        "retailflow-mysql", "retailflow-postgresql", "retailflow-lake", "retailflow-airflow-admin", "airbyte-auth-secrets"}))},
+        "retailflow-mysql-app", "retailflow-warehouse", "retailflow-lake", "retailflow-airflow-admin",
+        "airbyte-auth-secrets"}))},
     # Labels airbyte-auth-secrets for the operator once Airbyte's bootloader wrote it.
     "retailflow-pipeline": {"secrets": (frozenset({"patch"}), frozenset({"airbyte-auth-secrets"}))},
     # Airbyte's Role as its chart writes it (README, Security; made by templates/airbyte/ so that an

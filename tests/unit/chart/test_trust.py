@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+
+import pytest
 import yaml
 
+from retailflow_operator.secret_refs import secret_refs, uses_airbyte
 from retailflow_operator.spec_model import parse
 from retailflow_operator.trust import credential_hosts, host_allowed
-from support.helm_render import NAMESPACE, UMBRELLA, VARIANTS, airflow_extra_env, chart_values, containers, pod_spec, render
+from support.helm_render import (NAMESPACE, UMBRELLA, VARIANTS, RenderError, airflow_extra_env, chart_values, containers,
+                                 pod_spec, render)
+from unit.chart.test_service_accounts import grants
 
 LABEL = ("retailflow.io/credentials", "true")
 
@@ -83,7 +91,119 @@ class TestSecretLabels:
     def test_no_other_secret_is_opened_to_the_operator(self, defaults):
         labelled = {s["metadata"]["name"] for s in defaults.of_kind("Secret")
                     if (s["metadata"].get("labels") or {}).get(LABEL[0]) == LABEL[1]}
-        assert labelled == {"retailflow-mysql", "retailflow-postgresql", "retailflow-lake", "retailflow-airflow-admin"}
+        assert labelled == {"retailflow-mysql-app", "retailflow-warehouse", "retailflow-lake", "retailflow-airflow-admin"}
+
+
+#: What the servers are started with as their superuser: (StatefulSet, container variable).
+SUPERUSERS = {("retailflow-mysql", "MYSQL_ROOT_PASSWORD"), ("retailflow-postgresql", "POSTGRES_PASSWORD"),
+              ("retailflow-minio", "MINIO_ROOT_PASSWORD")}
+#: A key whose value is a secret (a password, a secret key, a client secret, a passwords file), not a name.
+SECRET_KEY = re.compile(r"(?i)(password|secret|token|fernet|private|(^|-)key$|\.json$)")
+
+
+def release_secrets(rendered) -> dict[str, dict[str, str]]:
+    """name -> key -> value of the Secrets rendered into the release namespace (the operator's)."""
+    out = {}
+    for doc in rendered.of_kind("Secret"):
+        if doc["metadata"].get("namespace", NAMESPACE) == NAMESPACE:
+            data = dict(doc.get("stringData") or {})
+            data.update({k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()})
+            out[doc["metadata"]["name"]] = data
+    return out
+
+
+def env_secret(rendered, secrets, statefulset: str, var: str) -> str | None:
+    """The value a data store's container gets in ``var`` from a rendered Secret (None: no such store)."""
+    docs = [d for d in rendered.of_kind("StatefulSet") if d["metadata"]["name"] == statefulset]
+    for container in (containers(docs[0]) if docs else []):
+        for env in container.get("env", []):
+            if env["name"] == var:
+                ref = env["valueFrom"]["secretKeyRef"]
+                return secrets[ref["name"]][ref["key"]]
+    return None
+
+
+def others_passwords(rendered, secrets) -> dict[str, str]:
+    """what -> value: the servers' superusers, and every PostgreSQL role the pipeline does not use (as
+    the server creates them: RETAILFLOW_PW_<ROLE>, tests/unit/chart/test_datastores.py)."""
+    out = {f"{sts} {var}": env_secret(rendered, secrets, sts, var) for sts, var in SUPERUSERS}
+    (pg,) = [d for d in rendered.of_kind("StatefulSet") if d["metadata"]["name"] == "retailflow-postgresql"]
+    for env in containers(pg)[0]["env"]:
+        if env["name"].startswith("RETAILFLOW_PW_") and env["name"] != "RETAILFLOW_PW_WAREHOUSE":
+            out[f"PostgreSQL role {env['name'].removeprefix('RETAILFLOW_PW_').lower()}"] = \
+                env_secret(rendered, secrets, "retailflow-postgresql", env["name"])
+    return {what: value for what, value in out.items() if value}
+
+
+def handed_out(value: str, allowed: set[str]) -> bool:
+    """A value the pipeline hands to Airbyte or Airflow, or a file of only such (Airflow's passwords.json)."""
+    if value in allowed:
+        return True
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and bool(parsed) and set(map(str, parsed.values())) <= allowed
+
+
+def shipped_spec(rendered) -> dict:
+    bodies = rendered.of_kind("RetailPipeline")
+    return bodies[0]["spec"] if bodies else shipped_pipeline(rendered)["spec"]
+
+
+class TestTheOperatorReadsNoOtherPassword:
+    """README, Security: compromising one pod must not hand out the other components' passwords. The
+    operator pod may `get` (its Role's resourceNames) only Secrets whose every secret value is one the
+    RetailPipeline hands to Airbyte or Airflow: no superuser's, and no other component's role."""
+
+    @pytest.mark.parametrize("variant", ["defaults", "lite", "airbyte-namespace", "external-s3"])
+    def test_no_granted_secret_holds_a_superusers_or_another_components_password(self, variant):
+        rendered = render(values=VARIANTS[variant])
+        granted = grants(rendered.docs)["retailflow-operator"]["secrets"]["get"]
+        secrets = release_secrets(rendered)
+        model = parse(shipped_spec(rendered))
+        refs = secret_refs(model, uses_airbyte(model, {}))
+        # the grant is what the operator reads (else it could not work, or the check below is empty)
+        assert {ref.name for ref in refs} <= granted <= {ref.name for ref in refs} | {"airbyte-auth-secrets"}
+        allowed = {secrets[ref.name][key] for ref in refs if ref.name in secrets for key in ref.keys.values()}
+        forbidden = others_passwords(rendered, secrets)
+        assert {"retailflow-mysql MYSQL_ROOT_PASSWORD", "retailflow-postgresql POSTGRES_PASSWORD",
+                "PostgreSQL role airflow"} <= set(forbidden)
+        found = []
+        for name in sorted(granted & set(secrets)):
+            for key, value in sorted(secrets[name].items()):
+                found += [f"{name}/{key} is {what}" for what, other in forbidden.items() if other in value]
+                if SECRET_KEY.search(key) and not handed_out(value, allowed):
+                    found.append(f"{name}/{key} is a secret the pipeline does not hand out")
+        assert not found, "the operator may read:\n" + "\n".join(found)
+
+    def test_with_existing_secrets_the_grant_names_none_of_the_servers(self):
+        values = VARIANTS["existing-secrets"]
+        rendered = render(values=values)
+        granted = grants(rendered.docs)["retailflow-operator"]["secrets"]["get"]
+        g = chart_values(values)["global"]["retailflow"]
+        assert not granted & {g["mysql"]["existingSecret"], g["postgresql"]["existingSecret"]}
+        assert {"retailflow-mysql-app", "retailflow-warehouse"} <= granted
+        # the user's to create (README, Passwords): the chart has no value to write them with
+        assert not {"retailflow-mysql-app", "retailflow-warehouse"} & rendered.names("Secret")
+
+    @pytest.mark.parametrize(("values", "names"), [
+        ({"pipeline": {"spec": {"mysql": {"credentialsSecretRef": {"name": "retailflow-mysql"}}}}},
+         "pipeline.spec.mysql.credentialsSecretRef.name names retailflow-mysql, MySQL's Secret"),
+        ({"pipeline": {"spec": {"warehouse": {"credentialsSecretRef": {
+            "name": "retailflow-postgresql", "usernameKey": "warehouse-username", "passwordKey": "warehouse-password"}}}}},
+         "pipeline.spec.warehouse.credentialsSecretRef.name names retailflow-postgresql, PostgreSQL's Secret"),
+        ({"operator": {"rbac": {"secretNames": ['{{ include "retailflow.mysql.secretName" . }}']}}},
+         "operator.rbac.secretNames names retailflow-mysql"),
+        ({"global": {"retailflow": {"postgresql": {"existingSecret": "my-postgres", "warehouseSecretName": "my-postgres"}},
+                     "database": {"secretName": "my-postgres"}},
+          "openmetadata": {"openmetadata": {"config": {"database": {"auth": {"password": {"secretRef": "my-postgres"}}}}}}},
+         "names my-postgres, PostgreSQL's Secret"),
+    ], ids=["spec-mysql", "spec-warehouse", "rbac", "existing-secret-as-the-copy"])
+    def test_naming_a_servers_secret_for_the_operator_is_refused(self, values, names):
+        """As a values file from before the operator's own Secrets, or `helm upgrade --reuse-values`, would."""
+        with pytest.raises(RenderError, match=re.escape(names)):
+            render(values=values)
 
 
 class TestHmacKey:

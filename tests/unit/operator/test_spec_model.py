@@ -75,6 +75,17 @@ def test_a_spec_without_an_airbyte_block_has_no_airbyte(example):
     assert airflow_variables.build_variables("ns", "p", model)["retailflow_pipeline"]["sync_trigger"] == "airflow"
 
 
+def test_engine_direct_reads_only_the_secrets_it_hands_out(example):
+    """The MySQL, warehouse and lake credentials go into Airbyte's source and destinations only: with
+    engine direct a pass reads Airflow's Secret, plus Airbyte's while it removes what is left there."""
+    airbyte_model = parse(example["spec"])
+    assert [r.role for r in secret_refs.secret_refs(airbyte_model)] == ["mysql", "warehouse", "lake", "airflow", "airbyte"]
+    example["spec"]["engine"] = "direct"
+    model = parse(example["spec"])
+    assert [r.role for r in secret_refs.secret_refs(model, airbyte=False)] == ["airflow"]
+    assert [r.role for r in secret_refs.secret_refs(model, airbyte=True)] == ["airflow", "airbyte"]
+
+
 def test_set_fields_win_over_the_defaults(example):
     example["spec"]["warehouse"]["port"] = 6543
     example["spec"]["airflow"]["variablePrefix"] = "shop2_"
