@@ -92,7 +92,9 @@ def url_problem(url: str, what: str, shape: str, schemes: tuple[str, ...], *, ne
         return fault("is malformed (a space or control character in its host)")
     if needs_database and not parts.path.strip("/"):
         return fault("names no database")
-    if password_env and parts.password:
+    # libpq also takes a password as a parameter (?password=...)
+    parameters = [unquote(pair.partition("=")[0]) for pair in re.split(r"[&;]", parts.query)]
+    if password_env and (parts.password or "password" in parameters):
         return carries_password
     # libpq refuses a % not followed by two hex digits and quotes the whole value in its message,
     # the password included; urllib and pymysql keep it as it stands: a URL is taken only where all agree

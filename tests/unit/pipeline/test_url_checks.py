@@ -121,6 +121,9 @@ def test_a_bad_mysql_url_gets_the_same_message_from_the_engine_the_audit_and_the
     # the password is the first fault: it must leave the command line, whatever it holds
     (f"mysql://retail:{SECRET}%@127.0.0.1:3306/retail", "--mysql-url carries a password, which every user can"
                                                         " read in the process list; set $RETAILFLOW_MYSQL_URL instead"),
+    (f"mysql://retail@127.0.0.1:3306/retail?password={SECRET}", "--mysql-url carries a password, which every user"
+                                                               " can read in the process list; set"
+                                                               " $RETAILFLOW_MYSQL_URL instead"),
 ])
 def test_a_bad_mysql_url_argument_gets_the_same_message_from_both_command_lines(url, fault, monkeypatch, capsys):
     """retailflow-ingest and retailflow-generator refuse the same ``--mysql-url`` alike, before they do anything."""
@@ -145,6 +148,13 @@ def test_a_bad_mysql_url_argument_gets_the_same_message_from_both_command_lines(
     # libpq reads user warehouse, password 4711?k=<secret> (it looks for the @ up to the first /, past
     # the ?); urllib a host, a port and a parameter: taken before, the secret on the command line
     (f"postgresql://warehouse:4711?k={SECRET}@127.0.0.1:5432/warehouse",
+     "--warehouse-url carries a password, which every user can read in the process list;"
+     " set $RETAILFLOW_WAREHOUSE_URL instead"),
+    # libpq's password parameter, however its name is written
+    (f"postgresql://warehouse@127.0.0.1:5432/warehouse?sslmode=prefer&password={SECRET}",
+     "--warehouse-url carries a password, which every user can read in the process list;"
+     " set $RETAILFLOW_WAREHOUSE_URL instead"),
+    (f"postgresql://warehouse@127.0.0.1:5432/warehouse?pass%77ord={SECRET}",
      "--warehouse-url carries a password, which every user can read in the process list;"
      " set $RETAILFLOW_WAREHOUSE_URL instead"),
 ])
