@@ -25,6 +25,7 @@ from retailflow_ingest.errors import (
     IngestFailed,
     IngestError,
     OneLineParser,
+    first_line,
     url_problem,
 )
 from retailflow_ingest.settings import (
@@ -210,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     except IngestFailed as exc:  # the summary says which streams committed; stderr, which failed and why
         print(exc.result.summary(), flush=True)
         for name, failure in exc.failures:
-            why = str(failure).splitlines()[0] if str(failure) else type(failure).__name__
-            print(f"{PROG}: {name} failed, its table and cursor are unchanged: {why.removeprefix(f'{name}: ')}",
+            print(f"{PROG}: {name} failed, its table and cursor are unchanged:"
+                  f" {first_line(failure).removeprefix(f'{name}: ')}",
                   file=sys.stderr)
         return 1
     except IngestError as exc:

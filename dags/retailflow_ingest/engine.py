@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from retailflow_ingest import stores
 from retailflow_ingest.catalog import PRIMARY_KEYS
-from retailflow_ingest.errors import IngestCancelled, IngestError, IngestFailed
+from retailflow_ingest.errors import IngestCancelled, IngestError, IngestFailed, first_line
 from retailflow_ingest.lake import Lake, LakeConfig
 from retailflow_ingest.settings import DEFAULT_BATCH_ROWS, DEFAULT_LOOKBACK, default_stores_csv
 from retailflow_ingest.source import MySQLSource, Snapshot, Stream, StreamReader, max_cursor
@@ -488,9 +488,9 @@ def run(
             except Exception as exc:  # the other streams still commit; the first failure is raised
                 log.error("%s: failed, its table and cursor are unchanged: %s", name, exc)
                 if stop.is_set():  # the run is stopping: reported as stopped, the failure is kept in its line
-                    result.incomplete[name] = f"failed, then the run was stopped: {str(exc).splitlines()[0][:100]}"
+                    result.incomplete[name] = f"failed, then the run was stopped: {first_line(exc)[:100]}"
                     continue
-                result.incomplete[name] = f"failed: {str(exc).splitlines()[0][:120]}"
+                result.incomplete[name] = f"failed: {first_line(exc)[:120]}"
                 failures.append((name, exc))
                 continue
             if done is None:
@@ -671,7 +671,7 @@ def _commit(conn, body: Callable[[object], StreamResult], warehouse: Warehouse, 
             lake.commit(result.stream, _manifest(lake, result, sync_id, files, warehouse.owner()))
         except Exception as exc:  # the lake's storage refused or is down: the warehouse has committed
             result.notes.append(f"{result.stream}: committed, but its lake manifest could not be written"
-                                f" ({str(exc).splitlines()[0][:200]}); the next run with this lake writes it")
+                                f" ({first_line(exc)[:200]}); the next run with this lake writes it")
     return result
 
 

@@ -14,6 +14,12 @@ class IngestError(RuntimeError):
     stays behind: each stream commits in one transaction or not at all."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message, its first line only; its type's name when it has none."""
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
 class IngestFailed(IngestError):
     """One or more streams failed while the run's others may have committed: each failed stream's table
     and cursor are as they were. ``result`` holds what committed (``result.incomplete`` names the rest
@@ -22,7 +28,7 @@ class IngestFailed(IngestError):
 
     def __init__(self, result, failures: list):
         name, first = failures[0]
-        why = str(first).splitlines()[0] if str(first) else type(first).__name__
+        why = first_line(first)
         super().__init__((why if why.startswith(f"{name}:") else f"{name}: {why}")
                          + (f" (and {len(failures) - 1} more stream(s) failed)" if len(failures) > 1 else ""))
         self.result, self.failures = result, failures

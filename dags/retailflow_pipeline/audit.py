@@ -42,7 +42,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from retailflow_ingest.errors import (
     MYSQL_SCHEMES,
@@ -360,16 +359,14 @@ def scrub(text: str, *urls: str) -> str:
     text = " ".join(text.split())
     for url in urls:
         try:
-            shown, password = redact(url), urlsplit(url).password
+            shown = redact(url)
         except ValueError:
-            shown, password = "(the URL)", None
+            shown = "(the URL)"
         for form in (url, _libpq(url)):
             text = text.replace(form, shown)
-        for secret in {password, unquote(password or "")} - {None, ""}:
-            text = text.replace(secret, "***")
-        try:  # also a ?password= parameter, as written and decoded
+        try:  # the password, as written and decoded, before the @ or as a ?password= parameter
             text = without_password(text, url)
-        except ValueError:  # a URL urllib cannot split: its password was not found above either
+        except ValueError:  # a URL urllib cannot split: it has no password urllib could find
             pass
     return text
 
