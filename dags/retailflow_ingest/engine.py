@@ -774,8 +774,9 @@ def _copy_stream(cur, warehouse: Warehouse, table: str, chunks: Iterator[pa.Tabl
 def _copy_incremental(cur, warehouse: Warehouse, stream: Stream, stage: str, chunks: Iterator[pa.Table],
                       batch: Batch) -> tuple[int, int]:
     """An incremental sync's rows, batch by batch: those with a key above the table's largest go straight
-    into the table (new rows: nothing to merge), the others (changed rows, rows re-read by the
-    lookback) into the staging table for the merge; a COPY of its own for each part of each batch (a
+    into the table (new rows: nothing to merge), the others into the staging table for the merge,
+    except those the table already holds with the same or a later cursor (re-read by the lookback,
+    unchanged: ``Warehouse.may_change``); a COPY of its own for each part of each batch (a
     connection runs one COPY at a time), while the reader fetches the next batch. Returns (rows
     written to the table, rows staged)."""
     above = warehouse.max_key(cur, stream)
@@ -785,6 +786,8 @@ def _copy_incremental(cur, warehouse: Warehouse, stream: Stream, stage: str, chu
             key = chunk[stream.primary_key]
             new = pc.greater(key, pa.scalar(above, key.type))
             old, chunk = chunk.filter(pc.invert(new)), chunk.filter(new)
+            if old.num_rows:
+                old = warehouse.may_change(cur, stream, old)
             if old.num_rows:
                 _copy_stream(cur, warehouse, stage, iter([old]), stream, staging=True)
                 staged += old.num_rows
