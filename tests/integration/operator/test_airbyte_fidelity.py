@@ -8,6 +8,7 @@ real Airflow API server in the other scenarios.
 from __future__ import annotations
 
 import random
+import time
 import types
 import uuid
 from typing import Any
@@ -301,10 +302,32 @@ def test_a_token_answer_without_access_token_is_a_clear_error(airbyte, monkeypat
     assert "access_token" in str(err.value)
 
 
-def test_an_expired_token_is_replaced(airbyte):
+TOKEN_CALL = ("POST", "/applications/token", 200)
+
+
+def replaced_after_a_401(calls: list[tuple[str, str, int]]) -> bool:
+    """The first call answered 401 is followed by a token request that got a token."""
+    rejected = [i for i, call in enumerate(calls) if call[2] == 401]
+    return bool(rejected) and calls[rejected[0] + 1 : rejected[0] + 2] == [TOKEN_CALL]
+
+
+def test_a_revoked_or_expired_token_is_replaced(airbyte):
+    """The client keeps a token for the 900 s the token answer announces; Airbyte answers 401 once it
+    revoked the token or the token outlived its real life (the fake's ``token_ttl_s``). Either way the
+    client asks for a fresh token once and the pass carries on."""
     h = Harness(airbyte)
     h.run()
-    airbyte.token_ttl_s = 0  # every token issued from now on is dead on arrival once
+    airbyte.token_ttl_s = 1.0  # tokens issued from now on stop working after a second
     airbyte.revoke_tokens()
-    airbyte.token_ttl_s = 900
+    mark = len(airbyte.calls)
     assert h.run().changes == []
+    assert replaced_after_a_401(airbyte.calls[mark:]), airbyte.calls[mark:]
+    # the token the client now holds was issued with the short life: wait until the fake counts it
+    # expired (still known to the fake, so the 401 below is its expiry, not a revocation)
+    held = max(airbyte.tokens, key=airbyte.tokens.__getitem__)
+    while airbyte.tokens[held] >= time.monotonic():
+        time.sleep(0.05)
+    mark = len(airbyte.calls)
+    assert h.run().changes == []
+    assert replaced_after_a_401(airbyte.calls[mark:]), airbyte.calls[mark:]
+    assert held not in airbyte.tokens  # refused as expired (the fake forgets an expired token it refuses)

@@ -8,7 +8,7 @@ import time
 
 import psycopg
 import pytest
-from ingest_support import STREAMS, assert_same_as_source, mysql_exec, seed
+from ingest_support import STREAMS, assert_same_as_source, mysql, mysql_exec, seed
 from test_ingest_crash import cli, finish
 
 from retailflow_ingest.engine import run
@@ -25,6 +25,22 @@ SMALL = ["--customers", "300", "--products", "40", "--orders", "1500", "--start"
 def query(warehouse_url: str, sql: str) -> list[tuple]:
     with psycopg.connect(warehouse_url) as conn:
         return [tuple(r) for r in conn.execute(sql).fetchall()]
+
+
+def next_server_second(url: str, timeout_s: float = 5.0) -> None:
+    """Wait until the MySQL server's clock is in a later whole second than when called: a table created
+    after it has another ``information_schema`` create_time (whole seconds) than one created before."""
+    conn = mysql(url)
+    with conn, conn.cursor() as cur:
+        cur.execute("select unix_timestamp()")
+        (start,) = cur.fetchone()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            cur.execute("select unix_timestamp()")
+            if cur.fetchone()[0] > start:
+                return
+            assert time.monotonic() < deadline, f"the MySQL server's clock stayed at {start} for {timeout_s} s"
+            time.sleep(0.01)
 
 
 def swap_in(url: str, table: str, fill: str) -> None:
@@ -84,7 +100,7 @@ def test_a_table_swapped_in_with_the_same_cursor_values_is_reloaded(mysql_url, w
     (statuses changed without their updated_at) from the old one."""
     seed(mysql_url)
     run(mysql_url, warehouse_url, stores_csv=None)
-    time.sleep(1.05)  # information_schema's create_time has whole seconds
+    next_server_second(mysql_url)  # information_schema's create_time has whole seconds
     swap_in(mysql_url, "orders", "select order_id, customer_id, channel, store_id, 'cancelled', ordered_at,"
                                  " created_at, updated_at from orders")
 
@@ -98,7 +114,7 @@ def test_a_table_swapped_in_with_the_same_cursor_values_is_reloaded(mysql_url, w
 def test_a_table_swapped_in_while_the_sync_starts_is_refused_in_one_line(mysql_url, warehouse_url, monkeypatch):
     seed(mysql_url)
     run(mysql_url, warehouse_url, stores_csv=None)
-    time.sleep(1.05)
+    next_server_second(mysql_url)  # the swapped-in table's create_time (whole seconds) must differ
     real_rows_at = MySQLSource.rows_at
 
     def swap_after_planning(self, cursors):

@@ -22,6 +22,10 @@ LAYERS = {
         "credentialsSecretRef": {"name": "my-airbyte-app"}}}}},
 }
 
+#: layers with this release's Airbyte whose RetailPipeline names another Secret than AUTH_SECRET (every
+#: other such layer must name AUTH_SECRET)
+OWN_AIRBYTE_SECRET = {"workspace-with-own-airbyte-secret": "my-airbyte-app"}
+
 
 def pipeline_specs(rendered) -> list[dict]:
     """The RetailPipeline's spec: the release resource, or what the pipeline Job applies."""
@@ -54,6 +58,10 @@ class TestAirbytesSecretIsLabelled:
         if not chart_values(LAYERS[layer])["airbyte"]["enabled"]:
             return  # not this release's Airbyte: its Secret is the user's (labelled by them, README)
         named = {s["airbyte"]["credentialsSecretRef"]["name"] for s in pipeline_specs(rendered) if s.get("airbyte")}
+        if layer in OWN_AIRBYTE_SECRET:
+            assert named == {OWN_AIRBYTE_SECRET[layer]}, named
+        else:  # with this release's Airbyte, the pipeline reads Airbyte's own Secret: the loop below must run
+            assert AUTH_SECRET in named, (layer, named)
         for secret in named & {AUTH_SECRET}:
             assert labelled_by_a_job(rendered, secret), f"{secret}: named by the RetailPipeline, labelled by no Job"
 

@@ -88,9 +88,17 @@ def scan() -> tuple[set[tuple[str, str]], set[str]]:
             proc = subprocess.run([str(CHECKOV), "--framework", "kubernetes", "-f", str(path), "-o", "json", "--quiet",
                                    "--compact", "--skip-download"], capture_output=True, text=True, check=False)
         assert proc.returncode in (0, 1), proc.stderr[-2000:]
-        report = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        # Nothing scanned must not read as nothing found: on an empty or unreadable file checkov prints
+        # only a summary ({"passed": 0, ..., "resource_count": 0}), without "results".
+        assert proc.stdout.strip(), f"[{variant}] checkov printed nothing: {proc.stderr[-2000:]}"
+        report = json.loads(proc.stdout)
         report = report[0] if isinstance(report, list) else report
-        failed |= {_key(r) for r in (report.get("results") or {}).get("failed_checks", [])}
+        assert report.get("check_type") == "kubernetes" and "failed_checks" in (report.get("results") or {}), (
+            f"[{variant}] checkov's report holds no results: {proc.stdout[:2000]}")
+        assert rendered.own, variant
+        # checkov counts each document it checked (and each container in a pod template) as a resource
+        assert report["summary"]["resource_count"] >= len(rendered.own), (variant, report["summary"], len(rendered.own))
+        failed |= {_key(r) for r in report["results"]["failed_checks"]}
         own |= {f"{d['kind']}/{d['metadata']['name']}" for d in rendered.own}
     return failed, own
 

@@ -79,7 +79,10 @@ class TestTheRetailPipeline:
         assert not [h for h in allowed if "airbyte" in h]
         trust.check_hosts(spec, allowed)  # raises HostNotAllowed otherwise
         secrets = {d["metadata"]["name"]: d for d in lite.of_kind("Secret")}
-        for ref in secret_refs.secret_refs(spec, secret_refs.uses_airbyte(spec, {})):
+        refs = secret_refs.secret_refs(spec, secret_refs.uses_airbyte(spec, {}))
+        # engine direct without Airbyte: only the Airflow admin Secret is read (secret_refs' docstring)
+        assert [ref.role for ref in refs] == ["airflow"], refs
+        for ref in refs:
             assert ref.name in secrets, ref
             assert secrets[ref.name]["metadata"]["labels"].get("retailflow.io/credentials") == "true", ref.name
             assert set(ref.keys.values()) <= set(secrets[ref.name].get("stringData") or secrets[ref.name].get("data"))

@@ -178,10 +178,11 @@ def _applies(policy: dict, pod: Pod) -> bool:
 
 
 def allowed(policies: list[dict], src: Pod, dst: Pod | None, port: int) -> bool:
-    if dst is None:  # EXTERNAL: some egress rule of a policy selecting the client names an ipBlock
+    if dst is None:  # EXTERNAL: some egress rule of a policy selecting the client names an ipBlock, on the port
+        # (a wait's unknown port, 0, only by a rule without ports)
         applying = [p for p in policies if "Egress" in p["spec"].get("policyTypes", []) and _applies(p, src)]
-        return not applying or any("ipBlock" in peer for p in applying for rule in p["spec"].get("egress") or []
-                                   for peer in rule.get("to") or [])
+        return not applying or any(any("ipBlock" in peer for peer in rule.get("to") or []) and _port_ok(rule, port)
+                                   for p in applying for rule in p["spec"].get("egress") or [])
     def direction(kind: str, subject: Pod, peer: Pod, key: str, peers_key: str) -> bool:
         applying = [p for p in policies if kind in p["spec"].get("policyTypes", ["Ingress"]) and _applies(p, subject)]
         return not applying or any(_peer_ok(rule.get(peers_key), p["metadata"].get("namespace") or NAMESPACE, peer)

@@ -134,7 +134,7 @@ class TestPipelineBootstrapJob:
                    for d in defaults.own_of_kind("Job") if "post-install" in d["metadata"]["annotations"]["helm.sh/hook"]}
         assert weights["retailflow-pipeline"] == max(weights.values())
 
-    @pytest.mark.parametrize("field", ["readOnlyRootFilesystem", "allowPrivilegeEscalation"])
-    def test_hardened(self, defaults, field):
+    @pytest.mark.parametrize("field, hardened", [("readOnlyRootFilesystem", True), ("allowPrivilegeEscalation", False)])
+    def test_hardened(self, defaults, field, hardened):
         (container,) = containers(defaults.get("Job", "retailflow-pipeline"))
-        assert field in container["securityContext"]
+        assert container["securityContext"][field] is hardened

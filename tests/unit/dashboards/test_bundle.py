@@ -62,18 +62,22 @@ def test_every_chart_and_dashboard_reference_resolves():
         (q,) = context["queries"]
         used = {m for m in q["metrics"]} | {c if isinstance(c, str) else c["sqlExpression"] for c in q["columns"]}
         assert used <= names, f"{chart['slice_name']}: {used - names} not in {dataset['table_name']}"
-    placed = set()
+    placed, targeted = set(), set()
     for dashboard in assets["dashboards"]:
         for item in dashboard["position"].values():
             if isinstance(item, dict) and item.get("type") == "CHART":
                 assert item["meta"]["uuid"] in charts
                 placed.add(item["meta"]["uuid"])
         for native in dashboard["metadata"]["native_filter_configuration"]:
-            for target in native["targets"]:
-                if target:
-                    dataset = datasets[target["datasetUuid"]]
-                    assert target["column"]["name"] in {c["column_name"] for c in dataset["columns"]}
+            targets = [t for t in native["targets"] if t]
+            # only a date range filters every chart by its own time column, without a target of its own
+            assert targets or native["filterType"] == "filter_time", f"{native['name']}: no target"
+            for target in targets:
+                dataset = datasets[target["datasetUuid"]]
+                assert target["column"]["name"] in {c["column_name"] for c in dataset["columns"]}
+                targeted.add(native["name"])
     assert placed == set(charts), "every chart sits on a dashboard"
+    assert targeted == {"Region", "Channel", "Category", "Country"}
 
 
 def test_native_filters_where_users_expect_them():
