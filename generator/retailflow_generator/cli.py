@@ -124,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                              " $RETAILFLOW_HOME or of this checkout)")
     stores.add_argument("--lake", metavar="URL", help=f"S3 endpoint (MinIO), e.g. http://127.0.0.1:{PORTS['minio']}; "
                         "credentials from RETAILFLOW_LAKE_ACCESS_KEY / RETAILFLOW_LAKE_SECRET_KEY")
-    stores.add_argument("--bucket", default="retailflow-lake", help="lake bucket (default retailflow-lake)")
+    stores.add_argument("--bucket", default=os.environ.get("RETAILFLOW_LAKE_BUCKET", "retailflow"),
+                        help="lake bucket (default $RETAILFLOW_LAKE_BUCKET, else retailflow: retailflow-ingest's"
+                             " --lake-bucket default)")
     stores.add_argument("--prefix", default="raw/store_locations", help="object key prefix (default raw/store_locations)")
     return parser
 
