@@ -127,7 +127,7 @@ dashboards: services sync sync-superset ## Start the local Superset in the backg
 	hack/superset.sh
 
 .PHONY: reset
-reset: ## After a confirmation, drop RetailFlow's own data: the MySQL tables, the raw/staging/marts schemas, .lake/, dbt/target/, task logs (CONFIRM=yes: no question).
+reset: ## After a confirmation, stop the background servers (make stop) and drop RetailFlow's own data: the MySQL tables, the raw/staging/marts schemas, .lake/, dbt/target/, dbt/logs/, task logs (CONFIRM=yes: no question).
 	CONFIRM=$(CONFIRM) hack/reset.sh
 
 .PHONY: clean-tests

@@ -160,6 +160,13 @@ the name the upstream chart gave it and that NOTES.txt and the OpenMetadata Job 
 {{- printf "http://%s:%v" (include "retailflow.superset.name" .) .Values.superset.port -}}
 {{- end -}}
 
+{{/* The ConfigMap of the dashboard bundle and Superset's URL (key `superset-url`), which the import Job
+and Airflow mount. Defined on .Values.global only: Airflow's extraEnv renders it with tpl. `helm upgrade
+--reuse-values` of a release from before global.retailflow.superset.bundleConfigMap: the default name. */}}
+{{- define "retailflow.superset.bundleConfigMap" -}}
+{{- dig "superset" "bundleConfigMap" "" .Values.global.retailflow | default "retailflow-superset-bundle" -}}
+{{- end -}}
+
 {{/*
 What every Superset container shares: the config from files/superset (one file for the local
 Superset and the chart), the drivers volume, and the Secret's settings.

@@ -47,11 +47,17 @@ def _airflow_env(rendered) -> list[dict]:
 
 def _task_env(rendered, secrets_present: bool = True) -> dict[str, str]:
     """The environment a task sees: the image's ENV plus Airflow's extraEnv, each Secret value a
-    placeholder (an optional reference to a missing Secret sets nothing, as the kubelet does)."""
+    placeholder (an optional reference to a missing Secret sets nothing, as the kubelet does), each
+    ConfigMap value the rendered one (an optional reference to a ConfigMap not rendered sets nothing)."""
     env = dict(_image_env())
+    config_maps = {d["metadata"]["name"]: d.get("data") or {} for d in rendered.of_kind("ConfigMap")}
     for item in _airflow_env(rendered):
         if "value" in item:
             env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), "x"), item["value"])
+        elif "configMapKeyRef" in item["valueFrom"]:
+            ref = item["valueFrom"]["configMapKeyRef"]
+            if ref["key"] in config_maps.get(ref["name"], {}):
+                env[item["name"]] = config_maps[ref["name"]][ref["key"]]
         elif secrets_present or not item["valueFrom"]["secretKeyRef"].get("optional"):
             env[item["name"]] = f"<{item['valueFrom']['secretKeyRef']['key']}>"
     return env
@@ -80,7 +86,7 @@ class TestImage:
 class TestWorkflowsMount:
     def test_airflow_mounts_the_rendered_workflows_config_map_where_the_image_reads_it(self, defaults, airflow_values):
         configmaps = {d["metadata"]["name"]: d for d in defaults.of_kind("ConfigMap")}
-        (volume,) = [v for v in airflow_values["volumes"] if "configMap" in v]
+        (volume,) = [v for v in airflow_values["volumes"] if v["name"] == "retailflow-openmetadata-workflows"]
         rendered = configmaps[volume["configMap"]["name"]]
         assert set(rendered["data"]) == {p.name for p in WORKFLOWS.glob("*.yaml")}
         # not a hook: it exists before the Airflow pods start (a hook would come after `helm --wait`)
@@ -91,7 +97,7 @@ class TestWorkflowsMount:
         assert volume["configMap"]["optional"] is True
 
     def test_the_job_mounts_the_same_config_map(self, defaults, airflow_values):
-        (volume,) = [v for v in airflow_values["volumes"] if "configMap" in v]
+        (volume,) = [v for v in airflow_values["volumes"] if v["name"] == "retailflow-openmetadata-workflows"]
         job = defaults.get("Job", "retailflow-openmetadata-ingestion")
         volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
         assert volumes["workflows"]["configMap"]["name"] == volume["configMap"]["name"]

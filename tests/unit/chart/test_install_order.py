@@ -110,8 +110,10 @@ def test_the_waits_are_where_the_chart_readme_says(defaults):
         if doc["kind"] in ("Job", "Deployment", "StatefulSet") and (
                 "helm.sh/hook" in annotations or helm_install.WAITS_FOR in annotations):
             name = doc["metadata"]["name"]
-            # release-scoped names are written <release>-…; the shared services keep their fixed names
-            spelled = {f"`{name}`", f"`{name.replace(RELEASE, '<release>', 1)}`"}
+            # release-scoped names are written <release>-… (<fullname>-… for the chart's own Jobs, named
+            # after retailflow.fullname, which is the release name here); the shared services keep their
+            # fixed names
+            spelled = {f"`{name}`", f"`{name.replace(RELEASE, '<release>', 1)}`", f"`{name.replace(RELEASE, '<fullname>', 1)}`"}
             assert any(s in table for s in spelled), \
                 f"{doc['kind']} {name} is missing from the README's install-order table"
 

@@ -90,7 +90,7 @@ class TestSecrets:
         assert {"my-mysql", "my-postgres", "my-lake"} <= refs
         assert not {"retailflow-mysql", "retailflow-postgresql", "retailflow-lake"} & refs
         extra_env = {ref["secretKeyRef"]["name"] for e in airflow_extra_env(rendered) if "valueFrom" in e
-                     for ref in [e["valueFrom"]]}
+                     for ref in [e["valueFrom"]] if "secretKeyRef" in ref}
         assert "my-mysql" in extra_env and "retailflow-mysql" not in extra_env
 
     @pytest.mark.parametrize("variant", sorted(VARIANTS))
