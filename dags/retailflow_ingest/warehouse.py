@@ -62,6 +62,8 @@ _PG_NAMES = {
     "date": "date",
     "varchar": "character varying",
 }
+#: ``may_change`` reads at most this many table rows per row of the batch (plus 1,000)
+MAY_CHANGE_READ_FACTOR = 4
 #: PostgreSQL's binary timestamps count µs from 2000-01-01; Arrow's from 1970-01-01
 _EPOCH_2000_US = 946_684_800_000_000
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -440,7 +442,8 @@ class Warehouse:
         The table's keys and cursors between the rows' earliest and latest cursor come from one range
         read of the cursor index, inside the stream's transaction, as one ``bytea`` of their binary
         forms (16 bytes a row; psycopg's per-row work cost four times as much). A key it does not
-        return is kept, and the merge decides as before, so the range may miss nothing the merge needs."""
+        return is kept, and the merge decides as before, so the range may miss nothing the merge needs;
+        a range holding more than ``MAY_CHANGE_READ_FACTOR`` times the batch's rows keeps them all."""
         if rows.num_rows == 0 or not stream.cursor:
             return rows
         kind = rows.schema.field(stream.cursor).type
@@ -454,10 +457,16 @@ class Warehouse:
         send = "timestamptz_send" if "time zone" in pg_type else "timestamp_send"
         key, cursor = ident(stream.primary_key), ident(stream.cursor)
         at = [f"{pg_type} 'epoch' + {int(bounds[end].as_py())} * interval '1 microsecond'" for end in ("min", "max")]
-        cur.execute(f"select string_agg(int8send({key}::bigint) || {send}({cursor}), ''::bytea)"
-                    f" from {self.table(stream.name)} where {cursor} between {at[0]} and {at[1]}", binary=True)
-        held = cur.fetchone()[0]
-        if not held:
+        # at most `limit` rows: many rows of the table may share the batch's cursor range (one UPDATE
+        # stamps all its rows alike), and each batch of such a sync would read them all again. A read
+        # that reaches the limit keeps every row (the merge decides, as without this read), so the work
+        # stays proportional to the batch
+        limit = MAY_CHANGE_READ_FACTOR * rows.num_rows + 1000
+        cur.execute(f"select count(*), string_agg(int8send(k) || c, ''::bytea) from (select {key}::bigint as k,"
+                    f" {send}({cursor}) as c from {self.table(stream.name)} where {cursor} between {at[0]} and {at[1]}"
+                    f" limit {limit}) r", binary=True)
+        count, held = cur.fetchone()
+        if not held or count >= limit:
             return rows
         pairs = np.frombuffer(held, dtype=np.dtype([("key", ">i8"), ("cursor", ">i8")]))
         keys = pa.array(pairs["key"].astype(np.int64))

@@ -211,6 +211,35 @@ def test_rows_the_lookback_reads_again_unchanged_are_not_merged(mysql_url, wareh
     assert warehouse_rows(warehouse_url, "orders", columns_) == source_rows(mysql_url, "orders")
 
 
+def test_a_dense_cursor_range_keeps_the_batch_instead_of_reading_the_table(mysql_url, warehouse_url):
+    """One UPDATE stamps all its rows alike: a batch's cursor range can hold far more of the table's
+    rows than the batch. The read of the table's keys stops at four times the batch (plus 1,000), and a
+    read that reaches it keeps every row of the batch for the merge, so each batch's work stays
+    proportional to the batch instead of to the rows sharing its cursors."""
+    from datetime import datetime
+
+    import pyarrow as pa
+
+    from retailflow_ingest.source import MySQLSource
+    from retailflow_ingest.warehouse import Warehouse
+
+    seed(mysql_url, orders=3000, items=3000)
+    run(mysql_url, warehouse_url, stores_csv=None, streams=["orders"])
+    stream = MySQLSource(mysql_url).discover()["orders"]
+    stamped = datetime(2024, 3, 1, 12, 0, 0, 250000)
+    again = pa.table({"order_id": pa.array(range(1, 11), pa.int64()),
+                      "updated_at": pa.array([stamped] * 10, pa.timestamp("us"))})
+    warehouse = Warehouse(warehouse_url)
+    with psycopg.connect(warehouse_url) as conn, conn.cursor() as cur:
+        # 500 rows share the batch's cursor: read, and the ten rows the table holds unchanged are left out
+        cur.execute("update raw.orders set updated_at = %s where order_id <= 500", (stamped,))
+        assert warehouse.may_change(cur, stream, again).num_rows == 0
+        # 3,000 rows share it, more than 4 x 10 + 1,000: the read stops, and the batch goes to the merge whole
+        cur.execute("update raw.orders set updated_at = %s", (stamped,))
+        assert warehouse.may_change(cur, stream, again).num_rows == 10
+        conn.rollback()
+
+
 def test_full_load_writes_its_rows_frozen(mysql_url, warehouse_url):
     """A full load's COPY freezes its rows (the table is new in its transaction): every page is
     all-visible from the commit on, so readers set no hint bits, index-only scans skip the heap, and
