@@ -380,6 +380,24 @@ OpenMetadata chart renders them with tpl): they must be what images.* and imageR
 {{- if or (ne $default $want) (ne $used $want) -}}
 {{- fail (printf "the Airflow chart runs %s (airflow.defaultAirflowRepository:defaultAirflowTag, or airflow.images.airflow.*), but images.airflow with global.retailflow.imageRegistry is %s: the Airflow chart takes its image literally, so set airflow.defaultAirflowRepository=%s and airflow.defaultAirflowTag=%s (and leave airflow.images.airflow.repository and .tag unset)" (ternary $default $used (ne $default $want)) $want (trimSuffix (printf ":%s" (toString .Values.images.airflow.tag)) $want) (toString .Values.images.airflow.tag)) -}}
 {{- end -}}
+{{- /* airflow.volumes names the ConfigMaps through YAML anchors, fixed when values.yaml is read, and the
+Airflow chart takes the list literally: a renamed ConfigMap would leave the optional volume an empty
+folder, and the task reading it would fail on every run instead of skipping. volume name -> the names
+it may mount and the value that names the rendered one; only checked when that ConfigMap is rendered. */ -}}
+{{- $mounted := dict -}}
+{{- if and .Values.superset.enabled .Values.jobs.supersetDashboards.enabled -}}
+{{- $_ := set $mounted "retailflow-superset-bundle" (list (list (include "retailflow.superset.bundleConfigMap" .)) "global.retailflow.superset.bundleConfigMap") -}}
+{{- end -}}
+{{- if and .Values.openmetadata.enabled .Values.jobs.openmetadataIngestion.enabled (gt (len (.Files.Glob "files/openmetadata/*.yaml")) 0) -}}
+{{- /* or the Job's own workflows (jobs.openmetadataIngestion.workflowsConfigMap), as the README asks */ -}}
+{{- $_ := set $mounted "retailflow-openmetadata-workflows" (list (compact (list $g.openmetadata.workflowsConfigMap .Values.jobs.openmetadataIngestion.workflowsConfigMap)) "global.retailflow.openmetadata.workflowsConfigMap") -}}
+{{- end -}}
+{{- range (.Values.airflow.volumes | default list) -}}
+{{- $rule := get $mounted (toString .name) -}}
+{{- if and $rule (kindIs "map" .configMap) (not (has (toString .configMap.name) (index $rule 0))) -}}
+{{- fail (printf "airflow.volumes: the %s volume mounts ConfigMap %q, but the chart renders it as %q (%s): the Airflow chart takes airflow.volumes literally, so set that entry's configMap.name to %q too (in a values file with the whole list: --set of one item replaces the list)" .name (toString .configMap.name) (first (index $rule 0)) (index $rule 1) (first (index $rule 0))) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if .Values.openmetadata.enabled -}}
 {{- $want := include "retailflow.image" (dict "ctx" . "image" .Values.images.pipelineJob) -}}

@@ -17,7 +17,8 @@ import sys
 import pytest
 import yaml
 
-from support.helm_render import REPO, UMBRELLA, VARIANTS, airflow_extra_env, pod_spec, render
+from support.helm_render import (REPO, UMBRELLA, VARIANTS, RenderError, airflow_extra_env, chart_values, pod_spec,
+                                 render)
 
 BUNDLE = UMBRELLA / "files" / "superset" / "bundle"
 CONFIG_MAP = "retailflow-superset-bundle"
@@ -126,6 +127,50 @@ class TestBundleMount:
         assert "helm.sh/hook" not in (rendered["metadata"].get("annotations") or {})
         (mount,) = [m for m in airflow_values["volumeMounts"] if m["name"] == volume["name"]]
         assert mount["readOnly"] and mount["mountPath"] == _task_env(defaults)["RETAILFLOW_SUPERSET_BUNDLE"]
+
+    def test_the_default_airflow_volume_mounts_the_config_map_the_chart_renders(self, defaults, airflow_values):
+        (volume,) = [v for v in airflow_values["volumes"] if v["name"] == CONFIG_MAP]
+        assert volume["configMap"]["name"] in defaults.names("ConfigMap")
+
+
+def _with_bundle_volume(name: str) -> list[dict]:
+    """airflow.volumes as values.yaml has it, the bundle's entry naming ConfigMap ``name``."""
+    volumes = chart_values()["airflow"]["volumes"]
+    for volume in volumes:
+        if volume["name"] == CONFIG_MAP:
+            volume["configMap"]["name"] = name
+    return volumes
+
+
+class TestRenamedBundle:
+    """global.retailflow.superset.bundleConfigMap renames the ConfigMap; airflow.volumes names it through a
+    YAML anchor, fixed when values.yaml is read, so an override alone would leave Airflow's optional
+    volume an empty folder (the task failing on every run): the chart refuses to render that."""
+
+    RENAMED = {"global": {"retailflow": {"superset": {"bundleConfigMap": "shop-bundle"}}}}
+
+    def test_an_override_alone_is_refused_naming_the_volume_and_the_name(self):
+        with pytest.raises(RenderError, match='airflow.volumes: the retailflow-superset-bundle volume mounts '
+                                              'ConfigMap "retailflow-superset-bundle", but the chart renders it as '
+                                              '"shop-bundle" \\(global.retailflow.superset.bundleConfigMap\\).*'
+                                              'set that entry\'s configMap.name to "shop-bundle"'):
+            render(values=self.RENAMED)
+
+    def test_an_override_with_the_same_name_in_airflow_volumes_renders(self):
+        rendered = render(values=self.RENAMED | {"airflow": {"volumes": _with_bundle_volume("shop-bundle")}})
+        assert "shop-bundle" in rendered.names("ConfigMap") and CONFIG_MAP not in rendered.names("ConfigMap")
+        assert _extra_env(rendered)["RETAILFLOW_SUPERSET_URL"]["valueFrom"]["configMapKeyRef"]["name"] == "shop-bundle"
+
+    def test_a_volume_naming_another_config_map_is_refused_with_the_default_name(self):
+        with pytest.raises(RenderError, match='mounts ConfigMap "elsewhere", but the chart renders it as '
+                                              '"retailflow-superset-bundle"'):
+            render(values={"airflow": {"volumes": _with_bundle_volume("elsewhere")}})
+
+    @pytest.mark.parametrize("values", [{"superset": {"enabled": False}},
+                                        {"jobs": {"supersetDashboards": {"enabled": False}}}],
+                             ids=["no-superset", "no-import"])
+    def test_without_the_config_map_there_is_nothing_to_match(self, values):
+        render(values=values | self.RENAMED)
 
 
 class TestTaskSettings:

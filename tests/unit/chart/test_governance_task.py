@@ -16,7 +16,7 @@ import sys
 import pytest
 import yaml
 
-from support.helm_render import REPO, UMBRELLA, VARIANTS, airflow_extra_env, render
+from support.helm_render import REPO, UMBRELLA, VARIANTS, RenderError, airflow_extra_env, chart_values, render
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 WORKFLOWS = UMBRELLA / "files" / "openmetadata"
@@ -101,6 +101,49 @@ class TestWorkflowsMount:
         job = defaults.get("Job", "retailflow-openmetadata-ingestion")
         volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
         assert volumes["workflows"]["configMap"]["name"] == volume["configMap"]["name"]
+
+
+def _with_workflows_volume(name: str) -> list[dict]:
+    """airflow.volumes as values.yaml has it, the workflows' entry naming ConfigMap ``name``."""
+    volumes = chart_values()["airflow"]["volumes"]
+    for volume in volumes:
+        if volume["name"] == "retailflow-openmetadata-workflows":
+            volume["configMap"]["name"] = name
+    return volumes
+
+
+class TestRenamedWorkflows:
+    """global.retailflow.openmetadata.workflowsConfigMap renames the ConfigMap; airflow.volumes names it
+    through a YAML anchor, fixed when values.yaml is read, so an override alone would leave Airflow's
+    optional volume an empty folder (the task failing on every run): the chart refuses to render that."""
+
+    RENAMED = {"global": {"retailflow": {"openmetadata": {"workflowsConfigMap": "shop-workflows"}}}}
+
+    def test_the_default_renders_with_the_volume_naming_the_rendered_config_map(self, defaults, airflow_values):
+        (volume,) = [v for v in airflow_values["volumes"] if v["name"] == "retailflow-openmetadata-workflows"]
+        assert volume["configMap"]["name"] in defaults.names("ConfigMap")
+
+    def test_an_override_alone_is_refused_naming_the_volume_and_the_name(self):
+        with pytest.raises(RenderError, match='airflow.volumes: the retailflow-openmetadata-workflows volume mounts '
+                                              'ConfigMap "retailflow-openmetadata-workflows", but the chart renders '
+                                              'it as "shop-workflows" '
+                                              '\\(global.retailflow.openmetadata.workflowsConfigMap\\).*'
+                                              'set that entry\'s configMap.name to "shop-workflows"'):
+            render(values=self.RENAMED)
+
+    def test_an_override_with_the_same_name_in_airflow_volumes_renders(self):
+        rendered = render(values=self.RENAMED | {"airflow": {"volumes": _with_workflows_volume("shop-workflows")}})
+        assert "shop-workflows" in rendered.names("ConfigMap")
+        assert "retailflow-openmetadata-workflows" not in rendered.names("ConfigMap")
+
+    def test_the_jobs_own_workflows_may_be_mounted_as_the_readme_asks(self):
+        render(values={"jobs": {"openmetadataIngestion": {"workflowsConfigMap": "my-workflows"}},
+                       "airflow": {"volumes": _with_workflows_volume("my-workflows")}})
+
+    def test_a_volume_naming_another_config_map_is_refused(self):
+        with pytest.raises(RenderError, match='mounts ConfigMap "elsewhere", but the chart renders it as '
+                                              '"retailflow-openmetadata-workflows"'):
+            render(values={"airflow": {"volumes": _with_workflows_volume("elsewhere")}})
 
 
 class TestTaskEnvironment:

@@ -1,15 +1,20 @@
 """superset.port is the port of Superset's web server and Service: every client the chart writes uses
 it (the import Job, the OpenMetadata Job and their waits, the Airflow pods' URL, the NetworkPolicy,
-NOTES.txt's port-forward), none assumes 8088."""
+NOTES.txt's port-forward), none assumes 8088. The Airflow pods read it from a ConfigMap when they
+start, so a change needs their restart: the README and the key's @param say how."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from support.helm_render import containers, notes, render
+from support.helm_render import REAL_SUBCHARTS, UMBRELLA, airflow_extra_env, containers, notes, render
 
 PORT = 9000
 URL = f"http://retailflow-superset:{PORT}"
+#: the restart a port change needs, as the docs give it (the Airflow chart's scheduler Deployment)
+RESTART = "kubectl -n <namespace> rollout restart deployment/<release>-scheduler"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +49,33 @@ def test_the_jobs_call_and_wait_for_superset_on_it(rendered, job, var):
 
 def test_the_airflow_pods_get_it(rendered):
     assert rendered.get("ConfigMap", "retailflow-superset-bundle")["data"]["superset-url"] == URL
+
+
+class TestAirflowRestart:
+    """Airflow's pods take the URL from the ConfigMap (configMapKeyRef, read at container start): the
+    values handed to the Airflow chart are the same for every port, so `helm upgrade --set
+    superset.port=...` does not roll them and the docs must say to restart the scheduler (it runs the
+    tasks with the LocalExecutor)."""
+
+    def test_a_port_change_leaves_the_airflow_pod_templates_as_they_were(self, rendered, defaults):
+        assert airflow_extra_env(rendered) == airflow_extra_env(defaults)
+        assert rendered.get("ConfigMap", "retailflow-superset-bundle")["data"]["superset-url"] != \
+            defaults.get("ConfigMap", "retailflow-superset-bundle")["data"]["superset-url"]
+
+    def test_the_port_key_says_to_restart_the_scheduler(self):
+        (line,) = [l for l in (UMBRELLA / "values.yaml").read_text().splitlines() if "@param superset.port " in l]
+        assert f"`{RESTART}`" in line
+
+    def test_the_readme_says_to_restart_the_scheduler_after_a_port_change(self):
+        text = re.sub(r"\s+", " ", (UMBRELLA / "README.md").read_text())
+        (paragraph,) = [p for p in text.split(" - ") if f"`{RESTART}`" in p]
+        assert "`superset.port`" in paragraph and "RETAILFLOW_SUPERSET_URL" in paragraph
+
+    @pytest.mark.skipif("airflow" not in REAL_SUBCHARTS, reason="needs the real Airflow chart in charts/retailflow/charts/")
+    def test_the_deployment_the_docs_restart_is_the_scheduler(self):
+        rendered = render(release="shop")
+        (scheduler,) = [d for d in rendered.upstream if d["kind"] == "Deployment" and d["metadata"]["name"] == "shop-scheduler"]
+        assert "scheduler" in {c["name"] for c in scheduler["spec"]["template"]["spec"]["containers"]}
 
 
 def test_the_network_policy_admits_it(rendered):
