@@ -36,6 +36,8 @@ joined as (
         products.product_id,
         products.sku,
         products.product_name,
+        -- name and SKU: two products may share a name (brand, colour and noun repeat)
+        products.product_name || ' (' || products.sku || ')' as product,
         products.category,
         products.list_price,
         coalesce(product_totals.units_sold, 0) as units_sold,

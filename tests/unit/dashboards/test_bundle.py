@@ -87,3 +87,57 @@ def test_native_filters_where_users_expect_them():
                                           "Channel": "filter_select"}
     assert filters["best-selling-products"] == {"Category": "filter_select"}
     assert filters["top-customers"] == {"Country": "filter_select"}
+
+
+def _unique_columns_in_marts() -> dict[str, set[str]]:
+    """Mart -> the columns dbt/models/marts/_marts__models.yml gives a `unique` test."""
+    schema = yaml.safe_load((paths.dbt_project_dir() / "models" / "marts" / "_marts__models.yml").read_text())
+    return {model["name"]: {c["name"] for c in model.get("columns", []) if "unique" in (c.get("data_tests") or [])}
+            for model in schema["models"]}
+
+
+def _grouping_columns(chart: dict) -> set[str]:
+    """Every column a chart groups by: its x axis and groupby, in the params and in the stored query."""
+    params, context = chart["params"], json.loads(chart["query_context"])
+    (q,) = context["queries"]
+    form = context["form_data"]
+    names = {params.get("x_axis"), form.get("x_axis"), *params.get("groupby", []), *form.get("groupby", [])}
+    for column in q["columns"]:
+        names.add(column if isinstance(column, str) else column["sqlExpression"])
+        if not isinstance(column, str):
+            names.add(column["label"])
+    return names - {None}
+
+
+def test_top_10_products_charts_group_by_a_column_unique_in_the_mart():
+    """Product names repeat: a bar per product_name would add two products together (and could rank
+    first while neither product does alone). Each bar must be one row of product_sales."""
+    assets = dashboards.bundle_assets(BUNDLE)
+    tables = {str(d["uuid"]): d["table_name"] for d in assets["datasets"]}
+    unique = _unique_columns_in_marts()
+    charts = [c for c in assets["charts"] if c["slice_name"].startswith("Top 10 products")]
+    assert sorted(c["slice_name"] for c in charts) == ["Top 10 products by revenue", "Top 10 products by units"]
+    for chart in charts:
+        table = tables[str(chart["dataset_uuid"])]
+        grouped = _grouping_columns(chart)
+        assert grouped, f"{chart['slice_name']}: groups by nothing"
+        assert grouped <= unique[table], (
+            f"{chart['slice_name']}: groups by {sorted(grouped - unique[table])}, not unique in marts.{table}")
+
+
+def test_the_country_filter_leaves_the_overall_top_10_pie_alone():
+    """The pie shows the overall top 10 by country (revenue_rank <= 10): filtered by a country it
+    would keep only that country's share of the overall top 10, one slice or none, while the table
+    and the bar show that country's own top 10. So the Country filter scopes every chart but it."""
+    (dashboard,) = [d for d in dashboards.bundle_assets(BUNDLE)["dashboards"] if d["slug"] == "top-customers"]
+    chart_ids = {item["meta"]["sliceName"]: item["meta"]["chartId"]
+                 for item in dashboard["position"].values() if isinstance(item, dict) and item.get("type") == "CHART"}
+    assert set(chart_ids) == {"Top 10 customers", "Top 10 customers by lifetime revenue", "Top 10 customers by country"}
+    (country,) = [f for f in dashboard["metadata"]["native_filter_configuration"] if f["name"] == "Country"]
+    assert country["scope"]["rootPath"] == ["ROOT_ID"]
+    excluded = set(country["scope"]["excluded"])
+    assert "chartsInScope" not in country or chart_ids["Top 10 customers by country"] not in country["chartsInScope"]
+    assert {name for name, chart_id in chart_ids.items() if chart_id not in excluded} == {
+        "Top 10 customers", "Top 10 customers by lifetime revenue"}
+    (pie,) = [c for c in dashboards.bundle_assets(BUNDLE)["charts"] if c["slice_name"] == "Top 10 customers by country"]
+    assert {"subject": "revenue_rank", "operator": "<=", "comparator": "10"}.items() <= pie["params"]["adhoc_filters"][0].items()
