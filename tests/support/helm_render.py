@@ -252,6 +252,15 @@ def chart_values(*layers: dict | None) -> dict:
     return merge_values(yaml.safe_load((UMBRELLA / "values.yaml").read_text()), *layers)
 
 
+def airflow_volumes_with(volume: str, config_map: str) -> list[dict]:
+    """``airflow.volumes`` as values.yaml has it, the entry named ``volume`` mounting ConfigMap ``config_map``
+    (a values file must give the whole list: --set of one item replaces it)."""
+    volumes = chart_values()["airflow"]["volumes"]
+    (entry,) = [v for v in volumes if v["name"] == volume]
+    entry["configMap"]["name"] = config_map
+    return volumes
+
+
 class RenderError(Exception):
     """`helm template` failed; the message is helm's stderr."""
 

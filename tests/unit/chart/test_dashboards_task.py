@@ -17,8 +17,8 @@ import sys
 import pytest
 import yaml
 
-from support.helm_render import (REPO, UMBRELLA, VARIANTS, RenderError, airflow_extra_env, chart_values, pod_spec,
-                                 render)
+from support.helm_render import (REPO, UMBRELLA, VARIANTS, RenderError, airflow_extra_env, airflow_volumes_with,
+                                 chart_values, pod_spec, render)
 
 BUNDLE = UMBRELLA / "files" / "superset" / "bundle"
 CONFIG_MAP = "retailflow-superset-bundle"
@@ -133,15 +133,6 @@ class TestBundleMount:
         assert volume["configMap"]["name"] in defaults.names("ConfigMap")
 
 
-def _with_bundle_volume(name: str) -> list[dict]:
-    """airflow.volumes as values.yaml has it, the bundle's entry naming ConfigMap ``name``."""
-    volumes = chart_values()["airflow"]["volumes"]
-    for volume in volumes:
-        if volume["name"] == CONFIG_MAP:
-            volume["configMap"]["name"] = name
-    return volumes
-
-
 class TestRenamedBundle:
     """global.retailflow.superset.bundleConfigMap renames the ConfigMap; airflow.volumes names it through a
     YAML anchor, fixed when values.yaml is read, so an override alone would leave Airflow's optional
@@ -157,14 +148,15 @@ class TestRenamedBundle:
             render(values=self.RENAMED)
 
     def test_an_override_with_the_same_name_in_airflow_volumes_renders(self):
-        rendered = render(values=self.RENAMED | {"airflow": {"volumes": _with_bundle_volume("shop-bundle")}})
+        volumes = airflow_volumes_with(CONFIG_MAP, "shop-bundle")
+        rendered = render(values=self.RENAMED | {"airflow": {"volumes": volumes}})
         assert "shop-bundle" in rendered.names("ConfigMap") and CONFIG_MAP not in rendered.names("ConfigMap")
         assert _extra_env(rendered)["RETAILFLOW_SUPERSET_URL"]["valueFrom"]["configMapKeyRef"]["name"] == "shop-bundle"
 
     def test_a_volume_naming_another_config_map_is_refused_with_the_default_name(self):
         with pytest.raises(RenderError, match='mounts ConfigMap "elsewhere", but the chart renders it as '
                                               '"retailflow-superset-bundle"'):
-            render(values={"airflow": {"volumes": _with_bundle_volume("elsewhere")}})
+            render(values={"airflow": {"volumes": airflow_volumes_with(CONFIG_MAP, "elsewhere")}})
 
     @pytest.mark.parametrize("values", [{"superset": {"enabled": False}},
                                         {"jobs": {"supersetDashboards": {"enabled": False}}}],

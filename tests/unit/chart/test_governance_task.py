@@ -16,7 +16,8 @@ import sys
 import pytest
 import yaml
 
-from support.helm_render import REPO, UMBRELLA, VARIANTS, RenderError, airflow_extra_env, chart_values, render
+from support.helm_render import (REPO, UMBRELLA, VARIANTS, RenderError, airflow_extra_env, airflow_volumes_with,
+                                 chart_values, render)
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 WORKFLOWS = UMBRELLA / "files" / "openmetadata"
@@ -103,13 +104,7 @@ class TestWorkflowsMount:
         assert volumes["workflows"]["configMap"]["name"] == volume["configMap"]["name"]
 
 
-def _with_workflows_volume(name: str) -> list[dict]:
-    """airflow.volumes as values.yaml has it, the workflows' entry naming ConfigMap ``name``."""
-    volumes = chart_values()["airflow"]["volumes"]
-    for volume in volumes:
-        if volume["name"] == "retailflow-openmetadata-workflows":
-            volume["configMap"]["name"] = name
-    return volumes
+WORKFLOWS_VOLUME = "retailflow-openmetadata-workflows"
 
 
 class TestRenamedWorkflows:
@@ -132,18 +127,19 @@ class TestRenamedWorkflows:
             render(values=self.RENAMED)
 
     def test_an_override_with_the_same_name_in_airflow_volumes_renders(self):
-        rendered = render(values=self.RENAMED | {"airflow": {"volumes": _with_workflows_volume("shop-workflows")}})
+        volumes = airflow_volumes_with(WORKFLOWS_VOLUME, "shop-workflows")
+        rendered = render(values=self.RENAMED | {"airflow": {"volumes": volumes}})
         assert "shop-workflows" in rendered.names("ConfigMap")
         assert "retailflow-openmetadata-workflows" not in rendered.names("ConfigMap")
 
     def test_the_jobs_own_workflows_may_be_mounted_as_the_readme_asks(self):
         render(values={"jobs": {"openmetadataIngestion": {"workflowsConfigMap": "my-workflows"}},
-                       "airflow": {"volumes": _with_workflows_volume("my-workflows")}})
+                       "airflow": {"volumes": airflow_volumes_with(WORKFLOWS_VOLUME, "my-workflows")}})
 
     def test_a_volume_naming_another_config_map_is_refused(self):
         with pytest.raises(RenderError, match='mounts ConfigMap "elsewhere", but the chart renders it as '
                                               '"retailflow-openmetadata-workflows"'):
-            render(values={"airflow": {"volumes": _with_workflows_volume("elsewhere")}})
+            render(values={"airflow": {"volumes": airflow_volumes_with(WORKFLOWS_VOLUME, "elsewhere")}})
 
 
 class TestTaskEnvironment:
