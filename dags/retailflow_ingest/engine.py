@@ -388,10 +388,14 @@ def run(
     snapshot: Snapshot | None = None
     # the objects alive before the sync (the modules: Arrow, psycopg, numpy, the caller's own) stay out
     # of the collector's full collections until it ends: a full collection walks every one of them
-    # while every thread waits for the GIL, and one fell inside most syncs (23-25 ms of an incremental
-    # sync's 0.14-0.25 s, 44 ms of a full load). Given back at the end, so nothing stays frozen in a
-    # long-lived caller (an Airflow worker): the collections after the sync see them again
-    gc.freeze()
+    # while every thread waits for the GIL, and one fell inside most syncs of a fresh process (23-25 ms
+    # in a 1% incremental tick of 0.14-0.25 s on 1.44M rows, 44 ms in a full load). Given back at the
+    # end, so nothing stays frozen in the caller (an Airflow task process calls run() twice). A caller
+    # that froze its own objects already (Airflow's LocalExecutor forks its workers with them frozen)
+    # keeps its freeze: gc.unfreeze() would give back all of them, not only the sync's
+    frozen_here = gc.get_freeze_count() == 0
+    if frozen_here:
+        gc.freeze()
     try:
         # discovering the source and reading the warehouse's state are independent: both at once
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="discover") as ahead:
@@ -512,7 +516,8 @@ def run(
             log.warning("%s", warning)
         result.seconds = time.monotonic() - started
     finally:
-        gc.unfreeze()
+        if frozen_here:
+            gc.unfreeze()
         if snapshot is not None:
             snapshot.close()
         for conn in [*opened, *warming.close()]:
