@@ -15,6 +15,7 @@ transaction; every reference is to a row loaded or read in it).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
@@ -576,9 +577,11 @@ class StopSignals:
         with status 130; a signal set to be ignored stays ignored."""
         self.stage = "settled"
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(signum) == self._handle:
-                    signal.signal(signum, signal.SIG_IGN)
+            ignored = [signum for signum in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(signum) == self._handle]
+            if ignored:
+                _drop_reports_of_late_signals(ignored)
+            for signum in ignored:
+                _ignore(signum)
 
     @contextmanager
     def cleaning_up(self):
@@ -717,11 +720,66 @@ def _sigint_ignored():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = _ignore(signal.SIGINT)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _libc_signal():
+    """The C library's `signal()`, or None where there is none to be had."""
+    try:
+        libc_signal = ctypes.CDLL(None, use_errno=True).signal
+    except (OSError, AttributeError):
+        return None
+    libc_signal.restype = ctypes.c_void_p
+    libc_signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    return libc_signal
+
+
+_LIBC_SIGNAL = _libc_signal()
+
+
+def _ignore(signum: int):
+    """`signal.signal(signum, signal.SIG_IGN)` without CPython's race; returns the previous handler.
+
+    `signal.signal` runs any Python handler already due, then asks the kernel to ignore the signal,
+    then records SIG_IGN as the handler. A signal that lands between its first two steps (microseconds,
+    or as long as the scheduler keeps the thread off a core) is caught by Python's C-level handler;
+    once the call returns, Python finds it due with SIG_IGN recorded and prints "OSError: Signal 2
+    ignored due to race condition" with a traceback. So a Ctrl-C just as a seed finished printed a
+    traceback under its summary. Here the kernel is told first, by the C library's own `signal()`,
+    while our handler is still the recorded one: `signal.signal` then runs the handler of a signal
+    that came before (ours does nothing once settled), and no later one reaches Python.
+
+    One case is left: the kernel may hand a signal to another thread of the process (numpy's OpenBLAS
+    thread) when the main thread already has one pending, and that thread's C-level handler can run
+    a moment after the kernel was told to ignore the signal. See `_drop_reports_of_late_signals`."""
+    if _LIBC_SIGNAL is not None:
+        _LIBC_SIGNAL(signum, int(signal.SIG_IGN))
+    return signal.signal(signum, signal.SIG_IGN)
+
+
+def _drop_reports_of_late_signals(signums) -> None:
+    """Once a seed is settled, drop CPython's report of a signal in `signums` that landed as it was
+    set to be ignored (`_ignore`'s one case left): the signal was ignored, which is what settling asks
+    for, and the report is a traceback on stderr under the seed's summary. Every other unraisable
+    exception goes to the hook in place before. The command line's own process only (`settle`)."""
+    if not _LATE_SIGNAL_REPORTS:  # the hook goes in once
+        previous = sys.unraisablehook
+
+        def hook(unraisable) -> None:
+            if (unraisable.exc_type is OSError and unraisable.object is None
+                    and str(unraisable.exc_value) in _LATE_SIGNAL_REPORTS):
+                return
+            previous(unraisable)
+
+        sys.unraisablehook = hook
+    _LATE_SIGNAL_REPORTS.update(f"Signal {int(signum)} ignored due to race condition" for signum in signums)
+
+
+_LATE_SIGNAL_REPORTS: set[str] = set()
 
 
 def _end_plain_seed(conn, target: MySQLTarget, session: int, before: dict[str, int] | None,
