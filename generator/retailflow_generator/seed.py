@@ -15,7 +15,6 @@ transaction; every reference is to a row loaded or read in it).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
@@ -579,9 +578,9 @@ class StopSignals:
         if threading.current_thread() is threading.main_thread():
             ignored = [signum for signum in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(signum) == self._handle]
             if ignored:
-                _drop_reports_of_late_signals(ignored)
+                _drop_reports_of_signals_ignored_as_they_came(ignored)
             for signum in ignored:
-                _ignore(signum)
+                signal.signal(signum, signal.SIG_IGN)
 
     @contextmanager
     def cleaning_up(self):
@@ -720,52 +719,25 @@ def _sigint_ignored():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = _ignore(signal.SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
-def _libc_signal():
-    """The C library's `signal()`, or None where there is none to be had."""
-    try:
-        libc_signal = ctypes.CDLL(None, use_errno=True).signal
-    except (OSError, AttributeError):
-        return None
-    libc_signal.restype = ctypes.c_void_p
-    libc_signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
-    return libc_signal
+def _drop_reports_of_signals_ignored_as_they_came(signums) -> None:
+    """Keep stderr quiet about a signal in `signums` that lands as `settle` sets it to be ignored.
 
-
-_LIBC_SIGNAL = _libc_signal()
-
-
-def _ignore(signum: int):
-    """`signal.signal(signum, signal.SIG_IGN)` without CPython's race; returns the previous handler.
-
-    `signal.signal` runs any Python handler already due, then asks the kernel to ignore the signal,
-    then records SIG_IGN as the handler. A signal that lands between its first two steps (microseconds,
-    or as long as the scheduler keeps the thread off a core) is caught by Python's C-level handler;
-    once the call returns, Python finds it due with SIG_IGN recorded and prints "OSError: Signal 2
-    ignored due to race condition" with a traceback. So a Ctrl-C just as a seed finished printed a
-    traceback under its summary. Here the kernel is told first, by the C library's own `signal()`,
-    while our handler is still the recorded one: `signal.signal` then runs the handler of a signal
-    that came before (ours does nothing once settled), and no later one reaches Python.
-
-    One case is left: the kernel may hand a signal to another thread of the process (numpy's OpenBLAS
-    thread) when the main thread already has one pending, and that thread's C-level handler can run
-    a moment after the kernel was told to ignore the signal. See `_drop_reports_of_late_signals`."""
-    if _LIBC_SIGNAL is not None:
-        _LIBC_SIGNAL(signum, int(signal.SIG_IGN))
-    return signal.signal(signum, signal.SIG_IGN)
-
-
-def _drop_reports_of_late_signals(signums) -> None:
-    """Once a seed is settled, drop CPython's report of a signal in `signums` that landed as it was
-    set to be ignored (`_ignore`'s one case left): the signal was ignored, which is what settling asks
-    for, and the report is a traceback on stderr under the seed's summary. Every other unraisable
-    exception goes to the hook in place before. The command line's own process only (`settle`)."""
+    `signal.signal(signum, SIG_IGN)` runs any Python handler already due, then asks the kernel to
+    ignore the signal, then records SIG_IGN. A signal caught by Python's C-level handler before the
+    kernel's switch but not yet run (it landed between the first two steps, or another thread of the
+    process, such as numpy's OpenBLAS thread, took it) is then found due with SIG_IGN recorded, and
+    CPython reports it as an unraisable "OSError: Signal 2 ignored due to race condition", printed
+    with a traceback. A Ctrl-C just as a seed finished printed that under its summary. The signal was
+    ignored, which is what settling asks for: this hook drops exactly that report, for exactly these
+    signals, and passes every other one to the hook in place before. It stays for the rest of the
+    process, which is the command line's own (`settle` changes handlers only there)."""
     if not _LATE_SIGNAL_REPORTS:  # the hook goes in once
         previous = sys.unraisablehook
 
