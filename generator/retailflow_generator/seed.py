@@ -730,14 +730,15 @@ def _drop_reports_of_signals_ignored_as_they_came(signums) -> None:
     """Keep stderr quiet about a signal in `signums` that lands as `settle` sets it to be ignored.
 
     `signal.signal(signum, SIG_IGN)` runs any Python handler already due, then asks the kernel to
-    ignore the signal, then records SIG_IGN. A signal caught by Python's C-level handler before the
+    ignore the signal, then records SIG_IGN. A signal caught by CPython's C-level handler before the
     kernel's switch but not yet run (it landed between the first two steps, or another thread of the
-    process, such as numpy's OpenBLAS thread, took it) is then found due with SIG_IGN recorded, and
-    CPython reports it as an unraisable "OSError: Signal 2 ignored due to race condition", printed
-    with a traceback. A Ctrl-C just as a seed finished printed that under its summary. The signal was
-    ignored, which is what settling asks for: this hook drops exactly that report, for exactly these
-    signals, and passes every other one to the hook in place before. It stays for the rest of the
-    process, which is the command line's own (`settle` changes handlers only there)."""
+    process took it) is then found due with SIG_IGN recorded, and CPython reports it as an unraisable
+    "OSError: Signal N ignored due to race condition" (N is 2 for SIGINT, 15 for SIGTERM), printed
+    with a traceback. So a Ctrl-C as a seed settled printed a traceback on stderr, from a seed that then
+    finished and exited 0. The signal was ignored, which is what settling asks for. From then on this
+    hook drops that report for these signals, and passes every other one to the hook in place before.
+    It stays for the rest of the process, which is the command line's own (`settle` changes handlers
+    only there) and changes these signals' handlers no more."""
     if not _LATE_SIGNAL_REPORTS:  # the hook goes in once
         previous = sys.unraisablehook
 
