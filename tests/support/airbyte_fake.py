@@ -398,6 +398,11 @@ class AirbyteFake:
         with self._lock:
             self._targeted.append([method, rel_prefix, status, times, detail])
 
+    def clear_failures(self) -> None:
+        """Forget the failures ``fail_on`` asked for that have not been answered yet."""
+        with self._lock:
+            self._targeted.clear()
+
     def reset_writes(self) -> None:
         with self._lock:
             self.writes.clear()

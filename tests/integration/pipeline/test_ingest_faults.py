@@ -320,12 +320,20 @@ def test_retention_leaves_a_running_sync_of_another_schema_sharing_the_prefix_al
 # --- 6. SIGINT and SIGTERM stop the engine ----------------------------------------------------------
 
 def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants; a thread or process that ends while the tree is read is left out."""
     pids, todo = [], [pid]
     while todo:
         p = todo.pop()
         pids.append(p)
-        for task in Path(f"/proc/{p}/task").iterdir():
-            todo += [int(c) for c in (task / "children").read_text().split()]
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for task in tasks:
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
     return pids
 
 
@@ -340,9 +348,15 @@ def test_signal_rolls_back_streams_in_flight_and_keeps_committed_ones(mysql_url,
             break
     # no password of either URL is on the command line of the engine or anything it started
     secrets = [unquote(urlsplit(u).password) for u in (mysql_url, warehouse_url)]
+    read = []
     for pid in process_tree(proc.pid):
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError):  # it has ended
+            continue
+        read.append(pid)
         assert not any(s in cmdline for s in secrets), f"a password is in the argv of process {pid}"
+    assert proc.pid in read, "the paused engine's own command line was read"
     os.kill(proc.pid, signum)
     out, _ = proc.communicate(timeout=60)
     out = "".join(seen) + out

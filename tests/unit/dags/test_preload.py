@@ -107,7 +107,9 @@ def test_a_task_supervisor_sees_its_process_exit_when_it_happens():
     without the scheduler's patch that came up to one select() timeout (1 s here) after it."""
     patched, exit_code, seconds = supervised_exit(patched=True)
     assert patched and exit_code == 0
-    assert seconds < 1.0, f"the exit was seen {seconds} s after the wait began (the process lived 0.2 s)"
+    # the process lived 0.2 s; without the patch the wait lasts 1.9 s or more, and a loaded machine may
+    # stall the check's own process for a fraction of a second
+    assert seconds < 1.5, f"the exit was seen {seconds} s after the wait began (the process lived 0.2 s)"
     # the same supervisor without the patch waits out its select() timeout: this check can fail
     unpatched, exit_code, seconds = supervised_exit(patched=False)
     assert not unpatched and exit_code == 0 and seconds >= 1.9
@@ -176,7 +178,7 @@ def test_the_trigger_runner_sends_an_event_when_its_trigger_fires():
     late. An event ends the sleep (or the next one, if fired during a turn); without one it lasts."""
     patched, during, after, quiet = runner_sleeps(patched=True)
     assert patched
-    assert during < 1.0 and after < 0.5, (during, after)
+    assert during < 1.5 and after < 1.5, (during, after)  # unpatched: 1.9 s or more (below)
     assert quiet >= 1.9
     # the same loop without the patch sleeps its full time whatever fires: this check can fail
     unpatched, during, after, quiet = runner_sleeps(patched=False)

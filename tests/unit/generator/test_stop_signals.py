@@ -19,13 +19,23 @@ from retailflow_generator.seed import StopSignals
 getsig = ctypes.pythonapi.PyOS_getsig
 getsig.restype, getsig.argtypes = ctypes.c_void_p, (ctypes.c_int,)
 stop = StopSignals().install()
-c_handler = ctypes.CFUNCTYPE(None, ctypes.c_int)(getsig(signal.SIGINT))  # CPython's, set by install()
+address = getsig(signal.SIGINT)  # CPython's C-level handler, set by install()
+assert signal.getsignal(signal.SIGINT) == stop._handle and address not in (None, 0, 1), "SIGINT is not handled"
+c_handler = ctypes.CFUNCTYPE(None, ctypes.c_int)(address)
 stop.settle()
 """
 
 
-def child(code: str, **popen) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", TRIP + code], capture_output=True, text=True, timeout=60, **popen)
+def child(code: str, ignoring=()) -> subprocess.CompletedProcess:
+    """Run ``TRIP`` then ``code`` in a Python process started with SIGINT and SIGTERM at their default
+    actions (a background job, as CI may run the suite, starts ignoring SIGINT, and install() keeps
+    that), but the signals in ``ignoring`` ignored."""
+    def start() -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN if signum in ignoring else signal.SIG_DFL)
+
+    return subprocess.run([sys.executable, "-c", TRIP + code], capture_output=True, text=True, timeout=60,
+                          preexec_fn=start)
 
 
 def test_a_signal_caught_as_a_seed_settles_prints_nothing():
@@ -48,7 +58,7 @@ class Closing:
         raise OSError("Signal 2 failed to close")
 
 Closing()
-""", preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+""", ignoring={signal.SIGTERM})
     assert done.returncode == 0, done.stderr
     assert "OSError: Signal 15 ignored due to race condition" in done.stderr
     assert "OSError: Signal 2 failed to close" in done.stderr

@@ -178,8 +178,17 @@ class TestWatch:
     def test_a_live_watch_sees_changes_made_while_it_is_open(self, kube: EmulatedKubernetesAPI) -> None:
         since = kube.request("GET", "/apis/retailflow.io/v1alpha1/retailpipelines").json()["metadata"]["resourceVersion"]
         result: list[dict[str, Any]] = []
-        watcher = threading.Thread(target=lambda: result.extend(
-            watch(kube, resourceVersion=since, timeoutSeconds="2")))
+
+        def two_events() -> None:  # read as they come, so that the watch may stay open long
+            with kube.request("GET", "/apis/retailflow.io/v1alpha1/retailpipelines", stream=True,
+                              params={"watch": "true", "timeoutSeconds": "30", "resourceVersion": since}) as resp:
+                for line in resp.iter_lines():
+                    if line:
+                        result.append(json.loads(line))
+                    if len(result) == 2:
+                        return
+
+        watcher = threading.Thread(target=two_events)
         watcher.start()
         deadline = time.monotonic() + 10  # subscribed: what follows arrives live, not replayed from the log
         while not kube.watching("retailpipelines"):
@@ -187,7 +196,7 @@ class TestWatch:
             time.sleep(0.01)
         kube.apply_rp(rp("live"))
         kube.patch_rp(NS, "live", {"spec": {"schedule": "@weekly"}})
-        watcher.join(timeout=10)
+        watcher.join(timeout=30)
         assert [(e["type"], e["object"]["spec"]["schedule"]) for e in result] == [
             ("ADDED", "0 * * * *"), ("MODIFIED", "@weekly")]
 
