@@ -130,7 +130,8 @@ def engine_full_load(mysql_url: str, wh_url: str, lake_dir: Path | None = None, 
     """One full load by the engine in a process of its own (URLs through the environment): its time as
     the engine reports it, the process's peak RSS, and the machine's CPU-seconds over the load
     (``cpu``: every process's work, the servers' included; ``stolen``: taken by the host; None without
-    ``/proc/stat``). With ``lake_dir`` it also writes the lake there.
+    ``/proc/stat``), and the seconds of the window that CPU was read over (``cpu_window_seconds``: the
+    engine's own ``seconds`` plus its start and clean-up). With ``lake_dir`` it also writes the lake there.
     ``indexes=False``: the engine's index builds are replaced by nothing in that process (a measurement
     of what they cost, not a mode of the engine); into an empty ``schema``, where the load creates its
     tables (a swap would rename their indexes)."""
@@ -240,7 +241,7 @@ def measure(args, mysql_url: str, wh_url: str, tmp: Path) -> int:
         if pipe_cpu and engine_runs[-1]["cpu"] is not None:
             piped, loaded = pipe_cpu[-1], engine_runs[-1]
             print(f"  the machine's CPU-seconds: raw pipe {piped.work:.2f} ({use(piped.work, pipe_times[-1]):.0%} of"
-                  f" {cores()} cores), engine {loaded['cpu']:.2f} ({use(loaded['cpu'], loaded['seconds']):.0%}),"
+                  f" {cores()} cores), engine {loaded['cpu']:.2f} ({use(loaded['cpu'], loaded['cpu_window_seconds']):.0%}),"
                   f" engine over pipe {loaded['cpu'] / piped.work:.3f}; stolen by the host {piped.stolen:.2f} and"
                   f" {loaded['stolen']:.2f}", flush=True)
     with psycopg.connect(wh_url, autocommit=True) as pg:

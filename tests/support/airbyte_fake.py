@@ -87,7 +87,8 @@ Not emulated: connector checks, real syncs (no data moves), OAuth, definitions, 
 permissions, tags endpoints, secret persistence (``secretId``), rate limits, Keycloak.
 
 Test controls: ``fail_next(n, status)`` makes the next n calls (token call included) answer ``status``;
-``fail_on(method, path_prefix, status, times)`` fails matching calls only; ``down = True`` makes every call answer 503; ``writes`` records ``(method, path)`` of every
+``fail_on(method, path_prefix, status, times)`` fails matching calls only (``clear_failures()`` forgets
+those not yet answered); ``down = True`` makes every call answer 503; ``writes`` records ``(method, path)`` of every
 POST/PATCH/PUT/DELETE except the token call; ``between_pages`` (a callable, or None) runs after every
 list page is served, to write concurrently; ``token_ttl_s`` shortens token life; ``live(kind)`` gives
 the resources a list without ``includeDeleted`` shows.

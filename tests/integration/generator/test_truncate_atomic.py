@@ -116,8 +116,8 @@ class StderrLines:
 
 
 #: how long "at once" may take on a machine that also runs other suites: the seed's main thread must get
-#: a core and the GIL from its loader thread, then this test's reader a core; the rollback it announces
-#: takes seconds, and a held clean-up never ends
+#: a core and the GIL from its loader thread, then this test's reader a core. Where the clean-up is held
+#: (it never ends until released), a line within it can only have come before the clean-up ended
 AT_ONCE = 5.0
 STOPPING = ("retailflow-generator seed: stopping: waiting for the server to roll back the unfinished load into the"
             " <table>__new tables, then dropping them; the previous data stays ({} leaves at once)\n")

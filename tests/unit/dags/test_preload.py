@@ -104,7 +104,7 @@ def test_a_supervisor_whose_process_was_reaped_elsewhere_keeps_its_pace():
 
 def test_a_task_supervisor_sees_its_process_exit_when_it_happens():
     """A task reported skipped or failed ends in Airflow when its supervisor has seen the process exit;
-    without the scheduler's patch that came up to one select() timeout (1 s here) after it."""
+    without the scheduler's patch that came up to one select() timeout (2 s here) after it."""
     patched, exit_code, seconds = supervised_exit(patched=True)
     assert patched and exit_code == 0
     # the process lived 0.2 s; without the patch the wait lasts 1.9 s or more, and a loaded machine may

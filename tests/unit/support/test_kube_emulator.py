@@ -179,16 +179,16 @@ class TestWatch:
         since = kube.request("GET", "/apis/retailflow.io/v1alpha1/retailpipelines").json()["metadata"]["resourceVersion"]
         result: list[dict[str, Any]] = []
 
-        def two_events() -> None:  # read as they come, so that the watch may stay open long
+        def until_the_end() -> None:  # read as they come, up to the last change's event
             with kube.request("GET", "/apis/retailflow.io/v1alpha1/retailpipelines", stream=True,
                               params={"watch": "true", "timeoutSeconds": "30", "resourceVersion": since}) as resp:
                 for line in resp.iter_lines():
                     if line:
                         result.append(json.loads(line))
-                    if len(result) == 2:
-                        return
+                        if result[-1]["object"]["metadata"]["name"] == "end":
+                            return
 
-        watcher = threading.Thread(target=two_events)
+        watcher = threading.Thread(target=until_the_end)
         watcher.start()
         deadline = time.monotonic() + 10  # subscribed: what follows arrives live, not replayed from the log
         while not kube.watching("retailpipelines"):
@@ -196,9 +196,10 @@ class TestWatch:
             time.sleep(0.01)
         kube.apply_rp(rp("live"))
         kube.patch_rp(NS, "live", {"spec": {"schedule": "@weekly"}})
+        kube.apply_rp(rp("end"))  # whatever came between is in the list too
         watcher.join(timeout=30)
-        assert [(e["type"], e["object"]["spec"]["schedule"]) for e in result] == [
-            ("ADDED", "0 * * * *"), ("MODIFIED", "@weekly")]
+        assert [(e["type"], e["object"]["metadata"]["name"], e["object"]["spec"]["schedule"]) for e in result] == [
+            ("ADDED", "live", "0 * * * *"), ("MODIFIED", "live", "@weekly"), ("ADDED", "end", "0 * * * *")]
 
     def test_watch_in_a_namespace_and_by_label(self, kube: EmulatedKubernetesAPI) -> None:
         kube.apply_rp({"metadata": {"name": "a", "namespace": NS, "labels": {"tier": "gold"}}, "spec": {}})
