@@ -129,7 +129,8 @@ def test_the_country_filter_leaves_the_overall_top_10_pie_alone():
     """The pie shows the overall top 10 by country (revenue_rank <= 10): filtered by a country it
     would keep only that country's share of the overall top 10, one slice or none, while the table
     and the bar show that country's own top 10. So the Country filter scopes every chart but it."""
-    (dashboard,) = [d for d in dashboards.bundle_assets(BUNDLE)["dashboards"] if d["slug"] == "top-customers"]
+    assets = dashboards.bundle_assets(BUNDLE)
+    (dashboard,) = [d for d in assets["dashboards"] if d["slug"] == "top-customers"]
     chart_ids = {item["meta"]["sliceName"]: item["meta"]["chartId"]
                  for item in dashboard["position"].values() if isinstance(item, dict) and item.get("type") == "CHART"}
     assert set(chart_ids) == {"Top 10 customers", "Top 10 customers by lifetime revenue", "Top 10 customers by country"}
@@ -139,5 +140,5 @@ def test_the_country_filter_leaves_the_overall_top_10_pie_alone():
     assert "chartsInScope" not in country or chart_ids["Top 10 customers by country"] not in country["chartsInScope"]
     assert {name for name, chart_id in chart_ids.items() if chart_id not in excluded} == {
         "Top 10 customers", "Top 10 customers by lifetime revenue"}
-    (pie,) = [c for c in dashboards.bundle_assets(BUNDLE)["charts"] if c["slice_name"] == "Top 10 customers by country"]
+    (pie,) = [c for c in assets["charts"] if c["slice_name"] == "Top 10 customers by country"]
     assert {"subject": "revenue_rank", "operator": "<=", "comparator": "10"}.items() <= pie["params"]["adhoc_filters"][0].items()
